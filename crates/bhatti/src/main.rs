@@ -1,0 +1,2 @@
+//! bhatti — CLI and daemon.
+fn main() {}

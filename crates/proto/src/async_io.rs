@@ -1,0 +1,60 @@
+//! Async codec over tokio's `AsyncRead`/`AsyncWrite`; same rules as
+//! [`crate::sync_io`], taken from [`crate::frame`].
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::frame::{self, Frame, FrameError, FrameType, HEADER_LEN};
+
+/// Writes one frame with a single `write_all` of one buffer.
+pub async fn write_frame<W: AsyncWrite + Unpin + ?Sized>(
+    w: &mut W,
+    kind: FrameType,
+    payload: &[u8],
+) -> Result<(), FrameError> {
+    let buf = frame::encode(kind, payload)?;
+    w.write_all(&buf).await?;
+    Ok(())
+}
+
+/// Reads one frame. `Ok(None)` is a clean end of stream (no byte at all);
+/// a stream that ends inside a frame is [`FrameError::Truncated`].
+///
+/// Cancel safety: not cancel safe (a cancelled read may have consumed part
+/// of a frame). Callers that race reads against other events should run the
+/// reader in its own task and pass frames over a channel.
+pub async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
+    r: &mut R,
+) -> Result<Option<Frame>, FrameError> {
+    let mut header = [0u8; HEADER_LEN];
+    let got = read_full(r, &mut header).await?;
+    if got == 0 {
+        return Ok(None);
+    }
+    if got < HEADER_LEN {
+        return Err(FrameError::Truncated {
+            got,
+            want: HEADER_LEN,
+        });
+    }
+    let (kind, len) = frame::parse_header(&header)?;
+    let mut payload = vec![0u8; len];
+    let got = read_full(r, &mut payload).await?;
+    if got < len {
+        return Err(FrameError::Truncated { got, want: len });
+    }
+    Ok(Some(Frame { kind, payload }))
+}
+
+async fn read_full<R: AsyncRead + Unpin + ?Sized>(
+    r: &mut R,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]).await? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}

@@ -1,0 +1,268 @@
+//! Frames: `[u32 BE length][u8 type][payload]`, where `length` counts the
+//! type byte and the payload but not itself.
+//!
+//! Every rule about the bytes lives here; the sync and async codecs call
+//! [`encode`] and [`parse_header`] and never re-implement them.
+
+use std::fmt;
+
+/// Largest allowed value of the length field (type byte + payload).
+pub const MAX_FRAME_LEN: u32 = 1_048_576;
+/// Largest payload a frame can carry.
+pub const MAX_PAYLOAD_LEN: usize = MAX_FRAME_LEN as usize - 1;
+/// Bytes before the payload: 4 length bytes and the type byte.
+pub const HEADER_LEN: usize = 5;
+
+/// A frame type byte. A newtype rather than an enum so that unknown types
+/// survive decoding and can be skipped (forward compatibility).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FrameType(pub u8);
+
+impl FrameType {
+    pub const STDIN: Self = Self(0x01);
+    pub const STDOUT: Self = Self(0x02);
+    pub const STDERR: Self = Self(0x03);
+    pub const RESIZE: Self = Self(0x04);
+    pub const EXIT: Self = Self(0x05);
+    pub const ERROR: Self = Self(0x06);
+    pub const KILL: Self = Self(0x07);
+    pub const EXEC_REQ: Self = Self(0x10);
+    pub const AUTH: Self = Self(0x11);
+    pub const FWD_REQ: Self = Self(0x20);
+    pub const FWD_RESP: Self = Self(0x21);
+    pub const EXEC_LIST_REQ: Self = Self(0x30);
+    pub const EXEC_LIST_RESP: Self = Self(0x31);
+    pub const EXEC_KILL: Self = Self(0x32);
+    pub const SESSION_INFO: Self = Self(0x33);
+    pub const ACTIVITY_REQ: Self = Self(0x40);
+    pub const ACTIVITY_RESP: Self = Self(0x41);
+    pub const FILE_READ_REQ: Self = Self(0x50);
+    pub const FILE_READ_RESP: Self = Self(0x51);
+    pub const FILE_WRITE_REQ: Self = Self(0x52);
+    pub const FILE_WRITE_RESP: Self = Self(0x53);
+    pub const FILE_STAT_REQ: Self = Self(0x54);
+    pub const FILE_STAT_RESP: Self = Self(0x55);
+    pub const FILE_LS_REQ: Self = Self(0x56);
+    pub const FILE_LS_RESP: Self = Self(0x57);
+
+    /// Every frame type PROTOCOL.md defines, in table order.
+    pub const ALL: [Self; 25] = [
+        Self::STDIN,
+        Self::STDOUT,
+        Self::STDERR,
+        Self::RESIZE,
+        Self::EXIT,
+        Self::ERROR,
+        Self::KILL,
+        Self::EXEC_REQ,
+        Self::AUTH,
+        Self::FWD_REQ,
+        Self::FWD_RESP,
+        Self::EXEC_LIST_REQ,
+        Self::EXEC_LIST_RESP,
+        Self::EXEC_KILL,
+        Self::SESSION_INFO,
+        Self::ACTIVITY_REQ,
+        Self::ACTIVITY_RESP,
+        Self::FILE_READ_REQ,
+        Self::FILE_READ_RESP,
+        Self::FILE_WRITE_REQ,
+        Self::FILE_WRITE_RESP,
+        Self::FILE_STAT_REQ,
+        Self::FILE_STAT_RESP,
+        Self::FILE_LS_REQ,
+        Self::FILE_LS_RESP,
+    ];
+
+    /// The protocol name of a known type, `None` for unknown bytes.
+    pub fn name(self) -> Option<&'static str> {
+        Some(match self {
+            Self::STDIN => "STDIN",
+            Self::STDOUT => "STDOUT",
+            Self::STDERR => "STDERR",
+            Self::RESIZE => "RESIZE",
+            Self::EXIT => "EXIT",
+            Self::ERROR => "ERROR",
+            Self::KILL => "KILL",
+            Self::EXEC_REQ => "EXEC_REQ",
+            Self::AUTH => "AUTH",
+            Self::FWD_REQ => "FWD_REQ",
+            Self::FWD_RESP => "FWD_RESP",
+            Self::EXEC_LIST_REQ => "EXEC_LIST_REQ",
+            Self::EXEC_LIST_RESP => "EXEC_LIST_RESP",
+            Self::EXEC_KILL => "EXEC_KILL",
+            Self::SESSION_INFO => "SESSION_INFO",
+            Self::ACTIVITY_REQ => "ACTIVITY_REQ",
+            Self::ACTIVITY_RESP => "ACTIVITY_RESP",
+            Self::FILE_READ_REQ => "FILE_READ_REQ",
+            Self::FILE_READ_RESP => "FILE_READ_RESP",
+            Self::FILE_WRITE_REQ => "FILE_WRITE_REQ",
+            Self::FILE_WRITE_RESP => "FILE_WRITE_RESP",
+            Self::FILE_STAT_REQ => "FILE_STAT_REQ",
+            Self::FILE_STAT_RESP => "FILE_STAT_RESP",
+            Self::FILE_LS_REQ => "FILE_LS_REQ",
+            Self::FILE_LS_RESP => "FILE_LS_RESP",
+            _ => return None,
+        })
+    }
+
+    /// Whether PROTOCOL.md defines this type.
+    pub fn is_known(self) -> bool {
+        self.name().is_some()
+    }
+}
+
+impl fmt::Debug for FrameType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(n) => write!(f, "{n}"),
+            None => write!(f, "0x{:02x}", self.0),
+        }
+    }
+}
+
+impl fmt::Display for FrameType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// One decoded frame.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub kind: FrameType,
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    pub fn new(kind: FrameType, payload: impl Into<Vec<u8>>) -> Self {
+        Self {
+            kind,
+            payload: payload.into(),
+        }
+    }
+
+    /// The payload as text (lossy), for ERROR frames and logs.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.payload).into_owned()
+    }
+}
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Frame")
+            .field("kind", &self.kind)
+            .field("len", &self.payload.len())
+            .finish()
+    }
+}
+
+/// Why a frame could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame payload of {0} bytes exceeds the maximum of {MAX_PAYLOAD_LEN}")]
+    PayloadTooLarge(usize),
+    #[error("frame length {0} exceeds the maximum of {MAX_FRAME_LEN}")]
+    LengthTooLarge(u32),
+    #[error("frame length 0 is invalid (the type byte counts)")]
+    ZeroLength,
+    #[error("unexpected end of stream inside a frame ({got} of {want} bytes)")]
+    Truncated { got: usize, want: usize },
+    #[error("frame I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Builds a whole frame (header and payload) in one buffer, so that it can
+/// be written with one write call.
+pub fn encode(kind: FrameType, payload: &[u8]) -> Result<Vec<u8>, FrameError> {
+    let len = frame_len(payload.len())?;
+    let mut buf = Vec::with_capacity(HEADER_LEN + payload.len());
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.push(kind.0);
+    buf.extend_from_slice(payload);
+    Ok(buf)
+}
+
+/// Appends a whole frame to `buf` (for batching several frames in one write).
+pub fn encode_into(buf: &mut Vec<u8>, kind: FrameType, payload: &[u8]) -> Result<(), FrameError> {
+    let len = frame_len(payload.len())?;
+    buf.reserve(HEADER_LEN + payload.len());
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.push(kind.0);
+    buf.extend_from_slice(payload);
+    Ok(())
+}
+
+fn frame_len(payload_len: usize) -> Result<u32, FrameError> {
+    if payload_len > MAX_PAYLOAD_LEN {
+        return Err(FrameError::PayloadTooLarge(payload_len));
+    }
+    // Cannot overflow: payload_len <= MAX_PAYLOAD_LEN < u32::MAX.
+    Ok(payload_len as u32 + 1)
+}
+
+/// Validates a header and returns the frame type and the payload length.
+pub fn parse_header(header: &[u8; HEADER_LEN]) -> Result<(FrameType, usize), FrameError> {
+    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+    if len == 0 {
+        return Err(FrameError::ZeroLength);
+    }
+    if len > MAX_FRAME_LEN {
+        return Err(FrameError::LengthTooLarge(len));
+    }
+    Ok((FrameType(header[4]), len as usize - 1))
+}
+
+/// A frame found at the start of a buffer by [`try_parse`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parsed {
+    pub kind: FrameType,
+    /// Offset of the payload in the buffer (always [`HEADER_LEN`]).
+    pub payload_start: usize,
+    /// Length of the payload.
+    pub payload_len: usize,
+    /// Bytes the whole frame occupies (`4 + length`); the next frame starts here.
+    pub total_len: usize,
+}
+
+/// Outcome of [`try_parse`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum ParseResult {
+    /// A whole frame is at the start of the buffer.
+    Ok(Parsed),
+    /// More bytes are needed (fewer than a header, or fewer than the frame).
+    Incomplete,
+    /// The header can never become valid (zero or oversized length).
+    Invalid(&'static str),
+}
+
+/// Looks for one whole frame at the start of `buf` without consuming it.
+/// Trailing bytes after the frame are left for the next call.
+pub fn try_parse(buf: &[u8]) -> ParseResult {
+    let Some(header) = buf.first_chunk::<HEADER_LEN>() else {
+        return ParseResult::Incomplete;
+    };
+    match parse_header(header) {
+        Err(FrameError::ZeroLength) => ParseResult::Invalid("zero length"),
+        Err(_) => ParseResult::Invalid("length over maximum"),
+        Ok((kind, payload_len)) => {
+            let total_len = HEADER_LEN + payload_len;
+            if buf.len() < total_len {
+                return ParseResult::Incomplete;
+            }
+            ParseResult::Ok(Parsed {
+                kind,
+                payload_start: HEADER_LEN,
+                payload_len,
+                total_len,
+            })
+        }
+    }
+}
+
+impl ParseResult {
+    /// True only when a whole frame was found.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Self::Ok(_))
+    }
+}

@@ -1,0 +1,29 @@
+//! The wire protocol between the host (daemon, agent client) and `lohar`,
+//! the agent inside every sandbox. `../shared/PROTOCOL.md` is the contract;
+//! this crate is its only implementation in the project.
+//!
+//! Layout:
+//! - [`frame`]: frame types, limits, header rules, [`frame::encode`] and
+//!   [`frame::try_parse`] — the single implementation of the byte rules.
+//! - [`sync_io`]: blocking codec over `std::io::{Read, Write}`.
+//! - [`async_io`] (feature `tokio`): async codec over tokio's I/O traits.
+//! - [`messages`]: the JSON payloads with their exact field names, and the
+//!   binary RESIZE/EXIT payload helpers.
+//! - [`config`]: `config.json` on the sandbox's config drive.
+//!
+//! Both codecs only move bytes; every rule (maximum length, zero length,
+//! header layout) lives in [`frame`], so they cannot disagree.
+
+#[cfg(feature = "tokio")]
+pub mod async_io;
+pub mod config;
+pub mod frame;
+pub mod messages;
+pub mod sync_io;
+
+pub use frame::{Frame, FrameError, FrameType, HEADER_LEN, MAX_FRAME_LEN, MAX_PAYLOAD_LEN};
+
+/// TCP/vsock port of the agent's control listener.
+pub const CONTROL_PORT: u16 = 1024;
+/// TCP/vsock port of the agent's forward (tunnel) listener.
+pub const FORWARD_PORT: u16 = 1025;

@@ -1,0 +1,56 @@
+//! Blocking codec over `std::io::{Read, Write}`.
+//!
+//! `write_frame` issues one `write_all` of a buffer that holds the whole
+//! frame, so writers sharing a socket cannot interleave header and payload.
+
+use std::io::{ErrorKind, Read, Write};
+
+use crate::frame::{self, Frame, FrameError, FrameType, HEADER_LEN};
+
+/// Writes one frame with a single `write_all` call.
+pub fn write_frame<W: Write + ?Sized>(
+    w: &mut W,
+    kind: FrameType,
+    payload: &[u8],
+) -> Result<(), FrameError> {
+    let buf = frame::encode(kind, payload)?;
+    w.write_all(&buf)?;
+    Ok(())
+}
+
+/// Reads one frame. `Ok(None)` is a clean end of stream (no byte at all);
+/// a stream that ends inside a frame is [`FrameError::Truncated`].
+pub fn read_frame<R: Read + ?Sized>(r: &mut R) -> Result<Option<Frame>, FrameError> {
+    let mut header = [0u8; HEADER_LEN];
+    let got = read_full(r, &mut header)?;
+    if got == 0 {
+        return Ok(None);
+    }
+    if got < HEADER_LEN {
+        return Err(FrameError::Truncated {
+            got,
+            want: HEADER_LEN,
+        });
+    }
+    let (kind, len) = frame::parse_header(&header)?;
+    let mut payload = vec![0u8; len];
+    let got = read_full(r, &mut payload)?;
+    if got < len {
+        return Err(FrameError::Truncated { got, want: len });
+    }
+    Ok(Some(Frame { kind, payload }))
+}
+
+/// Reads until `buf` is full or the stream ends; returns the bytes read.
+fn read_full<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}

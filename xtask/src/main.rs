@@ -1,0 +1,2 @@
+//! xtask — builds guest images and runs the test tiers.
+fn main() {}
