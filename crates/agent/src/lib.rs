@@ -1,3 +1,100 @@
-//! Host-side client of the lohar guest agent
+//! Host-side client of the lohar guest agent.
 //!
-//! Filled in by later work; see `../shared/DESIGN.md` (layers).
+//! [`Client`] speaks the frame protocol of `../shared/PROTOCOL.md` over any
+//! [`Connector`] (Unix sockets for lohar's test mode, TCP; the engine adds
+//! its own). It is cheap to clone and holds no connection: every operation
+//! opens one connection (one request per connection, as the protocol says),
+//! starting with AUTH when the client has a token.
+//!
+//! Operation families, one module each:
+//! - [`exec`]: buffered and streaming piped exec;
+//! - [`session`]: TTY sessions (shell, attach, list, kill);
+//! - [`files`]: read (streaming, cancellable), write (streamed), stat, ls;
+//! - [`forward`]: raw tunnels to guest TCP ports;
+//! - [`activity`]: activity info and wait-until-ready.
+//!
+//! Shared pieces: [`connector`] (transports), [`conn`] (one connection,
+//! the event reader task, the stdin writer), [`error`] (the error type).
+//!
+//! Unknown frame types are skipped everywhere (forward compatibility).
+//! Streaming handles own their halves of the connection; nothing holds a
+//! lock across a network await.
+
+pub mod activity;
+pub mod conn;
+pub mod connector;
+pub mod error;
+pub mod exec;
+pub mod files;
+pub mod forward;
+pub mod session;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bhatti_proto::FrameType;
+
+pub use bhatti_proto::messages::{ActivityInfo, ExecRequest, FileInfo, SessionInfo};
+pub use conn::{Event, Events, Input};
+pub use connector::{AgentStream, BoxStream, Connector, TcpConnector, UnixConnector};
+pub use error::{Error, Result};
+pub use exec::{ExecOptions, ExecResult, ExecStream};
+pub use files::{FileReader, ReadOptions};
+pub use session::{Session, ShellOptions};
+
+use conn::Conn;
+
+/// A client of one agent. Clones share the connector and the token.
+#[derive(Clone)]
+pub struct Client {
+    connector: Arc<dyn Connector>,
+    token: Option<Arc<[u8]>>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("connector", &self.connector)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+impl Client {
+    /// A client over any connector, without a token.
+    pub fn new(connector: impl Connector + 'static) -> Self {
+        Self::from_arc(Arc::new(connector))
+    }
+
+    /// A client over a shared connector, without a token.
+    pub fn from_arc(connector: Arc<dyn Connector>) -> Self {
+        Self {
+            connector,
+            token: None,
+        }
+    }
+
+    /// A client of lohar in test mode (control and forward Unix sockets).
+    pub fn unix(control: impl Into<PathBuf>, forward: impl Into<PathBuf>) -> Self {
+        Self::new(UnixConnector::new(control, forward))
+    }
+
+    /// A client of an agent listening on TCP at `ip`.
+    pub fn tcp(ip: IpAddr) -> Self {
+        Self::new(TcpConnector::new(ip))
+    }
+
+    /// Sends `token` as AUTH at the start of every connection.
+    pub fn with_token(mut self, token: impl AsRef<[u8]>) -> Self {
+        self.token = Some(Arc::from(token.as_ref()));
+        self
+    }
+
+    /// Connects to `port` and sends AUTH (if any) and the request frame.
+    async fn open(&self, port: u16, kind: FrameType, payload: &[u8]) -> Result<Conn> {
+        let stream = self.connector.connect(port).await?;
+        Conn::start(stream, self.token.as_deref(), kind, payload).await
+    }
+}

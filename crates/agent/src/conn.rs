@@ -1,0 +1,266 @@
+//! One agent connection: opening it (with AUTH when the client has a token),
+//! receiving frames (unknown types skipped), the stdin/KILL/RESIZE writer
+//! half of streaming operations and the reader task that turns frames into
+//! [`Event`]s.
+//!
+//! Concurrency: streaming operations split the stream with
+//! `tokio::io::split`. The read half moves into one spawned reader task that
+//! sends events over a bounded channel (so a slow consumer applies
+//! backpressure to the agent); the write half is owned by an [`Input`] and
+//! used through `&mut self`, so no lock is ever held across a network await.
+//! Dropping the [`Events`] aborts the reader task; once both halves are
+//! dropped the socket closes.
+
+use bhatti_proto::frame::{self, Frame, FrameType};
+use bhatti_proto::messages::{self, encode_resize};
+use bhatti_proto::{MAX_PAYLOAD_LEN, async_io};
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::connector::BoxStream;
+use crate::error::{Error, Result};
+
+/// Frames queued between the reader task and the consumer.
+const EVENT_QUEUE: usize = 32;
+
+/// An open connection whose request has been sent.
+pub(crate) struct Conn {
+    pub(crate) stream: BoxStream,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Conn")
+    }
+}
+
+impl Conn {
+    /// Sends AUTH (when `token` is set) and the request in one write.
+    pub(crate) async fn start(
+        mut stream: BoxStream,
+        token: Option<&[u8]>,
+        kind: FrameType,
+        payload: &[u8],
+    ) -> Result<Self> {
+        let mut buf = Vec::with_capacity(frame::HEADER_LEN * 2 + payload.len() + 64);
+        if let Some(t) = token {
+            frame::encode_into(&mut buf, FrameType::AUTH, t)?;
+        }
+        frame::encode_into(&mut buf, kind, payload)?;
+        stream.write_all(&buf).await?;
+        Ok(Self { stream })
+    }
+
+    /// The next frame of a known type; unknown types are skipped. The end
+    /// of the stream is [`Error::Closed`] (`during` names the operation).
+    pub(crate) async fn recv(&mut self, during: &'static str) -> Result<Frame> {
+        recv_known(&mut self.stream, during).await
+    }
+
+    /// The next frame, which must be `kind`; an ERROR frame becomes
+    /// [`Error::Agent`] (or [`Error::AuthRefused`]).
+    pub(crate) async fn expect(&mut self, kind: FrameType, during: &'static str) -> Result<Frame> {
+        let f = self.recv(during).await?;
+        check_kind(f, kind)
+    }
+}
+
+/// Reads frames until one of a known type arrives.
+pub(crate) async fn recv_known<R>(r: &mut R, during: &'static str) -> Result<Frame>
+where
+    R: tokio::io::AsyncRead + Unpin + ?Sized,
+{
+    loop {
+        match async_io::read_frame(r).await? {
+            None => return Err(Error::Closed(during)),
+            Some(f) if f.kind.is_known() => return Ok(f),
+            Some(_) => continue,
+        }
+    }
+}
+
+/// `Ok(f)` when `f` is of type `kind`; the agent's error or a protocol
+/// violation otherwise.
+pub(crate) fn check_kind(f: Frame, kind: FrameType) -> Result<Frame> {
+    if f.kind == kind {
+        Ok(f)
+    } else {
+        Err(unexpected(f))
+    }
+}
+
+/// The error for a frame the operation did not expect: an ERROR frame is
+/// the agent's answer, anything else a protocol violation.
+pub(crate) fn unexpected(f: Frame) -> Error {
+    if f.kind == FrameType::ERROR {
+        Error::from_agent(f.text())
+    } else {
+        Error::Protocol(format!("unexpected {} frame", f.kind))
+    }
+}
+
+/// What a streaming operation (piped exec or TTY session) reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Output on stdout (for a TTY session: the terminal's output,
+    /// including the scrollback replayed on attach).
+    Stdout(Vec<u8>),
+    /// Output on stderr (piped exec only).
+    Stderr(Vec<u8>),
+    /// The process exited (signal death is 128 + signal); for a session it
+    /// also means this client was displaced by another attach.
+    Exit(i32),
+    /// The agent reported an error; nothing follows.
+    Error(String),
+}
+
+/// The host → agent half of a streaming operation.
+pub struct Input {
+    w: WriteHalf<BoxStream>,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Input")
+    }
+}
+
+impl Input {
+    /// Sends `data` to the process's stdin (split into frames as needed).
+    pub async fn write_stdin(&mut self, data: &[u8]) -> Result<()> {
+        for chunk in data.chunks(MAX_PAYLOAD_LEN) {
+            self.send(FrameType::STDIN, chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// Half-closes the connection, which closes the process's stdin. The
+    /// protocol has no other way to signal end of input, so nothing (not
+    /// even [`Input::kill`] or [`Input::resize`]) can be sent afterwards.
+    pub async fn close_stdin(&mut self) -> Result<()> {
+        self.w.shutdown().await?;
+        Ok(())
+    }
+
+    /// Sends KILL: SIGKILL to a piped exec's process group, SIGTERM to a
+    /// TTY session's process group.
+    pub async fn kill(&mut self) -> Result<()> {
+        self.send(FrameType::KILL, &[]).await
+    }
+
+    /// Sets a TTY session's window size (ignored by piped execs).
+    pub async fn resize(&mut self, rows: u16, cols: u16) -> Result<()> {
+        self.send(FrameType::RESIZE, &encode_resize(rows, cols))
+            .await
+    }
+
+    async fn send(&mut self, kind: FrameType, payload: &[u8]) -> Result<()> {
+        self.buf.clear();
+        frame::encode_into(&mut self.buf, kind, payload)?;
+        self.w.write_all(&self.buf).await?;
+        Ok(())
+    }
+}
+
+/// The agent → host half of a streaming operation: events in arrival order.
+#[derive(Debug)]
+pub struct Events {
+    rx: mpsc::Receiver<Result<Event>>,
+    task: JoinHandle<()>,
+    done: bool,
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Events {
+    /// The next event; `Ok(None)` after [`Event::Exit`] or [`Event::Error`].
+    /// A connection that ends before either is [`Error::Closed`].
+    ///
+    /// Cancel safe: events come from a channel filled by the reader task.
+    pub async fn next(&mut self) -> Result<Option<Event>> {
+        if self.done {
+            return Ok(None);
+        }
+        match self.rx.recv().await {
+            Some(Ok(ev)) => {
+                if matches!(ev, Event::Exit(_) | Event::Error(_)) {
+                    self.done = true;
+                }
+                Ok(Some(ev))
+            }
+            Some(Err(e)) => {
+                self.done = true;
+                Err(e)
+            }
+            None => {
+                self.done = true;
+                Err(Error::Closed("a streaming operation"))
+            }
+        }
+    }
+
+    /// Discards output until the exit code arrives; an ERROR frame becomes
+    /// [`Error::Agent`].
+    pub async fn wait(&mut self) -> Result<i32> {
+        loop {
+            match self.next().await? {
+                Some(Event::Exit(code)) => return Ok(code),
+                Some(Event::Error(msg)) => return Err(Error::from_agent(msg)),
+                Some(_) => {}
+                None => return Err(Error::Closed("a streaming operation")),
+            }
+        }
+    }
+}
+
+/// Splits a started connection into its [`Input`] and [`Events`] halves.
+pub(crate) fn split_stream(stream: BoxStream) -> (Input, Events) {
+    let (r, w) = tokio::io::split(stream);
+    let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+    let task = tokio::spawn(read_events(r, tx));
+    (
+        Input { w, buf: Vec::new() },
+        Events {
+            rx,
+            task,
+            done: false,
+        },
+    )
+}
+
+/// The reader task: frames → events until EXIT, ERROR, EOF or an error.
+async fn read_events(mut r: ReadHalf<BoxStream>, tx: mpsc::Sender<Result<Event>>) {
+    loop {
+        let ev = match async_io::read_frame(&mut r).await {
+            Ok(None) => return,
+            Ok(Some(f)) => match frame_to_event(f) {
+                Ok(Some(ev)) => Ok(ev),
+                Ok(None) => continue,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e.into()),
+        };
+        let last = !matches!(ev, Ok(Event::Stdout(_) | Event::Stderr(_)));
+        if tx.send(ev).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+/// Maps one frame to an event; `Ok(None)` for unknown (skipped) types.
+fn frame_to_event(f: Frame) -> Result<Option<Event>> {
+    Ok(Some(match f.kind {
+        FrameType::STDOUT => Event::Stdout(f.payload),
+        FrameType::STDERR => Event::Stderr(f.payload),
+        FrameType::EXIT => Event::Exit(messages::parse_exit(&f.payload)?),
+        FrameType::ERROR => Event::Error(f.text()),
+        k if !k.is_known() => return Ok(None),
+        k => return Err(Error::Protocol(format!("unexpected {k} frame in a stream"))),
+    }))
+}

@@ -1,0 +1,222 @@
+//! Piped exec: [`Client::exec`] (buffered, with an output cap and a
+//! timeout) and [`Client::exec_stream`] (events as they arrive, stdin,
+//! KILL).
+//!
+//! The buffered form runs on the caller's task: the request is written,
+//! then stdin (if any) is written while the output is read, on the two
+//! halves of the stream joined in one future — no task, no lock. The
+//! streaming form hands the read half to a reader task (see [`crate::conn`]).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bhatti_proto::messages::{self, ExecRequest, json_frame};
+use bhatti_proto::{CONTROL_PORT, FrameType, async_io};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use crate::conn::{self, Events, Input, recv_known, split_stream};
+use crate::error::{Error, Result};
+use crate::{Client, Event};
+
+/// How long the best-effort KILL after a timeout may take.
+const KILL_GRACE: Duration = Duration::from_secs(1);
+
+/// A buffered piped exec.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub argv: Vec<String>,
+    /// Request environment (wins over the sandbox env and the defaults).
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<String>,
+    /// Bytes for stdin. When set, they are sent and stdin is closed (so
+    /// `cat` ends); when `None`, stdin stays open until the command exits,
+    /// which keeps KILL available for the timeout.
+    pub stdin: Option<Vec<u8>>,
+    /// Keep at most this many bytes of stdout and of stderr each; the rest
+    /// is read and dropped, and [`ExecResult`] says so.
+    pub output_cap: Option<usize>,
+    /// On expiry the process group gets KILL (when stdin is still open) and
+    /// the call returns [`Error::Timeout`].
+    pub timeout: Option<Duration>,
+}
+
+impl ExecOptions {
+    pub fn new<I, S>(argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            argv: argv.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
+    }
+
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn cwd(mut self, cwd: impl Into<String>) -> Self {
+        self.cwd = Some(cwd.into());
+        self
+    }
+
+    pub fn stdin(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(data.into());
+        self
+    }
+
+    pub fn output_cap(mut self, bytes: usize) -> Self {
+        self.output_cap = Some(bytes);
+        self
+    }
+
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = Some(t);
+        self
+    }
+
+    fn request(&self) -> ExecRequest {
+        ExecRequest {
+            argv: self.argv.clone(),
+            env: self.env.clone(),
+            cwd: self.cwd.clone(),
+            ..ExecRequest::default()
+        }
+    }
+}
+
+/// What a buffered exec collected.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecResult {
+    pub exit_code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// Stdout exceeded the output cap; the first `cap` bytes are kept.
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+}
+
+/// A running piped exec: [`Input`] for stdin and KILL, [`Events`] for
+/// output and the exit code. Dropping it closes the connection (the
+/// process keeps running, with its stdin closed).
+#[derive(Debug)]
+pub struct ExecStream {
+    pub input: Input,
+    pub events: Events,
+}
+
+impl ExecStream {
+    /// The next event (see [`Events::next`]).
+    pub async fn next(&mut self) -> Result<Option<Event>> {
+        self.events.next().await
+    }
+
+    /// Splits into the two halves, to drive them from different tasks.
+    pub fn into_split(self) -> (Input, Events) {
+        (self.input, self.events)
+    }
+}
+
+impl Client {
+    /// Runs a command to completion and collects its output.
+    pub async fn exec(&self, opts: ExecOptions) -> Result<ExecResult> {
+        let frame = json_frame(FrameType::EXEC_REQ, &opts.request())?;
+        let cap = opts.output_cap.unwrap_or(usize::MAX);
+        let Some(limit) = opts.timeout else {
+            let c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;
+            let (mut r, mut w) = tokio::io::split(c.stream);
+            return run_buffered(&mut r, &mut w, opts.stdin.as_deref(), cap).await;
+        };
+        let deadline = tokio::time::Instant::now() + limit;
+        let c = tokio::time::timeout_at(
+            deadline,
+            self.open(CONTROL_PORT, frame.kind, &frame.payload),
+        )
+        .await
+        .map_err(|_| Error::Timeout(limit))??;
+        let (mut r, mut w) = tokio::io::split(c.stream);
+        let run = run_buffered(&mut r, &mut w, opts.stdin.as_deref(), cap);
+        match tokio::time::timeout_at(deadline, run).await {
+            Ok(res) => res,
+            Err(_) => {
+                // Best effort: fails harmlessly when stdin was half-closed.
+                let kill = async_io::write_frame(&mut w, FrameType::KILL, &[]);
+                let _ = tokio::time::timeout(KILL_GRACE, kill).await;
+                Err(Error::Timeout(limit))
+            }
+        }
+    }
+
+    /// Starts a command and returns its streams as they arrive.
+    pub async fn exec_stream(&self, req: &ExecRequest) -> Result<ExecStream> {
+        if req.session_id.is_some() || req.tty {
+            return Err(Error::InvalidRequest(
+                "exec_stream is for piped execs; use shell/attach for TTY sessions".into(),
+            ));
+        }
+        let frame = json_frame(FrameType::EXEC_REQ, req)?;
+        let c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;
+        let (input, events) = split_stream(c.stream);
+        Ok(ExecStream { input, events })
+    }
+}
+
+/// Writes `stdin` (then half-closes) while reading output until EXIT.
+async fn run_buffered<R, W>(
+    r: &mut R,
+    w: &mut W,
+    stdin: Option<&[u8]>,
+    cap: usize,
+) -> Result<ExecResult>
+where
+    R: AsyncRead + Unpin + ?Sized,
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    let write = async {
+        if let Some(data) = stdin {
+            for chunk in data.chunks(bhatti_proto::MAX_PAYLOAD_LEN) {
+                async_io::write_frame(w, FrameType::STDIN, chunk).await?;
+            }
+            w.shutdown().await?;
+        }
+        Ok::<(), Error>(())
+    };
+    let (_written, read) = tokio::join!(write, collect_output(r, cap));
+    // A write error (the command exited without reading its stdin) does
+    // not matter once the exit code is known; a read error does.
+    read
+}
+
+/// Reads STDOUT/STDERR until EXIT; ERROR becomes [`Error::Agent`].
+async fn collect_output<R>(r: &mut R, cap: usize) -> Result<ExecResult>
+where
+    R: AsyncRead + Unpin + ?Sized,
+{
+    let mut out = ExecResult::default();
+    loop {
+        let f = recv_known(r, "exec").await?;
+        match f.kind {
+            FrameType::STDOUT => {
+                append_capped(&mut out.stdout, &mut out.stdout_truncated, &f.payload, cap);
+            }
+            FrameType::STDERR => {
+                append_capped(&mut out.stderr, &mut out.stderr_truncated, &f.payload, cap);
+            }
+            FrameType::EXIT => {
+                out.exit_code = messages::parse_exit(&f.payload)?;
+                return Ok(out);
+            }
+            _ => return Err(conn::unexpected(f)),
+        }
+    }
+}
+
+fn append_capped(buf: &mut Vec<u8>, truncated: &mut bool, data: &[u8], cap: usize) {
+    let room = cap.saturating_sub(buf.len());
+    if data.len() > room {
+        *truncated = true;
+    }
+    buf.extend_from_slice(&data[..data.len().min(room)]);
+}

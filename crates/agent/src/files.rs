@@ -1,0 +1,344 @@
+//! Files: [`Client::read_file`] (a streaming, cancellable body),
+//! [`Client::write_file`] (streamed from any `AsyncRead`),
+//! [`Client::stat`], [`Client::ls`].
+//!
+//! Reads decode frames straight into the caller's buffer: [`FileReader`] is
+//! an `AsyncRead` with a small state machine (header → STDOUT payload
+//! copied in place → … → EXIT), so a 64 MiB read holds no more than the
+//! caller's buffer. Dropping the reader closes the connection, which makes
+//! the agent abort the read. Writes read the source into one frame-sized
+//! buffer (header space first) and send each frame with one write; the file
+//! is never held in memory whole.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bhatti_proto::frame::{self, FrameType, HEADER_LEN};
+use bhatti_proto::messages::{
+    self, FileInfo, FileReadRequest, FileReadResponse, FileWriteRequest, PathRequest,
+    StatusResponse, json_frame,
+};
+use bhatti_proto::{CONTROL_PORT, MAX_PAYLOAD_LEN};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+
+use crate::Client;
+use crate::connector::BoxStream;
+use crate::error::{Error, Result};
+
+/// Line-based read options; all `None` reads the whole file as bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// First line to send, 1-based.
+    pub offset: Option<i64>,
+    /// Lines to send.
+    pub limit: Option<i64>,
+    /// Bytes to send at most (may cut a line).
+    pub max_bytes: Option<i64>,
+}
+
+impl Client {
+    /// Opens a file for reading. The returned reader carries the file's
+    /// total size and mode; its body streams as it is read.
+    pub async fn read_file(&self, path: &str, opts: ReadOptions) -> Result<FileReader> {
+        let req = FileReadRequest {
+            path: path.to_owned(),
+            offset: opts.offset,
+            limit: opts.limit,
+            max_bytes: opts.max_bytes,
+        };
+        let frame = json_frame(FrameType::FILE_READ_REQ, &req)?;
+        let mut c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;
+        let f = c.expect(FrameType::FILE_READ_RESP, "file read").await?;
+        let resp: FileReadResponse = messages::decode_json("FILE_READ_RESP", &f.payload)?;
+        Ok(FileReader {
+            size: resp.size,
+            mode: resp.mode,
+            stream: c.stream,
+            state: ReadState::Header {
+                buf: [0; HEADER_LEN],
+                filled: 0,
+            },
+        })
+    }
+
+    /// Writes `size` bytes from `src` to `path` with permissions `mode`
+    /// (atomically on the agent's side). `src` must yield at least `size`
+    /// bytes; a short source aborts the write (the agent removes its temp
+    /// file) and is [`Error::InvalidRequest`].
+    pub async fn write_file<R>(&self, path: &str, mode: u32, size: u64, mut src: R) -> Result<()>
+    where
+        R: AsyncRead + Unpin,
+    {
+        let size_i64 = i64::try_from(size)
+            .map_err(|_| Error::InvalidRequest(format!("size {size} is too large")))?;
+        let req = FileWriteRequest {
+            path: path.to_owned(),
+            mode: messages::mode_string(mode),
+            size: size_i64,
+        };
+        let frame = json_frame(FrameType::FILE_WRITE_REQ, &req)?;
+        let mut c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;
+
+        let mut buf = vec![0u8; HEADER_LEN + (size.min(MAX_PAYLOAD_LEN as u64) as usize)];
+        let mut left = size;
+        while left > 0 {
+            let want = left.min(MAX_PAYLOAD_LEN as u64) as usize;
+            let got = fill(&mut src, &mut buf[HEADER_LEN..HEADER_LEN + want]).await?;
+            if got < want {
+                return Err(Error::InvalidRequest(format!(
+                    "source ended after {} of {size} bytes",
+                    size - left + got as u64
+                )));
+            }
+            put_header(&mut buf, FrameType::STDIN, got);
+            if let Err(e) = c.stream.write_all(&buf[..HEADER_LEN + got]).await {
+                // The agent may have refused the write and closed; its
+                // ERROR frame says why.
+                return Err(match c.recv("file write").await {
+                    Ok(f) => crate::conn::unexpected(f),
+                    Err(_) => e.into(),
+                });
+            }
+            left -= got as u64;
+        }
+        let f = c.expect(FrameType::FILE_WRITE_RESP, "file write").await?;
+        let status: StatusResponse = messages::decode_json("FILE_WRITE_RESP", &f.payload)?;
+        if status.is_ok() {
+            Ok(())
+        } else {
+            Err(Error::Agent(status.message.unwrap_or(status.status)))
+        }
+    }
+
+    /// Stats a path (symlinks followed).
+    pub async fn stat(&self, path: &str) -> Result<FileInfo> {
+        let frame = json_frame(FrameType::FILE_STAT_REQ, &path_req(path))?;
+        let mut c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;
+        let f = c.expect(FrameType::FILE_STAT_RESP, "stat").await?;
+        Ok(messages::decode_json("FILE_STAT_RESP", &f.payload)?)
+    }
+
+    /// Lists a directory (entries lstat'ed). Above 10,000 entries the agent
+    /// caps the list and appends one sentinel entry with the true total.
+    pub async fn ls(&self, path: &str) -> Result<Vec<FileInfo>> {
+        let frame = json_frame(FrameType::FILE_LS_REQ, &path_req(path))?;
+        let mut c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;
+        let f = c.expect(FrameType::FILE_LS_RESP, "ls").await?;
+        Ok(messages::decode_json("FILE_LS_RESP", &f.payload)?)
+    }
+}
+
+fn path_req(path: &str) -> PathRequest {
+    PathRequest {
+        path: path.to_owned(),
+    }
+}
+
+/// Writes a frame header for a payload of `len` bytes at the start of `buf`.
+fn put_header(buf: &mut [u8], kind: FrameType, len: usize) {
+    // len <= MAX_PAYLOAD_LEN, so len + 1 fits in u32.
+    let l = (len as u32 + 1).to_be_bytes();
+    buf[..4].copy_from_slice(&l);
+    buf[4] = kind.0;
+}
+
+/// Reads until `buf` is full or the source ends.
+async fn fill<R: AsyncRead + Unpin>(src: &mut R, buf: &mut [u8]) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match src.read(&mut buf[n..]).await? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// The body of a file read: an `AsyncRead` that ends at the agent's EXIT 0.
+/// Errors the agent reports mid-read surface as `io::Error`s wrapping an
+/// [`Error`]; [`FileReader::read_all`] unwraps them. Dropping the reader
+/// aborts the read.
+pub struct FileReader {
+    size: i64,
+    mode: String,
+    stream: BoxStream,
+    state: ReadState,
+}
+
+impl std::fmt::Debug for FileReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileReader")
+            .field("size", &self.size)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+enum ReadState {
+    /// Collecting a frame header.
+    Header {
+        buf: [u8; HEADER_LEN],
+        filled: usize,
+    },
+    /// Inside a STDOUT payload: copied straight to the caller.
+    Data { left: usize },
+    /// Collecting a small control payload (EXIT, ERROR, other known type).
+    Control {
+        kind: FrameType,
+        buf: Vec<u8>,
+        filled: usize,
+    },
+    /// Discarding the payload of an unknown frame type.
+    Skip { left: usize },
+    /// EXIT 0 received.
+    Done,
+    /// An error was returned; further reads fail.
+    Failed,
+}
+
+impl FileReader {
+    /// Total size of the file (whatever part of it is sent).
+    pub fn size(&self) -> i64 {
+        self.size
+    }
+
+    /// Permission string, e.g. `"0644"`.
+    pub fn mode(&self) -> &str {
+        &self.mode
+    }
+
+    /// Reads the whole body into memory.
+    pub async fn read_all(mut self) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(usize::try_from(self.size).unwrap_or(0).min(1 << 26));
+        self.read_to_end(&mut out).await.map_err(Error::from_io)?;
+        Ok(out)
+    }
+
+    fn fail(&mut self, e: Error) -> Poll<io::Result<()>> {
+        self.state = ReadState::Failed;
+        Poll::Ready(Err(e.into_io()))
+    }
+
+    /// Acts on a complete control frame.
+    fn control(&mut self, kind: FrameType, payload: &[u8]) -> Poll<io::Result<()>> {
+        match kind {
+            FrameType::EXIT => match messages::parse_exit(payload) {
+                Ok(0) => {
+                    self.state = ReadState::Done;
+                    Poll::Ready(Ok(()))
+                }
+                Ok(code) => self.fail(Error::Protocol(format!(
+                    "file read ended with exit code {code}"
+                ))),
+                Err(e) => self.fail(e.into()),
+            },
+            FrameType::ERROR => {
+                let text = String::from_utf8_lossy(payload).into_owned();
+                self.fail(Error::from_agent(text))
+            }
+            other => self.fail(Error::Protocol(format!(
+                "unexpected {other} frame in a file read"
+            ))),
+        }
+    }
+}
+
+impl AsyncRead for FileReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if out.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            match &mut this.state {
+                ReadState::Done => return Poll::Ready(Ok(())),
+                ReadState::Failed => {
+                    return Poll::Ready(Err(io::Error::other("file read already failed")));
+                }
+                ReadState::Data { left } if *left == 0 => {
+                    this.state = ReadState::Header {
+                        buf: [0; HEADER_LEN],
+                        filled: 0,
+                    };
+                }
+                ReadState::Data { left } => {
+                    let max = (*left).min(out.remaining());
+                    let dst = out.initialize_unfilled_to(max);
+                    let mut rb = ReadBuf::new(dst);
+                    ready!(Pin::new(&mut this.stream).poll_read(cx, &mut rb))?;
+                    let n = rb.filled().len();
+                    if n == 0 {
+                        return this.fail(Error::Closed("file read"));
+                    }
+                    *left -= n;
+                    out.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                ReadState::Header { buf, filled } => {
+                    let mut rb = ReadBuf::new(&mut buf[*filled..]);
+                    ready!(Pin::new(&mut this.stream).poll_read(cx, &mut rb))?;
+                    let n = rb.filled().len();
+                    if n == 0 {
+                        return this.fail(Error::Closed("file read"));
+                    }
+                    *filled += n;
+                    if *filled < HEADER_LEN {
+                        continue;
+                    }
+                    let (kind, len) = match frame::parse_header(buf) {
+                        Ok(h) => h,
+                        Err(e) => return this.fail(e.into()),
+                    };
+                    this.state = if kind == FrameType::STDOUT {
+                        ReadState::Data { left: len }
+                    } else if !kind.is_known() {
+                        ReadState::Skip { left: len }
+                    } else {
+                        ReadState::Control {
+                            kind,
+                            buf: vec![0; len],
+                            filled: 0,
+                        }
+                    };
+                }
+                ReadState::Skip { left } => {
+                    if *left == 0 {
+                        this.state = ReadState::Header {
+                            buf: [0; HEADER_LEN],
+                            filled: 0,
+                        };
+                        continue;
+                    }
+                    let mut scratch = [0u8; 4096];
+                    let max = (*left).min(scratch.len());
+                    let mut rb = ReadBuf::new(&mut scratch[..max]);
+                    ready!(Pin::new(&mut this.stream).poll_read(cx, &mut rb))?;
+                    let n = rb.filled().len();
+                    if n == 0 {
+                        return this.fail(Error::Closed("file read"));
+                    }
+                    *left -= n;
+                }
+                ReadState::Control { kind, buf, filled } => {
+                    if *filled < buf.len() {
+                        let mut rb = ReadBuf::new(&mut buf[*filled..]);
+                        ready!(Pin::new(&mut this.stream).poll_read(cx, &mut rb))?;
+                        let n = rb.filled().len();
+                        if n == 0 {
+                            return this.fail(Error::Closed("file read"));
+                        }
+                        *filled += n;
+                        continue;
+                    }
+                    let (kind, payload) = (*kind, std::mem::take(buf));
+                    return this.control(kind, &payload);
+                }
+            }
+        }
+    }
+}
