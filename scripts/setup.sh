@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Installs every system package bhatti needs on a Debian/Ubuntu host, then
+# builds the guest images (kernel, rootfs tiers) into the image cache
+# ($BHATTI_CACHE_DIR, default /var/cache/bhatti, outside the clone).
+#
+#   scripts/setup.sh                 # packages + kernel + busybox tier
+#   BHATTI_TIERS=all scripts/setup.sh  # also the Debian `minimal` tier
+#
+# Safe to run again: packages already present are skipped and images are
+# rebuilt only when their inputs changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  # VMM and guest images
+  qemu-system-x86 qemu-utils busybox-static debootstrap e2fsprogs
+  # guest kernel build (from Debian's kernel source)
+  linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev
+  cpio xz-utils kmod
+  # sandbox networking
+  iproute2 nftables
+  # tooling used by scripts
+  file ca-certificates
+)
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+need_root() {
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null; then SUDO=sudo; else
+      echo "setup needs root (or sudo) to install packages" >&2; exit 1; fi
+  else SUDO=; fi
+}
+
+install_packages() {
+  local missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+      || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    say "system packages: all present"
+    return
+  fi
+  need_root
+  say "installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+}
+
+check_rust() {
+  if ! command -v cargo >/dev/null; then
+    echo "cargo not found: install Rust 1.95 (rustup) first" >&2; exit 1
+  fi
+}
+
+install_packages
+check_rust
+say "building guest images (kernel, rootfs tiers: ${BHATTI_TIERS:-busybox})"
+cargo xtask images --tier "${BHATTI_TIERS:-busybox}"
