@@ -1,2 +1,62 @@
-//! bhatti — CLI and daemon.
-fn main() {}
+//! `bhatti` — the host binary: `bhatti serve` runs the daemon; every other
+//! subcommand is a client of the daemon's HTTP API.
+//!
+//! Exit codes are decided in one place ([`exit_code`]): 0 success, 1 an
+//! API/connection/runtime error, 2 a usage error (clap's own).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// MicroVM sandboxes for AI agents and the people who run them.
+#[derive(Debug, Parser)]
+#[command(name = "bhatti", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon (HTTP/WebSocket API, engine, thermal manager).
+    Serve,
+    /// Print the client version.
+    Version,
+}
+
+/// Errors the binary reports; each maps to an exit code in [`exit_code`].
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(
+        "{0} is not implemented yet in this build; the protocol, guest agent and guest \
+         images are (see README.md, Status)"
+    )]
+    NotImplemented(&'static str),
+}
+
+fn exit_code(err: &anyhow::Error) -> ExitCode {
+    match err.downcast_ref::<CliError>() {
+        Some(CliError::NotImplemented(_)) | None => ExitCode::from(1),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve => Err(CliError::NotImplemented("bhatti serve (the daemon)").into()),
+        Command::Version => {
+            println!("bhatti {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bhatti: {err:#}");
+            exit_code(&err)
+        }
+    }
+}
