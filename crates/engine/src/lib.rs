@@ -1,3 +1,6 @@
 //! The Engine trait and the VM drivers (qemu, firecracker)
 //!
-//! Filled in by later work; see `../shared/DESIGN.md` (layers).
+//! See `DESIGN.md` (layers, engines, network, thermal states).
+
+pub mod image;
+pub mod netns;

@@ -1,0 +1,2 @@
+//! Boot-time bench (filled in next).
+fn main() {}

@@ -1,0 +1,166 @@
+//! Guest images: where the kernel and the rootfs tiers are, per-sandbox
+//! rootfs copies, and the per-sandbox config drive ([`config_drive`]).
+//!
+//! The images themselves are built by `cargo xtask images` into
+//! `$BHATTI_CACHE_DIR/images/` (default `/var/cache/bhatti/images/`):
+//! `vmlinux`, `busybox.ext4`, `minimal.ext4` and `manifest.json`.
+//!
+//! # Threads, locks, I/O
+//! Blocking filesystem I/O and child processes (`cp`, `mkfs.ext4`); no
+//! shared state. Call from `spawn_blocking` in async code.
+
+pub mod config_drive;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::str::FromStr;
+
+/// Environment variable naming the cache root (images live in `images/`).
+pub const CACHE_DIR_ENV: &str = "BHATTI_CACHE_DIR";
+
+/// Cache root used when [`CACHE_DIR_ENV`] is unset.
+pub const DEFAULT_CACHE_DIR: &str = "/var/cache/bhatti";
+
+/// File name of the kernel inside the images directory.
+pub const KERNEL_FILE: &str = "vmlinux";
+
+/// The command that builds missing images (named in errors).
+pub const BUILD_COMMAND: &str = "cargo xtask images";
+
+/// Errors locating or copying images.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("guest kernel not found at {}: build it with `{BUILD_COMMAND} --kernel-only`", .0.display())]
+    KernelMissing(PathBuf),
+    #[error("rootfs tier `{tier}` not found at {}: build it with `{BUILD_COMMAND} --tier {tier}`", .path.display())]
+    RootfsMissing { tier: Tier, path: PathBuf },
+    #[error("unknown rootfs tier {0:?} (expected `busybox` or `minimal`)")]
+    UnknownTier(String),
+    #[error("could not copy {} to {}: {detail}", .from.display(), .to.display())]
+    Copy {
+        from: PathBuf,
+        to: PathBuf,
+        detail: String,
+    },
+}
+
+/// A rootfs tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tier {
+    /// busybox + lohar: small and fast, used by tests.
+    Busybox,
+    /// Debian bookworm minbase + bash, coreutils, curl, git, python3, sudo,
+    /// iproute2, procps, ca-certificates: the default for users.
+    Minimal,
+}
+
+impl Tier {
+    /// Every tier, smallest first.
+    pub const ALL: [Tier; 2] = [Tier::Busybox, Tier::Minimal];
+
+    /// The tier's name (`busybox`, `minimal`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Busybox => "busybox",
+            Tier::Minimal => "minimal",
+        }
+    }
+
+    /// File name of the tier's image (`<name>.ext4`).
+    pub fn file_name(self) -> String {
+        format!("{}.ext4", self.name())
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Tier {
+    type Err = ImageError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Tier::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| ImageError::UnknownTier(s.to_owned()))
+    }
+}
+
+/// Where the built images are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImagePaths {
+    dir: PathBuf,
+}
+
+impl ImagePaths {
+    /// Images in `dir` (e.g. `<data_dir>/images`).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// `$BHATTI_CACHE_DIR/images`, or `/var/cache/bhatti/images`.
+    pub fn from_env() -> Self {
+        let root = std::env::var_os(CACHE_DIR_ENV)
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR), PathBuf::from);
+        Self::new(root.join("images"))
+    }
+
+    /// The images directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The kernel, if built.
+    pub fn kernel(&self) -> Result<PathBuf, ImageError> {
+        let p = self.dir.join(KERNEL_FILE);
+        if p.is_file() {
+            Ok(p)
+        } else {
+            Err(ImageError::KernelMissing(p))
+        }
+    }
+
+    /// The rootfs image of `tier`, if built.
+    pub fn rootfs(&self, tier: Tier) -> Result<PathBuf, ImageError> {
+        let p = self.dir.join(tier.file_name());
+        if p.is_file() {
+            Ok(p)
+        } else {
+            Err(ImageError::RootfsMissing { tier, path: p })
+        }
+    }
+}
+
+/// Copies a rootfs image for one sandbox: a reflink where the filesystem
+/// supports it, otherwise a sparse copy (holes stay holes).
+pub fn copy_rootfs(from: &Path, to: &Path) -> Result<(), ImageError> {
+    let err = |detail: String| ImageError::Copy {
+        from: from.to_owned(),
+        to: to.to_owned(),
+        detail,
+    };
+    let out = Command::new("cp")
+        .args([
+            "--reflink=auto",
+            "--sparse=always",
+            "--no-target-directory",
+            "--",
+        ])
+        .arg(from)
+        .arg(to)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| err(format!("cannot run cp: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(err(String::from_utf8_lossy(&out.stderr).trim().to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,66 @@
+use std::fs;
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+
+use super::*;
+
+#[test]
+fn missing_images_name_the_build_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let paths = ImagePaths::new(dir.path());
+    let k = paths.kernel().expect_err("no kernel").to_string();
+    assert!(k.contains("cargo xtask images"), "{k}");
+    let r = paths
+        .rootfs(Tier::Minimal)
+        .expect_err("no rootfs")
+        .to_string();
+    assert!(r.contains("cargo xtask images --tier minimal"), "{r}");
+
+    fs::write(dir.path().join("vmlinux"), b"k").expect("write");
+    fs::write(dir.path().join("busybox.ext4"), b"r").expect("write");
+    assert_eq!(paths.kernel().expect("kernel"), dir.path().join("vmlinux"));
+    assert_eq!(
+        paths.rootfs(Tier::Busybox).expect("rootfs"),
+        dir.path().join("busybox.ext4")
+    );
+}
+
+#[test]
+fn tiers_parse_and_print() {
+    for t in Tier::ALL {
+        assert_eq!(t.name().parse::<Tier>().expect("parse"), t);
+    }
+    assert!(matches!(
+        "alpine".parse::<Tier>(),
+        Err(ImageError::UnknownTier(_))
+    ));
+}
+
+#[test]
+fn copy_keeps_content_and_holes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src.img");
+    let mut f = fs::File::create(&src).expect("create");
+    f.set_len(64 << 20).expect("set_len");
+    f.seek(SeekFrom::Start(32 << 20)).expect("seek");
+    f.write_all(b"middle").expect("write");
+    drop(f);
+    let dst = dir.path().join("dst.img");
+    copy_rootfs(&src, &dst).expect("copy");
+    let (a, b) = (fs::read(&src).expect("read"), fs::read(&dst).expect("read"));
+    assert!(a == b, "content differs");
+    let md = fs::metadata(&dst).expect("metadata");
+    assert!(
+        md.blocks() * 512 < 1 << 20,
+        "copy not sparse: {} blocks",
+        md.blocks()
+    );
+}
+
+#[test]
+fn copy_failure_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err =
+        copy_rootfs(&dir.path().join("absent"), &dir.path().join("x")).expect_err("must fail");
+    assert!(matches!(err, ImageError::Copy { .. }), "{err:?}");
+}

@@ -1,0 +1,1 @@
+//! Booting test VMs (filled in below).
