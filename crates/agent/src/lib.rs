@@ -42,6 +42,7 @@ pub use connector::{AgentStream, BoxStream, Connector, TcpConnector, UnixConnect
 pub use error::{Error, Result};
 pub use exec::{ExecOptions, ExecResult, ExecStream};
 pub use files::{FileReader, ReadOptions};
+pub use forward::Tunnel;
 pub use session::{Session, ShellOptions};
 
 use conn::Conn;
