@@ -4,3 +4,5 @@
 
 pub mod image;
 pub mod netns;
+pub mod network;
+pub mod qemu;

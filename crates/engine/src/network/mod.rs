@@ -1,0 +1,289 @@
+//! Sandbox networking, all inside one network namespace the engine owns.
+//!
+//! ```text
+//!  sandbox namespace (NetworkConfig::netns)
+//!  ┌──────────────────────────────────────────────────────┐
+//!  │ br0 10.213.0.1/24                                    │
+//!  │  ├── bt-<id1> (TAP) ── VM 1, 10.213.0.2 (kernel ip=) │
+//!  │  ├── bt-<id2> (TAP) ── VM 2, 10.213.0.3              │
+//!  │  └── ...                                             │
+//!  │ up0 ── veth ── uplink (only with Egress::Nat)        │
+//!  └──────────────────────────────────────────────────────┘
+//! ```
+//!
+//! [`Network::setup`] is idempotent: it creates the namespace, bridge and
+//! egress pieces that are missing and leaves the rest. Each VM gets a
+//! persistent TAP ([`Network::create_tap`]) and an address from the
+//! [`IpPool`]; both survive stop/start. On engine start,
+//! [`Network::remove_orphan_taps`] deletes TAPs with the engine's prefix
+//! that no known sandbox uses, and [`Network::mark_ip_in_use`] re-reserves
+//! the addresses of recovered sandboxes.
+//!
+//! # Threads, locks, I/O
+//! Configuration runs `ip`/`nft` and blocks (call from
+//! `tokio::task::spawn_blocking`). The IP pool sits behind a
+//! `std::sync::Mutex` held only for the in-memory update, never across I/O
+//! or an await.
+
+pub mod cmd;
+pub mod egress;
+pub mod pool;
+pub mod tap;
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::sync::{Mutex, PoisonError};
+
+pub use egress::{Egress, NatConfig};
+pub use pool::{IpPool, PoolError};
+
+use crate::netns::{MAX_NAME_LEN, NetNs};
+use cmd::CmdError;
+
+/// Where and how sandbox networking is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkConfig {
+    /// The namespace sandboxes live in (created if missing).
+    pub netns: String,
+    /// Bridge name inside the namespace.
+    pub bridge: String,
+    /// Guest subnet (always a /24; `.1` is the bridge).
+    pub subnet: Ipv4Addr,
+    /// Prefix of the engine's TAP names (at most 6 characters, so that
+    /// enough of the sandbox id fits in 15).
+    pub tap_prefix: String,
+    /// Egress mode.
+    pub egress: Egress,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            netns: "bhatti".to_owned(),
+            bridge: "br0".to_owned(),
+            subnet: Ipv4Addr::new(10, 213, 0, 0),
+            tap_prefix: "bt-".to_owned(),
+            egress: Egress::None,
+        }
+    }
+}
+
+/// Errors from setting up or using sandbox networking.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("invalid network configuration: {0}")]
+    Config(String),
+    #[error("setting up the bridge in namespace {netns:?}")]
+    Bridge {
+        netns: String,
+        #[source]
+        source: CmdError,
+    },
+    #[error(transparent)]
+    Tap(#[from] tap::TapError),
+    #[error("configuring egress")]
+    Egress(#[from] egress::EgressError),
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+}
+
+/// Sandbox networking of one engine.
+#[derive(Debug)]
+pub struct Network {
+    config: NetworkConfig,
+    pool: Mutex<IpPool>,
+}
+
+impl Network {
+    /// Validates `config` and makes the namespace, bridge and egress match
+    /// it. Safe to call again on a configured namespace.
+    pub fn setup(config: NetworkConfig) -> Result<Self, NetworkError> {
+        validate(&config)?;
+        let ns = config.netns.as_str();
+        let bridge_err = |source| NetworkError::Bridge {
+            netns: ns.to_owned(),
+            source,
+        };
+        if !NetNs::exists(ns) {
+            cmd::run("ip", &["netns", "add", ns], None).map_err(bridge_err)?;
+        }
+        cmd::ip_in(ns, &["link", "set", "lo", "up"]).map_err(bridge_err)?;
+        if !tap::exists(ns, &config.bridge).map_err(|e| match e {
+            tap::TapError::Cmd(c) => bridge_err(c),
+            other => NetworkError::Tap(other),
+        })? {
+            cmd::ip_in(ns, &["link", "add", &config.bridge, "type", "bridge"])
+                .map_err(bridge_err)?;
+        }
+        let pool = IpPool::new(config.subnet);
+        let gw = format!("{}/24", pool.gateway());
+        cmd::ip_in(ns, &["addr", "replace", &gw, "dev", &config.bridge]).map_err(bridge_err)?;
+        cmd::ip_in(ns, &["link", "set", &config.bridge, "up"]).map_err(bridge_err)?;
+        egress::apply(ns, &config.bridge, pool.gateway(), &config.egress)?;
+        Ok(Self {
+            config,
+            pool: Mutex::new(pool),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &NetworkConfig {
+        &self.config
+    }
+
+    /// The sandbox namespace's name.
+    pub fn netns(&self) -> &str {
+        &self.config.netns
+    }
+
+    /// The bridge address, the guests' gateway.
+    pub fn gateway(&self) -> Ipv4Addr {
+        self.pool().gateway()
+    }
+
+    /// The kernel `ip=` argument that configures a guest's `eth0`.
+    pub fn kernel_ip_arg(&self, guest: Ipv4Addr) -> String {
+        format!("ip={guest}::{}:255.255.255.0::eth0:off", self.gateway())
+    }
+
+    /// Takes a free guest address.
+    pub fn allocate_ip(&self) -> Result<Ipv4Addr, NetworkError> {
+        Ok(self.pool().allocate()?)
+    }
+
+    /// Returns a guest address to the pool.
+    pub fn release_ip(&self, ip: Ipv4Addr) -> Result<(), NetworkError> {
+        Ok(self.pool().release(ip)?)
+    }
+
+    /// Re-reserves the address of a recovered sandbox.
+    pub fn mark_ip_in_use(&self, ip: Ipv4Addr) -> Result<(), NetworkError> {
+        Ok(self.pool().mark_in_use(ip)?)
+    }
+
+    /// Whether `ip` is allocated.
+    pub fn ip_in_use(&self, ip: Ipv4Addr) -> bool {
+        self.pool().is_in_use(ip)
+    }
+
+    /// The TAP name of the sandbox with id `key`.
+    pub fn tap_name(&self, key: &str) -> String {
+        tap::tap_name(&self.config.tap_prefix, key)
+    }
+
+    /// Creates (or re-attaches) a TAP on the bridge. Idempotent.
+    pub fn create_tap(&self, name: &str) -> Result<(), NetworkError> {
+        self.check_prefix(name)?;
+        Ok(tap::create(&self.config.netns, &self.config.bridge, name)?)
+    }
+
+    /// Removes a TAP; a missing one is fine.
+    pub fn remove_tap(&self, name: &str) -> Result<(), NetworkError> {
+        self.check_prefix(name)?;
+        Ok(tap::remove(&self.config.netns, name)?)
+    }
+
+    /// The engine's TAPs present in the namespace.
+    pub fn list_taps(&self) -> Result<Vec<String>, NetworkError> {
+        Ok(tap::list(&self.config.netns, &self.config.tap_prefix)?)
+    }
+
+    /// Removes the engine's TAPs that are not in `in_use`; returns them.
+    pub fn remove_orphan_taps(
+        &self,
+        in_use: &HashSet<String>,
+    ) -> Result<Vec<String>, NetworkError> {
+        Ok(tap::remove_orphans(
+            &self.config.netns,
+            &self.config.tap_prefix,
+            in_use,
+        )?)
+    }
+
+    fn check_prefix(&self, name: &str) -> Result<(), NetworkError> {
+        if name.starts_with(&self.config.tap_prefix) {
+            Ok(())
+        } else {
+            Err(NetworkError::Config(format!(
+                "TAP {name:?} lacks the engine prefix {:?}",
+                self.config.tap_prefix
+            )))
+        }
+    }
+
+    fn pool(&self) -> std::sync::MutexGuard<'_, IpPool> {
+        // The pool is plain data updated in one step; a panic elsewhere
+        // cannot leave it half-written, so a poisoned lock is still valid.
+        self.pool.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn validate(c: &NetworkConfig) -> Result<(), NetworkError> {
+    let bad = |what: String| Err(NetworkError::Config(what));
+    let name_ok = |s: &str, max: usize| {
+        !s.is_empty()
+            && s.len() <= max
+            && s != "."
+            && s != ".."
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    };
+    if !name_ok(&c.netns, MAX_NAME_LEN) {
+        return bad(format!("namespace name {:?}", c.netns));
+    }
+    if !tap::valid_ifname(&c.bridge) {
+        return bad(format!("bridge name {:?}", c.bridge));
+    }
+    if c.tap_prefix.is_empty() || c.tap_prefix.len() > 6 || !tap::valid_ifname(&c.tap_prefix) {
+        return bad(format!("TAP prefix {:?} (1-6 chars)", c.tap_prefix));
+    }
+    if c.bridge.starts_with(&c.tap_prefix) || egress::INNER_VETH.starts_with(&c.tap_prefix) {
+        return bad(format!(
+            "TAP prefix {:?} would match the bridge or uplink",
+            c.tap_prefix
+        ));
+    }
+    if !c.subnet.is_private() {
+        return bad(format!("guest subnet {} is not a private range", c.subnet));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_configs_are_rejected_before_any_command() {
+        let ok = NetworkConfig::default();
+        assert!(validate(&ok).is_ok());
+        let cases = [
+            NetworkConfig {
+                netns: "a/b".into(),
+                ..ok.clone()
+            },
+            NetworkConfig {
+                bridge: "".into(),
+                ..ok.clone()
+            },
+            NetworkConfig {
+                tap_prefix: "toolongprefix".into(),
+                ..ok.clone()
+            },
+            NetworkConfig {
+                tap_prefix: "br".into(),
+                ..ok.clone()
+            },
+            NetworkConfig {
+                subnet: Ipv4Addr::new(8, 8, 8, 0),
+                ..ok.clone()
+            },
+        ];
+        for c in cases {
+            assert!(
+                matches!(Network::setup(c.clone()), Err(NetworkError::Config(_))),
+                "{c:?}"
+            );
+        }
+    }
+}
