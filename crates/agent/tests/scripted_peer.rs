@@ -1,0 +1,281 @@
+//! Client behaviour that lohar cannot provoke: unknown frame types (which
+//! the client must skip), AUTH placement, error mapping and write framing.
+//! The peer is a scripted agent on the other end of a real Unix socket pair
+//! speaking real frames; lohar itself is tested in `crates/lohar/tests`.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Mutex;
+
+use bhatti_agent::{
+    BoxStream, Client, Connector, Error, Event, ExecOptions, ExecRequest, ReadOptions,
+    ShellOptions, connector::ConnectFuture,
+};
+use bhatti_proto::messages::encode_exit;
+use bhatti_proto::{Frame, FrameType, MAX_PAYLOAD_LEN, async_io};
+use tokio::net::UnixStream;
+
+/// Hands out the client ends of prepared socket pairs, one per connect.
+#[derive(Debug, Default)]
+struct PairConnector {
+    ends: Mutex<Vec<UnixStream>>,
+}
+
+impl Connector for PairConnector {
+    fn connect(&self, _port: u16) -> ConnectFuture<'_> {
+        let s = self.ends.lock().unwrap().pop();
+        Box::pin(async move {
+            s.map(|s| Box::new(s) as BoxStream)
+                .ok_or_else(|| std::io::Error::other("no more scripted connections"))
+        })
+    }
+}
+
+const UNKNOWN_A: FrameType = FrameType(0x99);
+const UNKNOWN_B: FrameType = FrameType(0x7e);
+
+/// A client whose single connection is served by `script`.
+fn scripted<F, Fut>(token: Option<&str>, script: F) -> (Client, tokio::task::JoinHandle<()>)
+where
+    F: FnOnce(UnixStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (client_end, agent_end) = UnixStream::pair().unwrap();
+    let conn = PairConnector {
+        ends: Mutex::new(vec![client_end]),
+    };
+    let mut c = Client::new(conn);
+    if let Some(t) = token {
+        c = c.with_token(t);
+    }
+    (c, tokio::spawn(script(agent_end)))
+}
+
+async fn recv(s: &mut UnixStream) -> Frame {
+    async_io::read_frame(s).await.unwrap().expect("a frame")
+}
+
+async fn send(s: &mut UnixStream, kind: FrameType, payload: &[u8]) {
+    async_io::write_frame(s, kind, payload).await.unwrap();
+}
+
+#[tokio::test]
+async fn exec_skips_unknown_frames() {
+    let (c, peer) = scripted(None, |mut s| async move {
+        let req = recv(&mut s).await;
+        assert_eq!(req.kind, FrameType::EXEC_REQ);
+        send(&mut s, UNKNOWN_A, b"ignore me").await;
+        send(&mut s, FrameType::STDOUT, b"out").await;
+        send(&mut s, UNKNOWN_B, &[0u8; 70_000]).await;
+        send(&mut s, FrameType::STDERR, b"err").await;
+        send(&mut s, UNKNOWN_A, b"").await;
+        send(&mut s, FrameType::EXIT, &encode_exit(3)).await;
+    });
+    let r = c.exec(ExecOptions::new(["x"])).await.unwrap();
+    assert_eq!(
+        (r.exit_code, &r.stdout[..], &r.stderr[..]),
+        (3, &b"out"[..], &b"err"[..])
+    );
+    peer.await.unwrap();
+}
+
+#[tokio::test]
+async fn exec_stream_skips_unknown_frames() {
+    let (c, peer) = scripted(None, |mut s| async move {
+        recv(&mut s).await;
+        send(&mut s, UNKNOWN_A, b"?").await;
+        send(&mut s, FrameType::STDOUT, b"1").await;
+        send(&mut s, UNKNOWN_B, b"?").await;
+        send(&mut s, FrameType::EXIT, &encode_exit(-1)).await;
+    });
+    let mut st = c.exec_stream(&ExecRequest::command(["x"])).await.unwrap();
+    assert_eq!(st.next().await.unwrap(), Some(Event::Stdout(b"1".to_vec())));
+    assert_eq!(st.next().await.unwrap(), Some(Event::Exit(-1)));
+    assert_eq!(st.next().await.unwrap(), None);
+    peer.await.unwrap();
+}
+
+#[tokio::test]
+async fn file_read_skips_unknown_frames_inside_the_body() {
+    let (c, peer) = scripted(None, |mut s| async move {
+        recv(&mut s).await;
+        send(&mut s, UNKNOWN_A, b"before").await;
+        send(
+            &mut s,
+            FrameType::FILE_READ_RESP,
+            br#"{"size":2,"mode":"0600"}"#,
+        )
+        .await;
+        send(&mut s, UNKNOWN_B, &[1u8; 200_000]).await;
+        send(&mut s, FrameType::STDOUT, b"x").await;
+        send(&mut s, UNKNOWN_A, b"").await;
+        send(&mut s, FrameType::STDOUT, b"").await;
+        send(&mut s, FrameType::STDOUT, b"y").await;
+        send(&mut s, FrameType::EXIT, &encode_exit(0)).await;
+    });
+    let r = c.read_file("/f", ReadOptions::default()).await.unwrap();
+    assert_eq!((r.size(), r.mode()), (2, "0600"));
+    assert_eq!(r.read_all().await.unwrap(), b"xy");
+    peer.await.unwrap();
+}
+
+#[tokio::test]
+async fn file_read_error_mid_body_is_an_agent_error() {
+    let (c, peer) = scripted(None, |mut s| async move {
+        recv(&mut s).await;
+        send(
+            &mut s,
+            FrameType::FILE_READ_RESP,
+            br#"{"size":9,"mode":"0644"}"#,
+        )
+        .await;
+        send(&mut s, FrameType::STDOUT, b"part").await;
+        send(&mut s, FrameType::ERROR, b"read: I/O error").await;
+    });
+    let r = c.read_file("/f", ReadOptions::default()).await.unwrap();
+    let err = r.read_all().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Agent(m) if m == "read: I/O error"),
+        "{err:?}"
+    );
+    peer.await.unwrap();
+}
+
+#[tokio::test]
+async fn file_read_cut_short_is_closed_not_eof() {
+    let (c, peer) = scripted(None, |mut s| async move {
+        recv(&mut s).await;
+        send(
+            &mut s,
+            FrameType::FILE_READ_RESP,
+            br#"{"size":9,"mode":"0644"}"#,
+        )
+        .await;
+        send(&mut s, FrameType::STDOUT, b"part").await;
+        // Connection ends without EXIT.
+    });
+    let r = c.read_file("/f", ReadOptions::default()).await.unwrap();
+    let err = r.read_all().await.unwrap_err();
+    assert!(matches!(err, Error::Closed(_)), "{err:?}");
+    peer.await.unwrap();
+}
+
+#[tokio::test]
+async fn session_and_stat_skip_unknown_frames() {
+    let (c, peer) = scripted(None, |mut s| async move {
+        let req = recv(&mut s).await;
+        let v: serde_json::Value = serde_json::from_slice(&req.payload).unwrap();
+        assert_eq!(v["tty"], true);
+        send(&mut s, UNKNOWN_A, b"?").await;
+        let info = br#"{"session_id":"s1","argv":"sh","tty":true,"running":true,"attached":true,"created_at":1}"#;
+        send(&mut s, FrameType::SESSION_INFO, info).await;
+        send(&mut s, UNKNOWN_B, b"?").await;
+        send(&mut s, FrameType::STDOUT, b"$ ").await;
+        send(&mut s, FrameType::EXIT, &encode_exit(0)).await;
+    });
+    let mut sess = c.shell(&ShellOptions::new(["sh"])).await.unwrap();
+    assert_eq!(sess.id(), "s1");
+    assert_eq!(
+        sess.next().await.unwrap(),
+        Some(Event::Stdout(b"$ ".to_vec()))
+    );
+    assert_eq!(sess.wait().await.unwrap(), 0);
+    peer.await.unwrap();
+
+    let (c, peer) = scripted(None, |mut s| async move {
+        recv(&mut s).await;
+        send(&mut s, UNKNOWN_A, b"?").await;
+        let info = br#"{"name":"f","size":1,"mode":"0644","is_dir":false,"mtime":5}"#;
+        send(&mut s, FrameType::FILE_STAT_RESP, info).await;
+    });
+    assert_eq!(c.stat("/f").await.unwrap().mtime, 5);
+    peer.await.unwrap();
+}
+
+#[tokio::test]
+async fn auth_comes_first_and_refusal_is_typed() {
+    let (c, peer) = scripted(Some("tok"), |mut s| async move {
+        let a = recv(&mut s).await;
+        assert_eq!(
+            (a.kind, a.payload.as_slice()),
+            (FrameType::AUTH, &b"tok"[..])
+        );
+        let r = recv(&mut s).await;
+        assert_eq!(r.kind, FrameType::ACTIVITY_REQ);
+        send(&mut s, FrameType::ERROR, b"auth required").await;
+    });
+    let err = c.activity().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::AuthRefused(m) if m == "auth required"),
+        "{err:?}"
+    );
+    peer.await.unwrap();
+}
+
+#[tokio::test]
+async fn wrong_frame_is_a_protocol_violation() {
+    let (c, peer) = scripted(None, |mut s| async move {
+        recv(&mut s).await;
+        send(&mut s, FrameType::FILE_LS_RESP, b"[]").await;
+    });
+    let err = c.exec(ExecOptions::new(["x"])).await.unwrap_err();
+    assert!(matches!(err, Error::Protocol(_)), "{err:?}");
+    peer.await.unwrap();
+
+    let (c, peer) = scripted(None, |mut s| async move {
+        recv(&mut s).await;
+        send(&mut s, FrameType::ACTIVITY_RESP, b"{not json").await;
+    });
+    let err = c.activity().await.unwrap_err();
+    assert!(matches!(err, Error::Protocol(_)), "{err:?}");
+    peer.await.unwrap();
+}
+
+#[tokio::test]
+async fn write_is_streamed_in_bounded_frames() {
+    const SIZE: usize = (5 << 19) + 123; // 2.5 MiB + change: three frames
+    let (c, peer) = scripted(None, |mut s| async move {
+        let req = recv(&mut s).await;
+        let v: serde_json::Value = serde_json::from_slice(&req.payload).unwrap();
+        assert_eq!(v["size"], SIZE);
+        assert_eq!(v["mode"], "0640");
+        let mut total = 0;
+        let mut frames = 0;
+        while total < SIZE {
+            let f = recv(&mut s).await;
+            assert_eq!(f.kind, FrameType::STDIN);
+            assert!(f.payload.len() <= MAX_PAYLOAD_LEN);
+            assert!(f.payload.iter().all(|b| *b == 0xab));
+            total += f.payload.len();
+            frames += 1;
+        }
+        assert_eq!(total, SIZE);
+        assert_eq!(frames, 3);
+        send(&mut s, FrameType::FILE_WRITE_RESP, br#"{"status":"ok"}"#).await;
+    });
+    let data = vec![0xabu8; SIZE];
+    c.write_file("/f", 0o640, SIZE as u64, &data[..])
+        .await
+        .unwrap();
+    peer.await.unwrap();
+}
+
+#[tokio::test]
+async fn forward_error_status_is_an_agent_error() {
+    let (c, peer) = scripted(None, |mut s| async move {
+        let r = recv(&mut s).await;
+        assert_eq!(r.kind, FrameType::FWD_REQ);
+        assert_eq!(r.payload, br#"{"port":8080}"#);
+        send(
+            &mut s,
+            FrameType::FWD_RESP,
+            br#"{"status":"error","message":"dial tcp 127.0.0.1:8080: connection refused"}"#,
+        )
+        .await;
+    });
+    let err = c.forward(8080).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Agent(m) if m.contains("refused")),
+        "{err:?}"
+    );
+    peer.await.unwrap();
+}
