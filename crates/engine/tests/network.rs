@@ -1,0 +1,278 @@
+//! Sandbox networking against the real kernel: every test creates its own
+//! uniquely named network namespace (deleted on drop) and configures the
+//! bridge, TAPs and egress inside it. No test sends a packet; the NAT test
+//! puts the uplink in a second test-created namespace, never the host's.
+//! Reported as ignored, with the reason printed, without root or iproute2
+//! or nftables.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+use bhatti_engine::netns::{NetNs, unique_name};
+use bhatti_engine::network::{Egress, NatConfig, Network, NetworkConfig, cmd};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+type TestResult = Result<(), Failed>;
+type NamedTest = (&'static str, fn() -> TestResult);
+
+fn skip_reason() -> Option<String> {
+    if !rustix::process::geteuid().is_root() {
+        return Some("needs root (network namespaces)".into());
+    }
+    for tool in ["ip", "nft"] {
+        let ok = Command::new(tool)
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return Some(format!("`{tool}` is not installed"));
+        }
+    }
+    None
+}
+
+/// A test namespace plus a network configured in it.
+fn setup(egress: Egress) -> Result<(NetNs, NetworkConfig, Network), Failed> {
+    let ns = NetNs::create(&unique_name("btnet"))?;
+    let config = NetworkConfig {
+        netns: ns.name().to_owned(),
+        subnet: Ipv4Addr::new(10, 77, 0, 0),
+        egress,
+        ..NetworkConfig::default()
+    };
+    let net = Network::setup(config.clone())?;
+    Ok((ns, config, net))
+}
+
+fn links(ns: &str, args: &[&str]) -> Result<Vec<serde_json::Value>, Failed> {
+    let mut full = vec!["link", "show"];
+    full.extend_from_slice(args);
+    Ok(cmd::ip_json_in(ns, &full)?
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
+}
+
+fn names(links: &[serde_json::Value]) -> Vec<String> {
+    let mut v: Vec<String> = links
+        .iter()
+        .filter_map(|l| l["ifname"].as_str().map(str::to_owned))
+        .collect();
+    v.sort();
+    v
+}
+
+fn bridge_setup_is_idempotent() -> TestResult {
+    let (ns, config, _net) = setup(Egress::None)?;
+    // A second engine start on the same namespace.
+    let net = Network::setup(config.clone())?;
+    let addrs = cmd::ip_json_in(ns.name(), &["-4", "addr", "show", "dev", "br0"])?;
+    let infos = addrs[0]["addr_info"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let locals: Vec<&str> = infos.iter().filter_map(|a| a["local"].as_str()).collect();
+    if locals != ["10.77.0.1"] || infos[0]["prefixlen"] != 24 {
+        return Err(format!("bridge addresses after two set-ups: {addrs}").into());
+    }
+    let br = links(ns.name(), &["dev", "br0"])?;
+    let up = br[0]["flags"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|x| x == "UP"));
+    if !up {
+        return Err(format!("bridge not up: {br:?}").into());
+    }
+    if net.gateway() != Ipv4Addr::new(10, 77, 0, 1)
+        || net.kernel_ip_arg(Ipv4Addr::new(10, 77, 0, 9))
+            != "ip=10.77.0.9::10.77.0.1:255.255.255.0::eth0:off"
+    {
+        return Err("gateway or kernel ip= argument wrong".into());
+    }
+    Ok(())
+}
+
+fn two_taps_attach_to_the_bridge() -> TestResult {
+    let (ns, _config, net) = setup(Egress::None)?;
+    let (a, b) = (net.tap_name("sandbox-one"), net.tap_name("sandbox-two"));
+    net.create_tap(&a)?;
+    net.create_tap(&b)?;
+    // Idempotent: a second create (engine restart) keeps one device.
+    net.create_tap(&a)?;
+    let on_bridge = names(&links(ns.name(), &["master", "br0"])?);
+    let mut want = vec![a.clone(), b.clone()];
+    want.sort();
+    if on_bridge != want {
+        return Err(format!("bridge ports {on_bridge:?}, want {want:?}").into());
+    }
+    if net.list_taps()? != want {
+        return Err(format!("list_taps {:?}", net.list_taps()?).into());
+    }
+    Ok(())
+}
+
+fn ip_pool_allocates_releases_and_reuses() -> TestResult {
+    let (_ns, _config, net) = setup(Egress::None)?;
+    let a = net.allocate_ip()?;
+    let b = net.allocate_ip()?;
+    if (a, b) != (Ipv4Addr::new(10, 77, 0, 2), Ipv4Addr::new(10, 77, 0, 3)) {
+        return Err(format!("first addresses {a} {b}").into());
+    }
+    net.release_ip(a)?;
+    if net.ip_in_use(a) || net.allocate_ip()? != a {
+        return Err("released address was not reused".into());
+    }
+    net.mark_ip_in_use(Ipv4Addr::new(10, 77, 0, 4))?;
+    if net.allocate_ip()? != Ipv4Addr::new(10, 77, 0, 5) {
+        return Err("recovered address was handed out again".into());
+    }
+    if net.release_ip(Ipv4Addr::new(10, 78, 0, 2)).is_ok() {
+        return Err("releasing a foreign address succeeded".into());
+    }
+    Ok(())
+}
+
+fn tap_removal_is_clean_and_repeatable() -> TestResult {
+    let (ns, _config, net) = setup(Egress::None)?;
+    let t = net.tap_name("gone");
+    net.create_tap(&t)?;
+    net.remove_tap(&t)?;
+    net.remove_tap(&t)?;
+    let left = names(&links(ns.name(), &[])?);
+    if left.contains(&t) {
+        return Err(format!("TAP still present: {left:?}").into());
+    }
+    if net.remove_tap("eth0").is_ok() {
+        return Err("removing a non-engine interface was allowed".into());
+    }
+    Ok(())
+}
+
+fn orphan_taps_are_removed_at_start() -> TestResult {
+    let (ns, config, net) = setup(Egress::None)?;
+    let keep = net.tap_name("alive");
+    for t in [&keep, &net.tap_name("dead1"), &net.tap_name("dead2")] {
+        net.create_tap(t)?;
+    }
+    // A TAP without the engine prefix belongs to someone else.
+    cmd::ip_in(
+        ns.name(),
+        &["tuntap", "add", "dev", "other0", "mode", "tap"],
+    )?;
+    drop(net);
+    let net = Network::setup(config)?;
+    let removed = net.remove_orphan_taps(&HashSet::from([keep.clone()]))?;
+    if removed != [net.tap_name("dead1"), net.tap_name("dead2")] {
+        return Err(format!("removed {removed:?}").into());
+    }
+    let left = names(&links(ns.name(), &[])?);
+    if !left.contains(&keep) || !left.contains(&"other0".to_owned()) {
+        return Err(format!("wrong interfaces left: {left:?}").into());
+    }
+    Ok(())
+}
+
+fn egress_none_has_no_way_out() -> TestResult {
+    let (ns, _config, _net) = setup(Egress::None)?;
+    let routes = cmd::ip_in(ns.name(), &["-4", "route", "show", "default"])?;
+    let ruleset = cmd::nft_in(ns.name(), &["list", "ruleset"], None)?;
+    let left = names(&links(ns.name(), &[])?);
+    if !routes.trim().is_empty() || ruleset.contains("bhatti") || left.contains(&"up0".into()) {
+        return Err(format!("routes {routes:?} ruleset {ruleset:?} links {left:?}").into());
+    }
+    Ok(())
+}
+
+fn nat_installs_masquerade_and_deny_list() -> TestResult {
+    let uplink = NetNs::create(&unique_name("btup"))?;
+    // The uplink's own address must land in the deny list (it is "the host").
+    cmd::ip_in(
+        uplink.name(),
+        &["addr", "add", "198.51.100.7/32", "dev", "lo"],
+    )?;
+    let nat = NatConfig {
+        uplink_netns: Some(uplink.name().to_owned()),
+        extra_deny: vec!["203.0.113.0/24".into()],
+        ..NatConfig::default()
+    };
+    let (ns, mut config, _net) = setup(Egress::Nat(nat))?;
+    // Idempotent re-apply.
+    Network::setup(config.clone())?;
+
+    let rules = cmd::nft_in(ns.name(), &["list", "ruleset"], None)?;
+    for want in [
+        "table inet bhatti_egress",
+        "oifname \"up0\" masquerade",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "169.254.0.0/16",
+        "198.51.100.7",
+        "203.0.113.0/24",
+        "ip daddr @deny4 drop",
+    ] {
+        if !rules.contains(want) {
+            return Err(format!("sandbox ruleset lacks {want:?}:\n{rules}").into());
+        }
+    }
+    if rules.matches("table inet bhatti_egress").count() != 1 {
+        return Err(format!("table installed twice:\n{rules}").into());
+    }
+    let up_rules = cmd::nft_in(uplink.name(), &["list", "ruleset"], None)?;
+    if !up_rules.contains("ip saddr 10.254.254.0/30") || !up_rules.contains("masquerade") {
+        return Err(format!("uplink ruleset:\n{up_rules}").into());
+    }
+    let route = cmd::ip_in(ns.name(), &["-4", "route", "show", "default"])?;
+    if !route.contains("via 10.254.254.1 dev up0") {
+        return Err(format!("default route {route:?}").into());
+    }
+
+    // Switching back to `none` removes the uplink and the rules.
+    config.egress = Egress::None;
+    Network::setup(config)?;
+    let rules = cmd::nft_in(ns.name(), &["list", "ruleset"], None)?;
+    let left = names(&links(ns.name(), &[])?);
+    if rules.contains("bhatti_egress") || left.contains(&"up0".into()) {
+        return Err(format!("nat left behind: {rules} {left:?}").into());
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let skip = skip_reason();
+    if let Some(reason) = &skip {
+        eprintln!("skipping network tests: {reason}");
+    }
+    let tests: [NamedTest; 7] = [
+        ("bridge_setup_is_idempotent", bridge_setup_is_idempotent),
+        (
+            "two_taps_attach_to_the_bridge",
+            two_taps_attach_to_the_bridge,
+        ),
+        (
+            "ip_pool_allocates_releases_and_reuses",
+            ip_pool_allocates_releases_and_reuses,
+        ),
+        (
+            "tap_removal_is_clean_and_repeatable",
+            tap_removal_is_clean_and_repeatable,
+        ),
+        (
+            "orphan_taps_are_removed_at_start",
+            orphan_taps_are_removed_at_start,
+        ),
+        ("egress_none_has_no_way_out", egress_none_has_no_way_out),
+        (
+            "nat_installs_masquerade_and_deny_list",
+            nat_installs_masquerade_and_deny_list,
+        ),
+    ];
+    let trials = tests
+        .into_iter()
+        .map(|(name, f)| Trial::test(name, f).with_ignored_flag(skip.is_some()))
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
