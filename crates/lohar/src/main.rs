@@ -1,2 +1,66 @@
-//! lohar — the guest agent. Filled in by the agent work.
-fn main() {}
+//! lohar — the guest agent: PID 1 and the frame-protocol server inside
+//! every sandbox (see PROTOCOL.md).
+//!
+//! Modes:
+//! - test mode (`LOHAR_TEST=1`): serves the protocol on the Unix sockets
+//!   `LOHAR_SOCK` (control) and `LOHAR_FWD_SOCK` (forward) as the current
+//!   user; see the crate README for the optional variables.
+//! - PID-1 mode (`getpid() == 1`, or `--init`): boot duties ([`init`]),
+//!   then the same server on TCP (and vsock) ports 1024/1025.
+//!
+//! Threads: one tokio current-thread runtime runs every connection; the
+//! blocking pool does file I/O and `sync()`; one reaper thread
+//! ([`children`]) waits for every child process.
+
+mod agent;
+mod children;
+mod command;
+mod conn;
+mod env;
+mod handlers;
+mod init;
+mod log;
+mod pty;
+mod ring;
+mod server;
+mod sessions;
+mod testmode;
+mod vsock;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        eprintln!("{}", USAGE);
+        return ExitCode::SUCCESS;
+    }
+    if args.iter().any(|a| a == "--version") {
+        eprintln!("lohar {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    if std::env::var("LOHAR_TEST").is_ok_and(|v| v == "1") {
+        return testmode::run();
+    }
+    if std::process::id() == 1 || args.iter().any(|a| a == "--init") {
+        init::run();
+    }
+    eprintln!("{}", USAGE);
+    ExitCode::from(2)
+}
+
+const USAGE: &str = "\
+lohar: the bhatti guest agent
+  as PID 1 (or with --init): boots the sandbox and serves ports 1024/1025
+  LOHAR_TEST=1 LOHAR_SOCK=<path> LOHAR_FWD_SOCK=<path> lohar: test mode on Unix sockets
+    optional: LOHAR_TOKEN=<token>  LOHAR_CONFIG=<config.json>  LOHAR_DEBUG=1";
+
+/// Builds the runtime every mode uses: one thread for all connections, a
+/// blocking pool whose idle threads exit quickly (small idle RSS).
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_keep_alive(std::time::Duration::from_secs(2))
+        .thread_stack_size(512 * 1024)
+        .build()
+}

@@ -1,0 +1,88 @@
+//! Agent-wide state shared by every connection: configuration, identity of
+//! user commands, limits, the TTY session registry and the activity clock.
+//!
+//! Held in one `Arc<Agent>`; everything mutable inside has its own small
+//! lock or is atomic (see [`crate::sessions`] for the session locks).
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use bhatti_proto::config::GuestConfig;
+
+use crate::env::Identity;
+use crate::sessions::Sessions;
+
+/// Limits that keep one client from hurting the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Concurrent connections over both listeners.
+    pub max_connections: usize,
+    /// TTY sessions still running.
+    pub max_sessions: usize,
+    /// Largest single file write, bytes.
+    pub max_write_bytes: u64,
+    /// Exited sessions kept for listing and late attach; oldest go first.
+    pub max_exited_sessions: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            max_sessions: 64,
+            max_write_bytes: 16 << 30,
+            max_exited_sessions: 64,
+        }
+    }
+}
+
+/// Everything a handler may need.
+#[derive(Debug)]
+pub struct Agent {
+    /// Required AUTH token; `None` accepts every connection.
+    pub token: Option<Vec<u8>>,
+    /// The config drive (sandbox env, init script, user…); default when
+    /// there is none.
+    pub config: GuestConfig,
+    /// Who user commands run as.
+    pub identity: Identity,
+    pub limits: Limits,
+    pub sessions: Sessions,
+    last_activity: AtomicI64,
+}
+
+impl Agent {
+    pub fn new(
+        token: Option<Vec<u8>>,
+        config: GuestConfig,
+        identity: Identity,
+        limits: Limits,
+    ) -> Self {
+        let sessions = Sessions::new(limits.max_sessions, limits.max_exited_sessions);
+        Self {
+            token,
+            config,
+            identity,
+            limits,
+            sessions,
+            last_activity: AtomicI64::new(0),
+        }
+    }
+
+    /// Records host activity now.
+    pub fn touch(&self) {
+        self.last_activity.store(now_unix(), Ordering::Relaxed);
+    }
+
+    /// Unix seconds of the last host activity, 0 when none yet.
+    pub fn last_activity(&self) -> i64 {
+        self.last_activity.load(Ordering::Relaxed)
+    }
+}
+
+/// Current time in unix seconds.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

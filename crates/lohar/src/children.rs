@@ -1,0 +1,202 @@
+//! Child registry and reaper: the only place that waits for processes.
+//!
+//! Threads and locks:
+//! - One reaper thread ([`start_reaper`]) loops on
+//!   `waitid(P_ALL, WEXITED | WNOWAIT)`, which reports an exited child
+//!   *without* reaping it. It then takes the registry lock and reaps that
+//!   pid with `waitpid(pid)`, handing the exit code to the registered waiter
+//!   (a tokio oneshot) or discarding it (orphans re-parented to PID 1).
+//! - [`spawn`] holds the same lock across `Command::spawn` and the
+//!   registration of the new pid. So the reaper can never reap a child
+//!   before its waiter exists, and never races std's own `waitpid` of a
+//!   child whose exec failed (std reaps that child inside `spawn`, under our
+//!   lock; the reaper then finds it gone and moves on).
+//! - When there is no child at all (`ECHILD`), the reaper sleeps on a
+//!   condvar that [`spawn`] signals (with a timeout as a safety net).
+//!
+//! Nothing else may wait for children: no `Child::wait`, no
+//! `tokio::process` (its SIGCHLD reaping would race this thread).
+
+use std::collections::HashMap;
+use std::io;
+use std::process::{Child, Command};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+/// Exit code as the protocol reports it: the code, or 128 + signal.
+pub type ExitCode = i32;
+
+#[derive(Default)]
+struct Registry {
+    waiters: HashMap<i32, oneshot::Sender<ExitCode>>,
+}
+
+struct Shared {
+    registry: Mutex<Registry>,
+    spawned: Condvar,
+}
+
+fn shared() -> &'static Shared {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    SHARED.get_or_init(|| Shared {
+        registry: Mutex::new(Registry::default()),
+        spawned: Condvar::new(),
+    })
+}
+
+fn lock() -> MutexGuard<'static, Registry> {
+    // A poisoned lock only means another thread panicked while holding it;
+    // the map itself is still consistent (every operation is one insert or
+    // one remove), so keep going rather than take PID 1 down.
+    shared().registry.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum ChildError {
+    #[error("{0}")]
+    Spawn(#[source] io::Error),
+    #[error("cannot start the reaper thread: {0}")]
+    Reaper(#[source] io::Error),
+}
+
+/// Starts the reaper thread (once per process).
+pub fn start_reaper() -> Result<(), ChildError> {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    if STARTED.get().is_some() {
+        return Ok(());
+    }
+    std::thread::Builder::new()
+        .name("reaper".into())
+        .stack_size(64 * 1024)
+        .spawn(reaper_loop)
+        .map_err(ChildError::Reaper)?;
+    let _ = STARTED.set(());
+    Ok(())
+}
+
+/// Spawns `cmd` and registers it; the receiver yields its exit code once
+/// the reaper has reaped it. Do not wait on the returned `Child`.
+pub fn spawn(cmd: &mut Command) -> Result<(Child, oneshot::Receiver<ExitCode>), ChildError> {
+    let mut reg = lock();
+    let child = cmd.spawn().map_err(ChildError::Spawn)?;
+    let (tx, rx) = oneshot::channel();
+    // `id()` of a live child always fits an i32 pid.
+    reg.waiters.insert(child.id() as i32, tx);
+    drop(reg);
+    shared().spawned.notify_all();
+    Ok((child, rx))
+}
+
+fn reaper_loop() {
+    loop {
+        match wait_any_nowait() {
+            Ok(pid) => reap(pid),
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+                let reg = lock();
+                // Re-check under the lock is unnecessary: a spawn in between
+                // notifies, and the timeout bounds any missed wake-up.
+                let _unused = shared()
+                    .spawned
+                    .wait_timeout(reg, Duration::from_secs(1))
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) => {
+                crate::log!("reaper: waitid: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Blocks until some child has exited; returns its pid without reaping it.
+fn wait_any_nowait() -> io::Result<i32> {
+    // SAFETY: siginfo_t is plain old data; all-zero is a valid value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid, writable siginfo_t for the kernel to fill;
+    // P_ALL ignores the id argument.
+    let r = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOWAIT) };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: waitid succeeded with WEXITED, so the kernel filled in a
+    // SIGCHLD siginfo whose si_pid field is valid.
+    Ok(unsafe { info.si_pid() })
+}
+
+fn reap(pid: i32) {
+    let mut reg = lock();
+    let mut status: libc::c_int = 0;
+    // SAFETY: plain syscall on a pid we were told has exited; `status` is a
+    // valid out-pointer.
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    if r != pid {
+        // ECHILD: std already reaped a child whose exec failed (under our
+        // lock, inside `spawn`). 0: cannot happen for an exited child; the
+        // next waitid reports it again.
+        return;
+    }
+    let code = exit_code(status);
+    if let Some(tx) = reg.waiters.remove(&pid) {
+        let _ = tx.send(code);
+    }
+}
+
+/// Converts a raw wait status into the protocol's exit code.
+pub fn exit_code(status: libc::c_int) -> ExitCode {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        // Stopped/continued are never reported for WEXITED waits.
+        -1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes() {
+        // Raw wait statuses as the kernel encodes them.
+        assert_eq!(exit_code(0), 0);
+        assert_eq!(exit_code(3 << 8), 3);
+        assert_eq!(exit_code(9), 137);
+        assert_eq!(exit_code(15), 143);
+    }
+
+    #[test]
+    fn spawned_children_report_their_status_and_failed_execs_do_not_hang() {
+        start_reaper().expect("reaper");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let (_c, rx) = spawn(Command::new("sh").args(["-c", "exit 7"])).expect("spawn");
+            assert_eq!(rx.await.expect("status"), 7);
+            let (_c, rx) = spawn(Command::new("sh").args(["-c", "kill -9 $$"])).expect("spawn");
+            assert_eq!(rx.await.expect("status"), 137);
+            // Exec failure: std reaps it itself; must be a clean error.
+            for _ in 0..20 {
+                let err = spawn(&mut Command::new("/nonexistent/prog")).expect_err("must fail");
+                assert!(err.to_string().contains("No such file"), "{err}");
+            }
+            // Many concurrent children all get their own status.
+            let mut rxs = Vec::new();
+            for i in 0..20 {
+                let (_c, rx) =
+                    spawn(Command::new("sh").args(["-c", &format!("exit {i}")])).expect("spawn");
+                rxs.push((i, rx));
+            }
+            for (i, rx) in rxs {
+                assert_eq!(rx.await.expect("status"), i);
+            }
+        });
+    }
+}

@@ -1,0 +1,199 @@
+//! One accepted connection: a frame writer shared by the tasks that produce
+//! output, and a frame reader that turns incoming frames into a bounded
+//! channel once a handler needs to listen while it also does other work.
+//!
+//! Locks: [`FrameWriter`] is an `Arc<tokio::sync::Mutex<write half>>`; a
+//! frame is encoded into one buffer and written with one `write_all` under
+//! the lock, so frames from concurrent producers never interleave, and a
+//! slow peer back-pressures every producer (no unbounded queue).
+//!
+//! Tasks: [`Conn::into_frames`] spawns one reader task per connection that
+//! reads frames and sends them into a channel of [`FRAME_QUEUE`] frames
+//! (each at most 1 MiB), so per-connection buffering is bounded. Dropping
+//! the [`Frames`] aborts that task, which releases the read half; the socket
+//! closes when the writer goes too.
+
+use std::sync::Arc;
+
+use bhatti_proto::frame::{self, Frame, FrameError, FrameType};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinHandle;
+
+/// A byte stream the agent serves: Unix socket, TCP or vsock.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
+
+/// A boxed [`Stream`].
+pub type BoxStream = Box<dyn Stream>;
+
+/// Frames buffered per connection between the socket and a handler.
+pub const FRAME_QUEUE: usize = 4;
+
+/// Errors of the connection plumbing: the peer is gone or misbehaved.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("connection: {0}")]
+    Frame(#[from] FrameError),
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Shared, cloneable writer of whole frames.
+#[derive(Clone)]
+pub struct FrameWriter {
+    inner: Arc<Mutex<WriteHalf<BoxStream>>>,
+}
+
+impl std::fmt::Debug for FrameWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FrameWriter")
+    }
+}
+
+impl FrameWriter {
+    /// Encodes and writes one frame.
+    pub async fn send(&self, kind: FrameType, payload: &[u8]) -> Result<(), ConnError> {
+        let buf = frame::encode(kind, payload)?;
+        self.send_encoded(&buf).await
+    }
+
+    /// Writes a frame already encoded (see [`FrameBuf`]).
+    pub async fn send_encoded(&self, buf: &[u8]) -> Result<(), ConnError> {
+        let mut w = self.inner.lock().await;
+        w.write_all(buf).await?;
+        Ok(())
+    }
+
+    /// Sends an ERROR frame.
+    pub async fn error(&self, msg: &str) -> Result<(), ConnError> {
+        self.send(FrameType::ERROR, msg.as_bytes()).await
+    }
+
+    /// Sends an EXIT frame.
+    pub async fn exit(&self, code: i32) -> Result<(), ConnError> {
+        self.send(FrameType::EXIT, &bhatti_proto::messages::encode_exit(code))
+            .await
+    }
+
+    /// Sends a JSON frame.
+    pub async fn json<T: serde::Serialize>(
+        &self,
+        kind: FrameType,
+        msg: &T,
+    ) -> Result<(), ConnError> {
+        let payload = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
+        self.send(kind, &payload).await
+    }
+}
+
+/// A buffer with room for a frame header in front of the payload, so bulk
+/// data (file content, process output) is read straight into the frame and
+/// written without another copy.
+#[derive(Debug)]
+pub struct FrameBuf {
+    buf: Vec<u8>,
+}
+
+impl FrameBuf {
+    /// A buffer for payloads of up to `cap` bytes (capped at the maximum).
+    pub fn new(cap: usize) -> Self {
+        let cap = cap.min(frame::MAX_PAYLOAD_LEN);
+        Self {
+            buf: vec![0u8; frame::HEADER_LEN + cap],
+        }
+    }
+
+    /// The payload area to read into.
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[frame::HEADER_LEN..]
+    }
+
+    /// Finishes a frame of type `kind` whose payload is the first `n`
+    /// payload bytes; returns the whole encoded frame.
+    pub fn finish(&mut self, kind: FrameType, n: usize) -> &[u8] {
+        let n = n.min(self.buf.len() - frame::HEADER_LEN);
+        // n <= MAX_PAYLOAD_LEN, so n + 1 fits the u32 length field.
+        let len = (n as u32 + 1).to_be_bytes();
+        self.buf[..4].copy_from_slice(&len);
+        self.buf[4] = kind.0;
+        &self.buf[..frame::HEADER_LEN + n]
+    }
+}
+
+/// An accepted connection after its request frame was read.
+pub struct Conn {
+    pub reader: ReadHalf<BoxStream>,
+    pub writer: FrameWriter,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Conn")
+    }
+}
+
+impl Conn {
+    pub fn new(stream: BoxStream) -> Self {
+        let (reader, writer) = tokio::io::split(stream);
+        Self {
+            reader,
+            writer: FrameWriter {
+                inner: Arc::new(Mutex::new(writer)),
+            },
+        }
+    }
+
+    /// Starts the reader task; frames arrive on the returned [`Frames`].
+    pub fn into_frames(self) -> (Frames, FrameWriter) {
+        let (tx, rx) = mpsc::channel(FRAME_QUEUE);
+        let mut reader = self.reader;
+        let task = tokio::spawn(async move {
+            loop {
+                match bhatti_proto::async_io::read_frame(&mut reader).await {
+                    Ok(Some(f)) => {
+                        if tx.send(f).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(e) => {
+                        crate::debug!("read: {e}");
+                        return;
+                    }
+                }
+            }
+        });
+        (Frames { rx, task }, self.writer)
+    }
+}
+
+/// Incoming frames of a connection. `recv` returns `None` once the peer
+/// half-closed, disconnected or sent a malformed frame.
+#[derive(Debug)]
+pub struct Frames {
+    rx: mpsc::Receiver<Frame>,
+    task: JoinHandle<()>,
+}
+
+impl Frames {
+    pub async fn recv(&mut self) -> Option<Frame> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for Frames {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Registers an owned descriptor with tokio's reactor.
+pub fn register_fd(
+    fd: std::os::fd::OwnedFd,
+) -> std::io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    // SAFETY: an `OwnedFd` is a valid open descriptor, and the `AsyncFd`
+    // takes ownership of it, so it stays open and refers to the same file
+    // description until the `AsyncFd` is dropped.
+    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(std::io::Error::from)
+}

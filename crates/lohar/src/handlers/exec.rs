@@ -1,0 +1,195 @@
+//! EXEC_REQ: dispatch (attach / empty argv / TTY / piped) and piped exec.
+//!
+//! Piped exec tasks: two output pumps (stdout, stderr → STDOUT/STDERR
+//! frames through the connection's one [`FrameWriter`]), a stdin feeder
+//! (bounded channel → child stdin), and this handler's loop, which reads
+//! host frames (STDIN, KILL) and waits for the reaper's exit status. The
+//! child is in its own process group; KILL signals the whole group. A host
+//! disconnect closes the child's stdin but does not kill it: the pumps keep
+//! draining (and discarding) output so the child can finish.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::sync::Arc;
+
+use bhatti_proto::frame::FrameType;
+use bhatti_proto::messages::{ExecRequest, MessageError, decode_json};
+use rustix::process::{Pid, Signal};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
+use tokio::sync::mpsc;
+
+use crate::agent::Agent;
+use crate::children::{self, ChildError};
+use crate::command;
+use crate::conn::{Conn, ConnError, FrameBuf, FrameWriter};
+use crate::handlers::{Reply, io_text, session};
+
+/// Output read per frame.
+const OUTPUT_CHUNK: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Request(#[from] MessageError),
+    #[error("empty argv")]
+    EmptyArgv,
+    #[error("start: {0}")]
+    Start(String),
+    #[error(transparent)]
+    Session(#[from] session::Error),
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+}
+
+impl Reply for Error {
+    fn reply(&self) -> bool {
+        match self {
+            Error::Conn(_) => false,
+            Error::Session(e) => e.reply(),
+            _ => true,
+        }
+    }
+}
+
+/// Routes an EXEC_REQ as PROTOCOL.md orders it.
+pub async fn dispatch(agent: &Arc<Agent>, conn: Conn, payload: &[u8]) -> Result<(), Error> {
+    let req: ExecRequest = decode_json("ExecRequest", payload)?;
+    if req.session_id.is_some() {
+        return Ok(session::attach(agent, conn, req).await?);
+    }
+    if req.argv.is_empty() {
+        return Err(Error::EmptyArgv);
+    }
+    if req.tty {
+        return Ok(session::create(agent, conn, req).await?);
+    }
+    handle(agent, conn, req).await
+}
+
+/// Piped exec of `req` (non-empty argv, no TTY).
+pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<(), Error> {
+    let mut cmd = command::user_command(agent, &req.argv, &req.env, req.cwd.as_deref())
+        .map_err(|e| Error::Start(e.to_string()))?;
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let (mut child, mut exit) = children::spawn(&mut cmd).map_err(|e| match e {
+        ChildError::Spawn(io) => Error::Start(io_text(&io)),
+        other => Error::Start(other.to_string()),
+    })?;
+    drop(cmd);
+    let pgid = Pid::from_raw(child.id() as i32);
+    let stdin = child.stdin.take().map(OwnedFd::from);
+    let stdout = child.stdout.take().map(OwnedFd::from);
+    let stderr = child.stderr.take().map(OwnedFd::from);
+    drop(child);
+
+    let (mut frames, writer) = conn.into_frames();
+    let out = tokio::spawn(pump(stdout, FrameType::STDOUT, writer.clone()));
+    let err = tokio::spawn(pump(stderr, FrameType::STDERR, writer.clone()));
+    let (stdin_tx, stdin_rx) = mpsc::channel::<Vec<u8>>(4);
+    let feeder = tokio::spawn(feed_stdin(stdin, stdin_rx));
+    let mut stdin_tx = Some(stdin_tx);
+    let mut input_open = true;
+
+    let code = loop {
+        tokio::select! {
+            code = &mut exit => break code.unwrap_or(-1),
+            frame = frames.recv(), if input_open => match frame {
+                // Half-close or disconnect: the child's stdin closes.
+                None => {
+                    input_open = false;
+                    stdin_tx = None;
+                }
+                Some(f) => {
+                    agent.touch();
+                    match f.kind {
+                        FrameType::STDIN if f.payload.is_empty() => stdin_tx = None,
+                        FrameType::STDIN => {
+                            if let Some(tx) = &stdin_tx
+                                && tx.send(f.payload).await.is_err()
+                            {
+                                stdin_tx = None;
+                            }
+                        }
+                        FrameType::KILL => kill_group(pgid),
+                        _ => {}
+                    }
+                }
+            },
+        }
+    };
+    drop(stdin_tx);
+    feeder.abort();
+
+    // Drain the output; KILL still reaches what is left of the group (a
+    // background job holding the pipes open).
+    let drained = async {
+        let _ = out.await;
+        let _ = err.await;
+    };
+    tokio::pin!(drained);
+    loop {
+        tokio::select! {
+            () = &mut drained => break,
+            frame = frames.recv(), if input_open => match frame {
+                None => input_open = false,
+                Some(f) if f.kind == FrameType::KILL => kill_group(pgid),
+                Some(_) => {}
+            },
+        }
+    }
+    let _ = tokio::task::spawn_blocking(rustix::fs::sync).await;
+    writer.exit(code).await?;
+    Ok(())
+}
+
+fn kill_group(pgid: Option<Pid>) {
+    if let Some(pgid) = pgid {
+        let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
+    }
+}
+
+/// Relays one output pipe as frames of `kind`. After the host is gone it
+/// keeps reading (and discarding) so the child never blocks on a full pipe.
+async fn pump(fd: Option<OwnedFd>, kind: FrameType, writer: FrameWriter) {
+    let Some(fd) = fd else { return };
+    let mut rx = match pipe::Receiver::from_owned_fd(fd) {
+        Ok(rx) => rx,
+        Err(e) => {
+            crate::log!("exec: output pipe: {e}");
+            return;
+        }
+    };
+    let mut buf = FrameBuf::new(OUTPUT_CHUNK);
+    let mut host = true;
+    loop {
+        let n = match rx.read(buf.payload_mut()).await {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                crate::debug!("exec: read output: {e}");
+                return;
+            }
+        };
+        if host && writer.send_encoded(buf.finish(kind, n)).await.is_err() {
+            host = false;
+        }
+    }
+}
+
+async fn feed_stdin(fd: Option<OwnedFd>, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let Some(fd) = fd else { return };
+    let Ok(mut tx) = pipe::Sender::from_owned_fd(fd) else {
+        return;
+    };
+    while let Some(buf) = rx.recv().await {
+        if tx.write_all(&buf).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! EXEC_LIST_REQ: every registered session (running or exited, not yet
+//! reaped) as EXEC_LIST_RESP, a JSON array (never null).
+
+use std::sync::Arc;
+
+use bhatti_proto::frame::FrameType;
+
+use crate::agent::Agent;
+use crate::conn::{Conn, ConnError};
+use crate::handlers::Reply;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+}
+
+impl Reply for Error {
+    fn reply(&self) -> bool {
+        false
+    }
+}
+
+pub async fn handle(agent: &Arc<Agent>, conn: Conn, _payload: &[u8]) -> Result<(), Error> {
+    let list = agent.sessions.list();
+    conn.writer.json(FrameType::EXEC_LIST_RESP, &list).await?;
+    Ok(())
+}

@@ -1,0 +1,272 @@
+//! Listeners, connection limit, auth and dispatch.
+//!
+//! Tasks: one accept loop per listener (control and forward, each on Unix
+//! sockets in test mode, TCP and optionally vsock in a VM); one task per
+//! accepted connection. A connection first takes a permit of the shared
+//! connection semaphore (over the limit: ERROR and close), then passes
+//! auth (first frame AUTH within [`AUTH_DEADLINE`], constant-time compare),
+//! then reads its one request frame and runs the matching handler, which
+//! owns the connection until the operation ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bhatti_proto::frame::{Frame, FrameType};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Semaphore;
+
+use crate::agent::Agent;
+use crate::conn::{BoxStream, Conn, ConnError};
+use crate::handlers::{self, Reply};
+
+/// Time a client has to send its AUTH frame.
+pub const AUTH_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Which protocol a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    Control,
+    Forward,
+}
+
+/// A listening socket of any transport.
+#[derive(Debug)]
+#[allow(dead_code)] // TCP and vsock are constructed by PID-1 mode
+pub enum Listener {
+    Unix(tokio::net::UnixListener),
+    Tcp(tokio::net::TcpListener),
+    Vsock(crate::vsock::VsockListener),
+}
+
+impl Listener {
+    async fn accept(&self) -> std::io::Result<BoxStream> {
+        Ok(match self {
+            Listener::Unix(l) => Box::new(l.accept().await?.0),
+            Listener::Tcp(l) => {
+                let (s, _) = l.accept().await?;
+                let _ = s.set_nodelay(true);
+                Box::new(s)
+            }
+            Listener::Vsock(l) => Box::new(l.accept().await?),
+        })
+    }
+}
+
+/// Serves `listeners` until the process ends.
+pub async fn serve(agent: Arc<Agent>, listeners: Vec<(Port, Listener)>) {
+    let permits = Arc::new(Semaphore::new(agent.limits.max_connections));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (port, listener) in listeners {
+        let agent = agent.clone();
+        let permits = permits.clone();
+        tasks.spawn(accept_loop(agent, port, listener, permits));
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn accept_loop(agent: Arc<Agent>, port: Port, listener: Listener, permits: Arc<Semaphore>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                crate::log!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let agent = agent.clone();
+        let permit = permits.clone().try_acquire_owned();
+        tokio::spawn(async move {
+            let mut stream = stream;
+            let Ok(_permit) = permit else {
+                let msg = format!(
+                    "too many connections (limit {})",
+                    agent.limits.max_connections
+                );
+                let _ = bhatti_proto::async_io::write_frame(
+                    &mut stream,
+                    FrameType::ERROR,
+                    msg.as_bytes(),
+                )
+                .await;
+                return;
+            };
+            if let Err(e) = connection(&agent, port, stream).await {
+                crate::debug!("connection ended: {e}");
+            }
+        });
+    }
+}
+
+/// Why a connection ended before a handler took it over.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Conn(#[from] ConnError),
+    #[error("closed before the first frame")]
+    Closed,
+    #[error("auth failed")]
+    Auth,
+}
+
+async fn connection(
+    agent: &Arc<Agent>,
+    port: Port,
+    mut stream: BoxStream,
+) -> Result<(), ServeError> {
+    let Some(first) = authenticate(agent, &mut stream).await? else {
+        return Err(ServeError::Closed);
+    };
+    // The host's idle poll must not count as activity.
+    if first.kind != FrameType::ACTIVITY_REQ {
+        agent.touch();
+    }
+    match (port, first.kind) {
+        (Port::Forward, FrameType::FWD_REQ) => {
+            report(
+                handlers::forward::handle(agent, stream, &first.payload).await,
+                None,
+            )
+            .await
+        }
+        (Port::Control, kind) if is_control_request(kind) => {
+            let conn = Conn::new(stream);
+            let writer = conn.writer.clone();
+            let res = dispatch(agent, conn, first).await;
+            report_boxed(res, Some(&writer)).await
+        }
+        (_, kind) => {
+            let msg = format!("unexpected frame type 0x{:02x}", kind.0);
+            write_error(&mut stream, &msg).await?;
+            Ok(())
+        }
+    }
+}
+
+fn is_control_request(kind: FrameType) -> bool {
+    matches!(
+        kind,
+        FrameType::EXEC_REQ
+            | FrameType::EXEC_LIST_REQ
+            | FrameType::EXEC_KILL
+            | FrameType::ACTIVITY_REQ
+            | FrameType::FILE_READ_REQ
+            | FrameType::FILE_WRITE_REQ
+            | FrameType::FILE_STAT_REQ
+            | FrameType::FILE_LS_REQ
+    )
+}
+
+/// Either handler error type, boxed for reporting.
+type HandlerResult = Result<(), Box<dyn ReplyError>>;
+
+/// A handler error: displayable, reportable.
+pub trait ReplyError: Reply + std::fmt::Debug + Send {}
+impl<T: Reply + std::fmt::Debug + Send> ReplyError for T {}
+
+fn boxed<E: ReplyError + 'static>(r: Result<(), E>) -> HandlerResult {
+    r.map_err(|e| Box::new(e) as Box<dyn ReplyError>)
+}
+
+async fn dispatch(agent: &Arc<Agent>, conn: Conn, req: Frame) -> HandlerResult {
+    use handlers::*;
+    let p = &req.payload;
+    match req.kind {
+        FrameType::EXEC_REQ => boxed(exec::dispatch(agent, conn, p).await),
+        FrameType::EXEC_LIST_REQ => boxed(session_list::handle(agent, conn, p).await),
+        FrameType::EXEC_KILL => boxed(session_kill::handle(agent, conn, p).await),
+        FrameType::ACTIVITY_REQ => boxed(activity::handle(agent, conn, p).await),
+        FrameType::FILE_READ_REQ => boxed(file_read::handle(agent, conn, p).await),
+        FrameType::FILE_WRITE_REQ => boxed(file_write::handle(agent, conn, p).await),
+        FrameType::FILE_STAT_REQ => boxed(file_stat::handle(agent, conn, p).await),
+        FrameType::FILE_LS_REQ => boxed(file_ls::handle(agent, conn, p).await),
+        // Filtered by `is_control_request`.
+        _ => Ok(()),
+    }
+}
+
+async fn report<E: ReplyError + 'static>(
+    res: Result<(), E>,
+    writer: Option<&crate::conn::FrameWriter>,
+) -> Result<(), ServeError> {
+    report_boxed(boxed(res), writer).await
+}
+
+async fn report_boxed(
+    res: HandlerResult,
+    writer: Option<&crate::conn::FrameWriter>,
+) -> Result<(), ServeError> {
+    let Err(e) = res else { return Ok(()) };
+    if e.reply() {
+        if let Some(w) = writer {
+            w.error(&e.to_string()).await?;
+        }
+    } else {
+        crate::debug!("handler: {e}");
+    }
+    Ok(())
+}
+
+/// Reads the first frame, enforcing auth when a token is configured.
+/// Returns the request frame (the one after AUTH), or `None` on a clean
+/// close.
+async fn authenticate<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
+    agent: &Agent,
+    stream: &mut S,
+) -> Result<Option<Frame>, ServeError> {
+    let Some(token) = &agent.token else {
+        // No token: an AUTH frame is accepted and skipped.
+        let first = read(stream).await?;
+        return match first {
+            Some(f) if f.kind == FrameType::AUTH => read(stream).await,
+            other => Ok(other),
+        };
+    };
+    let first = tokio::time::timeout(AUTH_DEADLINE, read(stream)).await;
+    let ok = matches!(&first, Ok(Ok(Some(f))) if f.kind == FrameType::AUTH && constant_time_eq(&f.payload, token));
+    if !ok {
+        if !matches!(first, Ok(Ok(None))) {
+            write_error(stream, "auth required").await?;
+        }
+        return Err(ServeError::Auth);
+    }
+    read(stream).await
+}
+
+async fn read<S: AsyncRead + Unpin + ?Sized>(stream: &mut S) -> Result<Option<Frame>, ServeError> {
+    Ok(bhatti_proto::async_io::read_frame(stream)
+        .await
+        .map_err(ConnError::from)?)
+}
+
+async fn write_error<S: AsyncWrite + Unpin + ?Sized>(
+    stream: &mut S,
+    msg: &str,
+) -> Result<(), ConnError> {
+    bhatti_proto::async_io::write_frame(stream, FrameType::ERROR, msg.as_bytes()).await?;
+    Ok(())
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    // black_box keeps the optimiser from turning the fold into an early exit.
+    std::hint::black_box(diff) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_matches_eq() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}

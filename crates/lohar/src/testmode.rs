@@ -1,0 +1,115 @@
+//! Test mode: the whole protocol on Unix sockets, no root, no VM.
+//!
+//! Environment: `LOHAR_SOCK` and `LOHAR_FWD_SOCK` (required), `LOHAR_TOKEN`
+//! (require this AUTH token), `LOHAR_CONFIG` (a `config.json` supplying the
+//! sandbox env, init script and, without `LOHAR_TOKEN`, the token).
+//! Commands run as the current user with its `HOME` and working directory.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use bhatti_proto::config::GuestConfig;
+use tokio::net::UnixListener;
+
+use crate::agent::{Agent, Limits};
+use crate::env::Identity;
+use crate::server::{self, Listener, Port};
+
+/// Why test mode could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TestModeError {
+    #[error("test mode needs {0} (the {1} socket path)")]
+    MissingVar(&'static str, &'static str),
+    #[error("cannot read LOHAR_CONFIG {path}: {msg}")]
+    Config { path: String, msg: String },
+    #[error("cannot listen on {path}: {source}")]
+    Listen {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Startup(String),
+}
+
+pub fn run() -> ExitCode {
+    match start() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            crate::log!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn start() -> Result<(), TestModeError> {
+    let control = var_path("LOHAR_SOCK", "control")?;
+    let forward = var_path("LOHAR_FWD_SOCK", "forward")?;
+    let config = match std::env::var("LOHAR_CONFIG") {
+        Ok(path) => load_config(&path)?,
+        Err(_) => GuestConfig::default(),
+    };
+    let token = match std::env::var("LOHAR_TOKEN") {
+        Ok(t) if !t.is_empty() => Some(t.into_bytes()),
+        _ if !config.token.is_empty() => Some(config.token.clone().into_bytes()),
+        _ => None,
+    };
+    let identity = Identity {
+        switch_to: None,
+        home: std::env::var("HOME").unwrap_or_else(|_| "/".to_owned()),
+        user: std::env::var("USER").ok(),
+        default_cwd: None,
+    };
+    crate::children::start_reaper().map_err(|e| TestModeError::Startup(e.to_string()))?;
+    let rt = crate::runtime().map_err(|e| TestModeError::Startup(e.to_string()))?;
+    rt.block_on(async move {
+        let c = bind(&control)?;
+        let f = bind(&forward)?;
+        let agent = Arc::new(Agent::new(token, config, identity, Limits::default()));
+        if let Some(script) = agent.config.init.clone().filter(|s| !s.trim().is_empty())
+            && let Err(e) = crate::handlers::session::start_init(&agent, &script)
+        {
+            crate::log!("init session: {e}");
+        }
+        crate::log!(
+            "ready control={} forward={}",
+            control.display(),
+            forward.display()
+        );
+        server::serve(agent, vec![(Port::Control, c), (Port::Forward, f)]).await;
+        Ok(())
+    })
+}
+
+fn var_path(name: &'static str, what: &'static str) -> Result<PathBuf, TestModeError> {
+    match std::env::var_os(name) {
+        Some(v) if !v.is_empty() => Ok(PathBuf::from(v)),
+        _ => Err(TestModeError::MissingVar(name, what)),
+    }
+}
+
+fn load_config(path: &str) -> Result<GuestConfig, TestModeError> {
+    let err = |msg: String| TestModeError::Config {
+        path: path.to_owned(),
+        msg,
+    };
+    let text = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    serde_json::from_slice(&text).map_err(|e| err(e.to_string()))
+}
+
+fn bind(path: &Path) -> Result<Listener, TestModeError> {
+    // A stale socket from an earlier run would make bind fail.
+    if std::fs::symlink_metadata(path).is_ok_and(|m| {
+        use std::os::unix::fs::FileTypeExt;
+        m.file_type().is_socket()
+    }) {
+        let _ = std::fs::remove_file(path);
+    }
+    UnixListener::bind(path)
+        .map(Listener::Unix)
+        .map_err(|source| TestModeError::Listen {
+            path: path.display().to_string(),
+            source,
+        })
+}
