@@ -1,3 +1,28 @@
-//! SQLite store: schema, migrations, typed queries
+//! The daemon's persistent state in SQLite: users, sandboxes, templates,
+//! secrets (ciphertext only), volumes with their attachments, and published
+//! ports.
 //!
-//! Filled in by later work; see `../shared/DESIGN.md` (layers).
+//! Everything SQLite-specific lives in [`db`]: pragmas (WAL, busy timeout,
+//! foreign keys), and migrations, one SQL file per migration under
+//! `src/migrations/`, applied in order and recorded in `PRAGMA user_version`.
+//! The other modules are typed queries, one per table family, all methods
+//! on [`Store`].
+//!
+//! Concurrency: one connection behind a `std::sync::Mutex`. Every query is
+//! short (indexed lookups, single-row writes), so callers in async code may
+//! call it directly; nothing here does I/O other than SQLite's own.
+
+mod db;
+mod error;
+pub mod published;
+pub mod sandboxes;
+pub mod secrets;
+pub mod templates;
+pub mod users;
+pub mod volumes;
+
+pub use db::Store;
+pub use error::StoreError;
+
+/// Result of a store operation.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,314 @@
+//! Sandboxes: everything needed to show them and to recover them after a
+//! daemon restart (agent token, IP, spec, snapshot state).
+
+use std::fmt;
+use std::str::FromStr;
+
+use rusqlite::{OptionalExtension, Row, params};
+
+use crate::error::conflict;
+use crate::{Result, Store, StoreError};
+
+/// Lifecycle status as the API shows it (plus `destroyed`, kept for audit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    Running,
+    Stopped,
+    Unknown,
+    Destroyed,
+}
+
+/// Where a running sandbox's VM is (DESIGN.md, thermal states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Thermal {
+    Hot,
+    Warm,
+    Cold,
+}
+
+macro_rules! text_enum {
+    ($ty:ident, $what:literal, $($variant:ident => $text:literal),+ $(,)?) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl FromStr for $ty {
+            type Err = StoreError;
+            fn from_str(s: &str) -> Result<Self> {
+                match s {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(StoreError::Corrupt { what: $what, detail: other.to_string() }),
+                }
+            }
+        }
+    };
+}
+
+text_enum!(Status, "sandbox status",
+    Running => "running", Stopped => "stopped", Unknown => "unknown", Destroyed => "destroyed");
+text_enum!(Thermal, "thermal state", Hot => "hot", Warm => "warm", Cold => "cold");
+
+/// A stored sandbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sandbox {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    pub status: Status,
+    pub thermal: Thermal,
+    /// Why the status is `unknown` (or other notable state), for the user.
+    pub status_reason: Option<String>,
+    pub ip: Option<String>,
+    pub cpus: u32,
+    pub memory_mb: u32,
+    pub keep_hot: bool,
+    pub template_id: Option<String>,
+    pub image: String,
+    pub agent_token: String,
+    /// The creation spec, as JSON, owned by the server.
+    pub spec: serde_json::Value,
+    /// Set while a valid snapshot exists on disk.
+    pub snapshot_path: Option<String>,
+    pub created_at: i64,
+    pub stopped_at: Option<i64>,
+    pub destroyed_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, user_id, name, status, thermal, status_reason, ip, cpus, memory_mb, \
+     keep_hot, template_id, image, agent_token, spec, snapshot_path, created_at, stopped_at, \
+     destroyed_at";
+
+/// A row decoded without interpretation; [`Raw::into_sandbox`] validates it.
+struct Raw {
+    s: Sandbox,
+    status: String,
+    thermal: String,
+    spec: String,
+}
+
+fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
+    Ok(Raw {
+        status: r.get(3)?,
+        thermal: r.get(4)?,
+        spec: r.get(13)?,
+        s: Sandbox {
+            id: r.get(0)?,
+            user_id: r.get(1)?,
+            name: r.get(2)?,
+            status: Status::Unknown,
+            thermal: Thermal::Cold,
+            status_reason: r.get(5)?,
+            ip: r.get(6)?,
+            cpus: r.get(7)?,
+            memory_mb: r.get(8)?,
+            keep_hot: r.get(9)?,
+            template_id: r.get(10)?,
+            image: r.get(11)?,
+            agent_token: r.get(12)?,
+            spec: serde_json::Value::Null,
+            snapshot_path: r.get(14)?,
+            created_at: r.get(15)?,
+            stopped_at: r.get(16)?,
+            destroyed_at: r.get(17)?,
+        },
+    })
+}
+
+impl Raw {
+    fn into_sandbox(self) -> Result<Sandbox> {
+        let mut s = self.s;
+        s.status = self.status.parse()?;
+        s.thermal = self.thermal.parse()?;
+        s.spec = serde_json::from_str(&self.spec).map_err(|e| StoreError::Corrupt {
+            what: "sandbox spec",
+            detail: format!("{}: {e}", s.id),
+        })?;
+        Ok(s)
+    }
+}
+
+impl Store {
+    /// Inserts a sandbox; a live sandbox of the same user with the same name
+    /// is `Conflict`.
+    pub fn insert_sandbox(&self, s: &Sandbox) -> Result<()> {
+        self.conn()
+            .execute(
+                &format!(
+                    "INSERT INTO sandboxes ({COLUMNS}) VALUES \
+                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+                      ?17, ?18)"
+                ),
+                params![
+                    s.id,
+                    s.user_id,
+                    s.name,
+                    s.status.as_str(),
+                    s.thermal.as_str(),
+                    s.status_reason,
+                    s.ip,
+                    s.cpus,
+                    s.memory_mb,
+                    s.keep_hot,
+                    s.template_id,
+                    s.image,
+                    s.agent_token,
+                    s.spec.to_string(),
+                    s.snapshot_path,
+                    s.created_at,
+                    s.stopped_at,
+                    s.destroyed_at
+                ],
+            )
+            .map_err(conflict(format!("sandbox {}", s.name)))?;
+        Ok(())
+    }
+
+    /// A live sandbox of `user_id` named by id or by name.
+    pub fn find_sandbox(&self, user_id: &str, id_or_name: &str) -> Result<Sandbox> {
+        self.conn()
+            .query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM sandboxes WHERE user_id = ?1 \
+                     AND status != 'destroyed' AND (id = ?2 OR name = ?2) \
+                     ORDER BY id = ?2 DESC LIMIT 1"
+                ),
+                params![user_id, id_or_name],
+                raw,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("sandbox {id_or_name}")))?
+            .into_sandbox()
+    }
+
+    /// A sandbox by id, whoever owns it and whatever its status.
+    pub fn sandbox_by_id(&self, id: &str) -> Result<Sandbox> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM sandboxes WHERE id = ?1"),
+                [id],
+                raw,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("sandbox {id}")))?
+            .into_sandbox()
+    }
+
+    /// The live sandboxes of one user, newest first.
+    pub fn list_sandboxes(&self, user_id: &str) -> Result<Vec<Sandbox>> {
+        self.query_sandboxes(
+            "WHERE user_id = ?1 AND status != 'destroyed' ORDER BY created_at DESC, id DESC",
+            params![user_id],
+        )
+    }
+
+    /// Every live sandbox of every user (restart recovery), oldest first.
+    pub fn list_live_sandboxes(&self) -> Result<Vec<Sandbox>> {
+        self.query_sandboxes(
+            "WHERE status != 'destroyed' ORDER BY created_at, id",
+            params![],
+        )
+    }
+
+    fn query_sandboxes(&self, tail: &str, args: impl rusqlite::Params) -> Result<Vec<Sandbox>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM sandboxes {tail}"))?;
+        let rows = stmt.query_map(args, raw)?;
+        rows.map(|r| r.map_err(StoreError::from).and_then(Raw::into_sandbox))
+            .collect()
+    }
+
+    /// Number of live sandboxes a user owns (quota checks).
+    pub fn count_live_sandboxes(&self, user_id: &str) -> Result<u32> {
+        Ok(self.conn().query_row(
+            "SELECT count(*) FROM sandboxes WHERE user_id = ?1 AND status != 'destroyed'",
+            [user_id],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Records a new status, thermal state and reason.
+    pub fn set_sandbox_state(
+        &self,
+        id: &str,
+        status: Status,
+        thermal: Thermal,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        self.update_one(
+            id,
+            "status = ?2, thermal = ?3, status_reason = ?4",
+            params![id, status.as_str(), thermal.as_str(), reason],
+        )
+    }
+
+    /// Records that a valid snapshot exists at `path` (or none, with `None`).
+    pub fn set_sandbox_snapshot(&self, id: &str, path: Option<&str>) -> Result<()> {
+        self.update_one(id, "snapshot_path = ?2", params![id, path])
+    }
+
+    /// Records the time the sandbox was stopped.
+    pub fn set_sandbox_stopped_at(&self, id: &str, at: Option<i64>) -> Result<()> {
+        self.update_one(id, "stopped_at = ?2", params![id, at])
+    }
+
+    /// Records the guest IP (re-reserved on recovery).
+    pub fn set_sandbox_ip(&self, id: &str, ip: Option<&str>) -> Result<()> {
+        self.update_one(id, "ip = ?2", params![id, ip])
+    }
+
+    /// Renames a live sandbox; a name taken by another live sandbox of the
+    /// same user is `Conflict`.
+    pub fn rename_sandbox(&self, id: &str, name: &str) -> Result<()> {
+        self.conn()
+            .execute(
+                "UPDATE sandboxes SET name = ?2 WHERE id = ?1 AND status != 'destroyed'",
+                params![id, name],
+            )
+            .map_err(conflict(format!("sandbox {name}")))
+            .and_then(|n| expect_one(n, id))
+    }
+
+    /// Sets whether the thermal manager may cool this sandbox.
+    pub fn set_sandbox_keep_hot(&self, id: &str, keep_hot: bool) -> Result<()> {
+        self.update_one(id, "keep_hot = ?2", params![id, keep_hot])
+    }
+
+    /// Marks a sandbox destroyed at `at`, releases its volume attachments and
+    /// published ports. The row stays (audit); its name becomes free.
+    pub fn mark_sandbox_destroyed(&self, id: &str, at: i64) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE sandboxes SET status = 'destroyed', destroyed_at = ?2, ip = NULL, \
+             snapshot_path = NULL WHERE id = ?1 AND status != 'destroyed'",
+            params![id, at],
+        )?;
+        expect_one(n, id)?;
+        tx.execute("DELETE FROM volume_attachments WHERE sandbox_id = ?1", [id])?;
+        tx.execute("DELETE FROM published_ports WHERE sandbox_id = ?1", [id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn update_one(&self, id: &str, set: &str, args: impl rusqlite::Params) -> Result<()> {
+        let n = self.conn().execute(
+            &format!("UPDATE sandboxes SET {set} WHERE id = ?1 AND status != 'destroyed'"),
+            args,
+        )?;
+        expect_one(n, id)
+    }
+}
+
+fn expect_one(n: usize, id: &str) -> Result<()> {
+    if n == 0 {
+        Err(StoreError::NotFound(format!("sandbox {id}")))
+    } else {
+        Ok(())
+    }
+}
