@@ -2,7 +2,10 @@
 //!
 //! See `DESIGN.md` (layers, engines, network, thermal states).
 
+pub mod driver;
+pub mod engine;
 pub mod image;
 pub mod netns;
 pub mod network;
 pub mod qemu;
+pub mod state;

@@ -1,0 +1,155 @@
+//! The VMM driver interface: the small set of things the engine needs from
+//! a virtual machine monitor. Everything VMM-specific (QEMU's argv and QMP,
+//! later Firecracker's REST API) lives behind it; guest images, the config
+//! drive, TAP networking, the agent and the state machine are shared.
+//!
+//! ```text
+//!  spawn ──► running ──pause──► paused ──snapshot──► (files on disk) ──restore──► running
+//!               ▲                  │
+//!               └─────resume───────┘            kill: from any live state
+//! ```
+//!
+//! A driver only acts; it never decides. Whether an operation is legal is
+//! [`crate::state`]'s call, made before the driver is asked.
+//!
+//! # Threads, locks, I/O
+//! Methods are async and take the VM handle by `&mut` (or by value when the
+//! VMM ends), so the engine serialises operations on one VM by keeping the
+//! handle under that sandbox's lock. Drivers do local I/O only (process
+//! spawn, the VMM's Unix control socket, snapshot files): never the
+//! guest network.
+
+use std::future::Future;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Boxed source error of a driver failure (each driver has its own types).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything a driver needs to start (or restore) one VM. Plain data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmConfig {
+    pub vcpus: u32,
+    pub memory_mib: u32,
+    pub kernel: PathBuf,
+    /// The sandbox's private rootfs copy (`/dev/vda`).
+    pub rootfs: PathBuf,
+    /// Read-only config drive (`/dev/vdb`).
+    pub config_drive: Option<PathBuf>,
+    /// Volume files, attached in order after the config drive.
+    pub volumes: Vec<PathBuf>,
+    pub net: Option<VmNet>,
+    /// Guest init (lohar's path).
+    pub init: String,
+    /// Directory for the VMM's socket, logs and snapshot files.
+    pub run_dir: PathBuf,
+    /// Network namespace the VMM runs in (where its TAP lives).
+    pub netns: Option<String>,
+}
+
+/// A VM's NIC: its TAP and the address the guest kernel sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmNet {
+    pub tap: String,
+    pub guest_ip: Ipv4Addr,
+    pub gateway: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+/// What a snapshot left on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The memory/device state file(s).
+    pub files: Vec<PathBuf>,
+    /// Their total size in bytes.
+    pub size_bytes: u64,
+    /// How long writing it took.
+    pub took: Duration,
+}
+
+/// Errors from a driver, named for the operation.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("{driver}: starting the VMM failed")]
+    Spawn {
+        driver: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    #[error("{driver}: pausing the VM failed")]
+    Pause {
+        driver: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    #[error("{driver}: resuming the VM failed")]
+    Resume {
+        driver: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    #[error("{driver}: snapshot failed")]
+    Snapshot {
+        driver: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    #[error("{driver}: restore failed")]
+    Restore {
+        driver: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    #[error("{driver}: killing the VMM failed")]
+    Kill {
+        driver: &'static str,
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// One VMM family (QEMU, Firecracker).
+pub trait Driver: Send + Sync + 'static {
+    /// A live VMM process and its control channel.
+    type Vm: Send + Sync + 'static;
+
+    /// Short name for errors and logs (`"qemu"`).
+    fn name(&self) -> &'static str;
+
+    /// Starts a VM booting; returns once the VMM answers on its control
+    /// channel (not when the guest is ready: the agent says that).
+    fn spawn(
+        &self,
+        config: &VmConfig,
+    ) -> impl Future<Output = Result<Self::Vm, DriverError>> + Send;
+
+    /// Pauses the vCPUs; RAM stays resident.
+    fn pause(&self, vm: &mut Self::Vm) -> impl Future<Output = Result<(), DriverError>> + Send;
+
+    /// Resumes paused vCPUs.
+    fn resume(&self, vm: &mut Self::Vm) -> impl Future<Output = Result<(), DriverError>> + Send;
+
+    /// Pauses (if needed), writes the VM's state under `config.run_dir` and
+    /// ends the VMM, freeing the guest's RAM. Disk images stay where they
+    /// are and are part of the snapshot.
+    fn snapshot(
+        &self,
+        vm: Self::Vm,
+        config: &VmConfig,
+    ) -> impl Future<Output = Result<Snapshot, DriverError>> + Send;
+
+    /// Starts a VMM from `snapshot` and resumes it: the guest continues
+    /// where it was paused, with the same address and TAP.
+    fn restore(
+        &self,
+        config: &VmConfig,
+        snapshot: &Snapshot,
+    ) -> impl Future<Output = Result<Self::Vm, DriverError>> + Send;
+
+    /// Ends the VMM at once (no guest shutdown).
+    fn kill(&self, vm: Self::Vm) -> impl Future<Output = Result<(), DriverError>> + Send;
+
+    /// The VMM's process id, for host memory accounting and recovery.
+    fn pid(&self, vm: &Self::Vm) -> Option<u32>;
+}

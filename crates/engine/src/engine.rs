@@ -1,0 +1,356 @@
+//! The `Engine` trait: everything the server asks of sandboxes, in plain
+//! data (ids, specs, results) plus the agent client's streaming handles.
+//!
+//! The server calls [`Engine`] and never touches a VMM; an engine
+//! implementation combines a [`crate::driver::Driver`], the network, the
+//! guest images and the agent client, and applies every lifecycle change
+//! through [`crate::state::transition`].
+//!
+//! # Threads, locks, I/O
+//! Every method is async and `Send`; implementations keep one lock per
+//! sandbox (the engine-wide map lock only guards the map) and hold no lock
+//! across an await on the guest network: operations that talk to the
+//! agent first `ensure_hot`, capture the agent handle under the sandbox
+//! lock, release it, then do their I/O.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+pub use bhatti_agent::{
+    ActivityInfo, ExecOptions, ExecRequest, ExecResult, ExecStream, FileInfo, FileReader,
+    ReadOptions, Session, SessionInfo, ShellOptions, Tunnel,
+};
+
+use crate::driver::DriverError;
+use crate::image::{ImageError, Tier};
+use crate::network::NetworkError;
+use crate::state::{SandboxState, StateError};
+
+/// Longest sandbox id.
+pub const MAX_ID_LEN: usize = 64;
+/// Bounds of a sandbox's size.
+pub const MAX_CPUS: u32 = 64;
+pub const MIN_MEMORY_MB: u32 = 64;
+pub const MAX_MEMORY_MB: u32 = 256 * 1024;
+
+/// A sandbox's id: 1-64 chars of `[a-z0-9-]`, starting with a letter or
+/// digit (safe as a file name and inside interface names).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SandboxId(String);
+
+impl SandboxId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for SandboxId {
+    type Err = SpecError;
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        let ok = !s.is_empty()
+            && s.len() <= MAX_ID_LEN
+            && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(SpecError::Id(s.chars().take(80).collect()))
+        }
+    }
+}
+
+impl TryFrom<String> for SandboxId {
+    type Error = SpecError;
+    fn try_from(s: String) -> Result<Self, SpecError> {
+        s.parse()
+    }
+}
+
+impl From<SandboxId> for String {
+    fn from(id: SandboxId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for SandboxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A volume to attach: an ext4 file under the data dir's `volumes/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeSpec {
+    /// Volume name (same rules as a sandbox id).
+    pub name: String,
+    /// Absolute mount path inside the guest.
+    pub mount: String,
+    /// Size when the volume is created by this request.
+    pub size_mb: u64,
+    #[serde(default)]
+    pub readonly: bool,
+}
+
+/// A file lohar writes at boot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSpec {
+    /// Absolute path inside the guest.
+    pub path: String,
+    pub content: Vec<u8>,
+    /// Permission bits.
+    pub mode: u32,
+}
+
+/// What to create: template-free, from an image tier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxSpec {
+    pub cpus: u32,
+    pub memory_mb: u32,
+    pub image: Tier,
+    pub hostname: Option<String>,
+    pub env: BTreeMap<String, String>,
+    /// Shell script lohar runs once at boot.
+    pub init: Option<String>,
+    pub volumes: Vec<VolumeSpec>,
+    pub files: Vec<FileSpec>,
+}
+
+impl Default for SandboxSpec {
+    fn default() -> Self {
+        Self {
+            cpus: 1,
+            memory_mb: 512,
+            image: Tier::Minimal,
+            hostname: None,
+            env: BTreeMap::new(),
+            init: None,
+            volumes: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+}
+
+impl SandboxSpec {
+    /// Checks sizes, names and paths; the engine calls this before doing
+    /// anything.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.cpus == 0 || self.cpus > MAX_CPUS {
+            return Err(SpecError::Cpus(self.cpus));
+        }
+        if !(MIN_MEMORY_MB..=MAX_MEMORY_MB).contains(&self.memory_mb) {
+            return Err(SpecError::Memory(self.memory_mb));
+        }
+        for key in self.env.keys() {
+            let ok = key.bytes().next().is_some_and(|b| !b.is_ascii_digit())
+                && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !ok {
+                return Err(SpecError::EnvKey(key.clone()));
+            }
+        }
+        if let Some(h) = &self.hostname {
+            let ok = !h.is_empty()
+                && h.len() <= 63
+                && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !ok {
+                return Err(SpecError::Hostname(h.clone()));
+            }
+        }
+        let mut mounts = std::collections::HashSet::new();
+        for v in &self.volumes {
+            SandboxId::from_str(&v.name).map_err(|_| SpecError::VolumeName(v.name.clone()))?;
+            if !guest_path_ok(&v.mount) || v.mount == "/" {
+                return Err(SpecError::Path(v.mount.clone()));
+            }
+            if !mounts.insert(v.mount.as_str()) {
+                return Err(SpecError::DuplicateMount(v.mount.clone()));
+            }
+            if v.size_mb == 0 {
+                return Err(SpecError::VolumeSize(v.name.clone()));
+            }
+        }
+        for f in &self.files {
+            if !guest_path_ok(&f.path) {
+                return Err(SpecError::Path(f.path.clone()));
+            }
+            if f.mode > 0o7777 {
+                return Err(SpecError::Mode(f.mode));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn guest_path_ok(p: &str) -> bool {
+    p.starts_with('/') && !p.contains('\0') && !p.split('/').any(|c| c == "..")
+}
+
+/// A request that cannot be carried out as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("invalid sandbox id {0:?} (1-64 chars of a-z, 0-9, -)")]
+    Id(String),
+    #[error("cpus must be 1-{MAX_CPUS}, got {0}")]
+    Cpus(u32),
+    #[error("memory must be {MIN_MEMORY_MB}-{MAX_MEMORY_MB} MB, got {0}")]
+    Memory(u32),
+    #[error("invalid environment variable name {0:?}")]
+    EnvKey(String),
+    #[error("invalid hostname {0:?}")]
+    Hostname(String),
+    #[error("invalid volume name {0:?}")]
+    VolumeName(String),
+    #[error("volume {0:?} needs a size above 0")]
+    VolumeSize(String),
+    #[error("guest path {0:?} must be absolute without `..`")]
+    Path(String),
+    #[error("two volumes mount at {0:?}")]
+    DuplicateMount(String),
+    #[error("file mode {0:o} is not a permission mode")]
+    Mode(u32),
+}
+
+/// A sandbox as the server sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxInfo {
+    pub id: SandboxId,
+    pub state: SandboxState,
+    pub ip: Option<Ipv4Addr>,
+    pub cpus: u32,
+    pub memory_mb: u32,
+    pub image: Tier,
+    /// The VMM's process id while it has one.
+    pub pid: Option<u32>,
+}
+
+/// Errors from engine operations.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("sandbox {0} not found")]
+    NotFound(SandboxId),
+    #[error("sandbox {0} already exists")]
+    AlreadyExists(SandboxId),
+    #[error("volume {0:?} is attached to a running sandbox")]
+    VolumeBusy(String),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("guest agent: {0}")]
+    Agent(#[from] bhatti_agent::Error),
+    #[error("the guest agent did not become ready: {0}")]
+    NotReady(String),
+    #[error("sandbox files under {path}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result of engine operations.
+pub type EngineResult<T> = Result<T, EngineError>;
+
+/// Everything the server can do with sandboxes.
+pub trait Engine: Send + Sync + 'static {
+    /// Creates and boots a sandbox; returns once its agent answers. On any
+    /// failure everything made so far is removed.
+    fn create(
+        &self,
+        id: SandboxId,
+        spec: SandboxSpec,
+    ) -> impl Future<Output = EngineResult<SandboxInfo>> + Send;
+    /// Kills the VM and deletes the sandbox's files, TAP and address.
+    fn destroy(&self, id: &SandboxId) -> impl Future<Output = EngineResult<()>> + Send;
+    fn status(&self, id: &SandboxId) -> impl Future<Output = EngineResult<SandboxInfo>> + Send;
+    fn list(&self) -> impl Future<Output = Vec<SandboxInfo>> + Send;
+
+    /// Warm → hot (resume) or cold → hot (restore); concurrent callers
+    /// share one wake. Every agent operation calls this first.
+    fn ensure_hot(&self, id: &SandboxId) -> impl Future<Output = EngineResult<()>> + Send;
+    /// Hot → warm.
+    fn pause(&self, id: &SandboxId) -> impl Future<Output = EngineResult<()>> + Send;
+    /// Warm → hot.
+    fn resume(&self, id: &SandboxId) -> impl Future<Output = EngineResult<()>> + Send;
+    /// Warm → cold (thermal): snapshot, VMM gone.
+    fn freeze(&self, id: &SandboxId) -> impl Future<Output = EngineResult<()>> + Send;
+    /// User stop: snapshot to disk, VMM gone, RAM freed.
+    fn stop(&self, id: &SandboxId) -> impl Future<Output = EngineResult<()>> + Send;
+    /// User start: restore from the snapshot.
+    fn start(&self, id: &SandboxId) -> impl Future<Output = EngineResult<()>> + Send;
+
+    fn exec(
+        &self,
+        id: &SandboxId,
+        opts: ExecOptions,
+    ) -> impl Future<Output = EngineResult<ExecResult>> + Send;
+    fn exec_stream(
+        &self,
+        id: &SandboxId,
+        req: ExecRequest,
+    ) -> impl Future<Output = EngineResult<ExecStream>> + Send;
+    fn shell(
+        &self,
+        id: &SandboxId,
+        opts: ShellOptions,
+    ) -> impl Future<Output = EngineResult<Session>> + Send;
+    fn attach(
+        &self,
+        id: &SandboxId,
+        session_id: &str,
+    ) -> impl Future<Output = EngineResult<Session>> + Send;
+    fn list_sessions(
+        &self,
+        id: &SandboxId,
+    ) -> impl Future<Output = EngineResult<Vec<SessionInfo>>> + Send;
+    fn kill_session(
+        &self,
+        id: &SandboxId,
+        session_id: &str,
+    ) -> impl Future<Output = EngineResult<()>> + Send;
+    fn read_file(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        opts: ReadOptions,
+    ) -> impl Future<Output = EngineResult<FileReader>> + Send;
+    fn write_file(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        mode: u32,
+        data: Vec<u8>,
+    ) -> impl Future<Output = EngineResult<()>> + Send;
+    fn stat(
+        &self,
+        id: &SandboxId,
+        path: &str,
+    ) -> impl Future<Output = EngineResult<FileInfo>> + Send;
+    fn ls(
+        &self,
+        id: &SandboxId,
+        path: &str,
+    ) -> impl Future<Output = EngineResult<Vec<FileInfo>>> + Send;
+    fn activity(&self, id: &SandboxId) -> impl Future<Output = EngineResult<ActivityInfo>> + Send;
+    /// A raw byte tunnel to `port` inside the guest.
+    fn tunnel(
+        &self,
+        id: &SandboxId,
+        port: u16,
+    ) -> impl Future<Output = EngineResult<Tunnel>> + Send;
+}
+
+#[cfg(test)]
+mod tests;

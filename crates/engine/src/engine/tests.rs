@@ -1,0 +1,118 @@
+use super::*;
+
+#[test]
+fn ids_are_checked() {
+    for good in ["a", "sb-1", "0abc", &"x".repeat(MAX_ID_LEN)] {
+        assert!(good.parse::<SandboxId>().is_ok(), "{good}");
+    }
+    for bad in [
+        "",
+        "-a",
+        "A",
+        "a_b",
+        "a/b",
+        "a b",
+        &"x".repeat(MAX_ID_LEN + 1),
+    ] {
+        assert!(
+            matches!(bad.parse::<SandboxId>(), Err(SpecError::Id(_))),
+            "{bad}"
+        );
+    }
+    let json = serde_json::to_string(&"sb-1".parse::<SandboxId>().ok()).ok();
+    assert_eq!(json.as_deref(), Some("\"sb-1\""));
+    assert!(serde_json::from_str::<SandboxId>("\"../x\"").is_err());
+}
+
+#[test]
+fn default_spec_is_valid() {
+    assert_eq!(SandboxSpec::default().validate(), Ok(()));
+}
+
+#[test]
+fn bad_specs_name_the_problem() {
+    let base = SandboxSpec::default;
+    let vol = |name: &str, mount: &str, size_mb| VolumeSpec {
+        name: name.into(),
+        mount: mount.into(),
+        size_mb,
+        readonly: false,
+    };
+    let cases: Vec<(SandboxSpec, SpecError)> = vec![
+        (SandboxSpec { cpus: 0, ..base() }, SpecError::Cpus(0)),
+        (
+            SandboxSpec {
+                memory_mb: 8,
+                ..base()
+            },
+            SpecError::Memory(8),
+        ),
+        (
+            SandboxSpec {
+                env: [("1X".to_owned(), String::new())].into(),
+                ..base()
+            },
+            SpecError::EnvKey("1X".into()),
+        ),
+        (
+            SandboxSpec {
+                hostname: Some("a.b".into()),
+                ..base()
+            },
+            SpecError::Hostname("a.b".into()),
+        ),
+        (
+            SandboxSpec {
+                volumes: vec![vol("Data", "/data", 10)],
+                ..base()
+            },
+            SpecError::VolumeName("Data".into()),
+        ),
+        (
+            SandboxSpec {
+                volumes: vec![vol("d", "data", 10)],
+                ..base()
+            },
+            SpecError::Path("data".into()),
+        ),
+        (
+            SandboxSpec {
+                volumes: vec![vol("a", "/data", 10), vol("b", "/data", 10)],
+                ..base()
+            },
+            SpecError::DuplicateMount("/data".into()),
+        ),
+        (
+            SandboxSpec {
+                volumes: vec![vol("a", "/data", 0)],
+                ..base()
+            },
+            SpecError::VolumeSize("a".into()),
+        ),
+        (
+            SandboxSpec {
+                files: vec![FileSpec {
+                    path: "/etc/../x".into(),
+                    content: vec![],
+                    mode: 0o644,
+                }],
+                ..base()
+            },
+            SpecError::Path("/etc/../x".into()),
+        ),
+        (
+            SandboxSpec {
+                files: vec![FileSpec {
+                    path: "/x".into(),
+                    content: vec![],
+                    mode: 0o17777,
+                }],
+                ..base()
+            },
+            SpecError::Mode(0o17777),
+        ),
+    ];
+    for (spec, want) in cases {
+        assert_eq!(spec.validate(), Err(want));
+    }
+}
