@@ -1,3 +1,4 @@
 //! The QEMU driver: QMP control and (elsewhere in this module) launching.
 
+pub mod launch;
 pub mod qmp;

@@ -1,0 +1,172 @@
+use std::io::Write;
+
+use super::*;
+
+fn spec() -> LaunchSpec {
+    let mut s = LaunchSpec::new("/img/vmlinux", "/run/a,b/root.ext4", Path::new("/run/vm"));
+    s.config_drive = Some("/run/vm/config.ext4".into());
+    s.volumes.push(Drive {
+        path: "/vol/data.ext4".into(),
+        readonly: true,
+    });
+    s.net = Some(GuestNet {
+        tap: "tap0".into(),
+        mac: GuestNet::mac_for(Ipv4Addr::new(10, 0, 2, 7)),
+        guest_ip: Ipv4Addr::new(10, 0, 2, 7),
+        gateway: Ipv4Addr::new(10, 0, 2, 1),
+        prefix_len: 24,
+    });
+    s
+}
+
+fn argv_strings(s: &LaunchSpec) -> Vec<String> {
+    s.argv()
+        .expect("argv")
+        .into_iter()
+        .map(|a| a.into_string().expect("utf-8"))
+        .collect()
+}
+
+/// The value following `flag`, for every occurrence.
+fn values<'a>(argv: &'a [String], flag: &str) -> Vec<&'a str> {
+    argv.windows(2)
+        .filter(|w| w[0] == flag)
+        .map(|w| w[1].as_str())
+        .collect()
+}
+
+#[test]
+fn kernel_cmdline_has_root_init_ip_and_config() {
+    let c = spec().kernel_cmdline();
+    for part in [
+        "console=ttyS0",
+        "reboot=t",
+        "panic=-1",
+        "root=/dev/vda",
+        "init=/usr/local/bin/lohar",
+        "ip=10.0.2.7::10.0.2.1:255.255.255.0::eth0:off",
+        "bhatti.config=/dev/vdb",
+        "quiet",
+    ] {
+        assert!(c.split(' ').any(|a| a == part), "{part} missing in {c}");
+    }
+    let mut bare = LaunchSpec::new("k", "r", Path::new("/d"));
+    bare.quiet = false;
+    bare.extra_cmdline.push("loglevel=8".into());
+    let c = bare.kernel_cmdline();
+    assert!(!c.contains("ip=") && !c.contains("bhatti.config") && !c.contains("quiet"));
+    assert!(c.ends_with("loglevel=8"), "{c}");
+}
+
+#[test]
+fn argv_orders_drives_and_escapes_commas() {
+    let a = argv_strings(&spec());
+    assert_eq!(
+        values(&a, "-drive"),
+        vec![
+            "id=vd0,file=/run/a,,b/root.ext4,format=raw,if=none",
+            "id=vd1,file=/run/vm/config.ext4,format=raw,if=none,readonly=on",
+            "id=vd2,file=/vol/data.ext4,format=raw,if=none,readonly=on",
+        ]
+    );
+    assert_eq!(
+        values(&a, "-device"),
+        vec![
+            "virtio-blk-device,drive=vd0",
+            "virtio-blk-device,drive=vd1",
+            "virtio-blk-device,drive=vd2",
+            "virtio-net-device,netdev=net0,mac=06:00:0a:00:02:07",
+        ]
+    );
+    assert_eq!(
+        values(&a, "-netdev"),
+        vec!["tap,id=net0,ifname=tap0,script=no,downscript=no"]
+    );
+    assert_eq!(
+        values(&a, "-M"),
+        vec!["microvm,x-option-roms=off,isa-serial=on,rtc=off"]
+    );
+    assert_eq!(values(&a, "-accel"), vec!["tcg"]);
+    assert_eq!(values(&a, "-cpu"), vec!["max"]);
+    assert_eq!(
+        values(&a, "-qmp"),
+        vec!["unix:/run/vm/qmp.sock,server=on,wait=off"]
+    );
+    assert_eq!(
+        values(&a, "-chardev"),
+        vec!["file,id=console,path=/run/vm/console.log"]
+    );
+    assert_eq!(
+        values(&a, "-append"),
+        vec![spec().kernel_cmdline().as_str()]
+    );
+    for flag in ["-nodefaults", "-no-user-config", "-no-reboot"] {
+        assert!(a.iter().any(|x| x == flag), "{flag} missing");
+    }
+}
+
+#[test]
+fn kvm_uses_host_cpu_and_vsock_is_optional() {
+    let mut s = spec();
+    s.accel = Accel::Kvm;
+    s.vsock_cid = Some(42);
+    let a = argv_strings(&s);
+    assert_eq!(values(&a, "-accel"), vec!["kvm"]);
+    assert_eq!(values(&a, "-cpu"), vec!["host"]);
+    assert!(values(&a, "-device").contains(&"vhost-vsock-device,guest-cid=42"));
+}
+
+#[test]
+fn non_utf8_paths_are_refused() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = Path::new(std::ffi::OsStr::from_bytes(b"/tmp/\xff.ext4"));
+    let s = LaunchSpec::new("k", bad, Path::new("/d"));
+    assert!(matches!(s.argv(), Err(LaunchError::NonUtf8Path(_))));
+}
+
+#[test]
+fn netmask_from_prefix() {
+    let mut n = spec().net.expect("net");
+    for (p, m) in [
+        (0, "0.0.0.0"),
+        (8, "255.0.0.0"),
+        (30, "255.255.255.252"),
+        (40, "255.255.255.255"),
+    ] {
+        n.prefix_len = p;
+        assert!(n.kernel_ip_arg().contains(&format!(":{m}:")), "{p}");
+    }
+}
+
+#[test]
+fn spawn_refuses_missing_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = LaunchSpec::new(dir.path().join("nope"), dir.path().join("r"), dir.path());
+    assert!(matches!(s.spawn(), Err(LaunchError::Missing(_))));
+}
+
+#[test]
+fn tail_keeps_last_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("c.log");
+    let mut f = fs::File::create(&p).expect("create");
+    for i in 0..100 {
+        write!(f, "line {i}\r\n").expect("write");
+    }
+    let t = tail_lines(&p, 3);
+    assert_eq!(t, "line 97\nline 98\nline 99");
+    assert_eq!(tail_lines(&dir.path().join("absent"), 3), "");
+}
+
+#[test]
+fn boot_error_message_carries_console_tail() {
+    let e = BootError {
+        reason: BootFailure::Timeout(Duration::from_secs(3)),
+        console_tail: "Kernel panic - not syncing: VFS".into(),
+    };
+    let msg = e.to_string();
+    assert!(
+        msg.contains("not ready after 3s") && msg.contains("Kernel panic"),
+        "{msg}"
+    );
+}

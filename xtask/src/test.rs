@@ -1,0 +1,43 @@
+//! `cargo xtask test`: build what the VM tests need (kernel, lohar, busybox
+//! tier), then run the whole workspace suite with nextest when installed,
+//! else `cargo test`. Without root the images cannot be built; the suite
+//! still runs and the VM tests report themselves as skipped.
+
+use std::process::Command;
+
+use anyhow::Result;
+
+use crate::cache::{CACHE_DIR_ENV, Cache, workspace_root};
+use crate::{kernel, lohar, prereq, rootfs, run};
+
+pub fn run(cache: &Cache, args: &[String]) -> Result<()> {
+    if prereq::is_root() {
+        kernel::build(cache, false)?;
+        let lohar = lohar::build()?;
+        rootfs::busybox::build(cache, &lohar, false)?;
+    } else {
+        println!("[test] not root: images not built; VM tests will report as skipped");
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let nextest = Command::new(&cargo)
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(workspace_root())
+        .env(CACHE_DIR_ENV, &cache.root);
+    if nextest {
+        cmd.args(["nextest", "run", "--workspace"]);
+    } else {
+        cmd.args(["test", "--workspace"]);
+    }
+    println!(
+        "[test] {}",
+        if nextest {
+            "cargo nextest run --workspace"
+        } else {
+            "cargo test --workspace"
+        }
+    );
+    run::status(cmd.args(args))
+}
