@@ -8,7 +8,7 @@ use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use bhatti_agent::{Client, Error, ExecOptions};
+use bhatti_agent::{Client, Error, ExecOptions, ShellOptions};
 use bhatti_proto::messages::{FileWriteRequest, json_frame};
 use bhatti_proto::{FrameType, sync_io};
 use common::{Lohar, Options, SOON};
@@ -167,34 +167,37 @@ async fn oversized_write_is_refused_up_front() {
     assert!(!l.path("huge").exists());
 }
 
-/// Opens idle connections until the agent refuses one with an ERROR frame;
-/// the refusal must be clear and must not stop other clients for long.
+/// Opens idle connections in batches until the agent refuses one with an
+/// ERROR frame; the refusal must be clear and must not stop other clients
+/// once the idle connections go away.
 #[tokio::test]
 async fn too_many_connections_get_a_clear_error() {
+    const BATCH: usize = 64;
     let l = Lohar::start().await;
-    let mut held = Vec::new();
+    let mut held: Vec<UnixStream> = Vec::new();
     let mut refused = None;
-    for _ in 0..2048 {
-        let mut s = match UnixStream::connect(&l.control) {
-            Ok(s) => s,
-            Err(e) => panic!("connect failed before the agent refused: {e}"),
-        };
-        // An idle connection in the auth window (no token configured, so
-        // lohar waits for the first frame). Probe for a refusal.
-        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-        match sync_io::read_frame(&mut s) {
+    'outer: while held.len() < 4096 {
+        for _ in 0..BATCH {
+            held.push(UnixStream::connect(&l.control).expect("connect"));
+        }
+        // Idle connections are all alike: if any of this batch is over the
+        // limit, so is the newest one.
+        let last = held.last_mut().unwrap();
+        last.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        match sync_io::read_frame(last) {
             Ok(Some(f)) => {
                 refused = Some(f);
-                break;
+                break 'outer;
             }
             Ok(None) => panic!("connection closed without an ERROR after {}", held.len()),
-            Err(_) => held.push(s), // timed out: accepted and waiting
+            Err(_) => {} // timed out: accepted and waiting for a request
         }
     }
-    let f = refused.expect("no connection limit below 2048 connections");
+    let f = refused.expect("no connection limit below 4096 connections");
     assert_eq!(f.kind, FrameType::ERROR);
     assert!(
-        f.text().contains("too many"),
+        f.text().contains("too many connections"),
         "unclear limit error: {}",
         f.text()
     );
@@ -202,4 +205,45 @@ async fn too_many_connections_get_a_clear_error() {
     // Once the idle ones are gone the agent serves again.
     let c: Client = l.client.clone();
     c.wait_ready(SOON).await.unwrap();
+    c.exec(ExecOptions::new(["true"])).await.unwrap();
+}
+
+/// Starts detached sessions until the agent refuses one; the error is clear
+/// and killing a session makes room again.
+#[tokio::test]
+async fn too_many_sessions_get_a_clear_error() {
+    let l = Lohar::start().await;
+    let mut ids = Vec::new();
+    let err = loop {
+        assert!(ids.len() < 1024, "no session limit below 1024 sessions");
+        match l.client.shell(&ShellOptions::new(["sleep", "60"])).await {
+            Ok(s) => ids.push(s.id().to_owned()), // dropped: detached
+            Err(e) => break e,
+        }
+    };
+    let msg = err
+        .agent_message()
+        .unwrap_or_else(|| panic!("{err:?}"))
+        .to_owned();
+    assert!(
+        msg.contains("too many sessions"),
+        "unclear limit error: {msg}"
+    );
+    // Other requests still work at the limit.
+    l.client.exec(ExecOptions::new(["true"])).await.unwrap();
+    l.client.kill_session(&ids[0]).await.unwrap();
+    let again = tokio::time::timeout(SOON, async {
+        loop {
+            match l.client.shell(&ShellOptions::new(["sleep", "60"])).await {
+                Ok(s) => return s.id().to_owned(),
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await
+    .expect("room for a session after a kill");
+    ids.push(again);
+    for id in &ids[1..] {
+        l.client.kill_session(id).await.unwrap();
+    }
 }

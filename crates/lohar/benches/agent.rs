@@ -1,0 +1,363 @@
+//! lohar + host client over Unix sockets, with baselines measured in the
+//! same run. Prints p50/p95/p99 and ratios.
+//!
+//! `cargo bench -p lohar` (full) or `cargo bench -p lohar -- --quick`
+//! (or `BENCH_QUICK=1`), which finishes in well under a minute.
+//!
+//! - exec `true` through agent + client vs spawning `true` directly;
+//! - 1 KiB file read round trip;
+//! - 64 MiB file read and write throughput vs a plain file copy and raw
+//!   Unix-socket throughput;
+//! - 20 concurrent execs of `true` (wall time and p99).
+#![allow(clippy::unwrap_used, dead_code)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bhatti_agent::{ExecOptions, ReadOptions};
+use common::Lohar;
+use tokio::io::AsyncReadExt;
+
+const MIB: usize = 1 << 20;
+const BIG: usize = 64 * MIB;
+
+struct Sizes {
+    exec_iters: usize,
+    small_read_iters: usize,
+    big_iters: usize,
+    batches: usize,
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick")
+        || std::env::var_os("BENCH_QUICK").is_some_and(|v| v != "0");
+    let sizes = if quick {
+        Sizes {
+            exec_iters: 200,
+            small_read_iters: 1000,
+            big_iters: 3,
+            batches: 10,
+        }
+    } else {
+        Sizes {
+            exec_iters: 1000,
+            small_read_iters: 5000,
+            big_iters: 10,
+            batches: 50,
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run(sizes, quick));
+}
+
+async fn run(n: Sizes, quick: bool) {
+    println!(
+        "lohar agent bench ({} mode, {} CPUs)",
+        if quick { "quick" } else { "full" },
+        std::thread::available_parallelism().map_or(0, |p| p.get())
+    );
+    let l = Lohar::start().await;
+    exec_true(&l, &n).await;
+    small_read(&l, &n).await;
+    big_read(&l, &n).await;
+    big_write(&l, &n).await;
+    concurrent_exec(&l, &n).await;
+}
+
+async fn exec_true(l: &Lohar, n: &Sizes) {
+    // Warm up both paths.
+    for _ in 0..10 {
+        l.client.exec(ExecOptions::new(["true"])).await.unwrap();
+        Command::new("true").status().unwrap();
+    }
+    let mut agent = Vec::with_capacity(n.exec_iters);
+    let mut direct = Vec::with_capacity(n.exec_iters);
+    // Interleave so that machine noise hits both series alike.
+    for _ in 0..n.exec_iters {
+        let t = Instant::now();
+        let r = l.client.exec(ExecOptions::new(["true"])).await.unwrap();
+        agent.push(t.elapsed());
+        assert_eq!(r.exit_code, 0);
+        let t = Instant::now();
+        let st = Command::new("true").status().unwrap();
+        direct.push(t.elapsed());
+        assert!(st.success());
+    }
+    let a = Stats::of(&mut agent);
+    let d = Stats::of(&mut direct);
+    println!("\nexec `true` ({} runs)", n.exec_iters);
+    a.print("agent + client");
+    d.print("direct spawn (baseline)");
+    verdict(
+        "p50 ratio agent/direct",
+        a.p50.as_secs_f64() / d.p50.as_secs_f64(),
+        1.2,
+        false,
+    );
+}
+
+async fn small_read(l: &Lohar, n: &Sizes) {
+    let path = l.path("small.bin");
+    std::fs::write(&path, vec![b'k'; 1024]).unwrap();
+    let p = path.to_str().unwrap().to_owned();
+    for _ in 0..50 {
+        l.client
+            .read_file(&p, ReadOptions::default())
+            .await
+            .unwrap()
+            .read_all()
+            .await
+            .unwrap();
+    }
+    let mut agent = Vec::with_capacity(n.small_read_iters);
+    let mut local = Vec::with_capacity(n.small_read_iters);
+    for _ in 0..n.small_read_iters {
+        let t = Instant::now();
+        let body = l
+            .client
+            .read_file(&p, ReadOptions::default())
+            .await
+            .unwrap();
+        let data = body.read_all().await.unwrap();
+        agent.push(t.elapsed());
+        assert_eq!(data.len(), 1024);
+        let t = Instant::now();
+        let data = std::fs::read(&path).unwrap();
+        local.push(t.elapsed());
+        assert_eq!(data.len(), 1024);
+    }
+    let a = Stats::of(&mut agent);
+    let d = Stats::of(&mut local);
+    println!("\n1 KiB file read round trip ({} runs)", n.small_read_iters);
+    a.print("agent + client");
+    d.print("local std::fs::read (reference)");
+    verdict("p50 µs", a.p50.as_secs_f64() * 1e6, 100.0, false);
+}
+
+async fn big_read(l: &Lohar, n: &Sizes) {
+    let path = l.path("big.bin");
+    let data: Vec<u8> = (0..BIG).map(|i| (i * 31 % 251) as u8).collect();
+    std::fs::write(&path, &data).unwrap();
+    drop(data);
+    let p = path.to_str().unwrap().to_owned();
+    let mut buf = vec![0u8; MIB];
+    let mut agent = Vec::new();
+    for i in 0..=n.big_iters {
+        let t = Instant::now();
+        let mut body = l
+            .client
+            .read_file(&p, ReadOptions::default())
+            .await
+            .unwrap();
+        let mut total = 0;
+        loop {
+            let k = body.read(&mut buf).await.unwrap();
+            if k == 0 {
+                break;
+            }
+            total += k;
+        }
+        assert_eq!(total, BIG);
+        if i > 0 {
+            agent.push(t.elapsed()); // the first run warms the page cache
+        }
+    }
+    let mut file = Vec::new();
+    let mut sock = Vec::new();
+    for _ in 0..n.big_iters {
+        file.push(time(|| {
+            let mut f = std::fs::File::open(&path).unwrap();
+            let mut total = 0;
+            loop {
+                let k = f.read(&mut buf).unwrap();
+                if k == 0 {
+                    break;
+                }
+                total += k;
+            }
+            assert_eq!(total, BIG);
+        }));
+        sock.push(socket_pump());
+    }
+    println!("\n64 MiB file read ({} runs)", n.big_iters);
+    let a = throughput("agent + client", &mut agent);
+    throughput("plain file read, 1 MiB buffer (baseline)", &mut file);
+    let s = throughput("Unix socket pump, 1 MiB writes (baseline)", &mut sock);
+    println!("  agent / socket pump: {:.2}", a / s);
+    verdict("GB/s", a, 1.0, true);
+}
+
+async fn big_write(l: &Lohar, n: &Sizes) {
+    let data: Vec<u8> = (0..BIG).map(|i| (i * 17 % 253) as u8).collect();
+    let target = l.spath("written.bin");
+    let mut agent = Vec::new();
+    for i in 0..=n.big_iters {
+        let t = Instant::now();
+        l.client
+            .write_file(&target, 0o644, BIG as u64, &data[..])
+            .await
+            .unwrap();
+        if i > 0 {
+            agent.push(t.elapsed());
+        }
+    }
+    assert_eq!(std::fs::metadata(&target).unwrap().len(), BIG as u64);
+    let copy = l.path("copy.bin");
+    let mut plain = Vec::new();
+    let mut plain_sync = Vec::new();
+    for _ in 0..n.big_iters {
+        plain.push(time(|| {
+            let mut f = std::fs::File::create(&copy).unwrap();
+            f.write_all(&data).unwrap();
+        }));
+        plain_sync.push(time(|| {
+            let mut f = std::fs::File::create(&copy).unwrap();
+            f.write_all(&data).unwrap();
+            f.sync_all().unwrap();
+        }));
+    }
+    println!(
+        "\n64 MiB file write ({} runs; agent writes temp + fsync + rename)",
+        n.big_iters
+    );
+    let a = throughput("agent + client", &mut agent);
+    throughput("plain file write, no fsync (baseline)", &mut plain);
+    let ps = throughput("plain file write + fsync (baseline)", &mut plain_sync);
+    println!("  agent / plain+fsync: {:.2}", a / ps);
+    verdict("GB/s", a, 1.0, true);
+}
+
+async fn concurrent_exec(l: &Lohar, n: &Sizes) {
+    const K: usize = 20;
+    let mut walls = Vec::new();
+    let mut each = Vec::new();
+    for _ in 0..n.batches {
+        let t = Instant::now();
+        let tasks: Vec<_> = (0..K)
+            .map(|_| {
+                let c = l.client.clone();
+                tokio::spawn(async move {
+                    let t = Instant::now();
+                    let r = c.exec(ExecOptions::new(["true"])).await.unwrap();
+                    assert_eq!(r.exit_code, 0);
+                    t.elapsed()
+                })
+            })
+            .collect();
+        for task in tasks {
+            each.push(task.await.unwrap());
+        }
+        walls.push(t.elapsed());
+    }
+    let mut direct_walls = Vec::new();
+    for _ in 0..n.batches {
+        direct_walls.push(time(|| {
+            let children: Vec<_> = (0..K)
+                .map(|_| Command::new("true").spawn().unwrap())
+                .collect();
+            for mut c in children {
+                assert!(c.wait().unwrap().success());
+            }
+        }));
+    }
+    println!("\n{K} concurrent execs of `true` ({} batches)", n.batches);
+    let w = Stats::of(&mut walls);
+    w.print("batch wall time, agent + client");
+    Stats::of(&mut each).print("per-exec latency, agent + client");
+    let d = Stats::of(&mut direct_walls);
+    d.print("batch wall time, direct spawn (baseline)");
+    println!(
+        "  p50 wall ratio agent/direct: {:.2}",
+        w.p50.as_secs_f64() / d.p50.as_secs_f64()
+    );
+}
+
+/// Pushes 64 MiB through a Unix socket pair in 1 MiB writes.
+fn socket_pump() -> Duration {
+    let (mut a, mut b) = StdUnixStream::pair().unwrap();
+    let t = Instant::now();
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![7u8; MIB];
+        for _ in 0..BIG / MIB {
+            a.write_all(&chunk).unwrap();
+        }
+    });
+    let mut buf = vec![0u8; MIB];
+    let mut total = 0;
+    while total < BIG {
+        total += b.read(&mut buf).unwrap();
+    }
+    writer.join().unwrap();
+    t.elapsed()
+}
+
+fn time(f: impl FnOnce()) -> Duration {
+    let t = Instant::now();
+    f();
+    t.elapsed()
+}
+
+/// Prints GB/s at p50 (and the best run) for 64 MiB transfers; returns
+/// the p50 figure.
+fn throughput(label: &str, runs: &mut [Duration]) -> f64 {
+    let s = Stats::of(runs);
+    let gbps = |d: Duration| BIG as f64 / d.as_secs_f64() / 1e9;
+    println!(
+        "  {label:<44} p50 {:>6.2} GB/s  best {:>6.2} GB/s  worst {:>6.2} GB/s",
+        gbps(s.p50),
+        gbps(s.min),
+        gbps(s.max)
+    );
+    gbps(s.p50)
+}
+
+fn verdict(what: &str, value: f64, target: f64, higher_is_better: bool) {
+    let met = if higher_is_better {
+        value >= target
+    } else {
+        value <= target
+    };
+    let op = if higher_is_better { ">=" } else { "<=" };
+    println!(
+        "  => {what} = {value:.2} (target {op} {target}): {}",
+        if met { "MET" } else { "MISSED" }
+    );
+}
+
+struct Stats {
+    p50: Duration,
+    p95: Duration,
+    p99: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Stats {
+    fn of(v: &mut [Duration]) -> Self {
+        v.sort();
+        let at = |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1];
+        Self {
+            p50: at(0.50),
+            p95: at(0.95),
+            p99: at(0.99),
+            min: v[0],
+            max: v[v.len() - 1],
+        }
+    }
+
+    fn print(&self, label: &str) {
+        println!(
+            "  {label:<44} p50 {:>9.1?}  p95 {:>9.1?}  p99 {:>9.1?}",
+            self.p50, self.p95, self.p99
+        );
+    }
+}
