@@ -31,7 +31,6 @@ pub enum Port {
 
 /// A listening socket of any transport.
 #[derive(Debug)]
-#[allow(dead_code)] // TCP and vsock are constructed by PID-1 mode
 pub enum Listener {
     Unix(tokio::net::UnixListener),
     Tcp(tokio::net::TcpListener),
@@ -39,6 +38,15 @@ pub enum Listener {
 }
 
 impl Listener {
+    /// Transport name for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Listener::Unix(_) => "unix",
+            Listener::Tcp(_) => "tcp",
+            Listener::Vsock(_) => "vsock",
+        }
+    }
+
     async fn accept(&self) -> std::io::Result<BoxStream> {
         Ok(match self {
             Listener::Unix(l) => Box::new(l.accept().await?.0),

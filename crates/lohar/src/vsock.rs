@@ -18,7 +18,6 @@ pub struct VsockListener {
 
 impl VsockListener {
     /// Listens on `port` for any CID. Fails when the kernel has no vsock.
-    #[allow(dead_code)] // used by PID-1 mode
     pub fn bind(port: u32) -> io::Result<Self> {
         // SAFETY: plain socket(2) call; the result is checked below.
         let raw = unsafe {

@@ -1,8 +1,217 @@
-//! PID-1 mode. Filled in below.
+//! PID-1 mode: boot the sandbox, then serve the protocol forever.
+//!
+//! Order: panic hook → API file systems (/proc, /sys, /dev, /dev/pts,
+//! /tmp, /run, cgroup2) → console on fds 0-2 if missing → kernel command
+//! line → `lo` and the NIC up (finishing `ip=` if the kernel did not) →
+//! config drive (absent is fine) → hostname, resolv.conf, files, volumes →
+//! reaper → listeners (TCP 0.0.0.0:1024/1025, vsock when the kernel has it)
+//! → `init` session → serve. SIGTERM syncs and powers off. Every step logs
+//! its failure and boot goes on; lohar never exits (the kernel would
+//! panic), it parks instead.
+//!
+//! Threads: the main thread runs the tokio current-thread runtime; the
+//! reaper thread reaps every child, including orphans re-parented to PID 1
+//! (see [`crate::children`]).
+
+pub mod apply;
+pub mod cmdline;
+pub mod mounts;
+pub mod net;
+pub mod power;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+
+use bhatti_proto::config::GuestConfig;
+use bhatti_proto::{CONTROL_PORT, FORWARD_PORT};
+
+use crate::agent::{Agent, Limits};
+use crate::env::Identity;
+use crate::server::{self, Listener, Port};
 
 /// Boots the sandbox and serves forever.
 pub fn run() -> ! {
+    power::install_panic_hook();
+    crate::log!("lohar {} starting as PID 1", env!("CARGO_PKG_VERSION"));
+    mounts::mount_api_filesystems();
+    ensure_console();
+    let cmdline = cmdline::Cmdline::read();
+    bring_up_network(&cmdline);
+    let mut config = match mounts::read_config_drive(&cmdline.config_device) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            crate::log!(
+                "no config drive at {}; using defaults",
+                cmdline.config_device
+            );
+            GuestConfig::default()
+        }
+        Err(e) => {
+            crate::log!("{e}; using defaults");
+            GuestConfig::default()
+        }
+    };
+    if config.dns.is_empty()
+        && let Some(ip) = &cmdline.ip
+    {
+        config.dns = ip.dns.iter().map(ToString::to_string).collect();
+    }
+    apply_config(&config);
+    if let Err(e) = crate::children::start_reaper() {
+        crate::log!("{e}");
+    }
+    match crate::runtime() {
+        Ok(rt) => rt.block_on(serve(config)),
+        Err(e) => crate::log!("runtime: {e}"),
+    }
+    crate::log!("server stopped; parking");
     loop {
         std::thread::park();
+    }
+}
+
+/// Makes sure fds 0-2 are the console (the kernel leaves them closed when
+/// it could not open /dev/console before /dev was mounted).
+fn ensure_console() {
+    // SAFETY: F_GETFD on fd 2 only queries whether it is open.
+    if unsafe { libc::fcntl(2, libc::F_GETFD) } >= 0 {
+        return;
+    }
+    let Ok(console) = rustix::fs::open(
+        "/dev/console",
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY,
+        rustix::fs::Mode::empty(),
+    ) else {
+        return;
+    };
+    for target in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors, which are unused
+        // (closed) at this point; `console` stays valid during the call.
+        unsafe {
+            libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&console), target);
+        }
+    }
+}
+
+fn bring_up_network(cmdline: &cmdline::Cmdline) {
+    if let Err(e) = net::bring_up("lo") {
+        crate::log!("{e}");
+    }
+    let dev = cmdline.net_device();
+    if let Some(ip) = &cmdline.ip
+        && let Err(e) = net::ensure_address(&dev, ip)
+    {
+        crate::log!("{e}");
+    }
+    if let Err(e) = net::bring_up(&dev) {
+        crate::log!("{e}");
+    }
+}
+
+fn apply_config(config: &GuestConfig) {
+    if !config.hostname.is_empty()
+        && let Err(e) = rustix::system::sethostname(config.hostname.as_bytes())
+    {
+        crate::log!("sethostname: {e}");
+    }
+    apply::apply_files(Path::new("/"), config);
+    let owner = (config.user.uid, config.user.gid);
+    for v in &config.volumes {
+        if let Err(e) = mounts::mount_volume(v, owner) {
+            crate::log!("volume: {e}");
+        }
+    }
+}
+
+/// Who user commands run as, from the config's user.
+pub fn identity(config: &GuestConfig) -> Identity {
+    let u = &config.user;
+    let home = if u.home.is_empty() {
+        if u.uid == 0 {
+            "/root".to_owned()
+        } else {
+            format!("/home/{}", u.name)
+        }
+    } else {
+        u.home.clone()
+    };
+    let default_cwd = if Path::new(&home).is_dir() {
+        home.clone()
+    } else {
+        "/".to_owned()
+    };
+    Identity {
+        switch_to: (u.uid != 0).then_some((u.uid, u.gid)),
+        home,
+        user: Some(if u.name.is_empty() {
+            "root".to_owned()
+        } else {
+            u.name.clone()
+        }),
+        default_cwd: Some(default_cwd.into()),
+    }
+}
+
+async fn serve(config: GuestConfig) {
+    tokio::spawn(async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+                crate::log!("SIGTERM");
+                power::power_off();
+            }
+            Err(e) => crate::log!("SIGTERM handler: {e}"),
+        }
+    });
+    let mut listeners = Vec::new();
+    for (port, num) in [(Port::Control, CONTROL_PORT), (Port::Forward, FORWARD_PORT)] {
+        let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, num));
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => listeners.push((port, Listener::Tcp(l))),
+            Err(e) => crate::log!("listen tcp {addr}: {e}"),
+        }
+        match crate::vsock::VsockListener::bind(u32::from(num)) {
+            Ok(l) => listeners.push((port, Listener::Vsock(l))),
+            Err(e) => crate::debug!("listen vsock {num}: {e}"),
+        }
+    }
+    let token = (!config.token.is_empty()).then(|| config.token.clone().into_bytes());
+    let identity = identity(&config);
+    let agent = Arc::new(Agent::new(token, config, identity, Limits::default()));
+    if let Some(script) = agent.config.init.clone().filter(|s| !s.trim().is_empty())
+        && let Err(e) = crate::handlers::session::start_init(&agent, &script)
+    {
+        crate::log!("init session: {e}");
+    }
+    let names: Vec<String> = listeners
+        .iter()
+        .map(|(p, l)| format!("{p:?}/{}", l.kind()))
+        .collect();
+    crate::log!("ready ({})", names.join(", "));
+    server::serve(agent, listeners).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bhatti_proto::config::GuestUser;
+
+    #[test]
+    fn identity_switches_unless_root() {
+        let mut c = GuestConfig::default();
+        let id = identity(&c);
+        assert_eq!(id.switch_to, Some((1000, 1000)));
+        assert_eq!(id.home, "/home/lohar");
+        assert_eq!(id.user.as_deref(), Some("lohar"));
+        c.user = GuestUser {
+            name: "root".into(),
+            uid: 0,
+            gid: 0,
+            home: String::new(),
+        };
+        let id = identity(&c);
+        assert_eq!(id.switch_to, None);
+        assert_eq!(id.home, "/root");
     }
 }
