@@ -2,6 +2,7 @@
 //!
 //! See `DESIGN.md` (layers, engines, network, thermal states).
 
+pub mod agent_link;
 pub mod driver;
 pub mod engine;
 pub mod image;

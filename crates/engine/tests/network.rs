@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
+use bhatti_engine::agent_link::SocketFactory;
 use bhatti_engine::netns::{NetNs, unique_name};
 use bhatti_engine::network::{Egress, NatConfig, Network, NetworkConfig, cmd};
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -240,13 +241,49 @@ fn nat_installs_masquerade_and_deny_list() -> TestResult {
     Ok(())
 }
 
+fn agent_sockets_are_made_inside_the_namespace() -> TestResult {
+    use std::io::Write;
+    use tokio::io::AsyncReadExt;
+
+    let ns = NetNs::create(&unique_name("btlink"))?;
+    // A listener that exists only inside the namespace's loopback.
+    let listener = ns.run(|| std::net::TcpListener::bind("127.0.0.1:0"))??;
+    let addr = listener.local_addr()?;
+    let server = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut s, _) = listener.accept()?;
+        s.write_all(b"inside")
+    });
+    let factory = SocketFactory::start(ns.name())?;
+    let got = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let mut s = factory.connect(addr).await?;
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).await?;
+            std::io::Result::Ok(buf)
+        })?;
+    server.join().map_err(|_| "server thread panicked")??;
+    if got != b"inside" {
+        return Err(format!("read {got:?} from {addr}").into());
+    }
+    if SocketFactory::start(&unique_name("absent")).is_ok() {
+        return Err("a factory started in a missing namespace".into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let skip = skip_reason();
     if let Some(reason) = &skip {
         eprintln!("skipping network tests: {reason}");
     }
-    let tests: [NamedTest; 7] = [
+    let tests: [NamedTest; 8] = [
+        (
+            "agent_sockets_are_made_inside_the_namespace",
+            agent_sockets_are_made_inside_the_namespace,
+        ),
         ("bridge_setup_is_idempotent", bridge_setup_is_idempotent),
         (
             "two_taps_attach_to_the_bridge",
