@@ -37,10 +37,15 @@ pub async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
         });
     }
     let (kind, len) = frame::parse_header(&header)?;
-    let mut payload = vec![0u8; len];
-    let got = read_full(r, &mut payload).await?;
-    if got < len {
-        return Err(FrameError::Truncated { got, want: len });
+    // `len` is bounded by MAX_PAYLOAD_LEN; reading into reserved capacity
+    // avoids zero-filling the buffer first.
+    let mut payload = Vec::with_capacity(len);
+    (&mut *r).take(len as u64).read_to_end(&mut payload).await?;
+    if payload.len() < len {
+        return Err(FrameError::Truncated {
+            got: payload.len(),
+            want: len,
+        });
     }
     Ok(Some(Frame { kind, payload }))
 }
