@@ -110,9 +110,9 @@ pub enum DriverError {
 }
 
 /// One VMM family (QEMU, Firecracker).
-pub trait Driver: Send + Sync + 'static {
+pub trait Driver: Send + Sync + std::fmt::Debug + 'static {
     /// A live VMM process and its control channel.
-    type Vm: Send + Sync + 'static;
+    type Vm: Send + Sync + std::fmt::Debug + 'static;
 
     /// Short name for errors and logs (`"qemu"`).
     fn name(&self) -> &'static str;
@@ -152,4 +152,7 @@ pub trait Driver: Send + Sync + 'static {
 
     /// The VMM's process id, for host memory accounting and recovery.
     fn pid(&self, vm: &Self::Vm) -> Option<u32>;
+
+    /// The last `lines` lines of the guest's serial console (for errors).
+    fn console_tail(&self, config: &VmConfig, lines: usize) -> String;
 }

@@ -37,6 +37,8 @@ pub const MAX_ID_LEN: usize = 64;
 pub const MAX_CPUS: u32 = 64;
 pub const MIN_MEMORY_MB: u32 = 64;
 pub const MAX_MEMORY_MB: u32 = 256 * 1024;
+/// Most volumes one sandbox can mount (block devices `vdc`..`vdz`).
+pub const MAX_VOLUMES: usize = 24;
 
 /// A sandbox's id: 1-64 chars of `[a-z0-9-]`, starting with a letter or
 /// digit (safe as a file name and inside interface names).
@@ -162,6 +164,9 @@ impl SandboxSpec {
                 return Err(SpecError::Hostname(h.clone()));
             }
         }
+        if self.volumes.len() > MAX_VOLUMES {
+            return Err(SpecError::TooManyVolumes(self.volumes.len()));
+        }
         let mut mounts = std::collections::HashSet::new();
         for v in &self.volumes {
             SandboxId::from_str(&v.name).map_err(|_| SpecError::VolumeName(v.name.clone()))?;
@@ -210,6 +215,8 @@ pub enum SpecError {
     VolumeSize(String),
     #[error("guest path {0:?} must be absolute without `..`")]
     Path(String),
+    #[error("at most {MAX_VOLUMES} volumes, got {0}")]
+    TooManyVolumes(usize),
     #[error("two volumes mount at {0:?}")]
     DuplicateMount(String),
     #[error("file mode {0:o} is not a permission mode")]
@@ -250,6 +257,12 @@ pub enum EngineError {
     Image(#[from] ImageError),
     #[error("guest agent: {0}")]
     Agent(#[from] bhatti_agent::Error),
+    #[error(transparent)]
+    ConfigDrive(#[from] crate::image::config_drive::ConfigDriveError),
+    #[error("sandbox {0} has no snapshot to restore")]
+    NoSnapshot(SandboxId),
+    #[error("internal inconsistency: {0}")]
+    Inconsistent(String),
     #[error("the guest agent did not become ready: {0}")]
     NotReady(String),
     #[error("sandbox files under {path}")]

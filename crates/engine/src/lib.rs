@@ -9,4 +9,5 @@ pub mod image;
 pub mod netns;
 pub mod network;
 pub mod qemu;
+pub mod sandbox;
 pub mod state;

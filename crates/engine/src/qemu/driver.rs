@@ -1,0 +1,288 @@
+//! The QEMU implementation of [`Driver`]: `qemu-system-x86_64 -M microvm`
+//! started by [`super::launch`], controlled over QMP ([`super::qmp`]).
+//!
+//! - pause / resume: QMP `stop` / `cont`;
+//! - snapshot: `stop`, migrate to `<run_dir>/mem.snap.tmp` (through
+//!   `exec:cat`), rename to `mem.snap`, `quit`; the rootfs and volume files
+//!   are flushed by the migration and stay in place;
+//! - restore: the same argv plus `-incoming "exec:cat mem.snap"`, wait for
+//!   the state to load, `cont`.
+//!
+//! # Threads, locks, I/O
+//! A [`QemuVm`] owns its process and QMP session; the engine keeps it under
+//! the sandbox lock. Process spawning is a quick fork/exec done inline;
+//! waiting for QEMU to exit runs on the blocking pool. No shared state.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::launch::{Accel, Drive, GuestNet, LaunchError, LaunchSpec, VmProcess};
+use super::qmp::{QmpClient, QmpError, incoming_uri};
+use crate::driver::{BoxError, Driver, DriverError, Snapshot, VmConfig};
+
+const NAME: &str = "qemu";
+
+/// The snapshot file a stopped sandbox keeps in its run dir.
+pub const SNAPSHOT_FILE: &str = "mem.snap";
+
+/// Errors specific to driving QEMU (wrapped in [`DriverError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum QemuError {
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+    #[error(transparent)]
+    Qmp(#[from] QmpError),
+    #[error("QEMU exited before its QMP socket answered ({status}): {stderr}")]
+    ExitedEarly { status: String, stderr: String },
+    #[error("QEMU did not exit within {0:?} after quit")]
+    NoExit(Duration),
+    #[error("snapshot file {path}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("waiting for QEMU: {0}")]
+    Wait(#[source] io::Error),
+}
+
+/// Settings of the QEMU driver.
+#[derive(Debug, Clone)]
+pub struct QemuDriver {
+    pub qemu: PathBuf,
+    pub accel: Accel,
+    /// Limit for QEMU to answer QMP after spawning.
+    pub start_timeout: Duration,
+    /// Limit for a migration (snapshot) or an incoming restore.
+    pub snapshot_timeout: Duration,
+}
+
+impl Default for QemuDriver {
+    fn default() -> Self {
+        Self {
+            qemu: PathBuf::from(super::launch::QEMU_BINARY),
+            accel: Accel::Tcg,
+            start_timeout: Duration::from_secs(10),
+            snapshot_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A running QEMU and its QMP session.
+#[derive(Debug)]
+pub struct QemuVm {
+    process: VmProcess,
+    qmp: QmpClient,
+}
+
+impl QemuVm {
+    /// The QMP session (for operations the trait does not cover).
+    pub fn qmp(&mut self) -> &mut QmpClient {
+        &mut self.qmp
+    }
+
+    /// The guest's serial console so far.
+    pub fn console(&self) -> String {
+        self.process.console()
+    }
+}
+
+impl QemuDriver {
+    fn launch_spec(&self, config: &VmConfig) -> LaunchSpec {
+        let mut spec = LaunchSpec::new(&config.kernel, &config.rootfs, &config.run_dir);
+        spec.qemu = self.qemu.clone();
+        spec.accel = self.accel;
+        spec.vcpus = config.vcpus;
+        spec.memory_mib = config.memory_mib;
+        spec.config_drive = config.config_drive.clone();
+        spec.volumes = config
+            .volumes
+            .iter()
+            .map(|p| Drive {
+                path: p.clone(),
+                readonly: false,
+            })
+            .collect();
+        spec.net = config.net.as_ref().map(|n| GuestNet {
+            tap: n.tap.clone(),
+            mac: GuestNet::mac_for(n.guest_ip),
+            guest_ip: n.guest_ip,
+            gateway: n.gateway,
+            prefix_len: n.prefix_len,
+        });
+        spec.init = config.init.clone();
+        spec.netns = config.netns.clone();
+        spec
+    }
+
+    /// Spawns QEMU and connects to QMP, noticing an early exit.
+    async fn start(&self, spec: &LaunchSpec) -> Result<QemuVm, QemuError> {
+        let mut process = spec.spawn()?;
+        let Some(sock) = spec.qmp_socket.clone() else {
+            return Err(QemuError::Qmp(QmpError::Closed));
+        };
+        let deadline = Instant::now() + self.start_timeout;
+        loop {
+            match QmpClient::connect(&sock).await {
+                Ok(qmp) => return Ok(QemuVm { process, qmp }),
+                Err(QmpError::Connect { source, .. })
+                    if matches!(
+                        source.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                    ) =>
+                {
+                    if let Some(status) = process.try_wait().map_err(QemuError::Wait)? {
+                        let stderr = std::fs::read_to_string(&spec.stderr_log).unwrap_or_default();
+                        return Err(QemuError::ExitedEarly {
+                            status: status.to_string(),
+                            stderr: stderr.trim().to_owned(),
+                        });
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(QemuError::Qmp(QmpError::Timeout {
+                            what: "the QMP socket",
+                            after: self.start_timeout,
+                        }));
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn do_snapshot(&self, vm: QemuVm, run_dir: &Path) -> Result<Snapshot, QemuError> {
+        let QemuVm {
+            mut process,
+            mut qmp,
+        } = vm;
+        let start = Instant::now();
+        let tmp = run_dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+        let path = run_dir.join(SNAPSHOT_FILE);
+        qmp.stop().await?;
+        qmp.migrate_to_file(&tmp, self.snapshot_timeout).await?;
+        std::fs::rename(&tmp, &path).map_err(|source| QemuError::File {
+            path: path.clone(),
+            source,
+        })?;
+        qmp.quit().await?;
+        let limit = Duration::from_secs(10);
+        let exited = tokio::task::spawn_blocking(move || {
+            let r = process.wait_exit(limit);
+            // Drop kills and reaps it if it did not exit on its own.
+            drop(process);
+            r
+        })
+        .await
+        .map_err(|e| QemuError::Wait(io::Error::other(e)))?
+        .map_err(QemuError::Wait)?;
+        if exited.is_none() {
+            return Err(QemuError::NoExit(limit));
+        }
+        let size_bytes = std::fs::metadata(&path)
+            .map_err(|source| QemuError::File {
+                path: path.clone(),
+                source,
+            })?
+            .len();
+        Ok(Snapshot {
+            files: vec![path],
+            size_bytes,
+            took: start.elapsed(),
+        })
+    }
+
+    async fn do_restore(&self, config: &VmConfig, snap: &Snapshot) -> Result<QemuVm, QemuError> {
+        let file = snap
+            .files
+            .first()
+            .cloned()
+            .unwrap_or_else(|| config.run_dir.join(SNAPSHOT_FILE));
+        if !file.exists() {
+            return Err(QemuError::File {
+                path: file,
+                source: io::Error::from(io::ErrorKind::NotFound),
+            });
+        }
+        let mut spec = self.launch_spec(config);
+        spec.incoming = Some(incoming_uri(&file)?);
+        let mut vm = self.start(&spec).await?;
+        vm.qmp.wait_incoming(self.snapshot_timeout).await?;
+        vm.qmp.cont().await?;
+        Ok(vm)
+    }
+}
+
+fn boxed(e: impl Into<QemuError>) -> BoxError {
+    Box::new(e.into())
+}
+
+impl Driver for QemuDriver {
+    type Vm = QemuVm;
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn spawn(&self, config: &VmConfig) -> Result<QemuVm, DriverError> {
+        let spec = self.launch_spec(config);
+        self.start(&spec).await.map_err(|e| DriverError::Spawn {
+            driver: NAME,
+            source: boxed(e),
+        })
+    }
+
+    async fn pause(&self, vm: &mut QemuVm) -> Result<(), DriverError> {
+        vm.qmp.stop().await.map_err(|e| DriverError::Pause {
+            driver: NAME,
+            source: boxed(e),
+        })
+    }
+
+    async fn resume(&self, vm: &mut QemuVm) -> Result<(), DriverError> {
+        vm.qmp.cont().await.map_err(|e| DriverError::Resume {
+            driver: NAME,
+            source: boxed(e),
+        })
+    }
+
+    async fn snapshot(&self, vm: QemuVm, config: &VmConfig) -> Result<Snapshot, DriverError> {
+        self.do_snapshot(vm, &config.run_dir)
+            .await
+            .map_err(|e| DriverError::Snapshot {
+                driver: NAME,
+                source: boxed(e),
+            })
+    }
+
+    async fn restore(&self, config: &VmConfig, snapshot: &Snapshot) -> Result<QemuVm, DriverError> {
+        self.do_restore(config, snapshot)
+            .await
+            .map_err(|e| DriverError::Restore {
+                driver: NAME,
+                source: boxed(e),
+            })
+    }
+
+    async fn kill(&self, vm: QemuVm) -> Result<(), DriverError> {
+        let QemuVm { mut process, qmp } = vm;
+        drop(qmp);
+        tokio::task::spawn_blocking(move || process.kill())
+            .await
+            .map_err(io::Error::other)
+            .and_then(|r| r)
+            .map_err(|e| DriverError::Kill {
+                driver: NAME,
+                source: boxed(QemuError::Wait(e)),
+            })
+    }
+
+    fn pid(&self, vm: &QemuVm) -> Option<u32> {
+        vm.process.pid()
+    }
+
+    fn console_tail(&self, config: &VmConfig, lines: usize) -> String {
+        super::launch::tail_lines(&self.launch_spec(config).console_log, lines)
+    }
+}

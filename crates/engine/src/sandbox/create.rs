@@ -1,0 +1,266 @@
+//! Creating and destroying sandboxes.
+//!
+//! Create: validate → reserve the id → sandbox dir → rootfs copy → address
+//! and TAP → volumes → config drive → VMM → wait for the agent → insert as
+//! Hot. Every step records what it made in [`Made`]; on failure
+//! [`VmEngine::undo`] removes exactly that, newest first, and the VMM (if
+//! spawned) is killed. The agent wait runs with no lock held: the sandbox is
+//! not in the map yet, only its id is reserved.
+
+use std::io::Read;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, PoisonError};
+
+use base64::Engine as _;
+use bhatti_agent::Client;
+use bhatti_proto::config::{GuestConfig, GuestFile, GuestVolume};
+
+use super::{Sandbox, Slot, VmEngine, blocking};
+use crate::agent_link::NetnsConnector;
+use crate::driver::{Driver, VmConfig, VmNet};
+use crate::engine::{EngineError, EngineResult, SandboxId, SandboxInfo, SandboxSpec};
+use crate::image::{self, config_drive};
+use crate::qemu::launch::DEFAULT_INIT;
+use crate::state::{Op, SandboxState};
+
+/// What a create has made so far (undone on failure).
+#[derive(Debug, Default)]
+struct Made {
+    dir: Option<PathBuf>,
+    ip: Option<Ipv4Addr>,
+    tap: Option<String>,
+    volumes: Vec<String>,
+}
+
+impl<D: Driver> VmEngine<D> {
+    /// See [`crate::engine::Engine::create`].
+    pub(super) async fn create_sandbox(
+        &self,
+        id: SandboxId,
+        spec: SandboxSpec,
+    ) -> EngineResult<SandboxInfo> {
+        spec.validate()?;
+        self.reserve(&id)?;
+        let mut made = Made::default();
+        let res = self.build(&id, spec, &mut made).await;
+        match res {
+            Ok(sb) => {
+                let sb = Arc::new(sb);
+                self.sandboxes
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(id.clone(), sb.clone());
+                Ok(self.info(&sb).await)
+            }
+            Err(e) => {
+                self.undo(made).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Reserves `id` while it is being created: a second create of the
+    /// same id fails at once.
+    fn reserve(&self, id: &SandboxId) -> EngineResult<()> {
+        let mut map = self.creating.lock().unwrap_or_else(PoisonError::into_inner);
+        let exists = self
+            .sandboxes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(id);
+        if exists || !map.insert(id.clone()) {
+            return Err(EngineError::AlreadyExists(id.clone()));
+        }
+        Ok(())
+    }
+
+    async fn build(
+        &self,
+        id: &SandboxId,
+        spec: SandboxSpec,
+        made: &mut Made,
+    ) -> EngineResult<Sandbox<D>> {
+        let res = self.build_inner(id, spec, made).await;
+        self.creating
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+        res
+    }
+
+    async fn build_inner(
+        &self,
+        id: &SandboxId,
+        spec: SandboxSpec,
+        made: &mut Made,
+    ) -> EngineResult<Sandbox<D>> {
+        let kernel = self.config.images.kernel()?;
+        let base = self.config.images.rootfs(spec.image)?;
+
+        let dir = self.config.data_dir.join("sandboxes").join(id.as_str());
+        if dir.exists() {
+            return Err(EngineError::AlreadyExists(id.clone()));
+        }
+        std::fs::create_dir_all(&dir).map_err(|source| EngineError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        made.dir = Some(dir.clone());
+
+        let rootfs = dir.join("rootfs.ext4");
+        let r = rootfs.clone();
+        blocking(move || image::copy_rootfs(&base, &r)).await??;
+
+        let ip = self.network.allocate_ip()?;
+        made.ip = Some(ip);
+        let tap = self.network.tap_name(id.as_str());
+        let (net, t) = (self.network.clone(), tap.clone());
+        blocking(move || net.create_tap(&t)).await??;
+        made.tap = Some(tap.clone());
+
+        let mut volume_paths = Vec::new();
+        let mut guest_volumes = Vec::new();
+        for (i, v) in spec.volumes.iter().enumerate() {
+            let path = self.volumes.attach(&v.name, v.size_mb, id).await?;
+            made.volumes.push(v.name.clone());
+            volume_paths.push(path);
+            // rootfs = vda, config drive = vdb, volumes from vdc on.
+            guest_volumes.push(GuestVolume {
+                device: format!("/dev/vd{}", volume_letter(i)),
+                mount: v.mount.clone(),
+                readonly: v.readonly,
+            });
+        }
+
+        let token = random_token()?;
+        let guest = GuestConfig {
+            sandbox_id: id.to_string(),
+            hostname: spec.hostname.clone().unwrap_or_else(|| id.to_string()),
+            token: token.clone(),
+            env: spec.env.clone(),
+            files: spec
+                .files
+                .iter()
+                .map(|f| GuestFile {
+                    path: f.path.clone(),
+                    content_b64: base64::engine::general_purpose::STANDARD.encode(&f.content),
+                    mode: format!("{:o}", f.mode),
+                    root_owned: false,
+                })
+                .collect(),
+            volumes: guest_volumes,
+            init: spec.init.clone(),
+            dns: self.config.dns.clone(),
+            ..GuestConfig::default()
+        };
+        let config_drive = dir.join("config.ext4");
+        let cd = config_drive.clone();
+        blocking(move || config_drive::build(&guest, &cd)).await??;
+
+        let vm_config = VmConfig {
+            vcpus: spec.cpus,
+            memory_mib: spec.memory_mb,
+            kernel,
+            rootfs,
+            config_drive: Some(config_drive),
+            volumes: volume_paths,
+            net: Some(VmNet {
+                tap: tap.clone(),
+                guest_ip: ip,
+                gateway: self.network.gateway(),
+                prefix_len: 24,
+            }),
+            init: DEFAULT_INIT.to_owned(),
+            run_dir: dir.clone(),
+            netns: Some(self.network.netns().to_owned()),
+        };
+        let vm = self.driver.spawn(&vm_config).await?;
+        let agent = Client::new(NetnsConnector::new(ip, self.sockets.clone())).with_token(&token);
+        if let Err(e) = agent.wait_ready(self.config.agent_ready_timeout).await {
+            let tail = self.driver.console_tail(&vm_config, 20);
+            let _ = self.driver.kill(vm).await;
+            return Err(EngineError::NotReady(format!("{e}; console tail:\n{tail}")));
+        }
+        Ok(Sandbox {
+            id: id.clone(),
+            ip,
+            tap,
+            dir,
+            vm_config,
+            agent,
+            volumes: spec.volumes.iter().map(|v| v.name.clone()).collect(),
+            spec,
+            restores: AtomicU64::new(0),
+            slot: tokio::sync::Mutex::new(Slot {
+                state: SandboxState::Hot,
+                vm: Some(vm),
+                snapshot: None,
+            }),
+        })
+    }
+
+    /// Removes what a failed create (or a destroy) made, newest first.
+    /// Failures are logged: the caller already has the error that matters.
+    async fn undo(&self, made: Made) {
+        for name in made.volumes {
+            self.volumes.release(&name);
+        }
+        if let Some(tap) = made.tap {
+            let net = self.network.clone();
+            match blocking(move || net.remove_tap(&tap)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "removing TAP"),
+                Err(e) => tracing::warn!(error = %e, "removing TAP"),
+            }
+        }
+        if let Some(ip) = made.ip
+            && let Err(e) = self.network.release_ip(ip)
+        {
+            tracing::warn!(error = %e, "releasing address");
+        }
+        if let Some(dir) = made.dir {
+            let d = dir.clone();
+            if let Ok(Err(e)) = blocking(move || std::fs::remove_dir_all(&d)).await {
+                tracing::warn!(error = %e, dir = %dir.display(), "removing sandbox dir");
+            }
+        }
+    }
+
+    /// See [`crate::engine::Engine::destroy`].
+    pub(super) async fn destroy_sandbox(&self, id: &SandboxId) -> EngineResult<()> {
+        let sb = self.get(id)?;
+        self.apply(&sb, Op::Destroy).await?;
+        self.sandboxes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+        self.undo(Made {
+            dir: Some(sb.dir.clone()),
+            ip: Some(sb.ip),
+            tap: Some(sb.tap.clone()),
+            volumes: sb.volumes.clone(),
+        })
+        .await;
+        Ok(())
+    }
+}
+
+/// Device letter of the `i`-th volume: rootfs is `vda`, the config drive
+/// `vdb`, volumes start at `vdc` (the spec allows at most
+/// [`MAX_VOLUMES`](crate::engine::MAX_VOLUMES)).
+fn volume_letter(i: usize) -> char {
+    let i = u8::try_from(i.min(23)).unwrap_or(23);
+    char::from(b'c' + i)
+}
+
+/// A fresh agent token: 32 hex digits from the kernel's CSPRNG.
+fn random_token() -> EngineResult<String> {
+    let path = PathBuf::from("/dev/urandom");
+    let mut buf = [0u8; 16];
+    std::fs::File::open(&path)
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|source| EngineError::Io { path, source })?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}

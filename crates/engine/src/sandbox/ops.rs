@@ -1,0 +1,141 @@
+//! [`Engine`] for [`VmEngine`]: lifecycle calls go through
+//! [`VmEngine::apply`]; agent calls make the sandbox hot, take a clone of
+//! its agent client and talk to the guest with no lock held.
+
+use std::io::Cursor;
+use std::sync::PoisonError;
+
+use super::VmEngine;
+use crate::driver::Driver;
+use crate::engine::{
+    ActivityInfo, Engine, EngineResult, ExecOptions, ExecRequest, ExecResult, ExecStream, FileInfo,
+    FileReader, ReadOptions, SandboxId, SandboxInfo, SandboxSpec, Session, SessionInfo,
+    ShellOptions, Tunnel,
+};
+use crate::state::Op;
+
+impl<D: Driver> Engine for VmEngine<D> {
+    async fn create(&self, id: SandboxId, spec: SandboxSpec) -> EngineResult<SandboxInfo> {
+        self.create_sandbox(id, spec).await
+    }
+
+    async fn destroy(&self, id: &SandboxId) -> EngineResult<()> {
+        self.destroy_sandbox(id).await
+    }
+
+    async fn status(&self, id: &SandboxId) -> EngineResult<SandboxInfo> {
+        let sb = self.get(id)?;
+        Ok(self.info(&sb).await)
+    }
+
+    async fn list(&self) -> Vec<SandboxInfo> {
+        let all: Vec<_> = self
+            .sandboxes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let mut out = Vec::with_capacity(all.len());
+        for sb in all {
+            out.push(self.info(&sb).await);
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    async fn ensure_hot(&self, id: &SandboxId) -> EngineResult<()> {
+        self.lifecycle(id, Op::Wake).await
+    }
+
+    async fn pause(&self, id: &SandboxId) -> EngineResult<()> {
+        self.lifecycle(id, Op::Pause).await
+    }
+
+    async fn resume(&self, id: &SandboxId) -> EngineResult<()> {
+        self.lifecycle(id, Op::Resume).await
+    }
+
+    async fn freeze(&self, id: &SandboxId) -> EngineResult<()> {
+        self.lifecycle(id, Op::Freeze).await
+    }
+
+    async fn stop(&self, id: &SandboxId) -> EngineResult<()> {
+        self.lifecycle(id, Op::Stop).await
+    }
+
+    async fn start(&self, id: &SandboxId) -> EngineResult<()> {
+        self.lifecycle(id, Op::Start).await
+    }
+
+    async fn exec(&self, id: &SandboxId, opts: ExecOptions) -> EngineResult<ExecResult> {
+        Ok(self.agent(id).await?.exec(opts).await?)
+    }
+
+    async fn exec_stream(&self, id: &SandboxId, req: ExecRequest) -> EngineResult<ExecStream> {
+        Ok(self.agent(id).await?.exec_stream(&req).await?)
+    }
+
+    async fn shell(&self, id: &SandboxId, opts: ShellOptions) -> EngineResult<Session> {
+        Ok(self.agent(id).await?.shell(&opts).await?)
+    }
+
+    async fn attach(&self, id: &SandboxId, session_id: &str) -> EngineResult<Session> {
+        Ok(self.agent(id).await?.attach(session_id).await?)
+    }
+
+    async fn list_sessions(&self, id: &SandboxId) -> EngineResult<Vec<SessionInfo>> {
+        Ok(self.agent(id).await?.list_sessions().await?)
+    }
+
+    async fn kill_session(&self, id: &SandboxId, session_id: &str) -> EngineResult<()> {
+        Ok(self.agent(id).await?.kill_session(session_id).await?)
+    }
+
+    async fn read_file(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        opts: ReadOptions,
+    ) -> EngineResult<FileReader> {
+        Ok(self.agent(id).await?.read_file(path, opts).await?)
+    }
+
+    async fn write_file(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        mode: u32,
+        data: Vec<u8>,
+    ) -> EngineResult<()> {
+        let size = data.len() as u64;
+        Ok(self
+            .agent(id)
+            .await?
+            .write_file(path, mode, size, Cursor::new(data))
+            .await?)
+    }
+
+    async fn stat(&self, id: &SandboxId, path: &str) -> EngineResult<FileInfo> {
+        Ok(self.agent(id).await?.stat(path).await?)
+    }
+
+    async fn ls(&self, id: &SandboxId, path: &str) -> EngineResult<Vec<FileInfo>> {
+        Ok(self.agent(id).await?.ls(path).await?)
+    }
+
+    async fn activity(&self, id: &SandboxId) -> EngineResult<ActivityInfo> {
+        Ok(self.agent(id).await?.activity().await?)
+    }
+
+    async fn tunnel(&self, id: &SandboxId, port: u16) -> EngineResult<Tunnel> {
+        Ok(self.agent(id).await?.forward(port).await?)
+    }
+}
+
+impl<D: Driver> VmEngine<D> {
+    async fn lifecycle(&self, id: &SandboxId, op: Op) -> EngineResult<()> {
+        let sb = self.get(id)?;
+        self.apply(&sb, op).await.map(drop)
+    }
+}
