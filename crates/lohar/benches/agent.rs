@@ -2,7 +2,8 @@
 //! same run. Prints p50/p95/p99 and ratios.
 //!
 //! `cargo bench -p lohar` (full) or `cargo bench -p lohar -- --quick`
-//! (or `BENCH_QUICK=1`), which finishes in well under a minute.
+//! (or `BENCH_QUICK=1`), which finishes in well under a minute;
+//! `BENCH_ONLY=exec,small_read,big_read,big_write,concurrent` picks parts.
 //!
 //! - exec `true` through agent + client vs spawning `true` directly;
 //! - 1 KiB file read round trip;
@@ -19,7 +20,9 @@ use std::os::unix::net::UnixStream as StdUnixStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bhatti_agent::{ExecOptions, ReadOptions};
+use bhatti_agent::{ExecOptions, ExecRequest, ReadOptions};
+use bhatti_proto::messages::{FileReadRequest, json_frame};
+use bhatti_proto::{Frame, FrameType, sync_io};
 use common::Lohar;
 use tokio::io::AsyncReadExt;
 
@@ -66,11 +69,24 @@ async fn run(n: Sizes, quick: bool) {
         std::thread::available_parallelism().map_or(0, |p| p.get())
     );
     let l = Lohar::start().await;
-    exec_true(&l, &n).await;
-    small_read(&l, &n).await;
-    big_read(&l, &n).await;
-    big_write(&l, &n).await;
-    concurrent_exec(&l, &n).await;
+    // BENCH_ONLY=exec,small_read,... runs a subset.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let on = |name: &str| only.is_empty() || only.split(',').any(|o| o == name);
+    if on("exec") {
+        exec_true(&l, &n).await;
+    }
+    if on("small_read") {
+        small_read(&l, &n).await;
+    }
+    if on("big_read") {
+        big_read(&l, &n).await;
+    }
+    if on("big_write") {
+        big_write(&l, &n).await;
+    }
+    if on("concurrent") {
+        concurrent_exec(&l, &n).await;
+    }
 }
 
 async fn exec_true(l: &Lohar, n: &Sizes) {
@@ -81,8 +97,13 @@ async fn exec_true(l: &Lohar, n: &Sizes) {
     }
     let mut agent = Vec::with_capacity(n.exec_iters);
     let mut direct = Vec::with_capacity(n.exec_iters);
-    // Interleave so that machine noise hits both series alike.
+    let mut raw = Vec::with_capacity(n.exec_iters);
+    let req = json_frame(FrameType::EXEC_REQ, &ExecRequest::command(["true"])).unwrap();
+    // Interleave so that machine noise hits all series alike.
+    let mut sync = Vec::with_capacity(n.exec_iters);
     for _ in 0..n.exec_iters {
+        sync.push(time(rustix::fs::sync));
+        raw.push(raw_request(&l.control, &req));
         let t = Instant::now();
         let r = l.client.exec(ExecOptions::new(["true"])).await.unwrap();
         agent.push(t.elapsed());
@@ -96,7 +117,9 @@ async fn exec_true(l: &Lohar, n: &Sizes) {
     let d = Stats::of(&mut direct);
     println!("\nexec `true` ({} runs)", n.exec_iters);
     a.print("agent + client");
+    Stats::of(&mut raw).print("agent, raw blocking frames (no client)");
     d.print("direct spawn (baseline)");
+    Stats::of(&mut sync).print("sync() alone (lohar calls it before EXIT)");
     verdict(
         "p50 ratio agent/direct",
         a.p50.as_secs_f64() / d.p50.as_secs_f64(),
@@ -120,7 +143,17 @@ async fn small_read(l: &Lohar, n: &Sizes) {
     }
     let mut agent = Vec::with_capacity(n.small_read_iters);
     let mut local = Vec::with_capacity(n.small_read_iters);
+    let mut raw = Vec::with_capacity(n.small_read_iters);
+    let mut act = Vec::with_capacity(n.small_read_iters);
+    let req = FileReadRequest {
+        path: p.clone(),
+        ..FileReadRequest::default()
+    };
+    let req = json_frame(FrameType::FILE_READ_REQ, &req).unwrap();
+    let act_req = Frame::new(FrameType::ACTIVITY_REQ, Vec::new());
     for _ in 0..n.small_read_iters {
+        raw.push(raw_request(&l.control, &req));
+        act.push(raw_request(&l.control, &act_req));
         let t = Instant::now();
         let body = l
             .client
@@ -139,6 +172,8 @@ async fn small_read(l: &Lohar, n: &Sizes) {
     let d = Stats::of(&mut local);
     println!("\n1 KiB file read round trip ({} runs)", n.small_read_iters);
     a.print("agent + client");
+    Stats::of(&mut raw).print("agent, raw blocking frames (no client)");
+    Stats::of(&mut act).print("ACTIVITY_REQ, raw blocking frames");
     d.print("local std::fs::read (reference)");
     verdict("p50 µs", a.p50.as_secs_f64() * 1e6, 100.0, false);
 }
@@ -279,6 +314,23 @@ async fn concurrent_exec(l: &Lohar, n: &Sizes) {
         "  p50 wall ratio agent/direct: {:.2}",
         w.p50.as_secs_f64() / d.p50.as_secs_f64()
     );
+}
+
+/// One request on a fresh blocking connection, frames read until EXIT,
+/// ERROR, a one-shot reply or EOF: the agent's cost without the client.
+fn raw_request(control: &std::path::Path, req: &Frame) -> Duration {
+    let t = Instant::now();
+    let mut s = StdUnixStream::connect(control).unwrap();
+    sync_io::write_frame(&mut s, req.kind, &req.payload).unwrap();
+    while let Some(f) = sync_io::read_frame(&mut s).unwrap() {
+        if matches!(
+            f.kind,
+            FrameType::EXIT | FrameType::ERROR | FrameType::ACTIVITY_RESP
+        ) {
+            break;
+        }
+    }
+    t.elapsed()
 }
 
 /// Pushes 64 MiB through a Unix socket pair in 1 MiB writes.
