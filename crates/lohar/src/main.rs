@@ -30,6 +30,7 @@ mod vsock;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    tune_malloc();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         eprintln!("{}", USAGE);
@@ -54,6 +55,19 @@ lohar: the bhatti guest agent
   as PID 1 (or with --init): boots the sandbox and serves ports 1024/1025
   LOHAR_TEST=1 LOHAR_SOCK=<path> LOHAR_FWD_SOCK=<path> lohar: test mode on Unix sockets
     optional: LOHAR_TOKEN=<token>  LOHAR_CONFIG=<config.json>  LOHAR_DEBUG=1";
+
+/// Keeps glibc malloc from holding on to memory after bursts (large file
+/// and output buffers): big blocks come from mmap and go straight back,
+/// the heap top is trimmed early, and threads share two arenas at most.
+fn tune_malloc() {
+    // SAFETY: mallopt only changes allocator parameters; it is called
+    // before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
+    }
+}
 
 /// Builds the runtime every mode uses: one thread for all connections, a
 /// blocking pool whose idle threads exit quickly (small idle RSS).

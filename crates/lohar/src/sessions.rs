@@ -203,6 +203,12 @@ impl Drop for DetachGuard {
     }
 }
 
+/// A requested idle timeout in seconds: negative means none, and anything
+/// beyond a year is a year (keeps timer arithmetic far from overflow).
+fn idle_secs(requested: i64) -> u64 {
+    u64::try_from(requested).unwrap_or(0).min(365 * 24 * 3600)
+}
+
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl Session {
@@ -224,7 +230,7 @@ impl Session {
                 ring: Ring::new(SCROLLBACK),
                 attached: None,
                 exit_code: None,
-                max_idle_sec: u64::try_from(max_idle_sec).unwrap_or(0),
+                max_idle_sec: idle_secs(max_idle_sec),
                 idle_timer: None,
                 next_attach: 0,
             }),
@@ -265,7 +271,7 @@ impl Session {
             t.abort();
         }
         if let Some(secs) = max_idle_sec.filter(|s| *s > 0) {
-            st.max_idle_sec = u64::try_from(secs).unwrap_or(0);
+            st.max_idle_sec = idle_secs(secs);
         }
         st.next_attach += 1;
         let id = st.next_attach;
