@@ -1,0 +1,381 @@
+//! Sandbox lifecycle through the engine with real QEMU microVMs (TCG here),
+//! the real kernel, busybox rootfs and lohar as PID 1. Every test has its
+//! own data dir and its own network namespace (egress `none`); nothing is
+//! sent outside it. Reported as ignored, with the reason, without root,
+//! QEMU or the images (`cargo xtask images`).
+
+mod support;
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bhatti_engine::engine::{Engine, EngineError, ExecOptions, SandboxId, SandboxSpec};
+use bhatti_engine::image::{ImagePaths, Tier};
+use bhatti_engine::netns::{NetNs, unique_name};
+use bhatti_engine::network::NetworkConfig;
+use bhatti_engine::qemu::driver::{QemuDriver, SNAPSHOT_FILE};
+use bhatti_engine::sandbox::{EngineConfig, VmEngine};
+use bhatti_engine::state::SandboxState;
+use libtest_mimic::{Arguments, Failed};
+use support::{Need, ensure, trial};
+
+type TestResult = Result<(), Failed>;
+
+/// An engine with its own namespace and data dir; the engine (and its VMs)
+/// goes first on drop, then the namespace, then the directory.
+struct TestEngine {
+    engine: Arc<VmEngine<QemuDriver>>,
+    _ns: NetNs,
+    dir: tempfile::TempDir,
+}
+
+impl TestEngine {
+    async fn start(images: ImagePaths) -> Result<Self, Failed> {
+        let ns = NetNs::create(&unique_name("btlc"))?;
+        let dir = tempfile::tempdir()?;
+        let config = EngineConfig {
+            data_dir: dir.path().to_owned(),
+            images,
+            network: NetworkConfig {
+                netns: ns.name().to_owned(),
+                ..NetworkConfig::default()
+            },
+            agent_ready_timeout: Duration::from_secs(60),
+            dns: Vec::new(),
+        };
+        let engine = VmEngine::start(QemuDriver::default(), config).await?;
+        Ok(Self {
+            engine: Arc::new(engine),
+            _ns: ns,
+            dir,
+        })
+    }
+
+    fn sandbox_dir(&self, id: &SandboxId) -> std::path::PathBuf {
+        self.dir.path().join("sandboxes").join(id.as_str())
+    }
+}
+
+fn run<F: Future<Output = TestResult>>(f: F) -> TestResult {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(f)
+}
+
+fn small() -> SandboxSpec {
+    SandboxSpec {
+        cpus: 1,
+        memory_mb: 256,
+        image: Tier::Busybox,
+        ..SandboxSpec::default()
+    }
+}
+
+fn id(s: &str) -> Result<SandboxId, Failed> {
+    Ok(s.parse::<SandboxId>()?)
+}
+
+async fn sh(e: &VmEngine<QemuDriver>, id: &SandboxId, script: &str) -> Result<String, Failed> {
+    let r = e.exec(id, ExecOptions::new(["sh", "-c", script])).await?;
+    ensure(r.exit_code == 0, || {
+        format!(
+            "`{script}` exited {}: {}",
+            r.exit_code,
+            String::from_utf8_lossy(&r.stderr)
+        )
+    })?;
+    Ok(String::from_utf8_lossy(&r.stdout).into_owned())
+}
+
+fn create_exec_destroy() -> TestResult {
+    run(async {
+        let t = TestEngine::start(ImagePaths::from_env()).await?;
+        let e = &t.engine;
+        let sb = id("life")?;
+        let info = e.create(sb.clone(), small()).await?;
+        ensure(
+            info.state == SandboxState::Hot && info.pid.is_some(),
+            || format!("after create: {info:?}"),
+        )?;
+        let out = sh(e, &sb, "echo hello; id -u").await?;
+        ensure(out.starts_with("hello\n"), || {
+            format!("exec printed {out:?}")
+        })?;
+        let ip = info.ip.ok_or("no address")?;
+        let tap = e.network().tap_name(sb.as_str());
+        ensure(e.network().list_taps()? == [tap.clone()], || {
+            "TAP missing".into()
+        })?;
+
+        e.destroy(&sb).await?;
+        ensure(
+            matches!(e.status(&sb).await, Err(EngineError::NotFound(_))),
+            || "still listed after destroy".into(),
+        )?;
+        ensure(!t.sandbox_dir(&sb).exists(), || "dir left behind".into())?;
+        ensure(e.network().list_taps()?.is_empty(), || "TAP left".into())?;
+        ensure(!e.network().ip_in_use(ip), || "address not released".into())?;
+        Ok(())
+    })
+}
+
+fn pause_resume_and_wake_from_warm() -> TestResult {
+    run(async {
+        let t = TestEngine::start(ImagePaths::from_env()).await?;
+        let e = &t.engine;
+        let sb = id("warm")?;
+        e.create(sb.clone(), small()).await?;
+        e.pause(&sb).await?;
+        ensure(e.status(&sb).await?.state == SandboxState::Warm, || {
+            "not warm after pause".into()
+        })?;
+        e.resume(&sb).await?;
+        e.pause(&sb).await?;
+        // Any agent call wakes it (ensure_hot from warm).
+        let out = sh(e, &sb, "echo awake").await?;
+        ensure(out == "awake\n", || format!("exec printed {out:?}"))?;
+        let st = e.status(&sb).await?.state;
+        ensure(st == SandboxState::Hot, || format!("state {st}"))?;
+        ensure(e.restore_count(&sb)? == 0, || "warm wake restored".into())?;
+        Ok(())
+    })
+}
+
+fn stop_start_keeps_data_across_two_cycles() -> TestResult {
+    run(async {
+        let t = TestEngine::start(ImagePaths::from_env()).await?;
+        let e = &t.engine;
+        let sb = id("cold")?;
+        let ip = e.create(sb.clone(), small()).await?.ip;
+        for round in 1..=2 {
+            sh(e, &sb, &format!("echo round{round} >> /root/data; sync")).await?;
+            e.stop(&sb).await?;
+            let info = e.status(&sb).await?;
+            ensure(
+                info.state == SandboxState::Stopped && info.pid.is_none(),
+                || format!("after stop: {info:?}"),
+            )?;
+            let snap = t.sandbox_dir(&sb).join(SNAPSHOT_FILE);
+            ensure(snap.exists(), || {
+                format!("no snapshot at {}", snap.display())
+            })?;
+            // A stopped sandbox does not wake by itself.
+            ensure(
+                matches!(e.ensure_hot(&sb).await, Err(EngineError::State(_))),
+                || "stopped sandbox woke on ensure_hot".into(),
+            )?;
+            e.start(&sb).await?;
+            let info = e.status(&sb).await?;
+            ensure(info.state == SandboxState::Hot && info.ip == ip, || {
+                format!("after start: {info:?}")
+            })?;
+            let data = sh(e, &sb, "cat /root/data").await?;
+            let want: String = (1..=round).map(|r| format!("round{r}\n")).collect();
+            ensure(data == want, || format!("round {round}: data {data:?}"))?;
+        }
+        ensure(e.restore_count(&sb)? == 2, || {
+            "expected two restores".into()
+        })?;
+        Ok(())
+    })
+}
+
+fn concurrent_wakes_of_a_cold_sandbox_restore_once() -> TestResult {
+    run(async {
+        let t = TestEngine::start(ImagePaths::from_env()).await?;
+        let e = t.engine.clone();
+        let sb = id("herd")?;
+        e.create(sb.clone(), small()).await?;
+        e.pause(&sb).await?;
+        e.freeze(&sb).await?;
+        ensure(e.status(&sb).await?.state == SandboxState::Cold, || {
+            "not cold after freeze".into()
+        })?;
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let (e, sb) = (e.clone(), sb.clone());
+            tasks.push(tokio::spawn(async move {
+                e.exec(&sb, ExecOptions::new(["echo", &i.to_string()]))
+                    .await
+                    .map(|r| (i, r))
+            }));
+        }
+        for task in tasks {
+            let (i, r) = task.await??;
+            let out = String::from_utf8_lossy(&r.stdout).into_owned();
+            ensure(out == format!("{i}\n"), || {
+                format!("exec {i} printed {out:?}")
+            })?;
+        }
+        let restores = e.restore_count(&sb)?;
+        ensure(restores == 1, || {
+            format!("{restores} restores for 20 wakes")
+        })?;
+        Ok(())
+    })
+}
+
+fn failed_create_leaves_nothing_behind() -> TestResult {
+    run(async {
+        // A "kernel" QEMU cannot load: create gets as far as spawning the
+        // VMM (dir, rootfs copy, address, TAP, config drive made) and fails.
+        let images = tempfile::tempdir()?;
+        std::fs::write(images.path().join("vmlinux"), b"not a kernel")?;
+        std::fs::write(
+            images.path().join(Tier::Busybox.file_name()),
+            vec![0u8; 1 << 20],
+        )?;
+        let t = TestEngine::start(ImagePaths::new(images.path())).await?;
+        let e = &t.engine;
+        let sb = id("broken")?;
+        let res = e.create(sb.clone(), small()).await;
+        ensure(matches!(res, Err(EngineError::Driver(_))), || {
+            format!("expected a driver error, got {res:?}")
+        })?;
+        ensure(
+            !e.network()
+                .ip_in_use(std::net::Ipv4Addr::new(10, 213, 0, 2)),
+            || "address not released".into(),
+        )?;
+        // Missing images are a clear error too.
+        let none = TestEngine::start(ImagePaths::new(images.path().join("nope"))).await?;
+        let res = none.engine.create(sb.clone(), small()).await;
+        ensure(matches!(res, Err(EngineError::Image(_))), || {
+            format!("expected an image error, got {res:?}")
+        })?;
+        ensure(e.list().await.is_empty(), || "listed after failure".into())?;
+        ensure(e.network().list_taps()?.is_empty(), || "TAP left".into())?;
+        ensure(!t.sandbox_dir(&sb).exists(), || "dir left".into())?;
+        ensure(is_empty_dir(&t.dir.path().join("sandboxes")), || {
+            "sandboxes dir not empty".into()
+        })?;
+        // Bad input is an error, not a crash.
+        let bad = SandboxSpec { cpus: 0, ..small() };
+        ensure(
+            matches!(e.create(id("x")?, bad).await, Err(EngineError::Spec(_))),
+            || "cpus 0 accepted".into(),
+        )?;
+        Ok(())
+    })
+}
+
+fn template_free_spec_is_visible_inside() -> TestResult {
+    run(async {
+        let t = TestEngine::start(ImagePaths::from_env()).await?;
+        let e = &t.engine;
+        let sb = id("spec")?;
+        let spec = SandboxSpec {
+            cpus: 2,
+            memory_mb: 320,
+            env: [("BHATTI_T".to_owned(), "forty-two".to_owned())].into(),
+            init: Some("echo ran > /tmp/init-ran".into()),
+            files: vec![bhatti_engine::engine::FileSpec {
+                path: "/etc/hello.txt".into(),
+                content: b"hi there\n".to_vec(),
+                mode: 0o640,
+            }],
+            volumes: vec![bhatti_engine::engine::VolumeSpec {
+                name: "vol-a".into(),
+                mount: "/data".into(),
+                size_mb: 16,
+                readonly: false,
+            }],
+            ..small()
+        };
+        e.create(sb.clone(), spec).await?;
+        let cpus = sh(e, &sb, "grep -c ^processor /proc/cpuinfo").await?;
+        ensure(cpus.trim() == "2", || format!("cpus {cpus:?}"))?;
+        let mem = sh(e, &sb, "awk '/MemTotal/ {print $2}' /proc/meminfo").await?;
+        let kib: u64 = mem.trim().parse().map_err(|_| format!("meminfo {mem:?}"))?;
+        ensure((200_000..=330_000).contains(&kib), || {
+            format!("MemTotal {kib} KiB")
+        })?;
+        let env = sh(e, &sb, "echo $BHATTI_T").await?;
+        ensure(env == "forty-two\n", || format!("env {env:?}"))?;
+        let file = sh(e, &sb, "cat /etc/hello.txt").await?;
+        ensure(file == "hi there\n", || format!("file {file:?}"))?;
+        // The init script runs in the background at boot.
+        let mut ran = String::new();
+        for _ in 0..50 {
+            ran = sh(e, &sb, "cat /tmp/init-ran 2>/dev/null || true").await?;
+            if ran == "ran\n" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        ensure(ran == "ran\n", || format!("init marker {ran:?}"))?;
+        let mounts = sh(e, &sb, "grep ' /data ' /proc/mounts || true").await?;
+        ensure(mounts.contains("ext4"), || {
+            format!("volume not mounted: {mounts:?}")
+        })?;
+        sh(e, &sb, "echo kept > /data/f; sync").await?;
+        e.destroy(&sb).await?;
+
+        // The volume outlives the sandbox and shows up in the next one.
+        let vol = t.dir.path().join("volumes").join("vol-a.ext4");
+        ensure(vol.exists(), || {
+            "volume file deleted with the sandbox".into()
+        })?;
+        let sb2 = id("spec2")?;
+        let spec2 = SandboxSpec {
+            volumes: vec![bhatti_engine::engine::VolumeSpec {
+                name: "vol-a".into(),
+                mount: "/data".into(),
+                size_mb: 16,
+                readonly: false,
+            }],
+            ..small()
+        };
+        e.create(sb2.clone(), spec2.clone()).await?;
+        let kept = sh(e, &sb2, "cat /data/f").await?;
+        ensure(kept == "kept\n", || format!("volume data {kept:?}"))?;
+        // Attached to a running sandbox: a second one cannot take it.
+        let busy = e.create(id("spec3")?, spec2).await;
+        ensure(matches!(busy, Err(EngineError::VolumeBusy(_))), || {
+            format!("second attach: {busy:?}")
+        })?;
+        Ok(())
+    })
+}
+
+fn is_empty_dir(p: &Path) -> bool {
+    std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_none())
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let vm = [Need::Root, Need::Qemu, Need::Images];
+    let trials = vec![
+        trial("create_exec_destroy", &vm, create_exec_destroy),
+        trial(
+            "pause_resume_and_wake_from_warm",
+            &vm,
+            pause_resume_and_wake_from_warm,
+        ),
+        trial(
+            "stop_start_keeps_data_across_two_cycles",
+            &vm,
+            stop_start_keeps_data_across_two_cycles,
+        ),
+        trial(
+            "concurrent_wakes_of_a_cold_sandbox_restore_once",
+            &vm,
+            concurrent_wakes_of_a_cold_sandbox_restore_once,
+        ),
+        trial(
+            "template_free_spec_is_visible_inside",
+            &vm,
+            template_free_spec_is_visible_inside,
+        ),
+        trial(
+            "failed_create_leaves_nothing_behind",
+            &[Need::Root, Need::Qemu],
+            failed_create_leaves_nothing_behind,
+        ),
+    ];
+    libtest_mimic::run(&args, trials).exit();
+}
