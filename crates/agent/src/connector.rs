@@ -73,20 +73,43 @@ impl Connector for UnixConnector {
     }
 }
 
-/// Reaches an agent over TCP at `ip:port`.
+/// Reaches an agent over TCP at `ip:port`. The agent ports map to host
+/// ports one to one by default; [`TcpConnector::with_ports`] remaps them
+/// (QEMU user-mode `hostfwd`, a proxy).
 #[derive(Debug, Clone, Copy)]
 pub struct TcpConnector {
     ip: IpAddr,
+    control: u16,
+    forward: u16,
 }
 
 impl TcpConnector {
     pub fn new(ip: IpAddr) -> Self {
-        Self { ip }
+        Self {
+            ip,
+            control: CONTROL_PORT,
+            forward: FORWARD_PORT,
+        }
+    }
+
+    /// Connects to `control` for [`CONTROL_PORT`] and to `forward` for
+    /// [`FORWARD_PORT`]; other ports are used as given.
+    pub fn with_ports(ip: IpAddr, control: u16, forward: u16) -> Self {
+        Self {
+            ip,
+            control,
+            forward,
+        }
     }
 }
 
 impl Connector for TcpConnector {
     fn connect(&self, port: u16) -> ConnectFuture<'_> {
+        let port = match port {
+            CONTROL_PORT => self.control,
+            FORWARD_PORT => self.forward,
+            other => other,
+        };
         let addr = SocketAddr::new(self.ip, port);
         Box::pin(async move {
             let s = TcpStream::connect(addr).await?;
