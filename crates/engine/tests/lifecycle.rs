@@ -342,6 +342,53 @@ fn template_free_spec_is_visible_inside() -> TestResult {
     })
 }
 
+fn orphan_vmm_processes_are_killed_at_start() -> TestResult {
+    run(async {
+        let ns = NetNs::create(&unique_name("btorph"))?;
+        let dir = tempfile::tempdir()?;
+        // A stand-in for a VMM left by a crashed daemon: its argv names a
+        // file under <data_dir>/sandboxes/ (as QEMU's -drive and -qmp do).
+        let sb_dir = dir.path().join("sandboxes").join("old");
+        std::fs::create_dir_all(&sb_dir)?;
+        let fake = sb_dir.join("vmm");
+        std::os::unix::fs::symlink("/bin/sleep", &fake)?;
+        let mut orphan = std::process::Command::new(&fake).arg("300").spawn()?;
+        let mut bystander = std::process::Command::new("sleep").arg("300").spawn()?;
+
+        let config = EngineConfig {
+            data_dir: dir.path().to_owned(),
+            images: ImagePaths::from_env(),
+            network: NetworkConfig {
+                netns: ns.name().to_owned(),
+                ..NetworkConfig::default()
+            },
+            agent_ready_timeout: Duration::from_secs(5),
+            dns: Vec::new(),
+        };
+        let _engine = VmEngine::start(QemuDriver::default(), config).await?;
+        let mut status = None;
+        for _ in 0..100 {
+            status = orphan.try_wait()?;
+            if status.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let alive = bystander.try_wait()?.is_none();
+        let _ = bystander.kill();
+        let _ = bystander.wait();
+        let _ = orphan.kill();
+        let _ = orphan.wait();
+        use std::os::unix::process::ExitStatusExt;
+        ensure(status.and_then(|s| s.signal()) == Some(9), || {
+            format!("orphan not killed: {status:?}")
+        })?;
+        ensure(alive, || "an unrelated process was killed".into())?;
+        ensure(sb_dir.exists(), || "the sandbox dir was deleted".into())?;
+        Ok(())
+    })
+}
+
 fn is_empty_dir(p: &Path) -> bool {
     std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_none())
 }
@@ -370,6 +417,11 @@ fn main() {
             "template_free_spec_is_visible_inside",
             &vm,
             template_free_spec_is_visible_inside,
+        ),
+        trial(
+            "orphan_vmm_processes_are_killed_at_start",
+            &[Need::Root],
+            orphan_vmm_processes_are_killed_at_start,
         ),
         trial(
             "failed_create_leaves_nothing_behind",

@@ -24,6 +24,7 @@
 
 mod create;
 mod ops;
+pub mod orphans;
 mod volume;
 
 use std::collections::{HashMap, HashSet};
@@ -92,9 +93,15 @@ struct Slot<D: Driver> {
 }
 
 impl<D: Driver> VmEngine<D> {
-    /// Sets up the network (idempotent), removes orphan TAPs (no sandbox
-    /// is known yet at start) and prepares the data dir.
+    /// Sets up the network (idempotent), ends VMM processes and removes
+    /// TAPs left by an earlier run (no sandbox is known yet at start) and
+    /// prepares the data dir. Sandbox directories are kept for recovery.
     pub async fn start(driver: D, config: EngineConfig) -> EngineResult<Self> {
+        let sandboxes_dir = config.data_dir.join("sandboxes");
+        let killed = blocking(move || orphans::kill_all(&sandboxes_dir)).await?;
+        if !killed.is_empty() {
+            tracing::warn!(?killed, "killed orphan VMM processes");
+        }
         let net_cfg = config.network.clone();
         let network = blocking(move || Network::setup(net_cfg)).await??;
         let network = Arc::new(network);
