@@ -1,0 +1,430 @@
+//! Engine lifecycle costs with real microVMs (TCG here), each step beside
+//! a baseline measured in the same run:
+//!
+//! | step                      | baseline                                        |
+//! |---------------------------|-------------------------------------------------|
+//! | create → agent ready      | bare QEMU spawn → agent ready (files pre-made)  |
+//! | exec `true`               | the same exec straight through the agent client |
+//! | 10 concurrent execs       | the same through the agent client               |
+//! | warm wake + exec          | exec on a hot sandbox                           |
+//! | cold wake + exec          | driver restore + agent exec, no engine          |
+//! | 1 KiB write + read        | the same through the agent client               |
+//! | truncated read (10k lines)| full read of the same file                      |
+//!
+//! plus stop time and snapshot size, destroy time, and the VMM's resident
+//! memory when hot, warm and cold.
+//!
+//! Run: `cargo bench -p bhatti-engine --bench lifecycle` (root, QEMU and
+//! `cargo xtask images`); it prints why it skips otherwise. Everything runs
+//! in a namespace the bench creates, egress `none`.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bhatti_agent::{Client, ExecOptions, ReadOptions};
+use bhatti_engine::agent_link::{NetnsConnector, SocketFactory};
+use bhatti_engine::driver::{Driver, VmConfig, VmNet};
+use bhatti_engine::engine::{Engine, SandboxId, SandboxSpec};
+use bhatti_engine::image::{ImagePaths, Tier, config_drive, copy_rootfs};
+use bhatti_engine::netns::{NetNs, unique_name};
+use bhatti_engine::network::NetworkConfig;
+use bhatti_engine::qemu::driver::QemuDriver;
+use bhatti_engine::qemu::launch::DEFAULT_INIT;
+use bhatti_engine::sandbox::{EngineConfig, VmEngine};
+use bhatti_proto::config::GuestConfig;
+
+type BenchResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+const CREATES: usize = 5;
+const EXECS: usize = 200;
+const WAKES: usize = 20;
+const COLD: usize = 5;
+
+fn pct(s: &mut [Duration], p: f64) -> Duration {
+    s.sort_unstable();
+    let i = ((s.len() as f64 - 1.0) * p).round() as usize;
+    s.get(i).copied().unwrap_or_default()
+}
+
+/// Prints one step and its baseline with the p50 ratio.
+fn report(step: &str, mut s: Vec<Duration>, base: &str, mut b: Vec<Duration>) {
+    let line = |name: &str, v: &mut Vec<Duration>| {
+        println!(
+            "  {name:<44} n={:<4} p50 {:>9.2?} p95 {:>9.2?} p99 {:>9.2?}",
+            v.len(),
+            pct(v, 0.5),
+            pct(v, 0.95),
+            pct(v, 0.99)
+        );
+    };
+    println!("{step}");
+    line(step, &mut s);
+    line(base, &mut b);
+    let (a, c) = (pct(&mut s, 0.5), pct(&mut b, 0.5));
+    println!(
+        "  ratio p50 {:.3}x, difference {:.2?}",
+        a.as_secs_f64() / c.as_secs_f64().max(1e-9),
+        a.saturating_sub(c)
+    );
+}
+
+fn skip_reason() -> Option<String> {
+    if !rustix::process::geteuid().is_root() {
+        return Some("needs root (network namespaces, TAP devices)".into());
+    }
+    let images = ImagePaths::from_env();
+    if let Err(e) = images.kernel() {
+        return Some(e.to_string());
+    }
+    if let Err(e) = images.rootfs(Tier::Busybox) {
+        return Some(e.to_string());
+    }
+    None
+}
+
+fn rss_kib(pid: Option<u32>) -> u64 {
+    let Some(pid) = pid else { return 0 };
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn spec() -> SandboxSpec {
+    SandboxSpec {
+        cpus: 1,
+        memory_mb: 256,
+        image: Tier::Busybox,
+        ..SandboxSpec::default()
+    }
+}
+
+/// A VM started by the driver alone, with files made beforehand: the
+/// baseline for create, exec and restore.
+struct BareVm {
+    driver: QemuDriver,
+    config: VmConfig,
+    vm: Option<<QemuDriver as Driver>::Vm>,
+    agent: Client,
+}
+
+async fn bare_vm(
+    engine: &VmEngine<QemuDriver>,
+    sockets: &SocketFactory,
+    dir: &Path,
+    ip: Ipv4Addr,
+) -> BenchResult<(BareVm, Duration)> {
+    let images = ImagePaths::from_env();
+    let run_dir = dir.join("bare");
+    std::fs::create_dir_all(&run_dir)?;
+    let rootfs = run_dir.join("rootfs.ext4");
+    copy_rootfs(&images.rootfs(Tier::Busybox)?, &rootfs)?;
+    let token = "0123456789abcdef0123456789abcdef";
+    let guest = GuestConfig {
+        sandbox_id: "bare".into(),
+        hostname: "bare".into(),
+        token: token.into(),
+        ..GuestConfig::default()
+    };
+    let cfg_drive = run_dir.join("config.ext4");
+    config_drive::build(&guest, &cfg_drive)?;
+    let tap = engine.network().tap_name("bare");
+    engine.network().create_tap(&tap)?;
+    engine.network().mark_ip_in_use(ip)?;
+    let config = VmConfig {
+        vcpus: 1,
+        memory_mib: 256,
+        kernel: images.kernel()?,
+        rootfs,
+        config_drive: Some(cfg_drive),
+        volumes: Vec::new(),
+        net: Some(VmNet {
+            tap,
+            guest_ip: ip,
+            gateway: engine.network().gateway(),
+            prefix_len: 24,
+        }),
+        init: DEFAULT_INIT.into(),
+        run_dir,
+        netns: Some(engine.network().netns().to_owned()),
+    };
+    let driver = QemuDriver::default();
+    let agent = Client::new(NetnsConnector::new(ip, sockets.clone())).with_token(token);
+    let t = Instant::now();
+    let vm = driver.spawn(&config).await?;
+    agent.wait_ready(Duration::from_secs(60)).await?;
+    let took = t.elapsed();
+    Ok((
+        BareVm {
+            driver,
+            config,
+            vm: Some(vm),
+            agent,
+        },
+        took,
+    ))
+}
+
+async fn bench() -> BenchResult {
+    let ns = NetNs::create(&unique_name("btbench"))?;
+    let dir = tempfile::tempdir()?;
+    let engine = Arc::new(
+        VmEngine::start(
+            QemuDriver::default(),
+            EngineConfig {
+                data_dir: dir.path().to_owned(),
+                images: ImagePaths::from_env(),
+                network: NetworkConfig {
+                    netns: ns.name().to_owned(),
+                    ..NetworkConfig::default()
+                },
+                agent_ready_timeout: Duration::from_secs(60),
+                dns: Vec::new(),
+            },
+        )
+        .await?,
+    );
+    let sockets = SocketFactory::start(ns.name())?;
+
+    // Create → ready, engine vs bare driver spawn (files pre-made).
+    let mut create = Vec::new();
+    let mut destroy = Vec::new();
+    let mut bare_create = Vec::new();
+    for i in 0..CREATES {
+        let id: SandboxId = format!("c{i}").parse()?;
+        let t = Instant::now();
+        engine.create(id.clone(), spec()).await?;
+        create.push(t.elapsed());
+        let t = Instant::now();
+        engine.destroy(&id).await?;
+        destroy.push(t.elapsed());
+
+        let bare_dir = dir.path().join(format!("bare{i}"));
+        let (mut bare, took) =
+            bare_vm(&engine, &sockets, &bare_dir, Ipv4Addr::new(10, 213, 0, 200)).await?;
+        bare_create.push(took);
+        if let Some(vm) = bare.vm.take() {
+            bare.driver.kill(vm).await?;
+        }
+        engine
+            .network()
+            .release_ip(Ipv4Addr::new(10, 213, 0, 200))?;
+        engine
+            .network()
+            .remove_tap(&engine.network().tap_name("bare"))?;
+    }
+    report(
+        "create -> agent ready",
+        create,
+        "bare driver spawn -> agent ready",
+        bare_create,
+    );
+    println!(
+        "destroy: p50 {:.2?} p95 {:.2?}",
+        pct(&mut destroy, 0.5),
+        pct(&mut destroy, 0.95)
+    );
+
+    // One engine sandbox and one bare VM for the rest.
+    let id: SandboxId = "main".parse()?;
+    engine.create(id.clone(), spec()).await?;
+    let (mut bare, _) = bare_vm(
+        &engine,
+        &sockets,
+        &dir.path().join("bare-main"),
+        Ipv4Addr::new(10, 213, 0, 201),
+    )
+    .await?;
+
+    let (mut e, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..EXECS {
+        let t = Instant::now();
+        engine.exec(&id, ExecOptions::new(["true"])).await?;
+        e.push(t.elapsed());
+        let t = Instant::now();
+        bare.agent.exec(ExecOptions::new(["true"])).await?;
+        b.push(t.elapsed());
+    }
+    report("exec true (engine)", e, "exec true (agent client)", b);
+
+    let (mut e, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        let t = Instant::now();
+        let tasks: Vec<_> = (0..10)
+            .map(|_| {
+                let (engine, id) = (engine.clone(), id.clone());
+                tokio::spawn(async move { engine.exec(&id, ExecOptions::new(["true"])).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await??;
+        }
+        e.push(t.elapsed());
+        let t = Instant::now();
+        let tasks: Vec<_> = (0..10)
+            .map(|_| {
+                let agent = bare.agent.clone();
+                tokio::spawn(async move { agent.exec(ExecOptions::new(["true"])).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await??;
+        }
+        b.push(t.elapsed());
+    }
+    report(
+        "10 concurrent execs (engine)",
+        e,
+        "10 concurrent execs (agent client)",
+        b,
+    );
+
+    let (mut e, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..WAKES {
+        engine.pause(&id).await?;
+        let t = Instant::now();
+        engine.exec(&id, ExecOptions::new(["true"])).await?;
+        e.push(t.elapsed());
+        let t = Instant::now();
+        engine.exec(&id, ExecOptions::new(["true"])).await?;
+        b.push(t.elapsed());
+    }
+    report("warm wake + exec true", e, "exec true on a hot sandbox", b);
+
+    // Memory: hot, warm, cold.
+    let hot = rss_kib(engine.vmm_pid(&id).await?);
+    engine.pause(&id).await?;
+    let warm = rss_kib(engine.vmm_pid(&id).await?);
+    engine.freeze(&id).await?;
+    let cold_pid = engine.vmm_pid(&id).await?;
+    println!(
+        "VMM resident memory (256 MiB guest): hot {hot} KiB, warm {warm} KiB, cold {} (pid {cold_pid:?})",
+        rss_kib(cold_pid)
+    );
+
+    // Cold wake + exec vs the driver's restore + exec on the bare VM.
+    let (mut e, mut b) = (Vec::new(), Vec::new());
+    let (mut stop_t, mut snap_size) = (Vec::new(), 0);
+    for _ in 0..COLD {
+        let t = Instant::now();
+        engine.exec(&id, ExecOptions::new(["true"])).await?;
+        e.push(t.elapsed());
+        let t = Instant::now();
+        engine.stop(&id).await?;
+        stop_t.push(t.elapsed());
+        engine.start(&id).await?;
+        engine.pause(&id).await?;
+        engine.freeze(&id).await?;
+
+        let vm = bare.vm.take().ok_or("bare VM missing")?;
+        let snap = bare.driver.snapshot(vm, &bare.config).await?;
+        snap_size = snap.size_bytes;
+        let t = Instant::now();
+        bare.vm = Some(bare.driver.restore(&bare.config, &snap).await?);
+        bare.agent.exec(ExecOptions::new(["true"])).await?;
+        b.push(t.elapsed());
+    }
+    report(
+        "cold wake + exec true (engine)",
+        e,
+        "driver restore + exec true (no engine)",
+        b,
+    );
+    println!(
+        "stop (snapshot to disk): p50 {:.2?}; snapshot size {} KiB",
+        pct(&mut stop_t, 0.5),
+        snap_size / 1024
+    );
+
+    // Files.
+    engine.ensure_hot(&id).await?;
+    let data = vec![b'x'; 1024];
+    let (mut e, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..EXECS / 2 {
+        let t = Instant::now();
+        engine
+            .write_file(&id, "/tmp/k", 0o644, data.clone())
+            .await?;
+        engine
+            .read_file(&id, "/tmp/k", ReadOptions::default())
+            .await?
+            .read_all()
+            .await?;
+        e.push(t.elapsed());
+        let t = Instant::now();
+        bare.agent
+            .write_file("/tmp/k", 0o644, 1024, std::io::Cursor::new(data.clone()))
+            .await?;
+        bare.agent
+            .read_file("/tmp/k", ReadOptions::default())
+            .await?
+            .read_all()
+            .await?;
+        b.push(t.elapsed());
+    }
+    report(
+        "1 KiB write + read (engine)",
+        e,
+        "1 KiB write + read (agent client)",
+        b,
+    );
+
+    engine
+        .exec(
+            &id,
+            ExecOptions::new(["sh", "-c", "seq 1 10000 > /tmp/lines"]),
+        )
+        .await?;
+    let (mut e, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..EXECS / 4 {
+        let t = Instant::now();
+        let opts = ReadOptions {
+            limit: Some(100),
+            ..ReadOptions::default()
+        };
+        engine
+            .read_file(&id, "/tmp/lines", opts)
+            .await?
+            .read_all()
+            .await?;
+        e.push(t.elapsed());
+        let t = Instant::now();
+        engine
+            .read_file(&id, "/tmp/lines", ReadOptions::default())
+            .await?
+            .read_all()
+            .await?;
+        b.push(t.elapsed());
+    }
+    report(
+        "read 10k-line file, first 100 lines",
+        e,
+        "read 10k-line file, whole",
+        b,
+    );
+
+    if let Some(vm) = bare.vm.take() {
+        bare.driver.kill(vm).await?;
+    }
+    engine.destroy(&id).await?;
+    Ok(())
+}
+
+fn main() -> BenchResult {
+    if let Some(reason) = skip_reason() {
+        println!("skipping lifecycle bench: {reason}");
+        return Ok(());
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(bench())
+}
