@@ -1,9 +1,14 @@
-//! `bhatti` — the host binary: `bhatti serve` runs the daemon; every other
-//! subcommand is a client of the daemon's HTTP API.
+//! `bhatti` — the host binary: `bhatti serve` runs the daemon; operator
+//! commands (`bhatti user …`) work on the data directory directly; every
+//! other subcommand is a client of the daemon's HTTP API.
 //!
 //! Exit codes are decided in one place ([`exit_code`]): 0 success, 1 an
 //! API/connection/runtime error, 2 a usage error (clap's own).
 
+mod cmd;
+mod output;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +25,17 @@ struct Cli {
 enum Command {
     /// Run the daemon (HTTP/WebSocket API, engine, thermal manager).
     Serve,
+    /// Manage users and their API keys (operator, on the daemon host).
+    User {
+        /// The daemon's data directory.
+        #[arg(long, global = true, env = "BHATTI_DATA_DIR", default_value = bhatti_server::config::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// Print machine-readable JSON and nothing else on stdout.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        action: cmd::user::UserAction,
+    },
     /// Print the client version.
     Version,
 }
@@ -43,6 +59,11 @@ fn exit_code(err: &anyhow::Error) -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => Err(CliError::NotImplemented("bhatti serve (the daemon)").into()),
+        Command::User {
+            data_dir,
+            json,
+            action,
+        } => cmd::user::run(&data_dir, json, action),
         Command::Version => {
             println!("bhatti {}", env!("CARGO_PKG_VERSION"));
             Ok(())
