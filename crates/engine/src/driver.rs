@@ -140,7 +140,9 @@ pub trait Driver: Send + Sync + std::fmt::Debug + 'static {
     ) -> impl Future<Output = Result<Snapshot, DriverError>> + Send;
 
     /// Starts a VMM from `snapshot` and resumes it: the guest continues
-    /// where it was paused, with the same address and TAP.
+    /// where it was paused, with the same address and TAP. The snapshot is
+    /// consumed (its files deleted once loaded): after the guest runs again
+    /// its disks no longer match it.
     fn restore(
         &self,
         config: &VmConfig,

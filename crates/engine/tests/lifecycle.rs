@@ -16,7 +16,7 @@ use bhatti_engine::image::{ImagePaths, Tier};
 use bhatti_engine::netns::{NetNs, unique_name};
 use bhatti_engine::network::NetworkConfig;
 use bhatti_engine::qemu::driver::{QemuDriver, SNAPSHOT_FILE};
-use bhatti_engine::sandbox::{EngineConfig, VmEngine};
+use bhatti_engine::sandbox::{EngineConfig, Recovery, VmEngine};
 use bhatti_engine::state::SandboxState;
 use libtest_mimic::{Arguments, Failed};
 use support::{Need, ensure, trial};
@@ -35,17 +35,7 @@ impl TestEngine {
     async fn start(images: ImagePaths) -> Result<Self, Failed> {
         let ns = NetNs::create(&unique_name("btlc"))?;
         let dir = tempfile::tempdir()?;
-        let config = EngineConfig {
-            data_dir: dir.path().to_owned(),
-            images,
-            network: NetworkConfig {
-                netns: ns.name().to_owned(),
-                ..NetworkConfig::default()
-            },
-            agent_ready_timeout: Duration::from_secs(60),
-            dns: Vec::new(),
-        };
-        let engine = VmEngine::start(QemuDriver::default(), config).await?;
+        let engine = VmEngine::start(QemuDriver::default(), config(&dir, &ns, images)).await?;
         Ok(Self {
             engine: Arc::new(engine),
             _ns: ns,
@@ -55,6 +45,19 @@ impl TestEngine {
 
     fn sandbox_dir(&self, id: &SandboxId) -> std::path::PathBuf {
         self.dir.path().join("sandboxes").join(id.as_str())
+    }
+}
+
+fn config(dir: &tempfile::TempDir, ns: &NetNs, images: ImagePaths) -> EngineConfig {
+    EngineConfig {
+        data_dir: dir.path().to_owned(),
+        images,
+        network: NetworkConfig {
+            netns: ns.name().to_owned(),
+            ..NetworkConfig::default()
+        },
+        agent_ready_timeout: Duration::from_secs(60),
+        dns: Vec::new(),
     }
 }
 
@@ -152,7 +155,12 @@ fn stop_start_keeps_data_across_two_cycles() -> TestResult {
         let sb = id("cold")?;
         let ip = e.create(sb.clone(), small()).await?.ip;
         for round in 1..=2 {
-            sh(e, &sb, &format!("echo round{round} >> /root/data; sync")).await?;
+            sh(
+                e,
+                &sb,
+                &format!("echo round{round} >> /workspace/data; sync"),
+            )
+            .await?;
             e.stop(&sb).await?;
             let info = e.status(&sb).await?;
             ensure(
@@ -169,11 +177,12 @@ fn stop_start_keeps_data_across_two_cycles() -> TestResult {
                 || "stopped sandbox woke on ensure_hot".into(),
             )?;
             e.start(&sb).await?;
+            ensure(!snap.exists(), || "snapshot kept after restore".into())?;
             let info = e.status(&sb).await?;
             ensure(info.state == SandboxState::Hot && info.ip == ip, || {
                 format!("after start: {info:?}")
             })?;
-            let data = sh(e, &sb, "cat /root/data").await?;
+            let data = sh(e, &sb, "cat /workspace/data").await?;
             let want: String = (1..=round).map(|r| format!("round{r}\n")).collect();
             ensure(data == want, || format!("round {round}: data {data:?}"))?;
         }
@@ -342,6 +351,93 @@ fn template_free_spec_is_visible_inside() -> TestResult {
     })
 }
 
+fn two_vms_reach_each_other_also_after_restore() -> TestResult {
+    run(async {
+        let t = TestEngine::start(ImagePaths::from_env()).await?;
+        let e = &t.engine;
+        let (a, b) = (id("net-a")?, id("net-b")?);
+        e.create(a.clone(), small()).await?;
+        let ip_b = e.create(b.clone(), small()).await?.ip.ok_or("no address")?;
+        sh(
+            e,
+            &b,
+            "mkdir -p /tmp/www && echo pong > /tmp/www/index.html && httpd -p 8080 -h /tmp/www",
+        )
+        .await?;
+        let fetch = format!("wget -q -T 5 -O - http://{ip_b}:8080/");
+        let got = sh(e, &a, &fetch).await?;
+        ensure(got == "pong\n", || format!("A fetched {got:?} from B"))?;
+
+        // Both go cold and come back: addresses, TAPs and the server in B
+        // survive, and the host reaches both agents right away.
+        for sb in [&a, &b] {
+            e.stop(sb).await?;
+        }
+        for sb in [&b, &a] {
+            e.start(sb).await?;
+        }
+        let got = sh(e, &a, &fetch).await?;
+        ensure(got == "pong\n", || {
+            format!("after restore A fetched {got:?}")
+        })?;
+        Ok(())
+    })
+}
+
+fn engine_restart_recovers_snapshotted_sandboxes() -> TestResult {
+    run(async {
+        let t = TestEngine::start(ImagePaths::from_env()).await?;
+        let (kept, lost) = (id("kept")?, id("lost")?);
+        let ip = t.engine.create(kept.clone(), small()).await?.ip;
+        t.engine.create(lost.clone(), small()).await?;
+        sh(&t.engine, &kept, "echo saved > /workspace/f; sync").await?;
+        t.engine.stop(&kept).await?;
+        // The daemon goes away: `lost` dies hot, without a snapshot.
+        let TestEngine {
+            engine,
+            _ns: ns,
+            dir,
+        } = t;
+        drop(engine);
+
+        let e = VmEngine::start(
+            QemuDriver::default(),
+            config(&dir, &ns, ImagePaths::from_env()),
+        )
+        .await?;
+        let rec = e.recover().await?;
+        ensure(
+            rec.len() == 2 && rec.contains(&Recovery::Cold(kept.clone())),
+            || format!("recovery: {rec:?}"),
+        )?;
+        ensure(
+            rec.iter().any(
+                |r| matches!(r, Recovery::Unknown { reason, .. } if reason.contains("no snapshot")),
+            ),
+            || format!("lost sandbox not reported: {rec:?}"),
+        )?;
+        ensure(
+            matches!(e.status(&lost).await, Err(EngineError::NotFound(_))),
+            || "unrecoverable sandbox registered".into(),
+        )?;
+        let info = e.status(&kept).await?;
+        ensure(info.state == SandboxState::Cold && info.ip == ip, || {
+            format!("recovered: {info:?}")
+        })?;
+        let data = sh(&e, &kept, "cat /workspace/f").await?;
+        ensure(data == "saved\n", || {
+            format!("data after recovery {data:?}")
+        })?;
+        // Recovering again finds nothing new.
+        let again = e.recover().await?;
+        ensure(again.len() == 1, || format!("second recovery: {again:?}"))?;
+        drop(e);
+        drop(ns);
+        drop(dir);
+        Ok(())
+    })
+}
+
 fn orphan_vmm_processes_are_killed_at_start() -> TestResult {
     run(async {
         let ns = NetNs::create(&unique_name("btorph"))?;
@@ -355,17 +451,11 @@ fn orphan_vmm_processes_are_killed_at_start() -> TestResult {
         let mut orphan = std::process::Command::new(&fake).arg("300").spawn()?;
         let mut bystander = std::process::Command::new("sleep").arg("300").spawn()?;
 
-        let config = EngineConfig {
-            data_dir: dir.path().to_owned(),
-            images: ImagePaths::from_env(),
-            network: NetworkConfig {
-                netns: ns.name().to_owned(),
-                ..NetworkConfig::default()
-            },
-            agent_ready_timeout: Duration::from_secs(5),
-            dns: Vec::new(),
-        };
-        let _engine = VmEngine::start(QemuDriver::default(), config).await?;
+        let _engine = VmEngine::start(
+            QemuDriver::default(),
+            config(&dir, &ns, ImagePaths::from_env()),
+        )
+        .await?;
         let mut status = None;
         for _ in 0..100 {
             status = orphan.try_wait()?;
@@ -417,6 +507,16 @@ fn main() {
             "template_free_spec_is_visible_inside",
             &vm,
             template_free_spec_is_visible_inside,
+        ),
+        trial(
+            "two_vms_reach_each_other_also_after_restore",
+            &vm,
+            two_vms_reach_each_other_also_after_restore,
+        ),
+        trial(
+            "engine_restart_recovers_snapshotted_sandboxes",
+            &vm,
+            engine_restart_recovers_snapshotted_sandboxes,
         ),
         trial(
             "orphan_vmm_processes_are_killed_at_start",

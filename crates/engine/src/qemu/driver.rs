@@ -6,7 +6,8 @@
 //!   `exec:cat`), rename to `mem.snap`, `quit`; the rootfs and volume files
 //!   are flushed by the migration and stay in place;
 //! - restore: the same argv plus `-incoming "exec:cat mem.snap"`, wait for
-//!   the state to load, `cont`.
+//!   the state to load, delete `mem.snap` (the disks are about to move past
+//!   it), `cont`.
 //!
 //! # Threads, locks, I/O
 //! A [`QemuVm`] owns its process and QMP session; the engine keeps it under
@@ -209,6 +210,12 @@ impl QemuDriver {
         spec.incoming = Some(incoming_uri(&file)?);
         let mut vm = self.start(&spec).await?;
         vm.qmp.wait_incoming(self.snapshot_timeout).await?;
+        // The state is loaded; once the guest runs, its disks move past the
+        // snapshot, so the file must not be restored again.
+        std::fs::remove_file(&file).map_err(|source| QemuError::File {
+            path: file.clone(),
+            source,
+        })?;
         vm.qmp.cont().await?;
         Ok(vm)
     }

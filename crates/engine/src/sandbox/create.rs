@@ -9,7 +9,7 @@
 
 use std::io::Read;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, PoisonError};
 
@@ -17,6 +17,7 @@ use base64::Engine as _;
 use bhatti_agent::Client;
 use bhatti_proto::config::{GuestConfig, GuestFile, GuestVolume};
 
+use super::recover::{Meta, write_meta};
 use super::{Sandbox, Slot, VmEngine, blocking};
 use crate::agent_link::NetnsConnector;
 use crate::driver::{Driver, VmConfig, VmNet};
@@ -24,6 +25,11 @@ use crate::engine::{EngineError, EngineResult, SandboxId, SandboxInfo, SandboxSp
 use crate::image::{self, config_drive};
 use crate::qemu::launch::DEFAULT_INIT;
 use crate::state::{Op, SandboxState};
+
+/// The sandbox's rootfs copy in its dir.
+pub const ROOTFS_FILE: &str = "rootfs.ext4";
+/// The sandbox's config drive in its dir.
+pub const CONFIG_DRIVE_FILE: &str = "config.ext4";
 
 /// What a create has made so far (undone on failure).
 #[derive(Debug, Default)]
@@ -109,7 +115,7 @@ impl<D: Driver> VmEngine<D> {
         })?;
         made.dir = Some(dir.clone());
 
-        let rootfs = dir.join("rootfs.ext4");
+        let rootfs = dir.join(ROOTFS_FILE);
         let r = rootfs.clone();
         blocking(move || image::copy_rootfs(&base, &r)).await??;
 
@@ -155,33 +161,31 @@ impl<D: Driver> VmEngine<D> {
             dns: self.config.dns.clone(),
             ..GuestConfig::default()
         };
-        let config_drive = dir.join("config.ext4");
+        let config_drive = dir.join(CONFIG_DRIVE_FILE);
         let cd = config_drive.clone();
         blocking(move || config_drive::build(&guest, &cd)).await??;
 
-        let vm_config = VmConfig {
-            vcpus: spec.cpus,
-            memory_mib: spec.memory_mb,
-            kernel,
-            rootfs,
-            config_drive: Some(config_drive),
-            volumes: volume_paths,
-            net: Some(VmNet {
-                tap: tap.clone(),
-                guest_ip: ip,
-                gateway: self.network.gateway(),
-                prefix_len: 24,
-            }),
-            init: DEFAULT_INIT.to_owned(),
-            run_dir: dir.clone(),
-            netns: Some(self.network.netns().to_owned()),
-        };
+        let vm_config = self.vm_config(&dir, &spec, kernel, ip, &tap, volume_paths);
         let vm = self.driver.spawn(&vm_config).await?;
         let agent = Client::new(NetnsConnector::new(ip, self.sockets.clone())).with_token(&token);
         if let Err(e) = agent.wait_ready(self.config.agent_ready_timeout).await {
             let tail = self.driver.console_tail(&vm_config, 20);
             let _ = self.driver.kill(vm).await;
             return Err(EngineError::NotReady(format!("{e}; console tail:\n{tail}")));
+        }
+        let meta = Meta {
+            id: id.clone(),
+            cpus: spec.cpus,
+            memory_mb: spec.memory_mb,
+            image: spec.image.name().to_owned(),
+            ip,
+            tap: tap.clone(),
+            token,
+            volumes: spec.volumes.clone(),
+        };
+        if let Err(e) = write_meta(&dir, &meta) {
+            let _ = self.driver.kill(vm).await;
+            return Err(e);
         }
         Ok(Sandbox {
             id: id.clone(),
@@ -199,6 +203,35 @@ impl<D: Driver> VmEngine<D> {
                 snapshot: None,
             }),
         })
+    }
+
+    /// The driver's view of a sandbox (same for create and recovery).
+    pub(super) fn vm_config(
+        &self,
+        dir: &Path,
+        spec: &SandboxSpec,
+        kernel: PathBuf,
+        ip: Ipv4Addr,
+        tap: &str,
+        volumes: Vec<PathBuf>,
+    ) -> VmConfig {
+        VmConfig {
+            vcpus: spec.cpus,
+            memory_mib: spec.memory_mb,
+            kernel,
+            rootfs: dir.join(ROOTFS_FILE),
+            config_drive: Some(dir.join(CONFIG_DRIVE_FILE)),
+            volumes,
+            net: Some(VmNet {
+                tap: tap.to_owned(),
+                guest_ip: ip,
+                gateway: self.network.gateway(),
+                prefix_len: 24,
+            }),
+            init: DEFAULT_INIT.to_owned(),
+            run_dir: dir.to_owned(),
+            netns: Some(self.network.netns().to_owned()),
+        }
     }
 
     /// Removes what a failed create (or a destroy) made, newest first.

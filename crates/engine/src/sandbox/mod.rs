@@ -25,6 +25,7 @@
 mod create;
 mod ops;
 pub mod orphans;
+mod recover;
 mod volume;
 
 use std::collections::{HashMap, HashSet};
@@ -35,6 +36,9 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use bhatti_agent::Client;
+
+pub use create::{CONFIG_DRIVE_FILE, ROOTFS_FILE};
+pub use recover::{META_FILE, Recovery};
 
 use crate::agent_link::SocketFactory;
 use crate::driver::{Driver, Snapshot, VmConfig};
@@ -189,6 +193,7 @@ impl<D: Driver> VmEngine<D> {
                     .ok_or_else(|| EngineError::NoSnapshot(sb.id.clone()))?;
                 let vm = self.driver.restore(&sb.vm_config, &snap).await?;
                 slot.vm = Some(vm);
+                slot.snapshot = None;
                 sb.restores.fetch_add(1, Ordering::Relaxed);
             }
             Action::Destroy => {

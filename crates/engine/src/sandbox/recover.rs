@@ -1,0 +1,175 @@
+//! Restart recovery from the data dir alone.
+//!
+//! Each sandbox dir holds `sandbox.json` ([`Meta`]: what is needed to run
+//! it again: size, image, address, TAP, agent token, volumes), written when
+//! the sandbox became ready. On a new engine, [`VmEngine::recover`] walks
+//! `sandboxes/`: a sandbox whose snapshot file exists comes back Cold (its
+//! address re-reserved, TAP re-created, volumes re-attached) and wakes on
+//! demand; one without a snapshot (its VMM died while hot) is reported as
+//! unrecoverable with the reason and left on disk untouched.
+//!
+//! # Threads, locks, I/O
+//! Reads small JSON files and runs `ip` on the blocking pool; takes the
+//! map lock only to insert each recovered sandbox.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use bhatti_agent::Client;
+use serde::{Deserialize, Serialize};
+
+use super::{Sandbox, Slot, VmEngine, blocking};
+use crate::agent_link::NetnsConnector;
+use crate::driver::{Driver, Snapshot};
+use crate::engine::{EngineError, EngineResult, SandboxId, SandboxSpec, VolumeSpec};
+use crate::qemu::driver::SNAPSHOT_FILE;
+use crate::state::SandboxState;
+
+/// File name of a sandbox's metadata in its dir.
+pub const META_FILE: &str = "sandbox.json";
+
+/// What a sandbox needs to be run again after an engine restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Meta {
+    pub id: SandboxId,
+    pub cpus: u32,
+    pub memory_mb: u32,
+    pub image: String,
+    pub ip: Ipv4Addr,
+    pub tap: String,
+    pub token: String,
+    pub volumes: Vec<VolumeSpec>,
+}
+
+/// Outcome of recovering one sandbox dir.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// Back as Cold; wakes on demand.
+    Cold(SandboxId),
+    /// Not recoverable; the dir is left as it is.
+    Unknown { dir: PathBuf, reason: String },
+}
+
+pub(super) fn write_meta(dir: &Path, meta: &Meta) -> EngineResult<()> {
+    let path = dir.join(META_FILE);
+    let io = |source| EngineError::Io {
+        path: path.clone(),
+        source,
+    };
+    let json = serde_json::to_vec_pretty(meta).map_err(|e| io(std::io::Error::other(e)))?;
+    let tmp = dir.join(format!("{META_FILE}.tmp"));
+    std::fs::write(&tmp, json).map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)
+}
+
+fn read_meta(dir: &Path) -> Result<Meta, String> {
+    let path = dir.join(META_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| format!("no readable {META_FILE}: {e}"))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("invalid {META_FILE}: {e}"))
+}
+
+impl<D: Driver> VmEngine<D> {
+    /// Brings back every sandbox of the data dir that has a snapshot.
+    pub async fn recover(&self) -> EngineResult<Vec<Recovery>> {
+        let root = self.config.data_dir.join("sandboxes");
+        let entries = std::fs::read_dir(&root).map_err(|source| EngineError::Io {
+            path: root.clone(),
+            source,
+        })?;
+        let mut dirs: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        dirs.sort();
+        let mut out = Vec::new();
+        for dir in dirs {
+            match self.recover_one(&dir).await {
+                Ok(Some(id)) => out.push(Recovery::Cold(id)),
+                Ok(None) => {}
+                Err(reason) => out.push(Recovery::Unknown { dir, reason }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// `Ok(None)`: already known to this engine.
+    async fn recover_one(&self, dir: &Path) -> Result<Option<SandboxId>, String> {
+        let meta = read_meta(dir)?;
+        if self.get(&meta.id).is_ok() {
+            return Ok(None);
+        }
+        if dir.file_name().and_then(|n| n.to_str()) != Some(meta.id.as_str()) {
+            return Err(format!("{META_FILE} names another sandbox ({})", meta.id));
+        }
+        let snap = dir.join(SNAPSHOT_FILE);
+        let size_bytes = std::fs::metadata(&snap)
+            .map_err(|_| "no snapshot: its VMM ended without one".to_owned())?
+            .len();
+        let image = meta.image.parse().map_err(|e| format!("{e}"))?;
+        let kernel = self.config.images.kernel().map_err(|e| e.to_string())?;
+        self.network
+            .mark_ip_in_use(meta.ip)
+            .map_err(|e| e.to_string())?;
+        let undo_ip = |e: String| {
+            let _ = self.network.release_ip(meta.ip);
+            e
+        };
+        let (net, tap) = (self.network.clone(), meta.tap.clone());
+        blocking(move || net.create_tap(&tap))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map_err(undo_ip)?;
+        let mut volume_paths = Vec::new();
+        for (i, v) in meta.volumes.iter().enumerate() {
+            match self.volumes.attach(&v.name, v.size_mb, &meta.id).await {
+                Ok(p) => volume_paths.push(p),
+                Err(e) => {
+                    for done in &meta.volumes[..i] {
+                        self.volumes.release(&done.name);
+                    }
+                    return Err(undo_ip(e.to_string()));
+                }
+            }
+        }
+        let spec = SandboxSpec {
+            cpus: meta.cpus,
+            memory_mb: meta.memory_mb,
+            image,
+            volumes: meta.volumes.clone(),
+            ..SandboxSpec::default()
+        };
+        let vm_config = self.vm_config(dir, &spec, kernel, meta.ip, &meta.tap, volume_paths);
+        let agent =
+            Client::new(NetnsConnector::new(meta.ip, self.sockets.clone())).with_token(&meta.token);
+        let sb = Arc::new(Sandbox {
+            id: meta.id.clone(),
+            ip: meta.ip,
+            tap: meta.tap.clone(),
+            dir: dir.to_owned(),
+            vm_config,
+            agent,
+            volumes: meta.volumes.iter().map(|v| v.name.clone()).collect(),
+            spec,
+            restores: AtomicU64::new(0),
+            slot: tokio::sync::Mutex::new(Slot {
+                state: SandboxState::Cold,
+                vm: None,
+                snapshot: Some(Snapshot {
+                    files: vec![snap],
+                    size_bytes,
+                    took: Duration::ZERO,
+                }),
+            }),
+        });
+        self.sandboxes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(meta.id.clone(), sb);
+        Ok(Some(meta.id))
+    }
+}
