@@ -11,7 +11,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bhatti_engine::engine::{Engine, EngineError, ExecOptions, SandboxId, SandboxSpec};
+use bhatti_agent::Event;
+use bhatti_engine::engine::{
+    Engine, EngineError, ExecOptions, ReadOptions, SandboxId, SandboxSpec, ShellOptions,
+};
 use bhatti_engine::image::{ImagePaths, Tier};
 use bhatti_engine::netns::{NetNs, unique_name};
 use bhatti_engine::network::NetworkConfig;
@@ -438,6 +441,112 @@ fn engine_restart_recovers_snapshotted_sandboxes() -> TestResult {
     })
 }
 
+fn agent_operations_through_the_engine() -> TestResult {
+    run(async {
+        let t = TestEngine::start(ImagePaths::from_env()).await?;
+        let e = t.engine.clone();
+        let sb = id("ops")?;
+        e.create(sb.clone(), small()).await?;
+
+        // Files: write, read, truncated read, stat, ls.
+        e.write_file(
+            &sb,
+            "/workspace/k.txt",
+            0o600,
+            b"one\ntwo\nthree\n".to_vec(),
+        )
+        .await?;
+        let all = e
+            .read_file(&sb, "/workspace/k.txt", ReadOptions::default())
+            .await?
+            .read_all()
+            .await?;
+        ensure(all == b"one\ntwo\nthree\n", || format!("read {all:?}"))?;
+        let first = e
+            .read_file(
+                &sb,
+                "/workspace/k.txt",
+                ReadOptions {
+                    limit: Some(1),
+                    ..ReadOptions::default()
+                },
+            )
+            .await?
+            .read_all()
+            .await?;
+        ensure(first == b"one\n", || format!("truncated read {first:?}"))?;
+        let st = e.stat(&sb, "/workspace/k.txt").await?;
+        ensure(st.size == 14 && st.mode == "0600", || {
+            format!("stat {st:?}")
+        })?;
+        let names: Vec<String> = e
+            .ls(&sb, "/workspace")
+            .await?
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        ensure(names.contains(&"k.txt".to_owned()), || {
+            format!("ls {names:?}")
+        })?;
+
+        // Ten concurrent execs.
+        let tasks: Vec<_> = (0..10)
+            .map(|i| {
+                let (e, sb) = (e.clone(), sb.clone());
+                tokio::spawn(async move {
+                    e.exec(&sb, ExecOptions::new(["sh", "-c", &format!("echo {i}")]))
+                        .await
+                        .map(|r| (i, r.stdout))
+                })
+            })
+            .collect();
+        for task in tasks {
+            let (i, out) = task.await??;
+            ensure(out == format!("{i}\n").into_bytes(), || {
+                format!("exec {i}: {out:?}")
+            })?;
+        }
+
+        // Sessions: start, list, attach, kill.
+        let session = e.shell(&sb, ShellOptions::new(["sh"])).await?;
+        let sid = session.id().to_owned();
+        session.detach();
+        let list = e.list_sessions(&sb).await?;
+        ensure(
+            list.iter().any(|s| s.session_id == sid && s.running),
+            || format!("sessions {list:?}"),
+        )?;
+        let mut again = e.attach(&sb, &sid).await?;
+        again.write(b"echo attached-$((40+2))\n").await?;
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !String::from_utf8_lossy(&seen).contains("attached-42") {
+            match tokio::time::timeout_at(deadline, again.next()).await {
+                Ok(Ok(Some(Event::Stdout(b)))) => seen.extend(b),
+                Ok(Ok(Some(_))) => {}
+                other => return Err(format!("session output {other:?}, saw {seen:?}").into()),
+            }
+        }
+        drop(again);
+        e.kill_session(&sb, &sid).await?;
+        let mut gone = false;
+        for _ in 0..50 {
+            let list = e.list_sessions(&sb).await?;
+            if list.iter().all(|s| s.session_id != sid || !s.running) {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        ensure(gone, || "session still running after kill".into())?;
+
+        // Activity moved with all of this.
+        let act = e.activity(&sb).await?;
+        ensure(act.last_activity_unix > 0, || format!("activity {act:?}"))?;
+        Ok(())
+    })
+}
+
 fn orphan_vmm_processes_are_killed_at_start() -> TestResult {
     run(async {
         let ns = NetNs::create(&unique_name("btorph"))?;
@@ -517,6 +626,11 @@ fn main() {
             "engine_restart_recovers_snapshotted_sandboxes",
             &vm,
             engine_restart_recovers_snapshotted_sandboxes,
+        ),
+        trial(
+            "agent_operations_through_the_engine",
+            &vm,
+            agent_operations_through_the_engine,
         ),
         trial(
             "orphan_vmm_processes_are_killed_at_start",
