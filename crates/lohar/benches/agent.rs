@@ -208,7 +208,14 @@ async fn big_read(l: &Lohar, n: &Sizes) {
     }
     let mut file = Vec::new();
     let mut sock = Vec::new();
+    let mut raw = Vec::new();
+    let req = FileReadRequest {
+        path: p.clone(),
+        ..FileReadRequest::default()
+    };
+    let req = json_frame(FrameType::FILE_READ_REQ, &req).unwrap();
     for _ in 0..n.big_iters {
+        raw.push(raw_request(&l.control, &req));
         file.push(time(|| {
             let mut f = std::fs::File::open(&path).unwrap();
             let mut total = 0;
@@ -225,6 +232,7 @@ async fn big_read(l: &Lohar, n: &Sizes) {
     }
     println!("\n64 MiB file read ({} runs)", n.big_iters);
     let a = throughput("agent + client", &mut agent);
+    throughput("agent, raw blocking frames (no client)", &mut raw);
     throughput("plain file read, 1 MiB buffer (baseline)", &mut file);
     let s = throughput("Unix socket pump, 1 MiB writes (baseline)", &mut sock);
     println!("  agent / socket pump: {:.2}", a / s);
