@@ -18,7 +18,30 @@
 //!
 //! Unknown frame types are skipped everywhere (forward compatibility).
 //! Streaming handles own their halves of the connection; nothing holds a
-//! lock across a network await.
+//! lock across a network await. Streaming operations spawn one reader task
+//! each, so they need a tokio runtime.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use bhatti_agent::{Client, Event, ExecOptions, ReadOptions, ShellOptions};
+//!
+//! # async fn demo() -> bhatti_agent::Result<()> {
+//! let agent = Client::unix("/tmp/lohar.sock", "/tmp/lohar-fwd.sock").with_token("00ff");
+//! agent.wait_ready(Duration::from_secs(5)).await?;
+//!
+//! let out = agent.exec(ExecOptions::new(["uname", "-a"]).timeout(Duration::from_secs(10))).await?;
+//! println!("{} {}", out.exit_code, String::from_utf8_lossy(&out.stdout));
+//!
+//! let mut shell = agent.shell(&ShellOptions::new(["/bin/sh"]).size(40, 120)).await?;
+//! shell.write(b"ls\n").await?;
+//! while let Some(ev) = shell.next().await? {
+//!     if let Event::Stdout(bytes) = ev { print!("{}", String::from_utf8_lossy(&bytes)); }
+//! }
+//!
+//! let body = agent.read_file("/etc/hostname", ReadOptions::default()).await?;
+//! let hostname = body.read_all().await?;
+//! # let _ = hostname; Ok(()) }
+//! ```
 
 pub mod activity;
 pub mod conn;
