@@ -121,6 +121,15 @@ impl FrameBuf {
     }
 }
 
+impl FrameBuf {
+    /// Like [`FrameBuf::finish`], but hands over the buffer itself.
+    pub fn into_frame(mut self, kind: FrameType, n: usize) -> Vec<u8> {
+        let len = self.finish(kind, n).len();
+        self.buf.truncate(len);
+        self.buf
+    }
+}
+
 /// An accepted connection after its request frame was read.
 pub struct Conn {
     pub reader: ReadHalf<BoxStream>,

@@ -1,11 +1,12 @@
 //! FILE_READ_REQ: FILE_READ_RESP (total size, mode), the content as STDOUT
 //! frames, then EXIT 0.
 //!
-//! A blocking thread (tokio's blocking pool) reads the file straight into
-//! encoded frames and passes them over a channel of two frames to this
-//! task, which writes them. When the host closes the connection the write
-//! fails, the channel closes, and the reading thread stops at its next
-//! chunk. With `offset`/`limit`/`max_bytes` above zero the content is cut
+//! One blocking-pool task opens the file and reads it straight into
+//! encoded frames (small frames batched, so a small file is one write:
+//! RESP + STDOUT + EXIT), passing them over a channel of two messages to
+//! this task, which writes them. When the host closes the connection the
+//! write fails, the channel closes, and the reading thread stops at its
+//! next chunk. With `offset`/`limit`/`max_bytes` above zero the content is cut
 //! by [`LineWindow`].
 
 use std::fs::File;
@@ -13,9 +14,10 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
-use bhatti_proto::frame::FrameType;
+use bhatti_proto::frame::{self, FrameType};
 use bhatti_proto::messages::{
-    FileReadRequest, FileReadResponse, MessageError, decode_json, mode_string,
+    FileReadRequest, FileReadResponse, MessageError, decode_json, encode_exit, json_frame,
+    mode_string,
 };
 use tokio::sync::mpsc;
 
@@ -48,93 +50,120 @@ impl Reply for Error {
 
 pub async fn handle(_agent: &Arc<Agent>, conn: Conn, payload: &[u8]) -> Result<(), Error> {
     let req: FileReadRequest = decode_json("FileReadRequest", payload)?;
-    let path = req.path.clone();
-    let opened =
-        tokio::task::spawn_blocking(move || -> Result<(File, std::fs::Metadata), Error> {
-            let file = File::open(&path).map_err(|e| Error::Open {
-                path: path.clone(),
-                msg: io_text(&e),
-            })?;
-            let meta = file.metadata().map_err(|e| Error::Open {
-                path: path.clone(),
-                msg: io_text(&e),
-            })?;
-            if meta.is_dir() {
-                return Err(Error::IsDir { path });
-            }
-            Ok((file, meta))
-        })
-        .await
-        .map_err(|e| Error::Read {
-            path: req.path.clone(),
-            msg: e.to_string(),
-        })??;
-    let (file, meta) = opened;
-    let writer = conn.writer;
-    writer
-        .json(
-            FrameType::FILE_READ_RESP,
-            &FileReadResponse {
-                size: i64::try_from(meta.len()).unwrap_or(i64::MAX),
-                mode: mode_string(meta.permissions().mode()),
-            },
-        )
-        .await?;
-
     let window = LineWindow::new(req.offset, req.limit, req.max_bytes);
-    let (tx, mut rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(2);
-    let reader = tokio::task::spawn_blocking(move || stream_file(file, window, &tx));
-    while let Some(chunk) = rx.recv().await {
-        match chunk {
-            Ok(frame) => writer.send_encoded(&frame).await?,
-            Err(e) => {
-                return Err(Error::Read {
-                    path: req.path,
-                    msg: io_text(&e),
-                });
+    let (tx, mut rx) = mpsc::channel::<Msg>(2);
+    let path = req.path.clone();
+    let reader = tokio::task::spawn_blocking(move || stream_file(&path, window, &tx));
+    let writer = conn.writer;
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            Msg::Frames(bytes) => writer.send_encoded(&bytes).await?,
+            Msg::Last(bytes) => {
+                writer.send_encoded(&bytes).await?;
+                break;
             }
+            Msg::Fail(e) => return Err(e),
         }
     }
     let _ = reader.await;
-    writer.exit(0).await?;
     Ok(())
 }
 
-/// Reads `file` into encoded STDOUT frames until EOF, the window is full,
-/// or the receiver is gone.
-fn stream_file(
-    mut file: File,
-    mut window: Option<LineWindow>,
-    tx: &mpsc::Sender<std::io::Result<Vec<u8>>>,
-) {
+/// What the reading thread hands to the connection task: encoded frames
+/// (the last batch ends with EXIT 0), or an error to report.
+#[derive(Debug)]
+enum Msg {
+    Frames(Vec<u8>),
+    Last(Vec<u8>),
+    Fail(Error),
+}
+
+/// Frames smaller than this are batched into one write with their
+/// neighbours (a small file goes out as RESP + STDOUT + EXIT in one write).
+const BATCH: usize = 64 * 1024;
+
+/// Opens `path` and streams FILE_READ_RESP, STDOUT frames and EXIT into
+/// `tx`, until EOF, the end of the window, or the receiver is gone.
+fn stream_file(path: &str, mut window: Option<LineWindow>, tx: &mpsc::Sender<Msg>) {
+    let fail = |e: Error| {
+        let _ = tx.blocking_send(Msg::Fail(e));
+    };
+    let open_err = |e: std::io::Error| Error::Open {
+        path: path.to_owned(),
+        msg: io_text(&e),
+    };
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => return fail(open_err(e)),
+    };
+    let meta = match file.metadata() {
+        Ok(m) => m,
+        Err(e) => return fail(open_err(e)),
+    };
+    if meta.is_dir() {
+        return fail(Error::IsDir {
+            path: path.to_owned(),
+        });
+    }
+    let resp = FileReadResponse {
+        size: i64::try_from(meta.len()).unwrap_or(i64::MAX),
+        mode: mode_string(meta.permissions().mode()),
+    };
+    let mut pending = match json_frame(FrameType::FILE_READ_RESP, &resp)
+        .map_err(|e| e.to_string())
+        .and_then(|f| frame::encode(f.kind, &f.payload).map_err(|e| e.to_string()))
+    {
+        Ok(b) => b,
+        Err(msg) => {
+            return fail(Error::Read {
+                path: path.to_owned(),
+                msg,
+            });
+        }
+    };
+    let send = |m: Msg| tx.blocking_send(m).is_ok();
     loop {
         let mut buf = FrameBuf::new(READ_CHUNK);
         let n = match file.read(buf.payload_mut()) {
-            Ok(0) => return,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-        };
-        let (frame, done) = match &mut window {
-            None => (buf.finish(FrameType::STDOUT, n).to_vec(), false),
-            Some(w) => {
-                let (start, end, done) = w.feed(&buf.payload_mut()[..n]);
-                if start == end {
-                    if done {
-                        return;
-                    }
-                    continue;
+                if !pending.is_empty() {
+                    send(Msg::Frames(std::mem::take(&mut pending)));
                 }
-                let payload = &buf.payload_mut()[start..end];
-                let frame =
-                    bhatti_proto::frame::encode(FrameType::STDOUT, payload).unwrap_or_default();
-                (frame, done)
+                return fail(Error::Read {
+                    path: path.to_owned(),
+                    msg: io_text(&e),
+                });
             }
         };
-        if tx.blocking_send(Ok(frame)).is_err() || done {
+        let (start, end, done) = match &mut window {
+            _ if n == 0 => (0, 0, true),
+            None => (0, n, false),
+            Some(w) => w.feed(&buf.payload_mut()[..n]),
+        };
+        if start < end {
+            if pending.len() + (end - start) <= BATCH {
+                let payload = &buf.payload_mut()[start..end];
+                let _ = frame::encode_into(&mut pending, FrameType::STDOUT, payload);
+            } else {
+                if !pending.is_empty() && !send(Msg::Frames(std::mem::take(&mut pending))) {
+                    return;
+                }
+                let frame = if start == 0 {
+                    buf.into_frame(FrameType::STDOUT, end)
+                } else {
+                    frame::encode(FrameType::STDOUT, &buf.payload_mut()[start..end])
+                        .unwrap_or_default()
+                };
+                if !send(Msg::Frames(frame)) {
+                    return;
+                }
+            }
+        }
+        if done {
+            let _ = frame::encode_into(&mut pending, FrameType::EXIT, &encode_exit(0));
+            send(Msg::Last(pending));
             return;
         }
     }
