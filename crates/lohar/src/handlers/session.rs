@@ -119,6 +119,10 @@ async fn relay(agent: &Arc<Agent>, conn: Conn, mut attached: Attached) -> Result
     let stdin_task = tokio::spawn(feed_terminal(session.master.clone(), stdin_rx));
     let _abort_stdin = AbortOnDrop(stdin_task);
     let mut output_open = true;
+    // Input waiting for room in the stdin queue. While it waits, no further
+    // frames are read (back-pressure on this client), but output keeps
+    // flowing, so a program that ignores its input cannot deadlock us.
+    let mut pending: Option<Vec<u8>> = None;
     loop {
         tokio::select! {
             biased;
@@ -134,15 +138,18 @@ async fn relay(agent: &Arc<Agent>, conn: Conn, mut attached: Attached) -> Result
                 Some(chunk) => writer.send(FrameType::STDOUT, &chunk).await?,
                 None => output_open = false,
             },
-            frame = frames.recv() => {
+            permit = stdin_tx.reserve(), if pending.is_some() => {
+                // When the terminal writer is gone, input is dropped.
+                if let (Ok(permit), Some(buf)) = (permit, pending.take()) {
+                    permit.send(buf);
+                }
+            }
+            frame = frames.recv(), if pending.is_none() => {
                 // Disconnect or half-close: detach (the guard in `attached`).
                 let Some(frame) = frame else { return Ok(()) };
                 agent.touch();
                 match frame.kind {
-                    FrameType::STDIN => {
-                        // A full queue back-pressures this client only.
-                        let _ = stdin_tx.send(frame.payload).await;
-                    }
+                    FrameType::STDIN => pending = Some(frame.payload),
                     FrameType::RESIZE => {
                         if let Ok((rows, cols)) = parse_resize(&frame.payload) {
                             let _ = session.master.resize(rows, cols);
