@@ -3,7 +3,8 @@
 //!
 //! `cargo bench -p lohar` (full) or `cargo bench -p lohar -- --quick`
 //! (or `BENCH_QUICK=1`), which finishes in well under a minute;
-//! `BENCH_ONLY=exec,small_read,big_read,big_write,concurrent` picks parts.
+//! `BENCH_ONLY=exec,small_read,big_read,big_write,concurrent` picks parts;
+//! `BENCH_RT=current` runs the client on a current-thread runtime.
 //!
 //! - exec `true` through agent + client vs spawning `true` directly;
 //! - 1 KiB file read round trip;
@@ -54,18 +55,32 @@ fn main() {
             batches: 50,
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(run(sizes, quick));
+    // BENCH_RT=current: single-threaded runtime (no cross-thread wake-ups
+    // in the client); default: multi-threaded with 2 workers, like a daemon.
+    let current = std::env::var("BENCH_RT").is_ok_and(|v| v == "current");
+    let rt = if current {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    }
+    .unwrap();
+    rt.block_on(run(sizes, quick, current));
 }
 
-async fn run(n: Sizes, quick: bool) {
+async fn run(n: Sizes, quick: bool, current: bool) {
     println!(
-        "lohar agent bench ({} mode, {} CPUs)",
+        "lohar agent bench ({} mode, {} runtime, {} CPUs)",
         if quick { "quick" } else { "full" },
+        if current {
+            "current-thread"
+        } else {
+            "multi-thread"
+        },
         std::thread::available_parallelism().map_or(0, |p| p.get())
     );
     let l = Lohar::start().await;
