@@ -38,7 +38,7 @@ pub fn run() -> ! {
     ensure_console();
     let cmdline = cmdline::Cmdline::read();
     bring_up_network(&cmdline);
-    let mut config = match mounts::read_config_drive(&cmdline.config_device) {
+    let mut config = match mounts::read_config_drive(&cmdline.config_device, mounts::CONFIG_MOUNT) {
         Ok(Some(c)) => c,
         Ok(None) => {
             crate::log!(

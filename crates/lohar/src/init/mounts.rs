@@ -105,36 +105,33 @@ pub fn mount_api_filesystems() {
     }
 }
 
-/// Mounts the config drive read-only, reads `config.json`, unmounts it
-/// (the token stays out of reach of user commands). `Ok(None)` when the
-/// device does not exist.
-pub fn read_config_drive(device: &str) -> Result<Option<GuestConfig>, MountError> {
+/// Mounts the config drive read-only at `at` (normally [`CONFIG_MOUNT`]),
+/// reads `config.json`, unmounts it (the token stays out of reach of user
+/// commands). `Ok(None)` when the device does not exist.
+pub fn read_config_drive(device: &str, at: &str) -> Result<Option<GuestConfig>, MountError> {
     if !Path::new(device).exists() {
         return Ok(None);
     }
-    std::fs::create_dir_all(CONFIG_MOUNT).map_err(|source| MountError::Io {
-        path: CONFIG_MOUNT.to_owned(),
+    std::fs::create_dir_all(at).map_err(|source| MountError::Io {
+        path: at.to_owned(),
         source,
     })?;
-    let _ = std::fs::set_permissions(
-        CONFIG_MOUNT,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    );
+    let _ = std::fs::set_permissions(at, std::os::unix::fs::PermissionsExt::from_mode(0o700));
     mount(
         device,
-        CONFIG_MOUNT,
+        at,
         "ext4",
         MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
         "",
     )?;
-    let path = Path::new(CONFIG_MOUNT).join(bhatti_proto::config::CONFIG_FILE);
+    let path = Path::new(at).join(bhatti_proto::config::CONFIG_FILE);
     let parsed = std::fs::read(&path)
         .map_err(|e| MountError::Config(format!("{}: {e}", path.display())))
         .and_then(|text| {
             serde_json::from_slice::<GuestConfig>(&text)
                 .map_err(|e| MountError::Config(format!("{}: {e}", path.display())))
         });
-    let _ = rustix::mount::unmount(CONFIG_MOUNT, UnmountFlags::DETACH);
+    let _ = rustix::mount::unmount(at, UnmountFlags::DETACH);
     parsed.map(Some)
 }
 
@@ -161,3 +158,6 @@ pub fn mount_volume(v: &GuestVolume, owner: (u32, u32)) -> Result<(), MountError
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
