@@ -63,8 +63,9 @@ where
     F: FnOnce() -> Result<(), Failed> + Send + 'static,
 {
     let reason = skip_reason(needs);
+    // stderr: in `--list` mode stdout is the test runner's protocol.
     if let Some(r) = &reason {
-        println!("SKIPPED: {name}: {r}");
+        eprintln!("SKIPPED: {name}: {r}");
     }
     let ignored = reason.is_some();
     let needs = needs.to_vec();
