@@ -231,3 +231,33 @@ async fn forward_response_bytes() {
     peer.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"\x00\x00\x00\x01raw", "no framing after FWD_RESP");
 }
+
+#[tokio::test]
+async fn resize_accepts_extra_bytes() {
+    let l = Lohar::start().await;
+    let mut s = connect(&l);
+    let req = ExecRequest {
+        argv: vec!["/bin/sh".into(), "-c".into(), "read x; stty size".into()],
+        tty: true,
+        ..ExecRequest::default()
+    };
+    send(&mut s, &json_frame(FrameType::EXEC_REQ, &req).unwrap());
+    assert_eq!(recv(&mut s).kind, FrameType::SESSION_INFO);
+    // 4 bytes count (rows 50, cols 132); the 2 extra are ignored.
+    sync_io::write_frame(&mut s, FrameType::RESIZE, &[0, 50, 0, 132, 0xff, 0xff]).unwrap();
+    sync_io::write_frame(&mut s, FrameType::STDIN, b"\n").unwrap();
+    let mut out = Vec::new();
+    loop {
+        let f = recv(&mut s);
+        match f.kind {
+            FrameType::STDOUT => out.extend_from_slice(&f.payload),
+            FrameType::EXIT => break,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        String::from_utf8_lossy(&out).contains("50 132"),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
+}
