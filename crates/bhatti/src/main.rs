@@ -36,8 +36,9 @@ enum Command {
         #[command(subcommand)]
         action: cmd::user::UserAction,
     },
-    /// Print the client version.
-    Version,
+    /// Client commands (talk to the daemon's API).
+    #[command(flatten)]
+    Client(cmd::client::ClientCommand),
 }
 
 /// Errors the binary reports; each maps to an exit code in [`exit_code`].
@@ -64,10 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             action,
         } => cmd::user::run(&data_dir, json, action),
-        Command::Version => {
-            println!("bhatti {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
-        }
+        Command::Client(c) => cmd::client::run(c),
     }
 }
 
