@@ -27,27 +27,14 @@ pub async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
 ) -> Result<Option<Frame>, FrameError> {
     let mut header = [0u8; HEADER_LEN];
     let got = read_full(r, &mut header).await?;
-    if got == 0 {
+    let Some((kind, len)) = frame::header_after_read(got, &header)? else {
         return Ok(None);
-    }
-    if got < HEADER_LEN {
-        return Err(FrameError::Truncated {
-            got,
-            want: HEADER_LEN,
-        });
-    }
-    let (kind, len) = frame::parse_header(&header)?;
+    };
     // `len` is bounded by MAX_PAYLOAD_LEN; reading into reserved capacity
     // avoids zero-filling the buffer first.
     let mut payload = Vec::with_capacity(len);
     (&mut *r).take(len as u64).read_to_end(&mut payload).await?;
-    if payload.len() < len {
-        return Err(FrameError::Truncated {
-            got: payload.len(),
-            want: len,
-        });
-    }
-    Ok(Some(Frame { kind, payload }))
+    frame::frame_after_read(kind, len, payload).map(Some)
 }
 
 async fn read_full<R: AsyncRead + Unpin + ?Sized>(

@@ -213,6 +213,39 @@ pub fn parse_header(header: &[u8; HEADER_LEN]) -> Result<(FrameType, usize), Fra
     Ok((FrameType(header[4]), len as usize - 1))
 }
 
+/// Interprets the outcome of reading a header: `got` bytes landed in
+/// `header`. No byte at all is a clean end of stream (`Ok(None)`); a partial
+/// header is truncation. Shared by both codecs.
+pub fn header_after_read(
+    got: usize,
+    header: &[u8; HEADER_LEN],
+) -> Result<Option<(FrameType, usize)>, FrameError> {
+    match got {
+        0 => Ok(None),
+        HEADER_LEN => parse_header(header).map(Some),
+        _ => Err(FrameError::Truncated {
+            got,
+            want: HEADER_LEN,
+        }),
+    }
+}
+
+/// Builds the frame once its payload was read, or reports truncation when
+/// the stream ended early. Shared by both codecs.
+pub fn frame_after_read(
+    kind: FrameType,
+    want: usize,
+    payload: Vec<u8>,
+) -> Result<Frame, FrameError> {
+    if payload.len() < want {
+        return Err(FrameError::Truncated {
+            got: payload.len(),
+            want,
+        });
+    }
+    Ok(Frame { kind, payload })
+}
+
 /// A frame found at the start of a buffer by [`try_parse`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parsed {

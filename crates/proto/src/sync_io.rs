@@ -23,27 +23,14 @@ pub fn write_frame<W: Write + ?Sized>(
 pub fn read_frame<R: Read + ?Sized>(r: &mut R) -> Result<Option<Frame>, FrameError> {
     let mut header = [0u8; HEADER_LEN];
     let got = read_full(r, &mut header)?;
-    if got == 0 {
+    let Some((kind, len)) = frame::header_after_read(got, &header)? else {
         return Ok(None);
-    }
-    if got < HEADER_LEN {
-        return Err(FrameError::Truncated {
-            got,
-            want: HEADER_LEN,
-        });
-    }
-    let (kind, len) = frame::parse_header(&header)?;
+    };
     // `len` is bounded by MAX_PAYLOAD_LEN; reading into reserved capacity
     // avoids zero-filling the buffer first.
     let mut payload = Vec::with_capacity(len);
     r.take(len as u64).read_to_end(&mut payload)?;
-    if payload.len() < len {
-        return Err(FrameError::Truncated {
-            got: payload.len(),
-            want: len,
-        });
-    }
-    Ok(Some(Frame { kind, payload }))
+    frame::frame_after_read(kind, len, payload).map(Some)
 }
 
 /// Reads until `buf` is full or the stream ends; returns the bytes read.

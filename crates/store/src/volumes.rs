@@ -80,14 +80,7 @@ impl Store {
     pub fn attach_volume(&self, a: &Attachment) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let holder: Option<String> = tx
-            .query_row(
-                "SELECT s.name FROM volume_attachments a JOIN sandboxes s ON s.id = a.sandbox_id \
-                 WHERE a.volume_id = ?1 AND s.status != 'destroyed' LIMIT 1",
-                [&a.volume_id],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let holder = live_holder(&tx, &a.volume_id)?;
         if let Some(holder) = holder {
             return Err(StoreError::InUse(format!(
                 "volume is attached to sandbox {holder}"
@@ -126,14 +119,7 @@ impl Store {
         let v = self.find_volume(user_id, name)?;
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let holder: Option<String> = tx
-            .query_row(
-                "SELECT s.name FROM volume_attachments a JOIN sandboxes s ON s.id = a.sandbox_id \
-                 WHERE a.volume_id = ?1 AND s.status != 'destroyed' LIMIT 1",
-                [&v.id],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let holder = live_holder(&tx, &v.id)?;
         if let Some(holder) = holder {
             return Err(StoreError::InUse(format!(
                 "volume {name} is in use by sandbox {holder}"
@@ -147,4 +133,15 @@ impl Store {
         tx.commit()?;
         Ok(v)
     }
+}
+
+/// The name of the live sandbox a volume is attached to, if any.
+fn live_holder(conn: &rusqlite::Connection, volume_id: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT s.name FROM volume_attachments a JOIN sandboxes s ON s.id = a.sandbox_id \
+         WHERE a.volume_id = ?1 AND s.status != 'destroyed' LIMIT 1",
+        [volume_id],
+        |r| r.get(0),
+    )
+    .optional()
 }
