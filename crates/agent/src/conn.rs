@@ -21,8 +21,9 @@ use tokio::task::JoinHandle;
 use crate::connector::BoxStream;
 use crate::error::{Error, Result};
 
-/// Frames queued between the reader task and the consumer.
-const EVENT_QUEUE: usize = 32;
+/// Events queued between the reader task and the consumer. With frames of
+/// at most 1 MiB this bounds a slow consumer's backlog to ~8 MiB per stream.
+const EVENT_QUEUE: usize = 8;
 
 /// An open connection whose request has been sent.
 pub(crate) struct Conn {

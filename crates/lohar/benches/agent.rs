@@ -431,8 +431,8 @@ impl Stats {
 
     fn print(&self, label: &str) {
         println!(
-            "  {label:<44} p50 {:>9.1?}  p95 {:>9.1?}  p99 {:>9.1?}",
-            self.p50, self.p95, self.p99
+            "  {label:<44} p50 {:>9.1?}  p95 {:>9.1?}  p99 {:>9.1?}  max {:>9.1?}",
+            self.p50, self.p95, self.p99, self.max
         );
     }
 }
