@@ -14,12 +14,22 @@ pub fn install_panic_hook() {
     }));
 }
 
-/// Flushes file systems and powers the VM off. Never returns.
+/// Flushes file systems and ends the VM. Never returns.
+///
+/// With ACPI the kernel can power off. A microVM usually has none
+/// (QEMU `-M microvm,acpi=off`, Firecracker), where POWER_OFF only halts
+/// the CPU and the VM lingers; there a restart ends it, because both VMMs
+/// treat a guest reboot as exit (QEMU runs with `-no-reboot`).
 pub fn power_off() -> ! {
-    crate::log!("powering off");
     rustix::fs::sync();
-    if let Err(e) = rustix::system::reboot(rustix::system::RebootCommand::PowerOff) {
-        crate::log!("reboot(POWER_OFF): {e}");
+    let cmd = if std::path::Path::new("/sys/firmware/acpi").exists() {
+        rustix::system::RebootCommand::PowerOff
+    } else {
+        rustix::system::RebootCommand::Restart
+    };
+    crate::log!("powering off ({cmd:?})");
+    if let Err(e) = rustix::system::reboot(cmd) {
+        crate::log!("reboot({cmd:?}): {e}");
     }
     // Only reachable without CAP_SYS_BOOT; PID 1 must not exit.
     loop {
