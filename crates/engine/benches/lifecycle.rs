@@ -350,7 +350,13 @@ async fn bench() -> BenchResult {
     for _ in 0..EXECS / 2 {
         let t = Instant::now();
         engine
-            .write_file(&id, "/tmp/k", 0o644, data.clone())
+            .write_file(
+                &id,
+                "/tmp/k",
+                0o644,
+                1024,
+                Box::new(std::io::Cursor::new(data.clone())),
+            )
             .await?;
         engine
             .read_file(&id, "/tmp/k", ReadOptions::default())

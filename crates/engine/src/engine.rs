@@ -31,6 +31,10 @@ use crate::image::{ImageError, Tier};
 use crate::network::NetworkError;
 use crate::state::{SandboxState, StateError};
 
+/// The body of a file write: any byte stream (an HTTP body, a file, a
+/// buffer in tests).
+pub type FileSource = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
 /// Longest sandbox id.
 pub const MAX_ID_LEN: usize = 64;
 /// Bounds of a sandbox's size.
@@ -339,12 +343,16 @@ pub trait Engine: Send + Sync + 'static {
         path: &str,
         opts: ReadOptions,
     ) -> impl Future<Output = EngineResult<FileReader>> + Send;
+    /// Writes exactly `size` bytes read from `data` to `path` (atomically
+    /// on the guest's side), streaming: the file is never held in memory
+    /// whole. A source shorter than `size` aborts the write.
     fn write_file(
         &self,
         id: &SandboxId,
         path: &str,
         mode: u32,
-        data: Vec<u8>,
+        size: u64,
+        data: FileSource,
     ) -> impl Future<Output = EngineResult<()>> + Send;
     fn stat(
         &self,

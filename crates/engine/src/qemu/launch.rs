@@ -6,8 +6,11 @@
 //! as the first virtio-blk device (`/dev/vda`), the config drive second
 //! (`/dev/vdb`, read-only) and volumes after (`/dev/vdc`, ...), a TAP-backed
 //! virtio-net NIC configured by the kernel `ip=` argument, and a QMP socket.
-//! `-no-reboot` plus `reboot=t panic=-1` turn a guest reboot, power-off or
-//! panic into QEMU exiting.
+//! `-no-reboot` plus `reboot=t panic=-1` turn a guest restart or panic into
+//! QEMU exiting. The machine has no ACPI (`acpi=off`: QEMU lists the
+//! virtio-mmio devices on the kernel command line, and the legacy PIT gives
+//! TCG guests a timer), so a guest shuts down by restarting: a plain
+//! `reboot(POWER_OFF)` only halts the vCPU and QEMU keeps running.
 //!
 //! # Threads, locks, I/O
 //! [`LaunchSpec::spawn`] forks QEMU and returns at once; waiting is done by
@@ -21,6 +24,7 @@ use std::fmt;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::Ipv4Addr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -115,6 +119,15 @@ impl Accel {
         })
     }
 
+    /// The `-cpu` model used with this accelerator (the probe uses the same,
+    /// so a host whose KVM rejects the host CPU's MSRs falls back to TCG).
+    pub fn cpu_model(self) -> &'static str {
+        match self {
+            Accel::Kvm => "host",
+            Accel::Tcg => "max",
+        }
+    }
+
     /// The `-accel` value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -126,7 +139,8 @@ impl Accel {
 
 /// Whether QEMU with `accel` can execute guest code: boots a 64 KiB
 /// firmware whose reset vector writes to `isa-debug-exit`, which makes
-/// QEMU exit with code `(0x2a << 1) | 1`. Anything else (an error, a hang
+/// QEMU exit with code `(0x2a << 1) | 1`, with the same `-cpu` model a
+/// real guest gets. Anything else (an error, a hang
 /// killed after 5 s) means no.
 pub fn probe_runs_guest(accel: Accel) -> bool {
     const EXPECTED: i32 = (0x2a << 1) | 1;
@@ -143,7 +157,8 @@ pub fn probe_runs_guest(accel: Accel) -> bool {
     }
     let child = Command::new(QEMU_BINARY)
         .args(["-M", "microvm,x-option-roms=off,isa-serial=off,rtc=off"])
-        .args(["-accel", accel.as_str(), "-nodefaults", "-no-user-config"])
+        .args(["-accel", accel.as_str(), "-cpu", accel.cpu_model()])
+        .args(["-nodefaults", "-no-user-config"])
         .args(["-display", "none", "-m", "16", "-bios"])
         .arg(&bios)
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
@@ -246,6 +261,10 @@ pub struct LaunchSpec {
     pub quiet: bool,
     /// Restore: `-incoming <uri>` (see `qmp::incoming_uri`).
     pub incoming: Option<String>,
+    /// Kill QEMU when the thread that spawned it exits (PR_SET_PDEATHSIG;
+    /// tests and benches, so a killed test run leaves no VM behind). Off
+    /// for the daemon, whose VMs outlive a restart.
+    pub die_with_parent: bool,
 }
 
 impl LaunchSpec {
@@ -271,6 +290,7 @@ impl LaunchSpec {
             netns: None,
             quiet: true,
             incoming: None,
+            die_with_parent: false,
         }
     }
 
@@ -301,13 +321,12 @@ impl LaunchSpec {
     pub fn argv(&self) -> Result<Vec<OsString>, LaunchError> {
         let mut a: Vec<String> = Vec::new();
         let mut push = |items: &[&str]| a.extend(items.iter().map(|s| (*s).to_owned()));
-        push(&["-M", "microvm,x-option-roms=off,isa-serial=on,rtc=off"]);
+        push(&[
+            "-M",
+            "microvm,x-option-roms=off,isa-serial=on,rtc=off,acpi=off",
+        ]);
         push(&["-accel", self.accel.as_str()]);
-        if self.accel == Accel::Kvm {
-            push(&["-cpu", "host"]);
-        } else {
-            push(&["-cpu", "max"]);
-        }
+        push(&["-cpu", self.accel.cpu_model()]);
         push(&["-smp", &self.vcpus.max(1).to_string()]);
         push(&["-m", &self.memory_mib.max(64).to_string()]);
         push(&[
@@ -391,6 +410,18 @@ impl LaunchSpec {
             Some(name) => NetNs::open(name)?.command(&self.qemu)?,
             None => Command::new(&self.qemu),
         };
+        if self.die_with_parent {
+            // SAFETY: runs in the forked child before exec and only makes
+            // the prctl(2) syscall, which is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(|| {
+                    rustix::process::set_parent_process_death_signal(Some(
+                        rustix::process::Signal::KILL,
+                    ))
+                    .map_err(std::io::Error::from)
+                });
+            }
+        }
         let child = cmd
             .args(&argv)
             .stdin(Stdio::null())

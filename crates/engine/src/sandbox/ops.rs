@@ -2,14 +2,13 @@
 //! [`VmEngine::apply`]; agent calls make the sandbox hot, take a clone of
 //! its agent client and talk to the guest with no lock held.
 
-use std::io::Cursor;
 use std::sync::PoisonError;
 
 use super::VmEngine;
 use crate::driver::Driver;
 use crate::engine::{
     ActivityInfo, Engine, EngineResult, ExecOptions, ExecRequest, ExecResult, ExecStream, FileInfo,
-    FileReader, ReadOptions, SandboxId, SandboxInfo, SandboxSpec, Session, SessionInfo,
+    FileReader, FileSource, ReadOptions, SandboxId, SandboxInfo, SandboxSpec, Session, SessionInfo,
     ShellOptions, Tunnel,
 };
 use crate::state::Op;
@@ -106,13 +105,13 @@ impl<D: Driver> Engine for VmEngine<D> {
         id: &SandboxId,
         path: &str,
         mode: u32,
-        data: Vec<u8>,
+        size: u64,
+        data: FileSource,
     ) -> EngineResult<()> {
-        let size = data.len() as u64;
         Ok(self
             .agent(id)
             .await?
-            .write_file(path, mode, size, Cursor::new(data))
+            .write_file(path, mode, size, data)
             .await?)
     }
 
