@@ -1,20 +1,27 @@
 //! The daemon as a library: everything `bhatti serve` runs, and the
 //! operator commands that work on the data directory directly.
 //!
-//! Built so far (engine-independent parts):
-//! - [`config`]: `config.yaml` in the data dir, defaults, validation;
-//! - [`keys`]: API keys (`bht_` + 64 hex), SHA-256 hashing, ids;
-//! - [`users`]: operator user management over the store;
-//! - [`secrets`]: age encryption of secret values at rest;
-//! - [`ratelimit`]: per-user token buckets;
-//! - [`error`]: the API error type and its one status mapping.
-//!
-//! The HTTP routes, thermal manager, proxy and recovery build on these and
-//! on the engine.
+//! - [`app`]: the axum application (layers, auth, the router built from
+//!   [`routes::table`], one module per resource);
+//! - [`lifecycle`]: sandboxes as the API sees them (store + engine);
+//! - [`thermal`]: the manager that cools idle sandboxes;
+//! - [`recovery`]: reconciling the store with the engine on start;
+//! - [`daemon`]: start-up checks, serving, graceful shutdown;
+//! - [`openapi`]: the API document generated from the route table;
+//! - foundations: [`config`], [`keys`], [`users`], [`secrets`],
+//!   [`ratelimit`], [`activity`], [`error`] (the one status mapping).
 
+pub mod activity;
+pub mod app;
 pub mod config;
 pub mod error;
+pub mod extract;
 pub mod keys;
+pub mod lifecycle;
+pub mod model;
+pub mod openapi;
 pub mod ratelimit;
+pub mod routes;
 pub mod secrets;
+pub mod state;
 pub mod users;

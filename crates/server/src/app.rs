@@ -1,0 +1,156 @@
+//! The axum application: the router built from [`crate::routes::table`],
+//! and the layers every request passes, outermost first:
+//!
+//! 1. request id (`x-request-id`, taken from the client or made here) and
+//!    a tracing span per request carrying it;
+//! 2. published-port routing by `Host` (`<alias>.<public domain>` goes to
+//!    the sandbox's port with no API key; see [`crate::routes::publish`]);
+//! 3. the JSON body limit (1 MiB; file uploads check their own);
+//! 4. on user routes: authentication (Bearer key; `?token=` only on a
+//!    WebSocket upgrade) and the per-user rate limit.
+//!
+//! Unknown routes and methods get JSON errors like everything else.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use bhatti_engine::engine::Engine;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::extract::AuthUser;
+use crate::ratelimit::Class;
+use crate::routes::{Access, table};
+use crate::state::Shared;
+
+/// Largest JSON body.
+pub const JSON_LIMIT: usize = 1 << 20;
+
+/// The whole application over `state`.
+pub fn router<E: Engine>(state: Shared<E>) -> Router {
+    let mut public: Router<Shared<E>> = Router::new();
+    let mut private: Router<Shared<E>> = Router::new();
+    for r in table::<E>() {
+        match r.access {
+            Access::Public => public = public.route(r.path, r.handler),
+            Access::User => private = private.route(r.path, r.handler),
+        }
+    }
+    let private = private.route_layer(middleware::from_fn_with_state(state.clone(), auth::<E>));
+    let request_id = axum::http::HeaderName::from_static("x-request-id");
+    public
+        .merge(private)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(JSON_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::routes::publish::host_routing::<E>,
+        ))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
+        }))
+        .layer(SetRequestIdLayer::new(request_id, Counter::default()))
+        .with_state(state)
+}
+
+/// Request ids `r<start>-<n>`: unique within a daemon run.
+#[derive(Debug, Clone, Default)]
+struct Counter(Arc<AtomicU64>);
+
+impl MakeRequestId for Counter {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.0.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("r{n:x}"))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::Missing(format!(
+        "no route for {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Whether the request asks for a WebSocket upgrade.
+pub fn is_websocket_upgrade(req: &Request) -> bool {
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// The API key of a request: `Authorization: Bearer`, or `?token=` on a
+/// WebSocket upgrade only.
+fn presented_key(req: &Request) -> Option<String> {
+    if let Some(v) = req.headers().get(header::AUTHORIZATION) {
+        let v = v.to_str().ok()?;
+        let (scheme, key) = v.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| key.trim().to_owned());
+    }
+    if !is_websocket_upgrade(req) {
+        return None;
+    }
+    let q = req.uri().query()?;
+    q.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "token")
+        .map(|(_, v)| v.to_owned())
+}
+
+/// Rate-limit class of a request.
+fn class_of(req: &Request) -> Class {
+    let m = req.method();
+    if m == Method::POST && req.uri().path().trim_end_matches('/') == "/sandboxes" {
+        Class::Create
+    } else if m == Method::GET || m == Method::HEAD {
+        Class::Read
+    } else {
+        Class::Write
+    }
+}
+
+async fn auth<E: Engine>(State(st): State<Shared<E>>, mut req: Request, next: Next) -> Response {
+    let Some(key) = presented_key(&req) else {
+        return ApiError::Unauthorized.into_response();
+    };
+    let user = match crate::users::authenticate(&st.store, &key) {
+        Ok(Some(u)) => u,
+        Ok(None) => return ApiError::Unauthorized.into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    if let Err(limited) = st.limiter.check(&user.id, class_of(&req), Instant::now()) {
+        let secs = limited.retry_after.as_secs().max(1);
+        let mut resp = ApiError::TooManyRequests(limited.to_string()).into_response();
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return resp;
+    }
+    req.extensions_mut().insert(AuthUser(user));
+    next.run(req).await
+}

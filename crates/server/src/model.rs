@@ -1,0 +1,184 @@
+//! The API's objects and request bodies (field names as in API.md), and
+//! the conversions from store rows. Request bodies reject unknown fields
+//! so that a typo is a 400, not a silently ignored option.
+
+use std::collections::BTreeMap;
+
+use bhatti_store::sandboxes::{Sandbox, Status, Thermal};
+use serde::{Deserialize, Serialize};
+
+/// A sandbox as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SandboxView {
+    pub id: String,
+    pub name: String,
+    /// `running` | `stopped` | `unknown`.
+    pub status: String,
+    /// `hot` | `warm` | `cold`.
+    pub thermal: String,
+    pub ip: Option<String>,
+    pub cpus: u32,
+    pub memory_mb: u32,
+    pub keep_hot: bool,
+    pub image: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub template_id: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub stopped_at: Option<i64>,
+    /// Why the status is `unknown`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub status_reason: Option<String>,
+}
+
+impl From<&Sandbox> for SandboxView {
+    fn from(s: &Sandbox) -> Self {
+        Self {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            status: s.status.as_str().to_owned(),
+            thermal: if s.status == Status::Running {
+                s.thermal
+            } else {
+                Thermal::Cold
+            }
+            .as_str()
+            .to_owned(),
+            ip: s.ip.clone(),
+            cpus: s.cpus,
+            memory_mb: s.memory_mb,
+            keep_hot: s.keep_hot,
+            image: s.image.clone(),
+            template_id: s.template_id.clone(),
+            created_at: s.created_at,
+            stopped_at: s.stopped_at,
+            status_reason: s.status_reason.clone(),
+        }
+    }
+}
+
+/// A volume to create with the sandbox.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NewVolume {
+    pub name: String,
+    pub size_mb: u32,
+    pub mount: String,
+}
+
+/// An existing volume to mount.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Mount {
+    pub name: String,
+    pub mount: String,
+    #[serde(default)]
+    pub readonly: bool,
+}
+
+/// A file written into the guest at boot.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileIn {
+    pub path: String,
+    pub content_b64: String,
+    /// Octal permission string, default `"0644"`.
+    pub mode: Option<String>,
+}
+
+/// `POST /sandboxes`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSandbox {
+    pub name: Option<String>,
+    pub template_id: Option<String>,
+    pub cpus: Option<u32>,
+    pub memory_mb: Option<u32>,
+    pub env: Option<BTreeMap<String, String>>,
+    pub init: Option<String>,
+    pub keep_hot: Option<bool>,
+    pub image: Option<String>,
+    pub new_volumes: Option<Vec<NewVolume>>,
+    pub volumes: Option<Vec<Mount>>,
+    pub secrets: Option<Vec<String>>,
+    pub files: Option<Vec<FileIn>>,
+}
+
+/// `PATCH /sandboxes/{id}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchSandbox {
+    pub name: Option<String>,
+    pub keep_hot: Option<bool>,
+}
+
+/// A template's stored spec (`POST /templates`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<Mount>,
+}
+
+/// What the store keeps as a sandbox's spec (never secret values).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct StoredSpec {
+    pub env: BTreeMap<String, String>,
+    pub secrets: Vec<String>,
+    pub init: Option<String>,
+    /// (volume id, name, mount, readonly)
+    pub volumes: Vec<StoredMount>,
+    pub files: usize,
+}
+
+/// A mounted volume in a stored spec.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct StoredMount {
+    pub volume_id: String,
+    pub name: String,
+    pub mount: String,
+    pub readonly: bool,
+}
+
+/// Environment variable names: `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn valid_env_name(k: &str) -> bool {
+    k.bytes().next().is_some_and(|b| !b.is_ascii_digit())
+        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Parses an octal mode string (`"644"`, `"0644"`).
+pub fn parse_mode(s: &str) -> Option<u32> {
+    if s.is_empty() || s.len() > 5 {
+        return None;
+    }
+    u32::from_str_radix(s, 8).ok().filter(|m| *m <= 0o7777)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_and_env_names() {
+        assert_eq!(parse_mode("0644"), Some(0o644));
+        assert_eq!(parse_mode("755"), Some(0o755));
+        for bad in ["", "9", "-1", "77777", "0o644", "123456"] {
+            assert_eq!(parse_mode(bad), None, "{bad}");
+        }
+        assert!(valid_env_name("PATH") && valid_env_name("_x1"));
+        assert!(!valid_env_name("1X") && !valid_env_name("A-B") && !valid_env_name(""));
+    }
+}

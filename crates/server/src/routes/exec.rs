@@ -1,0 +1,284 @@
+//! `POST /sandboxes/{id}/exec`: buffered JSON, or NDJSON streaming with
+//! `Accept: application/x-ndjson` — one event per line, each written to
+//! the response as soon as the agent sends it.
+//!
+//! Both forms run over the agent's streaming exec. With `timeout_sec` the
+//! process's stdin stays open so that KILL (SIGKILL to its process group)
+//! can be sent when the deadline passes; the exit code is then 137 and
+//! the result says `timed_out`. Without it, stdin is closed at once (a
+//! command reading stdin sees end of file).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bhatti_agent::{Event, Events, Input};
+use bhatti_engine::engine::{Engine, ExecRequest};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::time::Instant;
+
+use super::{RouteDef, Verb, user};
+use crate::activity::BusyGuard;
+use crate::error::{AgentError, ApiError};
+use crate::extract::{ApiJson, ApiPath, ApiResult, AuthUser};
+use crate::model::valid_env_name;
+use crate::state::Shared;
+
+/// Most output a buffered exec keeps per stream.
+pub const OUTPUT_CAP: usize = 16 << 20;
+/// Longest `timeout_sec`.
+pub const MAX_TIMEOUT_SEC: u64 = 24 * 3600;
+
+pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
+    vec![user(
+        Verb::Post,
+        "/sandboxes/{id}/exec",
+        "Run a command: buffered JSON, or NDJSON events with Accept: application/x-ndjson",
+        post(exec::<E>),
+    )]
+}
+
+/// The request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecBody {
+    pub cmd: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<String>,
+    pub timeout_sec: Option<u64>,
+}
+
+impl ExecBody {
+    fn validate(&self) -> ApiResult<()> {
+        if self.cmd.is_empty() || self.cmd[0].is_empty() {
+            return Err(ApiError::BadRequest("cmd must name a program".into()));
+        }
+        let nul = |s: &String| s.contains('\0');
+        if self.cmd.iter().any(nul)
+            || self.env.values().any(nul)
+            || self.cwd.as_ref().is_some_and(nul)
+        {
+            return Err(ApiError::BadRequest(
+                "cmd, env and cwd must not contain NUL bytes".into(),
+            ));
+        }
+        if let Some(k) = self.env.keys().find(|k| !valid_env_name(k)) {
+            return Err(ApiError::BadRequest(format!(
+                "invalid environment variable name {k:?}"
+            )));
+        }
+        if self
+            .timeout_sec
+            .is_some_and(|t| t == 0 || t > MAX_TIMEOUT_SEC)
+        {
+            return Err(ApiError::BadRequest(format!(
+                "timeout_sec must be 1-{MAX_TIMEOUT_SEC}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+async fn exec<E: Engine>(
+    State(st): State<Shared<E>>,
+    AuthUser(u): AuthUser,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<ExecBody>,
+) -> ApiResult<Response> {
+    body.validate()?;
+    let (sb, eid) = st.live(&u, &id).await?;
+    let busy = st.activity.busy(&sb.id);
+    let req = ExecRequest {
+        argv: body.cmd,
+        env: body.env,
+        cwd: body.cwd,
+        ..ExecRequest::default()
+    };
+    let (mut input, events) = st.engine.exec_stream(&eid, req).await?.into_split();
+    let deadline = body
+        .timeout_sec
+        .map(|s| (Instant::now() + Duration::from_secs(s), s));
+    if deadline.is_none() {
+        // Best effort: a command that already exited closed its side.
+        let _ = input.close_stdin().await;
+    }
+    let run = Run {
+        input,
+        events,
+        deadline,
+        timed_out: false,
+        _busy: busy,
+    };
+    if wants_ndjson(&headers) {
+        Ok(streaming(run))
+    } else {
+        buffered(run).await
+    }
+}
+
+fn wants_ndjson(h: &HeaderMap) -> bool {
+    h.get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/x-ndjson"))
+}
+
+/// A running exec with its deadline.
+struct Run {
+    input: Input,
+    events: Events,
+    deadline: Option<(Instant, u64)>,
+    timed_out: bool,
+    _busy: BusyGuard,
+}
+
+impl Run {
+    /// The next event; past the deadline, KILL is sent once and the
+    /// remaining events (then the exit) are still delivered.
+    async fn next(&mut self) -> Result<Option<Event>, AgentError> {
+        loop {
+            match self.deadline {
+                Some((at, _)) if !self.timed_out => {
+                    match tokio::time::timeout_at(at, self.events.next()).await {
+                        Ok(r) => return r,
+                        Err(_) => {
+                            self.timed_out = true;
+                            let _ = self.input.kill().await;
+                        }
+                    }
+                }
+                _ => return self.events.next().await,
+            }
+        }
+    }
+}
+
+async fn buffered(mut run: Run) -> ApiResult<Response> {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let (mut out_cut, mut err_cut) = (false, false);
+    let code = loop {
+        match run.next().await? {
+            Some(Event::Stdout(d)) => append(&mut out, &mut out_cut, &d),
+            Some(Event::Stderr(d)) => append(&mut err, &mut err_cut, &d),
+            Some(Event::Exit(c)) => break c,
+            Some(Event::Error(msg)) => return Err(ApiError::BadRequest(msg)),
+            None => return Err(AgentError::Closed("exec").into()),
+        }
+    };
+    let mut body = json!({
+        "exit_code": code,
+        "stdout": String::from_utf8_lossy(&out),
+        "stderr": String::from_utf8_lossy(&err),
+    });
+    if run.timed_out {
+        body["timed_out"] = json!(true);
+    }
+    if out_cut || err_cut {
+        body["truncated"] = json!(true);
+    }
+    Ok(Json(body).into_response())
+}
+
+fn append(buf: &mut Vec<u8>, cut: &mut bool, data: &[u8]) {
+    let room = OUTPUT_CAP.saturating_sub(buf.len());
+    *cut |= data.len() > room;
+    buf.extend_from_slice(&data[..data.len().min(room)]);
+}
+
+/// Streaming state: the run, and partial UTF-8 sequences held back so
+/// that a character split across two frames is not mangled.
+struct Stream {
+    run: Run,
+    out: Vec<u8>,
+    err: Vec<u8>,
+    done: bool,
+}
+
+fn streaming(run: Run) -> Response {
+    let state = Stream {
+        run,
+        out: Vec::new(),
+        err: Vec::new(),
+        done: false,
+    };
+    let body = futures_util::stream::unfold(state, |mut s| async move {
+        if s.done {
+            return None;
+        }
+        let line = match s.run.next().await {
+            Ok(Some(Event::Stdout(d))) => {
+                json!({"type": "stdout", "data": take_utf8(&mut s.out, &d)})
+            }
+            Ok(Some(Event::Stderr(d))) => {
+                json!({"type": "stderr", "data": take_utf8(&mut s.err, &d)})
+            }
+            Ok(Some(Event::Exit(code))) => {
+                s.done = true;
+                let mut ev = json!({"type": "exit", "exit_code": code});
+                if s.run.timed_out {
+                    ev["timed_out"] = json!(true);
+                }
+                ev
+            }
+            Ok(Some(Event::Error(msg))) => {
+                s.done = true;
+                json!({"type": "error", "data": msg})
+            }
+            Ok(None) => {
+                s.done = true;
+                json!({"type": "error", "data": "the agent ended the stream without an exit code"})
+            }
+            Err(e) => {
+                s.done = true;
+                json!({"type": "error", "data": e.to_string()})
+            }
+        };
+        let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+        bytes.push(b'\n');
+        Some((Ok::<_, Infallible>(Bytes::from(bytes)), s))
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header("x-accel-buffering", "no")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|e| ApiError::Internal(e.to_string()).into_response())
+}
+
+/// Appends `data` to `carry` and returns the longest complete UTF-8 prefix
+/// (invalid bytes replaced), keeping an incomplete trailing sequence.
+pub fn take_utf8(carry: &mut Vec<u8>, data: &[u8]) -> String {
+    carry.extend_from_slice(data);
+    let keep = match std::str::from_utf8(carry) {
+        Err(e) if e.error_len().is_none() => carry.len() - e.valid_up_to(),
+        _ => 0,
+    };
+    let tail = carry.split_off(carry.len() - keep);
+    let s = String::from_utf8_lossy(carry).into_owned();
+    *carry = tail;
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_split_across_chunks_is_kept_whole() {
+        let mut c = Vec::new();
+        let bytes = "héllo".as_bytes();
+        assert_eq!(take_utf8(&mut c, &bytes[..2]), "h");
+        assert_eq!(take_utf8(&mut c, &bytes[2..]), "éllo");
+        assert!(c.is_empty());
+        assert_eq!(take_utf8(&mut c, b"a\xffb"), "a\u{fffd}b");
+    }
+}

@@ -1,0 +1,102 @@
+//! Secrets (per user): values are encrypted with the daemon's age key
+//! before they reach the store and are never returned; a sandbox gets a
+//! secret as an environment variable of the same name only when its
+//! create request (or template) names it.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use bhatti_engine::engine::Engine;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{RouteDef, Verb, user};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, ApiResult, AuthUser};
+use crate::model::valid_env_name;
+use crate::state::{Shared, now_unix};
+
+/// Largest secret value.
+pub const MAX_VALUE: usize = 64 << 10;
+
+pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
+    vec![
+        user(
+            Verb::Post,
+            "/secrets",
+            "Create or replace a secret",
+            post(upsert::<E>),
+        ),
+        user(
+            Verb::Get,
+            "/secrets",
+            "List secret names and dates",
+            get(list::<E>),
+        ),
+        user(
+            Verb::Delete,
+            "/secrets/{name}",
+            "Delete a secret",
+            delete(remove::<E>),
+        ),
+    ]
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretBody {
+    pub name: String,
+    pub value: String,
+}
+
+async fn upsert<E: Engine>(
+    State(st): State<Shared<E>>,
+    AuthUser(u): AuthUser,
+    ApiJson(req): ApiJson<SecretBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    if !valid_env_name(&req.name) || req.name.len() > 128 {
+        return Err(ApiError::BadRequest(format!(
+            "invalid secret name {:?}: an environment variable name ([A-Za-z_][A-Za-z0-9_]*)",
+            req.name
+        )));
+    }
+    if req.value.len() > MAX_VALUE || req.value.contains('\0') {
+        return Err(ApiError::BadRequest(format!(
+            "secret values are at most {MAX_VALUE} bytes, without NUL"
+        )));
+    }
+    let ct = st.secrets.encrypt(req.value.as_bytes())?;
+    let now = now_unix();
+    let created = st.store.upsert_secret(&u.id, &req.name, &ct, now)?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(json!({"name": req.name, "updated_at": now}))))
+}
+
+async fn list<E: Engine>(
+    State(st): State<Shared<E>>,
+    AuthUser(u): AuthUser,
+) -> ApiResult<Json<Vec<Value>>> {
+    Ok(Json(
+        st.store
+            .list_secrets(&u.id)?
+            .into_iter()
+            .map(
+                |s| json!({"name": s.name, "created_at": s.created_at, "updated_at": s.updated_at}),
+            )
+            .collect(),
+    ))
+}
+
+async fn remove<E: Engine>(
+    State(st): State<Shared<E>>,
+    AuthUser(u): AuthUser,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    st.store.delete_secret(&u.id, &name)?;
+    Ok(Json(json!({"status": "deleted"})))
+}

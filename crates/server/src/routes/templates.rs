@@ -1,0 +1,138 @@
+//! Templates (per user): named defaults for new sandboxes.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use bhatti_engine::engine::Engine;
+use bhatti_engine::image::Tier;
+use bhatti_store::templates::Template;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{RouteDef, Verb, user};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, ApiResult, AuthUser};
+use crate::keys;
+use crate::model::{Mount, TemplateSpec, valid_env_name};
+use crate::state::{Shared, now_unix};
+use crate::users::valid_name;
+
+pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
+    vec![
+        user(
+            Verb::Post,
+            "/templates",
+            "Create a template",
+            post(create::<E>),
+        ),
+        user(Verb::Get, "/templates", "List templates", get(list::<E>)),
+        user(
+            Verb::Get,
+            "/templates/{id}",
+            "Get a template (by id or name)",
+            get(show::<E>),
+        ),
+        user(
+            Verb::Delete,
+            "/templates/{id}",
+            "Delete a template",
+            delete(remove::<E>),
+        ),
+    ]
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTemplate {
+    pub name: String,
+    pub cpus: Option<u32>,
+    pub memory_mb: Option<u32>,
+    pub image: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub init: Option<String>,
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+}
+
+fn view(t: &Template) -> Value {
+    let mut v = t.spec.clone();
+    if !v.is_object() {
+        v = json!({});
+    }
+    v["id"] = json!(t.id);
+    v["name"] = json!(t.name);
+    v["created_at"] = json!(t.created_at);
+    v
+}
+
+async fn create<E: Engine>(
+    State(st): State<Shared<E>>,
+    AuthUser(u): AuthUser,
+    ApiJson(req): ApiJson<CreateTemplate>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    if !valid_name(&req.name) {
+        return Err(ApiError::BadRequest(format!(
+            "invalid template name {:?}",
+            req.name
+        )));
+    }
+    if let Some(i) = &req.image {
+        i.parse::<Tier>()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    }
+    if let Some(k) = req.env.keys().find(|k| !valid_env_name(k)) {
+        return Err(ApiError::BadRequest(format!(
+            "invalid environment variable name {k:?}"
+        )));
+    }
+    let spec = TemplateSpec {
+        cpus: req.cpus,
+        memory_mb: req.memory_mb,
+        image: req.image,
+        env: req.env,
+        init: req.init,
+        secrets: req.secrets,
+        mounts: req.mounts,
+    };
+    let t = Template {
+        id: keys::new_id("t-").map_err(|e| ApiError::Internal(e.to_string()))?,
+        user_id: u.id.clone(),
+        name: req.name,
+        spec: serde_json::to_value(&spec).map_err(|e| ApiError::Internal(e.to_string()))?,
+        created_at: now_unix(),
+    };
+    st.store.create_template(&t)?;
+    Ok((StatusCode::CREATED, Json(view(&t))))
+}
+
+async fn list<E: Engine>(
+    State(st): State<Shared<E>>,
+    AuthUser(u): AuthUser,
+) -> ApiResult<Json<Vec<Value>>> {
+    Ok(Json(
+        st.store.list_templates(&u.id)?.iter().map(view).collect(),
+    ))
+}
+
+async fn show<E: Engine>(
+    State(st): State<Shared<E>>,
+    AuthUser(u): AuthUser,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(view(&st.store.find_template(&u.id, &id)?)))
+}
+
+async fn remove<E: Engine>(
+    State(st): State<Shared<E>>,
+    AuthUser(u): AuthUser,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    st.store.delete_template(&u.id, &id)?;
+    Ok(Json(json!({"status": "deleted"})))
+}

@@ -1,0 +1,74 @@
+//! [`AppState`]: everything a request handler needs, shared behind an
+//! `Arc` by every request and by the background tasks.
+//!
+//! # Threads, locks, I/O
+//! The store serialises its own queries (one connection behind a mutex,
+//! short indexed queries); the engine keeps one lock per sandbox; the
+//! rate limiter and activity map hold their mutexes only for an update.
+//! `create_lock` (tokio) serialises the quota check and the insert of a
+//! new sandbox row, never the VM boot.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bhatti_engine::image::Tier;
+use bhatti_store::Store;
+
+use crate::activity::Activity;
+use crate::ratelimit::RateLimiter;
+use crate::secrets::SecretBox;
+
+/// Settings of a running daemon (from `ServerConfig` plus flags).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    /// Image tier of sandboxes that do not name one.
+    pub default_image: Tier,
+    /// Published aliases are served at `<alias>.<public_domain>`
+    /// (`<alias>.localhost:<port>` when none is configured).
+    pub public_domain: Option<String>,
+    /// The port the API listens on (for URLs handed out).
+    pub listen_port: u16,
+    pub warm_after: Duration,
+    pub cold_after: Duration,
+    pub tick: Duration,
+}
+
+/// Shared state of the daemon.
+#[derive(Debug)]
+pub struct AppState<E> {
+    pub engine: Arc<E>,
+    pub store: Arc<Store>,
+    pub secrets: SecretBox,
+    pub limiter: RateLimiter,
+    pub settings: Settings,
+    pub activity: Arc<Activity>,
+    pub started: Instant,
+    pub(crate) create_lock: tokio::sync::Mutex<()>,
+}
+
+/// What handlers receive.
+pub type Shared<E> = Arc<AppState<E>>;
+
+impl<E> AppState<E> {
+    pub fn new(engine: Arc<E>, store: Arc<Store>, secrets: SecretBox, settings: Settings) -> Self {
+        Self {
+            engine,
+            store,
+            secrets,
+            limiter: RateLimiter::new(),
+            settings,
+            activity: Arc::new(Activity::new()),
+            started: Instant::now(),
+            create_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+/// Unix seconds now.
+pub fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
