@@ -86,6 +86,21 @@ fn bridge_setup_is_idempotent() -> TestResult {
     if !up {
         return Err(format!("bridge not up: {br:?}").into());
     }
+    let retrans = cmd::run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            ns.name(),
+            "sysctl",
+            "-n",
+            "net.ipv4.neigh.br0.retrans_time_ms",
+        ],
+        None,
+    )?;
+    if retrans.trim() != bhatti_engine::network::ARP_RETRANS_MS {
+        return Err(format!("ARP retransmit interval {retrans:?}").into());
+    }
     if net.gateway() != Ipv4Addr::new(10, 77, 0, 1)
         || net.kernel_ip_arg(Ipv4Addr::new(10, 77, 0, 9))
             != "ip=10.77.0.9::10.77.0.1:255.255.255.0::eth0:off"

@@ -59,11 +59,13 @@ pub struct QemuDriver {
     pub snapshot_timeout: Duration,
 }
 
+/// KVM when it can really boot a guest here (probed once per process,
+/// under a second), else TCG.
 impl Default for QemuDriver {
     fn default() -> Self {
         Self {
             qemu: PathBuf::from(super::launch::QEMU_BINARY),
-            accel: Accel::Tcg,
+            accel: Accel::auto(),
             start_timeout: Duration::from_secs(10),
             snapshot_timeout: Duration::from_secs(120),
         }

@@ -1,8 +1,8 @@
 //! Creating and destroying sandboxes.
 //!
-//! Create: validate → reserve the id → sandbox dir → rootfs copy → address
-//! and TAP → volumes → config drive → VMM → wait for the agent → insert as
-//! Hot. Every step records what it made in [`Made`]; on failure
+//! Create: validate → reserve the id → sandbox dir → address → volumes →
+//! (rootfs copy ‖ TAP ‖ config drive, concurrently) → VMM → wait for the
+//! agent → `sandbox.json` → insert as Hot. Every step records what it made in [`Made`]; on failure
 //! [`VmEngine::undo`] removes exactly that, newest first, and the VMM (if
 //! spawned) is killed. The agent wait runs with no lock held: the sandbox is
 //! not in the map yet, only its id is reserved.
@@ -115,15 +115,10 @@ impl<D: Driver> VmEngine<D> {
         })?;
         made.dir = Some(dir.clone());
 
-        let rootfs = dir.join(ROOTFS_FILE);
-        let r = rootfs.clone();
-        blocking(move || image::copy_rootfs(&base, &r)).await??;
-
         let ip = self.network.allocate_ip()?;
         made.ip = Some(ip);
         let tap = self.network.tap_name(id.as_str());
-        let (net, t) = (self.network.clone(), tap.clone());
-        blocking(move || net.create_tap(&t)).await??;
+        // Removing a TAP that was never made is fine, so record it first.
         made.tap = Some(tap.clone());
 
         let mut volume_paths = Vec::new();
@@ -161,9 +156,18 @@ impl<D: Driver> VmEngine<D> {
             dns: self.config.dns.clone(),
             ..GuestConfig::default()
         };
-        let config_drive = dir.join(CONFIG_DRIVE_FILE);
-        let cd = config_drive.clone();
-        blocking(move || config_drive::build(&guest, &cd)).await??;
+        // The rootfs copy, the TAP and the config drive are independent:
+        // make them at the same time on the blocking pool.
+        let (rootfs, cd) = (dir.join(ROOTFS_FILE), dir.join(CONFIG_DRIVE_FILE));
+        let (net, t) = (self.network.clone(), tap.clone());
+        let (copied, tapped, built) = tokio::join!(
+            blocking(move || image::copy_rootfs(&base, &rootfs)),
+            blocking(move || net.create_tap(&t)),
+            blocking(move || config_drive::build(&guest, &cd)),
+        );
+        copied??;
+        tapped??;
+        built??;
 
         let vm_config = self.vm_config(&dir, &spec, kernel, ip, &tap, volume_paths);
         let vm = self.driver.spawn(&vm_config).await?;
