@@ -46,6 +46,9 @@ pub struct Agent {
     /// Who user commands run as.
     pub identity: Identity,
     pub limits: Limits,
+    /// Test mode: user commands get SIGKILL when the agent dies (a test
+    /// harness kills lohar with SIGKILL and must not leak processes).
+    pub children_die_with_agent: bool,
     pub sessions: Sessions,
     last_activity: AtomicI64,
 }
@@ -63,6 +66,7 @@ impl Agent {
             config,
             identity,
             limits,
+            children_die_with_agent: false,
             sessions,
             last_activity: AtomicI64::new(0),
         }

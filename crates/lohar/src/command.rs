@@ -68,5 +68,19 @@ pub fn user_command(
     if let Some((uid, gid)) = id.switch_to {
         cmd.uid(uid).gid(gid);
     }
+    if agent.children_die_with_agent {
+        // SAFETY: runs in the forked child before exec; prctl is
+        // async-signal-safe and the closure allocates nothing. The signal
+        // is tied to the forking thread, which is the runtime thread that
+        // lives as long as the agent.
+        unsafe {
+            cmd.pre_exec(|| {
+                rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::KILL,
+                ))?;
+                Ok(())
+            });
+        }
+    }
     Ok(cmd)
 }

@@ -66,7 +66,9 @@ fn start() -> Result<(), TestModeError> {
     rt.block_on(async move {
         let c = bind(&control)?;
         let f = bind(&forward)?;
-        let agent = Arc::new(Agent::new(token, config, identity, Limits::default()));
+        let mut agent = Agent::new(token, config, identity, Limits::default());
+        agent.children_die_with_agent = true;
+        let agent = Arc::new(agent);
         if let Some(script) = agent.config.init.clone().filter(|s| !s.trim().is_empty())
             && let Err(e) = crate::handlers::session::start_init(&agent, &script)
         {
