@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use bhatti_agent::Event;
 use bhatti_engine::engine::{
-    Engine, EngineError, ExecOptions, ReadOptions, SandboxId, SandboxSpec, ShellOptions,
+    Engine, EngineError, ExecOptions, ExecRequest, ReadOptions, SandboxId, SandboxSpec,
+    ShellOptions,
 };
 use bhatti_engine::image::{ImagePaths, Tier};
 use bhatti_engine::netns::{NetNs, unique_name};
@@ -23,6 +24,7 @@ use bhatti_engine::sandbox::{EngineConfig, Recovery, VmEngine};
 use bhatti_engine::state::SandboxState;
 use libtest_mimic::{Arguments, Failed};
 use support::{Need, ensure, trial};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 type TestResult = Result<(), Failed>;
 
@@ -548,6 +550,46 @@ fn agent_operations_through_the_engine() -> TestResult {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         ensure(gone, || "session still running after kill".into())?;
+
+        // Streaming exec: output arrives as events, then the exit code.
+        let req = ExecRequest {
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo out; echo err >&2; exit 3".into(),
+            ],
+            ..ExecRequest::default()
+        };
+        let mut stream = e.exec_stream(&sb, req).await?;
+        let (mut out, mut err, mut code) = (Vec::new(), Vec::new(), None);
+        while let Some(ev) = stream.next().await? {
+            match ev {
+                Event::Stdout(b) => out.extend(b),
+                Event::Stderr(b) => err.extend(b),
+                Event::Exit(c) => code = Some(c),
+                Event::Error(m) => return Err(m.into()),
+            }
+        }
+        ensure(
+            out == b"out\n" && err == b"err\n" && code == Some(3),
+            || format!("stream: {out:?} {err:?} {code:?}"),
+        )?;
+
+        // A tunnel to a guest port.
+        sh(
+            &e,
+            &sb,
+            "mkdir -p /tmp/www && echo tunnelled > /tmp/www/index.html && httpd -p 8081 -h /tmp/www",
+        )
+        .await?;
+        let mut tunnel = e.tunnel(&sb, 8081).await?;
+        tunnel.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
+        let mut resp = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), tunnel.read_to_end(&mut resp)).await??;
+        let resp = String::from_utf8_lossy(&resp);
+        ensure(resp.ends_with("tunnelled\n"), || {
+            format!("tunnel read {resp:?}")
+        })?;
 
         // Activity moved with all of this.
         let act = e.activity(&sb).await?;
