@@ -3,7 +3,7 @@
 //! Order: panic hook → API file systems (/proc, /sys, /dev, /dev/pts,
 //! /tmp, /run, cgroup2) → console on fds 0-2 if missing → kernel command
 //! line → `lo` and the NIC up (finishing `ip=` if the kernel did not) →
-//! config drive (absent is fine) → hostname, resolv.conf, files, volumes →
+//! config drive (absent is fine) → hostname, volumes, resolv.conf, files →
 //! reaper → listeners (TCP 0.0.0.0:1024/1025, vsock when the kernel has it)
 //! → `init` session → serve. SIGTERM syncs and powers off. Every step logs
 //! its failure and boot goes on; lohar never exits (the kernel would
@@ -115,13 +115,15 @@ fn apply_config(config: &GuestConfig) {
     {
         crate::log!("sethostname: {e}");
     }
-    apply::apply_files(Path::new("/"), config);
+    // Volumes first, so config files aimed inside a volume land on it
+    // instead of being hidden under its mount.
     let owner = (config.user.uid, config.user.gid);
     for v in &config.volumes {
         if let Err(e) = mounts::mount_volume(v, owner) {
             crate::log!("volume: {e}");
         }
     }
+    apply::apply_files(Path::new("/"), config);
 }
 
 /// Who user commands run as, from the config's user.
