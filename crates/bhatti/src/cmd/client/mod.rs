@@ -1,19 +1,153 @@
 //! Client commands: everything but `serve` and `user`, talking to the
-//! daemon's HTTP API (../shared/API.md).
+//! daemon's HTTP API (see the API contract in the design docs).
+//!
+//! Each command family has its own module with its clap arguments and an
+//! async `run`. [`run`] builds a current-thread tokio runtime for the
+//! command (the shell adds a blocking reader for stdin; nothing else runs
+//! concurrently). Exit statuses of client commands are decided here: 0
+//! success, 1 an API or connection error (returned as `Err`), and for
+//! `exec` and `shell` the remote command's own code ([`Outcome::Exit`]).
+
+mod args;
+mod completion;
+mod config;
+mod exec;
+mod files;
+mod http;
+mod ports;
+mod render;
+mod sandbox;
+mod secret;
+mod sessions;
+mod setup;
+mod shell;
+mod template;
+mod terminal;
+mod version;
+mod volume;
 
 use clap::Subcommand;
 
+use args::Global;
+use config::Settings;
+use http::Api;
+
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
-    /// Print the client version.
-    Version,
+    /// Create a sandbox and wait until it is running.
+    Create(sandbox::CreateArgs),
+    /// List your sandboxes, newest first.
+    #[command(visible_alias = "ls")]
+    List(sandbox::ListArgs),
+    /// Show one sandbox.
+    Inspect(args::Target),
+    /// Rename a sandbox or change whether it is kept hot.
+    Edit(sandbox::EditArgs),
+    /// Destroy sandboxes (their volumes survive).
+    #[command(visible_alias = "rm")]
+    Destroy(sandbox::DestroyArgs),
+    /// Stop a sandbox: snapshot it to disk and end its VM.
+    Stop(args::Target),
+    /// Start a stopped sandbox from its snapshot.
+    Start(args::Target),
+    /// Run a command in a sandbox, streaming its output; exits with its code.
+    Exec(exec::ExecArgs),
+    /// Open an interactive shell (reattaches to a running one by default).
+    #[command(visible_alias = "sh")]
+    Shell(shell::ShellArgs),
+    /// List the sessions (commands and shells) of a sandbox.
+    Ps(args::Target),
+    /// Kill a session of a sandbox.
+    KillSession(sessions::KillArgs),
+    /// Read, write or list files in a sandbox.
+    File(files::FileArgs),
+    /// List TCP ports listening in a sandbox, with their proxy URLs.
+    Ports(args::Target),
+    /// Publish a sandbox port under a public alias (no API key needed).
+    Publish(ports::PublishArgs),
+    /// Stop publishing a sandbox port.
+    Unpublish(ports::UnpublishArgs),
+    /// Manage persistent volumes.
+    Volume(volume::VolumeArgs),
+    /// Manage secrets (encrypted at rest, injected only when asked for).
+    Secret(secret::SecretArgs),
+    /// Manage sandbox templates.
+    Template(template::TemplateArgs),
+    /// Configure the daemon URL and API key (~/.bhatti/config.yaml).
+    Setup(setup::SetupArgs),
+    /// Print the client and server versions.
+    Version(version::VersionArgs),
+    /// Print a shell completion script.
+    Completion(completion::CompletionArgs),
+}
+
+/// How a successful command wants the process to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// Exit with this status (the remote command's code, or 1 for a
+    /// partial failure already reported on stderr).
+    Exit(i32),
+}
+
+/// What every API-talking command gets: the client and the output mode.
+#[derive(Debug)]
+pub struct Ctx {
+    pub api: Api,
+    pub json: bool,
+}
+
+impl Ctx {
+    pub fn new(g: &Global) -> anyhow::Result<Ctx> {
+        let settings = Settings::load(&g.layer())?;
+        Ok(Ctx {
+            api: Api::new(&settings)?,
+            json: g.json,
+        })
+    }
 }
 
 pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
-    match cmd {
-        ClientCommand::Version => {
-            println!("bhatti {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let outcome = rt.block_on(dispatch(cmd));
+    // Do not wait for a blocking stdin read the shell may have left behind.
+    rt.shutdown_background();
+    match outcome? {
+        Outcome::Success => Ok(()),
+        Outcome::Exit(code) => {
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            let _ = std::io::stderr().flush();
+            std::process::exit(code)
         }
+    }
+}
+
+async fn dispatch(cmd: ClientCommand) -> anyhow::Result<Outcome> {
+    use ClientCommand as C;
+    match cmd {
+        C::Create(a) => sandbox::create(a).await,
+        C::List(a) => sandbox::list(a).await,
+        C::Inspect(a) => sandbox::inspect(a).await,
+        C::Edit(a) => sandbox::edit(a).await,
+        C::Destroy(a) => sandbox::destroy(a).await,
+        C::Stop(a) => sandbox::lifecycle(a, "stop").await,
+        C::Start(a) => sandbox::lifecycle(a, "start").await,
+        C::Exec(a) => exec::run(a).await,
+        C::Shell(a) => shell::run(a).await,
+        C::Ps(a) => sessions::ps(a).await,
+        C::KillSession(a) => sessions::kill(a).await,
+        C::File(a) => files::run(a).await,
+        C::Ports(a) => ports::ports(a).await,
+        C::Publish(a) => ports::publish(a).await,
+        C::Unpublish(a) => ports::unpublish(a).await,
+        C::Volume(a) => volume::run(a).await,
+        C::Secret(a) => secret::run(a).await,
+        C::Template(a) => template::run(a).await,
+        C::Setup(a) => setup::run(a).await,
+        C::Version(a) => version::run(a).await,
+        C::Completion(a) => completion::run(a),
     }
 }

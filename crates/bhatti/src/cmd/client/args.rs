@@ -1,0 +1,161 @@
+//! Arguments shared by client commands and the parsers of structured
+//! values (`K=V`, `name:/mount[:ro]`, `local:guest`). A value that does not
+//! parse is a usage error (exit status 2) with a message saying the form.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::config::Layer;
+
+/// Connection and output options every client command takes.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Global {
+    /// Daemon URL [default: $BHATTI_URL, then ~/.bhatti/config.yaml, then http://127.0.0.1:8080]
+    #[arg(long, global = true, value_name = "URL")]
+    pub url: Option<String>,
+    /// API key [default: $BHATTI_TOKEN, then ~/.bhatti/config.yaml]
+    #[arg(long, global = true, value_name = "KEY")]
+    pub token: Option<String>,
+    /// Print machine-readable JSON and nothing else on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl Global {
+    pub fn layer(&self) -> Layer {
+        Layer {
+            url: self.url.clone(),
+            token: self.token.clone(),
+        }
+    }
+}
+
+/// A sandbox, by name or id.
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// Sandbox name or id
+    pub sandbox: String,
+    #[command(flatten)]
+    pub g: Global,
+}
+
+/// `KEY=VALUE` (an environment variable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyVal {
+    pub key: String,
+    pub value: String,
+}
+
+pub fn parse_key_val(s: &str) -> Result<KeyVal, String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok(KeyVal {
+            key: k.to_owned(),
+            value: v.to_owned(),
+        }),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+/// `name:/mount[:ro]` (a volume attached to a sandbox).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    pub name: String,
+    pub mount: String,
+    pub readonly: bool,
+}
+
+pub fn parse_volume(s: &str) -> Result<VolumeMount, String> {
+    let bad = || format!("expected NAME:/MOUNT[:ro], got {s:?}");
+    let (name, rest) = s.split_once(':').ok_or_else(bad)?;
+    let (mount, readonly) = match rest.strip_suffix(":ro") {
+        Some(m) => (m, true),
+        None => (rest.strip_suffix(":rw").unwrap_or(rest), false),
+    };
+    if name.is_empty() || !mount.starts_with('/') {
+        return Err(bad());
+    }
+    Ok(VolumeMount {
+        name: name.to_owned(),
+        mount: mount.to_owned(),
+        readonly,
+    })
+}
+
+/// `local:guest` (a host file copied into the sandbox at creation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSpec {
+    pub local: PathBuf,
+    pub guest: String,
+}
+
+pub fn parse_file(s: &str) -> Result<FileSpec, String> {
+    // The guest path is absolute, so split at the last ":/".
+    let bad = || format!("expected LOCAL_PATH:/GUEST_PATH, got {s:?}");
+    let i = s.rfind(":/").ok_or_else(bad)?;
+    let (local, guest) = (&s[..i], &s[i + 1..]);
+    if local.is_empty() || guest.len() < 2 {
+        return Err(bad());
+    }
+    Ok(FileSpec {
+        local: PathBuf::from(local),
+        guest: guest.to_owned(),
+    })
+}
+
+/// Environment pairs as a JSON object (later pairs win).
+pub fn env_object(pairs: &[KeyVal]) -> serde_json::Map<String, serde_json::Value> {
+    pairs
+        .iter()
+        .map(|kv| (kv.key.clone(), serde_json::Value::from(kv.value.clone())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_val() {
+        assert_eq!(
+            parse_key_val("A=b=c").expect("ok"),
+            KeyVal {
+                key: "A".into(),
+                value: "b=c".into()
+            }
+        );
+        assert_eq!(parse_key_val("A=").expect("ok").value, "");
+        assert!(parse_key_val("=x").is_err());
+        assert!(parse_key_val("novalue").is_err());
+    }
+
+    #[test]
+    fn volume() {
+        assert_eq!(
+            parse_volume("data:/mnt/data").expect("ok"),
+            VolumeMount {
+                name: "data".into(),
+                mount: "/mnt/data".into(),
+                readonly: false
+            }
+        );
+        assert!(parse_volume("data:/mnt:ro").expect("ok").readonly);
+        assert!(parse_volume("data").is_err());
+        assert!(parse_volume("data:relative").is_err());
+        assert!(parse_volume(":/mnt").is_err());
+    }
+
+    #[test]
+    fn file() {
+        assert_eq!(
+            parse_file("./a:b.txt:/etc/app.conf").expect("ok"),
+            FileSpec {
+                local: "./a:b.txt".into(),
+                guest: "/etc/app.conf".into()
+            }
+        );
+        assert!(parse_file("local").is_err());
+        assert!(parse_file(":/x").is_err());
+        assert!(parse_file("a:/").is_err());
+    }
+}

@@ -1,0 +1,293 @@
+//! Sandbox lifecycle: `create`, `list`, `inspect`, `edit`, `destroy`,
+//! `stop`, `start`.
+
+use std::os::unix::fs::PermissionsExt;
+
+use base64::Engine as _;
+use clap::Args;
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+
+use super::args::{
+    FileSpec, Global, KeyVal, Target, VolumeMount, env_object, parse_file, parse_key_val,
+    parse_volume,
+};
+use super::{Ctx, Outcome, render};
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Sandbox name (default: generated); [a-zA-Z0-9][a-zA-Z0-9._-]{0,62}
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Virtual CPUs [server default: 1]
+    #[arg(long)]
+    pub cpus: Option<u32>,
+    /// Memory in MB [server default: 512]
+    #[arg(long, value_name = "MB")]
+    pub memory: Option<u32>,
+    /// Environment variable for every command (repeatable)
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE", value_parser = parse_key_val)]
+    pub env: Vec<KeyVal>,
+    /// Command run once at boot
+    #[arg(long, value_name = "COMMAND")]
+    pub init: Option<String>,
+    /// Never pause or snapshot this sandbox when idle
+    #[arg(long)]
+    pub keep_hot: bool,
+    /// Guest image (rootfs tier)
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Template to start from (name or id)
+    #[arg(long)]
+    pub template: Option<String>,
+    /// Attach an existing volume (repeatable)
+    #[arg(long = "volume", short = 'v', value_name = "NAME:/MOUNT[:ro]", value_parser = parse_volume)]
+    pub volumes: Vec<VolumeMount>,
+    /// Inject a stored secret into the environment (repeatable)
+    #[arg(long = "secret", value_name = "NAME")]
+    pub secrets: Vec<String>,
+    /// Copy a local file into the sandbox (repeatable)
+    #[arg(long = "file", short = 'f', value_name = "LOCAL:/GUEST", value_parser = parse_file)]
+    pub files: Vec<FileSpec>,
+    #[command(flatten)]
+    pub g: Global,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub g: Global,
+}
+
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// Sandbox name or id
+    pub sandbox: String,
+    /// New name
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Keep the sandbox hot (never paused or snapshotted when idle)
+    #[arg(long, conflicts_with = "allow_cold")]
+    pub keep_hot: bool,
+    /// Let the sandbox cool down when idle again
+    #[arg(long)]
+    pub allow_cold: bool,
+    #[command(flatten)]
+    pub g: Global,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// Sandbox names or ids
+    #[arg(required = true)]
+    pub sandboxes: Vec<String>,
+    #[command(flatten)]
+    pub g: Global,
+}
+
+/// Columns of the sandbox list.
+const COLUMNS: &[(&str, &str)] = &[
+    ("NAME", "name"),
+    ("ID", "id"),
+    ("STATUS", "status"),
+    ("THERMAL", "thermal"),
+    ("IP", "ip"),
+    ("CPUS", "cpus"),
+    ("MEMORY_MB", "memory_mb"),
+    ("KEEP_HOT", "keep_hot"),
+    ("CREATED", "created_at"),
+];
+
+/// The `POST /sandboxes` body for `a` (local files read and encoded).
+pub fn create_body(a: &CreateArgs) -> anyhow::Result<Value> {
+    let mut b = Map::new();
+    let mut put = |k: &str, v: Value| {
+        b.insert(k.to_owned(), v);
+    };
+    if let Some(n) = &a.name {
+        put("name", json!(n));
+    }
+    if let Some(t) = &a.template {
+        put("template_id", json!(t));
+    }
+    if let Some(c) = a.cpus {
+        put("cpus", json!(c));
+    }
+    if let Some(m) = a.memory {
+        put("memory_mb", json!(m));
+    }
+    if !a.env.is_empty() {
+        put("env", Value::Object(env_object(&a.env)));
+    }
+    if let Some(i) = &a.init {
+        put("init", json!(i));
+    }
+    if a.keep_hot {
+        put("keep_hot", json!(true));
+    }
+    if let Some(i) = &a.image {
+        put("image", json!(i));
+    }
+    if !a.volumes.is_empty() {
+        let v: Vec<Value> = a
+            .volumes
+            .iter()
+            .map(|m| json!({"name": m.name, "mount": m.mount, "readonly": m.readonly}))
+            .collect();
+        put("volumes", Value::Array(v));
+    }
+    if !a.secrets.is_empty() {
+        put("secrets", json!(a.secrets));
+    }
+    if !a.files.is_empty() {
+        let mut files = Vec::new();
+        for f in &a.files {
+            let data = std::fs::read(&f.local)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", f.local.display()))?;
+            let mode = std::fs::metadata(&f.local)
+                .map(|m| format!("{:04o}", m.permissions().mode() & 0o7777))
+                .unwrap_or_else(|_| "0644".to_owned());
+            files.push(json!({
+                "path": f.guest,
+                "content_b64": base64::engine::general_purpose::STANDARD.encode(data),
+                "mode": mode,
+            }));
+        }
+        put("files", Value::Array(files));
+    }
+    Ok(Value::Object(b))
+}
+
+pub async fn create(a: CreateArgs) -> anyhow::Result<Outcome> {
+    let ctx = Ctx::new(&a.g)?;
+    let body = create_body(&a)?;
+    let pb = render::spinner(ctx.json, "creating sandbox (booting the VM)…");
+    let res = ctx
+        .api
+        .json(Method::POST, &["sandboxes"], Some(&body))
+        .await;
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    show(&ctx, &res?);
+    Ok(Outcome::Success)
+}
+
+pub async fn list(a: ListArgs) -> anyhow::Result<Outcome> {
+    let ctx = Ctx::new(&a.g)?;
+    let items = ctx.api.get(&["sandboxes"]).await?;
+    render::list(ctx.json, &items, COLUMNS);
+    Ok(Outcome::Success)
+}
+
+pub async fn inspect(a: Target) -> anyhow::Result<Outcome> {
+    let ctx = Ctx::new(&a.g)?;
+    let sb = ctx.api.get(&["sandboxes", &a.sandbox]).await?;
+    show(&ctx, &sb);
+    Ok(Outcome::Success)
+}
+
+pub async fn edit(a: EditArgs) -> anyhow::Result<Outcome> {
+    let ctx = Ctx::new(&a.g)?;
+    let mut body = Map::new();
+    if let Some(n) = &a.name {
+        body.insert("name".into(), json!(n));
+    }
+    if a.keep_hot || a.allow_cold {
+        body.insert("keep_hot".into(), json!(a.keep_hot));
+    }
+    if body.is_empty() {
+        anyhow::bail!("nothing to change: give --name, --keep-hot or --allow-cold");
+    }
+    let sb = ctx
+        .api
+        .json(
+            Method::PATCH,
+            &["sandboxes", &a.sandbox],
+            Some(&Value::Object(body)),
+        )
+        .await?;
+    show(&ctx, &sb);
+    Ok(Outcome::Success)
+}
+
+pub async fn destroy(a: DestroyArgs) -> anyhow::Result<Outcome> {
+    let ctx = Ctx::new(&a.g)?;
+    let mut results = Vec::new();
+    let mut failed = 0;
+    for s in &a.sandboxes {
+        match ctx.api.json(Method::DELETE, &["sandboxes", s], None).await {
+            Ok(_) => {
+                if !ctx.json {
+                    println!("destroyed {s}");
+                }
+                results.push(json!({"sandbox": s, "status": "destroyed"}));
+            }
+            Err(e) => {
+                // A dead daemon fails every one the same way: say it once.
+                if matches!(e, super::http::HttpError::NotRunning { .. }) {
+                    return Err(e.into());
+                }
+                eprintln!("bhatti: {s}: {e}");
+                failed += 1;
+                results.push(json!({"sandbox": s, "error": e.to_string()}));
+            }
+        }
+    }
+    if ctx.json {
+        render::json(&Value::Array(results));
+    }
+    Ok(if failed == 0 {
+        Outcome::Success
+    } else {
+        Outcome::Exit(1)
+    })
+}
+
+/// `stop` or `start`.
+pub async fn lifecycle(a: Target, verb: &str) -> anyhow::Result<Outcome> {
+    let ctx = Ctx::new(&a.g)?;
+    let msg = if verb == "stop" {
+        "stopping (snapshot to disk)…"
+    } else {
+        "starting (restoring the snapshot)…"
+    };
+    let pb = render::spinner(ctx.json, msg);
+    let res = ctx
+        .api
+        .json(Method::POST, &["sandboxes", &a.sandbox, verb], None)
+        .await;
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    show(&ctx, &res?);
+    Ok(Outcome::Success)
+}
+
+/// One sandbox: JSON, or aligned fields.
+fn show(ctx: &Ctx, sb: &Value) {
+    if ctx.json {
+        render::json(sb);
+        return;
+    }
+    let mut pairs: Vec<(&str, String)> = vec![
+        ("name", render::cell(sb, "name")),
+        ("id", render::cell(sb, "id")),
+        ("status", render::cell(sb, "status")),
+        ("thermal", render::cell(sb, "thermal")),
+        ("ip", render::cell(sb, "ip")),
+        ("cpus", render::cell(sb, "cpus")),
+        ("memory_mb", render::cell(sb, "memory_mb")),
+        ("keep_hot", render::cell(sb, "keep_hot")),
+    ];
+    for k in ["image", "template_id", "status_reason"] {
+        if sb.get(k).is_some_and(|v| !v.is_null()) {
+            pairs.push((k, render::cell(sb, k)));
+        }
+    }
+    pairs.push(("created", render::age_cell(sb, "created_at")));
+    if sb.get("stopped_at").is_some_and(|v| !v.is_null()) {
+        pairs.push(("stopped", render::age_cell(sb, "stopped_at")));
+    }
+    render::fields(&pairs);
+}

@@ -1,0 +1,139 @@
+//! `bhatti template create|list|delete`: named sandbox specs (per user).
+
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+
+use super::args::{Global, KeyVal, VolumeMount, env_object, parse_key_val, parse_volume};
+use super::{Ctx, Outcome, render};
+
+#[derive(Debug, Args)]
+pub struct TemplateArgs {
+    #[command(subcommand)]
+    pub action: TemplateAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplateAction {
+    /// Create a template.
+    Create(CreateTemplate),
+    /// List your templates.
+    #[command(visible_alias = "ls")]
+    List {
+        #[command(flatten)]
+        g: Global,
+    },
+    /// Delete a template.
+    #[command(visible_alias = "rm")]
+    Delete {
+        /// Template name or id
+        template: String,
+        #[command(flatten)]
+        g: Global,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateTemplate {
+    /// Template name
+    #[arg(long)]
+    pub name: String,
+    /// Virtual CPUs
+    #[arg(long)]
+    pub cpus: Option<u32>,
+    /// Memory in MB
+    #[arg(long, value_name = "MB")]
+    pub memory: Option<u32>,
+    /// Guest image (rootfs tier)
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Environment variable (repeatable)
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE", value_parser = parse_key_val)]
+    pub env: Vec<KeyVal>,
+    /// Command run once at boot
+    #[arg(long, value_name = "COMMAND")]
+    pub init: Option<String>,
+    /// Secret injected into the environment (repeatable)
+    #[arg(long = "secret", value_name = "NAME")]
+    pub secrets: Vec<String>,
+    /// Volume mounted in sandboxes made from it (repeatable)
+    #[arg(long = "volume", short = 'v', value_name = "NAME:/MOUNT[:ro]", value_parser = parse_volume)]
+    pub volumes: Vec<VolumeMount>,
+    #[command(flatten)]
+    pub g: Global,
+}
+
+const COLUMNS: &[(&str, &str)] = &[
+    ("NAME", "name"),
+    ("ID", "id"),
+    ("CPUS", "cpus"),
+    ("MEMORY_MB", "memory_mb"),
+    ("IMAGE", "image"),
+    ("CREATED", "created_at"),
+];
+
+fn body(c: &CreateTemplate) -> Value {
+    let mut b = Map::new();
+    b.insert("name".into(), json!(c.name));
+    if let Some(v) = c.cpus {
+        b.insert("cpus".into(), json!(v));
+    }
+    if let Some(v) = c.memory {
+        b.insert("memory_mb".into(), json!(v));
+    }
+    if let Some(v) = &c.image {
+        b.insert("image".into(), json!(v));
+    }
+    if !c.env.is_empty() {
+        b.insert("env".into(), Value::Object(env_object(&c.env)));
+    }
+    if let Some(v) = &c.init {
+        b.insert("init".into(), json!(v));
+    }
+    if !c.secrets.is_empty() {
+        b.insert("secrets".into(), json!(c.secrets));
+    }
+    if !c.volumes.is_empty() {
+        let m: Vec<Value> = c
+            .volumes
+            .iter()
+            .map(|m| json!({"name": m.name, "mount": m.mount, "readonly": m.readonly}))
+            .collect();
+        b.insert("mounts".into(), Value::Array(m));
+    }
+    Value::Object(b)
+}
+
+pub async fn run(a: TemplateArgs) -> anyhow::Result<Outcome> {
+    match a.action {
+        TemplateAction::Create(c) => {
+            let ctx = Ctx::new(&c.g)?;
+            let t = ctx
+                .api
+                .json(Method::POST, &["templates"], Some(&body(&c)))
+                .await?;
+            if ctx.json {
+                render::json(&t);
+            } else {
+                println!("created template {} ({})", c.name, render::cell(&t, "id"));
+            }
+        }
+        TemplateAction::List { g } => {
+            let ctx = Ctx::new(&g)?;
+            let items = ctx.api.get(&["templates"]).await?;
+            render::list(ctx.json, &items, COLUMNS);
+        }
+        TemplateAction::Delete { template, g } => {
+            let ctx = Ctx::new(&g)?;
+            ctx.api
+                .json(Method::DELETE, &["templates", &template], None)
+                .await?;
+            if ctx.json {
+                render::json(&json!({"template": template, "status": "deleted"}));
+            } else {
+                println!("deleted template {template}");
+            }
+        }
+    }
+    Ok(Outcome::Success)
+}
