@@ -8,6 +8,11 @@
 //! `Error` enum implements [`Reply`]: errors the client should hear about
 //! become one ERROR frame (sent by [`crate::server`]); transport errors
 //! (the peer is gone) are only logged.
+//!
+//! Two entries differ on purpose: `exec::dispatch` routes an EXEC_REQ to
+//! `session::attach`, `session::create` or `exec::handle` (PROTOCOL.md's
+//! order), and `forward::handle` takes the raw stream, because after its
+//! handshake the connection is no longer framed.
 
 pub mod activity;
 pub mod exec;
