@@ -13,7 +13,8 @@
 //! - [`NetNs::command`]: a `std::process::Command` whose child joins the
 //!   namespace between fork and exec (used to spawn the VMM so that its TAP
 //!   device is found).
-//! - [`NetNs::add_tap`], [`NetNs::ip`]: `ip -n <name> ...` configuration.
+//! - [`NetNs::add_tap`], [`NetNs::ip`]: `ip -n <name> ...` configuration;
+//!   [`NetNs::sysctl`]: per-namespace `/proc/sys/net` settings.
 //!
 //! # Threads, locks, I/O
 //! No shared state and no locks. `run` and `connect_tcp` block the calling
@@ -73,6 +74,14 @@ pub enum NetnsError {
     #[error("could not start a thread for network namespace {name:?}")]
     Thread {
         name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("invalid sysctl name {0:?}")]
+    InvalidSysctl(String),
+    #[error("cannot set sysctl {key}")]
+    Sysctl {
+        key: String,
         #[source]
         source: io::Error,
     },
@@ -168,6 +177,28 @@ impl NetNs {
         validate_name(ifname, MAX_IFNAME_LEN)
             .map_err(|()| NetnsError::InvalidIfName(ifname.into()))?;
         self.ip(&["link", "del", ifname])
+    }
+
+    /// Sets a per-namespace sysctl, e.g. `ns.sysctl("net.ipv4.ip_forward",
+    /// "1")` (written to `/proc/sys/...` from a thread inside).
+    pub fn sysctl(&self, key: &str, value: &str) -> Result<(), NetnsError> {
+        let valid = !key.is_empty()
+            && key.split('.').all(|part| {
+                !part.is_empty()
+                    && part != ".."
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+            });
+        if !valid {
+            return Err(NetnsError::InvalidSysctl(key.to_owned()));
+        }
+        let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
+        self.run(|| std::fs::write(&path, value))?
+            .map_err(|source| NetnsError::Sysctl {
+                key: key.to_owned(),
+                source,
+            })
     }
 
     /// Runs `f` on a fresh thread that has joined this namespace, and waits

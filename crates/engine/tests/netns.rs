@@ -68,6 +68,20 @@ fn tap_has_address() -> Result<(), Failed> {
     ensure(!host_dev.contains(" tap0:"), || {
         "tap0 leaked into the host namespace".into()
     })?;
+    // Per-namespace sysctl: visible inside, host value untouched.
+    let key = "net/ipv4/neigh/tap0/retrans_time_ms";
+    ns.sysctl("net.ipv4.neigh.tap0.retrans_time_ms", "100")?;
+    let inside = ns.run(|| std::fs::read_to_string(format!("/proc/sys/{key}")))??;
+    ensure(inside.trim() == "100", || {
+        format!("sysctl inside: {inside:?}")
+    })?;
+    ensure(
+        matches!(
+            ns.sysctl("net/../../x", "1"),
+            Err(NetnsError::InvalidSysctl(_))
+        ),
+        || "a path-like sysctl name was accepted".into(),
+    )?;
     ns.del_link("tap0")?;
     Ok(())
 }
