@@ -12,6 +12,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, PoisonError};
+use std::time::Duration;
 
 use base64::Engine as _;
 use bhatti_agent::Client;
@@ -172,7 +173,7 @@ impl<D: Driver> VmEngine<D> {
         let vm_config = self.vm_config(&dir, &spec, kernel, ip, &tap, volume_paths);
         let vm = self.driver.spawn(&vm_config).await?;
         let agent = Client::new(NetnsConnector::new(ip, self.sockets.clone())).with_token(&token);
-        if let Err(e) = agent.wait_ready(self.config.agent_ready_timeout).await {
+        if let Err(e) = wait_agent(&agent, self.config.agent_ready_timeout).await {
             let tail = self.driver.console_tail(&vm_config, 20);
             let _ = self.driver.kill(vm).await;
             return Err(EngineError::NotReady(format!("{e}; console tail:\n{tail}")));
@@ -291,6 +292,31 @@ fn volume_letter(i: usize) -> char {
     let i = u8::try_from(i.min(23)).unwrap_or(23);
     char::from(b'c' + i)
 }
+
+/// Polls the new guest's agent every [`READY_POLL`] (each attempt cut off
+/// after [`READY_ATTEMPT`]) until it answers. A fixed short interval
+/// notices readiness sooner than the client's exponential backoff; boot
+/// under TCG takes about a second, so the extra attempts are cheap.
+async fn wait_agent(agent: &Client, timeout: Duration) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let last = match tokio::time::timeout(READY_ATTEMPT, agent.activity()).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e @ bhatti_agent::Error::AuthRefused(_))) => return Err(e.to_string()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {READY_ATTEMPT:?}"),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!("not ready after {timeout:?}: {last}"));
+        }
+        tokio::time::sleep(READY_POLL).await;
+    }
+}
+
+/// Interval between readiness attempts.
+const READY_POLL: Duration = Duration::from_millis(10);
+/// Longest single readiness attempt.
+const READY_ATTEMPT: Duration = Duration::from_millis(250);
 
 /// A fresh agent token: 32 hex digits from the kernel's CSPRNG.
 fn random_token() -> EngineResult<String> {
