@@ -159,7 +159,18 @@ async fn bare_vm(
     let agent = Client::new(NetnsConnector::new(ip, sockets.clone())).with_token(token);
     let t = Instant::now();
     let vm = driver.spawn(&config).await?;
-    agent.wait_ready(Duration::from_secs(60)).await?;
+    // Same polling as the engine's create: every 10 ms, 250 ms per attempt.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(250), agent.activity()).await
+        {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err("bare VM agent not ready".into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let took = t.elapsed();
     Ok((
         BareVm {
