@@ -365,6 +365,11 @@ pub trait Engine: Send + Sync + 'static {
         path: &str,
     ) -> impl Future<Output = EngineResult<Vec<FileInfo>>> + Send;
     fn activity(&self, id: &SandboxId) -> impl Future<Output = EngineResult<ActivityInfo>> + Send;
+    /// TCP ports the guest listens on (the agent's own left out).
+    fn listening_ports(
+        &self,
+        id: &SandboxId,
+    ) -> impl Future<Output = EngineResult<Vec<u16>>> + Send;
     /// A raw byte tunnel to `port` inside the guest.
     fn tunnel(
         &self,

@@ -582,6 +582,10 @@ fn agent_operations_through_the_engine() -> TestResult {
             "mkdir -p /tmp/www && echo tunnelled > /tmp/www/index.html && httpd -p 8081 -h /tmp/www",
         )
         .await?;
+        let ports = e.listening_ports(&sb).await?;
+        ensure(ports.contains(&8081), || {
+            format!("listening ports {ports:?}")
+        })?;
         let mut tunnel = e.tunnel(&sb, 8081).await?;
         tunnel.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
         let mut resp = Vec::new();

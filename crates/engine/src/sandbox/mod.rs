@@ -25,6 +25,7 @@
 mod create;
 mod ops;
 pub mod orphans;
+pub mod ports;
 mod recover;
 mod volume;
 

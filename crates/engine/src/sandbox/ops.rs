@@ -127,6 +127,17 @@ impl<D: Driver> Engine for VmEngine<D> {
         Ok(self.agent(id).await?.activity().await?)
     }
 
+    async fn listening_ports(&self, id: &SandboxId) -> EngineResult<Vec<u16>> {
+        let r = self
+            .agent(id)
+            .await?
+            .exec(ExecOptions::new(super::ports::COMMAND))
+            .await?;
+        Ok(super::ports::parse_listening(&String::from_utf8_lossy(
+            &r.stdout,
+        )))
+    }
+
     async fn tunnel(&self, id: &SandboxId, port: u16) -> EngineResult<Tunnel> {
         Ok(self.agent(id).await?.forward(port).await?)
     }
