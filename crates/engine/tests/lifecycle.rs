@@ -643,6 +643,49 @@ fn orphan_vmm_processes_are_killed_at_start() -> TestResult {
     })
 }
 
+fn create_fails_cleanly_when_the_agent_never_answers() -> TestResult {
+    run(async {
+        // The real kernel with a root filesystem that has no init: the
+        // guest panics, the agent never answers, create must undo it all.
+        let images = tempfile::tempdir()?;
+        let real = ImagePaths::from_env();
+        std::fs::copy(real.kernel()?, images.path().join("vmlinux"))?;
+        let rootfs = images.path().join(Tier::Busybox.file_name());
+        std::fs::File::create(&rootfs)?.set_len(16 << 20)?;
+        let out = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&rootfs)
+            .output()?;
+        ensure(out.status.success(), || "mkfs.ext4 failed".into())?;
+
+        let ns = NetNs::create(&unique_name("btnoag"))?;
+        let dir = tempfile::tempdir()?;
+        let mut cfg = config(&dir, &ns, ImagePaths::new(images.path()));
+        cfg.agent_ready_timeout = Duration::from_secs(5);
+        let e = VmEngine::start(QemuDriver::default(), cfg).await?;
+        let sb = id("noagent")?;
+        let res = e.create(sb.clone(), small()).await;
+        ensure(matches!(&res, Err(EngineError::NotReady(_))), || {
+            format!("expected NotReady, got {res:?}")
+        })?;
+        ensure(e.list().await.is_empty(), || "listed after failure".into())?;
+        ensure(e.network().list_taps()?.is_empty(), || "TAP left".into())?;
+        ensure(
+            !e.network()
+                .ip_in_use(std::net::Ipv4Addr::new(10, 213, 0, 2)),
+            || "address not released".into(),
+        )?;
+        ensure(is_empty_dir(&dir.path().join("sandboxes")), || {
+            "sandbox dir left".into()
+        })?;
+        ensure(
+            bhatti_engine::sandbox::orphans::find(&dir.path().display().to_string()).is_empty(),
+            || "VMM process left running".into(),
+        )?;
+        Ok(())
+    })
+}
+
 fn is_empty_dir(p: &Path) -> bool {
     std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_none())
 }
@@ -691,6 +734,11 @@ fn main() {
             "orphan_vmm_processes_are_killed_at_start",
             &[Need::Root],
             orphan_vmm_processes_are_killed_at_start,
+        ),
+        trial(
+            "create_fails_cleanly_when_the_agent_never_answers",
+            &vm,
+            create_fails_cleanly_when_the_agent_never_answers,
         ),
         trial(
             "failed_create_leaves_nothing_behind",
