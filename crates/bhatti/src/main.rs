@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the daemon (HTTP/WebSocket API, engine, thermal manager).
-    Serve,
+    Serve(cmd::serve::ServeArgs),
     /// Manage users and their API keys (operator, on the daemon host).
     User {
         /// The daemon's data directory.
@@ -41,25 +41,15 @@ enum Command {
     Client(cmd::client::ClientCommand),
 }
 
-/// Errors the binary reports; each maps to an exit code in [`exit_code`].
-#[derive(Debug, thiserror::Error)]
-enum CliError {
-    #[error(
-        "{0} is not implemented yet in this build; the protocol, guest agent and guest \
-         images are (see README.md, Status)"
-    )]
-    NotImplemented(&'static str),
-}
-
-fn exit_code(err: &anyhow::Error) -> ExitCode {
-    match err.downcast_ref::<CliError>() {
-        Some(CliError::NotImplemented(_)) | None => ExitCode::from(1),
-    }
+/// Every error the binary reports (API, connection, daemon start-up,
+/// runtime) exits 1; clap's usage errors exit 2 on their own.
+fn exit_code(_err: &anyhow::Error) -> ExitCode {
+    ExitCode::from(1)
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve => Err(CliError::NotImplemented("bhatti serve (the daemon)").into()),
+        Command::Serve(args) => cmd::serve::run(args),
         Command::User {
             data_dir,
             json,

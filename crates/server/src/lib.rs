@@ -14,6 +14,7 @@
 pub mod activity;
 pub mod app;
 pub mod config;
+pub mod daemon;
 pub mod error;
 pub mod extract;
 pub mod keys;
@@ -21,7 +22,9 @@ pub mod lifecycle;
 pub mod model;
 pub mod openapi;
 pub mod ratelimit;
+pub mod recovery;
 pub mod routes;
 pub mod secrets;
 pub mod state;
+pub mod thermal;
 pub mod users;

@@ -1,4 +1,5 @@
 //! One module per command family.
 
 pub mod client;
+pub mod serve;
 pub mod user;

@@ -36,6 +36,12 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
         ),
         user(
             Verb::Any,
+            "/sandboxes/{id}/proxy/{port}/",
+            "Reverse proxy (HTTP and WebSocket) to a port in the guest",
+            any(root::<E>),
+        ),
+        user(
+            Verb::Any,
             "/sandboxes/{id}/proxy/{port}/{*path}",
             "Reverse proxy (HTTP and WebSocket) to a port in the guest",
             any(rest::<E>),

@@ -1,0 +1,98 @@
+//! `bhatti serve`: the daemon. Reads `<data_dir>/config.yaml` (defaults
+//! when absent); flags override it. Everything else is
+//! `bhatti_server::daemon`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use bhatti_server::config::{Egress, EngineKind, ServerConfig};
+use clap::{Args, ValueEnum};
+
+/// Flags of `bhatti serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The data directory (state.db, age.key, sandboxes, volumes).
+    #[arg(long, env = "BHATTI_DATA_DIR", default_value = bhatti_server::config::DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// Address of the HTTP API [config: listen; default 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// VM driver [config: engine; default auto].
+    #[arg(long, value_enum)]
+    engine: Option<EngineArg>,
+    /// Sandbox egress to the outside world [config: egress; default nat].
+    #[arg(long, value_enum)]
+    egress: Option<EgressArg>,
+    /// Network namespace the daemon owns for sandboxes [config: netns].
+    #[arg(long)]
+    netns: Option<String>,
+    /// Seconds idle before a sandbox is paused (warm) [config: warm_after_secs].
+    #[arg(long)]
+    warm_after: Option<u64>,
+    /// Seconds idle before a sandbox is snapshotted to disk (cold) [config: cold_after_secs].
+    #[arg(long)]
+    cold_after: Option<u64>,
+    /// Thermal manager tick, seconds [config: tick_secs].
+    #[arg(long)]
+    tick: Option<u64>,
+    /// Default image tier of new sandboxes (minimal, busybox) [config: image].
+    #[arg(long)]
+    image: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EngineArg {
+    Auto,
+    Qemu,
+    Firecracker,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EgressArg {
+    None,
+    Nat,
+}
+
+/// The configuration: file, then flags.
+pub fn config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
+    let mut cfg = ServerConfig::load(&args.data_dir)?;
+    if let Some(l) = args.listen {
+        cfg.listen = l;
+    }
+    if let Some(e) = args.engine {
+        cfg.engine = match e {
+            EngineArg::Auto => EngineKind::Auto,
+            EngineArg::Qemu => EngineKind::Qemu,
+            EngineArg::Firecracker => EngineKind::Firecracker,
+        };
+    }
+    if let Some(e) = args.egress {
+        cfg.egress = match e {
+            EgressArg::None => Egress::None,
+            EgressArg::Nat => Egress::Nat,
+        };
+    }
+    if let Some(n) = &args.netns {
+        cfg.netns.clone_from(n);
+    }
+    if let Some(s) = args.warm_after {
+        cfg.warm_after_secs = s;
+    }
+    if let Some(s) = args.cold_after {
+        cfg.cold_after_secs = s;
+    }
+    if let Some(s) = args.tick {
+        cfg.tick_secs = s;
+    }
+    if let Some(i) = &args.image {
+        cfg.image.clone_from(i);
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let cfg = config(&args)?;
+    bhatti_server::daemon::run(&cfg).context("bhatti serve")
+}

@@ -1,0 +1,274 @@
+//! `bhatti serve` as a library call: [`check_prerequisites`], then
+//! [`Daemon::start`] (data dir, store, secret key, engine, recovery),
+//! then [`Daemon::serve`] (HTTP + thermal manager until the shutdown
+//! future resolves), which ends with [`Daemon::shutdown`]: every VM that
+//! still has a VMM is snapshotted to disk, so that the next start brings
+//! every sandbox back (recovery) with its memory and data.
+//!
+//! # Threads, locks, I/O
+//! Runs on the caller's tokio runtime: the axum server, one thermal task,
+//! and the engine's own helpers. Start-up and shutdown are sequential.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bhatti_engine::engine::Engine;
+use bhatti_engine::image::{ImagePaths, Tier};
+use bhatti_engine::network::{Egress, NatConfig, NetworkConfig};
+use bhatti_engine::qemu::driver::QemuDriver;
+use bhatti_engine::sandbox::{EngineConfig, VmEngine};
+use bhatti_engine::state::SandboxState;
+use bhatti_store::Store;
+use bhatti_store::sandboxes::{Status, Thermal};
+
+use crate::config::{EngineKind, ServerConfig};
+use crate::secrets::SecretBox;
+use crate::state::{AppState, Settings};
+
+/// The engine the daemon runs.
+pub type DaemonEngine = VmEngine<QemuDriver>;
+
+/// The command that installs what the host needs.
+pub const SETUP_COMMAND: &str = "scripts/setup.sh";
+
+/// Why the daemon could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0}")]
+    Prerequisite(String),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] bhatti_store::StoreError),
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::SecretError),
+    #[error("starting the engine: {0}")]
+    Engine(#[from] bhatti_engine::engine::EngineError),
+    #[error("recovery: {0}")]
+    Recovery(#[from] crate::recovery::RecoveryError),
+    #[error("listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serving: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// The image tier a config names.
+fn tier(cfg: &ServerConfig) -> Result<Tier, DaemonError> {
+    cfg.image
+        .parse()
+        .map_err(|e: bhatti_engine::image::ImageError| DaemonError::Prerequisite(e.to_string()))
+}
+
+/// Checks what the daemon needs from the host; the error names the
+/// command that fixes it.
+pub fn check_prerequisites(cfg: &ServerConfig, images: &ImagePaths) -> Result<(), DaemonError> {
+    if cfg.engine == EngineKind::Firecracker {
+        return Err(DaemonError::Prerequisite(
+            "the firecracker engine is not available in this build; use --engine qemu (or auto)"
+                .into(),
+        ));
+    }
+    if !rustix::process::geteuid().is_root() {
+        return Err(DaemonError::Prerequisite(
+            "bhatti serve needs root (network namespaces, TAP devices); run it with sudo".into(),
+        ));
+    }
+    let qemu = std::process::Command::new(bhatti_engine::qemu::launch::QEMU_BINARY)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !qemu.is_ok_and(|s| s.success()) {
+        return Err(DaemonError::Prerequisite(format!(
+            "{} is not runnable: install QEMU with `{SETUP_COMMAND}` (Debian package qemu-system-x86)",
+            bhatti_engine::qemu::launch::QEMU_BINARY
+        )));
+    }
+    let t = tier(cfg)?;
+    images
+        .kernel()
+        .and_then(|_| images.rootfs(t))
+        .map_err(|e| DaemonError::Prerequisite(format!("{e} (or run `{SETUP_COMMAND}`)")))?;
+    Ok(())
+}
+
+/// A started daemon, not yet serving.
+#[derive(Debug)]
+pub struct Daemon {
+    pub state: Arc<AppState<DaemonEngine>>,
+    pub listener: tokio::net::TcpListener,
+    pub recovery: crate::recovery::Report,
+}
+
+impl Daemon {
+    /// Opens everything and recovers the sandboxes of the data dir.
+    pub async fn start(cfg: &ServerConfig, images: ImagePaths) -> Result<Self, DaemonError> {
+        cfg.validate()?;
+        let dir = &cfg.data_dir;
+        std::fs::create_dir_all(dir).map_err(|source| DaemonError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+        let store = Arc::new(Store::open(&cfg.state_db())?);
+        let secrets = SecretBox::load_or_create(&cfg.age_key())?;
+        let egress = match cfg.egress {
+            crate::config::Egress::None => Egress::None,
+            crate::config::Egress::Nat => Egress::Nat(NatConfig {
+                outer_veth: format!("{}-up", &cfg.netns[..cfg.netns.len().min(12)]),
+                ..NatConfig::default()
+            }),
+        };
+        let engine = VmEngine::start(
+            QemuDriver::default(),
+            EngineConfig {
+                data_dir: dir.clone(),
+                images,
+                network: NetworkConfig {
+                    netns: cfg.netns.clone(),
+                    egress,
+                    ..NetworkConfig::default()
+                },
+                agent_ready_timeout: Duration::from_secs(60),
+                dns: Vec::new(),
+            },
+        )
+        .await?;
+        let recovery = crate::recovery::recover(&engine, &store, dir).await?;
+        tracing::info!(?recovery, "recovered sandboxes");
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|source| DaemonError::Bind {
+                addr: cfg.listen,
+                source,
+            })?;
+        let port = listener
+            .local_addr()
+            .map_or(cfg.listen.port(), |a| a.port());
+        let settings = Settings {
+            data_dir: dir.clone(),
+            default_image: tier(cfg)?,
+            public_domain: cfg.public_domain.clone(),
+            listen_port: port,
+            warm_after: Duration::from_secs(cfg.warm_after_secs),
+            cold_after: Duration::from_secs(cfg.cold_after_secs),
+            tick: Duration::from_secs(cfg.tick_secs),
+        };
+        let state = Arc::new(AppState::new(Arc::new(engine), store, secrets, settings));
+        Ok(Self {
+            state,
+            listener,
+            recovery,
+        })
+    }
+
+    /// Serves until `stop` resolves, then shuts down gracefully.
+    pub async fn serve(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), DaemonError> {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let thermal = {
+            let mut rx = rx.clone();
+            tokio::spawn(crate::thermal::run(self.state.clone(), async move {
+                let _ = rx.wait_for(|v| *v).await;
+            }))
+        };
+        let app = crate::app::router(self.state.clone());
+        let mut rx2 = rx.clone();
+        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+            let _ = rx2.wait_for(|v| *v).await;
+        });
+        tokio::spawn(async move {
+            stop.await;
+            let _ = tx.send(true);
+        });
+        let served = server.await.map_err(DaemonError::Serve);
+        let _ = thermal.await;
+        shutdown(&self.state).await;
+        served
+    }
+}
+
+/// Snapshots every VM that has a VMM (hot → warm → cold) and records it.
+pub async fn shutdown<E: Engine>(state: &AppState<E>) {
+    for info in state.engine.list().await {
+        if !info.state.has_vmm() {
+            continue;
+        }
+        let id = info.id.clone();
+        let mut res = Ok(());
+        if info.state == SandboxState::Hot {
+            res = state.engine.pause(&id).await;
+        }
+        if res.is_ok() {
+            res = state.engine.freeze(&id).await;
+        }
+        match res {
+            Ok(()) => {
+                tracing::info!(sandbox = %id, "snapshotted for shutdown");
+                let _ = state.store.set_sandbox_state(
+                    id.as_str(),
+                    Status::Running,
+                    Thermal::Cold,
+                    None,
+                );
+            }
+            Err(e) => tracing::warn!(sandbox = %id, error = %e, "shutdown snapshot failed"),
+        }
+    }
+}
+
+/// Runs the daemon to completion on its own runtime (what `bhatti serve`
+/// calls): logging, prerequisite checks, start, serve until SIGTERM or
+/// SIGINT, graceful shutdown.
+pub fn run(cfg: &ServerConfig) -> Result<(), DaemonError> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let images = ImagePaths::from_env();
+    check_prerequisites(cfg, &images)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Serve)?;
+    rt.block_on(async {
+        let daemon = Daemon::start(cfg, images).await?;
+        tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), "bhatti serving");
+        daemon.serve(stop_signal()).await
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            }
+        }
+        _ => {
+            tracing::warn!("no signal handlers; stopping only when killed");
+            std::future::pending::<()>().await;
+        }
+    }
+}
