@@ -22,6 +22,8 @@ use super::{Ctx, Outcome, render};
 pub struct FileArgs {
     #[command(subcommand)]
     pub action: FileAction,
+    #[command(flatten)]
+    pub g: Global,
 }
 
 #[derive(Debug, Subcommand)]
@@ -41,8 +43,6 @@ pub enum FileAction {
         /// Stop after this many bytes in total (a cap for unknown files)
         #[arg(long)]
         max_bytes: Option<u64>,
-        #[command(flatten)]
-        g: Global,
     },
     /// Write stdin to a file (atomically; created or replaced).
     Write {
@@ -53,8 +53,6 @@ pub enum FileAction {
         /// Permission bits of the file
         #[arg(long, default_value = "0644")]
         mode: String,
-        #[command(flatten)]
-        g: Global,
     },
     /// List a directory.
     #[command(visible_alias = "list")]
@@ -64,8 +62,6 @@ pub enum FileAction {
         /// Directory in the sandbox
         #[arg(default_value = "/")]
         path: String,
-        #[command(flatten)]
-        g: Global,
     },
 }
 
@@ -104,9 +100,8 @@ pub async fn run(a: FileArgs) -> anyhow::Result<Outcome> {
             offset,
             limit,
             max_bytes,
-            g,
         } => {
-            let ctx = Ctx::new(&g)?;
+            let ctx = Ctx::new(&a.g)?;
             let mut q = vec![("path", path.clone())];
             for (k, v) in [
                 ("offset", offset),
@@ -148,12 +143,11 @@ pub async fn run(a: FileArgs) -> anyhow::Result<Outcome> {
             sandbox,
             path,
             mode,
-            g,
         } => {
             if !valid_mode(&mode) {
                 return Err(FileError::Mode(mode).into());
             }
-            let ctx = Ctx::new(&g)?;
+            let ctx = Ctx::new(&a.g)?;
             let (file, len) = tokio::task::spawn_blocking(stdin_as_file).await??;
             let url = files_url(&ctx, &sandbox, &[("path", path.clone()), ("mode", mode)]);
             let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
@@ -172,8 +166,8 @@ pub async fn run(a: FileArgs) -> anyhow::Result<Outcome> {
                 println!("wrote {len} bytes to {path}");
             }
         }
-        FileAction::Ls { sandbox, path, g } => {
-            let ctx = Ctx::new(&g)?;
+        FileAction::Ls { sandbox, path } => {
+            let ctx = Ctx::new(&a.g)?;
             let url = files_url(&ctx, &sandbox, &[("path", path), ("ls", "true".into())]);
             let items = read_json(ctx.api.send(ctx.api.request(Method::GET, url)).await?).await?;
             if ctx.json {

@@ -15,6 +15,8 @@ use super::{Ctx, Outcome, render, terminal};
 pub struct SecretArgs {
     #[command(subcommand)]
     pub action: SecretAction,
+    #[command(flatten)]
+    pub g: Global,
 }
 
 #[derive(Debug, Subcommand)]
@@ -25,22 +27,15 @@ pub enum SecretAction {
         name: String,
         /// The value; read from stdin when omitted (one trailing newline dropped)
         value: Option<String>,
-        #[command(flatten)]
-        g: Global,
     },
     /// List your secrets (names and dates, never values).
     #[command(visible_alias = "ls")]
-    List {
-        #[command(flatten)]
-        g: Global,
-    },
+    List,
     /// Delete a secret.
     #[command(visible_alias = "rm")]
     Delete {
         /// Secret name
         name: String,
-        #[command(flatten)]
-        g: Global,
     },
 }
 
@@ -81,8 +76,8 @@ fn read_value(name: &str) -> Result<String, SecretError> {
 
 pub async fn run(a: SecretArgs) -> anyhow::Result<Outcome> {
     match a.action {
-        SecretAction::Set { name, value, g } => {
-            let ctx = Ctx::new(&g)?;
+        SecretAction::Set { name, value } => {
+            let ctx = Ctx::new(&a.g)?;
             let value = match value {
                 Some(v) => v,
                 None => read_value(&name)?,
@@ -98,8 +93,8 @@ pub async fn run(a: SecretArgs) -> anyhow::Result<Outcome> {
                 println!("set secret {name}");
             }
         }
-        SecretAction::List { g } => {
-            let ctx = Ctx::new(&g)?;
+        SecretAction::List => {
+            let ctx = Ctx::new(&a.g)?;
             let items = ctx.api.get(&["secrets"]).await?;
             render::list(
                 ctx.json,
@@ -111,8 +106,8 @@ pub async fn run(a: SecretArgs) -> anyhow::Result<Outcome> {
                 ],
             );
         }
-        SecretAction::Delete { name, g } => {
-            let ctx = Ctx::new(&g)?;
+        SecretAction::Delete { name } => {
+            let ctx = Ctx::new(&a.g)?;
             ctx.api
                 .json(Method::DELETE, &["secrets", &name], None)
                 .await?;

@@ -11,6 +11,8 @@ use super::{Ctx, Outcome, render};
 pub struct TemplateArgs {
     #[command(subcommand)]
     pub action: TemplateAction,
+    #[command(flatten)]
+    pub g: Global,
 }
 
 #[derive(Debug, Subcommand)]
@@ -19,17 +21,12 @@ pub enum TemplateAction {
     Create(CreateTemplate),
     /// List your templates.
     #[command(visible_alias = "ls")]
-    List {
-        #[command(flatten)]
-        g: Global,
-    },
+    List,
     /// Delete a template.
     #[command(visible_alias = "rm")]
     Delete {
         /// Template name or id
         template: String,
-        #[command(flatten)]
-        g: Global,
     },
 }
 
@@ -59,8 +56,6 @@ pub struct CreateTemplate {
     /// Volume mounted in sandboxes made from it (repeatable)
     #[arg(long = "volume", short = 'v', value_name = "NAME:/MOUNT[:ro]", value_parser = parse_volume)]
     pub volumes: Vec<VolumeMount>,
-    #[command(flatten)]
-    pub g: Global,
 }
 
 const COLUMNS: &[(&str, &str)] = &[
@@ -107,7 +102,7 @@ fn body(c: &CreateTemplate) -> Value {
 pub async fn run(a: TemplateArgs) -> anyhow::Result<Outcome> {
     match a.action {
         TemplateAction::Create(c) => {
-            let ctx = Ctx::new(&c.g)?;
+            let ctx = Ctx::new(&a.g)?;
             let t = ctx
                 .api
                 .json(Method::POST, &["templates"], Some(&body(&c)))
@@ -118,13 +113,13 @@ pub async fn run(a: TemplateArgs) -> anyhow::Result<Outcome> {
                 println!("created template {} ({})", c.name, render::cell(&t, "id"));
             }
         }
-        TemplateAction::List { g } => {
-            let ctx = Ctx::new(&g)?;
+        TemplateAction::List => {
+            let ctx = Ctx::new(&a.g)?;
             let items = ctx.api.get(&["templates"]).await?;
             render::list(ctx.json, &items, COLUMNS);
         }
-        TemplateAction::Delete { template, g } => {
-            let ctx = Ctx::new(&g)?;
+        TemplateAction::Delete { template } => {
+            let ctx = Ctx::new(&a.g)?;
             ctx.api
                 .json(Method::DELETE, &["templates", &template], None)
                 .await?;

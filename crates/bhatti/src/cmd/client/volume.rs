@@ -11,6 +11,8 @@ use super::{Ctx, Outcome, render};
 pub struct VolumeArgs {
     #[command(subcommand)]
     pub action: VolumeAction,
+    #[command(flatten)]
+    pub g: Global,
 }
 
 #[derive(Debug, Subcommand)]
@@ -22,22 +24,15 @@ pub enum VolumeAction {
         /// Size in MB [server default]
         #[arg(long, value_name = "MB")]
         size: Option<u32>,
-        #[command(flatten)]
-        g: Global,
     },
     /// List your volumes.
     #[command(visible_alias = "ls")]
-    List {
-        #[command(flatten)]
-        g: Global,
-    },
+    List,
     /// Delete a volume (refused while a sandbox uses it).
     #[command(visible_alias = "rm")]
     Delete {
         /// Volume name
         name: String,
-        #[command(flatten)]
-        g: Global,
     },
 }
 
@@ -50,8 +45,8 @@ const COLUMNS: &[(&str, &str)] = &[
 
 pub async fn run(a: VolumeArgs) -> anyhow::Result<Outcome> {
     match a.action {
-        VolumeAction::Create { name, size, g } => {
-            let ctx = Ctx::new(&g)?;
+        VolumeAction::Create { name, size } => {
+            let ctx = Ctx::new(&a.g)?;
             let mut body = json!({"name": name});
             if let Some(s) = size {
                 body["size_mb"] = json!(s);
@@ -66,13 +61,13 @@ pub async fn run(a: VolumeArgs) -> anyhow::Result<Outcome> {
                 println!("created volume {name}");
             }
         }
-        VolumeAction::List { g } => {
-            let ctx = Ctx::new(&g)?;
+        VolumeAction::List => {
+            let ctx = Ctx::new(&a.g)?;
             let items = ctx.api.get(&["volumes"]).await?;
             render::list(ctx.json, &items, COLUMNS);
         }
-        VolumeAction::Delete { name, g } => {
-            let ctx = Ctx::new(&g)?;
+        VolumeAction::Delete { name } => {
+            let ctx = Ctx::new(&a.g)?;
             ctx.api
                 .json(Method::DELETE, &["volumes", &name], None)
                 .await?;
