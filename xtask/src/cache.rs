@@ -209,3 +209,59 @@ pub fn human(bytes: u64) -> String {
     const MIB: f64 = (1 << 20) as f64;
     format!("{:.1} MiB", bytes as f64 / MIB)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_separate_labels_and_content() {
+        let k = |pairs: &[(&str, &[u8])]| {
+            let mut key = Key::new("r");
+            for (l, d) in pairs {
+                key.bytes(l, d);
+            }
+            key.finish()
+        };
+        assert_eq!(k(&[("a", b"x")]), k(&[("a", b"x")]));
+        assert_ne!(k(&[("a", b"x")]), k(&[("a", b"y")]));
+        assert_ne!(k(&[("ab", b"")]), k(&[("a", b"b")]));
+        assert_ne!(Key::new("r1").finish(), Key::new("r2").finish());
+        assert_eq!(k(&[]).len(), 64);
+    }
+
+    #[test]
+    fn tree_key_follows_file_content() {
+        let dir = std::env::temp_dir().join(format!("xtask-key-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("etc")).expect("mkdir");
+        fs::write(dir.join("etc/passwd"), "root").expect("write");
+        let a = Key::new("r").tree(&dir).expect("tree").finish();
+        fs::write(dir.join("etc/passwd"), "root2").expect("write");
+        let b = Key::new("r").tree(&dir).expect("tree").finish();
+        fs::remove_dir_all(&dir).expect("cleanup");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn manifest_records_and_detects_freshness() {
+        let root = std::env::temp_dir().join(format!("xtask-cache-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let c = Cache {
+            images: root.join("images"),
+            kernel: root.join("kernel"),
+            work: root.join("work"),
+            root: root.clone(),
+        };
+        fs::create_dir_all(&c.images).expect("mkdir");
+        assert!(!c.is_fresh("kernel", "k1"));
+        fs::write(c.images.join("vmlinux"), b"elf").expect("write");
+        c.record("kernel", "vmlinux", "k1", Duration::from_secs(3))
+            .expect("record");
+        assert!(c.is_fresh("kernel", "k1"));
+        assert!(!c.is_fresh("kernel", "k2"));
+        fs::remove_file(c.images.join("vmlinux")).expect("rm");
+        assert!(!c.is_fresh("kernel", "k1"), "missing file is not fresh");
+        fs::remove_dir_all(&root).expect("cleanup");
+    }
+}
