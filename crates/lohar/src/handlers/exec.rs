@@ -88,8 +88,18 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<
     drop(child);
 
     let (mut frames, writer) = conn.into_frames();
-    let out = tokio::spawn(pump(stdout, FrameType::STDOUT, writer.clone()));
-    let err = tokio::spawn(pump(stderr, FrameType::STDERR, writer.clone()));
+    let out = tokio::spawn(pump(
+        agent.clone(),
+        stdout,
+        FrameType::STDOUT,
+        writer.clone(),
+    ));
+    let err = tokio::spawn(pump(
+        agent.clone(),
+        stderr,
+        FrameType::STDERR,
+        writer.clone(),
+    ));
     let (stdin_tx, stdin_rx) = mpsc::channel::<Vec<u8>>(4);
     let feeder = tokio::spawn(feed_stdin(stdin, stdin_rx));
     let mut stdin_tx = Some(stdin_tx);
@@ -144,6 +154,7 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<
     }
     let _ = tokio::task::spawn_blocking(rustix::fs::sync).await;
     writer.exit(code).await?;
+    agent.touch();
     Ok(())
 }
 
@@ -155,7 +166,9 @@ fn kill_group(pgid: Option<Pid>) {
 
 /// Relays one output pipe as frames of `kind`. After the host is gone it
 /// keeps reading (and discarding) so the child never blocks on a full pipe.
-async fn pump(fd: Option<OwnedFd>, kind: FrameType, writer: FrameWriter) {
+/// Output delivered to a connected host counts as activity (a long build
+/// streaming its log keeps the sandbox hot).
+async fn pump(agent: Arc<Agent>, fd: Option<OwnedFd>, kind: FrameType, writer: FrameWriter) {
     let Some(fd) = fd else { return };
     let mut rx = match pipe::Receiver::from_owned_fd(fd) {
         Ok(rx) => rx,
@@ -176,8 +189,12 @@ async fn pump(fd: Option<OwnedFd>, kind: FrameType, writer: FrameWriter) {
                 return;
             }
         };
-        if host && writer.send_encoded(buf.finish(kind, n)).await.is_err() {
-            host = false;
+        if host {
+            if writer.send_encoded(buf.finish(kind, n)).await.is_err() {
+                host = false;
+            } else {
+                agent.touch();
+            }
         }
     }
 }

@@ -48,7 +48,7 @@ impl Reply for Error {
     }
 }
 
-pub async fn handle(_agent: &Arc<Agent>, conn: Conn, payload: &[u8]) -> Result<(), Error> {
+pub async fn handle(agent: &Arc<Agent>, conn: Conn, payload: &[u8]) -> Result<(), Error> {
     let req: FileReadRequest = decode_json("FileReadRequest", payload)?;
     let window = LineWindow::new(req.offset, req.limit, req.max_bytes);
     let (tx, mut rx) = mpsc::channel::<Msg>(2);
@@ -57,7 +57,10 @@ pub async fn handle(_agent: &Arc<Agent>, conn: Conn, payload: &[u8]) -> Result<(
     let writer = conn.writer;
     while let Some(msg) = rx.recv().await {
         match msg {
-            Msg::Frames(bytes) => writer.send_encoded(&bytes).await?,
+            Msg::Frames(bytes) => {
+                writer.send_encoded(&bytes).await?;
+                agent.touch();
+            }
             Msg::Last(bytes) => {
                 writer.send_encoded(&bytes).await?;
                 break;

@@ -113,6 +113,7 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, payload: &[u8]) -> Result<()
             });
         }
         got += n;
+        agent.touch();
         if n > 0 && tx.send(frame.payload).await.is_err() {
             // The writer failed; its error is reported below.
             break;

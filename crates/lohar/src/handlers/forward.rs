@@ -38,7 +38,7 @@ impl Reply for Error {
 }
 
 pub async fn handle(
-    _agent: &Arc<Agent>,
+    agent: &Arc<Agent>,
     mut stream: BoxStream,
     payload: &[u8],
 ) -> Result<(), Error> {
@@ -69,6 +69,7 @@ pub async fn handle(
     if let Err(e) = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await {
         crate::debug!("forward {addr}: {e}");
     }
+    agent.touch();
     Ok(())
 }
 
