@@ -84,11 +84,21 @@ fn unknown_command_is_a_typed_error() -> TestResult {
 }
 
 fn late_reply_after_timeout_is_skipped() -> TestResult {
+    use rustix::process::{Pid, Signal, kill_process};
     block_on(async {
         let vm = BareQemu::spawn(None)?;
         let mut q = connect(&vm).await?;
-        q.set_command_timeout(Duration::ZERO);
-        match q.query_status().await {
+        let pid = i32::try_from(vm.child.id())
+            .ok()
+            .and_then(Pid::from_raw)
+            .ok_or("no QEMU pid")?;
+        // Freeze QEMU so the reply cannot come in time, then let it go:
+        // its late reply must be skipped by the next command.
+        kill_process(pid, Signal::STOP)?;
+        q.set_command_timeout(Duration::from_millis(200));
+        let res = q.query_status().await;
+        kill_process(pid, Signal::CONT)?;
+        match res {
             Err(QmpError::Timeout { .. }) => {}
             other => return Err(format!("expected a timeout, got {other:?}").into()),
         }
