@@ -14,6 +14,7 @@
 //! (see [`crate::children`]).
 
 pub mod apply;
+pub mod clock;
 pub mod cmdline;
 pub mod mounts;
 pub mod net;
@@ -39,7 +40,12 @@ pub fn run() -> ! {
     let cmdline = cmdline::Cmdline::read();
     bring_up_network(&cmdline);
     let mut config = match mounts::read_config_drive(&cmdline.config_device, mounts::CONFIG_MOUNT) {
-        Ok(Some(c)) => c,
+        Ok(Some(drive)) => {
+            if let Some(t) = drive.written_at {
+                clock::raise_to(t);
+            }
+            drive.config
+        }
         Ok(None) => {
             crate::log!(
                 "no config drive at {}; using defaults",

@@ -108,7 +108,7 @@ pub fn mount_api_filesystems() {
 /// Mounts the config drive read-only at `at` (normally [`CONFIG_MOUNT`]),
 /// reads `config.json`, unmounts it (the token stays out of reach of user
 /// commands). `Ok(None)` when the device does not exist.
-pub fn read_config_drive(device: &str, at: &str) -> Result<Option<GuestConfig>, MountError> {
+pub fn read_config_drive(device: &str, at: &str) -> Result<Option<ConfigDrive>, MountError> {
     if !Path::new(device).exists() {
         return Ok(None);
     }
@@ -125,6 +125,10 @@ pub fn read_config_drive(device: &str, at: &str) -> Result<Option<GuestConfig>, 
         "",
     )?;
     let path = Path::new(at).join(bhatti_proto::config::CONFIG_FILE);
+    let written_at = std::fs::metadata(&path).ok().map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.mtime()
+    });
     let parsed = std::fs::read(&path)
         .map_err(|e| MountError::Config(format!("{}: {e}", path.display())))
         .and_then(|text| {
@@ -132,7 +136,16 @@ pub fn read_config_drive(device: &str, at: &str) -> Result<Option<GuestConfig>, 
                 .map_err(|e| MountError::Config(format!("{}: {e}", path.display())))
         });
     let _ = rustix::mount::unmount(at, UnmountFlags::DETACH);
-    parsed.map(Some)
+    parsed.map(|config| Some(ConfigDrive { config, written_at }))
+}
+
+/// What the config drive holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigDrive {
+    pub config: GuestConfig,
+    /// Modification time of `config.json` (unix seconds): when the host
+    /// wrote it, which is a usable clock for a guest without an RTC.
+    pub written_at: Option<i64>,
 }
 
 /// Mounts one volume (ext4) at its mount point; a writable volume's root

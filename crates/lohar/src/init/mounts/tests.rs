@@ -74,7 +74,10 @@ fn config_drive_is_read_and_unmounted() {
     let at = at.to_str().expect("utf8");
     let got = read_config_drive(&device, at);
     let _ = run(Command::new("/sbin/losetup").args(["-d", &device]));
-    assert_eq!(got.expect("read").expect("present"), config);
+    let drive = got.expect("read").expect("present");
+    assert_eq!(drive.config, config);
+    let age = crate::agent::now_unix() - drive.written_at.expect("mtime");
+    assert!((0..3600).contains(&age), "config.json mtime is {age} s old");
     // Unmounted again: the mount point is an empty directory.
     assert_eq!(std::fs::read_dir(at).expect("ls").count(), 0);
     assert!(
