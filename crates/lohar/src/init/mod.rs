@@ -54,8 +54,14 @@ pub fn run() -> ! {
             GuestConfig::default()
         }
         Err(e) => {
-            crate::log!("{e}; using defaults");
-            GuestConfig::default()
+            // Fail closed: a drive that is there but unreadable may have
+            // carried a token, so nobody gets in (every connection is told
+            // `auth required`); the console says why.
+            crate::log!("{e}; using defaults and refusing every connection");
+            GuestConfig {
+                token: unguessable_token(),
+                ..GuestConfig::default()
+            }
         }
     };
     if config.dns.is_empty()
@@ -75,6 +81,22 @@ pub fn run() -> ! {
     loop {
         std::thread::park();
     }
+}
+
+/// 32 random bytes as hex: a token no client can present.
+fn unguessable_token() -> String {
+    let mut buf = [0u8; 32];
+    // SAFETY: `buf` is valid for writes of its length.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n != buf.len() as isize {
+        // No entropy yet: a token with a byte no hex token contains still
+        // cannot be matched by a well-formed client, and the time mixes in.
+        let t = crate::agent::now_unix().to_le_bytes();
+        buf[..8].copy_from_slice(&t);
+        buf[31] = 0xff;
+        return String::from_utf8_lossy(&buf).into_owned();
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Makes sure fds 0-2 are the console (the kernel leaves them closed when
