@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bhatti_agent::{Error as AgentError, Event, ExecOptions, ReadOptions, ShellOptions};
+use bhatti_engine::image::Tier;
 use bhatti_engine::qemu::launch::{Accel, BootFailure, Drive, probe_runs_guest};
 use bhatti_proto::config::{GuestConfig, GuestFile, GuestUser, GuestVolume};
 use libtest_mimic::{Arguments, Failed};
@@ -32,6 +33,11 @@ fn main() {
         trial("token_required", vm, token_required),
         trial("sigterm_powers_off_cleanly", vm, sigterm_powers_off),
         trial("corrupt_rootfs_error_has_console_tail", vm, corrupt_rootfs),
+        trial(
+            "minimal_tier_tools_and_sudo",
+            &[Need::Root, Need::Qemu, Need::Images, Need::MinimalImage],
+            minimal_tier,
+        ),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -353,5 +359,41 @@ fn corrupt_rootfs() -> Result<(), Failed> {
     let msg = err.to_string();
     ensure(msg.contains("VFS") || msg.contains("Kernel panic"), || {
         format!("boot error lacks the console tail:\n{msg}")
+    })
+}
+
+fn minimal_tier() -> Result<(), Failed> {
+    let t = TestVm::boot(VmOptions {
+        tier: Tier::Minimal,
+        ..VmOptions::default()
+    })?;
+    runtime()?.block_on(async {
+        let c = t.client();
+        c.wait_ready(Duration::from_secs(60)).await?;
+        let out = run_ok(
+            &c,
+            &[
+                "bash",
+                "-c",
+                "id -un; python3 -c 'print(6*7)'; git --version; curl --version | head -n1; \
+                 ip -V; ps --version; test -s /etc/ssl/certs/ca-certificates.crt && echo certs; \
+                 sudo -n id -u; stat -c %u /workspace",
+            ],
+        )
+        .await?;
+        let lines: Vec<&str> = out.lines().collect();
+        let want = |i: usize, p: &str| lines.get(i).is_some_and(|l| l.starts_with(p));
+        ensure(
+            want(0, "lohar")
+                && want(1, "42")
+                && want(2, "git version")
+                && want(3, "curl ")
+                && want(4, "ip utility")
+                && want(5, "ps from procps")
+                && want(6, "certs")
+                && want(7, "0")
+                && want(8, "1000"),
+            || format!("minimal tier check output:\n{out}"),
+        )
     })
 }

@@ -21,6 +21,8 @@ pub enum Need {
     Qemu,
     /// The kernel and the busybox rootfs built by `cargo xtask images`.
     Images,
+    /// The `minimal` tier (`cargo xtask images --tier minimal`).
+    MinimalImage,
 }
 
 /// Why a trial needing `needs` cannot run on this host, if it cannot.
@@ -30,6 +32,10 @@ pub fn skip_reason(needs: &[Need]) -> Option<String> {
             .then(|| "needs root (network namespaces, TAP devices)".to_owned()),
         Need::Qemu => qemu_missing(),
         Need::Images => images_missing(),
+        Need::MinimalImage => ImagePaths::from_env()
+            .rootfs(Tier::Minimal)
+            .err()
+            .map(|e| e.to_string()),
     })
 }
 

@@ -38,6 +38,8 @@ pub struct VmOptions {
     /// Rewrites the rootfs copy before boot (e.g. to corrupt it).
     pub damage_rootfs: Option<fn(&std::path::Path) -> io::Result<()>>,
     pub quiet: bool,
+    /// Which rootfs tier to boot.
+    pub tier: Tier,
 }
 
 impl Default for VmOptions {
@@ -49,6 +51,7 @@ impl Default for VmOptions {
             extra_cmdline: Vec::new(),
             damage_rootfs: None,
             quiet: true,
+            tier: Tier::Busybox,
         }
     }
 }
@@ -81,7 +84,7 @@ impl TestVm {
     pub fn start(opts: VmOptions) -> Result<Self, Failed> {
         let paths = ImagePaths::from_env();
         let kernel = paths.kernel()?;
-        let base = paths.rootfs(Tier::Busybox)?;
+        let base = paths.rootfs(opts.tier)?;
         let dir = tempfile::Builder::new().prefix("bhatti-vm-").tempdir()?;
         let rootfs = dir.path().join("rootfs.ext4");
         image::copy_rootfs(&base, &rootfs)?;
