@@ -152,6 +152,10 @@ pub trait Driver: Send + Sync + std::fmt::Debug + 'static {
     /// Ends the VMM at once (no guest shutdown).
     fn kill(&self, vm: Self::Vm) -> impl Future<Output = Result<(), DriverError>> + Send;
 
+    /// `Some(description)` once the VMM process has ended (e.g. the guest
+    /// panicked during boot), so waiters can stop early.
+    fn exited(&self, vm: &mut Self::Vm) -> Option<String>;
+
     /// The VMM's process id, for host memory accounting and recovery.
     fn pid(&self, vm: &Self::Vm) -> Option<u32>;
 

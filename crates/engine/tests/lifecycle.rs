@@ -661,13 +661,17 @@ fn create_fails_cleanly_when_the_agent_never_answers() -> TestResult {
         let ns = NetNs::create(&unique_name("btnoag"))?;
         let dir = tempfile::tempdir()?;
         let mut cfg = config(&dir, &ns, ImagePaths::new(images.path()));
-        cfg.agent_ready_timeout = Duration::from_secs(5);
+        // Long enough that only noticing QEMU's exit ends the wait in time.
+        cfg.agent_ready_timeout = Duration::from_secs(600);
         let e = VmEngine::start(QemuDriver::default(), cfg).await?;
         let sb = id("noagent")?;
-        let res = e.create(sb.clone(), small()).await;
-        ensure(matches!(&res, Err(EngineError::NotReady(_))), || {
-            format!("expected NotReady, got {res:?}")
-        })?;
+        let res = tokio::time::timeout(Duration::from_secs(120), e.create(sb.clone(), small()))
+            .await
+            .map_err(|_| "create did not notice the VMM exit")?;
+        ensure(
+            matches!(&res, Err(EngineError::NotReady(m)) if m.contains("exited")),
+            || format!("expected NotReady (QEMU exited), got {res:?}"),
+        )?;
         ensure(e.list().await.is_empty(), || "listed after failure".into())?;
         ensure(e.network().list_taps()?.is_empty(), || "TAP left".into())?;
         ensure(

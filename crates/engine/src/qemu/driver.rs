@@ -287,6 +287,14 @@ impl Driver for QemuDriver {
             })
     }
 
+    fn exited(&self, vm: &mut QemuVm) -> Option<String> {
+        match vm.process.try_wait() {
+            Ok(Some(status)) => Some(format!("QEMU exited ({status})")),
+            Ok(None) => None,
+            Err(e) => Some(format!("QEMU cannot be waited for: {e}")),
+        }
+    }
+
     fn pid(&self, vm: &QemuVm) -> Option<u32> {
         vm.process.pid()
     }

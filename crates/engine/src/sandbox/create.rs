@@ -171,9 +171,13 @@ impl<D: Driver> VmEngine<D> {
         built??;
 
         let vm_config = self.vm_config(&dir, &spec, kernel, ip, &tap, volume_paths);
-        let vm = self.driver.spawn(&vm_config).await?;
+        let mut vm = self.driver.spawn(&vm_config).await?;
         let agent = Client::new(NetnsConnector::new(ip, self.sockets.clone())).with_token(&token);
-        if let Err(e) = wait_agent(&agent, self.config.agent_ready_timeout).await {
+        let ready = wait_agent(&agent, self.config.agent_ready_timeout, || {
+            self.driver.exited(&mut vm)
+        })
+        .await;
+        if let Err(e) = ready {
             let tail = self.driver.console_tail(&vm_config, 20);
             let _ = self.driver.kill(vm).await;
             return Err(EngineError::NotReady(format!("{e}; console tail:\n{tail}")));
@@ -294,10 +298,15 @@ fn volume_letter(i: usize) -> char {
 }
 
 /// Polls the new guest's agent every [`READY_POLL`] (each attempt cut off
-/// after [`READY_ATTEMPT`]) until it answers. A fixed short interval
-/// notices readiness sooner than the client's exponential backoff; boot
-/// under TCG takes about a second, so the extra attempts are cheap.
-async fn wait_agent(agent: &Client, timeout: Duration) -> Result<(), String> {
+/// after [`READY_ATTEMPT`]) until it answers, giving up early when
+/// `exited` reports that the VMM is gone. A fixed short interval notices
+/// readiness sooner than the client's exponential backoff; boot under TCG
+/// takes about a second, so the extra attempts are cheap.
+async fn wait_agent(
+    agent: &Client,
+    timeout: Duration,
+    mut exited: impl FnMut() -> Option<String>,
+) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let last = match tokio::time::timeout(READY_ATTEMPT, agent.activity()).await {
@@ -306,6 +315,9 @@ async fn wait_agent(agent: &Client, timeout: Duration) -> Result<(), String> {
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {READY_ATTEMPT:?}"),
         };
+        if let Some(why) = exited() {
+            return Err(why);
+        }
         if tokio::time::Instant::now() >= deadline {
             return Err(format!("not ready after {timeout:?}: {last}"));
         }
