@@ -265,6 +265,27 @@ async fn bench() -> BenchResult {
     }
     report("exec true (engine)", e, "exec true (agent client)", b);
 
+    // The guest's own fork/exec of /bin/true, timed inside the guest.
+    let loop_cmd = "i=0; while [ $i -lt 200 ]; do /bin/true; i=$((i+1)); done";
+    let r = engine
+        .exec(
+            &id,
+            ExecOptions::new(["sh", "-c", &format!("time -p sh -c '{loop_cmd}'")]),
+        )
+        .await?;
+    let text = String::from_utf8_lossy(&r.stderr).into_owned();
+    let real: Option<f64> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("real "))
+        .and_then(|v| v.trim().parse().ok());
+    match real {
+        Some(secs) => println!(
+            "guest fork/exec of /bin/true, timed in the guest: {:.2?} each (200 in {secs:.2} s)",
+            Duration::from_secs_f64(secs / 200.0)
+        ),
+        None => println!("guest fork/exec timing unavailable: {text:?}"),
+    }
+
     let (mut e, mut b) = (Vec::new(), Vec::new());
     for _ in 0..20 {
         let t = Instant::now();
@@ -308,6 +329,26 @@ async fn bench() -> BenchResult {
         b.push(t.elapsed());
     }
     report("warm wake + exec true", e, "exec true on a hot sandbox", b);
+
+    // Resume alone (warm -> hot), engine vs the driver on the bare VM.
+    let (mut e, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..EXECS {
+        engine.pause(&id).await?;
+        let t = Instant::now();
+        engine.resume(&id).await?;
+        e.push(t.elapsed());
+        let vm = bare.vm.as_mut().ok_or("bare VM missing")?;
+        bare.driver.pause(vm).await?;
+        let t = Instant::now();
+        bare.driver.resume(vm).await?;
+        b.push(t.elapsed());
+    }
+    report(
+        "resume (engine, warm -> hot)",
+        e,
+        "resume (driver: QMP cont)",
+        b,
+    );
 
     // Memory: hot, warm, cold.
     let hot = rss_kib(engine.vmm_pid(&id).await?);
