@@ -28,20 +28,20 @@ pub struct FileArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum FileAction {
-    /// Print a file (or part of it) to stdout.
+    /// Print a file, or a window of its lines, to stdout.
     Read {
         /// Sandbox name or id
         sandbox: String,
         /// Path in the sandbox
         path: String,
-        /// Start at this byte
-        #[arg(long)]
+        /// Start at this line (1-based)
+        #[arg(long, value_name = "LINE", value_parser = clap::value_parser!(u64).range(1..))]
         offset: Option<u64>,
-        /// Read at most this many bytes from the offset
-        #[arg(long)]
+        /// Print at most this many lines
+        #[arg(long, value_name = "LINES", value_parser = clap::value_parser!(u64).range(1..))]
         limit: Option<u64>,
-        /// Stop after this many bytes in total (a cap for unknown files)
-        #[arg(long)]
+        /// Print at most this many bytes (may cut a line)
+        #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
         max_bytes: Option<u64>,
     },
     /// Write stdin to a file (atomically; created or replaced).
