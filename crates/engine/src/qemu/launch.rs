@@ -12,6 +12,9 @@
 //! TCG guests a timer), so a guest shuts down by restarting: a plain
 //! `reboot(POWER_OFF)` only halts the vCPU and QEMU keeps running.
 //!
+//! Split: this file builds the argv and spawns; `accel` chooses KVM or
+//! TCG; `process` watches the running QEMU and builds boot errors.
+//!
 //! # Threads, locks, I/O
 //! [`LaunchSpec::spawn`] forks QEMU and returns at once; waiting is done by
 //! polling ([`VmProcess::wait_until`], [`VmProcess::wait_exit`]) from the
@@ -20,26 +23,25 @@
 //! `OnceLock`). The console file is written by QEMU and only read here.
 
 use std::ffi::OsString;
-use std::fmt;
 use std::fs;
-use std::io::{Read, Seek, SeekFrom};
 use std::net::Ipv4Addr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use crate::netns::{NetNs, NetnsError};
+
+mod accel;
+mod process;
+
+pub use accel::{Accel, probe_runs_guest};
+pub use process::{BootError, BootFailure, CONSOLE_TAIL_LINES, VmProcess, tail_lines};
 
 /// The QEMU binary (found on `PATH`).
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
 
 /// Where lohar lives in every rootfs tier.
 pub const DEFAULT_INIT: &str = "/usr/local/bin/lohar";
-
-/// Console lines carried by a [`BootError`].
-pub const CONSOLE_TAIL_LINES: usize = 30;
 
 /// Errors starting QEMU.
 #[derive(Debug, thiserror::Error)]
@@ -58,135 +60,6 @@ pub enum LaunchError {
     },
     #[error("cannot run {QEMU_BINARY} (install the Debian package qemu-system-x86)")]
     Spawn(#[source] std::io::Error),
-}
-
-/// A failed boot: why, plus the last lines the guest printed.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "VM boot failed: {reason}\n--- last {CONSOLE_TAIL_LINES} console lines ---\n{console_tail}"
-)]
-pub struct BootError {
-    pub reason: BootFailure,
-    pub console_tail: String,
-}
-
-/// Why a boot failed.
-#[derive(Debug)]
-pub enum BootFailure {
-    /// QEMU exited before the guest was ready (guest panic, bad image,
-    /// QEMU error; its stderr is included).
-    Exited { status: ExitStatus, stderr: String },
-    /// The guest was not ready within the deadline.
-    Timeout(Duration),
-    /// Waiting on the process failed.
-    Wait(String),
-}
-
-impl fmt::Display for BootFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BootFailure::Exited { status, stderr } if stderr.is_empty() => {
-                write!(f, "QEMU exited ({status})")
-            }
-            BootFailure::Exited { status, stderr } => {
-                write!(f, "QEMU exited ({status}): {stderr}")
-            }
-            BootFailure::Timeout(d) => write!(f, "guest not ready after {d:?}"),
-            BootFailure::Wait(e) => write!(f, "waiting for QEMU: {e}"),
-        }
-    }
-}
-
-/// Hardware accelerator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Accel {
-    Kvm,
-    Tcg,
-}
-
-impl Accel {
-    /// KVM when it can really run a guest here, else TCG. The probe runs a
-    /// few instructions in a throwaway QEMU (well under a second) once per
-    /// process; the answer is cached.
-    pub fn auto() -> Accel {
-        static PROBE: OnceLock<Accel> = OnceLock::new();
-        *PROBE.get_or_init(|| {
-            if probe_runs_guest(Accel::Kvm) {
-                Accel::Kvm
-            } else {
-                Accel::Tcg
-            }
-        })
-    }
-
-    /// The `-cpu` model used with this accelerator (the probe uses the same,
-    /// so a host whose KVM rejects the host CPU's MSRs falls back to TCG).
-    pub fn cpu_model(self) -> &'static str {
-        match self {
-            Accel::Kvm => "host",
-            Accel::Tcg => "max",
-        }
-    }
-
-    /// The `-accel` value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Accel::Kvm => "kvm",
-            Accel::Tcg => "tcg",
-        }
-    }
-}
-
-/// Whether QEMU with `accel` can execute guest code: boots a 64 KiB
-/// firmware whose reset vector writes to `isa-debug-exit`, which makes
-/// QEMU exit with code `(0x2a << 1) | 1`, with the same `-cpu` model a
-/// real guest gets. Anything else (an error, a hang
-/// killed after 5 s) means no.
-pub fn probe_runs_guest(accel: Accel) -> bool {
-    const EXPECTED: i32 = (0x2a << 1) | 1;
-    let dir = std::env::temp_dir().join(format!("bhatti-accel-probe-{}", std::process::id()));
-    if fs::create_dir_all(&dir).is_err() {
-        return false;
-    }
-    let bios = dir.join(format!("{}.bin", accel.as_str()));
-    let mut image = vec![0xf4_u8; 64 << 10]; // hlt everywhere
-    // Reset vector (CS:IP = F000:FFF0): mov al,0x2a; out 0xf4,al; hlt; jmp $-1
-    image[0xfff0..0xfff7].copy_from_slice(&[0xb0, 0x2a, 0xe6, 0xf4, 0xf4, 0xeb, 0xfd]);
-    if fs::write(&bios, &image).is_err() {
-        return false;
-    }
-    let child = Command::new(QEMU_BINARY)
-        .args(["-M", "microvm,x-option-roms=off,isa-serial=off,rtc=off"])
-        .args(["-accel", accel.as_str(), "-cpu", accel.cpu_model()])
-        .args(["-nodefaults", "-no-user-config"])
-        .args(["-display", "none", "-m", "16", "-bios"])
-        .arg(&bios)
-        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let ok = match child {
-        Ok(mut child) => {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                match child.try_wait() {
-                    Ok(Some(status)) => break status.code() == Some(EXPECTED),
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                    _ => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break false;
-                    }
-                }
-            }
-        }
-        Err(_) => false,
-    };
-    let _ = fs::remove_dir_all(&dir);
-    ok
 }
 
 /// The guest's NIC: a TAP device (which must exist in the namespace QEMU
@@ -429,157 +302,12 @@ impl LaunchSpec {
             .stderr(stderr)
             .spawn()
             .map_err(LaunchError::Spawn)?;
-        Ok(VmProcess {
-            child: Some(child),
-            console_log: self.console_log.clone(),
-            stderr_log: self.stderr_log.clone(),
-        })
+        Ok(VmProcess::new(
+            child,
+            self.console_log.clone(),
+            self.stderr_log.clone(),
+        ))
     }
-}
-
-/// A running QEMU. Killed (and reaped) on drop unless [`VmProcess::detach`]
-/// was called.
-#[derive(Debug)]
-pub struct VmProcess {
-    child: Option<Child>,
-    console_log: PathBuf,
-    stderr_log: PathBuf,
-}
-
-impl VmProcess {
-    /// QEMU's pid.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    /// The serial console log.
-    pub fn console_log(&self) -> &Path {
-        &self.console_log
-    }
-
-    /// The whole console output so far (lossy UTF-8).
-    pub fn console(&self) -> String {
-        fs::read(&self.console_log)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
-    }
-
-    /// The last `lines` console lines.
-    pub fn console_tail(&self, lines: usize) -> String {
-        tail_lines(&self.console_log, lines)
-    }
-
-    /// Exit status if QEMU has exited.
-    pub fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
-        match self.child.as_mut() {
-            Some(c) => c.try_wait(),
-            None => Ok(None),
-        }
-    }
-
-    /// Polls `ready` (every `interval`) until it returns true, QEMU exits,
-    /// or `timeout` passes; the error carries the console tail.
-    pub fn wait_until(
-        &mut self,
-        timeout: Duration,
-        interval: Duration,
-        mut ready: impl FnMut() -> bool,
-    ) -> Result<(), BootError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if ready() {
-                return Ok(());
-            }
-            match self.try_wait() {
-                Ok(Some(status)) => {
-                    let stderr = fs::read_to_string(&self.stderr_log).unwrap_or_default();
-                    return Err(self.boot_error(BootFailure::Exited {
-                        status,
-                        stderr: stderr.trim().to_owned(),
-                    }));
-                }
-                Ok(None) => {}
-                Err(e) => return Err(self.boot_error(BootFailure::Wait(e.to_string()))),
-            }
-            if Instant::now() >= deadline {
-                return Err(self.boot_error(BootFailure::Timeout(timeout)));
-            }
-            std::thread::sleep(interval);
-        }
-    }
-
-    /// Waits until the console contains `needle` (see [`Self::wait_until`]).
-    pub fn wait_for_console(&mut self, needle: &str, timeout: Duration) -> Result<(), BootError> {
-        let path = self.console_log.clone();
-        let needle = needle.as_bytes().to_vec();
-        self.wait_until(timeout, Duration::from_millis(10), || {
-            fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
-        })
-    }
-
-    /// Waits up to `timeout` for QEMU to exit on its own.
-    pub fn wait_exit(&mut self, timeout: Duration) -> std::io::Result<Option<ExitStatus>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(s) = self.try_wait()? {
-                return Ok(Some(s));
-            }
-            if Instant::now() >= deadline {
-                return Ok(None);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Kills QEMU (SIGKILL) and reaps it.
-    pub fn kill(&mut self) -> std::io::Result<()> {
-        if let Some(mut c) = self.child.take() {
-            if c.try_wait()?.is_none() {
-                c.kill()?;
-            }
-            c.wait()?;
-        }
-        Ok(())
-    }
-
-    /// Gives up ownership: QEMU keeps running after this handle is gone.
-    pub fn detach(mut self) -> Option<Child> {
-        self.child.take()
-    }
-
-    /// A [`BootError`] for `reason` with the current console tail.
-    pub fn boot_error(&self, reason: BootFailure) -> BootError {
-        BootError {
-            reason,
-            console_tail: self.console_tail(CONSOLE_TAIL_LINES),
-        }
-    }
-}
-
-impl Drop for VmProcess {
-    fn drop(&mut self) {
-        let _ = self.kill();
-    }
-}
-
-/// The last `lines` lines of `path` (reads at most its last 64 KiB).
-pub fn tail_lines(path: &Path, lines: usize) -> String {
-    const WINDOW: u64 = 64 << 10;
-    let Ok(mut f) = fs::File::open(path) else {
-        return String::new();
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    if f.seek(SeekFrom::Start(len.saturating_sub(WINDOW))).is_err() {
-        return String::new();
-    }
-    let mut buf = Vec::new();
-    if f.read_to_end(&mut buf).is_err() {
-        return String::new();
-    }
-    let text = String::from_utf8_lossy(&buf);
-    let text = text.replace('\r', "");
-    let all: Vec<&str> = text.trim_end_matches('\n').lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 fn text(p: &Path) -> Result<String, LaunchError> {
