@@ -46,8 +46,9 @@ pub struct Agent {
     /// Who user commands run as.
     pub identity: Identity,
     pub limits: Limits,
-    /// Test mode: user commands get SIGKILL when the agent dies (a test
-    /// harness kills lohar with SIGKILL and must not leak processes).
+    /// Test mode: TTY session processes get SIGKILL when the agent dies (a
+    /// test harness kills lohar with SIGKILL and must not leak sleeping
+    /// sessions). Piped execs are left alone to keep their fast spawn path.
     pub children_die_with_agent: bool,
     pub sessions: Sessions,
     last_activity: AtomicI64,

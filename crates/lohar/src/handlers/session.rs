@@ -79,6 +79,9 @@ fn spawn_session(
             let pty = pty::open(req.rows_or_default(), req.cols_or_default())
                 .map_err(|e| Error::Start(format!("pty: {}", io_text(&e))))?;
             pty::attach_child(&mut cmd, &pty.slave).map_err(|e| Error::Start(io_text(&e)))?;
+            if agent.children_die_with_agent {
+                command::die_with_agent(&mut cmd);
+            }
             let (child, rx) = children::spawn(&mut cmd).map_err(|e| match e {
                 ChildError::Spawn(io) => Error::Start(io_text(&io)),
                 other => Error::Start(other.to_string()),
