@@ -74,7 +74,16 @@ pub fn run() -> ! {
         crate::log!("{e}");
     }
     match crate::runtime() {
-        Ok(rt) => rt.block_on(serve(config)),
+        Ok(rt) => {
+            // A panic escaping the server must not end PID 1 (the kernel
+            // would panic); the hook has logged it, the reaper keeps going.
+            let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                rt.block_on(serve(config));
+            }));
+            if served.is_err() {
+                crate::log!("server panicked");
+            }
+        }
         Err(e) => crate::log!("runtime: {e}"),
     }
     crate::log!("server stopped; parking");
