@@ -90,7 +90,13 @@ fn spawn_session(
             // EOF when the child's side closes.
             drop(cmd);
             drop(pty.slave);
-            let master = Master::new(pty.master).map_err(|e| Error::Start(io_text(&e)))?;
+            let master = Master::new(pty.master).map_err(|e| {
+                // Nobody could ever talk to this process: end it.
+                if let Some(pgid) = rustix::process::Pid::from_raw(child.id() as i32) {
+                    let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
+                }
+                Error::Start(io_text(&e))
+            })?;
             exit = Some(rx);
             // After setsid the child's pid is its process group id.
             Ok(Session::new(
