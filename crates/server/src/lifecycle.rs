@@ -238,6 +238,7 @@ impl<E: Engine> AppState<E> {
                 })
                 .collect(),
             files: plan.files,
+            ..SandboxSpec::default()
         };
         let eid = engine_id(&row)?;
         match self.engine.create(eid, spec).await {
@@ -396,6 +397,7 @@ impl<E: Engine> AppState<E> {
                 })
                 .collect(),
             files: plan.files.clone(),
+            ..SandboxSpec::default()
         };
         probe
             .validate()

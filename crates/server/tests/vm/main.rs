@@ -1,0 +1,56 @@
+//! The daemon against real VMs: the QEMU engine (TCG here), the real
+//! kernel, busybox rootfs and lohar, through HTTP and WebSocket on
+//! loopback. Each trial starts its own daemon with its own data dir and
+//! its own network namespace (egress none). Trials are reported as
+//! ignored, with the reason, without root, QEMU or the images
+//! (`cargo xtask images`).
+//!
+//! Run: `cargo test -p bhatti-server --test vm` (as root).
+
+mod exec;
+mod files;
+mod proxy;
+mod recovery;
+mod resources;
+mod sandboxes;
+mod shell;
+mod support;
+mod thermal;
+
+use libtest_mimic::Arguments;
+use support::trial;
+
+fn main() {
+    if let Ok(path) = std::env::var(recovery::CHILD_ENV) {
+        recovery::child(&path);
+    }
+    let mut args = Arguments::from_args();
+    // VMs are heavy under TCG: one trial at a time unless asked.
+    if args.test_threads.is_none() {
+        args.test_threads = Some(1);
+    }
+    let trials = vec![
+        trial("sandboxes::crud_lifecycle", sandboxes::crud_lifecycle),
+        trial(
+            "sandboxes::auth_isolation_quota_bad_input",
+            sandboxes::auth_isolation_quota_bad_input,
+        ),
+        trial("exec::buffered_and_streaming", exec::buffered_and_streaming),
+        trial("files::files_over_http", files::files_over_http),
+        trial("shell::websocket_shell", shell::websocket_shell),
+        trial(
+            "thermal::idle_cools_and_wakes",
+            thermal::idle_cools_and_wakes,
+        ),
+        trial("proxy::proxy_and_publish", proxy::proxy_and_publish),
+        trial(
+            "resources::templates_secrets_volumes",
+            resources::templates_secrets_volumes,
+        ),
+        trial(
+            "recovery::sigkill_and_restart",
+            recovery::sigkill_and_restart,
+        ),
+    ];
+    libtest_mimic::run(&args, trials).exit();
+}
