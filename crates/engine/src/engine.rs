@@ -126,6 +126,9 @@ pub struct SandboxSpec {
     pub init: Option<String>,
     pub volumes: Vec<VolumeSpec>,
     pub files: Vec<FileSpec>,
+    /// Egress to the outside world; `None` follows the engine's mode
+    /// (on under NAT, off under `none`).
+    pub egress: Option<bool>,
 }
 
 impl Default for SandboxSpec {
@@ -139,6 +142,7 @@ impl Default for SandboxSpec {
             init: None,
             volumes: Vec::new(),
             files: Vec::new(),
+            egress: None,
         }
     }
 }

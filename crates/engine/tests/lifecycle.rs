@@ -255,6 +255,26 @@ fn failed_create_leaves_nothing_behind() -> TestResult {
                 .ip_in_use(std::net::Ipv4Addr::new(10, 213, 0, 2)),
             || "address not released".into(),
         )?;
+        // Egress asked of an engine whose egress is `none`.
+        let wants_out = SandboxSpec {
+            egress: Some(true),
+            ..small()
+        };
+        let res = e.create(id("eager")?, wants_out).await;
+        ensure(
+            matches!(
+                res,
+                Err(EngineError::Network(
+                    bhatti_engine::network::NetworkError::NoEgress
+                ))
+            ),
+            || format!("expected NoEgress, got {res:?}"),
+        )?;
+        ensure(
+            !e.network()
+                .ip_in_use(std::net::Ipv4Addr::new(10, 213, 0, 2)),
+            || "address not released after the egress refusal".into(),
+        )?;
         // Missing images are a clear error too.
         let none = TestEngine::start(ImagePaths::new(images.path().join("nope"))).await?;
         let res = none.engine.create(sb.clone(), small()).await;

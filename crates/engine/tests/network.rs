@@ -191,7 +191,14 @@ fn orphan_taps_are_removed_at_start() -> TestResult {
 }
 
 fn egress_none_has_no_way_out() -> TestResult {
-    let (ns, _config, _net) = setup(Egress::None)?;
+    let (ns, _config, net) = setup(Egress::None)?;
+    if net
+        .set_guest_egress(Ipv4Addr::new(10, 77, 0, 2), true)
+        .is_ok()
+    {
+        return Err("egress allowed for a guest with egress `none`".into());
+    }
+    net.set_guest_egress(Ipv4Addr::new(10, 77, 0, 2), false)?;
     let routes = cmd::ip_in(ns.name(), &["-4", "route", "show", "default"])?;
     let ruleset = cmd::nft_in(ns.name(), &["list", "ruleset"], None)?;
     let left = names(&links(ns.name(), &[])?);
@@ -243,6 +250,30 @@ fn nat_installs_masquerade_and_deny_list() -> TestResult {
     let route = cmd::ip_in(ns.name(), &["-4", "route", "show", "default"])?;
     if !route.contains("via 10.254.254.1 dev up0") {
         return Err(format!("default route {route:?}").into());
+    }
+
+    // The per-sandbox switch: allowed guests are in the set, others not.
+    let net = Network::setup(config.clone())?;
+    let guest = Ipv4Addr::new(10, 77, 0, 5);
+    net.set_guest_egress(guest, true)?;
+    net.set_guest_egress(guest, true)?;
+    let rules = cmd::nft_in(
+        ns.name(),
+        &["list", "set", "inet", "bhatti_egress", "egress_allowed"],
+        None,
+    )?;
+    if !rules.contains("10.77.0.5") {
+        return Err(format!("guest not allowed out:\n{rules}").into());
+    }
+    net.set_guest_egress(guest, false)?;
+    net.set_guest_egress(guest, false)?;
+    let rules = cmd::nft_in(
+        ns.name(),
+        &["list", "set", "inet", "bhatti_egress", "egress_allowed"],
+        None,
+    )?;
+    if rules.contains("10.77.0.5") {
+        return Err(format!("guest still allowed out:\n{rules}").into());
     }
 
     // Switching back to `none` removes the uplink and the rules.

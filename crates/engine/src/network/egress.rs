@@ -11,7 +11,9 @@
 //!   of the uplink namespace (the host). New connections from guests into
 //!   the sandbox namespace itself are dropped. IPv6 is not forwarded. In
 //!   the uplink namespace a second table masquerades the veth subnet and
-//!   drops new connections arriving from the veth.
+//!   drops new connections arriving from the veth. Each guest is let out
+//!   only while its address is in the `egress_allowed` set
+//!   ([`set_guest`]), the per-sandbox switch.
 //!
 //! Applying a mode is idempotent: each table is replaced atomically in one
 //! `nft -f` transaction, links are created only when missing, and
@@ -28,6 +30,9 @@ use super::cmd::{self, CmdError};
 pub const TABLE: &str = "bhatti_egress";
 /// Name of the nftables table in the uplink namespace.
 pub const UPLINK_TABLE: &str = "bhatti_uplink";
+/// The set of guest addresses allowed out (per-sandbox switch).
+pub const ALLOWED_SET: &str = "egress_allowed";
+
 /// The inner end of the uplink veth, inside the sandbox namespace.
 pub const INNER_VETH: &str = "up0";
 
@@ -112,6 +117,20 @@ pub fn remove(netns: &str) -> Result<(), EgressError> {
         &["-f", "-"],
         Some(&replace_table_script(TABLE, None)),
     )?;
+    Ok(())
+}
+
+/// Lets guest `ip` out (`allow`) or not, under [`Egress::Nat`]: adds it
+/// to or removes it from the allowed set. Idempotent: the set is first
+/// made to hold `ip` and then, to deny, emptied of it, in one transaction.
+pub fn set_guest(netns: &str, ip: Ipv4Addr, allow: bool) -> Result<(), EgressError> {
+    let mut script = format!("add element inet {TABLE} {ALLOWED_SET} {{ {ip} }}\n");
+    if !allow {
+        script.push_str(&format!(
+            "delete element inet {TABLE} {ALLOWED_SET} {{ {ip} }}\n"
+        ));
+    }
+    cmd::nft_in(netns, &["-f", "-"], Some(&script))?;
     Ok(())
 }
 
@@ -218,11 +237,12 @@ fn replace_table_script(table: &str, body: Option<&str>) -> String {
 fn sandbox_table(bridge: &str, gateway: Ipv4Addr, deny: &[String]) -> String {
     format!(
         "  set deny4 {{\n    type ipv4_addr; flags interval; auto-merge\n    elements = {{ {deny} }}\n  }}\n\
+  set {ALLOWED_SET} {{\n    type ipv4_addr\n  }}\n\
   chain forward {{\n    type filter hook forward priority filter; policy drop;\n\
     ct state established,related accept\n\
     iifname \"{bridge}\" oifname \"{bridge}\" accept\n\
     iifname \"{bridge}\" oifname \"{INNER_VETH}\" ip daddr @deny4 drop\n\
-    iifname \"{bridge}\" oifname \"{INNER_VETH}\" meta nfproto ipv4 accept\n  }}\n\
+    iifname \"{bridge}\" oifname \"{INNER_VETH}\" ip saddr @{ALLOWED_SET} accept\n  }}\n\
   chain input {{\n    type filter hook input priority filter; policy accept;\n\
     iifname \"{bridge}\" ct state established,related accept\n\
     iifname \"{bridge}\" ip daddr {gateway} icmp type echo-request accept\n\

@@ -88,6 +88,8 @@ pub enum NetworkError {
     Egress(#[from] egress::EgressError),
     #[error(transparent)]
     Pool(#[from] PoolError),
+    #[error("egress was requested but the engine's egress mode is `none`")]
+    NoEgress,
 }
 
 /// Sandbox networking of one engine.
@@ -172,6 +174,24 @@ impl Network {
     /// Whether `ip` is allocated.
     pub fn ip_in_use(&self, ip: Ipv4Addr) -> bool {
         self.pool().is_in_use(ip)
+    }
+
+    /// Whether guests get egress unless their sandbox says otherwise.
+    pub fn egress_available(&self) -> bool {
+        matches!(self.config.egress, Egress::Nat(_))
+    }
+
+    /// The per-sandbox egress switch for guest `ip`. Denying is a no-op
+    /// under [`Egress::None`]; allowing there is an error.
+    pub fn set_guest_egress(&self, ip: Ipv4Addr, allow: bool) -> Result<(), NetworkError> {
+        if !self.egress_available() {
+            return if allow {
+                Err(NetworkError::NoEgress)
+            } else {
+                Ok(())
+            };
+        }
+        Ok(egress::set_guest(&self.config.netns, ip, allow)?)
     }
 
     /// The TAP name of the sandbox with id `key`.

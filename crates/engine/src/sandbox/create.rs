@@ -38,6 +38,8 @@ struct Made {
     dir: Option<PathBuf>,
     ip: Option<Ipv4Addr>,
     tap: Option<String>,
+    /// Egress was switched on for `ip`.
+    egress: bool,
     volumes: Vec<String>,
 }
 
@@ -100,7 +102,7 @@ impl<D: Driver> VmEngine<D> {
     async fn build_inner(
         &self,
         id: &SandboxId,
-        spec: SandboxSpec,
+        mut spec: SandboxSpec,
         made: &mut Made,
     ) -> EngineResult<Sandbox<D>> {
         let kernel = self.config.images.kernel()?;
@@ -118,6 +120,13 @@ impl<D: Driver> VmEngine<D> {
 
         let ip = self.network.allocate_ip()?;
         made.ip = Some(ip);
+        let egress = spec.egress.unwrap_or(self.network.egress_available());
+        spec.egress = Some(egress);
+        if egress {
+            let net = self.network.clone();
+            made.egress = true;
+            blocking(move || net.set_guest_egress(ip, true)).await??;
+        }
         let tap = self.network.tap_name(id.as_str());
         // Removing a TAP that was never made is fine, so record it first.
         made.tap = Some(tap.clone());
@@ -191,6 +200,7 @@ impl<D: Driver> VmEngine<D> {
             tap: tap.clone(),
             token,
             volumes: spec.volumes.clone(),
+            egress,
         };
         if let Err(e) = write_meta(&dir, &meta) {
             let _ = self.driver.kill(vm).await;
@@ -258,6 +268,16 @@ impl<D: Driver> VmEngine<D> {
             }
         }
         if let Some(ip) = made.ip
+            && made.egress
+        {
+            let net = self.network.clone();
+            match blocking(move || net.set_guest_egress(ip, false)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "revoking egress"),
+                Err(e) => tracing::warn!(error = %e, "revoking egress"),
+            }
+        }
+        if let Some(ip) = made.ip
             && let Err(e) = self.network.release_ip(ip)
         {
             tracing::warn!(error = %e, "releasing address");
@@ -282,6 +302,7 @@ impl<D: Driver> VmEngine<D> {
             dir: Some(sb.dir.clone()),
             ip: Some(sb.ip),
             tap: Some(sb.tap.clone()),
+            egress: sb.spec.egress.unwrap_or(false),
             volumes: sb.volumes.clone(),
         })
         .await;

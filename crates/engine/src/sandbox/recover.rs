@@ -42,6 +42,9 @@ pub(super) struct Meta {
     pub tap: String,
     pub token: String,
     pub volumes: Vec<VolumeSpec>,
+    /// Egress was on (re-applied on recovery).
+    #[serde(default)]
+    pub egress: bool,
 }
 
 /// Outcome of recovering one sandbox dir.
@@ -124,6 +127,14 @@ impl<D: Driver> VmEngine<D> {
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()))
             .map_err(undo_ip)?;
+        if meta.egress {
+            let (net, ip) = (self.network.clone(), meta.ip);
+            blocking(move || net.set_guest_egress(ip, true))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+                .map_err(undo_ip)?;
+        }
         let mut volume_paths = Vec::new();
         for (i, v) in meta.volumes.iter().enumerate() {
             match self.volumes.attach(&v.name, v.size_mb, &meta.id).await {
@@ -141,6 +152,7 @@ impl<D: Driver> VmEngine<D> {
             memory_mb: meta.memory_mb,
             image,
             volumes: meta.volumes.clone(),
+            egress: Some(meta.egress),
             ..SandboxSpec::default()
         };
         let vm_config = self.vm_config(dir, &spec, kernel, meta.ip, &meta.tap, volume_paths);
