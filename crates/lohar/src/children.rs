@@ -12,7 +12,8 @@
 //!   child whose exec failed (std reaps that child inside `spawn`, under our
 //!   lock; the reaper then finds it gone and moves on).
 //! - When there is no child at all (`ECHILD`), the reaper sleeps on a
-//!   condvar that [`spawn`] signals (with a timeout as a safety net).
+//!   condvar that [`spawn`] signals; a spawn counter read before each
+//!   `waitid` makes a spawn in between impossible to miss.
 //!
 //! Nothing else may wait for children: no `Child::wait`, no
 //! `tokio::process` (its SIGCHLD reaping would race this thread).
@@ -31,6 +32,9 @@ pub type ExitCode = i32;
 #[derive(Default)]
 struct Registry {
     waiters: HashMap<i32, oneshot::Sender<ExitCode>>,
+    /// Children spawned so far; lets the reaper sleep without missing a
+    /// spawn that happens between its `ECHILD` and its wait.
+    spawned: u64,
 }
 
 struct Shared {
@@ -85,6 +89,7 @@ pub fn spawn(cmd: &mut Command) -> Result<(Child, oneshot::Receiver<ExitCode>), 
     let (tx, rx) = oneshot::channel();
     // `id()` of a live child always fits an i32 pid.
     reg.waiters.insert(child.id() as i32, tx);
+    reg.spawned += 1;
     drop(reg);
     shared().spawned.notify_all();
     Ok((child, rx))
@@ -92,16 +97,25 @@ pub fn spawn(cmd: &mut Command) -> Result<(Child, oneshot::Receiver<ExitCode>), 
 
 fn reaper_loop() {
     loop {
+        let seen = lock().spawned;
         match wait_any_nowait() {
             Ok(pid) => reap(pid),
             Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
-                let reg = lock();
-                // Re-check under the lock is unnecessary: a spawn in between
-                // notifies, and the timeout bounds any missed wake-up.
-                let _unused = shared()
-                    .spawned
-                    .wait_timeout(reg, Duration::from_secs(1))
-                    .unwrap_or_else(|e| e.into_inner());
+                // No child at all: sleep until the next spawn. A spawn after
+                // `seen` was read is noticed by the counter, so no wake-up
+                // is lost; the long timeout is only a safety net (an idle
+                // agent does not wake up every second).
+                let mut reg = lock();
+                while reg.spawned == seen {
+                    let (next, timeout) = shared()
+                        .spawned
+                        .wait_timeout(reg, Duration::from_secs(60))
+                        .unwrap_or_else(|e| e.into_inner());
+                    reg = next;
+                    if timeout.timed_out() {
+                        break;
+                    }
+                }
             }
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
             Err(e) => {
