@@ -66,3 +66,75 @@ pub fn document<E: Engine>() -> Value {
 pub fn openapi_path(p: &str) -> String {
     p.replace("{*", "{")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::DaemonEngine;
+
+    #[test]
+    fn every_route_is_documented() {
+        let doc = document::<DaemonEngine>();
+        let routes = table::<DaemonEngine>();
+        for r in &routes {
+            let p = &doc["paths"][openapi_path(r.path)];
+            let verbs: Vec<&str> = if r.verb == Verb::Any {
+                ANY_METHODS.to_vec()
+            } else {
+                vec![r.verb.as_str()]
+            };
+            for v in verbs {
+                assert_eq!(p[v]["summary"], r.summary, "{v} {} missing", r.path);
+            }
+            if r.access == Access::Public {
+                assert_eq!(p[r.verb.as_str()]["security"], json!([]), "{}", r.path);
+            }
+        }
+        // Nothing documented that is not routed.
+        let documented: usize = doc["paths"]
+            .as_object()
+            .map(|m| m.values().map(|ops| ops.as_object().map_or(0, Map::len)).sum())
+            .unwrap_or(0);
+        let routed: usize = routes
+            .iter()
+            .map(|r| if r.verb == Verb::Any { ANY_METHODS.len() } else { 1 })
+            .sum();
+        assert_eq!(documented, routed);
+        // Every route of API.md is there.
+        for (m, p) in [
+            ("get", "/health"),
+            ("post", "/sandboxes"),
+            ("get", "/sandboxes"),
+            ("get", "/sandboxes/{id}"),
+            ("patch", "/sandboxes/{id}"),
+            ("delete", "/sandboxes/{id}"),
+            ("post", "/sandboxes/{id}/stop"),
+            ("post", "/sandboxes/{id}/start"),
+            ("post", "/sandboxes/{id}/exec"),
+            ("get", "/sandboxes/{id}/ws"),
+            ("get", "/sandboxes/{id}/files"),
+            ("put", "/sandboxes/{id}/files"),
+            ("head", "/sandboxes/{id}/files"),
+            ("get", "/sandboxes/{id}/sessions"),
+            ("delete", "/sandboxes/{id}/sessions/{sid}"),
+            ("get", "/sandboxes/{id}/ports"),
+            ("get", "/sandboxes/{id}/proxy/{port}/{path}"),
+            ("post", "/sandboxes/{id}/publish"),
+            ("get", "/sandboxes/{id}/publish"),
+            ("delete", "/sandboxes/{id}/publish/{port}"),
+            ("post", "/templates"),
+            ("get", "/templates"),
+            ("get", "/templates/{id}"),
+            ("delete", "/templates/{id}"),
+            ("post", "/secrets"),
+            ("get", "/secrets"),
+            ("delete", "/secrets/{name}"),
+            ("post", "/volumes"),
+            ("get", "/volumes"),
+            ("get", "/volumes/{name}"),
+            ("delete", "/volumes/{name}"),
+        ] {
+            assert!(doc["paths"][p][m].is_object(), "{m} {p} not documented");
+        }
+    }
+}

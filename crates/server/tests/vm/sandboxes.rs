@@ -228,6 +228,20 @@ pub fn auth_isolation_quota_bad_input() -> TestResult {
         let e = d.expect(d.req(Method::GET, "/nope"), 404).await?;
         ensure(e["error"].is_string(), || format!("404 body {e}"))?;
         d.expect(d.req(Method::PUT, "/sandboxes"), 405).await?;
+        // Rate limit: creates are 30 a minute per user, then 429 with
+        // Retry-After (invalid requests count too); others are unaffected.
+        let carol = d.user("carol", Limits::default())?;
+        let mut statuses = Vec::new();
+        for _ in 0..31 {
+            let r = d.req_as(&carol, Method::POST, "/sandboxes").body("{bad");
+            let resp = r.send().await?;
+            statuses.push((resp.status().as_u16(), resp.headers().contains_key("retry-after")));
+        }
+        ensure(
+            statuses[..30].iter().all(|s| s.0 == 400) && statuses[30] == (429, true),
+            || format!("rate limit: {statuses:?}"),
+        )?;
+        d.expect(d.req_as(&carol, Method::GET, "/sandboxes"), 200).await?;
         // Still serving.
         let list = d
             .expect(d.req_as(&bob, Method::GET, "/sandboxes"), 200)

@@ -1,0 +1,264 @@
+//! The HTTP layer's cost against the engine called directly, in the same
+//! run, on a real VM (QEMU engine, busybox tier):
+//! - exec `true`: through `POST /exec` vs `Engine::exec` (target: the
+//!   HTTP layer adds at most 0.5 ms at p50), with `GET /health` as the
+//!   bare HTTP round trip;
+//! - `GET /sandboxes` with 100 sandboxes (store records) vs the store query;
+//! - 20 parallel execs: p99 through HTTP vs through the engine;
+//! - a warm (paused) sandbox woken by a proxied request vs the same
+//!   request to a hot one.
+//!
+//! Needs root, QEMU and the images; prints the reason and exits 0 when the
+//! host lacks them. `BENCH_QUICK=1` for a smoke run.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use benchkit::{Summary, Target, iterations, report, target};
+use bhatti_engine::engine::{Engine, ExecOptions, SandboxId};
+use bhatti_engine::image::{ImagePaths, Tier};
+use bhatti_engine::netns::{NetNs, unique_name};
+use bhatti_server::config::{Egress, EngineKind, ServerConfig};
+use bhatti_server::daemon::Daemon;
+use bhatti_store::sandboxes::{Sandbox, Status, Thermal};
+use bhatti_store::users::Limits;
+use serde_json::json;
+
+type BenchResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+fn skip_reason() -> Option<String> {
+    if !rustix::process::geteuid().is_root() {
+        return Some("needs root".into());
+    }
+    let p = ImagePaths::from_env();
+    p.kernel()
+        .and_then(|_| p.rootfs(Tier::Busybox))
+        .err()
+        .map(|e| e.to_string())
+}
+
+fn main() {
+    if let Some(r) = skip_reason() {
+        println!("SKIPPED: server api bench: {r}");
+        return;
+    }
+    let dir = match tempfile::Builder::new().prefix("bhatti-bench-").tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("tempdir: {e}");
+            std::process::exit(1);
+        }
+    };
+    let netns = unique_name("btb");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let res = rt.block_on(bench(dir.path(), &netns));
+    bhatti_engine::sandbox::orphans::kill_all(&dir.path().join("sandboxes"));
+    if let Ok(ns) = NetNs::open(&netns) {
+        let _ = ns.delete();
+    }
+    if let Err(e) = res {
+        eprintln!("bench failed: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn summary(v: &[Duration]) -> Summary {
+    Summary::of(v).expect("samples")
+}
+
+async fn bench(dir: &std::path::Path, netns: &str) -> BenchResult {
+    let cfg = ServerConfig {
+        data_dir: dir.to_owned(),
+        listen: "127.0.0.1:0".parse()?,
+        engine: EngineKind::Qemu,
+        egress: Egress::None,
+        netns: netns.to_owned(),
+        warm_after_secs: 3600,
+        cold_after_secs: 7200,
+        tick_secs: 60,
+        image: "busybox".into(),
+        public_domain: None,
+    };
+    let daemon = Daemon::start(&cfg, ImagePaths::from_env()).await?;
+    let url = format!("http://{}", daemon.listener.local_addr()?);
+    let state = daemon.state.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(daemon.serve(async move {
+        let _ = rx.await;
+    }));
+    let limits = Limits { max_sandboxes: 200, ..Limits::default() };
+    let user = bhatti_server::users::create(&state.store, "bench", limits, 0)?;
+    let key = user.key.clone();
+    let http = reqwest::Client::new();
+    let post = |p: &str| http.post(format!("{url}{p}")).bearer_auth(&key);
+
+    let sb: serde_json::Value = post("/sandboxes")
+        .json(&json!({"name": "b", "memory_mb": 256}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id: SandboxId = sb["id"].as_str().unwrap_or_default().parse()?;
+    let engine = state.engine.clone();
+
+    // Exec `true`, interleaved so that drift hits both alike.
+    let n = iterations(300, 30);
+    let (mut direct, mut via_http, mut health) = (Vec::new(), Vec::new(), Vec::new());
+    let body = json!({"cmd": ["true"]});
+    for _ in 0..n / 10 {
+        engine.exec(&id, ExecOptions::new(["true"])).await?;
+        post("/sandboxes/b/exec").json(&body).send().await?.bytes().await?;
+    }
+    for _ in 0..n {
+        let t = Instant::now();
+        engine.exec(&id, ExecOptions::new(["true"])).await?;
+        direct.push(t.elapsed());
+        let t = Instant::now();
+        let r = post("/sandboxes/b/exec").json(&body).send().await?;
+        r.bytes().await?;
+        via_http.push(t.elapsed());
+        let t = Instant::now();
+        http.get(format!("{url}/health")).send().await?.bytes().await?;
+        health.push(t.elapsed());
+    }
+    let (d, h, g) = (summary(&direct), summary(&via_http), summary(&health));
+    println!("== exec `true` (one VM, TCG)");
+    report("GET /health (bare HTTP round trip)", &g, None);
+    report("exec true: engine direct", &d, None);
+    report("exec true: POST /exec", &h, Some(&d));
+    let added_ms = (h.p50.as_secs_f64() - d.p50.as_secs_f64()) * 1e3;
+    target("HTTP layer added at p50 (ms)", added_ms, Target::AtMost, 0.5);
+
+    // 20 parallel execs.
+    let rounds = iterations(15, 3);
+    let (mut par_http, mut par_direct) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let mut hs = Vec::new();
+        for _ in 0..20 {
+            let r = post("/sandboxes/b/exec").json(&body);
+            hs.push(tokio::spawn(async move {
+                let t = Instant::now();
+                let ok = r.send().await.map(|r| r.status().is_success());
+                (t.elapsed(), ok)
+            }));
+        }
+        for h in hs {
+            let (dt, ok) = h.await?;
+            if !ok.unwrap_or(false) {
+                return Err("parallel exec failed".into());
+            }
+            par_http.push(dt);
+        }
+        let mut hs = Vec::new();
+        for _ in 0..20 {
+            let (e, id) = (Arc::clone(&engine), id.clone());
+            hs.push(tokio::spawn(async move {
+                let t = Instant::now();
+                e.exec(&id, ExecOptions::new(["true"])).await.map(|_| t.elapsed())
+            }));
+        }
+        for h in hs {
+            par_direct.push(h.await??);
+        }
+    }
+    println!("== 20 parallel execs");
+    let (pd, ph) = (summary(&par_direct), summary(&par_http));
+    report("20 parallel: engine direct", &pd, None);
+    report("20 parallel: POST /exec", &ph, Some(&pd));
+    println!(
+        "{:<40} p99 ratio {:.2}x",
+        "",
+        ph.p99.as_secs_f64() / pd.p99.as_secs_f64().max(f64::MIN_POSITIVE)
+    );
+
+    // List with 100 sandboxes (99 stopped records + the live one).
+    for i in 0..99 {
+        state.store.insert_sandbox(&Sandbox {
+            id: format!("sb-rec{i:04}"),
+            user_id: user.user.id.clone(),
+            name: format!("rec-{i}"),
+            status: Status::Stopped,
+            thermal: Thermal::Cold,
+            status_reason: None,
+            ip: None,
+            cpus: 1,
+            memory_mb: 256,
+            keep_hot: false,
+            template_id: None,
+            image: "busybox".into(),
+            agent_token: String::new(),
+            spec: json!({}),
+            snapshot_path: None,
+            created_at: i,
+            stopped_at: Some(i),
+            destroyed_at: None,
+        })?;
+    }
+    let n = iterations(300, 30);
+    let (mut store_q, mut list_http) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let t = Instant::now();
+        let rows = state.store.list_sandboxes(&user.user.id)?;
+        store_q.push(t.elapsed());
+        if rows.len() != 100 {
+            return Err(format!("{} sandboxes listed", rows.len()).into());
+        }
+        let t = Instant::now();
+        http.get(format!("{url}/sandboxes"))
+            .bearer_auth(&key)
+            .send()
+            .await?
+            .bytes()
+            .await?;
+        list_http.push(t.elapsed());
+    }
+    println!("== list with 100 sandboxes");
+    let (sq, lh) = (summary(&store_q), summary(&list_http));
+    report("store query", &sq, None);
+    report("GET /sandboxes", &lh, Some(&sq));
+
+    // Warm wake through the proxy (busybox httpd in the guest).
+    post("/sandboxes/b/exec")
+        .json(&json!({"cmd": ["sh", "-c", "mkdir -p /srv && echo ok > /srv/i && busybox httpd -p 8080 -h /srv"]}))
+        .send()
+        .await?
+        .bytes()
+        .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let n = iterations(40, 5);
+    let (mut hot, mut warm) = (Vec::new(), Vec::new());
+    let get = || {
+        http.get(format!("{url}/sandboxes/b/proxy/8080/i"))
+            .bearer_auth(&key)
+            .send()
+    };
+    for _ in 0..n {
+        let t = Instant::now();
+        get().await?.bytes().await?;
+        hot.push(t.elapsed());
+        engine.pause(&id).await?;
+        let t = Instant::now();
+        let r = get().await?;
+        let ok = r.status().is_success();
+        r.bytes().await?;
+        warm.push(t.elapsed());
+        if !ok {
+            return Err("proxied request failed".into());
+        }
+    }
+    println!("== proxy");
+    let (ho, wa) = (summary(&hot), summary(&warm));
+    report("proxy GET, hot sandbox", &ho, None);
+    report("proxy GET, warm sandbox (wake)", &wa, Some(&ho));
+
+    for info in engine.list().await {
+        let _ = engine.destroy(&info.id).await;
+    }
+    let _ = tx.send(());
+    server.await??;
+    Ok(())
+}
