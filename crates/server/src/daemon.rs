@@ -9,7 +9,7 @@
 //! Runs on the caller's tokio runtime: the axum server, one thermal task,
 //! and the engine's own helpers. Start-up and shutdown are sequential.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,9 @@ use crate::state::{AppState, Settings};
 
 /// The engine the daemon runs.
 pub type DaemonEngine = VmEngine<QemuDriver>;
+
+/// How long a graceful shutdown waits for in-flight requests.
+pub const DRAIN: Duration = Duration::from_secs(10);
 
 /// The command that installs what the host needs.
 pub const SETUP_COMMAND: &str = "scripts/setup.sh";
@@ -193,7 +196,20 @@ impl Daemon {
             stop.await;
             let _ = tx.send(true);
         });
-        let served = server.await.map_err(DaemonError::Serve);
+        // In-flight requests get DRAIN to finish (a streaming exec or a
+        // proxied stream may never end on its own).
+        let mut rx3 = rx.clone();
+        let drained = async move {
+            let _ = rx3.wait_for(|v| *v).await;
+            tokio::time::sleep(DRAIN).await;
+        };
+        let served = tokio::select! {
+            r = server.into_future() => r.map_err(DaemonError::Serve),
+            () = drained => {
+                tracing::warn!("requests still running after {DRAIN:?}; shutting down anyway");
+                Ok(())
+            }
+        };
         let _ = thermal.await;
         shutdown(&self.state).await;
         served
