@@ -33,8 +33,13 @@ type Body = fn(&Daemon) -> Result<(), String>;
 fn main() {
     let args = Arguments::from_args();
     let reason = support::skip_reason();
-    let tests: [(&str, Body); 3] = [
+    let tests: [(&str, Body); 5] = [
         ("lifecycle_exec_and_json", lifecycle_exec_and_json),
+        ("exec_output_is_live", exec_output_is_live),
+        (
+            "volumes_templates_ports_setup",
+            volumes_templates_ports_setup,
+        ),
         (
             "files_secrets_and_destroy_many",
             files_secrets_and_destroy_many,
@@ -342,5 +347,182 @@ fn shell_through_a_pty(d: &Daemon) -> Result<(), String> {
         format!("shell exit: {st}; output {:?}", p.output())
     })?;
 
+    // Initial size from the local terminal, SIGWINCH resizes, --new starts
+    // a second shell, kill-session ends it.
+    let mut p = Pty::spawn(d.cmd(&["shell", "--new", name]))?;
+    p.expect_any_after(0, &["$ ", "# "], PTY_WAIT)?;
+    let mark = p.len();
+    p.send(b"stty size\r")?;
+    p.expect_after(mark, "24 80", PTY_WAIT)?;
+    p.resize(30, 100)?;
+    let mark = p.len();
+    p.send(b"stty size\r")?;
+    p.expect_after(mark, "30 100", PTY_WAIT)?;
+    let ps = d.json(&["ps", name])?;
+    let attached: Vec<String> = ps
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|s| s["running"] == true && s["attached"] == true)
+                .filter_map(|s| s["session_id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    ensure(attached.len() == 1, || {
+        format!("ps with --new shell attached: {ps}")
+    })?;
+    let killed = d.json(&["kill-session", name, &attached[0]])?;
+    ensure(killed["status"] == "killed", || {
+        format!("kill-session: {killed}")
+    })?;
+    let st = p.wait(PTY_WAIT)?;
+    ensure(!st.success(), || format!("killed shell exit: {st}"))?;
+    let human = d.ok(&["ps", name])?;
+    ensure(human.starts_with("SESSION"), || human.clone())?;
+
     d.json(&["destroy", name]).map(|_| ())
+}
+
+/// stdout arrives while the command still runs (the NDJSON stream is
+/// forwarded event by event); the command waits for a file the test
+/// writes only after it has seen the first line.
+fn exec_output_is_live(d: &Daemon) -> Result<(), String> {
+    use std::io::{BufRead, BufReader};
+    let name = "live-box";
+    d.json(&["create", "--name", name, "--memory", "256"])?;
+    let script = "echo first; while [ ! -e /tmp/go ]; do sleep 0.1; done; echo second";
+    let mut child = d
+        .cmd(&["exec", name, "--", "sh", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut out = BufReader::new(child.stdout.take().ok_or("stdout")?);
+    let mut line = String::new();
+    out.read_line(&mut line).map_err(|e| e.to_string())?;
+    ensure(line == "first\n", || format!("first line: {line:?}"))?;
+    let running = child.try_wait().map_err(|e| e.to_string())?.is_none();
+    let o = d.run_with_stdin(&["file", "write", name, "/tmp/go"], b"");
+    ensure(o.status.success(), || text(&o.stderr))?;
+    ensure(running, || "exec ended before the command did".into())?;
+    line.clear();
+    out.read_line(&mut line).map_err(|e| e.to_string())?;
+    ensure(line == "second\n", || format!("second line: {line:?}"))?;
+    let st = child.wait().map_err(|e| e.to_string())?;
+    ensure(st.success(), || format!("exec: {st}"))?;
+    d.json(&["destroy", name]).map(|_| ())
+}
+
+fn volumes_templates_ports_setup(d: &Daemon) -> Result<(), String> {
+    let v = d.json(&["volume", "create", "data1", "--size", "32"])?;
+    ensure(v["name"] == "data1" && v["size_mb"] == 32, || {
+        format!("volume create: {v}")
+    })?;
+    let vl = d.json(&["volume", "list"])?;
+    ensure(vl.to_string().contains("data1"), || {
+        format!("volume list: {vl}")
+    })?;
+    let t = d.json(&[
+        "template", "create", "--name", "tpl", "--memory", "256", "--env", "TPL=yes",
+    ])?;
+    ensure(t["name"] == "tpl", || format!("template create: {t}"))?;
+    let tl = d.ok(&["template", "list"])?;
+    ensure(tl.starts_with("NAME") && tl.contains("tpl"), || tl.clone())?;
+
+    let name = "vt-box";
+    let sb = d.json(&[
+        "create",
+        "--name",
+        name,
+        "--template",
+        "tpl",
+        "--volume",
+        "data1:/data",
+    ])?;
+    ensure(
+        sb["memory_mb"] == 256 && sb["template_id"].is_string(),
+        || format!("create from template: {sb}"),
+    )?;
+    let o = d.ok(&[
+        "exec",
+        name,
+        "--",
+        "sh",
+        "-c",
+        "echo $TPL; grep -c ' /data ' /proc/mounts",
+    ])?;
+    ensure(o == "yes\n1\n", || {
+        format!("template env and volume mount: {o:?}")
+    })?;
+    let o = d.run(&["volume", "delete", "data1"]);
+    ensure(
+        o.status.code() == Some(1) && text(&o.stderr).contains("409"),
+        || format!("delete in-use volume: {:?} {}", o.status, text(&o.stderr)),
+    )?;
+
+    // A listening port shows up with its proxy URL; publish/unpublish.
+    d.ok(&[
+        "exec",
+        name,
+        "--",
+        "sh",
+        "-c",
+        "busybox httpd -p 8000 -h /tmp",
+    ])?;
+    let ports = d.json(&["ports", name])?;
+    let p8000 = ports
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["port"] == 8000))
+        .cloned()
+        .unwrap_or(Value::Null);
+    ensure(p8000["proxy_url"].is_string(), || format!("ports: {ports}"))?;
+    let pb = d.json(&["publish", name, "8000", "--alias", "cli-web"])?;
+    ensure(pb["alias"] == "cli-web" && pb["port"] == 8000, || {
+        format!("publish: {pb}")
+    })?;
+    let up = d.json(&["unpublish", name, "8000"])?;
+    ensure(up["status"] == "unpublished", || format!("unpublish: {up}"))?;
+
+    let e = d.json(&["edit", name, "--name", "vt-renamed", "--allow-cold"])?;
+    ensure(e["name"] == "vt-renamed" && e["keep_hot"] == false, || {
+        format!("edit: {e}")
+    })?;
+
+    let ver = d.json(&["version"])?;
+    ensure(ver["server"] == ver["client"], || format!("version: {ver}"))?;
+
+    // setup verifies against the daemon, writes the config, later
+    // commands use it with no flags or environment.
+    let home = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let run_home = |args: &[&str]| {
+        std::process::Command::new(support::daemon::bin())
+            .args(args)
+            .env("HOME", home.path())
+            .env_remove("BHATTI_URL")
+            .env_remove("BHATTI_TOKEN")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())
+    };
+    let o = run_home(&["setup", "--url", &d.url, "--token", "bht_wrong"])?;
+    ensure(
+        o.status.code() == Some(1) && text(&o.stderr).contains("rejected"),
+        || format!("setup with a bad key: {}", text(&o.stderr)),
+    )?;
+    let o = run_home(&["setup", "--url", &d.url, "--token", &d.token])?;
+    ensure(o.status.success(), || format!("setup: {}", text(&o.stderr)))?;
+    let o = run_home(&["list", "--json"])?;
+    let list: Value =
+        serde_json::from_slice(&o.stdout).map_err(|e| format!("list via config: {e}"))?;
+    ensure(list.to_string().contains("vt-renamed"), || {
+        format!("list via config: {list}")
+    })?;
+
+    d.json(&["destroy", "vt-renamed"])?;
+    d.json(&["template", "delete", "tpl"])?;
+    d.json(&["volume", "delete", "data1"])?;
+    let vl = d.json(&["volume", "list"])?;
+    ensure(!vl.to_string().contains("data1"), || {
+        format!("after delete: {vl}")
+    })
 }

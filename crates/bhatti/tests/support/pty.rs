@@ -112,6 +112,21 @@ impl Pty {
         }
     }
 
+    /// Sets the terminal size and sends SIGWINCH to the process (it is not
+    /// the session leader of this pty, so the kernel would not).
+    pub fn resize(&self, rows: u16, cols: u16) -> Result<(), String> {
+        let ws = rustix::termios::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        rustix::termios::tcsetwinsize(&self.master, ws).map_err(|e| format!("winsize: {e}"))?;
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, rustix::process::Signal::WINCH)
+            .map_err(|e| format!("SIGWINCH: {e}"))
+    }
+
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
         self.master
             .write_all(bytes)

@@ -152,9 +152,13 @@ pub async fn check(resp: Response) -> Result<Response, HttpError> {
         return Ok(resp);
     }
     let text = resp.text().await.unwrap_or_default();
+    let mut message = error_message(status.as_u16(), &text);
+    if status.as_u16() == 401 {
+        message.push_str("; set BHATTI_TOKEN, pass --token, or run `bhatti setup`");
+    }
     Err(HttpError::Api {
         status: status.as_u16(),
-        message: error_message(status.as_u16(), &text),
+        message,
     })
 }
 

@@ -26,8 +26,10 @@ pub struct SetupArgs {
 pub enum SetupError {
     #[error("no API key: give --token (or BHATTI_TOKEN), or run `bhatti setup` on a terminal")]
     NoToken,
-    #[error("the daemon at {0} rejected the API key ({1})")]
-    Rejected(String, String),
+    #[error(
+        "the daemon at {0} rejected the API key (HTTP 401); check it with the operator (`bhatti user rotate-key`)"
+    )]
+    Rejected(String),
     #[error("reading the answer: {0}")]
     Prompt(#[source] std::io::Error),
 }
@@ -102,11 +104,8 @@ async fn verify(api: &Api) -> anyhow::Result<Value> {
     let health = api.get(&["health"]).await?;
     match api.get(&["sandboxes"]).await {
         Ok(_) => {}
-        Err(HttpError::Api {
-            status: 401,
-            message,
-        }) => {
-            return Err(SetupError::Rejected(api.base().to_string(), message).into());
+        Err(HttpError::Api { status: 401, .. }) => {
+            return Err(SetupError::Rejected(api.base().to_string()).into());
         }
         Err(e) => return Err(e.into()),
     }

@@ -38,8 +38,8 @@ pub enum VolumeAction {
 
 const COLUMNS: &[(&str, &str)] = &[
     ("NAME", "name"),
+    ("ID", "id"),
     ("SIZE_MB", "size_mb"),
-    ("IN_USE_BY", "sandbox_id"),
     ("CREATED", "created_at"),
 ];
 
