@@ -90,7 +90,10 @@ async fn bench(dir: &std::path::Path, netns: &str) -> BenchResult {
     let server = tokio::spawn(daemon.serve(async move {
         let _ = rx.await;
     }));
-    let limits = Limits { max_sandboxes: 200, ..Limits::default() };
+    let limits = Limits {
+        max_sandboxes: 200,
+        ..Limits::default()
+    };
     let user = bhatti_server::users::create(&state.store, "bench", limits, 0)?;
     let key = user.key.clone();
     let http = reqwest::Client::new();
@@ -111,7 +114,12 @@ async fn bench(dir: &std::path::Path, netns: &str) -> BenchResult {
     let body = json!({"cmd": ["true"]});
     for _ in 0..n / 10 {
         engine.exec(&id, ExecOptions::new(["true"])).await?;
-        post("/sandboxes/b/exec").json(&body).send().await?.bytes().await?;
+        post("/sandboxes/b/exec")
+            .json(&body)
+            .send()
+            .await?
+            .bytes()
+            .await?;
     }
     for _ in 0..n {
         let t = Instant::now();
@@ -122,7 +130,11 @@ async fn bench(dir: &std::path::Path, netns: &str) -> BenchResult {
         r.bytes().await?;
         via_http.push(t.elapsed());
         let t = Instant::now();
-        http.get(format!("{url}/health")).send().await?.bytes().await?;
+        http.get(format!("{url}/health"))
+            .send()
+            .await?
+            .bytes()
+            .await?;
         health.push(t.elapsed());
     }
     let (d, h, g) = (summary(&direct), summary(&via_http), summary(&health));
@@ -131,7 +143,12 @@ async fn bench(dir: &std::path::Path, netns: &str) -> BenchResult {
     report("exec true: engine direct", &d, None);
     report("exec true: POST /exec", &h, Some(&d));
     let added_ms = (h.p50.as_secs_f64() - d.p50.as_secs_f64()) * 1e3;
-    target("HTTP layer added at p50 (ms)", added_ms, Target::AtMost, 0.5);
+    target(
+        "HTTP layer added at p50 (ms)",
+        added_ms,
+        Target::AtMost,
+        0.5,
+    );
 
     // 20 parallel execs.
     let rounds = iterations(15, 3);
@@ -158,7 +175,9 @@ async fn bench(dir: &std::path::Path, netns: &str) -> BenchResult {
             let (e, id) = (Arc::clone(&engine), id.clone());
             hs.push(tokio::spawn(async move {
                 let t = Instant::now();
-                e.exec(&id, ExecOptions::new(["true"])).await.map(|_| t.elapsed())
+                e.exec(&id, ExecOptions::new(["true"]))
+                    .await
+                    .map(|_| t.elapsed())
             }));
         }
         for h in hs {

@@ -93,11 +93,21 @@ mod tests {
         // Nothing documented that is not routed.
         let documented: usize = doc["paths"]
             .as_object()
-            .map(|m| m.values().map(|ops| ops.as_object().map_or(0, Map::len)).sum())
+            .map(|m| {
+                m.values()
+                    .map(|ops| ops.as_object().map_or(0, Map::len))
+                    .sum()
+            })
             .unwrap_or(0);
         let routed: usize = routes
             .iter()
-            .map(|r| if r.verb == Verb::Any { ANY_METHODS.len() } else { 1 })
+            .map(|r| {
+                if r.verb == Verb::Any {
+                    ANY_METHODS.len()
+                } else {
+                    1
+                }
+            })
             .sum();
         assert_eq!(documented, routed);
         // Every route of API.md is there.

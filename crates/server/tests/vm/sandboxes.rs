@@ -235,13 +235,17 @@ pub fn auth_isolation_quota_bad_input() -> TestResult {
         for _ in 0..31 {
             let r = d.req_as(&carol, Method::POST, "/sandboxes").body("{bad");
             let resp = r.send().await?;
-            statuses.push((resp.status().as_u16(), resp.headers().contains_key("retry-after")));
+            statuses.push((
+                resp.status().as_u16(),
+                resp.headers().contains_key("retry-after"),
+            ));
         }
         ensure(
             statuses[..30].iter().all(|s| s.0 == 400) && statuses[30] == (429, true),
             || format!("rate limit: {statuses:?}"),
         )?;
-        d.expect(d.req_as(&carol, Method::GET, "/sandboxes"), 200).await?;
+        d.expect(d.req_as(&carol, Method::GET, "/sandboxes"), 200)
+            .await?;
         // Still serving.
         let list = d
             .expect(d.req_as(&bob, Method::GET, "/sandboxes"), 200)
