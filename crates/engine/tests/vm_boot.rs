@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use bhatti_agent::{Error as AgentError, Event, ExecOptions, ReadOptions, ShellOptions};
 use bhatti_engine::image::Tier;
-use bhatti_engine::qemu::launch::{Accel, BootFailure, Drive, probe_runs_guest};
+use bhatti_engine::qemu::launch::{
+    Accel, BootFailure, Drive, LaunchSpec, kvm_is_pvm, probe_runs_guest,
+};
 use bhatti_proto::config::{GuestConfig, GuestFile, GuestUser, GuestVolume};
 use libtest_mimic::{Arguments, Failed};
 use support::vm::{TestVm, VmOptions, default_config, run_ok, runtime};
@@ -23,6 +25,11 @@ fn main() {
     let vm = &[Need::Root, Need::Qemu, Need::Images];
     let trials = vec![
         trial("accel_probe_runs_guest_code", &[Need::Qemu], accel_probe),
+        trial(
+            "auto_accel_picks_kvm_only_where_it_boots_the_kernel",
+            vm,
+            auto_accel_matches_kvm,
+        ),
         trial("bare_kernel_boots_trivial_init", vm, bare_kernel_boot),
         trial("exec_runs_as_uid_1000", vm, exec_as_user),
         trial("config_drive_env_hostname_files", vm, config_drive_applied),
@@ -48,6 +55,39 @@ fn accel_probe() -> Result<(), Failed> {
     })?;
     println!("accelerator chosen by auto: {:?}", Accel::auto());
     Ok(())
+}
+
+/// The decision of `Accel::auto` checked against reality: our kernel,
+/// booted under KVM with a root device that does not exist, must reach its
+/// "VFS: Unable to mount root" panic (QEMU then exits) exactly when auto
+/// picks KVM. A KVM that cannot boot a standard kernel (PVM) hangs early
+/// instead; a host without /dev/kvm fails at once.
+fn auto_accel_matches_kvm() -> Result<(), Failed> {
+    let paths = bhatti_engine::image::ImagePaths::from_env();
+    let dir = tempfile::tempdir()?;
+    let rootfs = dir.path().join("rootfs.ext4");
+    bhatti_engine::image::copy_rootfs(&paths.rootfs(Tier::Busybox)?, &rootfs)?;
+    let mut spec = LaunchSpec::new(paths.kernel()?, rootfs, dir.path());
+    spec.accel = Accel::Kvm;
+    spec.qmp_socket = None;
+    spec.die_with_parent = true;
+    spec.extra_cmdline = vec!["root=/dev/bhatti-none".into()];
+    let mut vm = spec.spawn()?;
+    // Under a working KVM this takes well under a second.
+    let exited = vm.wait_exit(Duration::from_secs(10))?.is_some();
+    let kvm_boots = exited && vm.console().contains("Kernel panic");
+    let auto = Accel::auto();
+    println!(
+        "KVM boots the kernel: {kvm_boots}; pvm: {}; auto: {auto:?}",
+        kvm_is_pvm(std::path::Path::new("/sys/module"))
+    );
+    ensure((auto == Accel::Kvm) == kvm_boots, || {
+        format!(
+            "auto picked {auto:?} but KVM {} boot the kernel; console tail:\n{}",
+            if kvm_boots { "can" } else { "cannot" },
+            vm.console_tail(10)
+        )
+    })
 }
 
 fn bare_kernel_boot() -> Result<(), Failed> {

@@ -34,7 +34,7 @@ use crate::netns::{NetNs, NetnsError};
 mod accel;
 mod process;
 
-pub use accel::{Accel, probe_runs_guest};
+pub use accel::{Accel, kvm_is_pvm, probe_runs_guest};
 pub use process::{BootError, BootFailure, CONSOLE_TAIL_LINES, VmProcess, tail_lines};
 
 /// The QEMU binary (found on `PATH`).

@@ -1,7 +1,14 @@
-//! Accelerator choice: KVM only when it can really run guest code on this
-//! host (a cheap probe, cached per process), TCG otherwise.
+//! Accelerator choice: KVM only when it can really run a standard guest
+//! kernel on this host, TCG otherwise.
+//!
+//! Two checks, cached per process: the host's KVM must not be PVM (the
+//! `kvm_pvm` module: a paravirtual KVM that only runs PVM-enabled guest
+//! kernels; a standard kernel starts under it and then hangs in the host's
+//! instruction emulator), and a tiny firmware must run under it (a cheap
+//! probe that rules out a missing or unusable `/dev/kvm`).
 
 use std::fs;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -22,7 +29,7 @@ impl Accel {
     pub fn auto() -> Accel {
         static PROBE: OnceLock<Accel> = OnceLock::new();
         *PROBE.get_or_init(|| {
-            if probe_runs_guest(Accel::Kvm) {
+            if !kvm_is_pvm(Path::new(SYS_MODULES)) && probe_runs_guest(Accel::Kvm) {
                 Accel::Kvm
             } else {
                 Accel::Tcg
@@ -46,6 +53,17 @@ impl Accel {
             Accel::Tcg => "tcg",
         }
     }
+}
+
+/// Where the host kernel lists its loaded modules.
+const SYS_MODULES: &str = "/sys/module";
+
+/// Whether the host's KVM is PVM (module `kvm_pvm` loaded under
+/// `sys_modules`). PVM runs only guest kernels built for it, so a
+/// standard guest kernel cannot boot: the firmware probe alone would pass
+/// (real-mode code is emulated) and every VM would hang early in boot.
+pub fn kvm_is_pvm(sys_modules: &Path) -> bool {
+    sys_modules.join("kvm_pvm").exists()
 }
 
 /// Whether QEMU with `accel` can execute guest code: boots a 64 KiB

@@ -171,3 +171,12 @@ fn boot_error_message_carries_console_tail() {
         "{msg}"
     );
 }
+
+#[test]
+fn pvm_is_detected_from_the_module_list() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::create_dir(dir.path().join("kvm")).expect("kvm");
+    assert!(!kvm_is_pvm(dir.path()));
+    fs::create_dir(dir.path().join("kvm_pvm")).expect("kvm_pvm");
+    assert!(kvm_is_pvm(dir.path()));
+}
