@@ -94,7 +94,17 @@ impl axum::response::IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(error = %self, "request failed");
         }
-        (status, axum::Json(self.body())).into_response()
+        let mut resp = (status, axum::Json(self.body())).into_response();
+        if matches!(self, Self::PayloadTooLarge(_)) {
+            // The body was refused unread: the connection cannot carry
+            // another request, so say so (a client that pooled it would
+            // otherwise send its next request into a closing socket).
+            resp.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        resp
     }
 }
 

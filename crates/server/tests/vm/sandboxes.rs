@@ -223,7 +223,11 @@ pub fn auth_isolation_quota_bad_input() -> TestResult {
             .req_as(&bob, Method::POST, "/sandboxes")
             .header("content-type", "application/json")
             .body(big);
-        d.expect(r, 413).await?;
+        let resp = r.send().await?;
+        ensure(
+            resp.status() == 413 && resp.headers()["connection"] == "close",
+            || format!("too large a body: {resp:?}"),
+        )?;
         // Unknown route and method: JSON errors too.
         let e = d.expect(d.req(Method::GET, "/nope"), 404).await?;
         ensure(e["error"].is_string(), || format!("404 body {e}"))?;
