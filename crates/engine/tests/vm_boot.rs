@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bhatti_agent::{Error as AgentError, Event, ExecOptions, ReadOptions, ShellOptions};
 use bhatti_engine::image::Tier;
 use bhatti_engine::qemu::launch::{
-    Accel, BootFailure, Drive, LaunchSpec, kvm_is_pvm, probe_runs_guest,
+    Accel, BootFailure, Drive, LaunchSpec, clock, kvm_is_pvm, probe_runs_guest,
 };
 use bhatti_proto::config::{GuestConfig, GuestFile, GuestUser, GuestVolume};
 use libtest_mimic::{Arguments, Failed};
@@ -32,6 +32,7 @@ fn main() {
         ),
         trial("bare_kernel_boots_trivial_init", vm, bare_kernel_boot),
         trial("exec_runs_as_uid_1000", vm, exec_as_user),
+        trial("guest_clock_is_fine_grained_and_on_time", vm, guest_clock),
         trial("config_drive_env_hostname_files", vm, config_drive_applied),
         trial("init_session_output", vm, init_session),
         trial("file_write_then_read", vm, file_round_trip),
@@ -118,6 +119,56 @@ fn exec_as_user() -> Result<(), Failed> {
             lines == ["1000", "1000", "/home/lohar", "/home/lohar"],
             || format!("unexpected identity: {lines:?}"),
         )
+    })
+}
+
+/// Under TCG the guest keeps a TSC clock (told the host's frequency)
+/// instead of 4 ms jiffies, and that clock runs at the host's rate.
+fn guest_clock() -> Result<(), Failed> {
+    let t = TestVm::boot(VmOptions::default())?;
+    runtime()?.block_on(async {
+        let c = t.client();
+        c.wait_ready(Duration::from_secs(30)).await?;
+        let source = run_ok(
+            &c,
+            &[
+                "cat",
+                "/sys/devices/system/clocksource/clocksource0/current_clocksource",
+            ],
+        )
+        .await?;
+        // `tsc-early` until the kernel's delayed switch to `tsc` (about a
+        // second after boot under TCG); both count in nanoseconds.
+        let want: &[&str] = match (Accel::auto(), clock::host_tsc_khz()) {
+            (Accel::Kvm, _) => &["kvm-clock"],
+            (Accel::Tcg, Some(_)) => &["tsc", "tsc-early"],
+            (Accel::Tcg, None) => {
+                println!("host TSC is not invariant; guest clock left to the kernel: {source}");
+                return Ok(());
+            }
+        };
+        ensure(want.contains(&source.trim()), || {
+            format!("guest clocksource {source:?}, expected one of {want:?}")
+        })?;
+        let guest_now = || async {
+            let out = run_ok(&c, &["cat", "/proc/uptime"]).await?;
+            let up: f64 = out
+                .split_whitespace()
+                .next()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| Failed::from(format!("uptime: {out:?}")))?;
+            Ok::<_, Failed>((Instant::now(), up))
+        };
+        let (h0, g0) = guest_now().await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (h1, g1) = guest_now().await?;
+        let host = h1.duration_since(h0).as_secs_f64();
+        let ratio = (g1 - g0) / host;
+        println!("guest/host clock rate over {host:.2} s: {ratio:.4}");
+        // /proc/uptime has 10 ms steps and each read is one exec away.
+        ensure((0.97..=1.03).contains(&ratio), || {
+            format!("guest clock runs at {ratio:.4}x the host's")
+        })
     })
 }
 

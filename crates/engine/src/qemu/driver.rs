@@ -18,7 +18,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::launch::{Accel, Drive, GuestNet, LaunchError, LaunchSpec, VmProcess};
+use super::launch::{Accel, Drive, GuestNet, LaunchError, LaunchSpec, VmProcess, clock};
 use super::qmp::{QmpClient, QmpError, incoming_uri};
 use crate::driver::{BoxError, Driver, DriverError, Snapshot, VmConfig};
 
@@ -53,6 +53,8 @@ pub enum QemuError {
 pub struct QemuDriver {
     pub qemu: PathBuf,
     pub accel: Accel,
+    /// Guest TSC frequency for TCG guests (see [`clock`]).
+    pub guest_tsc_khz: Option<u64>,
     /// Limit for QEMU to answer QMP after spawning.
     pub start_timeout: Duration,
     /// Limit for a migration (snapshot) or an incoming restore.
@@ -60,12 +62,15 @@ pub struct QemuDriver {
 }
 
 /// KVM when it can really boot a guest here (probed once per process,
-/// under a second), else TCG.
+/// under a second), else TCG with the host's TSC frequency for the guest
+/// clock (measured once per process, 50 ms).
 impl Default for QemuDriver {
     fn default() -> Self {
+        let accel = Accel::auto();
         Self {
             qemu: PathBuf::from(super::launch::QEMU_BINARY),
-            accel: Accel::auto(),
+            accel,
+            guest_tsc_khz: (accel == Accel::Tcg).then(clock::host_tsc_khz).flatten(),
             start_timeout: Duration::from_secs(10),
             snapshot_timeout: Duration::from_secs(120),
         }
@@ -96,6 +101,7 @@ impl QemuDriver {
         let mut spec = LaunchSpec::new(&config.kernel, &config.rootfs, &config.run_dir);
         spec.qemu = self.qemu.clone();
         spec.accel = self.accel;
+        spec.guest_tsc_khz = self.guest_tsc_khz;
         spec.vcpus = config.vcpus;
         spec.memory_mib = config.memory_mib;
         spec.config_drive = config.config_drive.clone();

@@ -13,7 +13,8 @@
 //! `reboot(POWER_OFF)` only halts the vCPU and QEMU keeps running.
 //!
 //! Split: this file builds the argv and spawns; `accel` chooses KVM or
-//! TCG; `process` watches the running QEMU and builds boot errors.
+//! TCG; `clock` gives a TCG guest a real clock source; `process` watches
+//! the running QEMU and builds boot errors.
 //!
 //! # Threads, locks, I/O
 //! [`LaunchSpec::spawn`] forks QEMU and returns at once; waiting is done by
@@ -32,6 +33,7 @@ use std::process::{Command, Stdio};
 use crate::netns::{NetNs, NetnsError};
 
 mod accel;
+pub mod clock;
 mod process;
 
 pub use accel::{Accel, kvm_is_pvm, probe_runs_guest};
@@ -132,6 +134,10 @@ pub struct LaunchSpec {
     pub netns: Option<String>,
     /// Pass `quiet` to the kernel.
     pub quiet: bool,
+    /// Under TCG: the guest TSC's frequency to give the kernel (the
+    /// host's, [`clock::host_tsc_khz`]), so the guest keeps a TSC clock
+    /// instead of 4 ms jiffies. `None`: the kernel calibrates on its own.
+    pub guest_tsc_khz: Option<u64>,
     /// Restore: `-incoming <uri>` (see `qmp::incoming_uri`).
     pub incoming: Option<String>,
     /// Kill QEMU when the thread that spawned it exits (PR_SET_PDEATHSIG;
@@ -162,6 +168,7 @@ impl LaunchSpec {
             vsock_cid: None,
             netns: None,
             quiet: true,
+            guest_tsc_khz: None,
             incoming: None,
             die_with_parent: false,
         }
@@ -182,6 +189,10 @@ impl LaunchSpec {
         }
         if self.config_drive.is_some() {
             args.push("bhatti.config=/dev/vdb".to_owned());
+        }
+        if let Some(khz) = self.guest_tsc_khz.filter(|_| self.accel == Accel::Tcg) {
+            args.push(format!("tsc_early_khz={khz}"));
+            args.push("tsc=reliable".to_owned());
         }
         if self.quiet {
             args.push("quiet".to_owned());

@@ -13,7 +13,9 @@ use bhatti_agent::connector::{BoxStream, ConnectFuture, Connector};
 use bhatti_agent::{Client, ExecOptions, ExecResult};
 use bhatti_engine::image::{self, ImagePaths, Tier};
 use bhatti_engine::netns::{NetNs, unique_name};
-use bhatti_engine::qemu::launch::{Accel, BootError, Drive, GuestNet, LaunchSpec, VmProcess};
+use bhatti_engine::qemu::launch::{
+    Accel, BootError, Drive, GuestNet, LaunchSpec, VmProcess, clock,
+};
 use bhatti_proto::CONTROL_PORT;
 use bhatti_proto::config::GuestConfig;
 use libtest_mimic::Failed;
@@ -100,6 +102,7 @@ impl TestVm {
 
         let mut spec = LaunchSpec::new(kernel, rootfs, dir.path());
         spec.accel = Accel::auto();
+        spec.guest_tsc_khz = clock::host_tsc_khz();
         let token = opts
             .config
             .as_ref()

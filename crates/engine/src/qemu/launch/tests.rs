@@ -180,3 +180,36 @@ fn pvm_is_detected_from_the_module_list() {
     fs::create_dir(dir.path().join("kvm_pvm")).expect("kvm_pvm");
     assert!(kvm_is_pvm(dir.path()));
 }
+
+#[test]
+fn tcg_guests_get_the_tsc_frequency_and_kvm_guests_do_not() {
+    let mut s = spec();
+    assert!(!s.kernel_cmdline().contains("tsc"));
+    s.guest_tsc_khz = Some(2_100_000);
+    let c = s.kernel_cmdline();
+    assert!(c.split(' ').any(|a| a == "tsc_early_khz=2100000"), "{c}");
+    assert!(c.split(' ').any(|a| a == "tsc=reliable"), "{c}");
+    s.accel = Accel::Kvm;
+    assert!(!s.kernel_cmdline().contains("tsc"));
+}
+
+#[test]
+fn tsc_must_be_constant_and_nonstop() {
+    let cpu =
+        |flags: &str| format!("processor\t: 0\nflags\t\t: fpu {flags} sse\n\nflags\t: none\n");
+    assert!(clock::tsc_is_invariant(&cpu(
+        "tsc constant_tsc nonstop_tsc"
+    )));
+    assert!(!clock::tsc_is_invariant(&cpu("tsc constant_tsc")));
+    assert!(!clock::tsc_is_invariant(&cpu("tsc nonstop_tsc")));
+    assert!(!clock::tsc_is_invariant("processor\t: 0\n"));
+}
+
+#[test]
+fn host_tsc_measurement_is_plausible_or_absent() {
+    if let Some(khz) = clock::host_tsc_khz() {
+        assert!((100_000..=10_000_000).contains(&khz), "{khz}");
+        // Cached: the second call is the same value.
+        assert_eq!(clock::host_tsc_khz(), Some(khz));
+    }
+}
