@@ -240,34 +240,38 @@ async fn bench(dir: &std::path::Path, netns: &str) -> BenchResult {
     report("store query", &sq, None);
     report("GET /sandboxes", &lh, Some(&sq));
 
-    // Warm wake through the proxy (busybox httpd in the guest).
-    post("/sandboxes/b/exec")
-        .json(&json!({"cmd": ["sh", "-c", "mkdir -p /srv && echo ok > /srv/i && busybox httpd -p 8080 -h /srv"]}))
+    // Warm wake through the proxy (busybox httpd in the guest, serving a
+    // directory the sandbox user may write).
+    let started: serde_json::Value = post("/sandboxes/b/exec")
+        .json(&json!({"cmd": ["sh", "-c", "mkdir -p /tmp/srv && echo ok > /tmp/srv/i && busybox httpd -p 8080 -h /tmp/srv"]}))
         .send()
         .await?
-        .bytes()
+        .json()
         .await?;
+    if started["exit_code"] != 0 {
+        return Err(format!("starting httpd in the guest: {started}").into());
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let n = iterations(40, 5);
     let (mut hot, mut warm) = (Vec::new(), Vec::new());
-    let get = || {
-        http.get(format!("{url}/sandboxes/b/proxy/8080/i"))
+    let get = || async {
+        let t = Instant::now();
+        let r = http
+            .get(format!("{url}/sandboxes/b/proxy/8080/i"))
             .bearer_auth(&key)
             .send()
+            .await?;
+        let status = r.status();
+        let body = r.bytes().await?;
+        if !status.is_success() || body.as_ref() != b"ok\n" {
+            return Err(format!("proxied request: {status} {body:?}").into());
+        }
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(t.elapsed())
     };
     for _ in 0..n {
-        let t = Instant::now();
-        get().await?.bytes().await?;
-        hot.push(t.elapsed());
+        hot.push(get().await?);
         engine.pause(&id).await?;
-        let t = Instant::now();
-        let r = get().await?;
-        let ok = r.status().is_success();
-        r.bytes().await?;
-        warm.push(t.elapsed());
-        if !ok {
-            return Err("proxied request failed".into());
-        }
+        warm.push(get().await?);
     }
     println!("== proxy");
     let (ho, wa) = (summary(&hot), summary(&warm));

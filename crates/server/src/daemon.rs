@@ -13,6 +13,7 @@ use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use bhatti_engine::engine::Engine;
 use bhatti_engine::image::{ImagePaths, Tier};
 use bhatti_engine::network::{Egress, NatConfig, NetworkConfig};
@@ -189,7 +190,15 @@ impl Daemon {
         };
         let app = crate::app::router(self.state.clone());
         let mut rx2 = rx.clone();
-        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+        // No Nagle: a proxied response goes out as headers, then body
+        // chunks; with Nagle the second small write waits for the client's
+        // delayed ACK (40 ms on every reused connection).
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY");
+            }
+        });
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = rx2.wait_for(|v| *v).await;
         });
         tokio::spawn(async move {
