@@ -11,6 +11,9 @@
 //! virtio-mmio devices on the kernel command line, and the legacy PIT gives
 //! TCG guests a timer), so a guest shuts down by restarting: a plain
 //! `reboot(POWER_OFF)` only halts the vCPU and QEMU keeps running.
+//! The machine has the CMOS RTC (`rtc=on`): the guest boots knowing the
+//! date, and the kernel's boot-time RTC read does not spin for a second on
+//! a missing chip (with a real clock source that spin is a real second).
 //!
 //! Split: this file builds the argv and spawns; `accel` chooses KVM or
 //! TCG; `clock` gives a TCG guest a real clock source; `process` watches
@@ -207,7 +210,7 @@ impl LaunchSpec {
         let mut push = |items: &[&str]| a.extend(items.iter().map(|s| (*s).to_owned()));
         push(&[
             "-M",
-            "microvm,x-option-roms=off,isa-serial=on,rtc=off,acpi=off",
+            "microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=off",
         ]);
         push(&["-accel", self.accel.as_str()]);
         push(&["-cpu", self.accel.cpu_model()]);

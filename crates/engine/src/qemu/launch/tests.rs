@@ -85,7 +85,7 @@ fn argv_orders_drives_and_escapes_commas() {
     );
     assert_eq!(
         values(&a, "-M"),
-        vec!["microvm,x-option-roms=off,isa-serial=on,rtc=off,acpi=off"]
+        vec!["microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=off"]
     );
     assert_eq!(values(&a, "-accel"), vec!["tcg"]);
     assert_eq!(values(&a, "-cpu"), vec!["max"]);
