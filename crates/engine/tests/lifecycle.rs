@@ -83,6 +83,9 @@ fn small() -> SandboxSpec {
     }
 }
 
+/// How long a sandbox sleeps before its clock is checked after the wake.
+const CLOCK_NAP: Duration = Duration::from_secs(4);
+
 fn id(s: &str) -> Result<SandboxId, Failed> {
     Ok(s.parse::<SandboxId>()?)
 }
@@ -97,6 +100,29 @@ async fn sh(e: &VmEngine<QemuDriver>, id: &SandboxId, script: &str) -> Result<St
         )
     })?;
     Ok(String::from_utf8_lossy(&r.stdout).into_owned())
+}
+
+/// How far the guest's wall clock is behind the host's, in seconds (the
+/// guest reads whole seconds; a clock on time gives about -0.5 to 1).
+async fn guest_clock_lag(e: &VmEngine<QemuDriver>, id: &SandboxId) -> Result<f64, Failed> {
+    let out = sh(e, id, "date +%s").await?;
+    let guest: f64 = out
+        .trim()
+        .parse()
+        .map_err(|_| format!("date printed {out:?}"))?;
+    let host = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs_f64();
+    Ok(host - guest)
+}
+
+/// Fails unless the guest's clock agrees with the host's (after a wake:
+/// caught up by lohar from the RTC, not left where the VM stopped).
+async fn ensure_on_time(e: &VmEngine<QemuDriver>, id: &SandboxId, how: &str) -> TestResult {
+    let lag = guest_clock_lag(e, id).await?;
+    ensure((-2.0..2.0).contains(&lag), || {
+        format!("{how}: guest clock {lag:.1} s behind the host")
+    })
 }
 
 fn create_exec_destroy() -> TestResult {
@@ -143,13 +169,14 @@ fn pause_resume_and_wake_from_warm() -> TestResult {
         })?;
         e.resume(&sb).await?;
         e.pause(&sb).await?;
+        tokio::time::sleep(CLOCK_NAP).await;
         // Any agent call wakes it (ensure_hot from warm).
         let out = sh(e, &sb, "echo awake").await?;
         ensure(out == "awake\n", || format!("exec printed {out:?}"))?;
         let st = e.status(&sb).await?.state;
         ensure(st == SandboxState::Hot, || format!("state {st}"))?;
         ensure(e.restore_count(&sb)? == 0, || "warm wake restored".into())?;
-        Ok(())
+        ensure_on_time(e, &sb, "after a warm wake").await
     })
 }
 
@@ -181,7 +208,13 @@ fn stop_start_keeps_data_across_two_cycles() -> TestResult {
                 matches!(e.ensure_hot(&sb).await, Err(EngineError::State(_))),
                 || "stopped sandbox woke on ensure_hot".into(),
             )?;
+            if round == 1 {
+                tokio::time::sleep(CLOCK_NAP).await;
+            }
             e.start(&sb).await?;
+            if round == 1 {
+                ensure_on_time(e, &sb, "after a cold start").await?;
+            }
             ensure(!snap.exists(), || "snapshot kept after restore".into())?;
             let info = e.status(&sb).await?;
             ensure(info.state == SandboxState::Hot && info.ip == ip, || {

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use bhatti_proto::config::GuestConfig;
 
 use crate::env::Identity;
+use crate::rtc::Rtc;
 use crate::sessions::Sessions;
 
 /// Limits that keep one client from hurting the others.
@@ -50,6 +51,9 @@ pub struct Agent {
     /// test harness kills lohar with SIGKILL and must not leak sleeping
     /// sessions). Piped execs are left alone to keep their fast spawn path.
     pub children_die_with_agent: bool,
+    /// PID-1 mode with an RTC: the guest clock is caught up with it before
+    /// each connection is handled (see [`crate::rtc`]).
+    pub rtc: Option<Rtc>,
     pub sessions: Sessions,
     last_activity: AtomicI64,
 }
@@ -68,6 +72,7 @@ impl Agent {
             identity,
             limits,
             children_die_with_agent: false,
+            rtc: None,
             sessions,
             last_activity: AtomicI64::new(0),
         }

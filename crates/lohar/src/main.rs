@@ -22,6 +22,7 @@ mod init;
 mod log;
 mod pty;
 mod ring;
+mod rtc;
 mod server;
 mod sessions;
 mod testmode;

@@ -126,6 +126,11 @@ async fn connection(
     let Some(first) = authenticate(agent, &mut stream).await? else {
         return Err(ServeError::Closed);
     };
+    // A connection is what a wake leads to: the request sees the time the
+    // host sees, not the time the VM stopped at.
+    if let Some(rtc) = &agent.rtc {
+        rtc.catch_up();
+    }
     // The host's idle poll must not count as activity.
     if first.kind != FrameType::ACTIVITY_REQ {
         agent.touch();

@@ -217,7 +217,15 @@ async fn serve(config: GuestConfig) {
     }
     let token = (!config.token.is_empty()).then(|| config.token.clone().into_bytes());
     let identity = identity(&config);
-    let agent = Arc::new(Agent::new(token, config, identity, Limits::default()));
+    let mut agent = Agent::new(token, config, identity, Limits::default());
+    agent.rtc = crate::rtc::Rtc::open();
+    if agent.rtc.is_none() {
+        crate::log!(
+            "no {}; the clock is not caught up after a wake",
+            crate::rtc::RTC_DEVICE
+        );
+    }
+    let agent = Arc::new(agent);
     if let Some(script) = agent.config.init.clone().filter(|s| !s.trim().is_empty())
         && let Err(e) = crate::handlers::session::start_init(&agent, &script)
     {
