@@ -95,8 +95,9 @@ impl<E: Engine> AppState<E> {
         self.activity.touch(&sb.id);
         self.engine.ensure_hot(&id).await?;
         if sb.thermal != Thermal::Hot {
-            self.store
-                .set_sandbox_state(&sb.id, Status::Running, Thermal::Hot, None)?;
+            // `sb` was read before the wake: never revive a row that a
+            // stop changed meanwhile.
+            self.store.set_running_thermal(&sb.id, Thermal::Hot)?;
         }
         Ok(id)
     }

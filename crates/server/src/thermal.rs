@@ -83,9 +83,9 @@ impl<E: Engine> AppState<E> {
                         _ => Thermal::Cold,
                     };
                     if now != sb.thermal {
-                        let _ = self
-                            .store
-                            .set_sandbox_state(&sb.id, Status::Running, now, None);
+                        // Only a row still running: `sb` may be stale (a
+                        // stop may have finished since it was read).
+                        let _ = self.store.set_running_thermal(&sb.id, now);
                     }
                     continue;
                 }
@@ -93,10 +93,7 @@ impl<E: Engine> AppState<E> {
             match res {
                 Ok(()) => {
                     tracing::info!(sandbox = %sb.id, ?step, "thermal");
-                    if let Err(e) =
-                        self.store
-                            .set_sandbox_state(&sb.id, Status::Running, thermal, None)
-                    {
+                    if let Err(e) = self.store.set_running_thermal(&sb.id, thermal) {
                         tracing::warn!(sandbox = %sb.id, error = %e, "thermal: store");
                     }
                     if let Some(s) = step {

@@ -247,6 +247,17 @@ impl Store {
         )
     }
 
+    /// Records a running sandbox's thermal state; `false` (nothing
+    /// written) when the row is no longer running — a stop, destroy or
+    /// recovery decided otherwise after the caller read it.
+    pub fn set_running_thermal(&self, id: &str, thermal: Thermal) -> Result<bool> {
+        let n = self.conn().execute(
+            "UPDATE sandboxes SET thermal = ?2 WHERE id = ?1 AND status = 'running'",
+            params![id, thermal.as_str()],
+        )?;
+        Ok(n == 1)
+    }
+
     /// Records that a valid snapshot exists at `path` (or none, with `None`).
     pub fn set_sandbox_snapshot(&self, id: &str, path: Option<&str>) -> Result<()> {
         self.update_one(id, "snapshot_path = ?2", params![id, path])

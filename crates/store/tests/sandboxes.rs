@@ -167,6 +167,41 @@ fn state_snapshot_and_stop_time_updates_persist() {
 }
 
 #[test]
+fn thermal_updates_never_revive_a_stopped_sandbox() {
+    let f = common::store();
+    let a = common::user(&f.store, "alice");
+    f.store
+        .insert_sandbox(&common::sandbox(&a.id, "sb1", "web", 1))
+        .expect("insert");
+    f.store
+        .set_sandbox_state("sb1", Status::Running, Thermal::Hot, None)
+        .expect("running");
+    assert!(
+        f.store
+            .set_running_thermal("sb1", Thermal::Warm)
+            .expect("warm")
+    );
+    let s = f.store.sandbox_by_id("sb1").expect("get");
+    assert_eq!((s.status, s.thermal), (Status::Running, Thermal::Warm));
+    // A stop lands between the thermal manager's read and its write.
+    f.store
+        .set_sandbox_state("sb1", Status::Stopped, Thermal::Cold, None)
+        .expect("stopped");
+    assert!(
+        !f.store
+            .set_running_thermal("sb1", Thermal::Hot)
+            .expect("late")
+    );
+    let s = f.store.sandbox_by_id("sb1").expect("get");
+    assert_eq!((s.status, s.thermal), (Status::Stopped, Thermal::Cold));
+    assert!(
+        !f.store
+            .set_running_thermal("missing", Thermal::Hot)
+            .expect("missing")
+    );
+}
+
+#[test]
 fn a_corrupt_row_is_reported_not_panicked_on() {
     let f = common::store();
     let a = common::user(&f.store, "alice");
