@@ -40,7 +40,7 @@ type BenchResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 const CREATES: usize = 5;
 const EXECS: usize = 200;
 const WAKES: usize = 20;
-const COLD: usize = 5;
+const COLD: usize = 12;
 
 fn pct(s: &mut [Duration], p: f64) -> Duration {
     s.sort_unstable();
