@@ -209,9 +209,21 @@ async fn idle_timer_kills_a_detached_session() {
         eventually(SOON, || !alive(pid)).await,
         "idle detached session {id} not killed"
     );
-    let list = l.client.list_sessions().await.unwrap();
-    if let Some(info) = list.iter().find(|i| i.session_id == id) {
-        assert!(!info.running);
+    // The agent learns of the death from its reaper a moment after the
+    // process is gone; the listing must follow (or drop the session).
+    let end = std::time::Instant::now() + SOON;
+    loop {
+        let list = l.client.list_sessions().await.unwrap();
+        match list.iter().find(|i| i.session_id == id) {
+            Some(info) if info.running => {
+                assert!(
+                    std::time::Instant::now() < end,
+                    "killed session {id} still listed as running"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            _ => break,
+        }
     }
 }
 
