@@ -24,6 +24,8 @@ const RECIPE: &str = "minimal-tier-v1";
 const SUITE: &str = "bookworm";
 const MIRROR: &str = "http://deb.debian.org/debian";
 const PACKAGES: &str = "bash,coreutils,curl,git,python3,sudo,iproute2,procps,ca-certificates";
+/// Longest a debootstrap may run (`timeout` syntax).
+const DEBOOTSTRAP_LIMIT: &str = "20m";
 /// Smallest image: room for users' work (the file is sparse).
 const MIN_SIZE: u64 = 2 << 30;
 
@@ -81,8 +83,11 @@ fn bootstrap(base: &Path) -> Result<()> {
         fs::remove_dir_all(&tmp)?;
     }
     println!("[minimal] debootstrap {SUITE} from {MIRROR} (several minutes)");
+    // Bounded: a mirror that stops answering must not eat a CI run's
+    // budget (a normal run takes about a minute).
     run::status(
-        Command::new("debootstrap")
+        Command::new("timeout")
+            .args(["--kill-after=30", DEBOOTSTRAP_LIMIT, "debootstrap"])
             .args(["--variant=minbase", &format!("--include={PACKAGES}"), SUITE])
             .arg(&tmp)
             .arg(MIRROR),
