@@ -113,10 +113,35 @@ fn exec_as_user() -> Result<(), Failed> {
     runtime()?.block_on(async {
         let c = t.client();
         c.wait_ready(Duration::from_secs(30)).await?;
-        let ids = run_ok(&c, &["sh", "-c", "id -u; id -g; echo $HOME; pwd"]).await?;
-        let lines: Vec<&str> = ids.lines().collect();
+        let ids = run_ok(
+            &c,
+            &[
+                "sh",
+                "-c",
+                "id -u; id -g; echo $HOME; pwd; id -G; \
+                 grep -E '^(Uid|Gid|CapPrm|CapEff):' /proc/self/status",
+            ],
+        )
+        .await?;
+        let lines: Vec<String> = ids
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        // Real, effective, saved and filesystem ids all the user's, only
+        // the user's group, and no capabilities left.
         ensure(
-            lines == ["1000", "1000", "/home/lohar", "/home/lohar"],
+            lines
+                == [
+                    "1000",
+                    "1000",
+                    "/home/lohar",
+                    "/home/lohar",
+                    "1000",
+                    "Uid: 1000 1000 1000 1000",
+                    "Gid: 1000 1000 1000 1000",
+                    "CapPrm: 0000000000000000",
+                    "CapEff: 0000000000000000",
+                ],
             || format!("unexpected identity: {lines:?}"),
         )
     })

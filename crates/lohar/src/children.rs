@@ -6,8 +6,8 @@
 //!   *without* reaping it. It then takes the registry lock and reaps that
 //!   pid with `waitpid(pid)`, handing the exit code to the registered waiter
 //!   (a tokio oneshot) or discarding it (orphans re-parented to PID 1).
-//! - [`spawn`] holds the same lock across `Command::spawn` and the
-//!   registration of the new pid. So the reaper can never reap a child
+//! - [`spawn`] (and [`spawn_with`], for `posix_spawn`) holds the same lock
+//!   across the spawn and the registration of the new pid. So the reaper can never reap a child
 //!   before its waiter exists, and never races std's own `waitpid` of a
 //!   child whose exec failed (std reaps that child inside `spawn`, under our
 //!   lock; the reaper then finds it gone and moves on).
@@ -84,11 +84,23 @@ pub fn start_reaper() -> Result<(), ChildError> {
 /// Spawns `cmd` and registers it; the receiver yields its exit code once
 /// the reaper has reaped it. Do not wait on the returned `Child`.
 pub fn spawn(cmd: &mut Command) -> Result<(Child, oneshot::Receiver<ExitCode>), ChildError> {
+    spawn_with(|| {
+        let child = cmd.spawn()?;
+        // `id()` of a live child always fits an i32 pid.
+        let pid = child.id() as i32;
+        Ok((child, pid))
+    })
+}
+
+/// Runs `start` (which spawns one child and returns it with its pid)
+/// under the registry lock and registers the pid, as [`spawn`] does.
+pub fn spawn_with<T>(
+    start: impl FnOnce() -> io::Result<(T, i32)>,
+) -> Result<(T, oneshot::Receiver<ExitCode>), ChildError> {
     let mut reg = lock();
-    let child = cmd.spawn().map_err(ChildError::Spawn)?;
+    let (child, pid) = start().map_err(ChildError::Spawn)?;
     let (tx, rx) = oneshot::channel();
-    // `id()` of a live child always fits an i32 pid.
-    reg.waiters.insert(child.id() as i32, tx);
+    reg.waiters.insert(pid, tx);
     reg.spawned += 1;
     drop(reg);
     shared().spawned.notify_all();

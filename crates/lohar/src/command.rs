@@ -1,7 +1,9 @@
-//! Builds the `Command` of a user command: merged environment, program
-//! looked up on the merged `PATH`, working directory, and the identity
-//! switch (uid/gid; std clears supplementary groups when it sets the uid
-//! as root). Pure construction: spawning goes through [`crate::children`].
+//! Builds a user command: merged environment, program looked up on the
+//! merged `PATH`, working directory, and the identity switch (uid/gid, no
+//! supplementary groups but the user's own group). Pure construction: a
+//! [`UserCommand`] becomes a std `Command` for TTY sessions
+//! ([`UserCommand::command`]) or is spawned by [`crate::spawn`] for piped
+//! execs; both go through [`crate::children`].
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
@@ -20,18 +22,55 @@ pub enum CommandError {
     Chdir { dir: String, msg: String },
 }
 
+/// A user command, ready to spawn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserCommand {
+    /// The resolved program.
+    pub program: PathBuf,
+    /// `argv`, `argv[0]` as the request gave it.
+    pub argv: Vec<String>,
+    /// The whole environment.
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<PathBuf>,
+    /// uid/gid to switch to; `None` runs as the agent's own user.
+    pub switch_to: Option<(u32, u32)>,
+}
+
+impl UserCommand {
+    /// The same command as a std `Command` (stdio null until the caller
+    /// sets it; std clears supplementary groups when it sets the uid).
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        if let Some((arg0, args)) = self.argv.split_first() {
+            cmd.arg0(arg0).args(args);
+        }
+        cmd.env_clear()
+            .envs(&self.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
+        if let Some((uid, gid)) = self.switch_to {
+            cmd.uid(uid).gid(gid);
+        }
+        cmd
+    }
+}
+
 /// Prepares `argv` (non-empty) to run as a user command.
 pub fn user_command(
     agent: &Agent,
     argv: &[String],
     req_env: &BTreeMap<String, String>,
     cwd: Option<&str>,
-) -> Result<Command, CommandError> {
-    let Some((program, args)) = argv.split_first() else {
+) -> Result<UserCommand, CommandError> {
+    let Some(program) = argv.first() else {
         return Err(LookupError::NotFound(String::new()).into());
     };
     let id = &agent.identity;
-    let vars = env::merge(id, &agent.config.env, req_env);
+    let env = env::merge(id, &agent.config.env, req_env);
     let cwd: Option<PathBuf> = match cwd.filter(|c| !c.is_empty()) {
         Some(c) => Some(PathBuf::from(c)),
         None => id.default_cwd.clone(),
@@ -49,26 +88,14 @@ pub fn user_command(
             });
         }
     }
-    let resolved = env::lookup(
+    let program = env::lookup(program, env.get("PATH").map(String::as_str), cwd.as_deref())?;
+    Ok(UserCommand {
         program,
-        vars.get("PATH").map(String::as_str),
-        cwd.as_deref(),
-    )?;
-    let mut cmd = Command::new(resolved);
-    cmd.arg0(program)
-        .args(args)
-        .env_clear()
-        .envs(&vars)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if let Some(dir) = cwd {
-        cmd.current_dir(dir);
-    }
-    if let Some((uid, gid)) = id.switch_to {
-        cmd.uid(uid).gid(gid);
-    }
-    Ok(cmd)
+        argv: argv.to_vec(),
+        env,
+        cwd,
+        switch_to: id.switch_to,
+    })
 }
 
 /// Makes the child get SIGKILL when the agent dies (test mode, TTY

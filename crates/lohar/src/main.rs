@@ -25,6 +25,7 @@ mod ring;
 mod rtc;
 mod server;
 mod sessions;
+mod spawn;
 mod testmode;
 mod vsock;
 

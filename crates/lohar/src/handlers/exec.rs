@@ -9,8 +9,6 @@
 //! draining (and discarding) output so the child can finish.
 
 use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
-use std::process::Stdio;
 use std::sync::Arc;
 
 use bhatti_proto::frame::FrameType;
@@ -25,6 +23,7 @@ use crate::children::{self, ChildError};
 use crate::command;
 use crate::conn::{Conn, ConnError, FrameBuf, FrameWriter};
 use crate::handlers::{Reply, io_text, session};
+use crate::spawn;
 
 /// Output read per frame.
 const OUTPUT_CHUNK: usize = 64 * 1024;
@@ -70,22 +69,21 @@ pub async fn dispatch(agent: &Arc<Agent>, conn: Conn, payload: &[u8]) -> Result<
 
 /// Piped exec of `req` (non-empty argv, no TTY).
 pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<(), Error> {
-    let mut cmd = command::user_command(agent, &req.argv, &req.env, req.cwd.as_deref())
+    let cmd = command::user_command(agent, &req.argv, &req.env, req.cwd.as_deref())
         .map_err(|e| Error::Start(e.to_string()))?;
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let (mut child, mut exit) = children::spawn(&mut cmd).map_err(|e| match e {
+    let (stdio, mut exit) = children::spawn_with(|| {
+        let (pid, stdio) = spawn::spawn_piped(&cmd)?;
+        Ok(((pid, stdio), pid))
+    })
+    .map_err(|e| match e {
         ChildError::Spawn(io) => Error::Start(io_text(&io)),
         other => Error::Start(other.to_string()),
     })?;
-    drop(cmd);
-    let pgid = Pid::from_raw(child.id() as i32);
-    let stdin = child.stdin.take().map(OwnedFd::from);
-    let stdout = child.stdout.take().map(OwnedFd::from);
-    let stderr = child.stderr.take().map(OwnedFd::from);
-    drop(child);
+    let (pid, stdio) = stdio;
+    let pgid = Pid::from_raw(pid);
+    let stdin = Some(stdio.stdin);
+    let stdout = Some(stdio.stdout);
+    let stderr = Some(stdio.stderr);
 
     let (mut frames, writer) = conn.into_frames();
     let out = tokio::spawn(pump(

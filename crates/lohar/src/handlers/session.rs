@@ -75,7 +75,8 @@ fn spawn_session(
         .sessions
         .create(id, |id| -> Result<Arc<Session>, Error> {
             let mut cmd = command::user_command(agent, &req.argv, &req.env, req.cwd.as_deref())
-                .map_err(|e| Error::Start(e.to_string()))?;
+                .map_err(|e| Error::Start(e.to_string()))?
+                .command();
             let pty = pty::open(req.rows_or_default(), req.cols_or_default())
                 .map_err(|e| Error::Start(format!("pty: {}", io_text(&e))))?;
             pty::attach_child(&mut cmd, &pty.slave).map_err(|e| Error::Start(io_text(&e)))?;
