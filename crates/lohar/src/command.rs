@@ -99,8 +99,8 @@ pub fn user_command(
 }
 
 /// Makes the child get SIGKILL when the agent dies (test mode, TTY
-/// sessions only: it needs a `pre_exec` hook, which costs piped execs
-/// std's fast `posix_spawn` path, about 0.3 ms each).
+/// sessions only: it needs a `pre_exec` hook, i.e. a fork; piped execs
+/// use [`crate::spawn`], which has no hook).
 pub fn die_with_agent(cmd: &mut Command) {
     // SAFETY: runs in the forked child before exec; prctl is
     // async-signal-safe and the closure allocates nothing. The signal is
