@@ -7,8 +7,8 @@
 //!   pid with `waitpid(pid)`, handing the exit code to the registered waiter
 //!   (a tokio oneshot) or discarding it (orphans re-parented to PID 1).
 //! - [`spawn`] (and [`spawn_with`], for `posix_spawn`) holds the same lock
-//!   across the spawn and the registration of the new pid. So the reaper can never reap a child
-//!   before its waiter exists, and never races std's own `waitpid` of a
+//!   across the spawn and the registration of the new pid. So the reaper
+//!   can never reap a child before its waiter exists, and never races std's own `waitpid` of a
 //!   child whose exec failed (std reaps that child inside `spawn`, under our
 //!   lock; the reaper then finds it gone and moves on).
 //! - When there is no child at all (`ECHILD`), the reaper sleeps on a

@@ -173,7 +173,8 @@ fn restore_root(groups: &[libc::gid_t]) {
         .is_ok();
     if !ok {
         // Cannot happen with root saved ids; if it ever did, this thread
-        // would run the agent as the user. Better to stop than to serve
+        // would run the agent as the user. Better to stop (as PID 1 that
+        // ends the VM, and the host sees the sandbox fail) than to serve
         // with the wrong identity.
         crate::log!("cannot restore root credentials after a spawn; aborting");
         std::process::abort();

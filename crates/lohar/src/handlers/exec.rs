@@ -71,35 +71,29 @@ pub async fn dispatch(agent: &Arc<Agent>, conn: Conn, payload: &[u8]) -> Result<
 pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<(), Error> {
     let cmd = command::user_command(agent, &req.argv, &req.env, req.cwd.as_deref())
         .map_err(|e| Error::Start(e.to_string()))?;
-    let (stdio, mut exit) = children::spawn_with(|| {
-        let (pid, stdio) = spawn::spawn_piped(&cmd)?;
-        Ok(((pid, stdio), pid))
-    })
-    .map_err(|e| match e {
-        ChildError::Spawn(io) => Error::Start(io_text(&io)),
-        other => Error::Start(other.to_string()),
-    })?;
-    let (pid, stdio) = stdio;
+    let ((pid, stdio), mut exit) =
+        children::spawn_with(|| spawn::spawn_piped(&cmd).map(|(pid, io)| ((pid, io), pid)))
+            .map_err(|e| match e {
+                ChildError::Spawn(io) => Error::Start(io_text(&io)),
+                other => Error::Start(other.to_string()),
+            })?;
     let pgid = Pid::from_raw(pid);
-    let stdin = Some(stdio.stdin);
-    let stdout = Some(stdio.stdout);
-    let stderr = Some(stdio.stderr);
 
     let (mut frames, writer) = conn.into_frames();
     let out = tokio::spawn(pump(
         agent.clone(),
-        stdout,
+        stdio.stdout,
         FrameType::STDOUT,
         writer.clone(),
     ));
     let err = tokio::spawn(pump(
         agent.clone(),
-        stderr,
+        stdio.stderr,
         FrameType::STDERR,
         writer.clone(),
     ));
     let (stdin_tx, stdin_rx) = mpsc::channel::<Vec<u8>>(4);
-    let feeder = tokio::spawn(feed_stdin(stdin, stdin_rx));
+    let feeder = tokio::spawn(feed_stdin(stdio.stdin, stdin_rx));
     let mut stdin_tx = Some(stdin_tx);
     let mut input_open = true;
 
@@ -166,8 +160,7 @@ fn kill_group(pgid: Option<Pid>) {
 /// keeps reading (and discarding) so the child never blocks on a full pipe.
 /// Output delivered to a connected host counts as activity (a long build
 /// streaming its log keeps the sandbox hot).
-async fn pump(agent: Arc<Agent>, fd: Option<OwnedFd>, kind: FrameType, writer: FrameWriter) {
-    let Some(fd) = fd else { return };
+async fn pump(agent: Arc<Agent>, fd: OwnedFd, kind: FrameType, writer: FrameWriter) {
     let mut rx = match pipe::Receiver::from_owned_fd(fd) {
         Ok(rx) => rx,
         Err(e) => {
@@ -197,8 +190,7 @@ async fn pump(agent: Arc<Agent>, fd: Option<OwnedFd>, kind: FrameType, writer: F
     }
 }
 
-async fn feed_stdin(fd: Option<OwnedFd>, mut rx: mpsc::Receiver<Vec<u8>>) {
-    let Some(fd) = fd else { return };
+async fn feed_stdin(fd: OwnedFd, mut rx: mpsc::Receiver<Vec<u8>>) {
     let Ok(mut tx) = pipe::Sender::from_owned_fd(fd) else {
         return;
     };

@@ -51,7 +51,6 @@ fn measure_khz() -> Option<u64> {
     let read = || {
         // SAFETY: RDTSC only reads the time-stamp counter; it has no
         // memory effects, and x86_64 always has it.
-        #[allow(unused_unsafe)]
         let c = unsafe { core::arch::x86_64::_rdtsc() };
         (Instant::now(), c)
     };
