@@ -124,6 +124,7 @@ impl Daemon {
             path: dir.clone(),
             source,
         })?;
+        crate::datadir::secure(dir)?;
         let store = Arc::new(Store::open(&cfg.state_db())?);
         let secrets = SecretBox::load_or_create(&cfg.age_key())?;
         let egress = match cfg.egress {

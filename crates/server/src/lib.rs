@@ -15,6 +15,7 @@ pub mod activity;
 pub mod app;
 pub mod config;
 pub mod daemon;
+pub mod datadir;
 pub mod error;
 pub mod extract;
 pub mod keys;

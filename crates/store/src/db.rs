@@ -1,6 +1,8 @@
-//! Connection, pragmas and migrations.
+//! Connection, pragmas, migrations and the database's file mode.
 
-use std::path::Path;
+use std::fs::{self, OpenOptions, Permissions};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -22,9 +24,10 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path`, sets the pragmas
-    /// and applies pending migrations.
+    /// Opens (creating if needed, mode 0600) the database at `path`, sets
+    /// the pragmas and applies pending migrations. See [`restrict`].
     pub fn open(path: &Path) -> Result<Self> {
+        restrict(path)?;
         let conn = Connection::open(path).map_err(|source| StoreError::Open {
             path: path.to_owned(),
             source,
@@ -53,6 +56,48 @@ impl Store {
     pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Makes the database files the owner's alone (they hold API key hashes,
+/// sandbox specs and secret ciphertexts): `path` is created 0600 before
+/// SQLite opens it, and an existing database or `-wal`/`-shm` file loses
+/// its group and other permissions. SQLite gives the `-wal` and `-shm`
+/// files it creates the database file's mode.
+fn restrict(path: &Path) -> Result<()> {
+    let err = |p: &Path| {
+        let path = p.to_owned();
+        move |source| StoreError::Mode { path, source }
+    };
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(err(path))?;
+    for p in [
+        path.to_owned(),
+        sidecar(path, "-wal"),
+        sidecar(path, "-shm"),
+    ] {
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o077 != 0 => {
+                let mode = m.permissions().mode() & 0o700;
+                fs::set_permissions(&p, Permissions::from_mode(mode)).map_err(err(&p))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(&p)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// `<path><suffix>`: SQLite's name for a database's `-wal` or `-shm` file.
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 fn user_version(conn: &Connection) -> rusqlite::Result<usize> {

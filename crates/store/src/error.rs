@@ -12,6 +12,12 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("cannot restrict the mode of {path}: {source}")]
+    Mode {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("migration {version} failed: {source}")]
     Migration {
         version: usize,

@@ -7,11 +7,20 @@
 //! sparse file. The image is written to a temporary name and renamed into
 //! place, so a reader never sees a half-built drive.
 //!
+//! Secrets (env values, the agent token, file contents, the init script)
+//! are on the drive only until the guest has read it: [`build_for_boot`]
+//! also builds, beside it, a scrubbed drive of the same size ([`scrubbed`])
+//! that [`BootDrive::scrub`] renames over the boot drive once the agent
+//! answers. lohar reads the drive once at boot and unmounts it; the guest
+//! never reads it again (a guest reboot ends QEMU, `-no-reboot`), and a
+//! restore only has QEMU reopen the file. A VMM already running keeps the
+//! old inode open until it exits; it is freed then.
+//!
 //! # Threads, locks, I/O
-//! Blocking file I/O and one `mkfs.ext4` child; no shared state.
+//! Blocking file I/O and `mkfs.ext4` children; no shared state.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -26,6 +35,9 @@ pub const MIN_SIZE: u64 = 4 << 20;
 
 /// Largest accepted `config.json` (files to write at boot travel in it).
 pub const MAX_CONFIG_LEN: usize = 64 << 20;
+
+/// Suffix of the scrubbed drive waiting beside a boot drive.
+pub const SCRUBBED_SUFFIX: &str = ".scrubbed";
 
 /// Errors building a config drive.
 #[derive(Debug, thiserror::Error)]
@@ -50,10 +62,89 @@ pub enum ConfigDriveError {
 /// Writes `config` as `config.json` into a fresh ext4 image at `out`
 /// (replacing any previous file there). `out`'s directory must exist.
 pub fn build(config: &GuestConfig, out: &Path) -> Result<(), ConfigDriveError> {
+    let json = to_json(config)?;
+    build_image(&json, out, image_size(json.len()))
+}
+
+/// A boot drive and the scrubbed drive that replaces it after boot.
+#[derive(Debug)]
+#[must_use = "the boot drive holds secrets until it is scrubbed"]
+pub struct BootDrive {
+    drive: PathBuf,
+    scrubbed: PathBuf,
+}
+
+/// Builds `config` at `out` for the first boot and, at `out` +
+/// [`SCRUBBED_SUFFIX`], the same-size drive holding only [`scrubbed`]`(config)`.
+pub fn build_for_boot(config: &GuestConfig, out: &Path) -> Result<BootDrive, ConfigDriveError> {
+    let json = to_json(config)?;
+    let size = image_size(json.len());
+    let mut name = out.as_os_str().to_owned();
+    name.push(SCRUBBED_SUFFIX);
+    let scrubbed_path = PathBuf::from(name);
+    let lockout = lockout_token(&scrubbed_path)?;
+    build_image(&to_json(&scrubbed(config, lockout))?, &scrubbed_path, size)?;
+    build_image(&json, out, size)?;
+    Ok(BootDrive {
+        drive: out.to_owned(),
+        scrubbed: scrubbed_path,
+    })
+}
+
+impl BootDrive {
+    /// Renames the scrubbed drive over the boot drive: from now on the
+    /// file holds no secret. Call once the guest has read its config (the
+    /// agent answered).
+    pub fn scrub(self) -> Result<(), ConfigDriveError> {
+        fs::rename(&self.scrubbed, &self.drive).map_err(|source| ConfigDriveError::Io {
+            what: "cannot rename into",
+            path: self.drive.clone(),
+            source,
+        })
+    }
+}
+
+/// What a drive keeps once the guest has booted: identity, hostname,
+/// volumes, DNS and user (all a restore or a new boot of the same disk
+/// could want that is not secret). Env, files and the init script are
+/// dropped; the token becomes `lockout`, a random value nobody holds, so
+/// a guest that ever booted from this drive would refuse every client
+/// (an empty token would mean "no auth").
+pub fn scrubbed(config: &GuestConfig, lockout: String) -> GuestConfig {
+    GuestConfig {
+        sandbox_id: config.sandbox_id.clone(),
+        hostname: config.hostname.clone(),
+        token: lockout,
+        volumes: config.volumes.clone(),
+        dns: config.dns.clone(),
+        user: config.user.clone(),
+        ..GuestConfig::default()
+    }
+}
+
+/// 32 hex digits from the kernel's CSPRNG (`path` names the drive in errors).
+fn lockout_token(path: &Path) -> Result<String, ConfigDriveError> {
+    let mut buf = [0u8; 16];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|source| ConfigDriveError::Io {
+            what: "no randomness for the lockout token of",
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn to_json(config: &GuestConfig) -> Result<Vec<u8>, ConfigDriveError> {
     let json = serde_json::to_vec_pretty(config).map_err(ConfigDriveError::Serialize)?;
     if json.len() > MAX_CONFIG_LEN {
         return Err(ConfigDriveError::TooLarge(json.len()));
     }
+    Ok(json)
+}
+
+/// Packs `json` as `config.json` into a `size`-byte ext4 image at `out`.
+fn build_image(json: &[u8], out: &Path, size: u64) -> Result<(), ConfigDriveError> {
     let staging = Staging::new(out)?;
     let cfg_path = staging.dir.join(CONFIG_FILE);
     let io = |what, path: &Path| {
@@ -67,15 +158,20 @@ pub fn build(config: &GuestConfig, out: &Path) -> Result<(), ConfigDriveError> {
         .mode(0o600)
         .open(&cfg_path)
         .map_err(io("cannot create", &cfg_path))?;
-    f.write_all(&json).map_err(io("cannot write", &cfg_path))?;
+    f.write_all(json).map_err(io("cannot write", &cfg_path))?;
     f.sync_all().map_err(io("cannot sync", &cfg_path))?;
     drop(f);
     fs::set_permissions(&staging.dir, fs::Permissions::from_mode(0o700))
         .map_err(io("cannot chmod", &staging.dir))?;
 
     let tmp = staging.image.clone();
-    let size = image_size(json.len());
-    let file = fs::File::create(&tmp).map_err(io("cannot create", &tmp))?;
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io("cannot create", &tmp))?;
     file.set_len(size).map_err(io("cannot size", &tmp))?;
     drop(file);
     let output = Command::new("mkfs.ext4")

@@ -2,7 +2,7 @@
 //!
 //! Create: validate → reserve the id → sandbox dir → address → volumes →
 //! (rootfs copy ‖ TAP ‖ config drive, concurrently) → VMM → wait for the
-//! agent → `sandbox.json` → insert as Hot. Every step records what it made in [`Made`]; on failure
+//! agent → scrub the config drive → `sandbox.json` → insert as Hot. Every step records what it made in [`Made`]; on failure
 //! [`VmEngine::undo`] removes exactly that, newest first, and the VMM (if
 //! spawned) is killed. The agent wait runs with no lock held: the sandbox is
 //! not in the map yet, only its id is reserved.
@@ -173,11 +173,11 @@ impl<D: Driver> VmEngine<D> {
         let (copied, tapped, built) = tokio::join!(
             blocking(move || image::copy_rootfs(&base, &rootfs)),
             blocking(move || net.create_tap(&t)),
-            blocking(move || config_drive::build(&guest, &cd)),
+            blocking(move || config_drive::build_for_boot(&guest, &cd)),
         );
         copied??;
         tapped??;
-        built??;
+        let boot_drive = built??;
 
         let vm_config = self.vm_config(&dir, &spec, kernel, ip, &tap, volume_paths);
         let mut vm = self.driver.spawn(&vm_config).await?;
@@ -202,7 +202,12 @@ impl<D: Driver> VmEngine<D> {
             volumes: spec.volumes.clone(),
             egress,
         };
-        if let Err(e) = write_meta(&dir, &meta) {
+        // The guest has read its config: no secret stays in the drive file.
+        let kept = boot_drive
+            .scrub()
+            .map_err(EngineError::from)
+            .and_then(|()| write_meta(&dir, &meta));
+        if let Err(e) = kept {
             let _ = self.driver.kill(vm).await;
             return Err(e);
         }

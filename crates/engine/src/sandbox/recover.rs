@@ -12,7 +12,9 @@
 //! Reads small JSON files and runs `ip` on the blocking pool; takes the
 //! map lock only to insert each recovered sandbox.
 
+use std::io::Write;
 use std::net::Ipv4Addr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, PoisonError};
@@ -64,7 +66,15 @@ pub(super) fn write_meta(dir: &Path, meta: &Meta) -> EngineResult<()> {
     };
     let json = serde_json::to_vec_pretty(meta).map_err(|e| io(std::io::Error::other(e)))?;
     let tmp = dir.join(format!("{META_FILE}.tmp"));
-    std::fs::write(&tmp, json).map_err(io)?;
+    // It holds the agent token: the daemon's alone.
+    let _ = std::fs::remove_file(&tmp);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(&json))
+        .map_err(io)?;
     std::fs::rename(&tmp, &path).map_err(io)
 }
 

@@ -113,3 +113,64 @@ fn size_grows_with_content() {
     assert_eq!(image_size(3 << 20), 10 << 20);
     assert_eq!(image_size(usize::MAX), u64::MAX);
 }
+
+#[test]
+fn boot_drive_is_scrubbed_to_what_is_not_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let img = dir.path().join("config.ext4");
+    let cfg = sample();
+    let boot = build_for_boot(&cfg, &img).expect("build");
+
+    let first: GuestConfig =
+        serde_json::from_str(&debugfs(&img, "cat /config.json")).expect("json");
+    assert_eq!(first, cfg, "the guest boots with everything");
+    let size = fs::metadata(&img).expect("meta").len();
+
+    boot.scrub().expect("scrub");
+    let after: GuestConfig =
+        serde_json::from_str(&debugfs(&img, "cat /config.json")).expect("json");
+    let token = after.token.clone();
+    assert_eq!(
+        after,
+        GuestConfig {
+            token: token.clone(),
+            env: BTreeMap::new(),
+            files: Vec::new(),
+            init: None,
+            ..cfg.clone()
+        }
+    );
+    assert!(
+        token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "lockout token {token:?}"
+    );
+    assert_ne!(token, cfg.token);
+    let bytes = fs::read(&img).expect("read");
+    for needle in [cfg.token.as_bytes(), b"echo hi", b"\"A\""] {
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "{:?} left on the drive",
+            String::from_utf8_lossy(needle)
+        );
+    }
+    assert_eq!(fs::metadata(&img).expect("meta").len(), size, "same size");
+    let names: Vec<_> = fs::read_dir(dir.path())
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("config.ext4")]);
+}
+
+#[test]
+fn drives_are_private_whatever_the_umask() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let img = dir.path().join("config.ext4");
+    let boot = build_for_boot(&sample(), &img).expect("build");
+    let mode = |p: &Path| fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode(&img), 0o600);
+    let mut scrubbed = img.as_os_str().to_owned();
+    scrubbed.push(SCRUBBED_SUFFIX);
+    assert_eq!(mode(Path::new(&scrubbed)), 0o600);
+    boot.scrub().expect("scrub");
+    assert_eq!(mode(&img), 0o600);
+}
