@@ -9,6 +9,7 @@
 
 mod exec;
 mod files;
+mod modes;
 mod proxy;
 mod recovery;
 mod resources;
@@ -37,6 +38,10 @@ fn main() {
         ),
         trial("exec::buffered_and_streaming", exec::buffered_and_streaming),
         trial("files::files_over_http", files::files_over_http),
+        trial(
+            "modes::private_files_and_scrubbed_drive",
+            modes::private_files_and_scrubbed_drive,
+        ),
         trial("shell::websocket_shell", shell::websocket_shell),
         trial(
             "thermal::idle_cools_and_wakes",
