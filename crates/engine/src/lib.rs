@@ -3,6 +3,7 @@
 //! See `DESIGN.md` (layers, engines, network, thermal states).
 
 pub mod agent_link;
+pub mod cgroup;
 pub mod driver;
 pub mod engine;
 pub mod image;

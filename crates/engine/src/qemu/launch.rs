@@ -15,6 +15,11 @@
 //! date, and the kernel's boot-time RTC read does not spin for a second on
 //! a missing chip (with a real clock source that spin is a real second).
 //!
+//! Least privilege: QEMU runs under its seccomp filter ([`SECCOMP`]) and,
+//! where the host lets the engine, in a cgroup of its own with CPU and
+//! memory limits from the guest's size ([`crate::cgroup`]); the group is
+//! joined before exec and removed when the process is reaped.
+//!
 //! Split: this file builds the argv and spawns; `accel` chooses KVM or
 //! TCG; `clock` gives a TCG guest a real clock source; `process` watches
 //! the running QEMU and builds boot errors.
@@ -33,6 +38,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::cgroup::{self, Limits, VmmCgroup};
 use crate::netns::{NetNs, NetnsError};
 
 mod accel;
@@ -44,6 +50,12 @@ pub use process::{BootError, BootFailure, CONSOLE_TAIL_LINES, VmProcess, tail_li
 
 /// The QEMU binary (found on `PATH`).
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
+
+/// QEMU's seccomp filter (`-sandbox`): the default deny list plus
+/// obsolete system calls, set*uid/gid, and scheduler/affinity changes.
+/// Spawning stays allowed: snapshots and restores stream the VM state
+/// through an `exec:` migration helper (`cat`), which QEMU forks.
+pub const SECCOMP: &str = "on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny";
 
 /// Where lohar lives in every rootfs tier.
 pub const DEFAULT_INIT: &str = "/usr/local/bin/lohar";
@@ -147,6 +159,12 @@ pub struct LaunchSpec {
     /// tests and benches, so a killed test run leaves no VM behind). Off
     /// for the daemon, whose VMs outlive a restart.
     pub die_with_parent: bool,
+    /// The cgroup QEMU runs in ([`crate::cgroup`]; limits from `vcpus` and
+    /// `memory_mib`), named after the run dir; `None`: QEMU stays in the
+    /// caller's cgroup.
+    pub cgroup: Option<String>,
+    /// QEMU's seccomp filter ([`SECCOMP`]).
+    pub seccomp: bool,
 }
 
 impl LaunchSpec {
@@ -174,6 +192,8 @@ impl LaunchSpec {
             guest_tsc_khz: None,
             incoming: None,
             die_with_parent: false,
+            cgroup: Some(cgroup::name_for(run_dir)),
+            seccomp: true,
         }
     }
 
@@ -267,6 +287,9 @@ impl LaunchSpec {
         if let Some(uri) = &self.incoming {
             push(&["-incoming", uri]);
         }
+        if self.seccomp {
+            push(&["-sandbox", SECCOMP]);
+        }
         Ok(a.into_iter().map(OsString::from).collect())
     }
 
@@ -309,17 +332,39 @@ impl LaunchSpec {
                 });
             }
         }
-        let child = cmd
+        let cgroup = self.cgroup.as_deref().and_then(|name| {
+            let limits = Limits {
+                cpus: self.vcpus.max(1),
+                memory_mib: self.memory_mib.max(64),
+            };
+            VmmCgroup::make(name, limits)
+        });
+        if let Some(cg) = &cgroup {
+            cg.join_on_spawn(&mut cmd);
+        }
+        let child = match cmd
             .args(&argv)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
-            .map_err(LaunchError::Spawn)?;
+        {
+            Ok(child) => child,
+            Err(e) => {
+                if let Some(cg) = &cgroup {
+                    cg.remove();
+                }
+                return Err(LaunchError::Spawn(e));
+            }
+        };
+        if let Some(cg) = &cgroup {
+            cg.check_joined(child.id());
+        }
         Ok(VmProcess::new(
             child,
             self.console_log.clone(),
             self.stderr_log.clone(),
+            cgroup,
         ))
     }
 }

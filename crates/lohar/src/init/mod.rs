@@ -1,10 +1,10 @@
 //! PID-1 mode: boot the sandbox, then serve the protocol forever.
 //!
 //! Order: panic hook → API file systems (/proc, /sys, /dev, /dev/pts,
-//! /tmp, /run, cgroup2) → console on fds 0-2 if missing → kernel command
-//! line → `lo` and the NIC up (finishing `ip=` if the kernel did not) →
-//! config drive (absent is fine) → hostname, volumes, resolv.conf, files →
-//! reaper → listeners (TCP 0.0.0.0:1024/1025, vsock when the kernel has it)
+//! /tmp, /run, cgroup2) → kernel settings (`sysctl`) → console on fds 0-2
+//! if missing → kernel command line → `lo` and the NIC up (finishing
+//! `ip=` if the kernel did not) → config drive (absent is fine) →
+//! hostname, volumes, resolv.conf, files → reaper → listeners (TCP 0.0.0.0:1024/1025, vsock when the kernel has it)
 //! → `init` session → serve. SIGTERM syncs and powers off. Every step logs
 //! its failure and boot goes on; lohar never exits (the kernel would
 //! panic), it parks instead.
@@ -19,6 +19,7 @@ pub mod cmdline;
 pub mod mounts;
 pub mod net;
 pub mod power;
+pub mod sysctl;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -36,6 +37,7 @@ pub fn run() -> ! {
     power::install_panic_hook();
     crate::log!("lohar {} starting as PID 1", env!("CARGO_PKG_VERSION"));
     mounts::mount_api_filesystems();
+    sysctl::apply(Path::new("/proc/sys"));
     ensure_console();
     let cmdline = cmdline::Cmdline::read();
     bring_up_network(&cmdline);

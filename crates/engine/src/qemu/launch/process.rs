@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
+use crate::cgroup::VmmCgroup;
+
 /// Console lines carried by a [`BootError`].
 pub const CONSOLE_TAIL_LINES: usize = 30;
 
@@ -55,15 +57,28 @@ pub struct VmProcess {
     child: Option<Child>,
     console_log: PathBuf,
     stderr_log: PathBuf,
+    /// Removed once the process is reaped.
+    cgroup: Option<VmmCgroup>,
 }
 
 impl VmProcess {
-    pub(super) fn new(child: Child, console_log: PathBuf, stderr_log: PathBuf) -> Self {
+    pub(super) fn new(
+        child: Child,
+        console_log: PathBuf,
+        stderr_log: PathBuf,
+        cgroup: Option<VmmCgroup>,
+    ) -> Self {
         Self {
             child: Some(child),
             console_log,
             stderr_log,
+            cgroup,
         }
+    }
+
+    /// QEMU's cgroup, if it runs in one.
+    pub fn cgroup(&self) -> Option<&VmmCgroup> {
+        self.cgroup.as_ref()
     }
 
     /// QEMU's pid.
@@ -150,7 +165,7 @@ impl VmProcess {
         }
     }
 
-    /// Kills QEMU (SIGKILL) and reaps it.
+    /// Kills QEMU (SIGKILL), reaps it and removes its cgroup.
     pub fn kill(&mut self) -> std::io::Result<()> {
         if let Some(mut c) = self.child.take() {
             if c.try_wait()?.is_none() {
@@ -158,11 +173,16 @@ impl VmProcess {
             }
             c.wait()?;
         }
+        if let Some(cg) = self.cgroup.take() {
+            cg.remove();
+        }
         Ok(())
     }
 
-    /// Gives up ownership: QEMU keeps running after this handle is gone.
+    /// Gives up ownership: QEMU keeps running (in its cgroup, which stays)
+    /// after this handle is gone.
     pub fn detach(mut self) -> Option<Child> {
+        self.cgroup = None;
         self.child.take()
     }
 

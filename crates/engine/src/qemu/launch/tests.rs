@@ -118,6 +118,18 @@ fn kvm_uses_host_cpu_and_vsock_is_optional() {
 }
 
 #[test]
+fn seccomp_on_by_default_and_cgroup_named_after_the_run_dir() {
+    let mut s = spec();
+    assert_eq!(values(&argv_strings(&s), "-sandbox"), vec![SECCOMP]);
+    // Snapshots fork an `exec:` helper: spawning must stay allowed.
+    assert!(!SECCOMP.contains("spawn=deny"));
+    s.seccomp = false;
+    assert!(values(&argv_strings(&s), "-sandbox").is_empty());
+    let n = LaunchSpec::new("k", "r", Path::new("/data/sandboxes/sb1")).cgroup;
+    assert!(n.is_some_and(|n| n.starts_with("sb1-")));
+}
+
+#[test]
 fn non_utf8_paths_are_refused() {
     use std::os::unix::ffi::OsStrExt;
     let bad = Path::new(std::ffi::OsStr::from_bytes(b"/tmp/\xff.ext4"));

@@ -1,0 +1,462 @@
+//! One cgroup per VMM process, so a busy guest cannot starve its
+//! neighbours or the daemon, and a guest's VMM cannot take the host's
+//! memory.
+//!
+//! # Policy
+//! - CPU: a hard quota of `cpus` host cores (`cpus × 100 ms` per 100 ms
+//!   period) and a weight proportional to `cpus` (v1 `cpu.shares` 1024 per
+//!   vCPU, v2 `cpu.weight` 100 per vCPU). Under TCG one vCPU thread can
+//!   burn a whole host core, so the quota is what keeps a multi-vCPU guest
+//!   from taking every core; equal weights share what is left fairly.
+//! - Memory: a hard limit of the guest's RAM plus [`OVERHEAD_MIB`] for QEMU
+//!   itself (its heap, device state, and under TCG the translated code).
+//!
+//! # Layout
+//! All VMM groups sit under one parent, [`PARENT`]:
+//! - cgroup v1 (each controller its own hierarchy): under the daemon's
+//!   own group in the `cpu` and in the `memory` hierarchy, so every limit
+//!   already set on the daemon still holds for its VMMs;
+//! - cgroup v2: beside the daemon's own group (in its parent; the root
+//!   when the daemon is in the root), because a v2 group with processes
+//!   cannot hand controllers to children. `cpu` and `memory` are enabled
+//!   in the subtree on the way.
+//!
+//! A VMM's group is named after its run dir (the sandbox id plus a hash
+//! of the dir's full path), so a restore reuses the name and two data
+//! dirs never collide. The group is made before the spawn, the child joins
+//! it between fork and exec (so every thread and every later child, like
+//! the `exec:` migration helper, is in it from the start), and it is
+//! removed once the process is reaped ([`VmmCgroup::remove`]). `rmdir`
+//! never removes a group that still has a process, so removing cannot hurt
+//! a VMM that still runs. A VMM killed while the daemon was down (see
+//! `sandbox::orphans`) leaves an empty group that its next spawn reuses.
+//!
+//! Where no hierarchy is writable (no root, a read-only `/sys/fs/cgroup`,
+//! controllers missing) the engine logs one warning and runs VMMs without
+//! limits: a create never fails for want of cgroups. `BHATTI_VMM_CGROUPS=0`
+//! turns the whole feature off.
+//!
+//! # Threads, locks, I/O
+//! The layout is found once per process (a `OnceLock`: reads
+//! `/proc/self/cgroup` and `/proc/self/mountinfo`, makes the parent).
+//! Making, joining and removing a group are plain file-system calls on the
+//! caller's thread; the join runs in the forked child (one `write(2)` per
+//! hierarchy on descriptors opened before the fork).
+
+use std::fs;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Once, OnceLock};
+use std::time::Duration;
+
+/// The group every VMM group sits under.
+pub const PARENT: &str = "bhatti-vmm";
+
+/// Memory allowed above the guest's RAM for QEMU itself.
+pub const OVERHEAD_MIB: u64 = 192;
+
+/// The CFS period the quota is given in.
+pub const PERIOD_US: u64 = 100_000;
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Errors placing a VMM in its cgroup.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("turned off by BHATTI_VMM_CGROUPS=0")]
+    Disabled,
+    #[error("no cgroup hierarchy with the cpu and memory controllers is mounted")]
+    NotMounted,
+    #[error("the {0} controller is not available to this process's cgroup")]
+    NoController(&'static str),
+    #[error("cannot {op} {}", .path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CgroupError + 'a {
+    move |source| CgroupError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// What a VMM may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub cpus: u32,
+    pub memory_mib: u32,
+}
+
+impl Limits {
+    /// CPU time per [`PERIOD_US`]: `cpus` whole cores.
+    pub fn quota_us(&self) -> u64 {
+        u64::from(self.cpus.max(1)) * PERIOD_US
+    }
+
+    /// The memory limit: guest RAM plus [`OVERHEAD_MIB`].
+    pub fn memory_bytes(&self) -> u64 {
+        (u64::from(self.memory_mib) + OVERHEAD_MIB) << 20
+    }
+
+    /// The files and values that set these limits in `version`.
+    fn files(&self, version: Version) -> Vec<(&'static str, String)> {
+        let cpus = u64::from(self.cpus.max(1));
+        match version {
+            Version::V1Cpu => vec![
+                ("cpu.cfs_period_us", PERIOD_US.to_string()),
+                ("cpu.cfs_quota_us", self.quota_us().to_string()),
+                ("cpu.shares", (1024 * cpus).to_string()),
+            ],
+            Version::V1Memory => vec![("memory.limit_in_bytes", self.memory_bytes().to_string())],
+            Version::V2 => vec![
+                ("cpu.max", format!("{} {PERIOD_US}", self.quota_us())),
+                ("cpu.weight", (100 * cpus).min(10_000).to_string()),
+                ("memory.max", self.memory_bytes().to_string()),
+            ],
+        }
+    }
+}
+
+/// Which kind of directory a parent is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    V1Cpu,
+    V1Memory,
+    V2,
+}
+
+/// The parent dirs VMM groups are made in.
+#[derive(Debug)]
+struct Layout {
+    parents: Vec<(Version, PathBuf)>,
+}
+
+/// A VMM's cgroup (one dir per hierarchy). Removed by [`Self::remove`],
+/// not on drop: a detached VMM keeps its group.
+#[derive(Debug)]
+pub struct VmmCgroup {
+    dirs: Vec<PathBuf>,
+    /// `cgroup.procs` of each dir, open for the child to join.
+    procs: Arc<Vec<fs::File>>,
+}
+
+impl VmmCgroup {
+    /// Makes (or reuses) the group `name` with `limits`. `None` when
+    /// cgroups cannot be used here; the first such failure is logged.
+    pub fn make(name: &str, limits: Limits) -> Option<Self> {
+        static WARNED: Once = Once::new();
+        match layout().and_then(|l| Self::make_in(l, name, limits)) {
+            Ok(cg) => Some(cg),
+            Err(CgroupError::Disabled) => None,
+            Err(e) => {
+                WARNED.call_once(|| {
+                    tracing::warn!(error = %e, "VMMs run without cgroup limits");
+                });
+                None
+            }
+        }
+    }
+
+    fn make_in(layout: &Layout, name: &str, limits: Limits) -> Result<Self, CgroupError> {
+        let mut cg = Self {
+            dirs: Vec::new(),
+            procs: Arc::new(Vec::new()),
+        };
+        let mut procs = Vec::new();
+        for (version, parent) in &layout.parents {
+            let dir = parent.join(name);
+            match fs::create_dir(&dir) {
+                Ok(()) => cg.dirs.push(dir.clone()),
+                // Left by a VMM killed while the daemon was down: reuse it.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => cg.dirs.push(dir.clone()),
+                Err(e) => {
+                    cg.remove();
+                    return Err(io_err("make", &dir)(e));
+                }
+            }
+            let set = limits.files(*version).into_iter().try_for_each(|(f, v)| {
+                let path = dir.join(f);
+                fs::write(&path, v).map_err(io_err("write", &path))
+            });
+            let opened = set.and_then(|()| {
+                let path = dir.join("cgroup.procs");
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io_err("open", &path))
+            });
+            match opened {
+                Ok(f) => procs.push(f),
+                Err(e) => {
+                    cg.remove();
+                    return Err(e);
+                }
+            }
+        }
+        cg.procs = Arc::new(procs);
+        Ok(cg)
+    }
+
+    /// Makes the child of `cmd` join this group between fork and exec. A
+    /// failed join does not stop the spawn (see [`Self::check_joined`]).
+    pub fn join_on_spawn(&self, cmd: &mut Command) {
+        let procs = Arc::clone(&self.procs);
+        // SAFETY: runs in the forked child before exec; it only calls
+        // write(2) on descriptors opened before the fork (no allocation, no
+        // locks), which is async-signal-safe. "0" means the writer itself.
+        unsafe {
+            cmd.pre_exec(move || {
+                for f in procs.iter() {
+                    let _ = rustix::io::write(f, b"0");
+                }
+                Ok(())
+            });
+        }
+    }
+
+    /// Logs a warning when `pid` is not in every dir of this group (its
+    /// join in the child failed: it runs without some limit).
+    pub fn check_joined(&self, pid: u32) {
+        let me = pid.to_string();
+        for dir in &self.dirs {
+            let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            if !procs.lines().any(|l| l == me) {
+                tracing::warn!(pid, dir = %dir.display(), "VMM did not join its cgroup");
+            }
+        }
+    }
+
+    /// The group's dirs (one per hierarchy).
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
+    /// Removes the group once its processes are gone. A group that still
+    /// has a process (the kernel says busy) is retried for a second, then
+    /// left and logged.
+    pub fn remove(&self) {
+        for dir in self.dirs.iter().rev() {
+            let mut tries = 0;
+            loop {
+                match fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    Err(e) if e.kind() == io::ErrorKind::ResourceBusy => {
+                        tries += 1;
+                        if tries > 100 {
+                            tracing::warn!(dir = %dir.display(), "VMM cgroup still busy; left");
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(e) => {
+                        tracing::warn!(dir = %dir.display(), error = %e, "removing VMM cgroup");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The group name for a VMM whose files live in `run_dir`: the dir's name
+/// and a hash of its whole path (FNV-1a), e.g. `sb1-3f2a9c0d1e7b6a55`.
+pub fn name_for(run_dir: &Path) -> String {
+    let base: String = run_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in run_dir.as_os_str().as_encoded_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{base}-{h:016x}")
+}
+
+/// The layout, found once per process.
+fn layout() -> Result<&'static Layout, CgroupError> {
+    static LAYOUT: OnceLock<Result<Layout, String>> = OnceLock::new();
+    if std::env::var("BHATTI_VMM_CGROUPS").is_ok_and(|v| v == "0") {
+        return Err(CgroupError::Disabled);
+    }
+    // The error is kept as text: `io::Error` is not `Clone`, and the
+    // caller only logs it.
+    match LAYOUT.get_or_init(|| find_layout().map_err(|e| error_chain(&e))) {
+        Ok(l) => Ok(l),
+        Err(text) => Err(CgroupError::Io {
+            op: "set up",
+            path: PathBuf::from(CGROUP_ROOT),
+            source: io::Error::other(text.clone()),
+        }),
+    }
+}
+
+fn error_chain(e: &CgroupError) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn find_layout() -> Result<Layout, CgroupError> {
+    let own = fs::read_to_string("/proc/self/cgroup")
+        .map_err(io_err("read", Path::new("/proc/self/cgroup")))?;
+    let root = Path::new(CGROUP_ROOT);
+    if root.join("cgroup.controllers").exists() {
+        let path = own_path(&own, "").ok_or(CgroupError::NotMounted)?;
+        let base = Path::new(path).parent().unwrap_or(Path::new("/"));
+        let base = root.join(base.strip_prefix("/").unwrap_or(base));
+        let parent = base.join(PARENT);
+        enable_controllers(&base)?;
+        make_dir(&parent)?;
+        enable_controllers(&parent)?;
+        return Ok(Layout {
+            parents: vec![(Version::V2, parent)],
+        });
+    }
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(io_err("read", Path::new("/proc/self/mountinfo")))?;
+    let mut parents = Vec::new();
+    for (version, controller) in [(Version::V1Cpu, "cpu"), (Version::V1Memory, "memory")] {
+        let (mount, mount_root) =
+            v1_mount(&mountinfo, controller).ok_or(CgroupError::NoController(controller))?;
+        let path = own_path(&own, controller).ok_or(CgroupError::NoController(controller))?;
+        let rel = Path::new(path)
+            .strip_prefix(&mount_root)
+            .unwrap_or(Path::new(""));
+        let parent = mount.join(rel).join(PARENT);
+        make_dir(&parent)?;
+        parents.push((version, parent));
+    }
+    Ok(Layout { parents })
+}
+
+fn make_dir(dir: &Path) -> Result<(), CgroupError> {
+    match fs::create_dir(dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(io_err("make", dir)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Enables `cpu` and `memory` for the children of the v2 group `dir`.
+fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
+    let have = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+    for c in ["cpu", "memory"] {
+        if !have.split_whitespace().any(|h| h == c) {
+            return Err(CgroupError::NoController(c));
+        }
+    }
+    let path = dir.join("cgroup.subtree_control");
+    fs::write(&path, "+cpu +memory").map_err(io_err("write", &path))
+}
+
+/// This process's group path in the hierarchy holding `controller` (`""`:
+/// the v2 line `0::/path`).
+fn own_path<'a>(proc_cgroup: &'a str, controller: &str) -> Option<&'a str> {
+    proc_cgroup.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (_id, list, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let hit = if controller.is_empty() {
+            list.is_empty()
+        } else {
+            list.split(',').any(|c| c == controller)
+        };
+        hit.then_some(path)
+    })
+}
+
+/// The mount point and mount root of the v1 hierarchy holding `controller`.
+fn v1_mount(mountinfo: &str, controller: &str) -> Option<(PathBuf, PathBuf)> {
+    mountinfo.lines().find_map(|line| {
+        let (pre, post) = line.split_once(" - ")?;
+        let mut post = post.split_whitespace();
+        let (fstype, _source, opts) = (post.next()?, post.next()?, post.next()?);
+        if fstype != "cgroup" || !opts.split(',').any(|o| o == controller) {
+            return None;
+        }
+        let mut pre = pre.split_whitespace();
+        let root = pre.nth(3)?;
+        let mount = pre.next()?;
+        Some((PathBuf::from(mount), PathBuf::from(root)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_follow_the_spec() {
+        let l = Limits {
+            cpus: 2,
+            memory_mib: 512,
+        };
+        assert_eq!(l.quota_us(), 200_000);
+        assert_eq!(l.memory_bytes(), (512 + OVERHEAD_MIB) << 20);
+        assert_eq!(
+            l.files(Version::V2),
+            vec![
+                ("cpu.max", "200000 100000".to_owned()),
+                ("cpu.weight", "200".to_owned()),
+                ("memory.max", ((512 + OVERHEAD_MIB) << 20).to_string()),
+            ]
+        );
+        assert_eq!(
+            l.files(Version::V1Cpu)[2],
+            ("cpu.shares", "2048".to_owned())
+        );
+    }
+
+    #[test]
+    fn finds_own_groups_and_v1_mounts() {
+        let own = "9:name=systemd:/\n4:memory:/jobs/7\n1:cpu,cpuacct:/\n0::/user.slice\n";
+        assert_eq!(own_path(own, "memory"), Some("/jobs/7"));
+        assert_eq!(own_path(own, "cpu"), Some("/"));
+        assert_eq!(own_path(own, "cpuacct"), Some("/"));
+        assert_eq!(own_path(own, ""), Some("/user.slice"));
+        assert_eq!(own_path(own, "pids"), None);
+        let mi = "30 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:9 - cgroup cgroup rw,cpu,cpuacct\n\
+                  31 25 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+                  32 25 0:28 / /sys/fs/cgroup/cpuset rw - cgroup cgroup rw,cpuset\n";
+        assert_eq!(
+            v1_mount(mi, "cpu"),
+            Some(("/sys/fs/cgroup/cpu,cpuacct".into(), "/".into()))
+        );
+        assert_eq!(
+            v1_mount(mi, "memory"),
+            Some(("/sys/fs/cgroup/memory".into(), "/".into()))
+        );
+        assert_eq!(v1_mount(mi, "pids"), None);
+    }
+
+    #[test]
+    fn names_are_stable_and_per_path() {
+        let a = name_for(Path::new("/data/sandboxes/sb1"));
+        assert_eq!(a, name_for(Path::new("/data/sandboxes/sb1")));
+        assert!(a.starts_with("sb1-") && a.len() == 4 + 16, "{a}");
+        assert_ne!(a, name_for(Path::new("/other/sandboxes/sb1")));
+    }
+}
