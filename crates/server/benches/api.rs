@@ -82,6 +82,7 @@ async fn bench(dir: &std::path::Path, netns: &str) -> BenchResult {
         tick_secs: 60,
         image: "busybox".into(),
         public_domain: None,
+        ..ServerConfig::default()
     };
     let daemon = Daemon::start(&cfg, ImagePaths::from_env()).await?;
     let url = format!("http://{}", daemon.listener.local_addr()?);

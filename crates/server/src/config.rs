@@ -56,6 +56,15 @@ pub struct ServerConfig {
     pub image: String,
     /// Domain under which published aliases are served (`<alias>.<domain>`).
     pub public_domain: Option<String>,
+    /// Seconds a connection may take to deliver a complete request head,
+    /// counted from the moment it is ready for one (accepted, or its
+    /// previous response sent): it bounds slow headers and keep-alive
+    /// idle time alike. A request whose head is in is never cut by it
+    /// (streams, WebSocket shells, proxied streams). See [`crate::listen`].
+    pub header_timeout_secs: u64,
+    /// Most connections open at once that have not yet delivered their
+    /// first request head; a new one beyond it closes the oldest of them.
+    pub max_pending_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +82,8 @@ impl Default for ServerConfig {
             tick_secs: 10,
             image: "minimal".into(),
             public_domain: None,
+            header_timeout_secs: 10,
+            max_pending_connections: 256,
         }
     }
 }
@@ -134,6 +145,16 @@ impl ServerConfig {
         }
         if self.tick_secs == 0 {
             return Err(ConfigError::Invalid("tick_secs must be at least 1".into()));
+        }
+        if self.header_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "header_timeout_secs must be at least 1".into(),
+            ));
+        }
+        if self.max_pending_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "max_pending_connections must be at least 1".into(),
+            ));
         }
         if self.cold_after_secs < self.warm_after_secs {
             return Err(ConfigError::Invalid(format!(

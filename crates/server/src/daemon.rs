@@ -6,14 +6,15 @@
 //! every sandbox back (recovery) with its memory and data.
 //!
 //! # Threads, locks, I/O
-//! Runs on the caller's tokio runtime: the axum server, one thermal task,
+//! Runs on the caller's tokio runtime: the HTTP listener ([`crate::listen`]:
+//! an accept loop and a task per connection, with header timeouts and a
+//! cap on connections that have not sent a request), one thermal task,
 //! and the engine's own helpers. Start-up and shutdown are sequential.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use bhatti_engine::engine::Engine;
 use bhatti_engine::image::{ImagePaths, Tier};
 use bhatti_engine::network::{Egress, NatConfig, NetworkConfig};
@@ -112,6 +113,8 @@ pub fn check_prerequisites(cfg: &ServerConfig, images: &ImagePaths) -> Result<()
 pub struct Daemon {
     pub state: Arc<AppState<DaemonEngine>>,
     pub listener: tokio::net::TcpListener,
+    /// What the listener asks of every connection.
+    pub limits: crate::listen::Limits,
     pub recovery: crate::recovery::Report,
 }
 
@@ -173,6 +176,7 @@ impl Daemon {
         Ok(Self {
             state,
             listener,
+            limits: crate::listen::Limits::from_config(cfg),
             recovery,
         })
     }
@@ -191,15 +195,7 @@ impl Daemon {
         };
         let app = crate::app::router(self.state.clone());
         let mut rx2 = rx.clone();
-        // No Nagle: a proxied response goes out as headers, then body
-        // chunks; with Nagle the second small write waits for the client's
-        // delayed ACK (40 ms on every reused connection).
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "TCP_NODELAY");
-            }
-        });
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let server = crate::listen::serve(self.listener, app, self.limits, async move {
             let _ = rx2.wait_for(|v| *v).await;
         });
         tokio::spawn(async move {
@@ -213,16 +209,15 @@ impl Daemon {
             let _ = rx3.wait_for(|v| *v).await;
             tokio::time::sleep(DRAIN).await;
         };
-        let served = tokio::select! {
-            r = server.into_future() => r.map_err(DaemonError::Serve),
+        tokio::select! {
+            () = server => {}
             () = drained => {
                 tracing::warn!("requests still running after {DRAIN:?}; shutting down anyway");
-                Ok(())
             }
         };
         let _ = thermal.await;
         shutdown(&self.state).await;
-        served
+        Ok(())
     }
 }
 

@@ -7,6 +7,8 @@
 //! - [`thermal`]: the manager that cools idle sandboxes;
 //! - [`recovery`]: reconciling the store with the engine on start;
 //! - [`daemon`]: start-up checks, serving, graceful shutdown;
+//! - [`listen`]: the accept loop and connection hygiene (header timeout,
+//!   cap on connections without a request);
 //! - [`openapi`]: the API document generated from the route table;
 //! - foundations: [`config`], [`keys`], [`users`], [`secrets`],
 //!   [`ratelimit`], [`activity`], [`error`] (the one status mapping).
@@ -20,6 +22,7 @@ pub mod error;
 pub mod extract;
 pub mod keys;
 pub mod lifecycle;
+pub mod listen;
 pub mod model;
 pub mod openapi;
 pub mod ratelimit;

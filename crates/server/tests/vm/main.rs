@@ -10,6 +10,7 @@
 mod exec;
 mod files;
 mod modes;
+mod hygiene;
 mod proxy;
 mod recovery;
 mod resources;
@@ -48,6 +49,10 @@ fn main() {
             thermal::idle_cools_and_wakes,
         ),
         trial("proxy::proxy_and_publish", proxy::proxy_and_publish),
+        trial(
+            "hygiene::slow_clients_and_quiet_requests",
+            hygiene::slow_clients_and_quiet_requests,
+        ),
         trial(
             "resources::templates_secrets_volumes",
             resources::templates_secrets_volumes,

@@ -109,6 +109,7 @@ pub fn config(dir: &std::path::Path, netns: &str, t: Timers) -> ServerConfig {
         tick_secs: t.tick,
         image: "busybox".into(),
         public_domain: None,
+        ..ServerConfig::default()
     }
 }
 
