@@ -29,7 +29,7 @@ use bhatti_engine::driver::{Driver, VmConfig, VmNet};
 use bhatti_engine::engine::{Engine, SandboxId, SandboxSpec};
 use bhatti_engine::image::{ImagePaths, Tier, config_drive, copy_rootfs};
 use bhatti_engine::netns::{NetNs, unique_name};
-use bhatti_engine::network::NetworkConfig;
+use bhatti_engine::network::{GuestPort, NetworkConfig, guest_mac};
 use bhatti_engine::qemu::driver::QemuDriver;
 use bhatti_engine::qemu::launch::DEFAULT_INIT;
 use bhatti_engine::sandbox::{EngineConfig, VmEngine};
@@ -115,6 +115,16 @@ struct BareVm {
     agent: Client,
 }
 
+/// The baseline VM's port: a tenant of its own.
+fn bare_port(engine: &VmEngine<QemuDriver>, ip: Ipv4Addr) -> GuestPort {
+    GuestPort {
+        tap: engine.network().tap_name("bare"),
+        ip,
+        tenant: "bench-bare".into(),
+        peers: false,
+    }
+}
+
 async fn bare_vm(
     engine: &VmEngine<QemuDriver>,
     sockets: &SocketFactory,
@@ -135,8 +145,9 @@ async fn bare_vm(
     };
     let cfg_drive = run_dir.join("config.ext4");
     config_drive::build(&guest, &cfg_drive)?;
-    let tap = engine.network().tap_name("bare");
-    engine.network().create_tap(&tap)?;
+    let port = bare_port(&engine, ip);
+    let tap = port.tap.clone();
+    engine.network().attach(&port)?;
     engine.network().mark_ip_in_use(ip)?;
     let config = VmConfig {
         vcpus: 1,
@@ -147,6 +158,7 @@ async fn bare_vm(
         volumes: Vec::new(),
         net: Some(VmNet {
             tap,
+            mac: guest_mac(ip),
             guest_ip: ip,
             gateway: engine.network().gateway(),
             prefix_len: 24,
@@ -224,12 +236,9 @@ async fn bench() -> BenchResult {
         if let Some(vm) = bare.vm.take() {
             bare.driver.kill(vm).await?;
         }
-        engine
-            .network()
-            .release_ip(Ipv4Addr::new(10, 213, 0, 200))?;
-        engine
-            .network()
-            .remove_tap(&engine.network().tap_name("bare"))?;
+        let ip = Ipv4Addr::new(10, 213, 0, 200);
+        engine.network().release_ip(ip)?;
+        engine.network().detach(&bare_port(&engine, ip))?;
     }
     report(
         "create -> agent ready",

@@ -52,6 +52,8 @@ pub struct VmConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmNet {
     pub tap: String,
+    /// The guest NIC's MAC (the bridge admits no other).
+    pub mac: [u8; 6],
     pub guest_ip: Ipv4Addr,
     pub gateway: Ipv4Addr,
     pub prefix_len: u8,

@@ -129,6 +129,12 @@ pub struct SandboxSpec {
     /// Egress to the outside world; `None` follows the engine's mode
     /// (on under NAT, off under `none`).
     pub egress: Option<bool>,
+    /// Who owns the sandbox on the sandbox network: guests of one tenant
+    /// may reach each other (see `peers`), guests of different tenants
+    /// never. `None`: a tenant of its own (reaches no other guest).
+    pub tenant: Option<String>,
+    /// Exchange packets with the tenant's other guests that allow it too.
+    pub peers: bool,
 }
 
 impl Default for SandboxSpec {
@@ -143,6 +149,8 @@ impl Default for SandboxSpec {
             volumes: Vec::new(),
             files: Vec::new(),
             egress: None,
+            tenant: None,
+            peers: true,
         }
     }
 }
@@ -171,6 +179,9 @@ impl SandboxSpec {
             if !ok {
                 return Err(SpecError::Hostname(h.clone()));
             }
+        }
+        if self.tenant.as_ref().is_some_and(|t| t.is_empty()) {
+            return Err(SpecError::Tenant);
         }
         if self.volumes.len() > MAX_VOLUMES {
             return Err(SpecError::TooManyVolumes(self.volumes.len()));
@@ -229,6 +240,8 @@ pub enum SpecError {
     DuplicateMount(String),
     #[error("file mode {0:o} is not a permission mode")]
     Mode(u32),
+    #[error("the tenant must not be empty")]
+    Tenant,
 }
 
 /// A sandbox as the server sees it.

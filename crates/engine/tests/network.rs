@@ -11,7 +11,9 @@ use std::process::{Command, Stdio};
 
 use bhatti_engine::agent_link::SocketFactory;
 use bhatti_engine::netns::{NetNs, unique_name};
-use bhatti_engine::network::{Egress, NatConfig, Network, NetworkConfig, cmd};
+use bhatti_engine::network::{
+    Egress, GuestPort, NatConfig, Network, NetworkConfig, cmd, guest_mac, isolation, mac_string,
+};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 type TestResult = Result<(), Failed>;
@@ -46,6 +48,16 @@ fn setup(egress: Egress) -> Result<(NetNs, NetworkConfig, Network), Failed> {
     };
     let net = Network::setup(config.clone())?;
     Ok((ns, config, net))
+}
+
+/// A port for TAP `tap` of tenant `t`, with an address from the pool.
+fn port(net: &Network, key: &str, t: &str) -> Result<GuestPort, Failed> {
+    Ok(GuestPort {
+        tap: net.tap_name(key),
+        ip: net.allocate_ip()?,
+        tenant: t.to_owned(),
+        peers: true,
+    })
 }
 
 fn links(ns: &str, args: &[&str]) -> Result<Vec<serde_json::Value>, Failed> {
@@ -112,11 +124,15 @@ fn bridge_setup_is_idempotent() -> TestResult {
 
 fn two_taps_attach_to_the_bridge() -> TestResult {
     let (ns, _config, net) = setup(Egress::None)?;
-    let (a, b) = (net.tap_name("sandbox-one"), net.tap_name("sandbox-two"));
-    net.create_tap(&a)?;
-    net.create_tap(&b)?;
-    // Idempotent: a second create (engine restart) keeps one device.
-    net.create_tap(&a)?;
+    let (pa, pb) = (
+        port(&net, "sandbox-one", "t")?,
+        port(&net, "sandbox-two", "t")?,
+    );
+    let (a, b) = (pa.tap.clone(), pb.tap.clone());
+    net.attach(&pa)?;
+    net.attach(&pb)?;
+    // Idempotent: a second attach (engine restart) keeps one device.
+    net.attach(&pa)?;
     let on_bridge = names(&links(ns.name(), &["master", "br0"])?);
     let mut want = vec![a.clone(), b.clone()];
     want.sort();
@@ -152,15 +168,20 @@ fn ip_pool_allocates_releases_and_reuses() -> TestResult {
 
 fn tap_removal_is_clean_and_repeatable() -> TestResult {
     let (ns, _config, net) = setup(Egress::None)?;
-    let t = net.tap_name("gone");
-    net.create_tap(&t)?;
-    net.remove_tap(&t)?;
-    net.remove_tap(&t)?;
+    let p = port(&net, "gone", "t")?;
+    let t = p.tap.clone();
+    net.attach(&p)?;
+    net.detach(&p)?;
+    net.detach(&p)?;
     let left = names(&links(ns.name(), &[])?);
     if left.contains(&t) {
         return Err(format!("TAP still present: {left:?}").into());
     }
-    if net.remove_tap("eth0").is_ok() {
+    let foreign = GuestPort {
+        tap: "eth0".into(),
+        ..p
+    };
+    if net.detach(&foreign).is_ok() {
         return Err("removing a non-engine interface was allowed".into());
     }
     Ok(())
@@ -169,8 +190,8 @@ fn tap_removal_is_clean_and_repeatable() -> TestResult {
 fn orphan_taps_are_removed_at_start() -> TestResult {
     let (ns, config, net) = setup(Egress::None)?;
     let keep = net.tap_name("alive");
-    for t in [&keep, &net.tap_name("dead1"), &net.tap_name("dead2")] {
-        net.create_tap(t)?;
+    for key in ["alive", "dead1", "dead2"] {
+        net.attach(&port(&net, key, "t")?)?;
     }
     // A TAP without the engine prefix belongs to someone else.
     cmd::ip_in(
@@ -202,7 +223,10 @@ fn egress_none_has_no_way_out() -> TestResult {
     let routes = cmd::ip_in(ns.name(), &["-4", "route", "show", "default"])?;
     let ruleset = cmd::nft_in(ns.name(), &["list", "ruleset"], None)?;
     let left = names(&links(ns.name(), &[])?);
-    if !routes.trim().is_empty() || ruleset.contains("bhatti") || left.contains(&"up0".into()) {
+    if !routes.trim().is_empty()
+        || ruleset.contains("bhatti_egress")
+        || left.contains(&"up0".into())
+    {
         return Err(format!("routes {routes:?} ruleset {ruleset:?} links {left:?}").into());
     }
     Ok(())
@@ -319,13 +343,102 @@ fn agent_sockets_are_made_inside_the_namespace() -> TestResult {
     Ok(())
 }
 
+/// Attached ports get their own filter chains, a permanent neighbour
+/// entry and a static forwarding entry; a detach removes all three; a
+/// re-attach with peers off replaces the rules.
+fn ports_are_filtered_and_pinned() -> TestResult {
+    let (ns, config, net) = setup(Egress::None)?;
+    let a = port(&net, "pinned-a", "alice")?;
+    let b = port(&net, "pinned-b", "bob")?;
+    net.attach(&a)?;
+    net.attach(&b)?;
+    let mac_a = mac_string(guest_mac(a.ip));
+    let table = cmd::nft_in(
+        ns.name(),
+        &["list", "table", "bridge", isolation::TABLE],
+        None,
+    )?;
+    for want in [
+        format!("ether saddr != {mac_a} drop"),
+        format!("arp saddr ip != {} drop", a.ip),
+        format!("ip saddr != {} drop", b.ip),
+        format!("\"{}\" : jump in_", a.tap),
+    ] {
+        if !table.contains(&want) {
+            return Err(format!("{want:?} missing from\n{table}").into());
+        }
+    }
+    // Different tenants, different peer groups.
+    if table.matches("meta mark set 0x00000001").count() != 1
+        || table.matches("meta mark set 0x00000002").count() != 1
+    {
+        return Err(format!("peer groups:\n{table}").into());
+    }
+    let neigh = cmd::ip_in(ns.name(), &["neigh", "show", "dev", &config.bridge])?;
+    if !neigh.contains(&format!("{} lladdr {mac_a} PERMANENT", a.ip)) {
+        return Err(format!("neighbour of {} not pinned: {neigh}", a.ip).into());
+    }
+    let fdb = cmd::run(
+        "bridge",
+        &["-n", ns.name(), "fdb", "show", "dev", &a.tap],
+        None,
+    )?;
+    if !fdb
+        .lines()
+        .any(|l| l.starts_with(&mac_a) && l.contains("static"))
+    {
+        return Err(format!("no static fdb entry for {mac_a}: {fdb}").into());
+    }
+
+    let lone = GuestPort {
+        peers: false,
+        ..a.clone()
+    };
+    net.attach(&lone)?;
+    let table = cmd::nft_in(
+        ns.name(),
+        &["list", "table", "bridge", isolation::TABLE],
+        None,
+    )?;
+    if table.matches("meta mark set 0x00000001").count() != 0 {
+        return Err(format!("peers still on after re-attach:\n{table}").into());
+    }
+
+    net.detach(&lone)?;
+    let table = cmd::nft_in(
+        ns.name(),
+        &["list", "table", "bridge", isolation::TABLE],
+        None,
+    )?;
+    let neigh = cmd::ip_in(ns.name(), &["neigh", "show", "dev", &config.bridge])?;
+    if table.contains(&format!("\"{}\"", a.tap)) || neigh.contains(&a.ip.to_string()) {
+        return Err(format!("detached port left behind:\n{table}\n{neigh}").into());
+    }
+    // A second engine start replaces the tables: every port blocked until
+    // admitted again.
+    let _net = Network::setup(config)?;
+    let table = cmd::nft_in(
+        ns.name(),
+        &["list", "table", "bridge", isolation::TABLE],
+        None,
+    )?;
+    if table.contains(&format!("\"{}\"", b.tap)) {
+        return Err(format!("ports survived a new set-up:\n{table}").into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let skip = skip_reason();
     if let Some(reason) = &skip {
         eprintln!("skipping network tests: {reason}");
     }
-    let tests: [NamedTest; 8] = [
+    let tests: [NamedTest; 9] = [
+        (
+            "ports_are_filtered_and_pinned",
+            ports_are_filtered_and_pinned,
+        ),
         (
             "agent_sockets_are_made_inside_the_namespace",
             agent_sockets_are_made_inside_the_namespace,

@@ -51,6 +51,7 @@ struct Plan {
     secrets: Vec<String>,
     init: Option<String>,
     keep_hot: bool,
+    peers: bool,
     mounts: Vec<Mount>,
     new_volumes: Vec<crate::model::NewVolume>,
     files: Vec<FileSpec>,
@@ -239,6 +240,8 @@ impl<E: Engine> AppState<E> {
                 })
                 .collect(),
             files: plan.files,
+            tenant: Some(user.id.clone()),
+            peers: plan.peers,
             ..SandboxSpec::default()
         };
         let eid = engine_id(&row)?;
@@ -370,6 +373,7 @@ impl<E: Engine> AppState<E> {
             secrets,
             init: req.init.or(tspec.init),
             keep_hot: req.keep_hot.unwrap_or(false),
+            peers: req.peers.unwrap_or(true),
             mounts,
             new_volumes,
             files,

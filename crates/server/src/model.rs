@@ -103,6 +103,10 @@ pub struct CreateSandbox {
     pub volumes: Option<Vec<Mount>>,
     pub secrets: Option<Vec<String>>,
     pub files: Option<Vec<FileIn>>,
+    /// Whether the guest may exchange packets with the same user's other
+    /// sandboxes that allow it too (default true). Other users' guests
+    /// are never reachable.
+    pub peers: Option<bool>,
 }
 
 /// `PATCH /sandboxes/{id}`.

@@ -12,9 +12,12 @@
 //! ```
 //!
 //! [`Network::setup`] is idempotent: it creates the namespace, bridge and
-//! egress pieces that are missing and leaves the rest. Each VM gets a
-//! persistent TAP ([`Network::create_tap`]) and an address from the
-//! [`IpPool`]; both survive stop/start. On engine start,
+//! egress pieces that are missing and leaves the rest, and installs the
+//! [`isolation`] tables anew (every guest port blocked until admitted).
+//! Each VM gets an address from the [`IpPool`] and a persistent TAP
+//! ([`Network::attach`]) that is admitted to the bridge with its own MAC
+//! and address only, in its tenant's peer group; both survive stop/start.
+//! On engine start,
 //! [`Network::remove_orphan_taps`] deletes TAPs with the engine's prefix
 //! that no known sandbox uses, and [`Network::mark_ip_in_use`] re-reserves
 //! the addresses of recovered sandboxes.
@@ -27,14 +30,16 @@
 
 pub mod cmd;
 pub mod egress;
+pub mod isolation;
 pub mod pool;
 pub mod tap;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::{Mutex, PoisonError};
 
 pub use egress::{Egress, NatConfig};
+pub use isolation::{guest_mac, mac_string};
 pub use pool::{IpPool, PoolError};
 
 use crate::netns::{MAX_NAME_LEN, NetNs};
@@ -88,8 +93,28 @@ pub enum NetworkError {
     Egress(#[from] egress::EgressError),
     #[error(transparent)]
     Pool(#[from] PoolError),
+    #[error("isolating guest port {tap}")]
+    Isolation {
+        tap: String,
+        #[source]
+        source: CmdError,
+    },
     #[error("egress was requested but the engine's egress mode is `none`")]
     NoEgress,
+}
+
+/// A guest's place on the bridge: its TAP, its only address (the MAC
+/// follows from it, [`guest_mac`]) and who it may exchange packets with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestPort {
+    pub tap: String,
+    pub ip: Ipv4Addr,
+    /// Guests of one tenant may reach each other (where both allow
+    /// peers); guests of different tenants never.
+    pub tenant: String,
+    /// This guest takes and sends packets from and to its tenant's other
+    /// guests.
+    pub peers: bool,
 }
 
 /// Sandbox networking of one engine.
@@ -97,6 +122,8 @@ pub enum NetworkError {
 pub struct Network {
     config: NetworkConfig,
     pool: Mutex<IpPool>,
+    /// Peer group number of each tenant seen by this process (from 1).
+    groups: Mutex<HashMap<String, u32>>,
 }
 
 impl Network {
@@ -130,9 +157,11 @@ impl Network {
         let key = format!("net.ipv4.neigh.{}.retrans_time_ms", config.bridge);
         cmd::sysctl_in(ns, &key, ARP_RETRANS_MS).map_err(bridge_err)?;
         egress::apply(ns, &config.bridge, pool.gateway(), &config.egress)?;
+        isolation::install(ns, &config.bridge, pool.gateway()).map_err(bridge_err)?;
         Ok(Self {
             config,
             pool: Mutex::new(pool),
+            groups: Mutex::new(HashMap::new()),
         })
     }
 
@@ -199,16 +228,47 @@ impl Network {
         tap::tap_name(&self.config.tap_prefix, key)
     }
 
-    /// Creates (or re-attaches) a TAP on the bridge. Idempotent.
-    pub fn create_tap(&self, name: &str) -> Result<(), NetworkError> {
-        self.check_prefix(name)?;
-        Ok(tap::create(&self.config.netns, &self.config.bridge, name)?)
+    /// Creates (or re-attaches) the guest's TAP on the bridge, admitted
+    /// with the guest's own MAC and address only, and pins the daemon's
+    /// path to it. Idempotent; also changes a port's peer setting.
+    pub fn attach(&self, port: &GuestPort) -> Result<(), NetworkError> {
+        self.check_prefix(&port.tap)?;
+        let (ns, bridge) = (&self.config.netns, &self.config.bridge);
+        tap::create(ns, bridge, &port.tap)?;
+        isolation::admit(ns, bridge, &self.rules(port)).map_err(|source| NetworkError::Isolation {
+            tap: port.tap.clone(),
+            source,
+        })
     }
 
-    /// Removes a TAP; a missing one is fine.
-    pub fn remove_tap(&self, name: &str) -> Result<(), NetworkError> {
-        self.check_prefix(name)?;
-        Ok(tap::remove(&self.config.netns, name)?)
+    /// Removes the guest's rules, pinned entries and TAP; missing pieces
+    /// are fine.
+    pub fn detach(&self, port: &GuestPort) -> Result<(), NetworkError> {
+        self.check_prefix(&port.tap)?;
+        let (ns, bridge) = (&self.config.netns, &self.config.bridge);
+        isolation::evict(ns, bridge, &self.rules(port)).map_err(|source| {
+            NetworkError::Isolation {
+                tap: port.tap.clone(),
+                source,
+            }
+        })?;
+        Ok(tap::remove(ns, &port.tap)?)
+    }
+
+    fn rules(&self, port: &GuestPort) -> isolation::PortRules {
+        let group = if port.peers {
+            let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+            let next = u32::try_from(groups.len()).unwrap_or(u32::MAX - 1) + 1;
+            *groups.entry(port.tenant.clone()).or_insert(next)
+        } else {
+            isolation::NO_PEERS
+        };
+        isolation::PortRules {
+            tap: port.tap.clone(),
+            ip: port.ip,
+            mac: guest_mac(port.ip),
+            group,
+        }
     }
 
     /// The engine's TAPs present in the namespace.

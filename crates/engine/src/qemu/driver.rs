@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use super::launch::{Accel, Drive, GuestNet, LaunchError, LaunchSpec, VmProcess, clock};
 use super::qmp::{QmpClient, QmpError, incoming_uri};
 use crate::driver::{BoxError, Driver, DriverError, Snapshot, VmConfig};
+use crate::network::mac_string;
 
 const NAME: &str = "qemu";
 
@@ -115,7 +116,7 @@ impl QemuDriver {
             .collect();
         spec.net = config.net.as_ref().map(|n| GuestNet {
             tap: n.tap.clone(),
-            mac: GuestNet::mac_for(n.guest_ip),
+            mac: mac_string(n.mac),
             guest_ip: n.guest_ip,
             gateway: n.gateway,
             prefix_len: n.prefix_len,

@@ -24,6 +24,7 @@ use crate::agent_link::NetnsConnector;
 use crate::driver::{Driver, VmConfig, VmNet};
 use crate::engine::{EngineError, EngineResult, SandboxId, SandboxInfo, SandboxSpec};
 use crate::image::{self, config_drive};
+use crate::network::{GuestPort, guest_mac};
 use crate::qemu::launch::DEFAULT_INIT;
 use crate::state::{Op, SandboxState};
 
@@ -37,7 +38,7 @@ pub const CONFIG_DRIVE_FILE: &str = "config.ext4";
 struct Made {
     dir: Option<PathBuf>,
     ip: Option<Ipv4Addr>,
-    tap: Option<String>,
+    port: Option<GuestPort>,
     /// Egress was switched on for `ip`.
     egress: bool,
     volumes: Vec<String>,
@@ -128,8 +129,10 @@ impl<D: Driver> VmEngine<D> {
             blocking(move || net.set_guest_egress(ip, true)).await??;
         }
         let tap = self.network.tap_name(id.as_str());
-        // Removing a TAP that was never made is fine, so record it first.
-        made.tap = Some(tap.clone());
+        let port = guest_port(id, &spec, ip, &tap);
+        // Detaching a port that was never attached is fine, so record it
+        // first.
+        made.port = Some(port.clone());
 
         let mut volume_paths = Vec::new();
         let mut guest_volumes = Vec::new();
@@ -169,10 +172,10 @@ impl<D: Driver> VmEngine<D> {
         // The rootfs copy, the TAP and the config drive are independent:
         // make them at the same time on the blocking pool.
         let (rootfs, cd) = (dir.join(ROOTFS_FILE), dir.join(CONFIG_DRIVE_FILE));
-        let (net, t) = (self.network.clone(), tap.clone());
+        let net = self.network.clone();
         let (copied, tapped, built) = tokio::join!(
             blocking(move || image::copy_rootfs(&base, &rootfs)),
-            blocking(move || net.create_tap(&t)),
+            blocking(move || net.attach(&port)),
             blocking(move || config_drive::build_for_boot(&guest, &cd)),
         );
         copied??;
@@ -201,6 +204,8 @@ impl<D: Driver> VmEngine<D> {
             token,
             volumes: spec.volumes.clone(),
             egress,
+            tenant: spec.tenant.clone(),
+            peers: spec.peers,
         };
         // The guest has read its config: no secret stays in the drive file.
         let kept = boot_drive
@@ -248,6 +253,7 @@ impl<D: Driver> VmEngine<D> {
             volumes,
             net: Some(VmNet {
                 tap: tap.to_owned(),
+                mac: guest_mac(ip),
                 guest_ip: ip,
                 gateway: self.network.gateway(),
                 prefix_len: 24,
@@ -264,9 +270,9 @@ impl<D: Driver> VmEngine<D> {
         for name in made.volumes {
             self.volumes.release(&name);
         }
-        if let Some(tap) = made.tap {
+        if let Some(port) = made.port {
             let net = self.network.clone();
-            match blocking(move || net.remove_tap(&tap)).await {
+            match blocking(move || net.detach(&port)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "removing TAP"),
                 Err(e) => tracing::warn!(error = %e, "removing TAP"),
@@ -306,12 +312,26 @@ impl<D: Driver> VmEngine<D> {
         self.undo(Made {
             dir: Some(sb.dir.clone()),
             ip: Some(sb.ip),
-            tap: Some(sb.tap.clone()),
+            port: Some(guest_port(&sb.id, &sb.spec, sb.ip, &sb.tap)),
             egress: sb.spec.egress.unwrap_or(false),
             volumes: sb.volumes.clone(),
         })
         .await;
         Ok(())
+    }
+}
+
+/// The sandbox's port on the bridge. A sandbox without a tenant is a
+/// tenant of its own.
+pub(super) fn guest_port(id: &SandboxId, spec: &SandboxSpec, ip: Ipv4Addr, tap: &str) -> GuestPort {
+    GuestPort {
+        tap: tap.to_owned(),
+        ip,
+        tenant: spec
+            .tenant
+            .clone()
+            .unwrap_or_else(|| format!("sandbox:{id}")),
+        peers: spec.peers,
     }
 }
 

@@ -23,6 +23,7 @@ use std::time::Duration;
 use bhatti_agent::Client;
 use serde::{Deserialize, Serialize};
 
+use super::create::guest_port;
 use super::{Sandbox, Slot, VmEngine, blocking};
 use crate::agent_link::NetnsConnector;
 use crate::driver::{Driver, Snapshot};
@@ -47,6 +48,16 @@ pub(super) struct Meta {
     /// Egress was on (re-applied on recovery).
     #[serde(default)]
     pub egress: bool,
+    /// Network tenant (absent in older files: a tenant of its own).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Peers allowed (absent in older files: the default, yes).
+    #[serde(default = "yes")]
+    pub peers: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Outcome of recovering one sandbox dir.
@@ -131,8 +142,21 @@ impl<D: Driver> VmEngine<D> {
             let _ = self.network.release_ip(meta.ip);
             e
         };
-        let (net, tap) = (self.network.clone(), meta.tap.clone());
-        blocking(move || net.create_tap(&tap))
+        let spec = SandboxSpec {
+            cpus: meta.cpus,
+            memory_mb: meta.memory_mb,
+            image,
+            volumes: meta.volumes.clone(),
+            egress: Some(meta.egress),
+            tenant: meta.tenant.clone(),
+            peers: meta.peers,
+            ..SandboxSpec::default()
+        };
+        let (net, port) = (
+            self.network.clone(),
+            guest_port(&meta.id, &spec, meta.ip, &meta.tap),
+        );
+        blocking(move || net.attach(&port))
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()))
@@ -157,14 +181,6 @@ impl<D: Driver> VmEngine<D> {
                 }
             }
         }
-        let spec = SandboxSpec {
-            cpus: meta.cpus,
-            memory_mb: meta.memory_mb,
-            image,
-            volumes: meta.volumes.clone(),
-            egress: Some(meta.egress),
-            ..SandboxSpec::default()
-        };
         let vm_config = self.vm_config(dir, &spec, kernel, meta.ip, &meta.tap, volume_paths);
         let agent =
             Client::new(NetnsConnector::new(meta.ip, self.sockets.clone())).with_token(&meta.token);

@@ -122,7 +122,7 @@ impl TestVm {
         spec.die_with_parent = true;
         spec.net = Some(GuestNet {
             tap: TAP.into(),
-            mac: GuestNet::mac_for(GUEST_IP),
+            mac: bhatti_engine::network::mac_string(bhatti_engine::network::guest_mac(GUEST_IP)),
             guest_ip: GUEST_IP,
             gateway: GATEWAY,
             prefix_len: 24,

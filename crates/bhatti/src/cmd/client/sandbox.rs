@@ -34,6 +34,10 @@ pub struct CreateArgs {
     /// Never pause or snapshot this sandbox when idle
     #[arg(long)]
     pub keep_hot: bool,
+    /// Reach none of your other sandboxes over the network (they are
+    /// reachable by default; other users' never are)
+    #[arg(long)]
+    pub isolated: bool,
     /// Guest image (rootfs tier)
     #[arg(long)]
     pub image: Option<String>,
@@ -124,6 +128,9 @@ pub fn create_body(a: &CreateArgs) -> anyhow::Result<Value> {
     }
     if a.keep_hot {
         put("keep_hot", json!(true));
+    }
+    if a.isolated {
+        put("peers", json!(false));
     }
     if let Some(i) = &a.image {
         put("image", json!(i));
