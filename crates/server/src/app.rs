@@ -3,7 +3,7 @@
 //!
 //! 1. request id (`x-request-id`, taken from the client or made here) and
 //!    a tracing span per request carrying it;
-//! 2. published-port routing by `Host` (`<alias>.<public domain>` goes to
+//! 2. published-port routing by `Host` (`<alias>-<tag>.<public domain>` goes to
 //!    the sandbox's port with no API key; see [`crate::routes::publish`]);
 //! 3. the JSON body limit (1 MiB; file uploads check their own);
 //! 4. on user routes: authentication (Bearer key; `?token=` only on a

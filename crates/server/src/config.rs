@@ -54,7 +54,7 @@ pub struct ServerConfig {
     pub tick_secs: u64,
     /// Default image tier for new sandboxes.
     pub image: String,
-    /// Domain under which published aliases are served (`<alias>.<domain>`).
+    /// Domain under which published aliases are served (`<alias>-<tag>.<domain>`).
     pub public_domain: Option<String>,
     /// Seconds a connection may take to deliver a complete request head,
     /// counted from the moment it is ready for one (accepted, or its

@@ -25,8 +25,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Image tier of sandboxes that do not name one.
     pub default_image: Tier,
-    /// Published aliases are served at `<alias>.<public_domain>`
-    /// (`<alias>.localhost:<port>` when none is configured).
+    /// Published aliases are served at `<alias>-<tag>.<public_domain>`
+    /// (`<alias>-<tag>.localhost:<port>` when none is configured).
     pub public_domain: Option<String>,
     /// The port the API listens on (for URLs handed out).
     pub listen_port: u16,

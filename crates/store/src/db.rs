@@ -12,7 +12,10 @@ use crate::{Result, StoreError};
 
 /// Migrations in order; migration `i` (0-based) moves `user_version` from
 /// `i` to `i + 1`. Add a file, append it here; never edit a shipped one.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_published_per_user.sql"),
+];
 
 /// How long a writer waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

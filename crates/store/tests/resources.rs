@@ -1,9 +1,8 @@
-//! Templates, secrets, volumes with attachments, published ports.
+//! Templates, secrets, volumes with attachments (published ports: `published.rs`).
 
 mod common;
 
 use bhatti_store::StoreError;
-use bhatti_store::published::Published;
 use bhatti_store::templates::Template;
 use bhatti_store::volumes::{Attachment, Volume};
 
@@ -135,50 +134,4 @@ fn a_volume_is_attached_to_one_live_sandbox_at_a_time() {
     let v = f.store.delete_volume(&a.id, "data").expect("delete");
     assert_eq!(v.path, "/d/volumes/v1.ext4");
     assert!(f.store.list_volumes(&a.id).expect("list").is_empty());
-}
-
-#[test]
-fn published_ports_by_alias() {
-    let f = common::store();
-    let a = common::user(&f.store, "alice");
-    f.store
-        .insert_sandbox(&common::sandbox(&a.id, "sb1", "web", 1))
-        .expect("sb");
-    let p = Published {
-        alias: "blog".into(),
-        sandbox_id: "sb1".into(),
-        port: 8080,
-        created_at: 1,
-    };
-    f.store.publish_port(&p).expect("publish");
-    assert!(matches!(
-        f.store.publish_port(&Published {
-            port: 9090,
-            ..p.clone()
-        }),
-        Err(StoreError::Conflict(_))
-    ));
-    assert_eq!(
-        f.store.published_by_alias("blog").expect("q"),
-        Some(p.clone())
-    );
-    assert_eq!(f.store.list_published("sb1").expect("list"), vec![p]);
-    f.store.unpublish_port("sb1", 8080).expect("unpublish");
-    assert_eq!(f.store.published_by_alias("blog").expect("q"), None);
-    assert!(matches!(
-        f.store.unpublish_port("sb1", 8080),
-        Err(StoreError::NotFound(_))
-    ));
-
-    // Destroy removes the sandbox's aliases.
-    f.store
-        .publish_port(&Published {
-            alias: "api".into(),
-            sandbox_id: "sb1".into(),
-            port: 3000,
-            created_at: 2,
-        })
-        .expect("publish");
-    f.store.mark_sandbox_destroyed("sb1", 3).expect("destroy");
-    assert_eq!(f.store.published_by_alias("api").expect("q"), None);
 }

@@ -8,9 +8,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::routing::get;
 use bhatti_engine::engine::{Engine, ExecOptions};
-use bhatti_proto::{CONTROL_PORT, FORWARD_PORT};
 use serde::Serialize;
 
+use super::proxy::AGENT_PORTS;
 use super::{RouteDef, Verb, user};
 use crate::extract::{ApiPath, ApiResult, AuthUser};
 use crate::state::Shared;
@@ -67,7 +67,7 @@ pub fn listening_ports(text: &str) -> BTreeSet<u16> {
             (state == "0A").then_some(())?;
             u16::from_str_radix(local.rsplit_once(':')?.1, 16).ok()
         })
-        .filter(|p| *p != CONTROL_PORT && *p != FORWARD_PORT)
+        .filter(|p| !AGENT_PORTS.contains(p))
         .collect()
 }
 

@@ -7,6 +7,10 @@
 //! `token` query parameter are removed. The sandbox is woken first; many
 //! concurrent requests to a cold sandbox share one wake (engine).
 //!
+//! The guest agent's own ports ([`AGENT_PORTS`]: control and forward) are
+//! never proxied (nor published): they answer 400 before the sandbox is
+//! woken, and [`forward`] refuses them whoever calls it.
+//!
 //! # Threads, locks, I/O
 //! Per request: one tunnel, one HTTP/1 client connection task driving it,
 //! and for upgrades one splice task. No shared state.
@@ -17,6 +21,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use bhatti_engine::engine::{Engine, EngineError, SandboxId};
+use bhatti_proto::{CONTROL_PORT, FORWARD_PORT};
 use bhatti_store::sandboxes::Sandbox;
 use futures_util::StreamExt;
 use hyper_util::rt::TokioIo;
@@ -31,23 +36,27 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
         user(
             Verb::Any,
             "/sandboxes/{id}/proxy/{port}",
-            "Reverse proxy (HTTP and WebSocket) to a port in the guest",
+            "Reverse proxy (HTTP and WebSocket) to a port in the guest (not the agent's ports 1024 and 1025: 400)",
             any(root::<E>),
         ),
         user(
             Verb::Any,
             "/sandboxes/{id}/proxy/{port}/",
-            "Reverse proxy (HTTP and WebSocket) to a port in the guest",
+            "Reverse proxy (HTTP and WebSocket) to a port in the guest (not the agent's ports 1024 and 1025: 400)",
             any(root::<E>),
         ),
         user(
             Verb::Any,
             "/sandboxes/{id}/proxy/{port}/{*path}",
-            "Reverse proxy (HTTP and WebSocket) to a port in the guest",
+            "Reverse proxy (HTTP and WebSocket) to a port in the guest (not the agent's ports 1024 and 1025: 400)",
             any(rest::<E>),
         ),
     ]
 }
+
+/// The guest agent's control and forward ports: a user never reaches
+/// them through the proxy or a published alias.
+pub const AGENT_PORTS: [u16; 2] = [CONTROL_PORT, FORWARD_PORT];
 
 /// A guest port from a path segment: 1-65535.
 pub fn parse_port(s: &str) -> ApiResult<u16> {
@@ -57,13 +66,26 @@ pub fn parse_port(s: &str) -> ApiResult<u16> {
         .ok_or_else(|| ApiError::BadRequest(format!("invalid port {s:?}: expected 1-65535")))
 }
 
+/// `port` if the proxy may reach it: 1-65535 but not [`AGENT_PORTS`].
+pub fn user_port(port: u16) -> ApiResult<u16> {
+    if port == 0 {
+        return Err(ApiError::BadRequest("port must be 1-65535".into()));
+    }
+    if AGENT_PORTS.contains(&port) {
+        return Err(ApiError::BadRequest(format!(
+            "port {port} is the guest agent's own port and cannot be proxied or published"
+        )));
+    }
+    Ok(port)
+}
+
 async fn root<E: Engine>(
     State(st): State<Shared<E>>,
     AuthUser(u): AuthUser,
     ApiPath((id, port)): ApiPath<(String, String)>,
     req: Request,
 ) -> ApiResult<Response> {
-    let port = parse_port(&port)?;
+    let port = user_port(parse_port(&port)?)?;
     let (sb, eid) = st.live(&u, &id).await?;
     let target = guest_target("", req.uri());
     forward(&st, &sb, &eid, port, target, req).await
@@ -75,7 +97,7 @@ async fn rest<E: Engine>(
     ApiPath((id, port, path)): ApiPath<(String, String, String)>,
     req: Request,
 ) -> ApiResult<Response> {
-    let port = parse_port(&port)?;
+    let port = user_port(parse_port(&port)?)?;
     let (sb, eid) = st.live(&u, &id).await?;
     let target = guest_target(&path, req.uri());
     forward(&st, &sb, &eid, port, target, req).await
@@ -119,6 +141,7 @@ pub async fn forward<E: Engine>(
     target: String,
     req: Request,
 ) -> ApiResult<Response> {
+    let port = user_port(port)?;
     let tunnel = match st.engine.tunnel(eid, port).await {
         Ok(t) => t,
         Err(EngineError::Agent(AgentError::Agent(msg))) => {
@@ -224,6 +247,13 @@ mod tests {
         assert_eq!(parse_port("8080").ok(), Some(8080));
         for bad in ["0", "65536", "-1", "http", ""] {
             assert!(parse_port(bad).is_err(), "{bad}");
+        }
+        assert_eq!(user_port(8080).ok(), Some(8080));
+        for bad in [0, 1024, 1025] {
+            assert!(
+                matches!(user_port(bad), Err(ApiError::BadRequest(_))),
+                "{bad}"
+            );
         }
         let uri: Uri = "/x?a=1&token=bht_x&b=2".parse().expect("uri");
         assert_eq!(guest_target("api/v1", &uri), "/api/v1?a=1&b=2");

@@ -1,7 +1,15 @@
 //! Published ports: `POST/GET /sandboxes/{id}/publish`,
 //! `DELETE /sandboxes/{id}/publish/{port}`, and [`host_routing`], the
-//! layer that sends requests whose `Host` is `<alias>.<public domain>` to
-//! the published port with no API key (waking the sandbox).
+//! layer that sends requests whose `Host` is `<alias>-<tag>.<public
+//! domain>` to the published port with no API key (waking the sandbox).
+//!
+//! Aliases are per user. `tag` is the owner's public tag (8 random hex
+//! digits, the same for all of a user's aliases, made on their first
+//! publish; see [`bhatti_store::published`]), so two users' aliases never
+//! collide: publishing an alias another user has succeeds like publishing
+//! an unused one, and nothing a user can ask tells them another user's
+//! alias exists. A host name with an unknown alias or tag is a plain 404.
+//! The guest agent's ports ([`AGENT_PORTS`]) cannot be published.
 
 use axum::Json;
 use axum::extract::{Request, State};
@@ -10,11 +18,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use bhatti_engine::engine::Engine;
-use bhatti_store::published::Published;
+use bhatti_store::published::{Published, TAG_LEN};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::proxy::{forward, guest_target};
+use super::proxy::{AGENT_PORTS, forward, guest_target, user_port};
 use super::{RouteDef, Verb, user};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiResult, AuthUser};
@@ -25,7 +33,9 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
         user(
             Verb::Post,
             "/sandboxes/{id}/publish",
-            "Publish a port at <alias>.<public domain> (no API key needed there)",
+            "Publish a port at <alias>-<tag>.<public domain>, no API key needed there. \
+             Aliases are per user (tag: the user's public tag), so another user's alias \
+             never conflicts; the agent's ports 1024 and 1025 are refused (400)",
             post(publish::<E>),
         ),
         user(
@@ -57,10 +67,14 @@ pub struct PublishedView {
     pub url: String,
 }
 
-/// A DNS label: `[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?`.
+/// Longest alias: `<alias>-<tag>` is one DNS label (63 bytes at most).
+pub const MAX_ALIAS_LEN: usize = 63 - 1 - TAG_LEN;
+
+/// An alias: a DNS label of at most [`MAX_ALIAS_LEN`] bytes,
+/// `[a-z0-9]([a-z0-9-]*[a-z0-9])?`.
 pub fn valid_alias(a: &str) -> bool {
     !a.is_empty()
-        && a.len() <= 63
+        && a.len() <= MAX_ALIAS_LEN
         && a.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !a.starts_with('-')
@@ -68,10 +82,13 @@ pub fn valid_alias(a: &str) -> bool {
 }
 
 impl<E> AppState<E> {
-    fn public_url(&self, alias: &str) -> String {
+    fn public_url(&self, alias: &str, tag: &str) -> String {
         match &self.settings.public_domain {
-            Some(d) => format!("http://{alias}.{d}/"),
-            None => format!("http://{alias}.localhost:{}/", self.settings.listen_port),
+            Some(d) => format!("http://{alias}-{tag}.{d}/"),
+            None => format!(
+                "http://{alias}-{tag}.localhost:{}/",
+                self.settings.listen_port
+            ),
         }
     }
 
@@ -89,14 +106,12 @@ async fn publish<E: Engine>(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<PublishBody>,
 ) -> ApiResult<(StatusCode, Json<PublishedView>)> {
-    if body.port == 0 {
-        return Err(ApiError::BadRequest("port must be 1-65535".into()));
-    }
+    let port = user_port(body.port)?;
     let sb = st.find(&u, &id)?;
     let alias = match body.alias {
         Some(a) if !valid_alias(&a) => {
             return Err(ApiError::BadRequest(format!(
-                "invalid alias {a:?}: a DNS label of a-z, 0-9 and -"
+                "invalid alias {a:?}: 1-{MAX_ALIAS_LEN} of a-z, 0-9 and -, not at either end"
             )));
         }
         Some(a) => a,
@@ -107,26 +122,27 @@ async fn publish<E: Engine>(
                 .chars()
                 .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
                 .collect();
-            let a = format!("{}-{}", base.trim_matches('-'), body.port);
+            let a = format!("{}-{port}", base.trim_matches('-'));
             a.chars()
-                .take(63)
+                .take(MAX_ALIAS_LEN)
                 .collect::<String>()
                 .trim_matches('-')
                 .to_owned()
         }
     };
-    st.store.publish_port(&Published {
+    let tag = st.store.publish_port(&Published {
+        user_id: u.id.clone(),
         alias: alias.clone(),
         sandbox_id: sb.id.clone(),
-        port: body.port,
+        port,
         created_at: now_unix(),
     })?;
     Ok((
         StatusCode::CREATED,
         Json(PublishedView {
-            url: st.public_url(&alias),
+            url: st.public_url(&alias, &tag),
             alias,
-            port: body.port,
+            port,
         }),
     ))
 }
@@ -138,10 +154,11 @@ async fn list<E: Engine>(
 ) -> ApiResult<Json<Vec<PublishedView>>> {
     let sb = st.find(&u, &id)?;
     let all = st.store.list_published(&sb.id)?;
+    let tag = st.store.publish_tag(&u.id)?.unwrap_or_default();
     Ok(Json(
         all.into_iter()
             .map(|p| PublishedView {
-                url: st.public_url(&p.alias),
+                url: st.public_url(&p.alias, &tag),
                 alias: p.alias,
                 port: p.port,
             })
@@ -160,8 +177,9 @@ async fn unpublish<E: Engine>(
     Ok(Json(json!({"status": "unpublished", "port": port})))
 }
 
-/// The alias a request's `Host` names under `domain`, if any.
-pub fn alias_of<'a>(host: &'a str, domain: &str) -> Option<&'a str> {
+/// The public name (`<alias>-<tag>`) a request's `Host` names under
+/// `domain`, if any.
+pub fn name_of<'a>(host: &'a str, domain: &str) -> Option<&'a str> {
     let host = host.rsplit_once(':').map_or(host, |(h, p)| {
         if p.bytes().all(|b| b.is_ascii_digit()) {
             h
@@ -173,7 +191,14 @@ pub fn alias_of<'a>(host: &'a str, domain: &str) -> Option<&'a str> {
     (!alias.is_empty() && !alias.contains('.')).then_some(alias)
 }
 
-/// Layer: requests for `<alias>.<domain>` go to the published port.
+/// `(alias, tag)` of a public name `<alias>-<tag>`.
+pub fn split_name(name: &str) -> Option<(&str, &str)> {
+    let (alias, tag) = name.rsplit_once('-')?;
+    let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    (valid_alias(alias) && tag.len() == TAG_LEN && tag.bytes().all(hex)).then_some((alias, tag))
+}
+
+/// Layer: requests for `<alias>-<tag>.<domain>` go to the published port.
 pub async fn host_routing<E: Engine>(
     State(st): State<Shared<E>>,
     req: Request,
@@ -184,20 +209,23 @@ pub async fn host_routing<E: Engine>(
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(|h| h.to_ascii_lowercase());
-    let Some(alias) = host.as_deref().and_then(|h| alias_of(h, st.domain())) else {
+    let Some(name) = host.as_deref().and_then(|h| name_of(h, st.domain())) else {
         return next.run(req).await;
     };
-    match published(&st, alias, req).await {
+    match published(&st, name, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn published<E: Engine>(st: &AppState<E>, alias: &str, req: Request) -> ApiResult<Response> {
+async fn published<E: Engine>(st: &AppState<E>, name: &str, req: Request) -> ApiResult<Response> {
+    let nothing = || ApiError::Missing(format!("nothing is published as {name}"));
+    let (alias, tag) = split_name(name).ok_or_else(nothing)?;
     let p = st
         .store
-        .published_by_alias(alias)?
-        .ok_or_else(|| ApiError::Missing(format!("nothing is published as {alias}")))?;
+        .published_by_name(alias, tag)?
+        .filter(|p| !AGENT_PORTS.contains(&p.port))
+        .ok_or_else(nothing)?;
     let sb = st.store.sandbox_by_id(&p.sandbox_id)?;
     let eid = st.wake(&sb).await?;
     let target = guest_target(req.uri().path(), req.uri());
@@ -209,14 +237,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn aliases_from_hosts() {
-        assert_eq!(alias_of("web.example.com", "example.com"), Some("web"));
-        assert_eq!(alias_of("web.localhost:8080", "localhost"), Some("web"));
-        assert_eq!(alias_of("example.com", "example.com"), None);
-        assert_eq!(alias_of("a.b.example.com", "example.com"), None);
-        assert_eq!(alias_of("127.0.0.1:8080", "localhost"), None);
+    fn names_from_hosts() {
+        assert_eq!(name_of("web.example.com", "example.com"), Some("web"));
+        assert_eq!(name_of("web.localhost:8080", "localhost"), Some("web"));
+        assert_eq!(name_of("example.com", "example.com"), None);
+        assert_eq!(name_of("a.b.example.com", "example.com"), None);
+        assert_eq!(name_of("127.0.0.1:8080", "localhost"), None);
         assert!(
             valid_alias("web-1") && !valid_alias("-x") && !valid_alias("A") && !valid_alias("")
         );
+        assert!(valid_alias(&"a".repeat(MAX_ALIAS_LEN)));
+        assert!(!valid_alias(&"a".repeat(MAX_ALIAS_LEN + 1)));
+        assert_eq!(split_name("my-web-0a1b2c3d"), Some(("my-web", "0a1b2c3d")));
+        for bad in [
+            "web",
+            "web-0a1b2c3",
+            "web-0A1B2C3D",
+            "-0a1b2c3d",
+            "web-0a1b2c3g",
+        ] {
+            assert_eq!(split_name(bad), None, "{bad}");
+        }
     }
 }

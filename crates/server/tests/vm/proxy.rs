@@ -1,7 +1,10 @@
 //! Reverse proxy and published ports against a real HTTP server in the
 //! guest (busybox httpd with a CGI script that echoes request headers),
 //! a raw upgrade echo server (busybox nc), and a cold sandbox woken by
-//! 50 concurrent requests with exactly one restore.
+//! 50 concurrent requests with exactly one restore, every one answered.
+//! The agent's own ports are neither proxied nor published, and aliases
+//! are per user: bob publishing alice's alias learns nothing of hers, and
+//! each user's host name reaches their own sandbox.
 
 use std::time::Duration;
 
@@ -9,6 +12,8 @@ use bhatti_engine::engine::Engine;
 use reqwest::Method;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use bhatti_store::users::Limits;
 
 use crate::support::{TestDaemon, TestResult, Timers, ensure, eventually, run};
 
@@ -30,6 +35,21 @@ async fn put(d: &TestDaemon, path: &str, body: &'static str, mode: &str) -> Test
     d.expect(d.req(Method::PUT, &q).body(body), 200)
         .await
         .map(drop)
+}
+
+/// `GET /` with `Host: <host of url>` and no key: (status, body).
+async fn get_host(d: &TestDaemon, url: &str) -> Result<(u16, String), libtest_mimic::Failed> {
+    let host = url
+        .trim_start_matches("http://")
+        .split(['/', ':'])
+        .next()
+        .unwrap_or_default();
+    let r = d
+        .req_as("", Method::GET, "/")
+        .header("host", host)
+        .send()
+        .await?;
+    Ok((r.status().as_u16(), r.text().await?))
 }
 
 pub fn proxy_and_publish() -> TestResult {
@@ -106,6 +126,25 @@ pub fn proxy_and_publish() -> TestResult {
         )?;
         d.expect(d.req_as("", Method::GET, "/sandboxes/px/proxy/8080/"), 401)
             .await?;
+        // The agent's own ports are not the user's: 400, never a tunnel.
+        for port in [1024, 1025] {
+            let e = d
+                .expect(
+                    d.req(Method::GET, &format!("/sandboxes/px/proxy/{port}/")),
+                    400,
+                )
+                .await?;
+            ensure(
+                e["error"].as_str().is_some_and(|m| m.contains("agent")),
+                || format!("proxy {port}: {e}"),
+            )?;
+            d.expect(
+                d.req(Method::POST, "/sandboxes/px/publish")
+                    .json(&json!({"port": port, "alias": "agent"})),
+                400,
+            )
+            .await?;
+        }
 
         // Upgrade: after 101 the connection is a byte pipe to the guest.
         let head = format!(
@@ -145,33 +184,25 @@ pub fn proxy_and_publish() -> TestResult {
                 201,
             )
             .await?;
-        ensure(
-            p["alias"] == "site" && p["url"].as_str().is_some_and(|u| u.contains("site.")),
-            || format!("publish: {p}"),
-        )?;
+        let site = p["url"].as_str().unwrap_or_default().to_owned();
+        ensure(p["alias"] == "site" && site.contains("//site-"), || {
+            format!("publish: {p}")
+        })?;
         d.expect(
             d.req(Method::POST, "/sandboxes/px/publish")
                 .json(&json!({"port": 8080, "alias": "BAD!"})),
             400,
         )
         .await?;
-        let r = d
-            .req_as("", Method::GET, "/index.html")
-            .header("host", "site.localhost")
-            .send()
-            .await?;
-        ensure(r.status() == 200, || format!("published: {}", r.status()))?;
-        ensure(r.text().await? == "hello-from-guest\n", || {
-            "published body".into()
+        let (status, body) = get_host(&d, &site).await?;
+        ensure(status == 200 && body == "hello-from-guest\n", || {
+            format!("published: {status} {body:?}")
         })?;
-        let r = d
-            .req_as("", Method::GET, "/")
-            .header("host", "other.localhost")
-            .send()
-            .await?;
-        ensure(r.status() == 404, || {
-            format!("unknown alias: {}", r.status())
-        })?;
+        // Without the tag, or with an unknown alias: 404.
+        for host in ["http://site.localhost/", "http://other-0a1b2c3d.localhost/"] {
+            let (status, _) = get_host(&d, host).await?;
+            ensure(status == 404, || format!("{host}: {status}"))?;
+        }
         let list = d
             .expect(d.req(Method::GET, "/sandboxes/px/publish"), 200)
             .await?;
@@ -191,25 +222,90 @@ pub fn proxy_and_publish() -> TestResult {
                 .header("x-n", i);
             all.push(tokio::spawn(async move { r.send().await }));
         }
+        let mut failed = Vec::new();
         for h in all {
             let r = h.await??;
-            ensure(r.status() == 200, || format!("concurrent: {}", r.status()))?;
+            if r.status() != 200 {
+                failed.push(format!("{}: {}", r.status(), r.text().await?));
+            }
         }
+        ensure(failed.is_empty(), || {
+            format!(
+                "{} of 50 concurrent requests failed: {failed:?}",
+                failed.len()
+            )
+        })?;
         let after = d.state.engine.restore_count(&eid)?;
         ensure(after == before + 1, || {
             format!("restores: {before} -> {after}")
         })?;
 
+        aliases_are_per_user(&d, &site).await?;
+
         d.expect(d.req(Method::DELETE, "/sandboxes/px/publish/8080"), 200)
             .await?;
-        let r = d
-            .req_as("", Method::GET, "/")
-            .header("host", "site.localhost")
-            .send()
-            .await?;
-        ensure(r.status() == 404, || {
-            format!("after unpublish: {}", r.status())
-        })?;
+        let (status, _) = get_host(&d, &site).await?;
+        ensure(status == 404, || format!("after unpublish: {status}"))?;
         d.finish().await
     })
+}
+
+/// Bob publishes alice's alias `site` (her URL: `alice_site`): he gets the
+/// answer an unused alias gets, under his own host name, and each host
+/// name reaches its owner's sandbox.
+async fn aliases_are_per_user(d: &TestDaemon, alice_site: &str) -> TestResult {
+    let bob = d.user("bob", Limits::default())?;
+    let body = json!({"name": "bx", "memory_mb": 256});
+    d.expect(d.req_as(&bob, Method::POST, "/sandboxes").json(&body), 201)
+        .await?;
+    let exec = json!({"cmd": ["sh", "-c",
+        "mkdir -p /tmp/srv && echo hello-from-bob > /tmp/srv/index.html && busybox httpd -p 8080 -h /tmp/srv"]});
+    let v = d
+        .expect(
+            d.req_as(&bob, Method::POST, "/sandboxes/bx/exec")
+                .json(&exec),
+            200,
+        )
+        .await?;
+    ensure(v["exit_code"] == 0, || format!("bob's httpd: {v}"))?;
+
+    let publish = |alias: &str, port: u16| {
+        d.req_as(&bob, Method::POST, "/sandboxes/bx/publish")
+            .json(&json!({"port": port, "alias": alias}))
+    };
+    let (taken, t) = d.call(publish("site", 8080)).await?;
+    let (unused, u) = d.call(publish("never-used", 8081)).await?;
+    ensure(taken == 201 && unused == 201, || {
+        format!("bob: site {taken} {t}, never-used {unused} {u}")
+    })?;
+    let bob_site = t["url"].as_str().unwrap_or_default().to_owned();
+    let tag = |url: &str| {
+        let label = url.trim_start_matches("http://").split('.').next();
+        label
+            .and_then(|l| l.rsplit_once('-'))
+            .map(|(_, t)| t.to_owned())
+    };
+    ensure(
+        bob_site != alice_site
+            && bob_site.contains("//site-")
+            && tag(&bob_site) == tag(u["url"].as_str().unwrap_or_default()),
+        || format!("bob's urls: {t} {u}, alice's {alice_site}"),
+    )?;
+    // His own alias twice is his own conflict.
+    d.expect(publish("site", 9999), 409).await?;
+
+    for (url, want) in [
+        (alice_site, "hello-from-guest\n"),
+        (&bob_site, "hello-from-bob\n"),
+    ] {
+        let (status, body) = eventually(Duration::from_secs(10), || async {
+            let (s, b) = get_host(d, url).await?;
+            Ok((s == 200).then_some((s, b)))
+        })
+        .await?;
+        ensure(body == want, || format!("{url}: {status} {body:?}"))?;
+    }
+    d.expect(d.req_as(&bob, Method::DELETE, "/sandboxes/bx"), 200)
+        .await
+        .map(drop)
 }
