@@ -249,7 +249,37 @@ impl<T> Pending<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::Pending;
+    use std::time::Duration;
+
+    use super::{Limits, Pending};
+    use crate::config::{ConfigError, ServerConfig};
+
+    #[test]
+    fn limits_come_from_the_config_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = ServerConfig::file_in(dir.path());
+        let load = || ServerConfig::load(dir.path());
+        let defaults = Limits::from_config(&load().expect("defaults"));
+        assert_eq!(defaults.header_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.max_pending, 256);
+        std::fs::write(
+            &file,
+            "header_timeout_secs: 3\nmax_pending_connections: 9\n",
+        )
+        .expect("write");
+        let set = Limits::from_config(&load().expect("file"));
+        assert_eq!(
+            set,
+            Limits {
+                header_timeout: Duration::from_secs(3),
+                max_pending: 9
+            }
+        );
+        for bad in ["header_timeout_secs: 0\n", "max_pending_connections: 0\n"] {
+            std::fs::write(&file, bad).expect("write");
+            assert!(matches!(load(), Err(ConfigError::Invalid(_))), "{bad}");
+        }
+    }
 
     #[test]
     fn pending_set_evicts_the_oldest_beyond_its_cap() {
