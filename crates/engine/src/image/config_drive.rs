@@ -17,7 +17,8 @@
 //! old inode open until it exits; it is freed then.
 //!
 //! # Threads, locks, I/O
-//! Blocking file I/O and `mkfs.ext4` children; no shared state.
+//! Blocking file I/O and `mkfs.ext4` children; [`build_for_boot`] runs its
+//! two on a scoped second thread; no shared state.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -82,9 +83,16 @@ pub fn build_for_boot(config: &GuestConfig, out: &Path) -> Result<BootDrive, Con
     let mut name = out.as_os_str().to_owned();
     name.push(SCRUBBED_SUFFIX);
     let scrubbed_path = PathBuf::from(name);
-    let lockout = lockout_token(&scrubbed_path)?;
-    build_image(&to_json(&scrubbed(config, lockout))?, &scrubbed_path, size)?;
-    build_image(&json, out, size)?;
+    let scrubbed_json = to_json(&scrubbed(config, lockout_token(&scrubbed_path)?))?;
+    // Two mkfs runs at once: create waits for this beside the rootfs copy.
+    std::thread::scope(|s| {
+        let other = s.spawn(|| build_image(&scrubbed_json, &scrubbed_path, size));
+        let boot = build_image(&json, out, size);
+        other
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            .and(boot)
+    })?;
     Ok(BootDrive {
         drive: out.to_owned(),
         scrubbed: scrubbed_path,
