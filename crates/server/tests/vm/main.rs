@@ -9,8 +9,8 @@
 
 mod exec;
 mod files;
-mod modes;
 mod hygiene;
+mod modes;
 mod proxy;
 mod recovery;
 mod resources;
