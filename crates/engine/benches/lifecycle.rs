@@ -145,7 +145,7 @@ async fn bare_vm(
     };
     let cfg_drive = run_dir.join("config.ext4");
     config_drive::build(&guest, &cfg_drive)?;
-    let port = bare_port(&engine, ip);
+    let port = bare_port(engine, ip);
     let tap = port.tap.clone();
     engine.network().attach(&port)?;
     engine.network().mark_ip_in_use(ip)?;

@@ -426,9 +426,18 @@ fn two_vms_reach_each_other_also_after_restore() -> TestResult {
     run(async {
         let t = TestEngine::start(ImagePaths::from_env()).await?;
         let e = &t.engine;
-        let (a, b) = (id("net-a")?, id("net-b")?);
-        e.create(a.clone(), small()).await?;
-        let ip_b = e.create(b.clone(), small()).await?.ip.ok_or("no address")?;
+        let (a, b, c) = (id("net-a")?, id("net-b")?, id("net-c")?);
+        let tenant = |t: &str| SandboxSpec {
+            tenant: Some(t.into()),
+            ..small()
+        };
+        e.create(a.clone(), tenant("one")).await?;
+        let ip_b = e
+            .create(b.clone(), tenant("one"))
+            .await?
+            .ip
+            .ok_or("no address")?;
+        e.create(c.clone(), tenant("two")).await?;
         sh(
             e,
             &b,
@@ -442,6 +451,9 @@ fn two_vms_reach_each_other_also_after_restore() -> TestResult {
         ensure(got.ends_with("pong\n"), || {
             format!("A fetched {got:?} from B")
         })?;
+        // Another tenant's guest gets nothing.
+        let other = sh(e, &c, &format!("{fetch} -w 3; echo end")).await?;
+        ensure(other == "end\n", || format!("C fetched {other:?} from B"))?;
 
         // Both go cold and come back: addresses, TAPs and the server in B
         // survive, and the host reaches both agents right away.

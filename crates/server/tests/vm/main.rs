@@ -10,6 +10,7 @@
 mod exec;
 mod files;
 mod hygiene;
+mod isolation;
 mod modes;
 mod proxy;
 mod recovery;
@@ -20,7 +21,7 @@ mod support;
 mod thermal;
 
 use libtest_mimic::Arguments;
-use support::trial;
+use support::{trial, trial_needing};
 
 fn main() {
     if let Ok(path) = std::env::var(recovery::CHILD_ENV) {
@@ -32,6 +33,11 @@ fn main() {
         args.test_threads = Some(1);
     }
     let trials = vec![
+        trial_needing(
+            "isolation::tenants_cannot_reach_or_impersonate_each_other",
+            isolation::skip_reason,
+            isolation::tenants_cannot_reach_or_impersonate_each_other,
+        ),
         trial("sandboxes::crud_lifecycle", sandboxes::crud_lifecycle),
         trial(
             "sandboxes::auth_isolation_quota_bad_input",

@@ -48,6 +48,15 @@ pub fn trial<F>(name: &str, f: F) -> Trial
 where
     F: FnOnce() -> TestResult + Send + 'static,
 {
+    trial_needing(name, || None, f)
+}
+
+/// [`trial`] that also needs what `extra` checks (its reason when not).
+pub fn trial_needing<F>(name: &str, extra: fn() -> Option<String>, f: F) -> Trial
+where
+    F: FnOnce() -> TestResult + Send + 'static,
+{
+    let skip_reason = move || skip_reason().or_else(extra);
     let reason = skip_reason();
     if let Some(r) = &reason {
         println!("SKIPPED: {name}: {r}");
