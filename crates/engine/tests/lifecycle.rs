@@ -460,6 +460,14 @@ fn two_vms_reach_each_other_also_after_restore() -> TestResult {
         for sb in [&a, &b] {
             e.stop(sb).await?;
         }
+        // The snapshot holds guest memory: the daemon's alone, whatever
+        // the umask of the process (this test's is not the daemon's 077).
+        let snap = t.dir.path().join("sandboxes/net-a/mem.snap");
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&snap)?.permissions());
+        ensure(mode & 0o777 == 0o600, || {
+            format!("{} mode {mode:o}", snap.display())
+        })?;
         for sb in [&b, &a] {
             e.start(sb).await?;
         }

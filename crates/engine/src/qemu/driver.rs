@@ -171,6 +171,7 @@ impl QemuDriver {
         let tmp = run_dir.join(format!("{SNAPSHOT_FILE}.tmp"));
         let path = run_dir.join(SNAPSHOT_FILE);
         qmp.stop().await?;
+        private_file(&tmp)?;
         qmp.migrate_to_file(&tmp, self.snapshot_timeout).await?;
         std::fs::rename(&tmp, &path).map_err(|source| QemuError::File {
             path: path.clone(),
@@ -309,4 +310,24 @@ impl Driver for QemuDriver {
     fn console_tail(&self, config: &VmConfig, lines: usize) -> String {
         super::launch::tail_lines(&self.launch_spec(config).console_log, lines)
     }
+}
+
+/// Creates (or empties) `path` readable by its owner alone: the snapshot
+/// holds guest memory, secrets included, and the writer QEMU forks keeps
+/// an existing file's mode whatever the umask.
+fn private_file(path: &Path) -> Result<(), QemuError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |source| QemuError::File {
+        path: path.to_owned(),
+        source,
+    };
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(err)
 }
