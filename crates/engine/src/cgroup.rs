@@ -12,24 +12,33 @@
 //!   itself (its heap, device state, and under TCG the translated code).
 //!
 //! # Layout
-//! All VMM groups sit under one parent, [`PARENT`]:
-//! - cgroup v1 (each controller its own hierarchy): under the daemon's
-//!   own group in the `cpu` and in the `memory` hierarchy, so every limit
+//! VMM groups are peers of the daemon's own processes, never gathered
+//! under one shared parent: a parent would compete as a single entity,
+//! so a few hogs would make every VMM (the idle neighbour too) wait
+//! behind everything else on the host. Measured once on a loaded 2-core
+//! host (`benches/neighbours.rs`): with a shared parent the idle
+//! neighbour's `exec true` p50 went from 19 ms to 74 ms, under two hogs
+//! to 186 ms, and the hogs got 0.15 host cores each instead of 0.5.
+//! - cgroup v1 (each controller its own hierarchy): in the daemon's own
+//!   group in the `cpu` and in the `memory` hierarchy, so every limit
 //!   already set on the daemon still holds for its VMMs;
 //! - cgroup v2: beside the daemon's own group (in its parent; the root
 //!   when the daemon is in the root), because a v2 group with processes
 //!   cannot hand controllers to children. `cpu` and `memory` are enabled
-//!   in the subtree on the way.
+//!   in that parent's subtree.
 //!
-//! A VMM's group is named after its run dir (the sandbox id plus a hash
-//! of the dir's full path), so a restore reuses the name and two data
-//! dirs never collide. The group is made before the spawn, the child joins
-//! it between fork and exec (so every thread and every later child, like
-//! the `exec:` migration helper, is in it from the start), and it is
-//! removed once the process is reaped ([`VmmCgroup::remove`]). `rmdir`
+//! A VMM's group is [`PREFIX`] plus its run dir's name (the sandbox id)
+//! and a hash of the dir's full path, so a restore reuses the name and
+//! two data dirs never collide. The group is made before the spawn, the
+//! child joins it between fork and exec (so every thread and every later
+//! child, like the `exec:` migration helper, is in it from the start),
+//! and it is removed once the process is reaped ([`VmmCgroup::remove`]). `rmdir`
 //! never removes a group that still has a process, so removing cannot hurt
 //! a VMM that still runs. A VMM killed while the daemon was down (see
-//! `sandbox::orphans`) leaves an empty group that its next spawn reuses.
+//! `sandbox::orphans`), or one whose owner exited without reaping it,
+//! leaves an empty group: its next spawn reuses it, and the first spawn
+//! of every process removes empty groups older than [`LEFTOVER_AGE`]
+//! (a group is joined milliseconds after it is made).
 //!
 //! Where no hierarchy is writable (no root, a read-only `/sys/fs/cgroup`,
 //! controllers missing) the engine logs one warning and runs VMMs without
@@ -38,7 +47,7 @@
 //!
 //! # Threads, locks, I/O
 //! The layout is found once per process (a `OnceLock`: reads
-//! `/proc/self/cgroup` and `/proc/self/mountinfo`, makes the parent).
+//! `/proc/self/cgroup` and `/proc/self/mountinfo`, sweeps leftovers).
 //! Making, joining and removing a group are plain file-system calls on the
 //! caller's thread; the join runs in the forked child (one `write(2)` per
 //! hierarchy on descriptors opened before the fork).
@@ -51,11 +60,14 @@ use std::process::Command;
 use std::sync::{Arc, Once, OnceLock};
 use std::time::Duration;
 
-/// The group every VMM group sits under.
-pub const PARENT: &str = "bhatti-vmm";
+/// The start of every VMM group's name.
+pub const PREFIX: &str = "bhatti-vmm-";
 
 /// Memory allowed above the guest's RAM for QEMU itself.
 pub const OVERHEAD_MIB: u64 = 192;
+
+/// An empty VMM group at least this old is a leftover.
+pub const LEFTOVER_AGE: Duration = Duration::from_secs(60);
 
 /// The CFS period the quota is given in.
 pub const PERIOD_US: u64 = 100_000;
@@ -267,8 +279,9 @@ impl VmmCgroup {
     }
 }
 
-/// The group name for a VMM whose files live in `run_dir`: the dir's name
-/// and a hash of its whole path (FNV-1a), e.g. `sb1-3f2a9c0d1e7b6a55`.
+/// The group name for a VMM whose files live in `run_dir`: [`PREFIX`],
+/// the dir's name and a hash of its whole path (FNV-1a), e.g.
+/// `bhatti-vmm-sb1-3f2a9c0d1e7b6a55`.
 pub fn name_for(run_dir: &Path) -> String {
     let base: String = run_dir
         .file_name()
@@ -289,7 +302,7 @@ pub fn name_for(run_dir: &Path) -> String {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{base}-{h:016x}")
+    format!("{PREFIX}{base}-{h:016x}")
 }
 
 /// The layout, found once per process.
@@ -329,12 +342,10 @@ fn find_layout() -> Result<Layout, CgroupError> {
         let path = own_path(&own, "").ok_or(CgroupError::NotMounted)?;
         let base = Path::new(path).parent().unwrap_or(Path::new("/"));
         let base = root.join(base.strip_prefix("/").unwrap_or(base));
-        let parent = base.join(PARENT);
         enable_controllers(&base)?;
-        make_dir(&parent)?;
-        enable_controllers(&parent)?;
+        sweep(&base);
         return Ok(Layout {
-            parents: vec![(Version::V2, parent)],
+            parents: vec![(Version::V2, base)],
         });
     }
     let mountinfo = fs::read_to_string("/proc/self/mountinfo")
@@ -347,17 +358,34 @@ fn find_layout() -> Result<Layout, CgroupError> {
         let rel = Path::new(path)
             .strip_prefix(&mount_root)
             .unwrap_or(Path::new(""));
-        let parent = mount.join(rel).join(PARENT);
-        make_dir(&parent)?;
+        let parent = mount.join(rel);
+        sweep(&parent);
         parents.push((version, parent));
     }
     Ok(Layout { parents })
 }
 
-fn make_dir(dir: &Path) -> Result<(), CgroupError> {
-    match fs::create_dir(dir) {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(io_err("make", dir)(e)),
-        _ => Ok(()),
+/// Removes the empty VMM groups in `parent` older than [`LEFTOVER_AGE`]
+/// (`rmdir` fails on a group that has a process).
+fn sweep(parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= LEFTOVER_AGE));
+        if old
+            && e.file_name().to_string_lossy().starts_with(PREFIX)
+            && fs::remove_dir(e.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, parent = %parent.display(), "removed leftover VMM cgroups");
     }
 }
 
@@ -456,7 +484,10 @@ mod tests {
     fn names_are_stable_and_per_path() {
         let a = name_for(Path::new("/data/sandboxes/sb1"));
         assert_eq!(a, name_for(Path::new("/data/sandboxes/sb1")));
-        assert!(a.starts_with("sb1-") && a.len() == 4 + 16, "{a}");
+        assert!(
+            a.starts_with("bhatti-vmm-sb1-") && a.len() == 15 + 16,
+            "{a}"
+        );
         assert_ne!(a, name_for(Path::new("/other/sandboxes/sb1")));
     }
 }

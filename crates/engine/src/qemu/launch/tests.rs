@@ -126,7 +126,7 @@ fn seccomp_on_by_default_and_cgroup_named_after_the_run_dir() {
     s.seccomp = false;
     assert!(values(&argv_strings(&s), "-sandbox").is_empty());
     let n = LaunchSpec::new("k", "r", Path::new("/data/sandboxes/sb1")).cgroup;
-    assert!(n.is_some_and(|n| n.starts_with("sb1-")));
+    assert!(n.is_some_and(|n| n.starts_with("bhatti-vmm-sb1-")));
 }
 
 #[test]
