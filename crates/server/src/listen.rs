@@ -8,12 +8,12 @@
 //! - **Header timeout.** A connection gets [`Limits::header_timeout`] to
 //!   deliver a complete request head, counted from the moment it is ready
 //!   for one: when it is accepted, and again after each response (hyper's
-//!   HTTP/1 `header_read_timeout`, which hyper 1.x starts on the first
-//!   poll of a connection, before any byte arrives, and restarts whenever
-//!   the connection waits for the next head). So a silent socket, a head
-//!   sent a byte at a time and a kept-alive connection left idle are all
-//!   closed after that long (with `408` where a response can still be
-//!   written). Once a head is in, the request runs as long as it needs:
+//!   HTTP/1 `header_read_timeout`, which hyper, 1.12 here, starts on the
+//!   first poll of a connection, before any byte arrives, and restarts
+//!   whenever the connection waits for the next head; the VM test
+//!   `hygiene` checks both). So a silent socket, a head sent a byte at a
+//!   time and a kept-alive connection left idle are all closed after that
+//!   long, without a response. Once a head is in, the request runs as long as it needs:
 //!   streamed exec output, proxied streams and request bodies are not
 //!   timed, and an upgraded connection (WebSocket shell) leaves hyper.
 //! - **Pending cap.** At most [`Limits::max_pending`] connections may be
@@ -28,8 +28,9 @@
 //! hyper's HTTP/1 server (upgrades enabled). The pending set is a
 //! `std::sync::Mutex` held only to insert or remove one entry, never
 //! across an await. Shutdown is a `watch` channel: every connection task
-//! holds a receiver, is told to finish its current request and close,
-//! and [`serve`] returns once all of them have dropped theirs.
+//! holds a receiver; one still waiting for its first request is dropped,
+//! the others finish their current request and close; [`serve`] returns
+//! once all of them have dropped their receivers.
 
 use std::collections::BTreeMap;
 use std::future::Future;

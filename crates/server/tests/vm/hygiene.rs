@@ -47,7 +47,7 @@ async fn hold(mut s: TcpStream, silent: bool, start: Instant) -> Result<Duration
     loop {
         tokio::select! {
             r = s.read(&mut buf) => match r {
-                Ok(n) if n > 0 => {} // a 408 before the close
+                Ok(n) if n > 0 => {} // anything said before the close
                 _ => return Ok(start.elapsed()),
             },
             () = tokio::time::sleep(Duration::from_millis(500)), if !silent => {
