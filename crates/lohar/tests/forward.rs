@@ -1,4 +1,6 @@
-//! Forward: raw relay to a loopback TCP port, half-close, refused port.
+//! Forward: raw relay to a loopback TCP port, half-close, refused port,
+//! and a server whose accept queue stays full for longer than the kernel
+//! resends a dropped SYN in time for.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -6,7 +8,7 @@ mod common;
 use bhatti_agent::Error;
 use common::{Lohar, SOON};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 /// An echo server on 127.0.0.1 that echoes until EOF, then writes `bye`
 /// and closes (so half-close must be relayed both ways).
@@ -99,4 +101,57 @@ async fn refused_port_is_an_error() {
         Error::Agent(m) => assert!(m.contains("refused"), "{m}"),
         other => panic!("expected an agent error, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_full_accept_queue_that_drains_late_is_still_reached() {
+    let l = Lohar::start().await;
+    // A listener with a backlog of 1 that does not accept yet: fill its
+    // accept queue until a connect gets no answer (the kernel dropped its
+    // SYN), as a burst does to busybox httpd's backlog of 9.
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let ln = sock.listen(1).unwrap();
+    let port = ln.local_addr().unwrap().port();
+    let mut queued = Vec::new();
+    loop {
+        let c = TcpStream::connect(("127.0.0.1", port));
+        match tokio::time::timeout(std::time::Duration::from_millis(300), c).await {
+            Ok(s) => queued.push(s.unwrap()),
+            Err(_) => break,
+        }
+        assert!(queued.len() < 64, "the accept queue never filled");
+    }
+    let tunnel = tokio::spawn({
+        let c = l.client.clone();
+        async move { c.forward(port).await }
+    });
+    // The kernel resends a dropped SYN 1, 3, 7 and 15 s after the first:
+    // a queue that drains at 8 s is past its 7 s resend.
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    drop(queued);
+    let server = tokio::spawn(async move {
+        loop {
+            let (mut s, _) = ln.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut b = [0u8; 5];
+                if s.read_exact(&mut b).await.is_ok() {
+                    let _ = s.write_all(&b).await;
+                }
+            });
+        }
+    });
+    let mut t = tokio::time::timeout(SOON, tunnel)
+        .await
+        .expect("dial ended")
+        .unwrap()
+        .expect("tunnel to the drained server");
+    t.write_all(b"hello").await.unwrap();
+    let mut got = [0u8; 5];
+    tokio::time::timeout(SOON, t.read_exact(&mut got))
+        .await
+        .expect("echo")
+        .unwrap();
+    assert_eq!(&got, b"hello");
+    server.abort();
 }
