@@ -9,7 +9,8 @@
 //!   burn a whole host core, so the quota is what keeps a multi-vCPU guest
 //!   from taking every core; equal weights share what is left fairly.
 //! - Memory: a hard limit of the guest's RAM plus [`OVERHEAD_MIB`] for QEMU
-//!   itself (its heap, device state, and under TCG the translated code).
+//!   itself (its heap, device state, and under TCG the translated code,
+//!   bounded by `-accel tcg,tb-size`).
 //!
 //! # Layout
 //! VMM groups are peers of the daemon's own processes, never gathered

@@ -57,6 +57,12 @@ pub const QEMU_BINARY: &str = "qemu-system-x86_64";
 /// through an `exec:` migration helper (`cat`), which QEMU forks.
 pub const SECCOMP: &str = "on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny";
 
+/// TCG's translated-code buffer, MiB. QEMU's default is 1 GiB, filled
+/// as the guest runs new code and counted in the VMM's memory cgroup;
+/// 128 MiB keeps it inside [`crate::cgroup::OVERHEAD_MIB`] (QEMU before
+/// 5.0 used 32 MiB).
+pub const TCG_TB_MIB: u32 = 128;
+
 /// Where lohar lives in every rootfs tier.
 pub const DEFAULT_INIT: &str = "/usr/local/bin/lohar";
 
@@ -232,7 +238,11 @@ impl LaunchSpec {
             "-M",
             "microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=off",
         ]);
-        push(&["-accel", self.accel.as_str()]);
+        let accel = match self.accel {
+            Accel::Tcg => format!("tcg,tb-size={TCG_TB_MIB}"),
+            Accel::Kvm => self.accel.as_str().to_owned(),
+        };
+        push(&["-accel", &accel]);
         push(&["-cpu", self.accel.cpu_model()]);
         push(&["-smp", &self.vcpus.max(1).to_string()]);
         push(&["-m", &self.memory_mib.max(64).to_string()]);

@@ -87,7 +87,7 @@ fn argv_orders_drives_and_escapes_commas() {
         values(&a, "-M"),
         vec!["microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=off"]
     );
-    assert_eq!(values(&a, "-accel"), vec!["tcg"]);
+    assert_eq!(values(&a, "-accel"), vec!["tcg,tb-size=128"]);
     assert_eq!(values(&a, "-cpu"), vec!["max"]);
     assert_eq!(
         values(&a, "-qmp"),
