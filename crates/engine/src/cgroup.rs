@@ -482,6 +482,34 @@ mod tests {
     }
 
     #[test]
+    fn sweep_removes_only_old_empty_vmm_groups() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = std::time::SystemTime::now() - LEFTOVER_AGE * 2;
+        let make = |name: &str, age: Option<std::time::SystemTime>| {
+            let d = dir.path().join(name);
+            fs::create_dir(&d).expect("mkdir");
+            if let Some(t) = age {
+                fs::File::open(&d)
+                    .and_then(|f| f.set_modified(t))
+                    .expect("set mtime");
+            }
+            d
+        };
+        let leftover = make(&format!("{PREFIX}a-1"), Some(old));
+        let fresh = make(&format!("{PREFIX}b-2"), None);
+        let foreign = make("system.slice", Some(old));
+        // Stands for a group with a process: rmdir fails.
+        let busy = make(&format!("{PREFIX}c-3"), None);
+        fs::write(busy.join("cgroup.procs"), "42").expect("write");
+        fs::File::open(&busy)
+            .and_then(|f| f.set_modified(old))
+            .expect("set mtime");
+        sweep(dir.path());
+        assert!(!leftover.exists());
+        assert!(fresh.exists() && foreign.exists() && busy.exists());
+    }
+
+    #[test]
     fn names_are_stable_and_per_path() {
         let a = name_for(Path::new("/data/sandboxes/sb1"));
         assert_eq!(a, name_for(Path::new("/data/sandboxes/sb1")));
