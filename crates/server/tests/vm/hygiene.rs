@@ -1,6 +1,7 @@
 //! Connection hygiene of the daemon's listener, on loopback: 300
-//! slowloris sockets (a request head a byte at a time) and a few silent
-//! ones are all closed by the server within seconds, while authenticated
+//! slowloris sockets (a request head a byte at a time), a few silent ones
+//! and a few unauthenticated requests trickling their body are all closed
+//! by the server within seconds, while authenticated
 //! requests made meanwhile, on pooled and on fresh connections, succeed; a
 //! kept-alive connection serves requests with pauses between them and is
 //! closed once left idle; and requests whose head is in are never cut by
@@ -25,6 +26,18 @@ use crate::support::{TestDaemon, TestResult, Timers, ensure, run};
 
 const SLOW: usize = 300;
 const SILENT: usize = 5;
+const SLOW_BODY: usize = 5;
+
+/// What a hostile socket sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hostile {
+    /// A request head that never ends, a byte at a time.
+    Head,
+    /// Nothing.
+    Silent,
+    /// A whole head without a key, then a body a byte at a time.
+    Body,
+}
 
 /// The daemon's header timeout (the test daemon runs with the default).
 fn header_timeout() -> Duration {
@@ -36,11 +49,21 @@ fn close_bound() -> Duration {
     header_timeout() + Duration::from_secs(30)
 }
 
-/// Holds a connection open, sending a request head that never ends a byte
-/// every 500 ms (or nothing when `silent`); returns how long after the
-/// start the server closed it.
-async fn hold(mut s: TcpStream, silent: bool, start: Instant) -> Result<Duration, String> {
-    let head = b"GET /sandboxes HTTP/1.1\r\nHost: localhost\r\nX-Slow: ";
+/// Holds a connection open, sending what `how` says a byte every 500 ms;
+/// returns how long after the start the server closed it.
+async fn hold(mut s: TcpStream, how: Hostile, start: Instant) -> Result<Duration, String> {
+    let trickle: &[u8] = match how {
+        Hostile::Head | Hostile::Silent => {
+            b"GET /sandboxes HTTP/1.1\r\nHost: localhost\r\nX-Slow: "
+        }
+        Hostile::Body => {
+            let head = b"POST /sandboxes HTTP/1.1\r\nHost: localhost\r\n\
+                         Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n";
+            s.write_all(head).await.map_err(|e| e.to_string())?;
+            b"{\"name\": \""
+        }
+    };
+    let silent = matches!(how, Hostile::Silent);
     let mut sent = 0usize;
     let mut buf = [0u8; 1024];
     let end = start + close_bound() + Duration::from_secs(30);
@@ -51,7 +74,7 @@ async fn hold(mut s: TcpStream, silent: bool, start: Instant) -> Result<Duration
                 _ => return Ok(start.elapsed()),
             },
             () = tokio::time::sleep(Duration::from_millis(500)), if !silent => {
-                let byte = head.get(sent).copied().unwrap_or(b'a');
+                let byte = trickle.get(sent).copied().unwrap_or(b'a');
                 if s.write_all(&[byte]).await.is_err() {
                     return Ok(start.elapsed());
                 }
@@ -95,9 +118,12 @@ async fn slowloris(d: &TestDaemon) -> TestResult {
     let addr = d.url.trim_start_matches("http://").to_owned();
     let start = Instant::now();
     let mut holders = tokio::task::JoinSet::new();
-    for i in 0..SLOW + SILENT {
+    let kinds = std::iter::repeat_n(Hostile::Head, SLOW)
+        .chain(std::iter::repeat_n(Hostile::Silent, SILENT))
+        .chain(std::iter::repeat_n(Hostile::Body, SLOW_BODY));
+    for how in kinds {
         let s = TcpStream::connect(&addr).await?;
-        holders.spawn(hold(s, i >= SLOW, start));
+        holders.spawn(async move { hold(s, how, start).await.map(|t| (how, t)) });
     }
     let (stop, done) = tokio::sync::watch::channel(false);
     let mut closed = Vec::new();
@@ -120,17 +146,20 @@ async fn slowloris(d: &TestDaemon) -> TestResult {
             open.first()
         )
     })?;
-    let mut times: Vec<Duration> = closed.into_iter().flatten().collect();
-    times.sort();
-    let last = times.last().copied().unwrap_or_default();
-    println!(
-        "{} slow/silent sockets closed: first after {:?}, median {:?}, last {:?}; \
-         {served} authenticated requests served meanwhile",
-        times.len(),
-        times.first().copied().unwrap_or_default(),
-        times[times.len() / 2],
-        last
-    );
+    let closed: Vec<(Hostile, Duration)> = closed.into_iter().flatten().collect();
+    for how in [Hostile::Head, Hostile::Silent, Hostile::Body] {
+        let mut t: Vec<Duration> = closed.iter().filter(|c| c.0 == how).map(|c| c.1).collect();
+        t.sort();
+        println!(
+            "{how:?}: {} sockets closed, first after {:?}, median {:?}, last {:?}",
+            t.len(),
+            t.first().copied().unwrap_or_default(),
+            t.get(t.len() / 2).copied().unwrap_or_default(),
+            t.last().copied().unwrap_or_default(),
+        );
+    }
+    println!("{served} authenticated requests served meanwhile");
+    let last = closed.iter().map(|c| c.1).max().unwrap_or_default();
     ensure(last <= close_bound(), || {
         format!(
             "last socket closed after {last:?}, bound {:?}",
