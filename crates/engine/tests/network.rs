@@ -343,6 +343,14 @@ fn agent_sockets_are_made_inside_the_namespace() -> TestResult {
     Ok(())
 }
 
+fn isolation_table(ns: &NetNs) -> Result<String, Failed> {
+    Ok(cmd::nft_in(
+        ns.name(),
+        &["list", "table", "bridge", isolation::TABLE],
+        None,
+    )?)
+}
+
 /// Attached ports get their own filter chains, a permanent neighbour
 /// entry and a static forwarding entry; a detach removes all three; a
 /// re-attach with peers off replaces the rules.
@@ -353,11 +361,7 @@ fn ports_are_filtered_and_pinned() -> TestResult {
     net.attach(&a)?;
     net.attach(&b)?;
     let mac_a = mac_string(guest_mac(a.ip));
-    let table = cmd::nft_in(
-        ns.name(),
-        &["list", "table", "bridge", isolation::TABLE],
-        None,
-    )?;
+    let table = isolation_table(&ns)?;
     for want in [
         format!("ether saddr != {mac_a} drop"),
         format!("arp saddr ip != {} drop", a.ip),
@@ -395,21 +399,13 @@ fn ports_are_filtered_and_pinned() -> TestResult {
         ..a.clone()
     };
     net.attach(&lone)?;
-    let table = cmd::nft_in(
-        ns.name(),
-        &["list", "table", "bridge", isolation::TABLE],
-        None,
-    )?;
+    let table = isolation_table(&ns)?;
     if table.matches("meta mark set 0x00000001").count() != 0 {
         return Err(format!("peers still on after re-attach:\n{table}").into());
     }
 
     net.detach(&lone)?;
-    let table = cmd::nft_in(
-        ns.name(),
-        &["list", "table", "bridge", isolation::TABLE],
-        None,
-    )?;
+    let table = isolation_table(&ns)?;
     let neigh = cmd::ip_in(ns.name(), &["neigh", "show", "dev", &config.bridge])?;
     if table.contains(&format!("\"{}\"", a.tap)) || neigh.contains(&a.ip.to_string()) {
         return Err(format!("detached port left behind:\n{table}\n{neigh}").into());
@@ -417,11 +413,7 @@ fn ports_are_filtered_and_pinned() -> TestResult {
     // A second engine start replaces the tables: every port blocked until
     // admitted again.
     let _net = Network::setup(config)?;
-    let table = cmd::nft_in(
-        ns.name(),
-        &["list", "table", "bridge", isolation::TABLE],
-        None,
-    )?;
+    let table = isolation_table(&ns)?;
     if table.contains(&format!("\"{}\"", b.tap)) {
         return Err(format!("ports survived a new set-up:\n{table}").into());
     }
