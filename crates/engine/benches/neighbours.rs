@@ -11,8 +11,9 @@
 //! 2. QEMU's seccomp filter: boot → agent ready and `exec true`, with and
 //!    without `-sandbox`, interleaved in the same run.
 //!
-//! Run: `cargo bench -p bhatti-engine --bench neighbours` (root, QEMU and
-//! `cargo xtask images`); it prints why it skips otherwise.
+//! Run: `cargo bench -p bhatti-engine --bench neighbours [-- seccomp]`
+//! (root, QEMU and `cargo xtask images`); it prints why it skips
+//! otherwise. A name after `--` runs only the part it matches.
 //! `BENCH_QUICK=1` for a smoke run. Everything runs in namespaces the
 //! bench creates, egress `none`.
 
@@ -63,7 +64,17 @@ fn main() {
     let res = if std::env::var_os(CHILD_ENV).is_some() {
         rt.block_on(neighbours_child())
     } else {
-        neighbours().and_then(|()| rt.block_on(seccomp()))
+        // A bench-name filter, like libtest's: `-- seccomp` runs one part.
+        let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+        let want = |part: &str| only.as_deref().is_none_or(|o| part.contains(o));
+        let mut res = Ok(());
+        if want("neighbours") {
+            res = neighbours();
+        }
+        if res.is_ok() && want("seccomp") {
+            res = rt.block_on(seccomp());
+        }
+        res
     };
     if let Err(e) = res {
         eprintln!("neighbours bench failed: {e}");
@@ -318,13 +329,15 @@ async fn seccomp_run(seccomp: bool, execs: usize) -> BenchResult<(Duration, Vec<
     });
     spec.netns = Some(ns.name().to_owned());
     let t = Instant::now();
-    let _vm = spec.spawn()?;
+    let vm = spec.spawn()?;
     let client = Client::new(NetnsConnector {
         ns: ns.name().to_owned(),
         ip: GUEST_IP,
     })
     .with_token(&config.token);
-    client.wait_ready(Duration::from_secs(120)).await?;
+    if let Err(e) = client.wait_ready(Duration::from_secs(120)).await {
+        return Err(format!("{e}; console:\n{}", vm.console_tail(20)).into());
+    }
     let boot = t.elapsed();
     let mut ex = Vec::with_capacity(execs);
     for _ in 0..execs {
