@@ -110,12 +110,6 @@ impl GuestNet {
             Ipv4Addr::from(mask)
         )
     }
-
-    /// A locally administered MAC derived from the guest address.
-    pub fn mac_for(ip: Ipv4Addr) -> String {
-        let [a, b, c, d] = ip.octets();
-        format!("06:00:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
-    }
 }
 
 /// An extra block device (a volume), attached after the config drive.

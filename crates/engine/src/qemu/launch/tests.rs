@@ -12,7 +12,7 @@ fn spec() -> LaunchSpec {
     });
     s.net = Some(GuestNet {
         tap: "tap0".into(),
-        mac: GuestNet::mac_for(Ipv4Addr::new(10, 0, 2, 7)),
+        mac: crate::network::mac_string(crate::network::guest_mac(Ipv4Addr::new(10, 0, 2, 7))),
         guest_ip: Ipv4Addr::new(10, 0, 2, 7),
         gateway: Ipv4Addr::new(10, 0, 2, 1),
         prefix_len: 24,
