@@ -213,6 +213,33 @@ fn vmm_cgroup_follows_the_vmm() -> TestResult {
         let pid = engine.vmm_pid(&id).await?.ok_or("no VMM pid")?;
         let dirs = check_confined(pid, &name, limits)?;
 
+        // A guest that uses most of its RAM (tmpfs takes at most half, so
+        // two files in two tmpfs mounts: /tmp and /dev/shm, or /run) stays
+        // inside the limit: the VMM is not OOM-killed.
+        let fill = "for d in /tmp /dev/shm /run; do \
+                    [ -w $d ] && dd if=/dev/zero of=$d/fill bs=1M count=110 2>/dev/null; \
+                    done; cat /proc/meminfo | grep -E '^(MemFree|Shmem):'";
+        let r = engine
+            .exec(&id, ExecOptions::new(["sh", "-c", fill]))
+            .await?;
+        println!(
+            "after filling: {}",
+            String::from_utf8_lossy(&r.stdout).trim()
+        );
+        let r = engine.exec(&id, ExecOptions::new(["true"])).await?;
+        ensure(r.exit_code == 0, || "exec after filling RAM failed".into())?;
+        ensure(engine.vmm_pid(&id).await? == Some(pid), || {
+            "the VMM was replaced while the guest filled its RAM".into()
+        })?;
+        let peak = ["memory.max_usage_in_bytes", "memory.peak"]
+            .iter()
+            .find_map(|f| read(&dirs[1], f).ok())
+            .unwrap_or_default();
+        println!(
+            "VMM memory peak {peak} bytes, limit {}",
+            limits.memory_bytes()
+        );
+
         // Stop snapshots and ends the VMM: its group goes with it.
         engine.stop(&id).await?;
         gone(&dirs)?;
