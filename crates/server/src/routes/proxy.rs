@@ -146,7 +146,7 @@ pub async fn forward<E: Engine>(
         Ok(t) => t,
         Err(EngineError::Agent(AgentError::Agent(msg))) => {
             return Err(ApiError::BadGateway(format!(
-                "nothing is listening on port {port} in sandbox {}: {msg}",
+                "port {port} in sandbox {} did not accept the connection: {msg}",
                 sb.name
             )));
         }
