@@ -4,10 +4,17 @@
 //!
 //! # Policy
 //! - CPU: a hard quota of `cpus` host cores (`cpus × 100 ms` per 100 ms
-//!   period) and a weight proportional to `cpus` (v1 `cpu.shares` 1024 per
-//!   vCPU, v2 `cpu.weight` 100 per vCPU). Under TCG one vCPU thread can
-//!   burn a whole host core, so the quota is what keeps a multi-vCPU guest
-//!   from taking every core; equal weights share what is left fairly.
+//!   period) and the weight of `cpus + 1` default tasks (v1 `cpu.shares`
+//!   1024 each, v2 `cpu.weight` 100 each): a vCPU thread each plus QEMU's
+//!   main loop, which does the guest's I/O. Outside a cgroup those threads
+//!   competed as separate tasks; weighted as `cpus` tasks the group got
+//!   less than before (benches/neighbours.rs, busy 2-core host, 4 runs:
+//!   the neighbour's `exec true` p50 under two hogs 1.2-1.55x the
+//!   no-cgroup figure, hogs at 0.4 instead of 0.6-0.8 cores; with `+ 1`,
+//!   2 runs: 0.87x and 1.4x, p99 64 vs 100 ms and 60 vs 92 ms). Under TCG
+//!   one vCPU thread can burn a whole host core, so the quota is what
+//!   keeps a multi-vCPU guest from taking every core; equal weights share
+//!   what is left fairly.
 //! - Memory: a hard limit of the guest's RAM plus [`OVERHEAD_MIB`] for QEMU
 //!   itself (its heap, device state, and under TCG the translated code,
 //!   bounded by `-accel tcg,tb-size`).
@@ -129,12 +136,12 @@ impl Limits {
             Version::V1Cpu => vec![
                 ("cpu.cfs_period_us", PERIOD_US.to_string()),
                 ("cpu.cfs_quota_us", self.quota_us().to_string()),
-                ("cpu.shares", (1024 * cpus).to_string()),
+                ("cpu.shares", (1024 * (cpus + 1)).to_string()),
             ],
             Version::V1Memory => vec![("memory.limit_in_bytes", self.memory_bytes().to_string())],
             Version::V2 => vec![
                 ("cpu.max", format!("{} {PERIOD_US}", self.quota_us())),
-                ("cpu.weight", (100 * cpus).min(10_000).to_string()),
+                ("cpu.weight", (100 * (cpus + 1)).min(10_000).to_string()),
                 ("memory.max", self.memory_bytes().to_string()),
             ],
         }
@@ -452,13 +459,13 @@ mod tests {
             l.files(Version::V2),
             vec![
                 ("cpu.max", "200000 100000".to_owned()),
-                ("cpu.weight", "200".to_owned()),
+                ("cpu.weight", "300".to_owned()),
                 ("memory.max", ((512 + OVERHEAD_MIB) << 20).to_string()),
             ]
         );
         assert_eq!(
             l.files(Version::V1Cpu)[2],
-            ("cpu.shares", "2048".to_owned())
+            ("cpu.shares", "3072".to_owned())
         );
     }
 

@@ -153,7 +153,7 @@ fn check_confined(pid: u32, name: &str, limits: Limits) -> Result<Vec<PathBuf>, 
         let want = (
             quota.to_string(),
             cgroup::PERIOD_US.to_string(),
-            (1024 * limits.cpus).to_string(),
+            (1024 * (limits.cpus + 1)).to_string(),
             limits.memory_bytes().to_string(),
         );
         ensure(got == want, || {
