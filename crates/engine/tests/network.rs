@@ -360,6 +360,12 @@ fn ports_are_filtered_and_pinned() -> TestResult {
     let b = port(&net, "pinned-b", "bob")?;
     net.attach(&a)?;
     net.attach(&b)?;
+    // More ports joining (whatever their MACs) leave the pinned entries:
+    // the bridge's own MAC is fixed, so it never changes (a change would
+    // flush the whole neighbour table).
+    for key in ["later-1", "later-2", "later-3", "later-4"] {
+        net.attach(&port(&net, key, "carol")?)?;
+    }
     let mac_a = mac_string(guest_mac(a.ip));
     let table = isolation_table(&ns)?;
     for want in [

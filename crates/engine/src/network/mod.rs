@@ -150,6 +150,11 @@ impl Network {
         let pool = IpPool::new(config.subnet);
         let gw = format!("{}/24", pool.gateway());
         cmd::ip_in(ns, &["addr", "replace", &gw, "dev", &config.bridge]).map_err(bridge_err)?;
+        // A fixed MAC: a bridge without one takes the lowest MAC of its
+        // ports, and every change of it flushes the bridge's neighbour
+        // table, the pinned entries of every guest included.
+        let mac = mac_string(guest_mac(pool.gateway()));
+        cmd::ip_in(ns, &["link", "set", &config.bridge, "address", &mac]).map_err(bridge_err)?;
         cmd::ip_in(ns, &["link", "set", &config.bridge, "up"]).map_err(bridge_err)?;
         // Resolve guests quickly: a guest that is still booting makes ARP
         // fail, and with the default 1 s between probes a connect attempt
