@@ -393,6 +393,14 @@ pub trait Engine: Send + Sync + 'static {
         id: &SandboxId,
         port: u16,
     ) -> impl Future<Output = EngineResult<Tunnel>> + Send;
+    /// Lets the guest exchange packets with its tenant's other guests
+    /// (that allow it too), or not: [`SandboxSpec::peers`] changed in
+    /// place, in any state, kept across restarts.
+    fn set_peers(
+        &self,
+        id: &SandboxId,
+        peers: bool,
+    ) -> impl Future<Output = EngineResult<()>> + Send;
 }
 
 #[cfg(test)]

@@ -181,6 +181,7 @@ impl<E: Engine> AppState<E> {
                     })
                     .collect(),
                 files: plan.files.len(),
+                peers: plan.peers,
             };
             let row = Sandbox {
                 id: id.clone(),

@@ -20,6 +20,9 @@ pub struct SandboxView {
     pub cpus: u32,
     pub memory_mb: u32,
     pub keep_hot: bool,
+    /// Whether the guest may exchange packets with the same user's other
+    /// sandboxes (that allow it too).
+    pub peers: bool,
     pub image: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub template_id: Option<String>,
@@ -49,6 +52,7 @@ impl From<&Sandbox> for SandboxView {
             cpus: s.cpus,
             memory_mb: s.memory_mb,
             keep_hot: s.keep_hot,
+            peers: StoredSpec::peers_of(&s.spec),
             image: s.image.clone(),
             template_id: s.template_id.clone(),
             created_at: s.created_at,
@@ -115,6 +119,7 @@ pub struct CreateSandbox {
 pub struct PatchSandbox {
     pub name: Option<String>,
     pub keep_hot: Option<bool>,
+    pub peers: Option<bool>,
 }
 
 /// A template's stored spec (`POST /templates`).
@@ -146,6 +151,22 @@ pub struct StoredSpec {
     /// (volume id, name, mount, readonly)
     pub volumes: Vec<StoredMount>,
     pub files: usize,
+    /// See [`CreateSandbox::peers`]; absent in rows from before it: true.
+    #[serde(default = "yes")]
+    pub peers: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl StoredSpec {
+    /// The `peers` setting of a stored spec (true where absent).
+    pub fn peers_of(spec: &serde_json::Value) -> bool {
+        spec.get("peers")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(true)
+    }
 }
 
 /// A mounted volume in a stored spec.

@@ -285,6 +285,11 @@ impl Store {
             .and_then(|n| expect_one(n, id))
     }
 
+    /// Replaces the creation spec (JSON owned by the server).
+    pub fn set_sandbox_spec(&self, id: &str, spec: &serde_json::Value) -> Result<()> {
+        self.update_one(id, "spec = ?2", params![id, spec.to_string()])
+    }
+
     /// Sets whether the thermal manager may cool this sandbox.
     pub fn set_sandbox_keep_hot(&self, id: &str, keep_hot: bool) -> Result<()> {
         self.update_one(id, "keep_hot = ?2", params![id, keep_hot])

@@ -18,7 +18,7 @@ use base64::Engine as _;
 use bhatti_agent::Client;
 use bhatti_proto::config::{GuestConfig, GuestFile, GuestVolume};
 
-use super::recover::{Meta, write_meta};
+use super::recover::{Meta, read_meta, write_meta};
 use super::{Sandbox, Slot, VmEngine, blocking};
 use crate::agent_link::NetnsConnector;
 use crate::driver::{Driver, VmConfig, VmNet};
@@ -317,6 +317,26 @@ impl<D: Driver> VmEngine<D> {
             volumes: sb.volumes.clone(),
         })
         .await;
+        Ok(())
+    }
+}
+
+impl<D: Driver> VmEngine<D> {
+    /// See [`crate::engine::Engine::set_peers`]. Under the sandbox's lock,
+    /// so that it does not race a destroy; `sandbox.json` first, so that a
+    /// crash between the two steps is repaired by the next recovery.
+    pub(super) async fn set_sandbox_peers(&self, id: &SandboxId, peers: bool) -> EngineResult<()> {
+        let sb = self.get(id)?;
+        let _slot = sb.slot.lock().await;
+        let mut meta = read_meta(&sb.dir).map_err(EngineError::Inconsistent)?;
+        meta.peers = peers;
+        write_meta(&sb.dir, &meta)?;
+        let port = GuestPort {
+            peers,
+            ..guest_port(&sb.id, &sb.spec, sb.ip, &sb.tap)
+        };
+        let net = self.network.clone();
+        blocking(move || net.attach(&port)).await??;
         Ok(())
     }
 }

@@ -22,6 +22,10 @@ impl<D: Driver> Engine for VmEngine<D> {
         self.destroy_sandbox(id).await
     }
 
+    async fn set_peers(&self, id: &SandboxId, peers: bool) -> EngineResult<()> {
+        self.set_sandbox_peers(id, peers).await
+    }
+
     async fn status(&self, id: &SandboxId) -> EngineResult<SandboxInfo> {
         let sb = self.get(id)?;
         Ok(self.info(&sb).await)

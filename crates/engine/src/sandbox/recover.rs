@@ -89,7 +89,7 @@ pub(super) fn write_meta(dir: &Path, meta: &Meta) -> EngineResult<()> {
     std::fs::rename(&tmp, &path).map_err(io)
 }
 
-fn read_meta(dir: &Path) -> Result<Meta, String> {
+pub(super) fn read_meta(dir: &Path) -> Result<Meta, String> {
     let path = dir.join(META_FILE);
     let bytes = std::fs::read(&path).map_err(|e| format!("no readable {META_FILE}: {e}"))?;
     serde_json::from_slice(&bytes).map_err(|e| format!("invalid {META_FILE}: {e}"))

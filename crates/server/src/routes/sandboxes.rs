@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::{RouteDef, Verb, user};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiResult, AuthUser};
+use crate::lifecycle::engine_id;
 use crate::model::{CreateSandbox, PatchSandbox, SandboxView};
 use crate::state::Shared;
 use crate::users::valid_name;
@@ -38,7 +39,7 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
         user(
             Verb::Patch,
             "/sandboxes/{id}",
-            "Rename a sandbox or set keep_hot",
+            "Rename a sandbox, set keep_hot or peers",
             patch(update::<E>),
         ),
         user(
@@ -104,6 +105,14 @@ async fn update<E: Engine>(
     }
     if let Some(k) = req.keep_hot {
         st.store.set_sandbox_keep_hot(&sb.id, k)?;
+    }
+    if let Some(p) = req.peers {
+        st.engine.set_peers(&engine_id(&sb)?, p).await?;
+        let mut spec = sb.spec.clone();
+        if let Some(obj) = spec.as_object_mut() {
+            obj.insert("peers".into(), Value::Bool(p));
+        }
+        st.store.set_sandbox_spec(&sb.id, &spec)?;
     }
     Ok(Json(SandboxView::from(&st.store.sandbox_by_id(&sb.id)?)))
 }

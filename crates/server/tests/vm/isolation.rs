@@ -119,6 +119,41 @@ pub fn tenants_cannot_reach_or_impersonate_each_other() -> TestResult {
         )
         .await?;
         ensure(from_a2 == "end", || format!("a2 -> b1/a3: {from_a2:?}"))?;
+        // The switch works both ways on running sandboxes and is shown.
+        let patched = d
+            .expect(
+                d.req(Method::PATCH, "/sandboxes/a3")
+                    .json(&json!({"peers": true})),
+                200,
+            )
+            .await?;
+        ensure(patched["peers"] == true, || {
+            format!("a3 after PATCH: {patched}")
+        })?;
+        let got = probe(&d, a3, 7003).await?;
+        ensure(got == "alice-three", || {
+            format!("a1 -> a3 with peers on: {got}")
+        })?;
+        let patched = d
+            .expect(
+                d.req(Method::PATCH, "/sandboxes/a2")
+                    .json(&json!({"peers": false})),
+                200,
+            )
+            .await?;
+        ensure(patched["peers"] == false, || {
+            format!("a2 after PATCH: {patched}")
+        })?;
+        let got = probe(&d, a2, 7002).await?;
+        ensure(got.starts_with("fail"), || {
+            format!("a1 -> a2 with peers off: {got}")
+        })?;
+        d.expect(
+            d.req(Method::PATCH, "/sandboxes/a2")
+                .json(&json!({"peers": true})),
+            200,
+        )
+        .await?;
         let from_b1 = sh_as(
             &d,
             &bob,

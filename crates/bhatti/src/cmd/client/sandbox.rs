@@ -76,6 +76,12 @@ pub struct EditArgs {
     /// Let the sandbox cool down when idle again
     #[arg(long)]
     pub allow_cold: bool,
+    /// Cut the sandbox off from your other sandboxes' network
+    #[arg(long, conflicts_with = "peers")]
+    pub isolated: bool,
+    /// Let the sandbox reach your other sandboxes again
+    #[arg(long)]
+    pub peers: bool,
     #[command(flatten)]
     pub g: Global,
 }
@@ -203,8 +209,13 @@ pub async fn edit(a: EditArgs) -> anyhow::Result<Outcome> {
     if a.keep_hot || a.allow_cold {
         body.insert("keep_hot".into(), json!(a.keep_hot));
     }
+    if a.isolated || a.peers {
+        body.insert("peers".into(), json!(a.peers));
+    }
     if body.is_empty() {
-        anyhow::bail!("nothing to change: give --name, --keep-hot or --allow-cold");
+        anyhow::bail!(
+            "nothing to change: give --name, --keep-hot, --allow-cold, --isolated or --peers"
+        );
     }
     let sb = ctx
         .api
