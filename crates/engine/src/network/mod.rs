@@ -45,9 +45,6 @@ pub use pool::{IpPool, PoolError};
 use crate::netns::{MAX_NAME_LEN, NetNs};
 use cmd::CmdError;
 
-/// Interval between ARP probes on the bridge (kernel default 1000).
-pub const ARP_RETRANS_MS: &str = "100";
-
 /// Where and how sandbox networking is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkConfig {
@@ -156,11 +153,6 @@ impl Network {
         let mac = mac_string(guest_mac(pool.gateway()));
         cmd::ip_in(ns, &["link", "set", &config.bridge, "address", &mac]).map_err(bridge_err)?;
         cmd::ip_in(ns, &["link", "set", &config.bridge, "up"]).map_err(bridge_err)?;
-        // Resolve guests quickly: a guest that is still booting makes ARP
-        // fail, and with the default 1 s between probes a connect attempt
-        // then blocks for 3 s before it can be retried.
-        let key = format!("net.ipv4.neigh.{}.retrans_time_ms", config.bridge);
-        cmd::sysctl_in(ns, &key, ARP_RETRANS_MS).map_err(bridge_err)?;
         egress::apply(ns, &config.bridge, pool.gateway(), &config.egress)?;
         isolation::install(ns, &config.bridge, pool.gateway()).map_err(bridge_err)?;
         Ok(Self {

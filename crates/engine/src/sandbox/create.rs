@@ -1,4 +1,5 @@
-//! Creating and destroying sandboxes.
+//! Creating and destroying sandboxes, and changing a sandbox's place on
+//! the network ([`VmEngine::set_sandbox_peers`]).
 //!
 //! Create: validate → reserve the id → sandbox dir → address → volumes →
 //! (rootfs copy ‖ TAP ‖ config drive, concurrently) → VMM → wait for the
