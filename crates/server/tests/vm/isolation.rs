@@ -63,6 +63,18 @@ async fn serve(d: &TestDaemon, key: &str, sb: &str, port: u16, reply: &str) -> T
     sh_as(d, key, sb, &script).await.map(drop)
 }
 
+/// PATCHes alice's `sb` to `peers` and checks the sandbox object says so.
+async fn set_peers(d: &TestDaemon, sb: &str, peers: bool) -> TestResult {
+    let v = d
+        .expect(
+            d.req(Method::PATCH, &format!("/sandboxes/{sb}"))
+                .json(&json!({ "peers": peers })),
+            200,
+        )
+        .await?;
+    ensure(v["peers"] == peers, || format!("{sb} after PATCH: {v}"))
+}
+
 /// What alice's attacker guest gets connecting to `ip:port`.
 async fn probe(
     d: &TestDaemon,
@@ -120,40 +132,17 @@ pub fn tenants_cannot_reach_or_impersonate_each_other() -> TestResult {
         .await?;
         ensure(from_a2 == "end", || format!("a2 -> b1/a3: {from_a2:?}"))?;
         // The switch works both ways on running sandboxes and is shown.
-        let patched = d
-            .expect(
-                d.req(Method::PATCH, "/sandboxes/a3")
-                    .json(&json!({"peers": true})),
-                200,
-            )
-            .await?;
-        ensure(patched["peers"] == true, || {
-            format!("a3 after PATCH: {patched}")
-        })?;
+        set_peers(&d, "a3", true).await?;
         let got = probe(&d, a3, 7003).await?;
         ensure(got == "alice-three", || {
             format!("a1 -> a3 with peers on: {got}")
         })?;
-        let patched = d
-            .expect(
-                d.req(Method::PATCH, "/sandboxes/a2")
-                    .json(&json!({"peers": false})),
-                200,
-            )
-            .await?;
-        ensure(patched["peers"] == false, || {
-            format!("a2 after PATCH: {patched}")
-        })?;
+        set_peers(&d, "a2", false).await?;
         let got = probe(&d, a2, 7002).await?;
         ensure(got.starts_with("fail"), || {
             format!("a1 -> a2 with peers off: {got}")
         })?;
-        d.expect(
-            d.req(Method::PATCH, "/sandboxes/a2")
-                .json(&json!({"peers": true})),
-            200,
-        )
-        .await?;
+        set_peers(&d, "a2", true).await?;
         let from_b1 = sh_as(
             &d,
             &bob,
