@@ -29,7 +29,7 @@ use bhatti_engine::driver::{Driver, VmConfig, VmNet};
 use bhatti_engine::engine::{Engine, SandboxId, SandboxSpec};
 use bhatti_engine::image::{ImagePaths, Tier, config_drive, copy_rootfs};
 use bhatti_engine::netns::{NetNs, unique_name};
-use bhatti_engine::network::{GuestPort, NetworkConfig, guest_mac};
+use bhatti_engine::network::{GuestPort, guest_mac};
 use bhatti_engine::qemu::driver::QemuDriver;
 use bhatti_engine::qemu::launch::DEFAULT_INIT;
 use bhatti_engine::sandbox::{EngineConfig, VmEngine};
@@ -201,16 +201,7 @@ async fn bench() -> BenchResult {
     let engine = Arc::new(
         VmEngine::start(
             QemuDriver::default(),
-            EngineConfig {
-                data_dir: dir.path().to_owned(),
-                images: ImagePaths::from_env(),
-                network: NetworkConfig {
-                    netns: ns.name().to_owned(),
-                    ..NetworkConfig::default()
-                },
-                agent_ready_timeout: Duration::from_secs(60),
-                dns: Vec::new(),
-            },
+            EngineConfig::new(dir.path(), ImagePaths::from_env(), ns.name()),
         )
         .await?,
     );

@@ -28,7 +28,6 @@ use bhatti_agent::{Client, ExecOptions as AgentExec};
 use bhatti_engine::engine::{Engine, ExecOptions, SandboxId, SandboxSpec};
 use bhatti_engine::image::{ImagePaths, Tier, config_drive, copy_rootfs};
 use bhatti_engine::netns::{NetNs, unique_name};
-use bhatti_engine::network::NetworkConfig;
 use bhatti_engine::qemu::driver::QemuDriver;
 use bhatti_engine::qemu::launch::{Accel, GuestNet, LaunchSpec, clock};
 use bhatti_engine::sandbox::{EngineConfig, VmEngine};
@@ -173,14 +172,9 @@ async fn neighbours_child() -> BenchResult {
     let engine = VmEngine::start(
         QemuDriver::default(),
         EngineConfig {
-            data_dir: dir.path().to_owned(),
-            images: ImagePaths::from_env(),
-            network: NetworkConfig {
-                netns: ns.name().to_owned(),
-                ..NetworkConfig::default()
-            },
+            // Three guests on a loaded host boot slowly.
             agent_ready_timeout: Duration::from_secs(120),
-            dns: Vec::new(),
+            ..EngineConfig::new(dir.path(), ImagePaths::from_env(), ns.name())
         },
     )
     .await?;

@@ -18,7 +18,6 @@ use bhatti_engine::engine::{
 };
 use bhatti_engine::image::{ImagePaths, Tier};
 use bhatti_engine::netns::{NetNs, unique_name};
-use bhatti_engine::network::NetworkConfig;
 use bhatti_engine::qemu::driver::{QemuDriver, SNAPSHOT_FILE};
 use bhatti_engine::sandbox::{EngineConfig, Recovery, VmEngine};
 use bhatti_engine::state::SandboxState;
@@ -54,16 +53,7 @@ impl TestEngine {
 }
 
 fn config(dir: &tempfile::TempDir, ns: &NetNs, images: ImagePaths) -> EngineConfig {
-    EngineConfig {
-        data_dir: dir.path().to_owned(),
-        images,
-        network: NetworkConfig {
-            netns: ns.name().to_owned(),
-            ..NetworkConfig::default()
-        },
-        agent_ready_timeout: Duration::from_secs(60),
-        dns: Vec::new(),
-    }
+    EngineConfig::new(dir.path(), images, ns.name())
 }
 
 fn run<F: Future<Output = TestResult>>(f: F) -> TestResult {

@@ -20,7 +20,6 @@ use bhatti_engine::cgroup::{self, Limits};
 use bhatti_engine::engine::{Engine, ExecOptions, SandboxId, SandboxSpec};
 use bhatti_engine::image::{ImagePaths, Tier};
 use bhatti_engine::netns::{NetNs, unique_name};
-use bhatti_engine::network::NetworkConfig;
 use bhatti_engine::qemu::driver::QemuDriver;
 use bhatti_engine::qemu::launch::SECCOMP;
 use bhatti_engine::sandbox::{EngineConfig, VmEngine};
@@ -185,16 +184,7 @@ fn vmm_cgroup_follows_the_vmm() -> TestResult {
         let dir = tempfile::tempdir()?;
         let engine = VmEngine::start(
             QemuDriver::default(),
-            EngineConfig {
-                data_dir: dir.path().to_owned(),
-                images: ImagePaths::from_env(),
-                network: NetworkConfig {
-                    netns: ns.name().to_owned(),
-                    ..NetworkConfig::default()
-                },
-                agent_ready_timeout: Duration::from_secs(60),
-                dns: Vec::new(),
-            },
+            EngineConfig::new(dir.path(), ImagePaths::from_env(), ns.name()),
         )
         .await?;
         let id: SandboxId = "cg".parse()?;

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bhatti_engine::engine::Engine;
 use bhatti_engine::image::{ImagePaths, Tier};
-use bhatti_engine::network::{Egress, NatConfig, NetworkConfig};
+use bhatti_engine::network::{Egress, NatConfig};
 use bhatti_engine::qemu::driver::QemuDriver;
 use bhatti_engine::sandbox::{EngineConfig, VmEngine};
 use bhatti_engine::state::SandboxState;
@@ -137,21 +137,9 @@ impl Daemon {
                 ..NatConfig::default()
             }),
         };
-        let engine = VmEngine::start(
-            QemuDriver::default(),
-            EngineConfig {
-                data_dir: dir.clone(),
-                images,
-                network: NetworkConfig {
-                    netns: cfg.netns.clone(),
-                    egress,
-                    ..NetworkConfig::default()
-                },
-                agent_ready_timeout: Duration::from_secs(60),
-                dns: Vec::new(),
-            },
-        )
-        .await?;
+        let mut engine_cfg = EngineConfig::new(dir.clone(), images, &cfg.netns);
+        engine_cfg.network.egress = egress;
+        let engine = VmEngine::start(QemuDriver::default(), engine_cfg).await?;
         let recovery = crate::recovery::recover(&engine, &store, dir).await?;
         tracing::info!(?recovery, "recovered sandboxes");
         let listener = tokio::net::TcpListener::bind(cfg.listen)

@@ -61,6 +61,23 @@ pub struct EngineConfig {
     pub dns: Vec<String>,
 }
 
+impl EngineConfig {
+    /// Data in `data_dir`, guests in namespace `netns` with the default
+    /// network (egress `none`), 60 s for a new agent to answer, no DNS.
+    pub fn new(data_dir: impl Into<PathBuf>, images: ImagePaths, netns: &str) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            images,
+            network: NetworkConfig {
+                netns: netns.to_owned(),
+                ..NetworkConfig::default()
+            },
+            agent_ready_timeout: Duration::from_secs(60),
+            dns: Vec::new(),
+        }
+    }
+}
+
 /// The engine: sandboxes of one driver, one network, one data dir.
 #[derive(Debug)]
 pub struct VmEngine<D: Driver> {
