@@ -56,11 +56,7 @@ fn config_reads_back_from_the_image() {
     assert_eq!(String::from_utf8_lossy(&label.stdout).trim(), LABEL);
 
     // Only the image is left behind: no staging dir, no temp file.
-    let names: Vec<_> = fs::read_dir(dir.path())
-        .expect("read_dir")
-        .map(|e| e.expect("entry").file_name())
-        .collect();
-    assert_eq!(names, vec![std::ffi::OsString::from("config.ext4")]);
+    assert_only_the_drive_in(dir.path());
 }
 
 #[test]
@@ -154,11 +150,7 @@ fn boot_drive_is_scrubbed_to_what_is_not_secret() {
         );
     }
     assert_eq!(fs::metadata(&img).expect("meta").len(), size, "same size");
-    let names: Vec<_> = fs::read_dir(dir.path())
-        .expect("read_dir")
-        .map(|e| e.expect("entry").file_name())
-        .collect();
-    assert_eq!(names, vec![std::ffi::OsString::from("config.ext4")]);
+    assert_only_the_drive_in(dir.path());
 }
 
 #[test]
@@ -173,4 +165,14 @@ fn drives_are_private_whatever_the_umask() {
     assert_eq!(mode(Path::new(&scrubbed)), 0o600);
     boot.scrub().expect("scrub");
     assert_eq!(mode(&img), 0o600);
+}
+
+/// `dir` holds `config.ext4` and nothing else (no staging dir, no temp
+/// file).
+fn assert_only_the_drive_in(dir: &Path) {
+    let names: Vec<_> = fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("config.ext4")]);
 }
