@@ -95,6 +95,9 @@ pub struct VmEngine<D: Driver> {
 #[derive(Debug)]
 struct Sandbox<D: Driver> {
     id: SandboxId,
+    /// The spec it was created (or recovered) with. `peers` may have been
+    /// changed since ([`VmEngine::set_sandbox_peers`]); `sandbox.json` and
+    /// the bridge rules hold the current value.
     spec: SandboxSpec,
     ip: Ipv4Addr,
     tap: String,
