@@ -44,8 +44,12 @@ impl FrameType {
     pub const FILE_STAT_RESP: Self = Self(0x55);
     pub const FILE_LS_REQ: Self = Self(0x56);
     pub const FILE_LS_RESP: Self = Self(0x57);
+    /// Extension (protocol version 2, guest → host): the machine-readable
+    /// code of the ERROR frame that follows, `{"code":"not_found"}`. v1
+    /// hosts skip it as an unknown type. See [`crate::error_code`].
+    pub const ERROR_CODE: Self = Self(0x08);
 
-    /// Every frame type PROTOCOL.md defines, in table order.
+    /// Every frame type of the frozen v1 table in PROTOCOL.md, in table order.
     pub const ALL: [Self; 25] = [
         Self::STDIN,
         Self::STDOUT,
@@ -73,6 +77,9 @@ impl FrameType {
         Self::FILE_LS_REQ,
         Self::FILE_LS_RESP,
     ];
+
+    /// Frame types added after v1 (`docs/protocol.md`), in the order added.
+    pub const EXTENSIONS: [Self; 1] = [Self::ERROR_CODE];
 
     /// The protocol name of a known type, `None` for unknown bytes.
     pub fn name(self) -> Option<&'static str> {
@@ -102,13 +109,19 @@ impl FrameType {
             Self::FILE_STAT_RESP => "FILE_STAT_RESP",
             Self::FILE_LS_REQ => "FILE_LS_REQ",
             Self::FILE_LS_RESP => "FILE_LS_RESP",
+            Self::ERROR_CODE => "ERROR_CODE",
             _ => return None,
         })
     }
 
-    /// Whether PROTOCOL.md defines this type.
+    /// Whether this side knows the type (v1 or an extension).
     pub fn is_known(self) -> bool {
         self.name().is_some()
+    }
+
+    /// Whether the type is in the frozen v1 table (a v1 peer knows it).
+    pub fn is_v1(self) -> bool {
+        Self::ALL.contains(&self)
     }
 }
 

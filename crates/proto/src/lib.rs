@@ -10,6 +10,12 @@
 //! - [`messages`]: the JSON payloads with their exact field names, and the
 //!   binary RESIZE/EXIT payload helpers.
 //! - [`config`]: `config.json` on the sandbox's config drive.
+//! - [`error_code`]: machine-readable error codes and the ERROR_CODE frame
+//!   that carries them (protocol version 2; `docs/protocol.md`).
+//!
+//! Versions: v1 is the frozen table of `../shared/PROTOCOL.md`, which v1
+//! peers speak. [`PROTOCOL_VERSION`] 2 adds only frame types a v1 peer
+//! skips as unknown, so either side interoperates with a v1 peer.
 //!
 //! Both codecs only move bytes; every rule (maximum length, zero length,
 //! header layout) lives in [`frame`], so they cannot disagree.
@@ -17,11 +23,17 @@
 #[cfg(feature = "tokio")]
 pub mod async_io;
 pub mod config;
+pub mod error_code;
 pub mod frame;
 pub mod messages;
 pub mod sync_io;
 
+pub use error_code::ErrorCode;
 pub use frame::{Frame, FrameError, FrameType, HEADER_LEN, MAX_FRAME_LEN, MAX_PAYLOAD_LEN};
+
+/// The protocol version this crate speaks: 1 is PROTOCOL.md's frozen table,
+/// 2 adds the ERROR_CODE frame (`docs/protocol.md`).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// TCP/vsock port of the agent's control listener.
 pub const CONTROL_PORT: u16 = 1024;
