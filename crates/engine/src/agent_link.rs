@@ -1,5 +1,9 @@
-//! How the engine reaches guest agents: TCP sockets created inside the
-//! sandbox network namespace, used from the engine's own tokio runtime.
+//! How the engine reaches guest agents, by the transport the driver chose
+//! ([`crate::driver::AgentTransport`], see [`NetnsConnector::for_transport`]).
+//! TCP over the guest's TAP is the one this host implements: sockets
+//! created inside the sandbox network namespace, used from the engine's own
+//! tokio runtime. A vsock or host Unix-socket transport is refused at
+//! connect time with [`io::ErrorKind::Unsupported`] naming it.
 //!
 //! A socket belongs to the namespace it was created in, whatever thread
 //! later uses it. [`SocketFactory`] keeps one thread parked inside the
@@ -26,6 +30,7 @@ use rustix::net::{AddressFamily, SocketFlags, SocketType};
 use tokio::net::TcpSocket;
 use tokio::sync::oneshot;
 
+use crate::driver::AgentTransport;
 use crate::netns::{NetNs, NetnsError};
 
 type Reply = oneshot::Sender<io::Result<OwnedFd>>;
@@ -131,24 +136,50 @@ fn new_socket() -> io::Result<OwnedFd> {
     .map_err(io::Error::from)
 }
 
-/// Reaches a guest agent at `ip` through the sandbox namespace.
+/// Reaches a guest agent through the sandbox namespace, by the transport
+/// its driver chose.
 #[derive(Debug, Clone)]
 pub struct NetnsConnector {
-    ip: Ipv4Addr,
+    transport: Option<AgentTransport>,
     sockets: SocketFactory,
 }
 
 impl NetnsConnector {
+    /// TCP to the agent at `ip`.
     pub fn new(ip: Ipv4Addr, sockets: SocketFactory) -> Self {
-        Self { ip, sockets }
+        Self::for_transport(Some(AgentTransport::Tcp(ip)), sockets)
+    }
+
+    /// The agent of a VM whose driver said `transport`
+    /// ([`crate::driver::Driver::agent_transport`]). Only TCP connects
+    /// here; the others fail each connect with a clear error.
+    pub fn for_transport(transport: Option<AgentTransport>, sockets: SocketFactory) -> Self {
+        Self { transport, sockets }
     }
 }
 
 impl Connector for NetnsConnector {
     fn connect(&self, port: u16) -> ConnectFuture<'_> {
-        let addr = SocketAddr::new(IpAddr::V4(self.ip), port);
         Box::pin(async move {
-            let s = self.sockets.connect(addr).await?;
+            let ip = match &self.transport {
+                Some(AgentTransport::Tcp(ip)) => *ip,
+                Some(other) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        format!("agent transport {other:?} is not supported by this host"),
+                    ));
+                }
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "this VM has no channel to its agent",
+                    ));
+                }
+            };
+            let s = self
+                .sockets
+                .connect(SocketAddr::new(IpAddr::V4(ip), port))
+                .await?;
             Ok(Box::new(s) as BoxStream)
         })
     }

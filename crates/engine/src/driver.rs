@@ -12,6 +12,27 @@
 //! A driver only acts; it never decides. Whether an operation is legal is
 //! [`crate::state`]'s call, made before the driver is asked.
 //!
+//! Besides acting, a driver answers the questions whose answers depend on
+//! the VMM, so that nothing outside its module needs to know them:
+//! - [`Driver::check_host`]: what the host lacks to run it (binary, device);
+//! - [`Driver::guest_init`]: the init the guest kernel runs (lohar's path);
+//! - [`Driver::saved_snapshot`]: the snapshot a stopped VM left in its run
+//!   dir, if any (what recovery looks for after a restart);
+//! - [`Driver::agent_transport`]: how the guest's agent is reached
+//!   ([`AgentTransport`]; [`crate::agent_link`] connects accordingly).
+//!
+//! # How to add a driver
+//! 1. Write it in its own module (`crate::<name>`, like [`crate::qemu`]):
+//!    a type implementing [`Driver`], with its own error type wrapped in
+//!    [`DriverError`]'s `source`.
+//! 2. Add one line to the `drivers!` list in [`crate::drivers`]: that
+//!    makes it a variant of [`crate::drivers::AnyDriver`] (and of its VM
+//!    handle), dispatches every [`Driver`] method to it, and lets the
+//!    daemon's `engine:` setting name it.
+//!
+//! Nothing else changes: the engine, recovery and the daemon only see
+//! [`Driver`] (the daemon runs `VmEngine<AnyDriver>`).
+//!
 //! # Threads, locks, I/O
 //! Methods are async and take the VM handle by `&mut` (or by value when the
 //! VMM ends), so the engine serialises operations on one VM by keeping the
@@ -21,7 +42,7 @@
 
 use std::future::Future;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Boxed source error of a driver failure (each driver has its own types).
@@ -70,6 +91,33 @@ pub struct Snapshot {
     pub took: Duration,
 }
 
+/// How the engine reaches a guest's agent, as the driver arranged it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentTransport {
+    /// TCP to the guest's address over its TAP, from inside the sandbox
+    /// network namespace.
+    Tcp(Ipv4Addr),
+    /// `AF_VSOCK` to the guest's context id.
+    Vsock { cid: u32 },
+    /// A Unix socket on the host that the VMM bridges to the guest (e.g.
+    /// Firecracker's vsock proxy).
+    Unix(PathBuf),
+}
+
+/// What the host lacks to run a driver's VMs.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// A program, device or file the driver needs is missing or unusable.
+    #[error("{driver}: {what}; {fix}")]
+    Missing {
+        driver: &'static str,
+        /// What is missing, e.g. "qemu-system-x86_64 is not runnable".
+        what: String,
+        /// How to get it, e.g. "install the Debian package qemu-system-x86".
+        fix: String,
+    },
+}
+
 /// Errors from a driver, named for the operation.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -109,6 +157,13 @@ pub enum DriverError {
         #[source]
         source: BoxError,
     },
+    /// A VM handle was given to a driver of another kind (only possible
+    /// through [`crate::drivers::AnyDriver`]).
+    #[error("{driver}: the VM handle belongs to the {vm} driver")]
+    ForeignVm {
+        driver: &'static str,
+        vm: &'static str,
+    },
 }
 
 /// One VMM family (QEMU, Firecracker).
@@ -118,6 +173,23 @@ pub trait Driver: Send + Sync + std::fmt::Debug + 'static {
 
     /// Short name for errors and logs (`"qemu"`).
     fn name(&self) -> &'static str;
+
+    /// Checks that this host can run the driver's VMs (its VMM binary runs,
+    /// devices it needs exist); the error says what is missing and how to
+    /// get it. Blocking (may run the VMM binary once).
+    fn check_host(&self) -> Result<(), HostError>;
+
+    /// The path of the init the guest kernel runs (the agent, lohar).
+    fn guest_init(&self) -> &str;
+
+    /// The snapshot a [`Driver::snapshot`] left in `run_dir`, if one is
+    /// there (`took` is zero: it is not known any more). Recovery uses it
+    /// to find the sandboxes that can come back after a restart.
+    fn saved_snapshot(&self, run_dir: &Path) -> Option<Snapshot>;
+
+    /// How the engine reaches the agent of a VM started from `config`;
+    /// `None` when that VM has no channel to its agent (no NIC, say).
+    fn agent_transport(&self, config: &VmConfig) -> Option<AgentTransport>;
 
     /// Starts a VM booting; returns once the VMM answers on its control
     /// channel (not when the guest is ready: the agent says that).

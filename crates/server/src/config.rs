@@ -14,15 +14,29 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/bhatti";
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
-/// Which VM driver to use.
+/// Which VM driver to use (`bhatti_engine::drivers::AnyDriver::select`
+/// takes [`EngineKind::as_str`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {
-    /// Firecracker where its binary exists and KVM really works, else QEMU.
+    /// The first built-in driver whose host check passes (QEMU in this
+    /// build; Firecracker would come first once it is built in).
     #[default]
     Auto,
     Qemu,
+    /// Not built in yet: starting the daemon with it fails and says so.
     Firecracker,
+}
+
+impl EngineKind {
+    /// The name the config file uses (and the driver list knows).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Qemu => "qemu",
+            Self::Firecracker => "firecracker",
+        }
+    }
 }
 
 /// How sandboxes reach the outside world.

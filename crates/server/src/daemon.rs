@@ -15,21 +15,22 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bhatti_engine::driver::Driver;
+use bhatti_engine::drivers::AnyDriver;
 use bhatti_engine::engine::Engine;
 use bhatti_engine::image::{ImagePaths, Tier};
 use bhatti_engine::network::{Egress, NatConfig};
-use bhatti_engine::qemu::driver::QemuDriver;
 use bhatti_engine::sandbox::{EngineConfig, VmEngine};
 use bhatti_engine::state::SandboxState;
 use bhatti_store::Store;
-use bhatti_store::sandboxes::{Status, Thermal};
 
-use crate::config::{EngineKind, ServerConfig};
+use crate::config::ServerConfig;
 use crate::secrets::SecretBox;
 use crate::state::{AppState, Settings};
 
-/// The engine the daemon runs.
-pub type DaemonEngine = VmEngine<QemuDriver>;
+/// The engine the daemon runs: its driver is the one the config's
+/// `engine:` names ([`driver`]).
+pub type DaemonEngine = VmEngine<AnyDriver>;
 
 /// How long a graceful shutdown waits for in-flight requests.
 pub const DRAIN: Duration = Duration::from_secs(10);
@@ -75,31 +76,24 @@ fn tier(cfg: &ServerConfig) -> Result<Tier, DaemonError> {
         .map_err(|e: bhatti_engine::image::ImageError| DaemonError::Prerequisite(e.to_string()))
 }
 
-/// Checks what the daemon needs from the host; the error names the
-/// command that fixes it.
+/// The VM driver the config's `engine:` names (`auto`: the first built-in
+/// driver this host can run).
+pub fn driver(cfg: &ServerConfig) -> Result<AnyDriver, DaemonError> {
+    AnyDriver::select(cfg.engine.as_str())
+        .map_err(|e| DaemonError::Prerequisite(format!("engine {}: {e}", cfg.engine.as_str())))
+}
+
+/// Checks what the daemon needs from the host (root, what its driver
+/// needs, the images); the error names the command that fixes it.
 pub fn check_prerequisites(cfg: &ServerConfig, images: &ImagePaths) -> Result<(), DaemonError> {
-    if cfg.engine == EngineKind::Firecracker {
-        return Err(DaemonError::Prerequisite(
-            "the firecracker engine is not available in this build; use --engine qemu (or auto)"
-                .into(),
-        ));
-    }
     if !rustix::process::geteuid().is_root() {
         return Err(DaemonError::Prerequisite(
             "bhatti serve needs root (network namespaces, TAP devices); run it with sudo".into(),
         ));
     }
-    let qemu = std::process::Command::new(bhatti_engine::qemu::launch::QEMU_BINARY)
-        .arg("--version")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
-    if !qemu.is_ok_and(|s| s.success()) {
-        return Err(DaemonError::Prerequisite(format!(
-            "{} is not runnable: install QEMU with `{SETUP_COMMAND}` (Debian package qemu-system-x86)",
-            bhatti_engine::qemu::launch::QEMU_BINARY
-        )));
-    }
+    driver(cfg)?
+        .check_host()
+        .map_err(|e| DaemonError::Prerequisite(format!("{e} (or run `{SETUP_COMMAND}`)")))?;
     let t = tier(cfg)?;
     images
         .kernel()
@@ -139,7 +133,7 @@ impl Daemon {
         };
         let mut engine_cfg = EngineConfig::new(dir.clone(), images, &cfg.netns);
         engine_cfg.network.egress = egress;
-        let engine = VmEngine::start(QemuDriver::default(), engine_cfg).await?;
+        let engine = VmEngine::start(driver(cfg)?, engine_cfg).await?;
         let recovery = crate::recovery::recover(&engine, &store, dir).await?;
         tracing::info!(?recovery, "recovered sandboxes");
         let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -175,6 +169,15 @@ impl Daemon {
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), DaemonError> {
         let (tx, rx) = tokio::sync::watch::channel(false);
+        let mirror = {
+            let mut rx = rx.clone();
+            let events = self.state.engine.subscribe();
+            // Whatever changed before the mirror listened.
+            self.state.sync_all().await;
+            tokio::spawn(crate::mirror::run(self.state.clone(), events, async move {
+                let _ = rx.wait_for(|v| *v).await;
+            }))
+        };
         let thermal = {
             let mut rx = rx.clone();
             tokio::spawn(crate::thermal::run(self.state.clone(), async move {
@@ -205,6 +208,7 @@ impl Daemon {
         };
         let _ = thermal.await;
         shutdown(&self.state).await;
+        let _ = mirror.await;
         Ok(())
     }
 }
@@ -226,12 +230,9 @@ pub async fn shutdown<E: Engine>(state: &AppState<E>) {
         match res {
             Ok(()) => {
                 tracing::info!(sandbox = %id, "snapshotted for shutdown");
-                let _ = state.store.set_sandbox_state(
-                    id.as_str(),
-                    Status::Running,
-                    Thermal::Cold,
-                    None,
-                );
+                if let Err(e) = state.sync_state(&id).await {
+                    tracing::warn!(sandbox = %id, error = %e, "recording shutdown snapshot");
+                }
             }
             Err(e) => tracing::warn!(sandbox = %id, error = %e, "shutdown snapshot failed"),
         }

@@ -18,9 +18,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::launch::{Accel, Drive, GuestNet, LaunchError, LaunchSpec, VmProcess, clock};
+use super::launch::{
+    Accel, DEFAULT_INIT, Drive, GuestNet, LaunchError, LaunchSpec, VmProcess, clock,
+};
 use super::qmp::{QmpClient, QmpError, incoming_uri};
-use crate::driver::{BoxError, Driver, DriverError, Snapshot, VmConfig};
+use crate::driver::{AgentTransport, BoxError, Driver, DriverError, HostError, Snapshot, VmConfig};
 use crate::network::mac_string;
 
 const NAME: &str = "qemu";
@@ -240,6 +242,49 @@ impl Driver for QemuDriver {
 
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    /// `<qemu> --version` must run and succeed (TCG needs nothing else;
+    /// KVM is used when it works, see [`Accel::auto`]).
+    fn check_host(&self) -> Result<(), HostError> {
+        let status = std::process::Command::new(&self.qemu)
+            .arg("--version")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        let what = match status {
+            Ok(s) if s.success() => return Ok(()),
+            Ok(s) => format!("`{} --version` failed ({s})", self.qemu.display()),
+            Err(e) => format!("{} is not runnable ({e})", self.qemu.display()),
+        };
+        Err(HostError::Missing {
+            driver: NAME,
+            what,
+            fix: "install QEMU (Debian package qemu-system-x86)".into(),
+        })
+    }
+
+    fn guest_init(&self) -> &str {
+        DEFAULT_INIT
+    }
+
+    /// `<run_dir>/mem.snap` (a `.tmp` left by an interrupted snapshot does
+    /// not count).
+    fn saved_snapshot(&self, run_dir: &Path) -> Option<Snapshot> {
+        let path = run_dir.join(SNAPSHOT_FILE);
+        let meta = std::fs::metadata(&path).ok().filter(|m| m.is_file())?;
+        Some(Snapshot {
+            files: vec![path],
+            size_bytes: meta.len(),
+            took: Duration::ZERO,
+        })
+    }
+
+    /// TCP to the guest's address over its TAP (lohar listens on the
+    /// guest NIC); none for a VM without a NIC.
+    fn agent_transport(&self, config: &VmConfig) -> Option<AgentTransport> {
+        config.net.as_ref().map(|n| AgentTransport::Tcp(n.guest_ip))
     }
 
     async fn spawn(&self, config: &VmConfig) -> Result<QemuVm, DriverError> {

@@ -26,7 +26,6 @@ use crate::driver::{Driver, VmConfig, VmNet};
 use crate::engine::{EngineError, EngineResult, SandboxId, SandboxInfo, SandboxSpec};
 use crate::image::{self, config_drive};
 use crate::network::{GuestPort, guest_mac};
-use crate::qemu::launch::DEFAULT_INIT;
 use crate::state::{Op, SandboxState};
 
 /// The sandbox's rootfs copy in its dir.
@@ -185,7 +184,9 @@ impl<D: Driver> VmEngine<D> {
 
         let vm_config = self.vm_config(&dir, &spec, kernel, ip, &tap, volume_paths);
         let mut vm = self.driver.spawn(&vm_config).await?;
-        let agent = Client::new(NetnsConnector::new(ip, self.sockets.clone())).with_token(&token);
+        let link = self.driver.agent_transport(&vm_config);
+        let agent = Client::new(NetnsConnector::for_transport(link, self.sockets.clone()))
+            .with_token(&token);
         let ready = wait_agent(&agent, self.config.agent_ready_timeout, || {
             self.driver.exited(&mut vm)
         })
@@ -259,7 +260,7 @@ impl<D: Driver> VmEngine<D> {
                 gateway: self.network.gateway(),
                 prefix_len: 24,
             }),
-            init: DEFAULT_INIT.to_owned(),
+            init: self.driver.guest_init().to_owned(),
             run_dir: dir.to_owned(),
             netns: Some(self.network.netns().to_owned()),
         }

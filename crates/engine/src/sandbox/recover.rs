@@ -18,7 +18,6 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, PoisonError};
-use std::time::Duration;
 
 use bhatti_agent::Client;
 use serde::{Deserialize, Serialize};
@@ -26,9 +25,8 @@ use serde::{Deserialize, Serialize};
 use super::create::guest_port;
 use super::{Sandbox, Slot, VmEngine, blocking};
 use crate::agent_link::NetnsConnector;
-use crate::driver::{Driver, Snapshot};
+use crate::driver::Driver;
 use crate::engine::{EngineError, EngineResult, SandboxId, SandboxSpec, VolumeSpec};
-use crate::qemu::driver::SNAPSHOT_FILE;
 use crate::state::SandboxState;
 
 /// File name of a sandbox's metadata in its dir.
@@ -129,10 +127,10 @@ impl<D: Driver> VmEngine<D> {
         if dir.file_name().and_then(|n| n.to_str()) != Some(meta.id.as_str()) {
             return Err(format!("{META_FILE} names another sandbox ({})", meta.id));
         }
-        let snap = dir.join(SNAPSHOT_FILE);
-        let size_bytes = std::fs::metadata(&snap)
-            .map_err(|_| "no snapshot: its VMM ended without one".to_owned())?
-            .len();
+        let snapshot = self
+            .driver
+            .saved_snapshot(dir)
+            .ok_or_else(|| "no snapshot: its VMM ended without one".to_owned())?;
         let image = meta.image.parse().map_err(|e| format!("{e}"))?;
         let kernel = self.config.images.kernel().map_err(|e| e.to_string())?;
         self.network
@@ -182,8 +180,9 @@ impl<D: Driver> VmEngine<D> {
             }
         }
         let vm_config = self.vm_config(dir, &spec, kernel, meta.ip, &meta.tap, volume_paths);
-        let agent =
-            Client::new(NetnsConnector::new(meta.ip, self.sockets.clone())).with_token(&meta.token);
+        let link = self.driver.agent_transport(&vm_config);
+        let agent = Client::new(NetnsConnector::for_transport(link, self.sockets.clone()))
+            .with_token(&meta.token);
         let sb = Arc::new(Sandbox {
             id: meta.id.clone(),
             ip: meta.ip,
@@ -197,11 +196,7 @@ impl<D: Driver> VmEngine<D> {
             slot: tokio::sync::Mutex::new(Slot {
                 state: SandboxState::Cold,
                 vm: None,
-                snapshot: Some(Snapshot {
-                    files: vec![snap],
-                    size_bytes,
-                    took: Duration::ZERO,
-                }),
+                snapshot: Some(snapshot),
             }),
         });
         self.sandboxes
