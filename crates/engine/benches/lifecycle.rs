@@ -70,20 +70,6 @@ fn report(step: &str, mut s: Vec<Duration>, base: &str, mut b: Vec<Duration>) {
     );
 }
 
-fn skip_reason() -> Option<String> {
-    if !rustix::process::geteuid().is_root() {
-        return Some("needs root (network namespaces, TAP devices)".into());
-    }
-    let images = ImagePaths::from_env();
-    if let Err(e) = images.kernel() {
-        return Some(e.to_string());
-    }
-    if let Err(e) = images.rootfs(Tier::Busybox) {
-        return Some(e.to_string());
-    }
-    None
-}
-
 fn rss_kib(pid: Option<u32>) -> u64 {
     let Some(pid) = pid else { return 0 };
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -476,7 +462,7 @@ async fn bench() -> BenchResult {
 }
 
 fn main() -> BenchResult {
-    if let Some(reason) = skip_reason() {
+    if let Some(reason) = bhatti_testkit::skip_reason(bhatti_testkit::VM) {
         println!("skipping lifecycle bench: {reason}");
         return Ok(());
     }

@@ -7,35 +7,20 @@
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
 
 use bhatti_engine::agent_link::SocketFactory;
 use bhatti_engine::netns::{NetNs, unique_name};
 use bhatti_engine::network::{
     Egress, GuestPort, NatConfig, Network, NetworkConfig, cmd, guest_mac, isolation, mac_string,
 };
-use libtest_mimic::{Arguments, Failed, Trial};
+use bhatti_testkit::{Need, trial};
+use libtest_mimic::{Arguments, Failed};
 
 type TestResult = Result<(), Failed>;
 type NamedTest = (&'static str, fn() -> TestResult);
 
-fn skip_reason() -> Option<String> {
-    if !rustix::process::geteuid().is_root() {
-        return Some("needs root (network namespaces)".into());
-    }
-    for tool in ["ip", "nft"] {
-        let ok = Command::new(tool)
-            .arg("-V")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            return Some(format!("`{tool}` is not installed"));
-        }
-    }
-    None
-}
+/// Root for the namespaces, iproute2 and nftables to configure them.
+const NEEDS: &[Need] = &[Need::Root, Need::Ip, Need::Nft];
 
 /// A test namespace plus a network configured in it.
 fn setup(egress: Egress) -> Result<(NetNs, NetworkConfig, Network), Failed> {
@@ -419,10 +404,6 @@ fn ports_are_filtered_and_pinned() -> TestResult {
 
 fn main() {
     let args = Arguments::from_args();
-    let skip = skip_reason();
-    if let Some(reason) = &skip {
-        eprintln!("skipping network tests: {reason}");
-    }
     let tests: [NamedTest; 9] = [
         (
             "ports_are_filtered_and_pinned",
@@ -457,7 +438,7 @@ fn main() {
     ];
     let trials = tests
         .into_iter()
-        .map(|(name, f)| Trial::test(name, f).with_ignored_flag(skip.is_some()))
+        .map(|(name, f)| trial(name, NEEDS, f))
         .collect();
     libtest_mimic::run(&args, trials).exit();
 }

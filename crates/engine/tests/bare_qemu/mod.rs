@@ -10,17 +10,8 @@ use std::time::{Duration, Instant};
 pub const QEMU: &str = "qemu-system-x86_64";
 
 /// Why bare-QEMU tests cannot run here, if they cannot.
-pub fn skip_reason() -> Option<String> {
-    match Command::new(QEMU)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(s) if s.success() => None,
-        Ok(s) => Some(format!("`{QEMU} --version` failed: {s}")),
-        Err(e) => Some(format!("{QEMU} not runnable: {e}")),
-    }
+pub fn skip_reason() -> Option<bhatti_testkit::Skip> {
+    bhatti_testkit::skip_reason(&[bhatti_testkit::Need::Qemu])
 }
 
 /// One QEMU process with its QMP socket in a private temp dir; killed on drop.
