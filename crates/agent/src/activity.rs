@@ -1,14 +1,15 @@
 //! Activity and readiness: [`Client::activity`] and [`Client::wait_ready`].
 //!
 //! Waiting retries connect + ACTIVITY_REQ (the cheapest request) with a
-//! short, growing pause until the agent answers or the deadline passes. A
-//! refused token ends the wait at once: retrying cannot fix it.
+//! short, doubling pause (`backon`'s exponential backoff, no jitter) until
+//! the agent answers or the deadline passes. A refused token ends the wait
+//! at once: retrying cannot fix it.
 
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use bhatti_proto::messages::{self, ActivityInfo};
 use bhatti_proto::{CONTROL_PORT, FrameType};
-use tokio::time::Instant;
 
 use crate::Client;
 use crate::error::{Error, Result};
@@ -32,20 +33,34 @@ impl Client {
     /// Returns the first answer. [`Error::Timeout`] when the deadline
     /// passes; [`Error::AuthRefused`] at once if the token is refused.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<ActivityInfo> {
-        let deadline = Instant::now() + timeout;
-        let mut pause = FIRST_PAUSE;
-        loop {
-            match tokio::time::timeout_at(deadline, self.activity()).await {
-                Err(_) => return Err(Error::Timeout(timeout)),
-                Ok(Ok(info)) => return Ok(info),
-                Ok(Err(e @ Error::AuthRefused(_))) => return Err(e),
-                Ok(Err(_)) => {}
-            }
-            if Instant::now() + pause >= deadline {
-                return Err(Error::Timeout(timeout));
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(MAX_PAUSE);
-        }
+        let backoff = ExponentialBuilder::new()
+            .with_min_delay(FIRST_PAUSE)
+            .with_max_delay(MAX_PAUSE)
+            .with_factor(2.0)
+            .without_max_times();
+        let probe = (|| self.activity())
+            .retry(backoff)
+            .when(|e| !matches!(e, Error::AuthRefused(_)));
+        tokio::time::timeout(timeout, probe)
+            .await
+            .map_err(|_| Error::Timeout(timeout))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_absent_agent_is_retried_until_the_deadline() {
+        let c = Client::unix("/nonexistent/bhatti/control.sock", "/nonexistent/fwd");
+        let t = Duration::from_millis(300);
+        let start = Instant::now();
+        let r = c.wait_ready(t).await;
+        let took = start.elapsed();
+        assert!(matches!(r, Err(Error::Timeout(d)) if d == t), "{r:?}");
+        assert!(took >= t && took < t * 4, "took {took:?}");
     }
 }
