@@ -53,6 +53,11 @@
 //! limits: a create never fails for want of cgroups. `BHATTI_VMM_CGROUPS=0`
 //! turns the whole feature off.
 //!
+//! # Layout of the code
+//! This file: the policy ([`Limits`]) and a VMM's group ([`VmmCgroup`]).
+//! `layout`: finding where groups go (cgroup v1 or v2, the daemon's own
+//! group) and sweeping leftovers.
+//!
 //! # Threads, locks, I/O
 //! The layout is found once per process (a `OnceLock`: reads
 //! `/proc/self/cgroup` and `/proc/self/mountinfo`, sweeps leftovers).
@@ -65,7 +70,7 @@ use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Once, OnceLock};
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 /// The start of every VMM group's name.
@@ -83,7 +88,9 @@ pub const LEFTOVER_AGE: Duration = Duration::from_secs(60);
 /// The CFS period the quota is given in.
 pub const PERIOD_US: u64 = 100_000;
 
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+use layout::{Layout, Version, layout};
+
+mod layout;
 
 /// Errors placing a VMM in its cgroup.
 #[derive(Debug, thiserror::Error)]
@@ -146,20 +153,6 @@ impl Limits {
             ],
         }
     }
-}
-
-/// Which kind of directory a parent is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Version {
-    V1Cpu,
-    V1Memory,
-    V2,
-}
-
-/// The parent dirs VMM groups are made in.
-#[derive(Debug)]
-struct Layout {
-    parents: Vec<(Version, PathBuf)>,
 }
 
 /// A VMM's cgroup (one dir per hierarchy). Removed by [`Self::remove`],
@@ -316,217 +309,5 @@ pub fn name_for(run_dir: &Path) -> String {
     format!("{PREFIX}{base}-{h:016x}")
 }
 
-/// The layout, found once per process.
-fn layout() -> Result<&'static Layout, CgroupError> {
-    static LAYOUT: OnceLock<Result<Layout, String>> = OnceLock::new();
-    if std::env::var("BHATTI_VMM_CGROUPS").is_ok_and(|v| v == "0") {
-        return Err(CgroupError::Disabled);
-    }
-    // The error is kept as text: `io::Error` is not `Clone`, and the
-    // caller only logs it.
-    match LAYOUT.get_or_init(|| find_layout().map_err(|e| error_chain(&e))) {
-        Ok(l) => Ok(l),
-        Err(text) => Err(CgroupError::Io {
-            op: "set up",
-            path: PathBuf::from(CGROUP_ROOT),
-            source: io::Error::other(text.clone()),
-        }),
-    }
-}
-
-fn error_chain(e: &CgroupError) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-fn find_layout() -> Result<Layout, CgroupError> {
-    let own = fs::read_to_string("/proc/self/cgroup")
-        .map_err(io_err("read", Path::new("/proc/self/cgroup")))?;
-    let root = Path::new(CGROUP_ROOT);
-    if root.join("cgroup.controllers").exists() {
-        let path = own_path(&own, "").ok_or(CgroupError::NotMounted)?;
-        let base = Path::new(path).parent().unwrap_or(Path::new("/"));
-        let base = root.join(base.strip_prefix("/").unwrap_or(base));
-        enable_controllers(&base)?;
-        sweep(&base);
-        return Ok(Layout {
-            parents: vec![(Version::V2, base)],
-        });
-    }
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo")
-        .map_err(io_err("read", Path::new("/proc/self/mountinfo")))?;
-    let mut parents = Vec::new();
-    for (version, controller) in [(Version::V1Cpu, "cpu"), (Version::V1Memory, "memory")] {
-        let (mount, mount_root) =
-            v1_mount(&mountinfo, controller).ok_or(CgroupError::NoController(controller))?;
-        let path = own_path(&own, controller).ok_or(CgroupError::NoController(controller))?;
-        let rel = Path::new(path)
-            .strip_prefix(&mount_root)
-            .unwrap_or(Path::new(""));
-        let parent = mount.join(rel);
-        sweep(&parent);
-        parents.push((version, parent));
-    }
-    Ok(Layout { parents })
-}
-
-/// Removes the empty VMM groups in `parent` older than [`LEFTOVER_AGE`]
-/// (`rmdir` fails on a group that has a process).
-fn sweep(parent: &Path) {
-    let Ok(entries) = fs::read_dir(parent) else {
-        return;
-    };
-    let mut removed = 0;
-    for e in entries.flatten() {
-        let old = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= LEFTOVER_AGE));
-        if old
-            && e.file_name().to_string_lossy().starts_with(PREFIX)
-            && fs::remove_dir(e.path()).is_ok()
-        {
-            removed += 1;
-        }
-    }
-    if removed > 0 {
-        tracing::info!(removed, parent = %parent.display(), "removed leftover VMM cgroups");
-    }
-}
-
-/// Enables `cpu` and `memory` for the children of the v2 group `dir`.
-fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
-    let have = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
-    for c in ["cpu", "memory"] {
-        if !have.split_whitespace().any(|h| h == c) {
-            return Err(CgroupError::NoController(c));
-        }
-    }
-    let path = dir.join("cgroup.subtree_control");
-    fs::write(&path, "+cpu +memory").map_err(io_err("write", &path))
-}
-
-/// This process's group path in the hierarchy holding `controller` (`""`:
-/// the v2 line `0::/path`).
-fn own_path<'a>(proc_cgroup: &'a str, controller: &str) -> Option<&'a str> {
-    proc_cgroup.lines().find_map(|line| {
-        let mut parts = line.splitn(3, ':');
-        let (_id, list, path) = (parts.next()?, parts.next()?, parts.next()?);
-        let hit = if controller.is_empty() {
-            list.is_empty()
-        } else {
-            list.split(',').any(|c| c == controller)
-        };
-        hit.then_some(path)
-    })
-}
-
-/// The mount point and mount root of the v1 hierarchy holding `controller`.
-fn v1_mount(mountinfo: &str, controller: &str) -> Option<(PathBuf, PathBuf)> {
-    mountinfo.lines().find_map(|line| {
-        let (pre, post) = line.split_once(" - ")?;
-        let mut post = post.split_whitespace();
-        let (fstype, _source, opts) = (post.next()?, post.next()?, post.next()?);
-        if fstype != "cgroup" || !opts.split(',').any(|o| o == controller) {
-            return None;
-        }
-        let mut pre = pre.split_whitespace();
-        let root = pre.nth(3)?;
-        let mount = pre.next()?;
-        Some((PathBuf::from(mount), PathBuf::from(root)))
-    })
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn limits_follow_the_spec() {
-        let l = Limits {
-            cpus: 2,
-            memory_mib: 512,
-        };
-        assert_eq!(l.quota_us(), 200_000);
-        assert_eq!(l.memory_bytes(), (512 + OVERHEAD_MIB) << 20);
-        assert_eq!(
-            l.files(Version::V2),
-            vec![
-                ("cpu.max", "200000 100000".to_owned()),
-                ("cpu.weight", "300".to_owned()),
-                ("memory.max", ((512 + OVERHEAD_MIB) << 20).to_string()),
-            ]
-        );
-        assert_eq!(
-            l.files(Version::V1Cpu)[2],
-            ("cpu.shares", "3072".to_owned())
-        );
-    }
-
-    #[test]
-    fn finds_own_groups_and_v1_mounts() {
-        let own = "9:name=systemd:/\n4:memory:/jobs/7\n1:cpu,cpuacct:/\n0::/user.slice\n";
-        assert_eq!(own_path(own, "memory"), Some("/jobs/7"));
-        assert_eq!(own_path(own, "cpu"), Some("/"));
-        assert_eq!(own_path(own, "cpuacct"), Some("/"));
-        assert_eq!(own_path(own, ""), Some("/user.slice"));
-        assert_eq!(own_path(own, "pids"), None);
-        let mi = "30 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:9 - cgroup cgroup rw,cpu,cpuacct\n\
-                  31 25 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
-                  32 25 0:28 / /sys/fs/cgroup/cpuset rw - cgroup cgroup rw,cpuset\n";
-        assert_eq!(
-            v1_mount(mi, "cpu"),
-            Some(("/sys/fs/cgroup/cpu,cpuacct".into(), "/".into()))
-        );
-        assert_eq!(
-            v1_mount(mi, "memory"),
-            Some(("/sys/fs/cgroup/memory".into(), "/".into()))
-        );
-        assert_eq!(v1_mount(mi, "pids"), None);
-    }
-
-    #[test]
-    fn sweep_removes_only_old_empty_vmm_groups() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let old = std::time::SystemTime::now() - LEFTOVER_AGE * 2;
-        let make = |name: &str, age: Option<std::time::SystemTime>| {
-            let d = dir.path().join(name);
-            fs::create_dir(&d).expect("mkdir");
-            if let Some(t) = age {
-                fs::File::open(&d)
-                    .and_then(|f| f.set_modified(t))
-                    .expect("set mtime");
-            }
-            d
-        };
-        let leftover = make(&format!("{PREFIX}a-1"), Some(old));
-        let fresh = make(&format!("{PREFIX}b-2"), None);
-        let foreign = make("system.slice", Some(old));
-        // Stands for a group with a process: rmdir fails.
-        let busy = make(&format!("{PREFIX}c-3"), None);
-        fs::write(busy.join("cgroup.procs"), "42").expect("write");
-        fs::File::open(&busy)
-            .and_then(|f| f.set_modified(old))
-            .expect("set mtime");
-        sweep(dir.path());
-        assert!(!leftover.exists());
-        assert!(fresh.exists() && foreign.exists() && busy.exists());
-    }
-
-    #[test]
-    fn names_are_stable_and_per_path() {
-        let a = name_for(Path::new("/data/sandboxes/sb1"));
-        assert_eq!(a, name_for(Path::new("/data/sandboxes/sb1")));
-        assert!(
-            a.starts_with("bhatti-vmm-sb1-") && a.len() == 15 + 16,
-            "{a}"
-        );
-        assert_ne!(a, name_for(Path::new("/other/sandboxes/sb1")));
-    }
-}
+mod tests;
