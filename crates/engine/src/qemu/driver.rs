@@ -18,6 +18,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use backon::{ConstantBuilder, Retryable};
+
 use super::launch::{
     Accel, DEFAULT_INIT, Drive, GuestNet, LaunchError, LaunchSpec, VmProcess, clock,
 };
@@ -128,39 +130,38 @@ impl QemuDriver {
         spec
     }
 
-    /// Spawns QEMU and connects to QMP, noticing an early exit.
+    /// Spawns QEMU and connects to QMP, retrying the connect every 2 ms
+    /// while QEMU has not opened its socket yet and still runs, until
+    /// `start_timeout`; an early exit is reported with QEMU's stderr.
     async fn start(&self, spec: &LaunchSpec) -> Result<QemuVm, QemuError> {
         let mut process = spec.spawn()?;
         let Some(sock) = spec.qmp_socket.clone() else {
             return Err(QemuError::Qmp(QmpError::Closed));
         };
-        let deadline = Instant::now() + self.start_timeout;
-        loop {
-            match QmpClient::connect(&sock).await {
-                Ok(qmp) => return Ok(QemuVm { process, qmp }),
-                Err(QmpError::Connect { source, .. })
-                    if matches!(
-                        source.kind(),
-                        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-                    ) =>
-                {
-                    if let Some(status) = process.try_wait().map_err(QemuError::Wait)? {
-                        let stderr = std::fs::read_to_string(&spec.stderr_log).unwrap_or_default();
-                        return Err(QemuError::ExitedEarly {
-                            status: status.to_string(),
-                            stderr: stderr.trim().to_owned(),
-                        });
-                    }
-                    if Instant::now() >= deadline {
-                        return Err(QemuError::Qmp(QmpError::Timeout {
-                            what: "the QMP socket",
-                            after: self.start_timeout,
-                        }));
-                    }
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
+        let attempts = (|| QmpClient::connect(&sock))
+            .retry(
+                ConstantBuilder::new()
+                    .with_delay(Duration::from_millis(2))
+                    .without_max_times(),
+            )
+            .sleep(tokio::time::sleep)
+            // Not while QEMU is gone: it will never open the socket.
+            .when(|e| e.not_listening_yet() && matches!(process.try_wait(), Ok(None)));
+        let connected = tokio::time::timeout(self.start_timeout, attempts).await;
+        if let Some(status) = process.try_wait().map_err(QemuError::Wait)? {
+            let stderr = std::fs::read_to_string(&spec.stderr_log).unwrap_or_default();
+            return Err(QemuError::ExitedEarly {
+                status: status.to_string(),
+                stderr: stderr.trim().to_owned(),
+            });
+        }
+        match connected {
+            Ok(Ok(qmp)) => Ok(QemuVm { process, qmp }),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(QemuError::Qmp(QmpError::Timeout {
+                what: "the QMP socket",
+                after: self.start_timeout,
+            })),
         }
     }
 

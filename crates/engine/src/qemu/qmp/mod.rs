@@ -22,16 +22,31 @@
 //! streams through `exec:cat > '<path>'` and a restore starts QEMU with
 //! `-incoming "exec:cat '<path>'"` (see [`incoming_uri`]) plus `-S`, then
 //! [`QmpClient::wait_incoming`] and [`QmpClient::cont`].
+//!
+//! # Layout
+//! This file: errors, the public types and the command channel
+//! (connect, `execute`, the simple commands). `wire`: QEMU's JSON
+//! messages. `migrate`: snapshots and restores (migration polling).
+//! `events`: the event queue.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use backon::{ConstantBuilder, Retryable};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+
+use wire::{Message, RawStatus, decode};
+
+mod events;
+mod migrate;
+mod wire;
+
+pub use migrate::incoming_uri;
 
 /// Events kept at most between two [`QmpClient::take_events`] calls.
 pub const EVENT_QUEUE_LIMIT: usize = 256;
@@ -41,9 +56,6 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Longest QMP line accepted (QEMU's replies here are a few KiB at most).
 const MAX_LINE: usize = 1 << 20;
-
-/// Interval between `query-migrate` / `query-status` polls.
-const POLL_INTERVAL: Duration = Duration::from_millis(2);
 
 /// Errors from talking QMP.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +90,18 @@ pub enum QmpError {
     Timeout { what: &'static str, after: Duration },
     #[error("snapshot path {0:?} must be absolute UTF-8 without newlines")]
     BadPath(PathBuf),
+}
+
+impl QmpError {
+    /// A connect that failed because QEMU has not opened its QMP socket
+    /// yet (no socket file, or nobody listening on it): worth retrying
+    /// while QEMU starts.
+    pub fn not_listening_yet(&self) -> bool {
+        matches!(self, Self::Connect { source, .. } if matches!(
+            source.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+        ))
+    }
 }
 
 /// QEMU's version, from the greeting.
@@ -144,66 +168,6 @@ pub struct MigrationStats {
     pub transferred_bytes: u64,
 }
 
-#[derive(Debug, Deserialize)]
-struct ErrorBody {
-    class: String,
-    desc: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct Timestamp {
-    seconds: u64,
-    microseconds: u64,
-}
-
-/// Any message QEMU sends on the QMP socket.
-#[derive(Debug, Deserialize)]
-struct Message {
-    #[serde(rename = "QMP")]
-    greeting: Option<Greeting>,
-    #[serde(rename = "return")]
-    ret: Option<Value>,
-    error: Option<ErrorBody>,
-    event: Option<String>,
-    #[serde(default)]
-    data: Value,
-    timestamp: Option<Timestamp>,
-    id: Option<Value>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Greeting {
-    version: GreetingVersion,
-}
-
-#[derive(Debug, Deserialize)]
-struct GreetingVersion {
-    qemu: QemuVersion,
-}
-
-#[derive(Debug, Deserialize)]
-struct RawStatus {
-    status: String,
-    running: bool,
-}
-
-#[derive(Debug, Deserialize)]
-struct RawMigrate {
-    #[serde(default)]
-    status: Option<String>,
-    #[serde(rename = "total-time", default)]
-    total_time: Option<u64>,
-    #[serde(default)]
-    ram: Option<RawRam>,
-    #[serde(rename = "error-desc", default)]
-    error_desc: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct RawRam {
-    transferred: u64,
-}
-
 /// A connected, capability-negotiated QMP session.
 #[derive(Debug)]
 pub struct QmpClient {
@@ -252,30 +216,24 @@ impl QmpClient {
         Ok(client)
     }
 
-    /// Connects, retrying while the socket does not exist yet or refuses
-    /// (QEMU just spawned), until `timeout`.
+    /// Connects, retrying every 5 ms while the socket does not exist yet or
+    /// refuses ([`QmpError::not_listening_yet`]: QEMU just spawned), until
+    /// `timeout`.
     pub async fn connect_retry(path: &Path, timeout: Duration) -> Result<Self, QmpError> {
-        let start = Instant::now();
-        loop {
-            match Self::connect(path).await {
-                Ok(c) => return Ok(c),
-                Err(QmpError::Connect { source, .. })
-                    if matches!(
-                        source.kind(),
-                        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-                    ) && start.elapsed() < timeout =>
-                {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err(QmpError::Connect { .. }) if start.elapsed() >= timeout => {
-                    return Err(QmpError::Timeout {
-                        what: "the QMP socket",
-                        after: timeout,
-                    });
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let attempts = (|| Self::connect(path))
+            .retry(
+                ConstantBuilder::new()
+                    .with_delay(Duration::from_millis(5))
+                    .without_max_times(),
+            )
+            .sleep(tokio::time::sleep)
+            .when(QmpError::not_listening_yet);
+        tokio::time::timeout(timeout, attempts)
+            .await
+            .map_err(|_| QmpError::Timeout {
+                what: "the QMP socket",
+                after: timeout,
+            })?
     }
 
     /// QEMU's version from the greeting.
@@ -376,127 +334,6 @@ impl QmpClient {
         }
     }
 
-    /// Writes the VM's full state to `path` (migration through
-    /// `exec:cat`) and waits until QEMU reports it completed or failed.
-    ///
-    /// Stop the VM first for a consistent, single-pass snapshot; after a
-    /// successful migration QEMU stays in `postmigrate` and should be quit.
-    pub async fn migrate_to_file(
-        &mut self,
-        path: &Path,
-        timeout: Duration,
-    ) -> Result<MigrationStats, QmpError> {
-        let uri = format!("exec:cat > {}", shell_quote(path)?);
-        self.execute("migrate", Some(json!({ "uri": uri }))).await?;
-        let start = Instant::now();
-        loop {
-            let v = self.execute("query-migrate", None).await?;
-            let raw: RawMigrate = decode("query-migrate", v)?;
-            match raw.status.as_deref() {
-                Some("completed") => {
-                    return Ok(MigrationStats {
-                        total_time_ms: raw.total_time.unwrap_or(0),
-                        transferred_bytes: raw.ram.map_or(0, |r| r.transferred),
-                    });
-                }
-                Some("failed") | Some("cancelled") => {
-                    return Err(QmpError::MigrationFailed(
-                        raw.error_desc.unwrap_or_else(|| "no reason given".into()),
-                    ));
-                }
-                _ => {}
-            }
-            if start.elapsed() >= timeout {
-                // Best effort: do not leave a migration running behind us.
-                let _ = self.execute("migrate_cancel", None).await;
-                return Err(QmpError::Timeout {
-                    what: "migration to complete",
-                    after: timeout,
-                });
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
-    }
-
-    /// On a QEMU started with `-incoming` and `-S`: waits until the
-    /// incoming migration has been loaded (state leaves `inmigrate`). The
-    /// VM is then paused; call [`cont`](Self::cont) to run it.
-    pub async fn wait_incoming(&mut self, timeout: Duration) -> Result<StatusInfo, QmpError> {
-        let start = Instant::now();
-        loop {
-            let st = self.query_status().await?;
-            match st.state {
-                RunState::InMigrate => {}
-                RunState::Paused | RunState::Running => return Ok(st),
-                other => {
-                    return Err(QmpError::MigrationFailed(format!(
-                        "incoming migration ended in state {other:?}"
-                    )));
-                }
-            }
-            if start.elapsed() >= timeout {
-                return Err(QmpError::Timeout {
-                    what: "incoming migration",
-                    after: timeout,
-                });
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
-    }
-
-    /// Waits for an event called `name`, first looking at queued events.
-    pub async fn wait_event(
-        &mut self,
-        name: &str,
-        timeout: Duration,
-    ) -> Result<QmpEvent, QmpError> {
-        if let Some(pos) = self.events.iter().position(|e| e.name == name)
-            && let Some(ev) = self.events.remove(pos)
-        {
-            return Ok(ev);
-        }
-        let fut = async {
-            loop {
-                let msg = self.read_message().await?;
-                if let Some(ev) = msg.event {
-                    if ev == name {
-                        return Ok(QmpEvent {
-                            name: ev,
-                            data: msg.data,
-                            timestamp_us: stamp(msg.timestamp),
-                        });
-                    }
-                    self.push_event(ev, msg.data, msg.timestamp);
-                }
-            }
-        };
-        tokio::time::timeout(timeout, fut)
-            .await
-            .map_err(|_| QmpError::Timeout {
-                what: "a QMP event",
-                after: timeout,
-            })?
-    }
-
-    /// Drains the queued events; the count says how many were dropped
-    /// because the queue was full.
-    pub fn take_events(&mut self) -> (Vec<QmpEvent>, u64) {
-        let dropped = std::mem::take(&mut self.dropped_events);
-        (self.events.drain(..).collect(), dropped)
-    }
-
-    fn push_event(&mut self, name: String, data: Value, ts: Option<Timestamp>) {
-        if self.events.len() >= EVENT_QUEUE_LIMIT {
-            self.events.pop_front();
-            self.dropped_events += 1;
-        }
-        self.events.push_back(QmpEvent {
-            name,
-            data,
-            timestamp_us: stamp(ts),
-        });
-    }
-
     /// Reads one complete line and parses it. Cancel-safe: a partial line
     /// stays in `self.line`.
     async fn read_message(&mut self) -> Result<Message, QmpError> {
@@ -526,65 +363,5 @@ impl QmpClient {
     }
 }
 
-/// The `-incoming` argument restoring a snapshot written by
-/// [`QmpClient::migrate_to_file`].
-pub fn incoming_uri(path: &Path) -> Result<String, QmpError> {
-    Ok(format!("exec:cat {}", shell_quote(path)?))
-}
-
-/// Single-quotes an absolute UTF-8 path for `/bin/sh` (QEMU runs `exec:`
-/// URIs through `sh -c`).
-fn shell_quote(path: &Path) -> Result<String, QmpError> {
-    let s = path
-        .to_str()
-        .filter(|s| path.is_absolute() && !s.contains(['\n', '\r', '\0']))
-        .ok_or_else(|| QmpError::BadPath(path.to_owned()))?;
-    Ok(format!("'{}'", s.replace('\'', r"'\''")))
-}
-
-fn stamp(ts: Option<Timestamp>) -> u64 {
-    ts.map_or(0, |t| {
-        t.seconds
-            .saturating_mul(1_000_000)
-            .saturating_add(t.microseconds)
-    })
-}
-
-fn decode<T: serde::de::DeserializeOwned>(command: &str, v: Value) -> Result<T, QmpError> {
-    serde_json::from_value(v).map_err(|e| QmpError::UnexpectedReply {
-        command: command.to_owned(),
-        reason: e.to_string(),
-    })
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quotes_paths_for_the_shell() {
-        assert_eq!(
-            shell_quote(Path::new("/a b/it's")).ok().as_deref(),
-            Some(r"'/a b/it'\''s'")
-        );
-        assert!(matches!(
-            shell_quote(Path::new("relative")),
-            Err(QmpError::BadPath(_))
-        ));
-        assert!(matches!(
-            shell_quote(Path::new("/x\ny")),
-            Err(QmpError::BadPath(_))
-        ));
-        assert_eq!(
-            incoming_uri(Path::new("/s/mem")).ok().as_deref(),
-            Some("exec:cat '/s/mem'")
-        );
-    }
-
-    #[test]
-    fn run_states_parse() {
-        assert_eq!(RunState::parse("paused"), RunState::Paused);
-        assert_eq!(RunState::parse("inmigrate"), RunState::InMigrate);
-        assert_eq!(RunState::parse("colo"), RunState::Other("colo".to_owned()));
-    }
-}
+mod tests;
