@@ -23,6 +23,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use benchkit::Summary;
 use bhatti_agent::{Client, ExecOptions, ReadOptions};
 use bhatti_engine::agent_link::{NetnsConnector, SocketFactory};
 use bhatti_engine::driver::{Driver, VmConfig, VmNet};
@@ -42,32 +43,18 @@ const EXECS: usize = 200;
 const WAKES: usize = 20;
 const COLD: usize = 12;
 
-fn pct(s: &mut [Duration], p: f64) -> Duration {
-    s.sort_unstable();
-    let i = ((s.len() as f64 - 1.0) * p).round() as usize;
-    s.get(i).copied().unwrap_or_default()
+/// Prints one step and its baseline, with the step's p50 ratio to it.
+fn report(step: &str, s: Vec<Duration>, base: &str, b: Vec<Duration>) {
+    let (Some(s), Some(b)) = (Summary::of(&s), Summary::of(&b)) else {
+        return;
+    };
+    benchkit::report(base, &b, None);
+    benchkit::report(step, &s, Some(&b));
 }
 
-/// Prints one step and its baseline with the p50 ratio.
-fn report(step: &str, mut s: Vec<Duration>, base: &str, mut b: Vec<Duration>) {
-    let line = |name: &str, v: &mut Vec<Duration>| {
-        println!(
-            "  {name:<44} n={:<4} p50 {:>9.2?} p95 {:>9.2?} p99 {:>9.2?}",
-            v.len(),
-            pct(v, 0.5),
-            pct(v, 0.95),
-            pct(v, 0.99)
-        );
-    };
-    println!("{step}");
-    line(step, &mut s);
-    line(base, &mut b);
-    let (a, c) = (pct(&mut s, 0.5), pct(&mut b, 0.5));
-    println!(
-        "  ratio p50 {:.3}x, difference {:.2?}",
-        a.as_secs_f64() / c.as_secs_f64().max(1e-9),
-        a.saturating_sub(c)
-    );
+/// p50 and p95 of `v` (zero when empty).
+fn p50_p95(v: &[Duration]) -> (Duration, Duration) {
+    Summary::of(v).map_or_else(Default::default, |s| (s.p50, s.p95))
 }
 
 fn rss_kib(pid: Option<u32>) -> u64 {
@@ -181,6 +168,13 @@ async fn bare_vm(
     ))
 }
 
+/// The engine's steady-state sandbox and the bare VM it is compared with.
+struct Pair {
+    engine: Arc<VmEngine<QemuDriver>>,
+    id: SandboxId,
+    bare: BareVm,
+}
+
 async fn bench() -> BenchResult {
     let ns = NetNs::create(&unique_name("btbench"))?;
     let dir = tempfile::tempdir()?;
@@ -192,11 +186,40 @@ async fn bench() -> BenchResult {
         .await?,
     );
     let sockets = SocketFactory::start(ns.name())?;
+    creates(&engine, &sockets, dir.path()).await?;
 
-    // Create → ready, engine vs bare driver spawn (files pre-made).
-    let mut create = Vec::new();
-    let mut destroy = Vec::new();
-    let mut bare_create = Vec::new();
+    // One engine sandbox and one bare VM for the rest.
+    let id: SandboxId = "main".parse()?;
+    engine.create(id.clone(), spec()).await?;
+    let bare_dir = dir.path().join("bare-main");
+    let ip = Ipv4Addr::new(10, 213, 0, 201);
+    let (bare, _) = bare_vm(&engine, &sockets, &bare_dir, ip).await?;
+    let mut p = Pair { engine, id, bare };
+    execs(&p).await?;
+    guest_fork_exec(&p).await?;
+    concurrent_execs(&p).await?;
+    wakes(&mut p).await?;
+    memory(&p).await?;
+    cold(&mut p).await?;
+    files(&p).await?;
+    truncated_read(&p).await?;
+
+    if let Some(vm) = p.bare.vm.take() {
+        p.bare.driver.kill(vm).await?;
+    }
+    p.engine.destroy(&p.id).await?;
+    Ok(())
+}
+
+/// Create -> ready and destroy, engine vs bare driver spawn (files
+/// pre-made).
+async fn creates(
+    engine: &Arc<VmEngine<QemuDriver>>,
+    sockets: &SocketFactory,
+    dir: &Path,
+) -> BenchResult {
+    let (mut create, mut destroy, mut bare_create) = (Vec::new(), Vec::new(), Vec::new());
+    let ip = Ipv4Addr::new(10, 213, 0, 200);
     for i in 0..CREATES {
         let id: SandboxId = format!("c{i}").parse()?;
         let t = Instant::now();
@@ -206,16 +229,13 @@ async fn bench() -> BenchResult {
         engine.destroy(&id).await?;
         destroy.push(t.elapsed());
 
-        let bare_dir = dir.path().join(format!("bare{i}"));
-        let (mut bare, took) =
-            bare_vm(&engine, &sockets, &bare_dir, Ipv4Addr::new(10, 213, 0, 200)).await?;
+        let (mut bare, took) = bare_vm(engine, sockets, &dir.join(format!("bare{i}")), ip).await?;
         bare_create.push(took);
         if let Some(vm) = bare.vm.take() {
             bare.driver.kill(vm).await?;
         }
-        let ip = Ipv4Addr::new(10, 213, 0, 200);
         engine.network().release_ip(ip)?;
-        engine.network().detach(&bare_port(&engine, ip))?;
+        engine.network().detach(&bare_port(engine, ip))?;
     }
     report(
         "create -> agent ready",
@@ -223,41 +243,32 @@ async fn bench() -> BenchResult {
         "bare driver spawn -> agent ready",
         bare_create,
     );
-    println!(
-        "destroy: p50 {:.2?} p95 {:.2?}",
-        pct(&mut destroy, 0.5),
-        pct(&mut destroy, 0.95)
-    );
+    let (p50, p95) = p50_p95(&destroy);
+    println!("destroy: p50 {p50:.2?} p95 {p95:.2?}");
+    Ok(())
+}
 
-    // One engine sandbox and one bare VM for the rest.
-    let id: SandboxId = "main".parse()?;
-    engine.create(id.clone(), spec()).await?;
-    let (mut bare, _) = bare_vm(
-        &engine,
-        &sockets,
-        &dir.path().join("bare-main"),
-        Ipv4Addr::new(10, 213, 0, 201),
-    )
-    .await?;
-
+async fn execs(p: &Pair) -> BenchResult {
     let (mut e, mut b) = (Vec::new(), Vec::new());
     for _ in 0..EXECS {
         let t = Instant::now();
-        engine.exec(&id, ExecOptions::new(["true"])).await?;
+        p.engine.exec(&p.id, ExecOptions::new(["true"])).await?;
         e.push(t.elapsed());
         let t = Instant::now();
-        bare.agent.exec(ExecOptions::new(["true"])).await?;
+        p.bare.agent.exec(ExecOptions::new(["true"])).await?;
         b.push(t.elapsed());
     }
     report("exec true (engine)", e, "exec true (agent client)", b);
+    Ok(())
+}
 
-    // The guest's own fork/exec of /bin/true, timed inside the guest.
+/// The guest's own fork/exec of /bin/true, timed inside the guest.
+async fn guest_fork_exec(p: &Pair) -> BenchResult {
     let loop_cmd = "i=0; while [ $i -lt 200 ]; do /bin/true; i=$((i+1)); done";
-    let r = engine
-        .exec(
-            &id,
-            ExecOptions::new(["sh", "-c", &format!("time -p sh -c '{loop_cmd}'")]),
-        )
+    let cmd = format!("time -p sh -c '{loop_cmd}'");
+    let r = p
+        .engine
+        .exec(&p.id, ExecOptions::new(["sh", "-c", &cmd]))
         .await?;
     let text = String::from_utf8_lossy(&r.stderr).into_owned();
     let real: Option<f64> = text
@@ -271,13 +282,16 @@ async fn bench() -> BenchResult {
         ),
         None => println!("guest fork/exec timing unavailable: {text:?}"),
     }
+    Ok(())
+}
 
+async fn concurrent_execs(p: &Pair) -> BenchResult {
     let (mut e, mut b) = (Vec::new(), Vec::new());
     for _ in 0..20 {
         let t = Instant::now();
         let tasks: Vec<_> = (0..10)
             .map(|_| {
-                let (engine, id) = (engine.clone(), id.clone());
+                let (engine, id) = (p.engine.clone(), p.id.clone());
                 tokio::spawn(async move { engine.exec(&id, ExecOptions::new(["true"])).await })
             })
             .collect();
@@ -288,7 +302,7 @@ async fn bench() -> BenchResult {
         let t = Instant::now();
         let tasks: Vec<_> = (0..10)
             .map(|_| {
-                let agent = bare.agent.clone();
+                let agent = p.bare.agent.clone();
                 tokio::spawn(async move { agent.exec(ExecOptions::new(["true"])).await })
             })
             .collect();
@@ -303,30 +317,35 @@ async fn bench() -> BenchResult {
         "10 concurrent execs (agent client)",
         b,
     );
+    Ok(())
+}
 
+/// Warm wake + exec vs exec on a hot sandbox; then resume alone (warm ->
+/// hot), engine vs the driver on the bare VM.
+async fn wakes(p: &mut Pair) -> BenchResult {
+    let (engine, id) = (&p.engine, &p.id);
     let (mut e, mut b) = (Vec::new(), Vec::new());
     for _ in 0..WAKES {
-        engine.pause(&id).await?;
+        engine.pause(id).await?;
         let t = Instant::now();
-        engine.exec(&id, ExecOptions::new(["true"])).await?;
+        engine.exec(id, ExecOptions::new(["true"])).await?;
         e.push(t.elapsed());
         let t = Instant::now();
-        engine.exec(&id, ExecOptions::new(["true"])).await?;
+        engine.exec(id, ExecOptions::new(["true"])).await?;
         b.push(t.elapsed());
     }
     report("warm wake + exec true", e, "exec true on a hot sandbox", b);
 
-    // Resume alone (warm -> hot), engine vs the driver on the bare VM.
     let (mut e, mut b) = (Vec::new(), Vec::new());
     for _ in 0..EXECS {
-        engine.pause(&id).await?;
+        engine.pause(id).await?;
         let t = Instant::now();
-        engine.resume(&id).await?;
+        engine.resume(id).await?;
         e.push(t.elapsed());
-        let vm = bare.vm.as_mut().ok_or("bare VM missing")?;
-        bare.driver.pause(vm).await?;
+        let vm = p.bare.vm.as_mut().ok_or("bare VM missing")?;
+        p.bare.driver.pause(vm).await?;
         let t = Instant::now();
-        bare.driver.resume(vm).await?;
+        p.bare.driver.resume(vm).await?;
         b.push(t.elapsed());
     }
     report(
@@ -335,31 +354,40 @@ async fn bench() -> BenchResult {
         "resume (driver: QMP cont)",
         b,
     );
+    Ok(())
+}
 
-    // Memory: hot, warm, cold.
-    let hot = rss_kib(engine.vmm_pid(&id).await?);
-    engine.pause(&id).await?;
-    let warm = rss_kib(engine.vmm_pid(&id).await?);
-    engine.freeze(&id).await?;
-    let cold_pid = engine.vmm_pid(&id).await?;
+/// The VMM's resident memory hot, warm and cold (leaves the sandbox cold).
+async fn memory(p: &Pair) -> BenchResult {
+    let (engine, id) = (&p.engine, &p.id);
+    let hot = rss_kib(engine.vmm_pid(id).await?);
+    engine.pause(id).await?;
+    let warm = rss_kib(engine.vmm_pid(id).await?);
+    engine.freeze(id).await?;
+    let cold_pid = engine.vmm_pid(id).await?;
     println!(
         "VMM resident memory (256 MiB guest): hot {hot} KiB, warm {warm} KiB, cold {} (pid {cold_pid:?})",
         rss_kib(cold_pid)
     );
+    Ok(())
+}
 
-    // Cold wake + exec vs the driver's restore + exec on the bare VM.
+/// Cold wake + exec vs the driver's restore + exec on the bare VM, and
+/// stop time and snapshot size.
+async fn cold(p: &mut Pair) -> BenchResult {
+    let (engine, id, bare) = (&p.engine, &p.id, &mut p.bare);
     let (mut e, mut b) = (Vec::new(), Vec::new());
     let (mut stop_t, mut snap_size) = (Vec::new(), 0);
     for _ in 0..COLD {
         let t = Instant::now();
-        engine.exec(&id, ExecOptions::new(["true"])).await?;
+        engine.exec(id, ExecOptions::new(["true"])).await?;
         e.push(t.elapsed());
         let t = Instant::now();
-        engine.stop(&id).await?;
+        engine.stop(id).await?;
         stop_t.push(t.elapsed());
-        engine.start(&id).await?;
-        engine.pause(&id).await?;
-        engine.freeze(&id).await?;
+        engine.start(id).await?;
+        engine.pause(id).await?;
+        engine.freeze(id).await?;
 
         let vm = bare.vm.take().ok_or("bare VM missing")?;
         let snap = bare.driver.snapshot(vm, &bare.config).await?;
@@ -377,36 +405,41 @@ async fn bench() -> BenchResult {
     );
     println!(
         "stop (snapshot to disk): p50 {:.2?}; snapshot size {} KiB",
-        pct(&mut stop_t, 0.5),
+        p50_p95(&stop_t).0,
         snap_size / 1024
     );
+    Ok(())
+}
 
-    // Files.
-    engine.ensure_hot(&id).await?;
+/// Reads `path` in the engine's sandbox to the end.
+async fn read_all(p: &Pair, path: &str, opts: ReadOptions) -> BenchResult {
+    p.engine
+        .read_file(&p.id, path, opts)
+        .await?
+        .read_all()
+        .await?;
+    Ok(())
+}
+
+/// 1 KiB write + read, engine vs agent client (wakes the sandbox first).
+async fn files(p: &Pair) -> BenchResult {
+    p.engine.ensure_hot(&p.id).await?;
     let data = vec![b'x'; 1024];
     let (mut e, mut b) = (Vec::new(), Vec::new());
     for _ in 0..EXECS / 2 {
         let t = Instant::now();
-        engine
-            .write_file(
-                &id,
-                "/tmp/k",
-                0o644,
-                1024,
-                Box::new(std::io::Cursor::new(data.clone())),
-            )
+        let body = Box::new(std::io::Cursor::new(data.clone()));
+        p.engine
+            .write_file(&p.id, "/tmp/k", 0o644, 1024, body)
             .await?;
-        engine
-            .read_file(&id, "/tmp/k", ReadOptions::default())
-            .await?
-            .read_all()
-            .await?;
+        read_all(p, "/tmp/k", ReadOptions::default()).await?;
         e.push(t.elapsed());
         let t = Instant::now();
-        bare.agent
+        let agent = &p.bare.agent;
+        agent
             .write_file("/tmp/k", 0o644, 1024, std::io::Cursor::new(data.clone()))
             .await?;
-        bare.agent
+        agent
             .read_file("/tmp/k", ReadOptions::default())
             .await?
             .read_all()
@@ -419,13 +452,13 @@ async fn bench() -> BenchResult {
         "1 KiB write + read (agent client)",
         b,
     );
+    Ok(())
+}
 
-    engine
-        .exec(
-            &id,
-            ExecOptions::new(["sh", "-c", "seq 1 10000 > /tmp/lines"]),
-        )
-        .await?;
+/// The first 100 lines of a 10k-line file vs the whole file.
+async fn truncated_read(p: &Pair) -> BenchResult {
+    let make = ExecOptions::new(["sh", "-c", "seq 1 10000 > /tmp/lines"]);
+    p.engine.exec(&p.id, make).await?;
     let (mut e, mut b) = (Vec::new(), Vec::new());
     for _ in 0..EXECS / 4 {
         let t = Instant::now();
@@ -433,18 +466,10 @@ async fn bench() -> BenchResult {
             limit: Some(100),
             ..ReadOptions::default()
         };
-        engine
-            .read_file(&id, "/tmp/lines", opts)
-            .await?
-            .read_all()
-            .await?;
+        read_all(p, "/tmp/lines", opts).await?;
         e.push(t.elapsed());
         let t = Instant::now();
-        engine
-            .read_file(&id, "/tmp/lines", ReadOptions::default())
-            .await?
-            .read_all()
-            .await?;
+        read_all(p, "/tmp/lines", ReadOptions::default()).await?;
         b.push(t.elapsed());
     }
     report(
@@ -453,11 +478,6 @@ async fn bench() -> BenchResult {
         "read 10k-line file, whole",
         b,
     );
-
-    if let Some(vm) = bare.vm.take() {
-        bare.driver.kill(vm).await?;
-    }
-    engine.destroy(&id).await?;
     Ok(())
 }
 
