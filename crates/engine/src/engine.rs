@@ -255,6 +255,22 @@ pub struct SandboxInfo {
     pub image: Tier,
     /// The VMM's process id while it has one.
     pub pid: Option<u32>,
+    /// The engine's sequence number of this state ([`StateEvent::seq`]).
+    pub seq: u64,
+}
+
+/// A sandbox's state changed (or it was created, recovered or destroyed).
+///
+/// `seq` comes from one counter of the engine, taken under the sandbox's
+/// lock, so it grows with every change of one sandbox: a mirror of the
+/// state (the server's store) keeps the event with the highest `seq` and
+/// never goes back to an older state, whatever order it sees them in.
+/// The counter starts again at 1 when the engine starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateEvent {
+    pub id: SandboxId,
+    pub state: SandboxState,
+    pub seq: u64,
 }
 
 /// Errors from engine operations.
@@ -308,8 +324,15 @@ pub trait Engine: Send + Sync + 'static {
     ) -> impl Future<Output = EngineResult<SandboxInfo>> + Send;
     /// Kills the VM and deletes the sandbox's files, TAP and address.
     fn destroy(&self, id: &SandboxId) -> impl Future<Output = EngineResult<()>> + Send;
+    /// The sandbox's state now. Never waits for a lifecycle operation in
+    /// progress: it answers with the last state the engine published.
     fn status(&self, id: &SandboxId) -> impl Future<Output = EngineResult<SandboxInfo>> + Send;
     fn list(&self) -> impl Future<Output = Vec<SandboxInfo>> + Send;
+    /// Every state change of every sandbox from now on (create as Hot, each
+    /// transition, Destroyed), in `seq` order per sandbox. A receiver that
+    /// falls behind gets `RecvError::Lagged` and should re-read
+    /// [`Engine::list`].
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StateEvent>;
 
     /// Warm → hot (resume) or cold → hot (restore); concurrent callers
     /// share one wake. Every agent operation calls this first.
@@ -393,6 +416,12 @@ pub trait Engine: Send + Sync + 'static {
         id: &SandboxId,
         port: u16,
     ) -> impl Future<Output = EngineResult<Tunnel>> + Send;
+    /// The file a volume lives in (made when a sandbox first mounts it).
+    fn volume_path(&self, name: &str) -> std::path::PathBuf;
+    /// Deletes a volume's file (nothing if it was never made);
+    /// [`EngineError::VolumeBusy`] while a sandbox has it attached.
+    fn delete_volume(&self, name: &str) -> impl Future<Output = EngineResult<()>> + Send;
+
     /// Lets the guest exchange packets with its tenant's other guests
     /// (that allow it too), or not: [`SandboxSpec::peers`] changed in
     /// place, in any state, kept across restarts.

@@ -16,29 +16,19 @@ use std::time::{Duration, Instant};
 
 use benchkit::{Summary, Target, iterations, report, target};
 use bhatti_engine::engine::{Engine, ExecOptions, SandboxId};
-use bhatti_engine::image::{ImagePaths, Tier};
+use bhatti_engine::image::ImagePaths;
 use bhatti_engine::netns::{NetNs, unique_name};
 use bhatti_server::config::{Egress, EngineKind, ServerConfig};
-use bhatti_server::daemon::Daemon;
+use bhatti_server::daemon::{Daemon, DaemonEngine};
+use bhatti_server::state::AppState;
 use bhatti_store::sandboxes::{Sandbox, Status, Thermal};
 use bhatti_store::users::Limits;
 use serde_json::json;
 
 type BenchResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
-fn skip_reason() -> Option<String> {
-    if !rustix::process::geteuid().is_root() {
-        return Some("needs root".into());
-    }
-    let p = ImagePaths::from_env();
-    p.kernel()
-        .and_then(|_| p.rootfs(Tier::Busybox))
-        .err()
-        .map(|e| e.to_string())
-}
-
 fn main() {
-    if let Some(r) = skip_reason() {
+    if let Some(r) = bhatti_testkit::skip_reason(bhatti_testkit::DAEMON) {
         println!("SKIPPED: server api bench: {r}");
         return;
     }
@@ -70,6 +60,30 @@ fn summary(v: &[Duration]) -> Summary {
     Summary::of(v).expect("samples")
 }
 
+/// The daemon under test and a client of it, with one busybox sandbox `b`.
+struct Bench {
+    url: String,
+    key: String,
+    user_id: String,
+    http: reqwest::Client,
+    state: Arc<AppState<DaemonEngine>>,
+    id: SandboxId,
+}
+
+impl Bench {
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.key)
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.key)
+    }
+}
+
 async fn bench(dir: &std::path::Path, netns: &str) -> BenchResult {
     let cfg = ServerConfig {
         data_dir: dir.to_owned(),
@@ -96,26 +110,48 @@ async fn bench(dir: &std::path::Path, netns: &str) -> BenchResult {
         ..Limits::default()
     };
     let user = bhatti_server::users::create(&state.store, "bench", limits, 0)?;
-    let key = user.key.clone();
     let http = reqwest::Client::new();
-    let post = |p: &str| http.post(format!("{url}{p}")).bearer_auth(&key);
-
-    let sb: serde_json::Value = post("/sandboxes")
+    let sb: serde_json::Value = http
+        .post(format!("{url}/sandboxes"))
+        .bearer_auth(&user.key)
         .json(&json!({"name": "b", "memory_mb": 256}))
         .send()
         .await?
         .json()
         .await?;
-    let id: SandboxId = sb["id"].as_str().unwrap_or_default().parse()?;
-    let engine = state.engine.clone();
+    let b = Bench {
+        id: sb["id"].as_str().unwrap_or_default().parse()?,
+        url,
+        key: user.key.clone(),
+        user_id: user.user.id.clone(),
+        http,
+        state,
+    };
 
-    // Exec `true`, interleaved so that drift hits both alike.
+    exec_true(&b).await?;
+    parallel_execs(&b).await?;
+    list(&b).await?;
+    proxy_wake(&b).await?;
+
+    let engine = &b.state.engine;
+    for info in engine.list().await {
+        let _ = engine.destroy(&info.id).await;
+    }
+    let _ = tx.send(());
+    server.await??;
+    Ok(())
+}
+
+/// Exec `true` through HTTP and the engine, interleaved so that drift
+/// hits both alike, with `GET /health` as the bare round trip.
+async fn exec_true(b: &Bench) -> BenchResult {
+    let engine = &b.state.engine;
     let n = iterations(300, 30);
     let (mut direct, mut via_http, mut health) = (Vec::new(), Vec::new(), Vec::new());
     let body = json!({"cmd": ["true"]});
     for _ in 0..n / 10 {
-        engine.exec(&id, ExecOptions::new(["true"])).await?;
-        post("/sandboxes/b/exec")
+        engine.exec(&b.id, ExecOptions::new(["true"])).await?;
+        b.post("/sandboxes/b/exec")
             .json(&body)
             .send()
             .await?
@@ -124,14 +160,15 @@ async fn bench(dir: &std::path::Path, netns: &str) -> BenchResult {
     }
     for _ in 0..n {
         let t = Instant::now();
-        engine.exec(&id, ExecOptions::new(["true"])).await?;
+        engine.exec(&b.id, ExecOptions::new(["true"])).await?;
         direct.push(t.elapsed());
         let t = Instant::now();
-        let r = post("/sandboxes/b/exec").json(&body).send().await?;
+        let r = b.post("/sandboxes/b/exec").json(&body).send().await?;
         r.bytes().await?;
         via_http.push(t.elapsed());
         let t = Instant::now();
-        http.get(format!("{url}/health"))
+        b.http
+            .get(format!("{}/health", b.url))
             .send()
             .await?
             .bytes()
@@ -150,14 +187,18 @@ async fn bench(dir: &std::path::Path, netns: &str) -> BenchResult {
         Target::AtMost,
         0.5,
     );
+    Ok(())
+}
 
-    // 20 parallel execs.
+/// 20 parallel execs: p99 through HTTP vs through the engine.
+async fn parallel_execs(b: &Bench) -> BenchResult {
     let rounds = iterations(15, 3);
+    let body = json!({"cmd": ["true"]});
     let (mut par_http, mut par_direct) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         let mut hs = Vec::new();
         for _ in 0..20 {
-            let r = post("/sandboxes/b/exec").json(&body);
+            let r = b.post("/sandboxes/b/exec").json(&body);
             hs.push(tokio::spawn(async move {
                 let t = Instant::now();
                 let ok = r.send().await.map(|r| r.status().is_success());
@@ -173,7 +214,7 @@ async fn bench(dir: &std::path::Path, netns: &str) -> BenchResult {
         }
         let mut hs = Vec::new();
         for _ in 0..20 {
-            let (e, id) = (Arc::clone(&engine), id.clone());
+            let (e, id) = (Arc::clone(&b.state.engine), b.id.clone());
             hs.push(tokio::spawn(async move {
                 let t = Instant::now();
                 e.exec(&id, ExecOptions::new(["true"]))
@@ -194,12 +235,17 @@ async fn bench(dir: &std::path::Path, netns: &str) -> BenchResult {
         "",
         ph.p99.as_secs_f64() / pd.p99.as_secs_f64().max(f64::MIN_POSITIVE)
     );
+    Ok(())
+}
 
-    // List with 100 sandboxes (99 stopped records + the live one).
+/// `GET /sandboxes` with 100 sandboxes (99 stopped records + the live
+/// one) vs the store query.
+async fn list(b: &Bench) -> BenchResult {
+    let state = &b.state;
     for i in 0..99 {
         state.store.insert_sandbox(&Sandbox {
             id: format!("sb-rec{i:04}"),
-            user_id: user.user.id.clone(),
+            user_id: b.user_id.clone(),
             name: format!("rec-{i}"),
             status: Status::Stopped,
             thermal: Thermal::Cold,
@@ -210,9 +256,7 @@ async fn bench(dir: &std::path::Path, netns: &str) -> BenchResult {
             keep_hot: false,
             template_id: None,
             image: "busybox".into(),
-            agent_token: String::new(),
             spec: json!({}),
-            snapshot_path: None,
             created_at: i,
             stopped_at: Some(i),
             destroyed_at: None,
@@ -222,28 +266,28 @@ async fn bench(dir: &std::path::Path, netns: &str) -> BenchResult {
     let (mut store_q, mut list_http) = (Vec::new(), Vec::new());
     for _ in 0..n {
         let t = Instant::now();
-        let rows = state.store.list_sandboxes(&user.user.id)?;
+        let rows = state.store.list_sandboxes(&b.user_id)?;
         store_q.push(t.elapsed());
         if rows.len() != 100 {
             return Err(format!("{} sandboxes listed", rows.len()).into());
         }
         let t = Instant::now();
-        http.get(format!("{url}/sandboxes"))
-            .bearer_auth(&key)
-            .send()
-            .await?
-            .bytes()
-            .await?;
+        b.get("/sandboxes").send().await?.bytes().await?;
         list_http.push(t.elapsed());
     }
     println!("== list with 100 sandboxes");
     let (sq, lh) = (summary(&store_q), summary(&list_http));
     report("store query", &sq, None);
     report("GET /sandboxes", &lh, Some(&sq));
+    Ok(())
+}
 
-    // Warm wake through the proxy (busybox httpd in the guest, serving a
-    // directory the sandbox user may write).
-    let started: serde_json::Value = post("/sandboxes/b/exec")
+/// A warm (paused) sandbox woken by a proxied request vs the same request
+/// to a hot one (busybox httpd in the guest, serving a directory the
+/// sandbox user may write).
+async fn proxy_wake(b: &Bench) -> BenchResult {
+    let started: serde_json::Value = b
+        .post("/sandboxes/b/exec")
         .json(&json!({"cmd": ["sh", "-c", "mkdir -p /tmp/srv && echo ok > /tmp/srv/i && busybox httpd -p 8080 -h /tmp/srv"]}))
         .send()
         .await?
@@ -257,11 +301,7 @@ async fn bench(dir: &std::path::Path, netns: &str) -> BenchResult {
     let (mut hot, mut warm) = (Vec::new(), Vec::new());
     let get = || async {
         let t = Instant::now();
-        let r = http
-            .get(format!("{url}/sandboxes/b/proxy/8080/i"))
-            .bearer_auth(&key)
-            .send()
-            .await?;
+        let r = b.get("/sandboxes/b/proxy/8080/i").send().await?;
         let status = r.status();
         let body = r.bytes().await?;
         if !status.is_success() || body.as_ref() != b"ok\n" {
@@ -271,18 +311,12 @@ async fn bench(dir: &std::path::Path, netns: &str) -> BenchResult {
     };
     for _ in 0..n {
         hot.push(get().await?);
-        engine.pause(&id).await?;
+        b.state.engine.pause(&b.id).await?;
         warm.push(get().await?);
     }
     println!("== proxy");
     let (ho, wa) = (summary(&hot), summary(&warm));
     report("proxy GET, hot sandbox", &ho, None);
     report("proxy GET, warm sandbox (wake)", &wa, Some(&ho));
-
-    for info in engine.list().await {
-        let _ = engine.destroy(&info.id).await;
-    }
-    let _ = tx.send(());
-    server.await??;
     Ok(())
 }

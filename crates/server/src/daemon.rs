@@ -23,7 +23,6 @@ use bhatti_engine::network::{Egress, NatConfig};
 use bhatti_engine::sandbox::{EngineConfig, VmEngine};
 use bhatti_engine::state::SandboxState;
 use bhatti_store::Store;
-use bhatti_store::sandboxes::{Status, Thermal};
 
 use crate::config::ServerConfig;
 use crate::secrets::SecretBox;
@@ -135,7 +134,7 @@ impl Daemon {
         let mut engine_cfg = EngineConfig::new(dir.clone(), images, &cfg.netns);
         engine_cfg.network.egress = egress;
         let engine = VmEngine::start(driver(cfg)?, engine_cfg).await?;
-        let recovery = crate::recovery::recover(&engine, &store, dir).await?;
+        let recovery = crate::recovery::recover(&engine, &store).await?;
         tracing::info!(?recovery, "recovered sandboxes");
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
@@ -170,6 +169,15 @@ impl Daemon {
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), DaemonError> {
         let (tx, rx) = tokio::sync::watch::channel(false);
+        let mirror = {
+            let mut rx = rx.clone();
+            let events = self.state.engine.subscribe();
+            // Whatever changed before the mirror listened.
+            self.state.sync_all().await;
+            tokio::spawn(crate::mirror::run(self.state.clone(), events, async move {
+                let _ = rx.wait_for(|v| *v).await;
+            }))
+        };
         let thermal = {
             let mut rx = rx.clone();
             tokio::spawn(crate::thermal::run(self.state.clone(), async move {
@@ -200,6 +208,7 @@ impl Daemon {
         };
         let _ = thermal.await;
         shutdown(&self.state).await;
+        let _ = mirror.await;
         Ok(())
     }
 }
@@ -221,12 +230,9 @@ pub async fn shutdown<E: Engine>(state: &AppState<E>) {
         match res {
             Ok(()) => {
                 tracing::info!(sandbox = %id, "snapshotted for shutdown");
-                let _ = state.store.set_sandbox_state(
-                    id.as_str(),
-                    Status::Running,
-                    Thermal::Cold,
-                    None,
-                );
+                if let Err(e) = state.sync_state(&id).await {
+                    tracing::warn!(sandbox = %id, error = %e, "recording shutdown snapshot");
+                }
             }
             Err(e) => tracing::warn!(sandbox = %id, error = %e, "shutdown snapshot failed"),
         }

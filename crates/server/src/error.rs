@@ -3,7 +3,9 @@
 //! Errors of the layers below (store, engine, guest agent) are classified
 //! here too, so that handlers only write `?`.
 
+use bhatti_agent::{AgentFailure, ErrorCode};
 use bhatti_engine::engine::EngineError;
+use bhatti_engine::network::{NetworkError, PoolError};
 use bhatti_store::StoreError;
 
 /// The guest agent client's error.
@@ -120,7 +122,7 @@ impl From<EngineError> for ApiError {
             EngineError::NoSnapshot(_) => Self::Conflict(e.to_string()),
             EngineError::Agent(a) => Self::from(a),
             EngineError::NotReady(_) => Self::Unavailable(e.to_string()),
-            EngineError::Network(ref n) if n.to_string().contains("exhausted") => {
+            EngineError::Network(NetworkError::Pool(PoolError::Exhausted(_))) => {
                 Self::Unavailable(e.to_string())
             }
             other => Self::Internal(other.to_string()),
@@ -129,19 +131,11 @@ impl From<EngineError> for ApiError {
 }
 
 impl From<AgentError> for ApiError {
-    /// What the guest said: a missing path or session is 404, anything else
-    /// the agent refused is the request's fault (400); a guest that cannot
-    /// be reached or answers nonsense is 502; a deadline is 504.
+    /// What the guest said, by its code ([`from_agent_failure`]); a guest
+    /// that cannot be reached or answers nonsense is 502; a deadline is 504.
     fn from(e: AgentError) -> Self {
         match &e {
-            AgentError::Agent(msg) => {
-                let lower = msg.to_ascii_lowercase();
-                if lower.contains("no such file") || lower.contains("session not found") {
-                    Self::Missing(msg.clone())
-                } else {
-                    Self::BadRequest(msg.clone())
-                }
-            }
+            AgentError::Agent(f) => from_agent_failure(f),
             AgentError::InvalidRequest(msg) => Self::BadRequest(msg.clone()),
             AgentError::Timeout(_) => Self::GatewayTimeout(e.to_string()),
             AgentError::AuthRefused(_)
@@ -149,6 +143,60 @@ impl From<AgentError> for ApiError {
             | AgentError::Protocol(_)
             | AgentError::Closed(_) => Self::BadGateway(format!("sandbox agent: {e}")),
         }
+    }
+}
+
+impl From<crate::service::Invalid> for ApiError {
+    fn from(e: crate::service::Invalid) -> Self {
+        Self::BadRequest(e.to_string())
+    }
+}
+
+impl From<crate::service::ServiceError> for ApiError {
+    /// The service layer's errors: a broken input rule is 400, a quota
+    /// 429, a missing secret 404, a stopped or lost sandbox 409; store and
+    /// engine errors map as they do everywhere.
+    fn from(e: crate::service::ServiceError) -> Self {
+        use crate::service::ServiceError as S;
+        match e {
+            S::Invalid(_) => Self::BadRequest(e.to_string()),
+            S::Quota { .. } => Self::TooManyRequests(e.to_string()),
+            S::NoSecret(name) => Self::NotFound(format!("secret {name}")),
+            S::Stopped(_) | S::Unavailable { .. } => Self::Conflict(e.to_string()),
+            S::Store(s) => s.into(),
+            S::Engine(en) => en.into(),
+            S::Secret(s) => s.into(),
+            S::Corrupt { .. } | S::Random(_) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+/// The status of an error the agent reported, chosen from its code alone
+/// (the text is passed on, never parsed): a missing path or session is
+/// 404; a write over the agent's limit 413; too many sessions 429; the
+/// agent failing on its own side (I/O), refusing our token or our frame
+/// 502; anything else the agent refused — including every error of a v1
+/// agent, which sends no code — is the request's fault (400).
+fn from_agent_failure(f: &AgentFailure) -> ApiError {
+    let msg = f.message.clone();
+    match f.code {
+        ErrorCode::NotFound | ErrorCode::SessionNotFound => ApiError::Missing(msg),
+        ErrorCode::TooLarge => ApiError::PayloadTooLarge(msg),
+        ErrorCode::LimitReached => ApiError::TooManyRequests(msg),
+        ErrorCode::Io | ErrorCode::AuthRequired | ErrorCode::UnexpectedFrame => {
+            ApiError::BadGateway(format!("sandbox agent: {msg}"))
+        }
+        // No 403/507 variant yet: a refused permission, a read-only file
+        // system and a full disk stay 400 as before.
+        ErrorCode::InvalidRequest
+        | ErrorCode::IsADirectory
+        | ErrorCode::NotADirectory
+        | ErrorCode::AlreadyExists
+        | ErrorCode::PermissionDenied
+        | ErrorCode::ReadOnly
+        | ErrorCode::NoSpace
+        | ErrorCode::StartFailed
+        | ErrorCode::Other => ApiError::BadRequest(msg),
     }
 }
 
@@ -186,5 +234,112 @@ mod tests {
         assert_eq!(ApiError::from(corrupt).status(), 500);
         assert_eq!(ApiError::Unauthorized.status(), 401);
         assert_eq!(ApiError::TooManyRequests("slow down".into()).status(), 429);
+    }
+
+    /// The status of an agent error with `code`, as the engine passes it on.
+    fn agent_status(code: ErrorCode, msg: &str) -> (u16, String) {
+        let e = AgentError::Agent(AgentFailure::new(code, msg));
+        let api = ApiError::from(EngineError::Agent(e));
+        (api.status(), api.to_string())
+    }
+
+    #[test]
+    fn agent_codes_choose_the_status() {
+        let table = [
+            (ErrorCode::NotFound, 404),
+            (ErrorCode::SessionNotFound, 404),
+            (ErrorCode::IsADirectory, 400),
+            (ErrorCode::NotADirectory, 400),
+            (ErrorCode::InvalidRequest, 400),
+            (ErrorCode::PermissionDenied, 400),
+            (ErrorCode::AlreadyExists, 400),
+            (ErrorCode::ReadOnly, 400),
+            (ErrorCode::NoSpace, 400),
+            (ErrorCode::TooLarge, 413),
+            (ErrorCode::LimitReached, 429),
+            (ErrorCode::StartFailed, 400),
+            (ErrorCode::AuthRequired, 502),
+            (ErrorCode::UnexpectedFrame, 502),
+            (ErrorCode::Io, 502),
+            (ErrorCode::Other, 400),
+        ];
+        assert_eq!(table.len(), ErrorCode::ALL.len());
+        for (code, status) in table {
+            assert_eq!(agent_status(code, "m").0, status, "{code}");
+        }
+    }
+
+    #[test]
+    fn the_agent_text_is_passed_on_and_never_parsed() {
+        // What lohar sends for the cases the API tests rely on.
+        let cases = [
+            (
+                ErrorCode::NotFound,
+                "open /tmp/d/missing: no such file or directory",
+                404,
+            ),
+            (
+                ErrorCode::NotFound,
+                "stat /nope: no such file or directory",
+                404,
+            ),
+            (
+                ErrorCode::NotADirectory,
+                "ls /etc/hostname: not a directory",
+                400,
+            ),
+            (ErrorCode::IsADirectory, "read /tmp/d: is a directory", 400),
+            (ErrorCode::SessionNotFound, "session not found", 404),
+            (
+                ErrorCode::StartFailed,
+                "start: no such file or directory",
+                400,
+            ),
+        ];
+        for (code, msg, status) in cases {
+            assert_eq!(agent_status(code, msg), (status, msg.to_owned()));
+        }
+        // A v1 agent sends no code: its wording is not guessed from.
+        assert_eq!(
+            agent_status(ErrorCode::Other, "stat /x: no such file or directory").0,
+            400
+        );
+        assert_eq!(agent_status(ErrorCode::Other, "session not found").0, 400);
+    }
+
+    #[test]
+    fn agent_transport_errors_are_502_and_deadlines_504() {
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        for e in [
+            AgentError::Transport(io),
+            AgentError::Protocol("unexpected EXIT frame".into()),
+            AgentError::Closed("stat"),
+            AgentError::AuthRefused("auth required".into()),
+        ] {
+            let api = ApiError::from(e);
+            assert_eq!(api.status(), 502, "{api}");
+            assert!(api.to_string().starts_with("sandbox agent: "), "{api}");
+        }
+        let t = ApiError::from(AgentError::Timeout(std::time::Duration::from_secs(1)));
+        assert_eq!(t.status(), 504);
+        assert_eq!(
+            ApiError::from(AgentError::InvalidRequest("x".into())).status(),
+            400
+        );
+    }
+
+    #[test]
+    fn an_exhausted_address_pool_is_503_by_its_type() {
+        let subnet = std::net::Ipv4Addr::new(10, 99, 0, 0);
+        let e = EngineError::Network(NetworkError::Pool(PoolError::Exhausted(subnet)));
+        assert_eq!(ApiError::from(e).status(), 503);
+        let other = EngineError::Network(NetworkError::Pool(PoolError::InUse(subnet)));
+        assert_eq!(ApiError::from(other).status(), 500);
+        let cfg = EngineError::Network(NetworkError::Config("exhausted".into()));
+        assert_eq!(
+            ApiError::from(cfg).status(),
+            500,
+            "the text does not decide"
+        );
     }
 }

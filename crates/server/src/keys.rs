@@ -54,11 +54,6 @@ pub fn new_id(prefix: &str) -> Result<String, RandomError> {
     Ok(format!("{prefix}{}", hex::encode(random_bytes::<8>()?)))
 }
 
-/// A new agent token: 16 random bytes, hex (PROTOCOL.md, Auth).
-pub fn new_agent_token() -> Result<String, RandomError> {
-    Ok(hex::encode(random_bytes::<16>()?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,7 +91,6 @@ mod tests {
     fn ids_and_tokens() {
         let id = new_id("sb-").expect("id");
         assert!(id.starts_with("sb-") && id.len() == 3 + 16);
-        assert_eq!(new_agent_token().expect("token").len(), 32);
         assert!(ct_eq("abc", "abc") && !ct_eq("abc", "abd") && !ct_eq("abc", "ab"));
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! - [`app`]: the axum application (layers, auth, the router built from
 //!   [`routes::table`], one module per resource);
-//! - [`lifecycle`]: sandboxes as the API sees them (store + engine);
+//! - [`service`]: the service layer every face calls (sandboxes, create,
+//!   volumes, validation), with its own typed errors;
 //! - [`thermal`]: the manager that cools idle sandboxes;
+//! - [`mirror`]: the store's copy of the engine's sandbox state;
 //! - [`recovery`]: reconciling the store with the engine on start;
 //! - [`daemon`]: start-up checks, serving, graceful shutdown;
 //! - [`listen`]: the accept loop and connection hygiene (header timeout,
@@ -21,14 +23,15 @@ pub mod datadir;
 pub mod error;
 pub mod extract;
 pub mod keys;
-pub mod lifecycle;
 pub mod listen;
+pub mod mirror;
 pub mod model;
 pub mod openapi;
 pub mod ratelimit;
 pub mod recovery;
 pub mod routes;
 pub mod secrets;
+pub mod service;
 pub mod state;
 pub mod thermal;
 pub mod users;

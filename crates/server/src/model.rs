@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 
 use bhatti_store::sandboxes::{Sandbox, Status, Thermal};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// A sandbox as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct SandboxView {
     pub id: String,
     pub name: String,
@@ -63,7 +64,7 @@ impl From<&Sandbox> for SandboxView {
 }
 
 /// A volume to create with the sandbox.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewVolume {
     pub name: String,
@@ -72,7 +73,7 @@ pub struct NewVolume {
 }
 
 /// An existing volume to mount.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Mount {
     pub name: String,
@@ -82,7 +83,7 @@ pub struct Mount {
 }
 
 /// A file written into the guest at boot.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileIn {
     pub path: String,
@@ -92,7 +93,7 @@ pub struct FileIn {
 }
 
 /// `POST /sandboxes`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSandbox {
     pub name: Option<String>,
@@ -114,7 +115,7 @@ pub struct CreateSandbox {
 }
 
 /// `PATCH /sandboxes/{id}`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchSandbox {
     pub name: Option<String>,
@@ -123,7 +124,7 @@ pub struct PatchSandbox {
 }
 
 /// A template's stored spec (`POST /templates`).
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -176,34 +177,4 @@ pub struct StoredMount {
     pub name: String,
     pub mount: String,
     pub readonly: bool,
-}
-
-/// Environment variable names: `[A-Za-z_][A-Za-z0-9_]*`.
-pub fn valid_env_name(k: &str) -> bool {
-    k.bytes().next().is_some_and(|b| !b.is_ascii_digit())
-        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
-/// Parses an octal mode string (`"644"`, `"0644"`).
-pub fn parse_mode(s: &str) -> Option<u32> {
-    if s.is_empty() || s.len() > 5 {
-        return None;
-    }
-    u32::from_str_radix(s, 8).ok().filter(|m| *m <= 0o7777)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn modes_and_env_names() {
-        assert_eq!(parse_mode("0644"), Some(0o644));
-        assert_eq!(parse_mode("755"), Some(0o755));
-        for bad in ["", "9", "-1", "77777", "0o644", "123456"] {
-            assert_eq!(parse_mode(bad), None, "{bad}");
-        }
-        assert!(valid_env_name("PATH") && valid_env_name("_x1"));
-        assert!(!valid_env_name("1X") && !valid_env_name("A-B") && !valid_env_name(""));
-    }
 }

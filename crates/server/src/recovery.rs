@@ -11,12 +11,15 @@
 //! | unknown      | no snapshot              | unknown, reason kept                     |
 //! | any live     | nothing on disk          | unknown: files missing                   |
 //! | destroyed/no row | snapshot             | orphan: destroyed through the engine     |
-//! | destroyed    | no snapshot              | orphan dir removed                       |
+//! | destroyed    | no snapshot              | orphan dir removed (by the engine)       |
 //! | no row       | no snapshot              | left on disk, logged (not ours to judge) |
 //!
 //! Addresses of restored sandboxes are re-reserved and their TAPs made
 //! again by the engine; leftover VMM processes and TAPs were cleaned when
-//! the engine started. Nothing a user owns is deleted.
+//! the engine started. Nothing a user owns is deleted. The store's state
+//! sequence numbers start again with the engine's counter, and each
+//! recovered sandbox's row is written from the engine's state (see
+//! [`crate::mirror`]); only `unknown` is written here outright.
 
 use std::collections::HashMap;
 
@@ -89,12 +92,35 @@ pub enum RecoveryError {
     Store(#[from] StoreError),
 }
 
-/// Reconciles the store with `engine` (call once, before serving).
+/// Writes the engine's state of a recovered sandbox into its row.
+async fn mirror<D: Driver>(
+    engine: &VmEngine<D>,
+    store: &Store,
+    id: &str,
+) -> Result<(), RecoveryError> {
+    let Ok(id) = id.parse::<SandboxId>() else {
+        return Ok(());
+    };
+    let info = engine.status(&id).await?;
+    crate::mirror::apply(
+        store,
+        &bhatti_engine::engine::StateEvent {
+            id,
+            state: info.state,
+            seq: info.seq,
+        },
+    )?;
+    Ok(())
+}
+
+/// Reconciles the store with `engine` (call once, before serving, with an
+/// engine that has just started: the store's state sequence numbers are
+/// reset to match its counter).
 pub async fn recover<D: Driver>(
     engine: &VmEngine<D>,
     store: &Store,
-    data_dir: &std::path::Path,
 ) -> Result<Report, RecoveryError> {
+    store.reset_state_seqs()?;
     let mut found: HashMap<String, (Found, Option<std::path::PathBuf>)> = HashMap::new();
     for r in engine.recover().await? {
         match r {
@@ -103,7 +129,10 @@ pub async fn recover<D: Driver>(
             }
             Recovery::Unknown { dir, reason } => {
                 if let Some(name) = dir.file_name().and_then(|n| n.to_str()) {
-                    found.insert(name.to_owned(), (Found::Lost(reason), Some(dir.clone())));
+                    found.insert(
+                        name.to_owned(),
+                        (Found::Lost(reason.to_string()), Some(dir.clone())),
+                    );
                 }
             }
         }
@@ -113,7 +142,7 @@ pub async fn recover<D: Driver>(
         let (f, _) = found.remove(&row.id).unwrap_or((Found::Absent, None));
         match decide(Some(row.status), &f) {
             Decision::Running => {
-                store.set_sandbox_state(&row.id, Status::Running, Thermal::Cold, None)?;
+                mirror(engine, store, &row.id).await?;
                 report.running += 1;
             }
             Decision::Stopped => {
@@ -122,7 +151,7 @@ pub async fn recover<D: Driver>(
                 {
                     tracing::warn!(sandbox = %row.id, error = %e, "recovery: relabel stopped");
                 }
-                store.set_sandbox_state(&row.id, Status::Stopped, Thermal::Cold, None)?;
+                mirror(engine, store, &row.id).await?;
                 report.stopped += 1;
             }
             Decision::Unknown(reason) => {
@@ -150,10 +179,8 @@ pub async fn recover<D: Driver>(
                 report.orphans_removed += 1;
             }
             (Decision::DestroyOrphan, _) => {
-                let Some(dir) = dir.filter(|d| d.starts_with(data_dir)) else {
-                    continue;
-                };
-                match std::fs::remove_dir_all(&dir) {
+                let Some(dir) = dir else { continue };
+                match engine.remove_lost(&dir).await {
                     Ok(()) => report.orphans_removed += 1,
                     Err(e) => {
                         tracing::warn!(dir = %dir.display(), error = %e, "recovery: orphan dir")

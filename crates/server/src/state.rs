@@ -5,8 +5,9 @@
 //! The store serialises its own queries (one connection behind a mutex,
 //! short indexed queries); the engine keeps one lock per sandbox; the
 //! rate limiter and activity map hold their mutexes only for an update.
-//! `create_lock` (tokio) serialises the quota check and the insert of a
-//! new sandbox row, never the VM boot.
+//! `create_lock` (a blocking mutex, never held across an await)
+//! serialises a create's quota check and its store transaction, never the
+//! VM boot.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,7 +46,7 @@ pub struct AppState<E> {
     pub settings: Settings,
     pub activity: Arc<Activity>,
     pub started: Instant,
-    pub(crate) create_lock: tokio::sync::Mutex<()>,
+    pub(crate) create_lock: std::sync::Mutex<()>,
 }
 
 /// What handlers receive.
@@ -61,7 +62,7 @@ impl<E> AppState<E> {
             settings,
             activity: Arc::new(Activity::new()),
             started: Instant::now(),
-            create_lock: tokio::sync::Mutex::new(()),
+            create_lock: std::sync::Mutex::new(()),
         }
     }
 }

@@ -8,18 +8,22 @@
 //!
 //! The decision is the pure function [`decide`]; [`tick`] applies it.
 //!
+//! The manager only asks the engine; the new state reaches the store
+//! through [`crate::mirror`], like every other change.
+//!
 //! # Threads, locks, I/O
 //! One task. Each step is one engine call (under that sandbox's engine
-//! lock) and one store update; a sandbox that is woken between the idle
-//! check and the step is simply woken again by its next request.
+//! lock); reading a sandbox's state never waits for that lock. A sandbox
+//! that is woken between the idle check and the step is simply woken
+//! again by its next request.
 
 use std::time::{Duration, Instant};
 
 use bhatti_engine::engine::Engine;
 use bhatti_engine::state::SandboxState;
-use bhatti_store::sandboxes::{Status, Thermal};
+use bhatti_store::sandboxes::Status;
 
-use crate::lifecycle::engine_id;
+use crate::service::engine_id;
 use crate::state::AppState;
 
 /// One cooling step.
@@ -73,32 +77,15 @@ impl<E: Engine> AppState<E> {
                 self.settings.warm_after,
                 self.settings.cold_after,
             );
-            let (res, thermal) = match step {
-                Some(Step::Pause) => (self.engine.pause(&eid).await, Thermal::Warm),
-                Some(Step::Freeze) => (self.engine.freeze(&eid).await, Thermal::Cold),
-                None => {
-                    let now = match info.state {
-                        SandboxState::Hot => Thermal::Hot,
-                        SandboxState::Warm => Thermal::Warm,
-                        _ => Thermal::Cold,
-                    };
-                    if now != sb.thermal {
-                        // Only a row still running: `sb` may be stale (a
-                        // stop may have finished since it was read).
-                        let _ = self.store.set_running_thermal(&sb.id, now);
-                    }
-                    continue;
-                }
+            let Some(step) = step else { continue };
+            let res = match step {
+                Step::Pause => self.engine.pause(&eid).await,
+                Step::Freeze => self.engine.freeze(&eid).await,
             };
             match res {
                 Ok(()) => {
                     tracing::info!(sandbox = %sb.id, ?step, "thermal");
-                    if let Err(e) = self.store.set_running_thermal(&sb.id, thermal) {
-                        tracing::warn!(sandbox = %sb.id, error = %e, "thermal: store");
-                    }
-                    if let Some(s) = step {
-                        done.push((sb.id.clone(), s));
-                    }
+                    done.push((sb.id.clone(), step));
                 }
                 // Woken or stopped in between: the next tick looks again.
                 Err(e) => tracing::debug!(sandbox = %sb.id, error = %e, "thermal step skipped"),

@@ -27,13 +27,7 @@ pub struct IssuedKey {
     pub key: String,
 }
 
-/// Names of users and sandboxes: `[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}`.
-pub fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
-        && name.len() <= 63
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-}
+pub use crate::service::validate::valid_name;
 
 /// Creates a user with `limits` and returns its key.
 pub fn create(store: &Store, name: &str, limits: Limits, now: i64) -> Result<IssuedKey, UserError> {

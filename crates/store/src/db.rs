@@ -15,6 +15,7 @@ use crate::{Result, StoreError};
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_published_per_user.sql"),
+    include_str!("migrations/0003_engine_owns_state.sql"),
 ];
 
 /// How long a writer waits for another connection's lock before failing.

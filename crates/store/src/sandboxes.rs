@@ -1,5 +1,10 @@
 //! Sandboxes: everything needed to show them and to recover them after a
-//! daemon restart (agent token, IP, spec, snapshot state).
+//! daemon restart (owner, name, IP, spec).
+//!
+//! Status × thermal is a mirror of the engine's state: it is written with
+//! the engine's sequence number ([`Store::mirror_sandbox_state`]) and an
+//! older state never overwrites a newer one. Only `unknown` (the engine
+//! does not hold the sandbox) and `destroyed` are written outright.
 
 use std::fmt;
 use std::str::FromStr;
@@ -70,19 +75,15 @@ pub struct Sandbox {
     pub keep_hot: bool,
     pub template_id: Option<String>,
     pub image: String,
-    pub agent_token: String,
     /// The creation spec, as JSON, owned by the server.
     pub spec: serde_json::Value,
-    /// Set while a valid snapshot exists on disk.
-    pub snapshot_path: Option<String>,
     pub created_at: i64,
     pub stopped_at: Option<i64>,
     pub destroyed_at: Option<i64>,
 }
 
 const COLUMNS: &str = "id, user_id, name, status, thermal, status_reason, ip, cpus, memory_mb, \
-     keep_hot, template_id, image, agent_token, spec, snapshot_path, created_at, stopped_at, \
-     destroyed_at";
+     keep_hot, template_id, image, spec, created_at, stopped_at, destroyed_at";
 
 /// A row decoded without interpretation; [`Raw::into_sandbox`] validates it.
 struct Raw {
@@ -96,7 +97,7 @@ fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
     Ok(Raw {
         status: r.get(3)?,
         thermal: r.get(4)?,
-        spec: r.get(13)?,
+        spec: r.get(12)?,
         s: Sandbox {
             id: r.get(0)?,
             user_id: r.get(1)?,
@@ -110,12 +111,10 @@ fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
             keep_hot: r.get(9)?,
             template_id: r.get(10)?,
             image: r.get(11)?,
-            agent_token: r.get(12)?,
             spec: serde_json::Value::Null,
-            snapshot_path: r.get(14)?,
-            created_at: r.get(15)?,
-            stopped_at: r.get(16)?,
-            destroyed_at: r.get(17)?,
+            created_at: r.get(13)?,
+            stopped_at: r.get(14)?,
+            destroyed_at: r.get(15)?,
         },
     })
 }
@@ -137,35 +136,28 @@ impl Store {
     /// Inserts a sandbox; a live sandbox of the same user with the same name
     /// is `Conflict`.
     pub fn insert_sandbox(&self, s: &Sandbox) -> Result<()> {
-        self.conn()
-            .execute(
-                &format!(
-                    "INSERT INTO sandboxes ({COLUMNS}) VALUES \
-                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-                      ?17, ?18)"
-                ),
-                params![
-                    s.id,
-                    s.user_id,
-                    s.name,
-                    s.status.as_str(),
-                    s.thermal.as_str(),
-                    s.status_reason,
-                    s.ip,
-                    s.cpus,
-                    s.memory_mb,
-                    s.keep_hot,
-                    s.template_id,
-                    s.image,
-                    s.agent_token,
-                    s.spec.to_string(),
-                    s.snapshot_path,
-                    s.created_at,
-                    s.stopped_at,
-                    s.destroyed_at
-                ],
-            )
-            .map_err(conflict(format!("sandbox {}", s.name)))?;
+        insert_sandbox(&self.conn(), s)
+    }
+
+    /// Creates a sandbox in one transaction: its `new_volumes`, its row and
+    /// its volume `attachments` (a volume attached to another live sandbox
+    /// is `InUse`). On any error nothing is written.
+    pub fn create_sandbox(
+        &self,
+        s: &Sandbox,
+        new_volumes: &[crate::volumes::Volume],
+        attachments: &[crate::volumes::Attachment],
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for v in new_volumes {
+            crate::volumes::insert_volume(&tx, v)?;
+        }
+        insert_sandbox(&tx, s)?;
+        for a in attachments {
+            crate::volumes::insert_attachment(&tx, a)?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -247,25 +239,37 @@ impl Store {
         )
     }
 
-    /// Records a running sandbox's thermal state; `false` (nothing
-    /// written) when the row is no longer running — a stop, destroy or
-    /// recovery decided otherwise after the caller read it.
-    pub fn set_running_thermal(&self, id: &str, thermal: Thermal) -> Result<bool> {
+    /// Mirrors the engine's state `seq` of a live sandbox: `false`
+    /// (nothing written) when the row already holds a state of a later
+    /// `seq`, or is destroyed. Entering `stopped` records `now` as
+    /// `stopped_at`; any mirrored state clears the status reason.
+    pub fn mirror_sandbox_state(
+        &self,
+        id: &str,
+        status: Status,
+        thermal: Thermal,
+        seq: u64,
+        now: i64,
+    ) -> Result<bool> {
+        let seq = i64::try_from(seq).unwrap_or(i64::MAX);
         let n = self.conn().execute(
-            "UPDATE sandboxes SET thermal = ?2 WHERE id = ?1 AND status = 'running'",
-            params![id, thermal.as_str()],
+            "UPDATE sandboxes SET status = ?2, thermal = ?3, state_seq = ?4, \
+             status_reason = NULL, \
+             stopped_at = CASE WHEN ?2 = 'stopped' AND status != 'stopped' THEN ?5 \
+                               ELSE stopped_at END \
+             WHERE id = ?1 AND status != 'destroyed' AND state_seq < ?4",
+            params![id, status.as_str(), thermal.as_str(), seq, now],
         )?;
         Ok(n == 1)
     }
 
-    /// Records that a valid snapshot exists at `path` (or none, with `None`).
-    pub fn set_sandbox_snapshot(&self, id: &str, path: Option<&str>) -> Result<()> {
-        self.update_one(id, "snapshot_path = ?2", params![id, path])
-    }
-
-    /// Records the time the sandbox was stopped.
-    pub fn set_sandbox_stopped_at(&self, id: &str, at: Option<i64>) -> Result<()> {
-        self.update_one(id, "stopped_at = ?2", params![id, at])
+    /// Forgets every mirrored sequence number (the daemon calls this at
+    /// start, before its engine publishes anything: the engine's counter
+    /// starts again at 1).
+    pub fn reset_state_seqs(&self) -> Result<()> {
+        self.conn()
+            .execute("UPDATE sandboxes SET state_seq = 0", [])?;
+        Ok(())
     }
 
     /// Records the guest IP (re-reserved on recovery).
@@ -300,14 +304,31 @@ impl Store {
     pub fn mark_sandbox_destroyed(&self, id: &str, at: i64) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let n = tx.execute(
-            "UPDATE sandboxes SET status = 'destroyed', destroyed_at = ?2, ip = NULL, \
-             snapshot_path = NULL WHERE id = ?1 AND status != 'destroyed'",
-            params![id, at],
-        )?;
-        expect_one(n, id)?;
-        tx.execute("DELETE FROM volume_attachments WHERE sandbox_id = ?1", [id])?;
-        tx.execute("DELETE FROM published_ports WHERE sandbox_id = ?1", [id])?;
+        mark_destroyed(&tx, id, at)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Undoes [`Store::create_sandbox`] after its boot failed, in one
+    /// transaction: the row is marked destroyed at `at` (kept for audit),
+    /// its attachments released, and the volumes the create made
+    /// (`volume_ids`, of `user_id`) deleted.
+    pub fn abandon_create(
+        &self,
+        id: &str,
+        user_id: &str,
+        volume_ids: &[String],
+        at: i64,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        mark_destroyed(&tx, id, at)?;
+        for v in volume_ids {
+            tx.execute(
+                "DELETE FROM volumes WHERE id = ?1 AND user_id = ?2",
+                params![v, user_id],
+            )?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -319,6 +340,49 @@ impl Store {
         )?;
         expect_one(n, id)
     }
+}
+
+/// Marks a live sandbox destroyed and releases its attachments and
+/// published ports (inside the caller's transaction).
+fn mark_destroyed(conn: &rusqlite::Connection, id: &str, at: i64) -> Result<()> {
+    let n = conn.execute(
+        "UPDATE sandboxes SET status = 'destroyed', destroyed_at = ?2, ip = NULL \
+         WHERE id = ?1 AND status != 'destroyed'",
+        params![id, at],
+    )?;
+    expect_one(n, id)?;
+    conn.execute("DELETE FROM volume_attachments WHERE sandbox_id = ?1", [id])?;
+    conn.execute("DELETE FROM published_ports WHERE sandbox_id = ?1", [id])?;
+    Ok(())
+}
+
+fn insert_sandbox(conn: &rusqlite::Connection, s: &Sandbox) -> Result<()> {
+    conn.execute(
+        &format!(
+            "INSERT INTO sandboxes ({COLUMNS}) VALUES \
+                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+        ),
+        params![
+            s.id,
+            s.user_id,
+            s.name,
+            s.status.as_str(),
+            s.thermal.as_str(),
+            s.status_reason,
+            s.ip,
+            s.cpus,
+            s.memory_mb,
+            s.keep_hot,
+            s.template_id,
+            s.image,
+            s.spec.to_string(),
+            s.created_at,
+            s.stopped_at,
+            s.destroyed_at
+        ],
+    )
+    .map_err(conflict(format!("sandbox {}", s.name)))?;
+    Ok(())
 }
 
 fn expect_one(n: usize, id: &str) -> Result<()> {

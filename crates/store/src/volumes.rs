@@ -44,13 +44,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Volume> {
 impl Store {
     /// Inserts a volume; a name the user already has is `Conflict`.
     pub fn create_volume(&self, v: &Volume) -> Result<()> {
-        self.conn()
-            .execute(
-                &format!("INSERT INTO volumes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
-                params![v.id, v.user_id, v.name, v.size_mb, v.path, v.created_at],
-            )
-            .map_err(conflict(format!("volume {}", v.name)))?;
-        Ok(())
+        insert_volume(&self.conn(), v)
     }
 
     /// A user's volume by name.
@@ -80,17 +74,7 @@ impl Store {
     pub fn attach_volume(&self, a: &Attachment) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let holder = live_holder(&tx, &a.volume_id)?;
-        if let Some(holder) = holder {
-            return Err(StoreError::InUse(format!(
-                "volume is attached to sandbox {holder}"
-            )));
-        }
-        tx.execute(
-            "INSERT INTO volume_attachments (volume_id, sandbox_id, mount, readonly) \
-             VALUES (?1, ?2, ?3, ?4)",
-            params![a.volume_id, a.sandbox_id, a.mount, a.readonly],
-        )?;
+        insert_attachment(&tx, a)?;
         tx.commit()?;
         Ok(())
     }
@@ -144,4 +128,30 @@ fn live_holder(conn: &rusqlite::Connection, volume_id: &str) -> rusqlite::Result
         |r| r.get(0),
     )
     .optional()
+}
+
+/// Inserts a volume row (a name the user already has is `Conflict`).
+pub(crate) fn insert_volume(conn: &rusqlite::Connection, v: &Volume) -> Result<()> {
+    conn.execute(
+        &format!("INSERT INTO volumes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+        params![v.id, v.user_id, v.name, v.size_mb, v.path, v.created_at],
+    )
+    .map_err(conflict(format!("volume {}", v.name)))?;
+    Ok(())
+}
+
+/// Attaches a volume inside the caller's transaction: a volume attached
+/// to another live sandbox is `InUse`.
+pub(crate) fn insert_attachment(conn: &rusqlite::Connection, a: &Attachment) -> Result<()> {
+    if let Some(holder) = live_holder(conn, &a.volume_id)? {
+        return Err(StoreError::InUse(format!(
+            "volume is attached to sandbox {holder}"
+        )));
+    }
+    conn.execute(
+        "INSERT INTO volume_attachments (volume_id, sandbox_id, mount, readonly) \
+         VALUES (?1, ?2, ?3, ?4)",
+        params![a.volume_id, a.sandbox_id, a.mount, a.readonly],
+    )?;
+    Ok(())
 }

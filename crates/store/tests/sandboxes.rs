@@ -125,7 +125,7 @@ fn listing_is_newest_first_and_counts_only_live() {
 }
 
 #[test]
-fn state_snapshot_and_stop_time_updates_persist() {
+fn state_and_settings_updates_persist() {
     let f = common::store();
     let a = common::user(&f.store, "alice");
     f.store
@@ -134,18 +134,10 @@ fn state_snapshot_and_stop_time_updates_persist() {
     f.store
         .set_sandbox_state("sb1", Status::Stopped, Thermal::Cold, None)
         .expect("state");
-    f.store
-        .set_sandbox_snapshot("sb1", Some("/d/sandboxes/sb1/snap"))
-        .expect("snap");
-    f.store
-        .set_sandbox_stopped_at("sb1", Some(50))
-        .expect("stopped_at");
     f.store.set_sandbox_keep_hot("sb1", true).expect("keep_hot");
     f.store.set_sandbox_ip("sb1", Some("10.0.0.9")).expect("ip");
     let s = f.store.sandbox_by_id("sb1").expect("get");
     assert_eq!((s.status, s.thermal), (Status::Stopped, Thermal::Cold));
-    assert_eq!(s.snapshot_path.as_deref(), Some("/d/sandboxes/sb1/snap"));
-    assert_eq!(s.stopped_at, Some(50));
     assert!(s.keep_hot);
     assert_eq!(s.ip.as_deref(), Some("10.0.0.9"));
 
@@ -167,38 +159,117 @@ fn state_snapshot_and_stop_time_updates_persist() {
 }
 
 #[test]
-fn thermal_updates_never_revive_a_stopped_sandbox() {
+fn mirrored_state_never_goes_back_to_an_older_one() {
     let f = common::store();
     let a = common::user(&f.store, "alice");
     f.store
         .insert_sandbox(&common::sandbox(&a.id, "sb1", "web", 1))
         .expect("insert");
-    f.store
-        .set_sandbox_state("sb1", Status::Running, Thermal::Hot, None)
-        .expect("running");
-    assert!(
+    let mirror = |status, thermal, seq| {
         f.store
-            .set_running_thermal("sb1", Thermal::Warm)
-            .expect("warm")
-    );
-    let s = f.store.sandbox_by_id("sb1").expect("get");
-    assert_eq!((s.status, s.thermal), (Status::Running, Thermal::Warm));
-    // A stop lands between the thermal manager's read and its write.
-    f.store
-        .set_sandbox_state("sb1", Status::Stopped, Thermal::Cold, None)
-        .expect("stopped");
+            .mirror_sandbox_state(
+                "sb1",
+                status,
+                thermal,
+                seq,
+                100 + i64::try_from(seq).unwrap_or(0),
+            )
+            .expect("mirror")
+    };
+    assert!(mirror(Status::Running, Thermal::Warm, 2));
+    // A stop (seq 4) lands before the thermal step it raced (seq 3).
+    assert!(mirror(Status::Stopped, Thermal::Cold, 4));
     assert!(
-        !f.store
-            .set_running_thermal("sb1", Thermal::Hot)
-            .expect("late")
+        !mirror(Status::Running, Thermal::Hot, 3),
+        "older state written"
     );
     let s = f.store.sandbox_by_id("sb1").expect("get");
     assert_eq!((s.status, s.thermal), (Status::Stopped, Thermal::Cold));
+    assert_eq!(s.stopped_at, Some(104));
+    // Still stopped: the stop time stays the first one.
+    assert!(mirror(Status::Stopped, Thermal::Cold, 5));
+    assert_eq!(
+        f.store.sandbox_by_id("sb1").expect("get").stopped_at,
+        Some(104)
+    );
+    // A restarted daemon's engine counts from 1 again.
+    f.store.reset_state_seqs().expect("reset");
+    assert!(mirror(Status::Running, Thermal::Cold, 1));
+    let s = f.store.sandbox_by_id("sb1").expect("get");
+    assert_eq!(
+        (s.status, s.thermal, s.status_reason),
+        (Status::Running, Thermal::Cold, None)
+    );
+    // Destroyed is terminal; a missing row is nothing written.
+    f.store.mark_sandbox_destroyed("sb1", 200).expect("destroy");
+    assert!(!mirror(Status::Running, Thermal::Hot, 9));
     assert!(
         !f.store
-            .set_running_thermal("missing", Thermal::Hot)
+            .mirror_sandbox_state("missing", Status::Running, Thermal::Hot, 1, 0)
             .expect("missing")
     );
+}
+
+#[test]
+fn create_is_one_transaction() {
+    use bhatti_store::volumes::{Attachment, Volume};
+    let f = common::store();
+    let a = common::user(&f.store, "alice");
+    let vol = |id: &str, name: &str| Volume {
+        id: id.into(),
+        user_id: a.id.clone(),
+        name: name.into(),
+        size_mb: 8,
+        path: format!("/d/volumes/{id}.ext4"),
+        created_at: 1,
+    };
+    let att = |v: &str, sb: &str| Attachment {
+        volume_id: v.into(),
+        sandbox_id: sb.into(),
+        mount: "/data".into(),
+        readonly: false,
+    };
+    f.store
+        .create_sandbox(
+            &common::sandbox(&a.id, "sb1", "web", 1),
+            &[vol("v1", "data")],
+            &[att("v1", "sb1")],
+        )
+        .expect("create");
+    assert_eq!(f.store.sandbox_attachments("sb1").expect("att").len(), 1);
+    // The second create's attachment fails (v1 is in use): neither its new
+    // volume nor its row may remain.
+    let err = f
+        .store
+        .create_sandbox(
+            &common::sandbox(&a.id, "sb2", "api", 2),
+            &[vol("v2", "cache")],
+            &[att("v2", "sb2"), att("v1", "sb2")],
+        )
+        .expect_err("in use");
+    assert!(matches!(err, StoreError::InUse(_)), "{err}");
+    assert!(matches!(
+        f.store.sandbox_by_id("sb2"),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        f.store.find_volume(&a.id, "cache"),
+        Err(StoreError::NotFound(_))
+    ));
+    // A name clash is a conflict, with nothing written either.
+    let err = f
+        .store
+        .create_sandbox(
+            &common::sandbox(&a.id, "sb3", "web", 3),
+            &[vol("v3", "other")],
+            &[],
+        )
+        .expect_err("name");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert!(matches!(
+        f.store.find_volume(&a.id, "other"),
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 #[test]

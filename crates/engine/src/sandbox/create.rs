@@ -58,11 +58,8 @@ impl<D: Driver> VmEngine<D> {
         match res {
             Ok(sb) => {
                 let sb = Arc::new(sb);
-                self.sandboxes
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(id.clone(), sb.clone());
-                Ok(self.info(&sb).await)
+                self.insert(sb.clone()).await;
+                Ok(self.info(&sb))
             }
             Err(e) => {
                 self.undo(made).await;
@@ -108,67 +105,11 @@ impl<D: Driver> VmEngine<D> {
     ) -> EngineResult<Sandbox<D>> {
         let kernel = self.config.images.kernel()?;
         let base = self.config.images.rootfs(spec.image)?;
-
-        let dir = self.config.data_dir.join("sandboxes").join(id.as_str());
-        if dir.exists() {
-            return Err(EngineError::AlreadyExists(id.clone()));
-        }
-        std::fs::create_dir_all(&dir).map_err(|source| EngineError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        made.dir = Some(dir.clone());
-
-        let ip = self.network.allocate_ip()?;
-        made.ip = Some(ip);
-        let egress = spec.egress.unwrap_or(self.network.egress_available());
-        spec.egress = Some(egress);
-        if egress {
-            let net = self.network.clone();
-            made.egress = true;
-            blocking(move || net.set_guest_egress(ip, true)).await??;
-        }
-        let tap = self.network.tap_name(id.as_str());
-        let port = guest_port(id, &spec, ip, &tap);
-        // Detaching a port that was never attached is fine, so record it
-        // first.
-        made.port = Some(port.clone());
-
-        let mut volume_paths = Vec::new();
-        let mut guest_volumes = Vec::new();
-        for (i, v) in spec.volumes.iter().enumerate() {
-            let path = self.volumes.attach(&v.name, v.size_mb, id).await?;
-            made.volumes.push(v.name.clone());
-            volume_paths.push(path);
-            // rootfs = vda, config drive = vdb, volumes from vdc on.
-            guest_volumes.push(GuestVolume {
-                device: format!("/dev/vd{}", volume_letter(i)),
-                mount: v.mount.clone(),
-                readonly: v.readonly,
-            });
-        }
-
+        let dir = self.make_dir(id, made)?;
+        let (ip, tap, port) = self.claim_address(id, &mut spec, made).await?;
+        let (volume_paths, guest_volumes) = self.attach_volumes(id, &spec, made).await?;
         let token = random_token()?;
-        let guest = GuestConfig {
-            sandbox_id: id.to_string(),
-            hostname: spec.hostname.clone().unwrap_or_else(|| id.to_string()),
-            token: token.clone(),
-            env: spec.env.clone(),
-            files: spec
-                .files
-                .iter()
-                .map(|f| GuestFile {
-                    path: f.path.clone(),
-                    content_b64: base64::engine::general_purpose::STANDARD.encode(&f.content),
-                    mode: format!("{:o}", f.mode),
-                    root_owned: false,
-                })
-                .collect(),
-            volumes: guest_volumes,
-            init: spec.init.clone(),
-            dns: self.config.dns.clone(),
-            ..GuestConfig::default()
-        };
+        let guest = self.guest_config(id, &spec, &token, guest_volumes);
         // The rootfs copy, the TAP and the config drive are independent:
         // make them at the same time on the blocking pool.
         let (rootfs, cd) = (dir.join(ROOTFS_FILE), dir.join(CONFIG_DRIVE_FILE));
@@ -183,19 +124,7 @@ impl<D: Driver> VmEngine<D> {
         let boot_drive = built??;
 
         let vm_config = self.vm_config(&dir, &spec, kernel, ip, &tap, volume_paths);
-        let mut vm = self.driver.spawn(&vm_config).await?;
-        let link = self.driver.agent_transport(&vm_config);
-        let agent = Client::new(NetnsConnector::for_transport(link, self.sockets.clone()))
-            .with_token(&token);
-        let ready = wait_agent(&agent, self.config.agent_ready_timeout, || {
-            self.driver.exited(&mut vm)
-        })
-        .await;
-        if let Err(e) = ready {
-            let tail = self.driver.console_tail(&vm_config, 20);
-            let _ = self.driver.kill(vm).await;
-            return Err(EngineError::NotReady(format!("{e}; console tail:\n{tail}")));
-        }
+        let (vm, agent) = self.boot(&vm_config, &token).await?;
         let meta = Meta {
             id: id.clone(),
             cpus: spec.cpus,
@@ -205,7 +134,7 @@ impl<D: Driver> VmEngine<D> {
             tap: tap.clone(),
             token,
             volumes: spec.volumes.clone(),
-            egress,
+            egress: spec.egress.unwrap_or(false),
             tenant: spec.tenant.clone(),
             peers: spec.peers,
         };
@@ -228,12 +157,125 @@ impl<D: Driver> VmEngine<D> {
             volumes: spec.volumes.iter().map(|v| v.name.clone()).collect(),
             spec,
             restores: AtomicU64::new(0),
+            observed: Sandbox::<D>::observed(SandboxState::Hot),
             slot: tokio::sync::Mutex::new(Slot {
                 state: SandboxState::Hot,
                 vm: Some(vm),
                 snapshot: None,
             }),
         })
+    }
+
+    /// The sandbox's own directory (a leftover one means the id is taken).
+    fn make_dir(&self, id: &SandboxId, made: &mut Made) -> EngineResult<PathBuf> {
+        let dir = self.config.data_dir.join("sandboxes").join(id.as_str());
+        if dir.exists() {
+            return Err(EngineError::AlreadyExists(id.clone()));
+        }
+        std::fs::create_dir_all(&dir).map_err(|source| EngineError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        made.dir = Some(dir.clone());
+        Ok(dir)
+    }
+
+    /// An address, egress if asked (`spec.egress` is settled here), and
+    /// the sandbox's port on the bridge (attached later, with the rootfs
+    /// copy).
+    async fn claim_address(
+        &self,
+        id: &SandboxId,
+        spec: &mut SandboxSpec,
+        made: &mut Made,
+    ) -> EngineResult<(Ipv4Addr, String, GuestPort)> {
+        let ip = self.network.allocate_ip()?;
+        made.ip = Some(ip);
+        let egress = spec.egress.unwrap_or(self.network.egress_available());
+        spec.egress = Some(egress);
+        if egress {
+            let net = self.network.clone();
+            made.egress = true;
+            blocking(move || net.set_guest_egress(ip, true)).await??;
+        }
+        let tap = self.network.tap_name(id.as_str());
+        let port = guest_port(id, spec, ip, &tap);
+        // Detaching a port that was never attached is fine, so record it
+        // first.
+        made.port = Some(port.clone());
+        Ok((ip, tap, port))
+    }
+
+    /// Attaches the spec's volumes: their files, and where the guest
+    /// mounts them (rootfs = vda, config drive = vdb, volumes from vdc on).
+    async fn attach_volumes(
+        &self,
+        id: &SandboxId,
+        spec: &SandboxSpec,
+        made: &mut Made,
+    ) -> EngineResult<(Vec<PathBuf>, Vec<GuestVolume>)> {
+        let mut paths = Vec::new();
+        let mut guest = Vec::new();
+        for (i, v) in spec.volumes.iter().enumerate() {
+            let path = self.volumes.attach(&v.name, v.size_mb, id).await?;
+            made.volumes.push(v.name.clone());
+            paths.push(path);
+            guest.push(GuestVolume {
+                device: format!("/dev/vd{}", volume_letter(i)),
+                mount: v.mount.clone(),
+                readonly: v.readonly,
+            });
+        }
+        Ok((paths, guest))
+    }
+
+    /// What lohar reads from the config drive at boot.
+    fn guest_config(
+        &self,
+        id: &SandboxId,
+        spec: &SandboxSpec,
+        token: &str,
+        volumes: Vec<GuestVolume>,
+    ) -> GuestConfig {
+        GuestConfig {
+            sandbox_id: id.to_string(),
+            hostname: spec.hostname.clone().unwrap_or_else(|| id.to_string()),
+            token: token.to_owned(),
+            env: spec.env.clone(),
+            files: spec
+                .files
+                .iter()
+                .map(|f| GuestFile {
+                    path: f.path.clone(),
+                    content_b64: base64::engine::general_purpose::STANDARD.encode(&f.content),
+                    mode: format!("{:o}", f.mode),
+                    root_owned: false,
+                })
+                .collect(),
+            volumes,
+            init: spec.init.clone(),
+            dns: self.config.dns.clone(),
+            ..GuestConfig::default()
+        }
+    }
+
+    /// Spawns the VMM and waits for the guest's agent; a guest that never
+    /// answers is killed, with its console's last lines in the error.
+    async fn boot(&self, vm_config: &VmConfig, token: &str) -> EngineResult<(D::Vm, Client)> {
+        let mut vm = self.driver.spawn(vm_config).await?;
+        let link = self.driver.agent_transport(vm_config);
+        let agent = Client::new(NetnsConnector::for_transport(link, self.sockets.clone()))
+            .with_token(token);
+        let ready = wait_agent(&agent, self.config.agent_ready_timeout, || {
+            self.driver.exited(&mut vm)
+        })
+        .await;
+        if let Err(e) = ready {
+            let tail = self.driver.console_tail(vm_config, 20);
+            let _ = self.driver.kill(vm).await;
+            return Err(EngineError::NotReady(format!("{e}; console tail:\n{tail}")));
+        }
+        Ok((vm, agent))
     }
 
     /// The driver's view of a sandbox (same for create and recovery).
@@ -330,7 +372,7 @@ impl<D: Driver> VmEngine<D> {
     pub(super) async fn set_sandbox_peers(&self, id: &SandboxId, peers: bool) -> EngineResult<()> {
         let sb = self.get(id)?;
         let _slot = sb.slot.lock().await;
-        let mut meta = read_meta(&sb.dir).map_err(EngineError::Inconsistent)?;
+        let mut meta = read_meta(&sb.dir).map_err(|e| EngineError::Inconsistent(e.to_string()))?;
         meta.peers = peers;
         write_meta(&sb.dir, &meta)?;
         let port = GuestPort {

@@ -20,6 +20,12 @@
 //! - Concurrent `ensure_hot` callers queue on the sandbox lock; the first
 //!   restores, the rest find the sandbox hot (`Wake` on Hot is a no-op), so
 //!   one wake serves them all.
+//! - The engine owns each sandbox's state. Every change is published under
+//!   the sandbox lock ([`VmEngine::publish`]): into the sandbox's `watch`
+//!   channel, which `status`/`list` read without waiting for the lock (a
+//!   snapshot in progress never stalls a reader), and as a
+//!   [`StateEvent`] on one broadcast channel, numbered by one counter so
+//!   that a mirror can always tell the newer of two states.
 //! - `ip`/`nft`, file copies and `mkfs` run on the blocking pool.
 
 mod create;
@@ -39,11 +45,11 @@ use std::time::Duration;
 use bhatti_agent::Client;
 
 pub use create::{CONFIG_DRIVE_FILE, ROOTFS_FILE};
-pub use recover::{META_FILE, Recovery};
+pub use recover::{Lost, META_FILE, Recovery};
 
 use crate::agent_link::SocketFactory;
 use crate::driver::{Driver, Snapshot, VmConfig};
-use crate::engine::{EngineError, EngineResult, SandboxId, SandboxInfo, SandboxSpec};
+use crate::engine::{EngineError, EngineResult, SandboxId, SandboxInfo, SandboxSpec, StateEvent};
 use crate::image::ImagePaths;
 use crate::network::{Network, NetworkConfig};
 use crate::state::{Action, Op, SandboxState, Transition, transition};
@@ -89,6 +95,23 @@ pub struct VmEngine<D: Driver> {
     /// Ids being created (reserved, not in the map yet).
     creating: Mutex<HashSet<SandboxId>>,
     volumes: volume::Volumes,
+    /// Every published state change ([`crate::engine::Engine::subscribe`]).
+    events: tokio::sync::broadcast::Sender<StateEvent>,
+    /// The last `seq` handed out.
+    seq: AtomicU64,
+}
+
+/// How many state events a slow subscriber may fall behind before it is
+/// told it lagged.
+const EVENT_BACKLOG: usize = 1024;
+
+/// What readers see of a sandbox without taking its lock: the last
+/// published state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Observed {
+    state: SandboxState,
+    pid: Option<u32>,
+    seq: u64,
 }
 
 /// One sandbox: fixed facts outside the lock, mutable state inside.
@@ -107,7 +130,21 @@ struct Sandbox<D: Driver> {
     volumes: Vec<String>,
     /// Restores done (cold → hot), to observe wake coalescing.
     restores: AtomicU64,
+    /// The last published state (written only by [`VmEngine::publish`]).
+    observed: tokio::sync::watch::Sender<Observed>,
     slot: tokio::sync::Mutex<Slot<D>>,
+}
+
+impl<D: Driver> Sandbox<D> {
+    /// The `observed` channel of a sandbox about to be inserted in
+    /// `state`; [`VmEngine::insert`] publishes its first real value.
+    fn observed(state: SandboxState) -> tokio::sync::watch::Sender<Observed> {
+        tokio::sync::watch::Sender::new(Observed {
+            state,
+            pid: None,
+            seq: 0,
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -150,12 +187,77 @@ impl<D: Driver> VmEngine<D> {
             sockets,
             sandboxes: RwLock::new(HashMap::new()),
             creating: Mutex::new(HashSet::new()),
+            events: tokio::sync::broadcast::Sender::new(EVENT_BACKLOG),
+            seq: AtomicU64::new(0),
         })
+    }
+
+    /// A receiver of every state change from now on.
+    pub(super) fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<StateEvent> {
+        self.events.subscribe()
+    }
+
+    /// Publishes the sandbox's state as `slot` holds it now. Called with
+    /// the sandbox lock held (the `&Slot` proves it), so the `seq` of one
+    /// sandbox's events grows in the order its changes happened.
+    fn publish(&self, sb: &Sandbox<D>, slot: &Slot<D>) {
+        self.publish_state(
+            sb,
+            slot.state,
+            slot.vm.as_ref().and_then(|vm| self.driver.pid(vm)),
+        );
+    }
+
+    fn publish_state(&self, sb: &Sandbox<D>, state: SandboxState, pid: Option<u32>) {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        sb.observed.send_replace(Observed { state, pid, seq });
+        // No subscriber is not an error: nobody mirrors the state.
+        let _ = self.events.send(StateEvent {
+            id: sb.id.clone(),
+            state,
+            seq,
+        });
+    }
+
+    /// Puts a new (created or recovered) sandbox in the map and publishes
+    /// its first state.
+    async fn insert(&self, sb: Arc<Sandbox<D>>) {
+        let slot = sb.slot.lock().await;
+        self.sandboxes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(sb.id.clone(), sb.clone());
+        self.publish(&sb, &slot);
     }
 
     /// The network in use.
     pub fn network(&self) -> &Network {
         &self.network
+    }
+
+    /// Deletes the directory of a sandbox that recovery reported lost
+    /// ([`Recovery::Unknown`]) once its owner decided it is not wanted.
+    /// Refuses anything but a directory right under `sandboxes/` of the
+    /// data dir, and the directory of a sandbox this engine holds.
+    pub async fn remove_lost(&self, dir: &std::path::Path) -> EngineResult<()> {
+        let root = self.config.data_dir.join("sandboxes");
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let held = name
+            .parse::<SandboxId>()
+            .is_ok_and(|id| self.get(&id).is_ok());
+        if dir.parent() != Some(root.as_path()) || name.is_empty() || held {
+            return Err(EngineError::Inconsistent(format!(
+                "{} is not a lost sandbox directory",
+                dir.display()
+            )));
+        }
+        let d = dir.to_owned();
+        blocking(move || std::fs::remove_dir_all(&d))
+            .await?
+            .map_err(|source| EngineError::Io {
+                path: dir.to_owned(),
+                source,
+            })
     }
 
     /// How many restores a sandbox has gone through.
@@ -165,9 +267,7 @@ impl<D: Driver> VmEngine<D> {
 
     /// The VMM process id of a sandbox, if it has one now.
     pub async fn vmm_pid(&self, id: &SandboxId) -> EngineResult<Option<u32>> {
-        let sb = self.get(id)?;
-        let slot = sb.slot.lock().await;
-        Ok(slot.vm.as_ref().and_then(|vm| self.driver.pid(vm)))
+        Ok(self.get(id)?.observed.borrow().pid)
     }
 
     fn get(&self, id: &SandboxId) -> EngineResult<Arc<Sandbox<D>>> {
@@ -182,6 +282,17 @@ impl<D: Driver> VmEngine<D> {
     /// Applies `op` to a sandbox: the only place lifecycle changes happen.
     async fn apply(&self, sb: &Sandbox<D>, op: Op) -> EngineResult<Transition> {
         let mut slot = sb.slot.lock().await;
+        let before = (slot.state, slot.vm.is_some());
+        let res = self.act(sb, &mut slot, op).await;
+        if (slot.state, slot.vm.is_some()) != before {
+            self.publish(sb, &slot);
+        }
+        res
+    }
+
+    /// Carries out `op` on a locked slot; the state it leaves in `slot`
+    /// (also on failure) is what [`VmEngine::apply`] publishes.
+    async fn act(&self, sb: &Sandbox<D>, slot: &mut Slot<D>, op: Op) -> EngineResult<Transition> {
         let t = transition(slot.state, op)?;
         let missing = || EngineError::Inconsistent(format!("sandbox {} has no VMM", sb.id));
         match t.action {
@@ -235,16 +346,18 @@ impl<D: Driver> VmEngine<D> {
         Ok(sb.agent.clone())
     }
 
-    async fn info(&self, sb: &Sandbox<D>) -> SandboxInfo {
-        let slot = sb.slot.lock().await;
+    /// The sandbox as last published; never waits for its lock.
+    fn info(&self, sb: &Sandbox<D>) -> SandboxInfo {
+        let o = *sb.observed.borrow();
         SandboxInfo {
             id: sb.id.clone(),
-            state: slot.state,
+            state: o.state,
             ip: Some(sb.ip),
             cpus: sb.spec.cpus,
             memory_mb: sb.spec.memory_mb,
             image: sb.spec.image,
-            pid: slot.vm.as_ref().and_then(|vm| self.driver.pid(vm)),
+            pid: o.pid,
+            seq: o.seq,
         }
     }
 }

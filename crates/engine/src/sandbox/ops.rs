@@ -22,27 +22,34 @@ impl<D: Driver> Engine for VmEngine<D> {
         self.destroy_sandbox(id).await
     }
 
+    fn volume_path(&self, name: &str) -> std::path::PathBuf {
+        self.volumes.path(name)
+    }
+
+    async fn delete_volume(&self, name: &str) -> EngineResult<()> {
+        self.volumes.delete(name)
+    }
+
     async fn set_peers(&self, id: &SandboxId, peers: bool) -> EngineResult<()> {
         self.set_sandbox_peers(id, peers).await
     }
 
     async fn status(&self, id: &SandboxId) -> EngineResult<SandboxInfo> {
-        let sb = self.get(id)?;
-        Ok(self.info(&sb).await)
+        Ok(self.info(&*self.get(id)?))
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::engine::StateEvent> {
+        self.subscribe_events()
     }
 
     async fn list(&self) -> Vec<SandboxInfo> {
-        let all: Vec<_> = self
+        let mut out: Vec<_> = self
             .sandboxes
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
-            .cloned()
+            .map(|sb| self.info(sb))
             .collect();
-        let mut out = Vec::with_capacity(all.len());
-        for sb in all {
-            out.push(self.info(&sb).await);
-        }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
     }

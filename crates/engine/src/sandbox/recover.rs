@@ -16,8 +16,8 @@ use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, PoisonError};
 
 use bhatti_agent::Client;
 use serde::{Deserialize, Serialize};
@@ -59,12 +59,34 @@ fn yes() -> bool {
 }
 
 /// Outcome of recovering one sandbox dir.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Recovery {
     /// Back as Cold; wakes on demand.
     Cold(SandboxId),
     /// Not recoverable; the dir is left as it is.
-    Unknown { dir: PathBuf, reason: String },
+    Unknown { dir: PathBuf, reason: Lost },
+}
+
+/// Why a sandbox dir cannot be run again. Its text is what the user sees
+/// as the sandbox's status reason.
+#[derive(Debug, thiserror::Error)]
+pub enum Lost {
+    #[error("no readable {META_FILE}: {0}")]
+    NoMeta(#[source] std::io::Error),
+    #[error("invalid {META_FILE}: {0}")]
+    BadMeta(#[source] serde_json::Error),
+    #[error("{META_FILE} names another sandbox ({0})")]
+    OtherSandbox(SandboxId),
+    #[error("no snapshot: its VMM ended without one")]
+    NoSnapshot,
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    #[error("its network: {0}")]
+    Network(#[from] crate::network::NetworkError),
+    #[error("its volumes: {0}")]
+    Volume(#[source] EngineError),
+    #[error("restoring it: {0}")]
+    Engine(#[from] EngineError),
 }
 
 pub(super) fn write_meta(dir: &Path, meta: &Meta) -> EngineResult<()> {
@@ -87,13 +109,40 @@ pub(super) fn write_meta(dir: &Path, meta: &Meta) -> EngineResult<()> {
     std::fs::rename(&tmp, &path).map_err(io)
 }
 
-pub(super) fn read_meta(dir: &Path) -> Result<Meta, String> {
-    let path = dir.join(META_FILE);
-    let bytes = std::fs::read(&path).map_err(|e| format!("no readable {META_FILE}: {e}"))?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("invalid {META_FILE}: {e}"))
+pub(super) fn read_meta(dir: &Path) -> Result<Meta, Lost> {
+    let bytes = std::fs::read(dir.join(META_FILE)).map_err(Lost::NoMeta)?;
+    serde_json::from_slice(&bytes).map_err(Lost::BadMeta)
 }
 
 impl<D: Driver> VmEngine<D> {
+    /// The network port, egress and volumes of a sandbox being recovered
+    /// (its address is already reserved); on failure the volumes attached
+    /// so far are released.
+    async fn reconnect(&self, meta: &Meta, spec: &SandboxSpec) -> Result<Vec<PathBuf>, Lost> {
+        let (net, port) = (
+            self.network.clone(),
+            guest_port(&meta.id, spec, meta.ip, &meta.tap),
+        );
+        blocking(move || net.attach(&port)).await??;
+        if meta.egress {
+            let (net, ip) = (self.network.clone(), meta.ip);
+            blocking(move || net.set_guest_egress(ip, true)).await??;
+        }
+        let mut paths = Vec::new();
+        for (i, v) in meta.volumes.iter().enumerate() {
+            match self.volumes.attach(&v.name, v.size_mb, &meta.id).await {
+                Ok(p) => paths.push(p),
+                Err(e) => {
+                    for done in &meta.volumes[..i] {
+                        self.volumes.release(&done.name);
+                    }
+                    return Err(Lost::Volume(e));
+                }
+            }
+        }
+        Ok(paths)
+    }
+
     /// Brings back every sandbox of the data dir that has a snapshot.
     pub async fn recover(&self) -> EngineResult<Vec<Recovery>> {
         let root = self.config.data_dir.join("sandboxes");
@@ -119,27 +168,18 @@ impl<D: Driver> VmEngine<D> {
     }
 
     /// `Ok(None)`: already known to this engine.
-    async fn recover_one(&self, dir: &Path) -> Result<Option<SandboxId>, String> {
+    async fn recover_one(&self, dir: &Path) -> Result<Option<SandboxId>, Lost> {
         let meta = read_meta(dir)?;
         if self.get(&meta.id).is_ok() {
             return Ok(None);
         }
         if dir.file_name().and_then(|n| n.to_str()) != Some(meta.id.as_str()) {
-            return Err(format!("{META_FILE} names another sandbox ({})", meta.id));
+            return Err(Lost::OtherSandbox(meta.id));
         }
-        let snapshot = self
-            .driver
-            .saved_snapshot(dir)
-            .ok_or_else(|| "no snapshot: its VMM ended without one".to_owned())?;
-        let image = meta.image.parse().map_err(|e| format!("{e}"))?;
-        let kernel = self.config.images.kernel().map_err(|e| e.to_string())?;
-        self.network
-            .mark_ip_in_use(meta.ip)
-            .map_err(|e| e.to_string())?;
-        let undo_ip = |e: String| {
-            let _ = self.network.release_ip(meta.ip);
-            e
-        };
+        let snapshot = self.driver.saved_snapshot(dir).ok_or(Lost::NoSnapshot)?;
+        let image = meta.image.parse()?;
+        let kernel = self.config.images.kernel()?;
+        self.network.mark_ip_in_use(meta.ip)?;
         let spec = SandboxSpec {
             cpus: meta.cpus,
             memory_mb: meta.memory_mb,
@@ -150,35 +190,13 @@ impl<D: Driver> VmEngine<D> {
             peers: meta.peers,
             ..SandboxSpec::default()
         };
-        let (net, port) = (
-            self.network.clone(),
-            guest_port(&meta.id, &spec, meta.ip, &meta.tap),
-        );
-        blocking(move || net.attach(&port))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .map_err(undo_ip)?;
-        if meta.egress {
-            let (net, ip) = (self.network.clone(), meta.ip);
-            blocking(move || net.set_guest_egress(ip, true))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()))
-                .map_err(undo_ip)?;
-        }
-        let mut volume_paths = Vec::new();
-        for (i, v) in meta.volumes.iter().enumerate() {
-            match self.volumes.attach(&v.name, v.size_mb, &meta.id).await {
-                Ok(p) => volume_paths.push(p),
-                Err(e) => {
-                    for done in &meta.volumes[..i] {
-                        self.volumes.release(&done.name);
-                    }
-                    return Err(undo_ip(e.to_string()));
-                }
+        let volume_paths = match self.reconnect(&meta, &spec).await {
+            Ok(paths) => paths,
+            Err(e) => {
+                let _ = self.network.release_ip(meta.ip);
+                return Err(e);
             }
-        }
+        };
         let vm_config = self.vm_config(dir, &spec, kernel, meta.ip, &meta.tap, volume_paths);
         let link = self.driver.agent_transport(&vm_config);
         let agent = Client::new(NetnsConnector::for_transport(link, self.sockets.clone()))
@@ -193,16 +211,14 @@ impl<D: Driver> VmEngine<D> {
             volumes: meta.volumes.iter().map(|v| v.name.clone()).collect(),
             spec,
             restores: AtomicU64::new(0),
+            observed: Sandbox::<D>::observed(SandboxState::Cold),
             slot: tokio::sync::Mutex::new(Slot {
                 state: SandboxState::Cold,
                 vm: None,
                 snapshot: Some(snapshot),
             }),
         });
-        self.sandboxes
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(meta.id.clone(), sb);
+        self.insert(sb).await;
         Ok(Some(meta.id))
     }
 }

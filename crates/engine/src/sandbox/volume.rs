@@ -46,7 +46,7 @@ impl Volumes {
             }
             map.insert(name.to_owned(), by.clone());
         }
-        let path = self.dir.join(format!("{name}.ext4"));
+        let path = self.path(name);
         if !path.exists() {
             let p = path.clone();
             let made = blocking(move || make_ext4(&p, size_mb))
@@ -58,6 +58,29 @@ impl Volumes {
             }
         }
         Ok(path)
+    }
+
+    /// The file of volume `name` (made when a sandbox first mounts it).
+    pub(super) fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.ext4"))
+    }
+
+    /// Deletes volume `name`'s file (nothing to do if it was never made);
+    /// `VolumeBusy` while a sandbox has it attached.
+    pub(super) fn delete(&self, name: &str) -> EngineResult<()> {
+        // Same rules as a sandbox id: a plain file name, never a path.
+        name.parse::<SandboxId>()
+            .map_err(|_| crate::engine::SpecError::VolumeName(name.to_owned()))?;
+        let map = self.attached.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.contains_key(name) {
+            return Err(EngineError::VolumeBusy(name.to_owned()));
+        }
+        let path = self.path(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(EngineError::Io { path, source }),
+        }
     }
 
     /// Frees `name` for other sandboxes.

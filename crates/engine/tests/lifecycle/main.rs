@@ -6,12 +6,13 @@
 //!
 //! The engine runs the daemon's driver type, [`AnyDriver`] (QEMU), so the
 //! dispatch is exercised with real VMs. One file per theme: `thermal`,
-//! `failures`, `guest`, `recovery`, `agent`; helpers here.
+//! `events`, `failures`, `guest`, `recovery`, `agent`; helpers here.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod agent;
+mod events;
 mod failures;
 mod guest;
 mod recovery;
@@ -160,6 +161,16 @@ fn main() {
             "concurrent_wakes_of_a_cold_sandbox_restore_once",
             &vm,
             thermal::concurrent_wakes_of_a_cold_sandbox_restore_once,
+        ),
+        trial(
+            "every_transition_is_published_in_order",
+            &vm,
+            events::every_transition_is_published_in_order,
+        ),
+        trial(
+            "status_never_waits_for_a_snapshot_in_progress",
+            &vm,
+            events::status_never_waits_for_a_snapshot_in_progress,
         ),
         trial(
             "template_free_spec_is_visible_inside",

@@ -29,7 +29,8 @@ use super::{RouteDef, Verb, user};
 use crate::activity::BusyGuard;
 use crate::error::{AgentError, ApiError};
 use crate::extract::{ApiJson, ApiPath, ApiResult, AuthUser};
-use crate::model::valid_env_name;
+use crate::openapi::replies::{ExecEvent, ExecResult};
+use crate::service::validate;
 use crate::state::Shared;
 
 /// Most output a buffered exec keeps per stream.
@@ -38,16 +39,21 @@ pub const OUTPUT_CAP: usize = 16 << 20;
 pub const MAX_TIMEOUT_SEC: u64 = 24 * 3600;
 
 pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
-    vec![user(
-        Verb::Post,
-        "/sandboxes/{id}/exec",
-        "Run a command: buffered JSON, or NDJSON events with Accept: application/x-ndjson",
-        post(exec::<E>),
-    )]
+    vec![
+        user(
+            Verb::Post,
+            "/sandboxes/{id}/exec",
+            "Run a command: buffered JSON, or NDJSON events with Accept: application/x-ndjson",
+            post(exec::<E>),
+        )
+        .body::<ExecBody>()
+        .reply::<ExecResult>(200)
+        .or_stream::<ExecEvent>("application/x-ndjson"),
+    ]
 }
 
 /// The request body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecBody {
     pub cmd: Vec<String>,
@@ -71,11 +77,7 @@ impl ExecBody {
                 "cmd, env and cwd must not contain NUL bytes".into(),
             ));
         }
-        if let Some(k) = self.env.keys().find(|k| !valid_env_name(k)) {
-            return Err(ApiError::BadRequest(format!(
-                "invalid environment variable name {k:?}"
-            )));
-        }
+        validate::env(self.env.keys())?;
         if self
             .timeout_sec
             .is_some_and(|t| t == 0 || t > MAX_TIMEOUT_SEC)
@@ -170,7 +172,7 @@ async fn buffered(mut run: Run) -> ApiResult<Response> {
             Some(Event::Stdout(d)) => append(&mut out, &mut out_cut, &d),
             Some(Event::Stderr(d)) => append(&mut err, &mut err_cut, &d),
             Some(Event::Exit(c)) => break c,
-            Some(Event::Error(msg)) => return Err(ApiError::BadRequest(msg)),
+            Some(Event::Error(f)) => return Err(AgentError::Agent(f).into()),
             None => return Err(AgentError::Closed("exec").into()),
         }
     };
@@ -231,7 +233,7 @@ fn streaming(run: Run) -> Response {
             }
             Ok(Some(Event::Error(msg))) => {
                 s.done = true;
-                json!({"type": "error", "data": msg})
+                json!({"type": "error", "data": msg.message})
             }
             Ok(None) => {
                 s.done = true;

@@ -19,7 +19,8 @@ use tokio_util::io::{ReaderStream, StreamReader};
 use super::{RouteDef, Verb, user};
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery, ApiResult, AuthUser};
-use crate::model::parse_mode;
+use crate::service::validate::parse_mode;
+use crate::openapi::replies::{FileInfo, Status};
 use crate::state::Shared;
 
 /// Largest upload.
@@ -32,24 +33,38 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
             "/sandboxes/{id}/files",
             "Read a file (path, offset, limit, max_bytes) or list a directory (ls=true)",
             get(read::<E>),
-        ),
+        )
+        .query::<FileQuery>()
+        .reply_raw(200, "application/octet-stream")
+        .or_list::<FileInfo>("application/json")
+        .header("X-File-Size", "Size of the file in bytes")
+        .header("X-File-Mode", "Octal permission string, e.g. 0644"),
         user(
             Verb::Put,
             "/sandboxes/{id}/files",
             "Write a file atomically (raw body with Content-Length; mode)",
             put(write::<E>),
-        ),
+        )
+        .query::<FileQuery>()
+        .raw_body("application/octet-stream")
+        .reply::<Status>(200),
         user(
             Verb::Head,
             "/sandboxes/{id}/files",
             "Stat a file: X-File-Size, X-File-Mode, X-File-IsDir",
             head(stat::<E>),
-        ),
+        )
+        .query::<FileQuery>()
+        .reply_empty(200)
+        .header("X-File-Size", "Size in bytes")
+        .header("X-File-Mode", "Octal permission string, e.g. 0644")
+        .header("X-File-IsDir", "true for a directory"),
     ]
 }
 
 /// Query of every file route.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FileQuery {
     pub path: String,

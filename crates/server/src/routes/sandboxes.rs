@@ -9,12 +9,10 @@ use bhatti_engine::engine::Engine;
 use serde_json::{Value, json};
 
 use super::{RouteDef, Verb, user};
-use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiResult, AuthUser};
-use crate::lifecycle::engine_id;
 use crate::model::{CreateSandbox, PatchSandbox, SandboxView};
+use crate::openapi::replies::Status;
 use crate::state::Shared;
-use crate::users::valid_name;
 
 pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
     vec![
@@ -23,43 +21,52 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
             "/sandboxes",
             "Create a sandbox",
             post(create::<E>),
-        ),
+        )
+        .body::<CreateSandbox>()
+        .reply::<SandboxView>(201),
         user(
             Verb::Get,
             "/sandboxes",
             "List sandboxes, newest first",
             get(list::<E>),
-        ),
+        )
+        .reply_list::<SandboxView>(200),
         user(
             Verb::Get,
             "/sandboxes/{id}",
             "Get a sandbox",
             get(show::<E>),
-        ),
+        )
+        .reply::<SandboxView>(200),
         user(
             Verb::Patch,
             "/sandboxes/{id}",
             "Rename a sandbox, set keep_hot or peers",
             patch(update::<E>),
-        ),
+        )
+        .body::<PatchSandbox>()
+        .reply::<SandboxView>(200),
         user(
             Verb::Delete,
             "/sandboxes/{id}",
             "Destroy a sandbox (volumes survive)",
             delete(destroy::<E>),
-        ),
+        )
+        .reply::<Status>(200),
         user(
             Verb::Post,
             "/sandboxes/{id}/stop",
             "Stop: snapshot to disk, VM gone",
             post(stop::<E>),
-        ),
+        )
+        .reply::<SandboxView>(200),
         user(
             Verb::Post,
             "/sandboxes/{id}/start",
             "Start a stopped sandbox",
             post(start::<E>),
-        ),
+        )
+        .reply::<SandboxView>(200),
     ]
 }
 
@@ -95,26 +102,7 @@ async fn update<E: Engine>(
     ApiJson(req): ApiJson<PatchSandbox>,
 ) -> ApiResult<Json<SandboxView>> {
     let sb = st.find(&u, &id)?;
-    if let Some(name) = &req.name {
-        if !valid_name(name) {
-            return Err(ApiError::BadRequest(format!(
-                "invalid name {name:?}: 1-63 characters of [a-zA-Z0-9._-], starting alphanumeric"
-            )));
-        }
-        st.store.rename_sandbox(&sb.id, name)?;
-    }
-    if let Some(k) = req.keep_hot {
-        st.store.set_sandbox_keep_hot(&sb.id, k)?;
-    }
-    if let Some(p) = req.peers {
-        st.engine.set_peers(&engine_id(&sb)?, p).await?;
-        let mut spec = sb.spec.clone();
-        if let Some(obj) = spec.as_object_mut() {
-            obj.insert("peers".into(), Value::Bool(p));
-        }
-        st.store.set_sandbox_spec(&sb.id, &spec)?;
-    }
-    Ok(Json(SandboxView::from(&st.store.sandbox_by_id(&sb.id)?)))
+    Ok(Json(SandboxView::from(&st.update_sandbox(&sb, req).await?)))
 }
 
 async fn destroy<E: Engine>(

@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use super::{RouteDef, Verb, user};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiResult, AuthUser};
-use crate::model::valid_env_name;
+use crate::service::validate::valid_env_name;
+use crate::openapi::replies::{SecretSaved, SecretView, Status};
 use crate::state::{Shared, now_unix};
 
 /// Largest secret value.
@@ -27,23 +28,28 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
             "/secrets",
             "Create or replace a secret",
             post(upsert::<E>),
-        ),
+        )
+        .body::<SecretBody>()
+        .reply::<SecretSaved>(201)
+        .or_status(200),
         user(
             Verb::Get,
             "/secrets",
             "List secret names and dates",
             get(list::<E>),
-        ),
+        )
+        .reply_list::<SecretView>(200),
         user(
             Verb::Delete,
             "/secrets/{name}",
             "Delete a secret",
             delete(remove::<E>),
-        ),
+        )
+        .reply::<Status>(200),
     ]
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretBody {
     pub name: String,

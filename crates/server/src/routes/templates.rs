@@ -16,9 +16,10 @@ use super::{RouteDef, Verb, user};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiResult, AuthUser};
 use crate::keys;
-use crate::model::{Mount, TemplateSpec, valid_env_name};
+use crate::model::{Mount, TemplateSpec};
+use crate::service::validate::{self, Invalid};
+use crate::openapi::replies::{Status, TemplateView};
 use crate::state::{Shared, now_unix};
-use crate::users::valid_name;
 
 pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
     vec![
@@ -27,24 +28,29 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
             "/templates",
             "Create a template",
             post(create::<E>),
-        ),
-        user(Verb::Get, "/templates", "List templates", get(list::<E>)),
+        )
+        .body::<CreateTemplate>()
+        .reply::<TemplateView>(201),
+        user(Verb::Get, "/templates", "List templates", get(list::<E>))
+            .reply_list::<TemplateView>(200),
         user(
             Verb::Get,
             "/templates/{id}",
             "Get a template (by id or name)",
             get(show::<E>),
-        ),
+        )
+        .reply::<TemplateView>(200),
         user(
             Verb::Delete,
             "/templates/{id}",
             "Delete a template",
             delete(remove::<E>),
-        ),
+        )
+        .reply::<Status>(200),
     ]
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTemplate {
     pub name: String,
@@ -76,21 +82,12 @@ async fn create<E: Engine>(
     AuthUser(u): AuthUser,
     ApiJson(req): ApiJson<CreateTemplate>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    if !valid_name(&req.name) {
-        return Err(ApiError::BadRequest(format!(
-            "invalid template name {:?}",
-            req.name
-        )));
-    }
+    validate::name(&req.name)?;
     if let Some(i) = &req.image {
         i.parse::<Tier>()
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            .map_err(|e| Invalid::Image(e.to_string()))?;
     }
-    if let Some(k) = req.env.keys().find(|k| !valid_env_name(k)) {
-        return Err(ApiError::BadRequest(format!(
-            "invalid environment variable name {k:?}"
-        )));
-    }
+    validate::env(req.env.keys())?;
     let spec = TemplateSpec {
         cpus: req.cpus,
         memory_mb: req.memory_mb,

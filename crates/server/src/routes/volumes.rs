@@ -12,31 +12,31 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{RouteDef, Verb, user};
-use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiResult, AuthUser};
-use crate::keys;
-use crate::lifecycle::volume_path;
-use crate::state::{Shared, now_unix};
-use crate::users::valid_name;
+use crate::openapi::replies::{Status, VolumeView};
+use crate::state::Shared;
 
 /// Size of a volume created without one.
-pub const DEFAULT_SIZE_MB: u32 = 1024;
+pub use crate::service::validate::DEFAULT_VOLUME_MB as DEFAULT_SIZE_MB;
 
 pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
     vec![
-        user(Verb::Post, "/volumes", "Create a volume", post(create::<E>)),
-        user(Verb::Get, "/volumes", "List volumes", get(list::<E>)),
-        user(Verb::Get, "/volumes/{name}", "Get a volume", get(show::<E>)),
+        user(Verb::Post, "/volumes", "Create a volume", post(create::<E>))
+            .body::<CreateVolume>()
+            .reply::<VolumeView>(201),
+        user(Verb::Get, "/volumes", "List volumes", get(list::<E>)).reply_list::<VolumeView>(200),
+        user(Verb::Get, "/volumes/{name}", "Get a volume", get(show::<E>)).reply::<VolumeView>(200),
         user(
             Verb::Delete,
             "/volumes/{name}",
             "Delete a volume (409 while mounted)",
             delete(remove::<E>),
-        ),
+        )
+        .reply::<Status>(200),
     ]
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateVolume {
     pub name: String,
@@ -52,28 +52,7 @@ async fn create<E: Engine>(
     AuthUser(u): AuthUser,
     ApiJson(req): ApiJson<CreateVolume>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    if !valid_name(&req.name) {
-        return Err(ApiError::BadRequest(format!(
-            "invalid volume name {:?}",
-            req.name
-        )));
-    }
-    let size_mb = req.size_mb.unwrap_or(DEFAULT_SIZE_MB);
-    if size_mb == 0 || size_mb > 1024 * 1024 {
-        return Err(ApiError::BadRequest("size_mb must be 1-1048576".into()));
-    }
-    let id = keys::new_id("v-").map_err(|e| ApiError::Internal(e.to_string()))?;
-    let v = Volume {
-        path: volume_path(&st.settings.data_dir, &id)
-            .to_string_lossy()
-            .into_owned(),
-        id,
-        user_id: u.id.clone(),
-        name: req.name,
-        size_mb,
-        created_at: now_unix(),
-    };
-    st.store.create_volume(&v)?;
+    let v = st.create_volume(&u, req.name, req.size_mb)?;
     Ok((StatusCode::CREATED, Json(view(&v))))
 }
 
@@ -99,11 +78,6 @@ async fn remove<E: Engine>(
     AuthUser(u): AuthUser,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
-    let v = st.store.delete_volume(&u.id, &name)?;
-    match std::fs::remove_file(volume_path(&st.settings.data_dir, &v.id)) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!(volume = %v.id, error = %e, "removing volume image"),
-    }
+    st.delete_volume(&u, &name).await?;
     Ok(Json(json!({"status": "deleted"})))
 }

@@ -17,6 +17,7 @@ mod recovery;
 mod resources;
 mod sandboxes;
 mod shell;
+mod state;
 mod support;
 mod thermal;
 
@@ -35,7 +36,7 @@ fn main() {
     let trials = vec![
         trial_needing(
             "isolation::tenants_cannot_reach_or_impersonate_each_other",
-            isolation::skip_reason,
+            isolation::NEEDS,
             isolation::tenants_cannot_reach_or_impersonate_each_other,
         ),
         trial("sandboxes::crud_lifecycle", sandboxes::crud_lifecycle),
@@ -55,6 +56,10 @@ fn main() {
             thermal::idle_cools_and_wakes,
         ),
         trial("proxy::proxy_and_publish", proxy::proxy_and_publish),
+        trial(
+            "state::stop_tick_and_wake_race",
+            state::stop_tick_and_wake_race,
+        ),
         trial(
             "hygiene::slow_clients_and_quiet_requests",
             hygiene::slow_clients_and_quiet_requests,

@@ -1,0 +1,194 @@
+//! A create request after its template is merged in and every rule is
+//! checked ([`AppState::plan`]): nothing is reserved for a request that
+//! cannot succeed.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use bhatti_engine::engine::{Engine, FileSpec, SandboxSpec, VolumeSpec};
+use bhatti_engine::image::Tier;
+use bhatti_store::users::User;
+
+use super::validate::{self, Invalid, parse_mode};
+use super::{ServiceError, ServiceResult};
+use crate::keys;
+use crate::model::{CreateSandbox, FileIn, Mount, NewVolume, TemplateSpec};
+use crate::state::AppState;
+
+/// A create request after template merge and validation.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub name: String,
+    pub cpus: u32,
+    pub memory_mb: u32,
+    pub image: Tier,
+    /// Without secret values (those are added at boot only).
+    pub env: BTreeMap<String, String>,
+    pub secrets: Vec<String>,
+    pub init: Option<String>,
+    pub keep_hot: bool,
+    pub peers: bool,
+    /// Existing volumes to mount.
+    pub mounts: Vec<Mount>,
+    /// Volumes made by this create.
+    pub new_volumes: Vec<NewVolume>,
+    pub files: Vec<FileSpec>,
+    pub template_id: Option<String>,
+}
+
+impl Plan {
+    /// Every mount of the sandbox: existing volumes, then new ones.
+    pub fn all_mounts(&self) -> Vec<Mount> {
+        let mut all = self.mounts.clone();
+        all.extend(self.new_volumes.iter().map(|nv| Mount {
+            name: nv.name.clone(),
+            mount: nv.mount.clone(),
+            readonly: false,
+        }));
+        all
+    }
+
+    /// The engine's own checks (paths, mounts, sizes) on a stand-in spec,
+    /// before anything is reserved.
+    fn engine_check(&self) -> Result<(), Invalid> {
+        let probe = SandboxSpec {
+            cpus: self.cpus,
+            memory_mb: self.memory_mb,
+            image: self.image,
+            env: self.env.clone(),
+            volumes: self
+                .all_mounts()
+                .into_iter()
+                .enumerate()
+                .map(|(i, m)| VolumeSpec {
+                    name: format!("v{i}"),
+                    mount: m.mount,
+                    size_mb: 1,
+                    readonly: m.readonly,
+                })
+                .collect(),
+            files: self.files.clone(),
+            ..SandboxSpec::default()
+        };
+        Ok(probe.validate()?)
+    }
+}
+
+impl<E: Engine> AppState<E> {
+    /// Merges the template into `req` and validates everything that can
+    /// be checked before anything is reserved.
+    pub fn plan(&self, user: &User, req: CreateSandbox) -> ServiceResult<Plan> {
+        let (template_id, tspec) = self.template_of(user, req.template_id.as_deref())?;
+        let name = match req.name {
+            Some(n) => {
+                validate::name(&n)?;
+                n
+            }
+            None => generate_name()?,
+        };
+        let cpus = req.cpus.or(tspec.cpus).unwrap_or(1);
+        let memory_mb = req.memory_mb.or(tspec.memory_mb).unwrap_or(512);
+        validate::size(cpus, memory_mb, &user.limits)?;
+        let image = match req.image.or(tspec.image) {
+            Some(i) => i
+                .parse::<Tier>()
+                .map_err(|e| Invalid::Image(e.to_string()))?,
+            None => self.settings.default_image,
+        };
+        let mut env = tspec.env;
+        env.extend(req.env.unwrap_or_default());
+        validate::env(env.keys())?;
+        let mut secrets = tspec.secrets;
+        for s in req.secrets.unwrap_or_default() {
+            if !secrets.contains(&s) {
+                secrets.push(s);
+            }
+        }
+        let new_volumes = req.new_volumes.unwrap_or_default();
+        for nv in &new_volumes {
+            validate::volume(&nv.name, nv.size_mb)?;
+        }
+        let files = req
+            .files
+            .unwrap_or_default()
+            .into_iter()
+            .map(boot_file)
+            .collect::<Result<Vec<_>, _>>()?;
+        let plan = Plan {
+            name,
+            cpus,
+            memory_mb,
+            image,
+            env,
+            secrets,
+            init: req.init.or(tspec.init),
+            keep_hot: req.keep_hot.unwrap_or(false),
+            peers: req.peers.unwrap_or(true),
+            mounts: req.volumes.unwrap_or(tspec.mounts),
+            new_volumes,
+            files,
+            template_id,
+        };
+        plan.engine_check()?;
+        Ok(plan)
+    }
+
+    /// The template a request names (its id and spec), or the empty one.
+    fn template_of(
+        &self,
+        user: &User,
+        template: Option<&str>,
+    ) -> ServiceResult<(Option<String>, TemplateSpec)> {
+        let Some(t) = template else {
+            return Ok((None, TemplateSpec::default()));
+        };
+        let t = self.store.find_template(&user.id, t)?;
+        let spec = serde_json::from_value(t.spec).map_err(|e| ServiceError::Corrupt {
+            what: "template",
+            detail: format!("{}: {e}", t.id),
+        })?;
+        Ok((Some(t.id), spec))
+    }
+}
+
+/// A boot file of a request: content decoded, mode parsed.
+fn boot_file(f: FileIn) -> Result<FileSpec, Invalid> {
+    let content = base64::engine::general_purpose::STANDARD
+        .decode(f.content_b64.as_bytes())
+        .map_err(|e| Invalid::FileContent {
+            path: f.path.clone(),
+            reason: e.to_string(),
+        })?;
+    let mode = match &f.mode {
+        Some(m) => parse_mode(m).ok_or_else(|| Invalid::FileMode {
+            path: f.path.clone(),
+            mode: m.clone(),
+        })?,
+        None => 0o644,
+    };
+    Ok(FileSpec {
+        path: f.path,
+        content,
+        mode,
+    })
+}
+
+/// `adjective-noun-xxxx`.
+fn generate_name() -> ServiceResult<String> {
+    const ADJ: [&str; 16] = [
+        "amber", "brisk", "calm", "deft", "eager", "fond", "glad", "hazy", "idle", "jolly", "keen",
+        "lucid", "mellow", "nimble", "quiet", "rapid",
+    ];
+    const NOUN: [&str; 16] = [
+        "anvil", "bellows", "coal", "crucible", "ember", "flame", "forge", "furnace", "hearth",
+        "ingot", "kiln", "ladle", "oven", "smelter", "spark", "tongs",
+    ];
+    let r = keys::random_bytes::<4>()?;
+    Ok(format!(
+        "{}-{}-{:02x}{:02x}",
+        ADJ[usize::from(r[0] & 15)],
+        NOUN[usize::from(r[1] & 15)],
+        r[2],
+        r[3]
+    ))
+}

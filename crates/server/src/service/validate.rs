@@ -1,0 +1,159 @@
+//! Every input rule of the service layer, once: names, sizes against a
+//! user's limits, environment variable names, volumes, boot files, modes.
+//! The engine checks its own rules again ([`SandboxSpec::validate`]); the
+//! service checks first so that nothing is reserved for a request that
+//! cannot succeed.
+//!
+//! [`SandboxSpec::validate`]: bhatti_engine::engine::SandboxSpec::validate
+
+use bhatti_engine::engine::{MIN_MEMORY_MB, SpecError};
+use bhatti_store::users::Limits;
+
+/// Largest volume, in MiB (1 TiB).
+pub const MAX_VOLUME_MB: u32 = 1024 * 1024;
+/// Size of a volume created without one.
+pub const DEFAULT_VOLUME_MB: u32 = 1024;
+
+/// An input rule a request breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("invalid name {0:?}: 1-63 characters of [a-zA-Z0-9._-], starting alphanumeric")]
+    Name(String),
+    #[error("invalid volume name {0:?}")]
+    VolumeName(String),
+    #[error("volume {name}: size_mb must be 1-{MAX_VOLUME_MB}, got {got}")]
+    VolumeSize { name: String, got: u32 },
+    #[error("cpus must be 1-{max} for this user, got {got}")]
+    Cpus { max: u32, got: u32 },
+    #[error("memory_mb must be {MIN_MEMORY_MB}-{max} for this user, got {got}")]
+    Memory { max: u32, got: u32 },
+    #[error("invalid environment variable name {0:?}")]
+    EnvName(String),
+    #[error("file {path}: content_b64: {reason}")]
+    FileContent { path: String, reason: String },
+    #[error("file {path}: invalid mode {mode:?}")]
+    FileMode { path: String, mode: String },
+    #[error("{0}")]
+    Image(String),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+}
+
+/// Names of sandboxes, volumes, templates and users:
+/// `[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}`.
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && name.len() <= 63
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// A sandbox or template name.
+pub fn name(n: &str) -> Result<(), Invalid> {
+    valid_name(n)
+        .then_some(())
+        .ok_or_else(|| Invalid::Name(n.to_owned()))
+}
+
+/// A volume name and size.
+pub fn volume(name: &str, size_mb: u32) -> Result<(), Invalid> {
+    if !valid_name(name) {
+        return Err(Invalid::VolumeName(name.to_owned()));
+    }
+    if size_mb == 0 || size_mb > MAX_VOLUME_MB {
+        return Err(Invalid::VolumeSize {
+            name: name.to_owned(),
+            got: size_mb,
+        });
+    }
+    Ok(())
+}
+
+/// Environment variable names: `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn valid_env_name(k: &str) -> bool {
+    k.bytes().next().is_some_and(|b| !b.is_ascii_digit())
+        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Every key of an environment.
+pub fn env<'a>(keys: impl IntoIterator<Item = &'a String>) -> Result<(), Invalid> {
+    match keys.into_iter().find(|k| !valid_env_name(k)) {
+        Some(k) => Err(Invalid::EnvName(k.clone())),
+        None => Ok(()),
+    }
+}
+
+/// A sandbox's size against its owner's limits.
+pub fn size(cpus: u32, memory_mb: u32, limits: &Limits) -> Result<(), Invalid> {
+    if cpus == 0 || cpus > limits.max_cpus {
+        return Err(Invalid::Cpus {
+            max: limits.max_cpus,
+            got: cpus,
+        });
+    }
+    if !(MIN_MEMORY_MB..=limits.max_memory_mb).contains(&memory_mb) {
+        return Err(Invalid::Memory {
+            max: limits.max_memory_mb,
+            got: memory_mb,
+        });
+    }
+    Ok(())
+}
+
+/// Parses an octal mode string (`"644"`, `"0644"`).
+pub fn parse_mode(s: &str) -> Option<u32> {
+    if s.is_empty() || s.len() > 5 {
+        return None;
+    }
+    u32::from_str_radix(s, 8).ok().filter(|m| *m <= 0o7777)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_and_env_names() {
+        assert_eq!(parse_mode("0644"), Some(0o644));
+        assert_eq!(parse_mode("755"), Some(0o755));
+        for bad in ["", "9", "-1", "77777", "0o644", "123456"] {
+            assert_eq!(parse_mode(bad), None, "{bad}");
+        }
+        assert!(valid_env_name("PATH") && valid_env_name("_x1"));
+        assert!(!valid_env_name("1X") && !valid_env_name("A-B") && !valid_env_name(""));
+        assert_eq!(
+            env(&["OK".to_owned(), "9X".to_owned()]),
+            Err(Invalid::EnvName("9X".into()))
+        );
+    }
+
+    #[test]
+    fn names_sizes_and_volumes() {
+        assert!(name("web-1.a_b").is_ok());
+        for bad in ["", "-x", ".x", "a/b", &"a".repeat(64)] {
+            assert_eq!(name(bad), Err(Invalid::Name(bad.to_owned())), "{bad}");
+        }
+        let l = Limits {
+            max_sandboxes: 5,
+            max_cpus: 4,
+            max_memory_mb: 4096,
+        };
+        assert!(size(4, 4096, &l).is_ok());
+        assert_eq!(size(0, 512, &l), Err(Invalid::Cpus { max: 4, got: 0 }));
+        assert_eq!(size(5, 512, &l), Err(Invalid::Cpus { max: 4, got: 5 }));
+        assert_eq!(
+            size(1, 8192, &l),
+            Err(Invalid::Memory {
+                max: 4096,
+                got: 8192
+            })
+        );
+        assert!(volume("data", 1).is_ok());
+        assert!(matches!(volume("data", 0), Err(Invalid::VolumeSize { .. })));
+        assert!(matches!(
+            volume("data", MAX_VOLUME_MB + 1),
+            Err(Invalid::VolumeSize { .. })
+        ));
+        assert!(matches!(volume("../x", 1), Err(Invalid::VolumeName(_))));
+    }
+}
