@@ -3,6 +3,10 @@
 //! half of streaming operations and the reader task that turns frames into
 //! [`Event`]s.
 //!
+//! Errors: an ERROR_CODE frame is remembered and attached to the ERROR
+//! frame that follows it ([`AgentFailure`]); a v1 agent sends none, and
+//! the failure's code is then [`ErrorCode::Other`].
+//!
 //! Concurrency: streaming operations split the stream with
 //! `tokio::io::split`. The read half moves into one spawned reader task that
 //! sends events over a bounded channel (so a slow consumer applies
@@ -13,13 +17,13 @@
 
 use bhatti_proto::frame::{self, Frame, FrameType};
 use bhatti_proto::messages::{self, encode_resize};
-use bhatti_proto::{MAX_PAYLOAD_LEN, async_io};
+use bhatti_proto::{ErrorCode, MAX_PAYLOAD_LEN, async_io};
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::connector::BoxStream;
-use crate::error::{Error, Result};
+use crate::error::{AgentFailure, Error, Result};
 
 /// Events queued between the reader task and the consumer. With frames of
 /// at most 1 MiB this bounds a slow consumer's backlog to ~8 MiB per stream.
@@ -54,7 +58,8 @@ impl Conn {
     }
 
     /// The next frame of a known type; unknown types are skipped. The end
-    /// of the stream is [`Error::Closed`] (`during` names the operation).
+    /// of the stream is [`Error::Closed`] (`during` names the operation),
+    /// an ERROR frame the agent's error.
     pub(crate) async fn recv(&mut self, during: &'static str) -> Result<Frame> {
         recv_known(&mut self.stream, during).await
     }
@@ -67,14 +72,23 @@ impl Conn {
     }
 }
 
-/// Reads frames until one of a known type arrives.
+/// Reads frames until one of a known type arrives. An ERROR frame is
+/// returned as the agent's error, with the code of the ERROR_CODE frame
+/// before it (if any).
 pub(crate) async fn recv_known<R>(r: &mut R, during: &'static str) -> Result<Frame>
 where
     R: tokio::io::AsyncRead + Unpin + ?Sized,
 {
+    let mut code = None;
     loop {
         match async_io::read_frame(r).await? {
             None => return Err(Error::Closed(during)),
+            Some(f) if f.kind == FrameType::ERROR_CODE => {
+                code = Some(ErrorCode::from_payload(&f.payload));
+            }
+            Some(f) if f.kind == FrameType::ERROR => {
+                return Err(Error::from_agent(code, f.text()));
+            }
             Some(f) if f.kind.is_known() => return Ok(f),
             Some(_) => continue,
         }
@@ -95,7 +109,7 @@ pub(crate) fn check_kind(f: Frame, kind: FrameType) -> Result<Frame> {
 /// the agent's answer, anything else a protocol violation.
 pub(crate) fn unexpected(f: Frame) -> Error {
     if f.kind == FrameType::ERROR {
-        Error::from_agent(f.text())
+        Error::from_agent(None, f.text())
     } else {
         Error::Protocol(format!("unexpected {} frame", f.kind))
     }
@@ -113,7 +127,7 @@ pub enum Event {
     /// also means this client was displaced by another attach.
     Exit(i32),
     /// The agent reported an error; nothing follows.
-    Error(String),
+    Error(AgentFailure),
 }
 
 /// The host → agent half of a streaming operation.
@@ -212,7 +226,7 @@ impl Events {
         loop {
             match self.next().await? {
                 Some(Event::Exit(code)) => return Ok(code),
-                Some(Event::Error(msg)) => return Err(Error::from_agent(msg)),
+                Some(Event::Error(f)) => return Err(Error::from_failure(f)),
                 Some(_) => {}
                 None => return Err(Error::Closed("a streaming operation")),
             }
@@ -237,10 +251,11 @@ pub(crate) fn split_stream(stream: BoxStream) -> (Input, Events) {
 
 /// The reader task: frames → events until EXIT, ERROR, EOF or an error.
 async fn read_events(mut r: ReadHalf<BoxStream>, tx: mpsc::Sender<Result<Event>>) {
+    let mut code = None;
     loop {
         let ev = match async_io::read_frame(&mut r).await {
             Ok(None) => return,
-            Ok(Some(f)) => match frame_to_event(f) {
+            Ok(Some(f)) => match frame_to_event(f, &mut code) {
                 Ok(Some(ev)) => Ok(ev),
                 Ok(None) => continue,
                 Err(e) => Err(e),
@@ -254,13 +269,22 @@ async fn read_events(mut r: ReadHalf<BoxStream>, tx: mpsc::Sender<Result<Event>>
     }
 }
 
-/// Maps one frame to an event; `Ok(None)` for unknown (skipped) types.
-fn frame_to_event(f: Frame) -> Result<Option<Event>> {
+/// Maps one frame to an event; `Ok(None)` for unknown (skipped) types and
+/// for ERROR_CODE, whose code is kept in `code` for an ERROR right after it
+/// (any other known frame in between drops it).
+fn frame_to_event(f: Frame, code: &mut Option<ErrorCode>) -> Result<Option<Event>> {
+    if f.kind.is_known() && f.kind != FrameType::ERROR {
+        *code = None;
+    }
     Ok(Some(match f.kind {
         FrameType::STDOUT => Event::Stdout(f.payload),
         FrameType::STDERR => Event::Stderr(f.payload),
         FrameType::EXIT => Event::Exit(messages::parse_exit(&f.payload)?),
-        FrameType::ERROR => Event::Error(f.text()),
+        FrameType::ERROR_CODE => {
+            *code = Some(ErrorCode::from_payload(&f.payload));
+            return Ok(None);
+        }
+        FrameType::ERROR => Event::Error(AgentFailure::from_frame(code.take(), f.text())),
         k if !k.is_known() => return Ok(None),
         k => return Err(Error::Protocol(format!("unexpected {k} frame in a stream"))),
     }))

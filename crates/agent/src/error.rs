@@ -5,22 +5,78 @@
 //! never have sent (protocol violation), the caller's deadline and a refused
 //! token — so that callers can map each to their own response (an HTTP
 //! status, a retry, a log line) without parsing strings.
+//!
+//! What the agent said is an [`AgentFailure`]: the machine-readable
+//! [`ErrorCode`] of the ERROR_CODE frame that preceded the ERROR frame
+//! (protocol version 2, `docs/protocol.md`) and the ERROR frame's text,
+//! kept verbatim. A v1 agent sends no code: the failure's code is then
+//! [`ErrorCode::Other`]; the text is never parsed to guess one. The one
+//! exception is v1's fixed token refusal, [`AUTH_REQUIRED`], which
+//! PROTOCOL.md defines word for word.
 
+use std::fmt;
 use std::io;
 use std::time::Duration;
 
+pub use bhatti_proto::ErrorCode;
 use bhatti_proto::FrameError;
 use bhatti_proto::messages::MessageError;
 
 /// The text lohar sends in an ERROR frame when the token is missing or wrong.
 pub const AUTH_REQUIRED: &str = "auth required";
 
+/// An ERROR the agent sent: its code and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentFailure {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl AgentFailure {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The failure an ERROR frame describes; `code` is the one its
+    /// ERROR_CODE frame named (`None` from a v1 agent).
+    pub(crate) fn from_frame(code: Option<ErrorCode>, message: String) -> Self {
+        let code = match code {
+            Some(c) => c,
+            // v1's fixed wording for a refused token (PROTOCOL.md).
+            None if message == AUTH_REQUIRED => ErrorCode::AuthRequired,
+            None => ErrorCode::Other,
+        };
+        Self { code, message }
+    }
+
+    /// The machine-readable code ([`ErrorCode::Other`] from a v1 agent).
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// The agent's text, verbatim.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for AgentFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for AgentFailure {}
+
 /// What went wrong talking to the agent.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The agent answered with an ERROR frame; the text is kept verbatim.
+    /// The agent answered with an ERROR frame (or an error status).
     #[error("agent: {0}")]
-    Agent(String),
+    Agent(AgentFailure),
     /// The agent refused the connection's token (`auth required`).
     #[error("agent refused the token: {0}")]
     AuthRefused(String),
@@ -43,19 +99,35 @@ pub enum Error {
 }
 
 impl Error {
-    /// Classifies the text of an ERROR frame.
-    pub(crate) fn from_agent(text: String) -> Self {
-        if text == AUTH_REQUIRED {
-            Self::AuthRefused(text)
+    /// Classifies what the agent said: a refused token is
+    /// [`Error::AuthRefused`], anything else [`Error::Agent`].
+    pub fn from_failure(f: AgentFailure) -> Self {
+        if f.code == ErrorCode::AuthRequired {
+            Self::AuthRefused(f.message)
         } else {
-            Self::Agent(text)
+            Self::Agent(f)
         }
+    }
+
+    /// Classifies an ERROR frame's text and the code that preceded it.
+    pub(crate) fn from_agent(code: Option<ErrorCode>, text: String) -> Self {
+        Self::from_failure(AgentFailure::from_frame(code, text))
     }
 
     /// The agent's message, when this is an agent error.
     pub fn agent_message(&self) -> Option<&str> {
         match self {
-            Self::Agent(m) | Self::AuthRefused(m) => Some(m),
+            Self::Agent(f) => Some(&f.message),
+            Self::AuthRefused(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The agent's error code, when this is an agent error.
+    pub fn agent_code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Agent(f) => Some(f.code),
+            Self::AuthRefused(_) => Some(ErrorCode::AuthRequired),
             _ => None,
         }
     }

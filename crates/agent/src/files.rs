@@ -12,7 +12,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use bhatti_proto::frame::{self, FrameType, HEADER_LEN};
 use bhatti_proto::messages::{
@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
 use crate::Client;
 use crate::connector::BoxStream;
-use crate::error::{Error, Result};
+use crate::error::{AgentFailure, Error, ErrorCode, Result};
 
 /// Line-based read options; all `None` reads the whole file as bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,10 +55,8 @@ impl Client {
             size: resp.size,
             mode: resp.mode,
             stream: c.stream,
-            state: ReadState::Header {
-                buf: [0; HEADER_LEN],
-                filled: 0,
-            },
+            state: ReadState::header(),
+            code: None,
         })
     }
 
@@ -97,6 +95,7 @@ impl Client {
                 // ERROR frame says why.
                 return Err(match c.recv("file write").await {
                     Ok(f) => crate::conn::unexpected(f),
+                    Err(said @ (Error::Agent(_) | Error::AuthRefused(_))) => said,
                     Err(_) => e.into(),
                 });
             }
@@ -107,7 +106,8 @@ impl Client {
         if status.is_ok() {
             Ok(())
         } else {
-            Err(Error::Agent(status.message.unwrap_or(status.status)))
+            let msg = status.message.unwrap_or(status.status);
+            Err(Error::Agent(AgentFailure::new(ErrorCode::Other, msg)))
         }
     }
 
@@ -164,6 +164,8 @@ pub struct FileReader {
     mode: String,
     stream: BoxStream,
     state: ReadState,
+    /// The code of an ERROR_CODE frame, for the ERROR frame that follows.
+    code: Option<ErrorCode>,
 }
 
 impl std::fmt::Debug for FileReader {
@@ -183,7 +185,8 @@ enum ReadState {
     },
     /// Inside a STDOUT payload: copied straight to the caller.
     Data { left: usize },
-    /// Collecting a small control payload (EXIT, ERROR, other known type).
+    /// Collecting a small control payload (EXIT, ERROR_CODE, ERROR, other
+    /// known type).
     Control {
         kind: FrameType,
         buf: Vec<u8>,
@@ -195,6 +198,23 @@ enum ReadState {
     Done,
     /// An error was returned; further reads fail.
     Failed,
+}
+
+impl ReadState {
+    fn header() -> Self {
+        Self::Header {
+            buf: [0; HEADER_LEN],
+            filled: 0,
+        }
+    }
+}
+
+/// What one step of the read state machine asks of `poll_read`.
+enum Step {
+    /// The state changed; go on.
+    Next,
+    /// Return this to the caller.
+    Ready(Poll<io::Result<()>>),
 }
 
 impl FileReader {
@@ -221,8 +241,8 @@ impl FileReader {
     }
 
     /// Acts on a complete control frame.
-    fn control(&mut self, kind: FrameType, payload: &[u8]) -> Poll<io::Result<()>> {
-        match kind {
+    fn control(&mut self, kind: FrameType, payload: &[u8]) -> Step {
+        Step::Ready(match kind {
             FrameType::EXIT => match messages::parse_exit(payload) {
                 Ok(0) => {
                     self.state = ReadState::Done;
@@ -233,14 +253,131 @@ impl FileReader {
                 ))),
                 Err(e) => self.fail(e.into()),
             },
+            FrameType::ERROR_CODE => {
+                self.code = Some(ErrorCode::from_payload(payload));
+                self.state = ReadState::header();
+                return Step::Next;
+            }
             FrameType::ERROR => {
                 let text = String::from_utf8_lossy(payload).into_owned();
-                self.fail(Error::from_agent(text))
+                let code = self.code.take();
+                self.fail(Error::from_agent(code, text))
             }
             other => self.fail(Error::Protocol(format!(
                 "unexpected {other} frame in a file read"
             ))),
+        })
+    }
+
+    /// Reads into `buf` from the stream: the bytes read (0 at the end of
+    /// the stream).
+    fn read_some(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let mut rb = ReadBuf::new(buf);
+        Pin::new(&mut self.stream)
+            .poll_read(cx, &mut rb)
+            .map_ok(|()| rb.filled().len())
+    }
+
+    /// The step for a read that brought no bytes: pending, an I/O error
+    /// (the state is kept), or the end of the stream (the read fails).
+    fn stalled(&mut self, read: Poll<io::Result<usize>>) -> Step {
+        Step::Ready(match read {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Ready(Ok(_)) => self.fail(Error::Closed("file read")),
+        })
+    }
+
+    /// One step of the state machine.
+    fn step(&mut self, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Step {
+        match std::mem::replace(&mut self.state, ReadState::Failed) {
+            ReadState::Done => {
+                self.state = ReadState::Done;
+                Step::Ready(Poll::Ready(Ok(())))
+            }
+            ReadState::Failed => Step::Ready(Poll::Ready(Err(io::Error::other(
+                "file read already failed",
+            )))),
+            ReadState::Data { left: 0 } | ReadState::Skip { left: 0 } => {
+                self.state = ReadState::header();
+                Step::Next
+            }
+            ReadState::Data { left } => {
+                self.state = ReadState::Data { left };
+                let max = left.min(out.remaining());
+                let n = match self.read_some(cx, out.initialize_unfilled_to(max)) {
+                    Poll::Ready(Ok(n)) if n > 0 => n,
+                    other => return self.stalled(other),
+                };
+                self.state = ReadState::Data { left: left - n };
+                out.advance(n);
+                Step::Ready(Poll::Ready(Ok(())))
+            }
+            ReadState::Header { mut buf, filled } => {
+                self.state = ReadState::Header { buf, filled };
+                let n = match self.read_some(cx, &mut buf[filled..]) {
+                    Poll::Ready(Ok(n)) if n > 0 => n,
+                    other => return self.stalled(other),
+                };
+                self.header(buf, filled + n)
+            }
+            ReadState::Skip { left } => {
+                self.state = ReadState::Skip { left };
+                let mut scratch = [0u8; 4096];
+                let max = left.min(scratch.len());
+                let n = match self.read_some(cx, &mut scratch[..max]) {
+                    Poll::Ready(Ok(n)) if n > 0 => n,
+                    other => return self.stalled(other),
+                };
+                self.state = ReadState::Skip { left: left - n };
+                Step::Next
+            }
+            ReadState::Control {
+                kind,
+                mut buf,
+                filled,
+            } if filled < buf.len() => {
+                let n = match self.read_some(cx, &mut buf[filled..]) {
+                    Poll::Ready(Ok(n)) if n > 0 => n,
+                    other => {
+                        self.state = ReadState::Control { kind, buf, filled };
+                        return self.stalled(other);
+                    }
+                };
+                let filled = filled + n;
+                self.state = ReadState::Control { kind, buf, filled };
+                Step::Next
+            }
+            ReadState::Control { kind, buf, .. } => self.control(kind, &buf),
         }
+    }
+
+    /// Moves on from a header with `filled` of its bytes read.
+    fn header(&mut self, buf: [u8; HEADER_LEN], filled: usize) -> Step {
+        if filled < HEADER_LEN {
+            self.state = ReadState::Header { buf, filled };
+            return Step::Next;
+        }
+        let (kind, len) = match frame::parse_header(&buf) {
+            Ok(h) => h,
+            Err(e) => return Step::Ready(self.fail(e.into())),
+        };
+        // A code belongs to an ERROR right after its ERROR_CODE frame.
+        if kind.is_known() && kind != FrameType::ERROR {
+            self.code = None;
+        }
+        self.state = if kind == FrameType::STDOUT {
+            ReadState::Data { left: len }
+        } else if !kind.is_known() {
+            ReadState::Skip { left: len }
+        } else {
+            ReadState::Control {
+                kind,
+                buf: vec![0; len],
+                filled: 0,
+            }
+        };
+        Step::Next
     }
 }
 
@@ -255,89 +392,8 @@ impl AsyncRead for FileReader {
             return Poll::Ready(Ok(()));
         }
         loop {
-            match &mut this.state {
-                ReadState::Done => return Poll::Ready(Ok(())),
-                ReadState::Failed => {
-                    return Poll::Ready(Err(io::Error::other("file read already failed")));
-                }
-                ReadState::Data { left } if *left == 0 => {
-                    this.state = ReadState::Header {
-                        buf: [0; HEADER_LEN],
-                        filled: 0,
-                    };
-                }
-                ReadState::Data { left } => {
-                    let max = (*left).min(out.remaining());
-                    let dst = out.initialize_unfilled_to(max);
-                    let mut rb = ReadBuf::new(dst);
-                    ready!(Pin::new(&mut this.stream).poll_read(cx, &mut rb))?;
-                    let n = rb.filled().len();
-                    if n == 0 {
-                        return this.fail(Error::Closed("file read"));
-                    }
-                    *left -= n;
-                    out.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                ReadState::Header { buf, filled } => {
-                    let mut rb = ReadBuf::new(&mut buf[*filled..]);
-                    ready!(Pin::new(&mut this.stream).poll_read(cx, &mut rb))?;
-                    let n = rb.filled().len();
-                    if n == 0 {
-                        return this.fail(Error::Closed("file read"));
-                    }
-                    *filled += n;
-                    if *filled < HEADER_LEN {
-                        continue;
-                    }
-                    let (kind, len) = match frame::parse_header(buf) {
-                        Ok(h) => h,
-                        Err(e) => return this.fail(e.into()),
-                    };
-                    this.state = if kind == FrameType::STDOUT {
-                        ReadState::Data { left: len }
-                    } else if !kind.is_known() {
-                        ReadState::Skip { left: len }
-                    } else {
-                        ReadState::Control {
-                            kind,
-                            buf: vec![0; len],
-                            filled: 0,
-                        }
-                    };
-                }
-                ReadState::Skip { left } => {
-                    if *left == 0 {
-                        this.state = ReadState::Header {
-                            buf: [0; HEADER_LEN],
-                            filled: 0,
-                        };
-                        continue;
-                    }
-                    let mut scratch = [0u8; 4096];
-                    let max = (*left).min(scratch.len());
-                    let mut rb = ReadBuf::new(&mut scratch[..max]);
-                    ready!(Pin::new(&mut this.stream).poll_read(cx, &mut rb))?;
-                    let n = rb.filled().len();
-                    if n == 0 {
-                        return this.fail(Error::Closed("file read"));
-                    }
-                    *left -= n;
-                }
-                ReadState::Control { kind, buf, filled } => {
-                    if *filled < buf.len() {
-                        let mut rb = ReadBuf::new(&mut buf[*filled..]);
-                        ready!(Pin::new(&mut this.stream).poll_read(cx, &mut rb))?;
-                        let n = rb.filled().len();
-                        if n == 0 {
-                            return this.fail(Error::Closed("file read"));
-                        }
-                        *filled += n;
-                        continue;
-                    }
-                    let (kind, payload) = (*kind, std::mem::take(buf));
-                    return this.control(kind, &payload);
-                }
+            if let Step::Ready(p) = this.step(cx, out) {
+                return p;
             }
         }
     }

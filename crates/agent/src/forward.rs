@@ -16,12 +16,13 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::Client;
 use crate::connector::BoxStream;
-use crate::error::{Error, Result};
+use crate::error::{AgentFailure, Error, ErrorCode, Result};
 
 impl Client {
     /// Connects the agent to `127.0.0.1:port` in the guest and returns the
     /// raw byte stream. A dial failure is [`Error::Agent`] with the dial
-    /// error text (it contains `refused` for a closed port).
+    /// error text (it contains `refused` for a closed port) and code
+    /// [`ErrorCode::Other`](crate::ErrorCode::Other): FWD_RESP carries no code.
     pub async fn forward(&self, port: u16) -> Result<Tunnel> {
         let frame = json_frame(FrameType::FWD_REQ, &ForwardRequest { port })?;
         let mut c = self.open(FORWARD_PORT, frame.kind, &frame.payload).await?;
@@ -30,7 +31,8 @@ impl Client {
         if status.is_ok() {
             Ok(Tunnel { stream: c.stream })
         } else {
-            Err(Error::Agent(status.message.unwrap_or(status.status)))
+            let msg = status.message.unwrap_or(status.status);
+            Err(Error::Agent(AgentFailure::new(ErrorCode::Other, msg)))
         }
     }
 }

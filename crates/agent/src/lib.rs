@@ -17,6 +17,9 @@
 //! the event reader task, the stdin writer), [`error`] (the error type).
 //!
 //! Unknown frame types are skipped everywhere (forward compatibility).
+//! Errors are typed: what the agent said is an [`AgentFailure`] with the
+//! [`ErrorCode`] of the ERROR_CODE frame before the ERROR frame (protocol
+//! version 2, `docs/protocol.md`), [`ErrorCode::Other`] from a v1 agent.
 //! Streaming handles own their halves of the connection; nothing holds a
 //! lock across a network await. Streaming operations spawn one reader task
 //! each, so they need a tokio runtime.
@@ -62,7 +65,7 @@ use bhatti_proto::FrameType;
 pub use bhatti_proto::messages::{ActivityInfo, ExecRequest, FileInfo, SessionInfo};
 pub use conn::{Event, Events, Input};
 pub use connector::{AgentStream, BoxStream, Connector, TcpConnector, UnixConnector};
-pub use error::{Error, Result};
+pub use error::{AgentFailure, Error, ErrorCode, Result};
 pub use exec::{ExecOptions, ExecResult, ExecStream};
 pub use files::{FileReader, ReadOptions};
 pub use forward::Tunnel;

@@ -1,5 +1,6 @@
 //! Client behaviour that lohar cannot provoke: unknown frame types (which
-//! the client must skip), AUTH placement, error mapping and write framing.
+//! the client must skip), AUTH placement, error mapping (ERROR_CODE frames
+//! of a version 2 agent, and a v1 agent that sends none) and write framing.
 //! The peer is a scripted agent on the other end of a real Unix socket pair
 //! speaking real frames; lohar itself is tested in `crates/lohar/tests`.
 #![allow(clippy::unwrap_used)]
@@ -7,7 +8,7 @@
 use std::sync::Mutex;
 
 use bhatti_agent::{
-    BoxStream, Client, Connector, Error, Event, ExecOptions, ExecRequest, ReadOptions,
+    BoxStream, Client, Connector, Error, ErrorCode, Event, ExecOptions, ExecRequest, ReadOptions,
     ShellOptions, connector::ConnectFuture,
 };
 use bhatti_proto::messages::encode_exit;
@@ -134,7 +135,8 @@ async fn file_read_error_mid_body_is_an_agent_error() {
     let r = c.read_file("/f", ReadOptions::default()).await.unwrap();
     let err = r.read_all().await.unwrap_err();
     assert!(
-        matches!(&err, Error::Agent(m) if m == "read: I/O error"),
+        matches!(&err, Error::Agent(f)
+            if f.message == "read: I/O error" && f.code == ErrorCode::Other),
         "{err:?}"
     );
     peer.await.unwrap();
@@ -274,8 +276,150 @@ async fn forward_error_status_is_an_agent_error() {
     });
     let err = c.forward(8080).await.unwrap_err();
     assert!(
-        matches!(&err, Error::Agent(m) if m.contains("refused")),
+        matches!(&err, Error::Agent(f) if f.message.contains("refused")),
         "{err:?}"
     );
+    peer.await.unwrap();
+}
+
+/// Sends ERROR_CODE `code` and ERROR `msg` as a version 2 agent does.
+async fn send_coded(s: &mut UnixStream, code: &str, msg: &str) {
+    let payload = format!(r#"{{"code":"{code}"}}"#);
+    send(s, FrameType::ERROR_CODE, payload.as_bytes()).await;
+    send(s, FrameType::ERROR, msg.as_bytes()).await;
+}
+
+fn failure(err: &Error) -> (ErrorCode, &str) {
+    match err {
+        Error::Agent(f) => (f.code(), f.message()),
+        other => panic!("expected an agent error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_code_frame_types_the_error_after_it() {
+    // Request/response (stat).
+    let (c, peer) = scripted(None, |mut s| async move {
+        recv(&mut s).await;
+        send(&mut s, UNKNOWN_A, b"?").await;
+        send_coded(&mut s, "not_found", "stat /x: no such file or directory").await;
+    });
+    let err = c.stat("/x").await.unwrap_err();
+    assert_eq!(
+        failure(&err),
+        (ErrorCode::NotFound, "stat /x: no such file or directory")
+    );
+    peer.await.unwrap();
+
+    // Buffered exec.
+    let (c, peer) = scripted(None, |mut s| async move {
+        recv(&mut s).await;
+        send_coded(&mut s, "start_failed", "start: no such file or directory").await;
+    });
+    let err = c.exec(ExecOptions::new(["nope"])).await.unwrap_err();
+    assert_eq!(failure(&err).0, ErrorCode::StartFailed);
+    peer.await.unwrap();
+
+    // A file read failing mid-body.
+    let (c, peer) = scripted(None, |mut s| async move {
+        recv(&mut s).await;
+        let resp = br#"{"size":9,"mode":"0644"}"#;
+        send(&mut s, FrameType::FILE_READ_RESP, resp).await;
+        send(&mut s, FrameType::STDOUT, b"part").await;
+        send_coded(&mut s, "io", "read /f: input/output error").await;
+    });
+    let r = c.read_file("/f", ReadOptions::default()).await.unwrap();
+    let err = r.read_all().await.unwrap_err();
+    assert_eq!(
+        failure(&err),
+        (ErrorCode::Io, "read /f: input/output error")
+    );
+    peer.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_code_frame_types_a_stream_error_event() {
+    let (c, peer) = scripted(None, |mut s| async move {
+        recv(&mut s).await;
+        send_coded(&mut s, "session_not_found", "session not found").await;
+    });
+    let mut st = c.exec_stream(&ExecRequest::command(["x"])).await.unwrap();
+    match st.next().await.unwrap() {
+        Some(Event::Error(f)) => {
+            assert_eq!(
+                (f.code, f.message.as_str()),
+                (ErrorCode::SessionNotFound, "session not found")
+            );
+        }
+        other => panic!("expected an error event, got {other:?}"),
+    }
+    assert_eq!(st.next().await.unwrap(), None);
+    peer.await.unwrap();
+
+    // A code only belongs to the ERROR right after it.
+    let (c, peer) = scripted(None, |mut s| async move {
+        recv(&mut s).await;
+        send(&mut s, FrameType::ERROR_CODE, br#"{"code":"not_found"}"#).await;
+        send(&mut s, FrameType::STDOUT, b"x").await;
+        send(&mut s, FrameType::ERROR, b"boom").await;
+    });
+    let mut st = c.exec_stream(&ExecRequest::command(["x"])).await.unwrap();
+    assert_eq!(st.next().await.unwrap(), Some(Event::Stdout(b"x".to_vec())));
+    let (_input, mut events) = st.into_split();
+    let err = events.wait().await.unwrap_err();
+    assert_eq!(failure(&err), (ErrorCode::Other, "boom"));
+    peer.await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_codes_are_other_and_auth_required_is_a_refusal() {
+    let (c, peer) = scripted(None, |mut s| async move {
+        recv(&mut s).await;
+        send_coded(&mut s, "quantum_flux", "something new").await;
+    });
+    let err = c.ls("/d").await.unwrap_err();
+    assert_eq!(failure(&err), (ErrorCode::Other, "something new"));
+    peer.await.unwrap();
+
+    let (c, peer) = scripted(Some("tok"), |mut s| async move {
+        recv(&mut s).await;
+        recv(&mut s).await;
+        send_coded(&mut s, "auth_required", "auth required").await;
+    });
+    let err = c.activity().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::AuthRefused(m) if m == "auth required"),
+        "{err:?}"
+    );
+    assert_eq!(err.agent_code(), Some(ErrorCode::AuthRequired));
+    peer.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_v1_agent_without_code_frames_gives_code_other_and_its_text() {
+    // v1 wording of a missing path: the client does not guess a code.
+    let (c, peer) = scripted(None, |mut s| async move {
+        recv(&mut s).await;
+        send(
+            &mut s,
+            FrameType::ERROR,
+            b"stat /x: no such file or directory",
+        )
+        .await;
+    });
+    let err = c.stat("/x").await.unwrap_err();
+    assert_eq!(
+        failure(&err),
+        (ErrorCode::Other, "stat /x: no such file or directory")
+    );
+    assert_eq!(err.to_string(), "agent: stat /x: no such file or directory");
+    peer.await.unwrap();
+
+    let (c, peer) = scripted(None, |mut s| async move {
+        recv(&mut s).await;
+        send(&mut s, FrameType::ERROR, b"session not found").await;
+    });
+    let err = c.kill_session("s9").await.unwrap_err();
+    assert_eq!(failure(&err), (ErrorCode::Other, "session not found"));
     peer.await.unwrap();
 }

@@ -65,9 +65,11 @@ impl FrameWriter {
         Ok(())
     }
 
-    /// Sends an ERROR frame.
-    pub async fn error(&self, msg: &str) -> Result<(), ConnError> {
-        self.send(FrameType::ERROR, msg.as_bytes()).await
+    /// Sends an ERROR_CODE frame with `code` and the ERROR frame with
+    /// `msg`, in one write so no other producer's frame comes between.
+    pub async fn error(&self, code: bhatti_proto::ErrorCode, msg: &str) -> Result<(), ConnError> {
+        let buf = bhatti_proto::error_code::encode_error(code, msg)?;
+        self.send_encoded(&buf).await
     }
 
     /// Sends an EXIT frame.

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bhatti_proto::ErrorCode;
 use bhatti_proto::frame::{Frame, FrameType};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Semaphore;
@@ -92,12 +93,7 @@ async fn accept_loop(agent: Arc<Agent>, port: Port, listener: Listener, permits:
                     "too many connections (limit {})",
                     agent.limits.max_connections
                 );
-                let _ = bhatti_proto::async_io::write_frame(
-                    &mut stream,
-                    FrameType::ERROR,
-                    msg.as_bytes(),
-                )
-                .await;
+                let _ = write_error(&mut stream, ErrorCode::LimitReached, &msg).await;
                 return;
             };
             if let Err(e) = connection(&agent, port, stream).await {
@@ -151,7 +147,7 @@ async fn connection(
         }
         (_, kind) => {
             let msg = format!("unexpected frame type 0x{:02x}", kind.0);
-            write_error(&mut stream, &msg).await?;
+            write_error(&mut stream, ErrorCode::UnexpectedFrame, &msg).await?;
             Ok(())
         }
     }
@@ -213,7 +209,7 @@ async fn report_boxed(
     let Err(e) = res else { return Ok(()) };
     if e.reply() {
         if let Some(w) = writer {
-            w.error(&e.to_string()).await?;
+            w.error(e.code(), &e.to_string()).await?;
         }
     } else {
         crate::debug!("handler: {e}");
@@ -240,7 +236,7 @@ async fn authenticate<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
     let ok = matches!(&first, Ok(Ok(Some(f))) if f.kind == FrameType::AUTH && constant_time_eq(&f.payload, token));
     if !ok {
         if !matches!(first, Ok(Ok(None))) {
-            write_error(stream, "auth required").await?;
+            write_error(stream, ErrorCode::AuthRequired, "auth required").await?;
         }
         return Err(ServeError::Auth);
     }
@@ -253,11 +249,15 @@ async fn read<S: AsyncRead + Unpin + ?Sized>(stream: &mut S) -> Result<Option<Fr
         .map_err(ConnError::from)?)
 }
 
+/// Sends ERROR_CODE + ERROR in one write (see [`bhatti_proto::error_code`]).
 async fn write_error<S: AsyncWrite + Unpin + ?Sized>(
     stream: &mut S,
+    code: ErrorCode,
     msg: &str,
 ) -> Result<(), ConnError> {
-    bhatti_proto::async_io::write_frame(stream, FrameType::ERROR, msg.as_bytes()).await?;
+    use tokio::io::AsyncWriteExt;
+    let buf = bhatti_proto::error_code::encode_error(code, msg)?;
+    stream.write_all(&buf).await?;
     Ok(())
 }
 

@@ -1,5 +1,7 @@
 //! Auth (token required, wrong, right, deadline), unexpected first frames,
 //! malformed input, and the limits that keep one client from hurting others.
+//! Raw replies are checked as lohar sends every error: an ERROR_CODE frame
+//! with its code, then the v1 ERROR frame.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -10,10 +12,21 @@ use std::time::Duration;
 
 use bhatti_agent::{Client, Error, ExecOptions, ShellOptions};
 use bhatti_proto::messages::{FileWriteRequest, json_frame};
-use bhatti_proto::{FrameType, sync_io};
+use bhatti_proto::{ErrorCode, Frame, FrameType, sync_io};
 use common::{Lohar, Options, SOON};
 
 const TOKEN: &str = "00112233445566778899aabbccddeeff";
+
+/// Reads an error reply: ERROR_CODE, then ERROR (returned with its code).
+fn read_error(s: &mut UnixStream) -> (ErrorCode, Frame) {
+    let code = sync_io::read_frame(s)
+        .unwrap()
+        .expect("an ERROR_CODE frame");
+    assert_eq!(code.kind, FrameType::ERROR_CODE, "{}", code.text());
+    let f = sync_io::read_frame(s).unwrap().expect("an ERROR frame");
+    assert_eq!(f.kind, FrameType::ERROR);
+    (ErrorCode::from_payload(&code.payload), f)
+}
 
 async fn with_token() -> Lohar {
     Lohar::start_with(Options {
@@ -67,7 +80,7 @@ async fn right_token_works_everywhere() {
         .port();
     let err = l.client.forward(port).await.unwrap_err();
     assert!(
-        matches!(&err, Error::Agent(m) if m.contains("refused")),
+        matches!(&err, Error::Agent(f) if f.message.contains("refused")),
         "{err:?}"
     );
 }
@@ -77,10 +90,8 @@ async fn silent_client_gets_auth_required_after_the_deadline() {
     let l = with_token().await;
     let mut s = UnixStream::connect(&l.control).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let f = sync_io::read_frame(&mut s)
-        .unwrap()
-        .expect("an ERROR frame, not a silent close");
-    assert_eq!(f.kind, FrameType::ERROR);
+    let (code, f) = read_error(&mut s);
+    assert_eq!(code, ErrorCode::AuthRequired);
     assert_eq!(f.text(), "auth required");
     assert!(
         sync_io::read_frame(&mut s).unwrap().is_none(),
@@ -88,11 +99,13 @@ async fn silent_client_gets_auth_required_after_the_deadline() {
     );
 }
 
-fn raw_first_frame(path: &std::path::Path, kind: u8) -> bhatti_proto::Frame {
+fn raw_first_frame(path: &std::path::Path, kind: u8) -> Frame {
     let mut s = UnixStream::connect(path).unwrap();
     s.set_read_timeout(Some(SOON)).unwrap();
     sync_io::write_frame(&mut s, FrameType(kind), b"").unwrap();
-    sync_io::read_frame(&mut s).unwrap().expect("a reply")
+    let (code, f) = read_error(&mut s);
+    assert_eq!(code, ErrorCode::UnexpectedFrame);
+    f
 }
 
 #[tokio::test]
@@ -142,8 +155,8 @@ async fn bad_json_gets_an_error_frame() {
     let mut s = UnixStream::connect(&l.control).unwrap();
     s.set_read_timeout(Some(SOON)).unwrap();
     sync_io::write_frame(&mut s, FrameType::EXEC_REQ, b"{not json").unwrap();
-    let f = sync_io::read_frame(&mut s).unwrap().expect("a reply");
-    assert_eq!(f.kind, FrameType::ERROR);
+    let (code, f) = read_error(&mut s);
+    assert_eq!(code, ErrorCode::InvalidRequest);
     assert!(!f.text().is_empty());
 }
 
@@ -159,10 +172,9 @@ async fn oversized_write_is_refused_up_front() {
     };
     let f = json_frame(FrameType::FILE_WRITE_REQ, &req).unwrap();
     sync_io::write_frame(&mut s, f.kind, &f.payload).unwrap();
-    let f = sync_io::read_frame(&mut s)
-        .expect("an ERROR before any data is sent, not a wait")
-        .expect("a reply");
-    assert_eq!(f.kind, FrameType::ERROR);
+    // An ERROR before any data is sent, not a wait.
+    let (code, f) = read_error(&mut s);
+    assert_eq!(code, ErrorCode::TooLarge);
     assert!(!f.text().is_empty());
     assert!(!l.path("huge").exists());
 }
@@ -186,8 +198,13 @@ async fn too_many_connections_get_a_clear_error() {
         last.set_read_timeout(Some(Duration::from_millis(300)))
             .unwrap();
         match sync_io::read_frame(last) {
-            Ok(Some(f)) => {
-                refused = Some(f);
+            Ok(Some(code)) => {
+                assert_eq!(code.kind, FrameType::ERROR_CODE);
+                assert_eq!(
+                    ErrorCode::from_payload(&code.payload),
+                    ErrorCode::LimitReached
+                );
+                refused = Some(sync_io::read_frame(last).unwrap().expect("ERROR"));
                 break 'outer;
             }
             Ok(None) => panic!("connection closed without an ERROR after {}", held.len()),
@@ -225,6 +242,10 @@ async fn too_many_sessions_get_a_clear_error() {
         .agent_message()
         .unwrap_or_else(|| panic!("{err:?}"))
         .to_owned();
+    assert_eq!(
+        err.agent_code(),
+        Some(bhatti_agent::ErrorCode::LimitReached)
+    );
     assert!(
         msg.contains("too many sessions"),
         "unclear limit error: {msg}"

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use bhatti_agent::{Error, Event, ExecOptions, ExecRequest};
+use bhatti_agent::{Error, ErrorCode, Event, ExecOptions, ExecRequest};
 use bhatti_proto::config::GuestConfig;
 use common::{Lohar, Options, SOON, read_to_exit};
 
@@ -54,7 +54,10 @@ async fn command_not_found_is_start_error_without_exit() {
         .await
         .unwrap_err();
     match err {
-        Error::Agent(msg) => assert!(msg.starts_with("start: "), "message: {msg}"),
+        Error::Agent(f) => {
+            assert!(f.message.starts_with("start: "), "message: {f}");
+            assert_eq!(f.code, ErrorCode::StartFailed);
+        }
         other => panic!("expected agent error, got {other:?}"),
     }
     // Streaming: exactly one ERROR event and nothing after it (no EXIT).
@@ -64,7 +67,10 @@ async fn command_not_found_is_start_error_without_exit() {
         .await
         .unwrap();
     match s.next().await.unwrap() {
-        Some(Event::Error(msg)) => assert!(msg.starts_with("start: "), "message: {msg}"),
+        Some(Event::Error(f)) => {
+            assert!(f.message.starts_with("start: "), "message: {f}");
+            assert_eq!(f.code, ErrorCode::StartFailed);
+        }
         other => panic!("expected ERROR, got {other:?}"),
     }
     assert!(s.next().await.unwrap().is_none());
@@ -79,6 +85,7 @@ async fn empty_argv_is_an_error() {
         .await
         .unwrap_err();
     assert_eq!(err.agent_message(), Some("empty argv"), "{err:?}");
+    assert_eq!(err.agent_code(), Some(ErrorCode::InvalidRequest));
 }
 
 #[tokio::test]

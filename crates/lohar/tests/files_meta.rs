@@ -6,14 +6,19 @@ mod common;
 use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 
-use bhatti_agent::Error;
+use bhatti_agent::{Error, ErrorCode};
 use common::Lohar;
 
 fn agent_msg(e: Error) -> String {
     match e {
-        Error::Agent(m) => m,
+        Error::Agent(f) => f.message,
         other => panic!("expected an agent error, got {other:?}"),
     }
+}
+
+fn agent_code(e: &Error) -> ErrorCode {
+    e.agent_code()
+        .unwrap_or_else(|| panic!("expected an agent error, got {e:?}"))
 }
 
 #[tokio::test]
@@ -43,6 +48,7 @@ async fn stat_directory() {
 async fn stat_missing() {
     let l = Lohar::start().await;
     let e = l.client.stat(&l.spath("nope")).await.unwrap_err();
+    assert_eq!(agent_code(&e), ErrorCode::NotFound);
     assert!(agent_msg(e).contains("no such file"));
 }
 
@@ -97,8 +103,10 @@ async fn ls_errors() {
     let l = Lohar::start().await;
     std::fs::write(l.path("file"), b"x").unwrap();
     let e = l.client.ls(&l.spath("file")).await.unwrap_err();
+    assert_eq!(agent_code(&e), ErrorCode::NotADirectory);
     assert!(agent_msg(e).contains("not a directory"));
     let e = l.client.ls(&l.spath("missing")).await.unwrap_err();
+    assert_eq!(agent_code(&e), ErrorCode::NotFound);
     assert!(agent_msg(e).contains("no such file"));
 }
 

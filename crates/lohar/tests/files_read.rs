@@ -6,7 +6,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use bhatti_agent::{Error, ReadOptions};
+use bhatti_agent::{Error, ErrorCode, ReadOptions};
 use common::{Lohar, SOON, eventually};
 use tokio::io::AsyncReadExt;
 
@@ -128,13 +128,15 @@ async fn read_errors() {
         .unwrap_err();
     let msg = err.agent_message().unwrap_or_else(|| panic!("{err:?}"));
     assert!(msg.contains("is a directory"), "{msg}");
+    assert_eq!(err.agent_code(), Some(ErrorCode::IsADirectory));
     let err = l
         .client
         .read_file(&l.spath("missing"), ReadOptions::default())
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Agent(m) if m.contains("no such file")),
+        matches!(&err, Error::Agent(f)
+            if f.message.contains("no such file") && f.code == ErrorCode::NotFound),
         "{err:?}"
     );
 }

@@ -98,7 +98,7 @@ async fn refused_port_is_an_error() {
     };
     let err = l.client.forward(port).await.unwrap_err();
     match err {
-        Error::Agent(m) => assert!(m.contains("refused"), "{m}"),
+        Error::Agent(f) => assert!(f.message.contains("refused"), "{f}"),
         other => panic!("expected an agent error, got {other:?}"),
     }
 }

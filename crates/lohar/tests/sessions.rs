@@ -4,7 +4,7 @@
 
 mod common;
 
-use bhatti_agent::ShellOptions;
+use bhatti_agent::{ErrorCode, ShellOptions};
 use bhatti_proto::config::GuestConfig;
 use common::{
     Lohar, Options, SOON, alive, contains, eventually, read_to_exit, read_until, wait_file,
@@ -162,8 +162,10 @@ async fn kill_session_and_unknown_ids() {
 
     let err = l.client.kill_session("s999").await.unwrap_err();
     assert_eq!(err.agent_message(), Some("session not found"), "{err:?}");
+    assert_eq!(err.agent_code(), Some(ErrorCode::SessionNotFound));
     let err = l.client.attach("nope").await.unwrap_err();
     assert_eq!(err.agent_message(), Some("session not found"), "{err:?}");
+    assert_eq!(err.agent_code(), Some(ErrorCode::SessionNotFound));
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use bhatti_proto::messages::ActivityInfo;
 
 use crate::agent::Agent;
 use crate::conn::{Conn, ConnError};
-use crate::handlers::Reply;
+use crate::handlers::{ErrorCode, Reply};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -19,6 +19,10 @@ pub enum Error {
 impl Reply for Error {
     fn reply(&self) -> bool {
         false
+    }
+
+    fn code(&self) -> ErrorCode {
+        ErrorCode::Io
     }
 }
 

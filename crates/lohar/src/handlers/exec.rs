@@ -16,13 +16,13 @@ use bhatti_proto::messages::{ExecRequest, MessageError, decode_json};
 use rustix::process::{Pid, Signal};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::agent::Agent;
-use crate::children::{self, ChildError};
+use crate::children::{self, ChildError, ExitCode};
 use crate::command;
-use crate::conn::{Conn, ConnError, FrameBuf, FrameWriter};
-use crate::handlers::{Reply, io_text, session};
+use crate::conn::{Conn, ConnError, FrameBuf, FrameWriter, Frames};
+use crate::handlers::{ErrorCode, Reply, io_text, request_code, session};
 use crate::spawn;
 
 /// Output read per frame.
@@ -50,6 +50,16 @@ impl Reply for Error {
             _ => true,
         }
     }
+
+    fn code(&self) -> ErrorCode {
+        match self {
+            Error::Request(e) => request_code(e),
+            Error::EmptyArgv => ErrorCode::InvalidRequest,
+            Error::Start(_) => ErrorCode::StartFailed,
+            Error::Session(e) => e.code(),
+            Error::Conn(_) => ErrorCode::Io,
+        }
+    }
 }
 
 /// Routes an EXEC_REQ as PROTOCOL.md orders it.
@@ -71,7 +81,7 @@ pub async fn dispatch(agent: &Arc<Agent>, conn: Conn, payload: &[u8]) -> Result<
 pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<(), Error> {
     let cmd = command::user_command(agent, &req.argv, &req.env, req.cwd.as_deref())
         .map_err(|e| Error::Start(e.to_string()))?;
-    let ((pid, stdio), mut exit) =
+    let ((pid, stdio), exit) =
         children::spawn_with(|| spawn::spawn_piped(&cmd).map(|(pid, io)| ((pid, io), pid)))
             .map_err(|e| match e {
                 ChildError::Spawn(io) => Error::Start(io_text(&io)),
@@ -94,9 +104,35 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<
     ));
     let (stdin_tx, stdin_rx) = mpsc::channel::<Vec<u8>>(4);
     let feeder = tokio::spawn(feed_stdin(stdio.stdin, stdin_rx));
+    let (code, input_open) = relay_input(agent, &mut frames, exit, stdin_tx, pgid).await;
+    feeder.abort();
+
+    // Drain the output; KILL still reaches what is left of the group (a
+    // background job holding the pipes open).
+    let drained = async {
+        let _ = out.await;
+        let _ = err.await;
+    };
+    drain(&mut frames, input_open, drained, pgid).await;
+    let _ = tokio::task::spawn_blocking(rustix::fs::sync).await;
+    writer.exit(code).await?;
+    agent.touch();
+    Ok(())
+}
+
+/// Relays host frames (STDIN, KILL) to the child until it exits. Returns
+/// the exit code and whether the host's side is still open. The child's
+/// stdin closes when `stdin_tx` is dropped: on an empty STDIN frame, a
+/// half-close or disconnect, or at the latest when this returns.
+async fn relay_input(
+    agent: &Agent,
+    frames: &mut Frames,
+    mut exit: oneshot::Receiver<ExitCode>,
+    stdin_tx: mpsc::Sender<Vec<u8>>,
+    pgid: Option<Pid>,
+) -> (ExitCode, bool) {
     let mut stdin_tx = Some(stdin_tx);
     let mut input_open = true;
-
     let code = loop {
         tokio::select! {
             code = &mut exit => break code.unwrap_or(-1),
@@ -124,15 +160,16 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<
             },
         }
     };
-    drop(stdin_tx);
-    feeder.abort();
+    (code, input_open)
+}
 
-    // Drain the output; KILL still reaches what is left of the group (a
-    // background job holding the pipes open).
-    let drained = async {
-        let _ = out.await;
-        let _ = err.await;
-    };
+/// Waits for `drained` while still passing KILL on to the process group.
+async fn drain(
+    frames: &mut Frames,
+    mut input_open: bool,
+    drained: impl Future<Output = ()>,
+    pgid: Option<Pid>,
+) {
     tokio::pin!(drained);
     loop {
         tokio::select! {
@@ -144,10 +181,6 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<
             },
         }
     }
-    let _ = tokio::task::spawn_blocking(rustix::fs::sync).await;
-    writer.exit(code).await?;
-    agent.touch();
-    Ok(())
 }
 
 fn kill_group(pgid: Option<Pid>) {

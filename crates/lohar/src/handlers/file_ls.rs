@@ -15,7 +15,7 @@ use bhatti_proto::messages::{FileInfo, MessageError, PathRequest, decode_json};
 use crate::agent::Agent;
 use crate::conn::{Conn, ConnError};
 use crate::handlers::file_stat::file_info;
-use crate::handlers::{Reply, io_text};
+use crate::handlers::{ErrorCode, IoText, Reply, request_code};
 
 /// Most entries one listing returns.
 pub const MAX_ENTRIES: usize = 10_000;
@@ -25,7 +25,7 @@ pub enum Error {
     #[error(transparent)]
     Request(#[from] MessageError),
     #[error("ls {path}: {msg}")]
-    List { path: String, msg: String },
+    List { path: String, msg: IoText },
     #[error(transparent)]
     Conn(#[from] ConnError),
 }
@@ -33,6 +33,14 @@ pub enum Error {
 impl Reply for Error {
     fn reply(&self) -> bool {
         !matches!(self, Error::Conn(_))
+    }
+
+    fn code(&self) -> ErrorCode {
+        match self {
+            Error::Request(e) => request_code(e),
+            Error::List { msg, .. } => msg.code,
+            Error::Conn(_) => ErrorCode::Io,
+        }
     }
 }
 
@@ -43,11 +51,11 @@ pub async fn handle(_agent: &Arc<Agent>, conn: Conn, payload: &[u8]) -> Result<(
         .await
         .map_err(|e| Error::List {
             path: req.path.clone(),
-            msg: e.to_string(),
+            msg: IoText::other(e.to_string()),
         })?
         .map_err(|e| Error::List {
             path: req.path.clone(),
-            msg: io_text(&e),
+            msg: IoText::new(&e),
         })?;
     conn.writer.send(FrameType::FILE_LS_RESP, &body).await?;
     Ok(())
@@ -179,9 +187,15 @@ mod tests {
         let d = tempfile::tempdir().expect("tempdir");
         let f = d.path().join("f");
         fs::write(&f, "").expect("write");
-        let e = list(f.to_str().expect("utf8"), 10).expect_err("file");
-        assert_eq!(io_text(&e), "not a directory");
-        let e = list("/nonexistent-dir-xyz", 10).expect_err("missing");
-        assert_eq!(io_text(&e), "no such file or directory");
+        let e = IoText::new(&list(f.to_str().expect("utf8"), 10).expect_err("file"));
+        assert_eq!(
+            (e.text.as_str(), e.code),
+            ("not a directory", ErrorCode::NotADirectory)
+        );
+        let e = IoText::new(&list("/nonexistent-dir-xyz", 10).expect_err("missing"));
+        assert_eq!(
+            (e.text.as_str(), e.code),
+            ("no such file or directory", ErrorCode::NotFound)
+        );
     }
 }

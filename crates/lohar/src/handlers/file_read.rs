@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::agent::Agent;
 use crate::conn::{Conn, ConnError, FrameBuf};
-use crate::handlers::{Reply, io_text};
+use crate::handlers::{ErrorCode, IoText, Reply, request_code};
 
 /// File bytes per STDOUT frame.
 pub const READ_CHUNK: usize = 256 * 1024;
@@ -33,11 +33,11 @@ pub enum Error {
     #[error(transparent)]
     Request(#[from] MessageError),
     #[error("open {path}: {msg}")]
-    Open { path: String, msg: String },
+    Open { path: String, msg: IoText },
     #[error("read {path}: is a directory")]
     IsDir { path: String },
     #[error("read {path}: {msg}")]
-    Read { path: String, msg: String },
+    Read { path: String, msg: IoText },
     #[error(transparent)]
     Conn(#[from] ConnError),
 }
@@ -45,6 +45,15 @@ pub enum Error {
 impl Reply for Error {
     fn reply(&self) -> bool {
         !matches!(self, Error::Conn(_))
+    }
+
+    fn code(&self) -> ErrorCode {
+        match self {
+            Error::Request(e) => request_code(e),
+            Error::Open { msg, .. } | Error::Read { msg, .. } => msg.code,
+            Error::IsDir { .. } => ErrorCode::IsADirectory,
+            Error::Conn(_) => ErrorCode::Io,
+        }
     }
 }
 
@@ -87,24 +96,25 @@ const BATCH: usize = 64 * 1024;
 
 /// Opens `path` and streams FILE_READ_RESP, STDOUT frames and EXIT into
 /// `tx`, until EOF, the end of the window, or the receiver is gone.
-fn stream_file(path: &str, mut window: Option<LineWindow>, tx: &mpsc::Sender<Msg>) {
-    let fail = |e: Error| {
-        let _ = tx.blocking_send(Msg::Fail(e));
-    };
+fn stream_file(path: &str, window: Option<LineWindow>, tx: &mpsc::Sender<Msg>) {
+    match open(path) {
+        Ok((file, resp)) => pump_file(path, file, resp, window, tx),
+        Err(e) => {
+            let _ = tx.blocking_send(Msg::Fail(e));
+        }
+    }
+}
+
+/// Opens `path` for reading and encodes its FILE_READ_RESP frame.
+fn open(path: &str) -> Result<(File, Vec<u8>), Error> {
     let open_err = |e: std::io::Error| Error::Open {
         path: path.to_owned(),
-        msg: io_text(&e),
+        msg: IoText::new(&e),
     };
-    let mut file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) => return fail(open_err(e)),
-    };
-    let meta = match file.metadata() {
-        Ok(m) => m,
-        Err(e) => return fail(open_err(e)),
-    };
+    let file = File::open(path).map_err(open_err)?;
+    let meta = file.metadata().map_err(open_err)?;
     if meta.is_dir() {
-        return fail(Error::IsDir {
+        return Err(Error::IsDir {
             path: path.to_owned(),
         });
     }
@@ -112,18 +122,25 @@ fn stream_file(path: &str, mut window: Option<LineWindow>, tx: &mpsc::Sender<Msg
         size: i64::try_from(meta.len()).unwrap_or(i64::MAX),
         mode: mode_string(meta.permissions().mode()),
     };
-    let mut pending = match json_frame(FrameType::FILE_READ_RESP, &resp)
+    let resp = json_frame(FrameType::FILE_READ_RESP, &resp)
         .map_err(|e| e.to_string())
         .and_then(|f| frame::encode(f.kind, &f.payload).map_err(|e| e.to_string()))
-    {
-        Ok(b) => b,
-        Err(msg) => {
-            return fail(Error::Read {
-                path: path.to_owned(),
-                msg,
-            });
-        }
-    };
+        .map_err(|msg| Error::Read {
+            path: path.to_owned(),
+            msg: IoText::other(msg),
+        })?;
+    Ok((file, resp))
+}
+
+/// Reads `file` into STDOUT frames after the frames already in `pending`,
+/// then EXIT 0; stops early when the receiver is gone.
+fn pump_file(
+    path: &str,
+    mut file: File,
+    mut pending: Vec<u8>,
+    mut window: Option<LineWindow>,
+    tx: &mpsc::Sender<Msg>,
+) {
     let send = |m: Msg| tx.blocking_send(m).is_ok();
     loop {
         let mut buf = FrameBuf::new(READ_CHUNK);
@@ -134,10 +151,11 @@ fn stream_file(path: &str, mut window: Option<LineWindow>, tx: &mpsc::Sender<Msg
                 if !pending.is_empty() {
                     send(Msg::Frames(std::mem::take(&mut pending)));
                 }
-                return fail(Error::Read {
+                send(Msg::Fail(Error::Read {
                     path: path.to_owned(),
-                    msg: io_text(&e),
-                });
+                    msg: IoText::new(&e),
+                }));
+                return;
             }
         };
         let (start, end, done) = match &mut window {

@@ -9,14 +9,14 @@ use bhatti_proto::messages::{FileInfo, MessageError, PathRequest, decode_json, m
 
 use crate::agent::Agent;
 use crate::conn::{Conn, ConnError};
-use crate::handlers::{Reply, io_text};
+use crate::handlers::{ErrorCode, IoText, Reply, request_code};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Request(#[from] MessageError),
     #[error("stat {path}: {msg}")]
-    Stat { path: String, msg: String },
+    Stat { path: String, msg: IoText },
     #[error(transparent)]
     Conn(#[from] ConnError),
 }
@@ -24,6 +24,14 @@ pub enum Error {
 impl Reply for Error {
     fn reply(&self) -> bool {
         !matches!(self, Error::Conn(_))
+    }
+
+    fn code(&self) -> ErrorCode {
+        match self {
+            Error::Request(e) => request_code(e),
+            Error::Stat { msg, .. } => msg.code,
+            Error::Conn(_) => ErrorCode::Io,
+        }
     }
 }
 
@@ -34,11 +42,11 @@ pub async fn handle(_agent: &Arc<Agent>, conn: Conn, payload: &[u8]) -> Result<(
         .await
         .map_err(|e| Error::Stat {
             path: req.path.clone(),
-            msg: e.to_string(),
+            msg: IoText::other(e.to_string()),
         })?
         .map_err(|e| Error::Stat {
             path: req.path.clone(),
-            msg: io_text(&e),
+            msg: IoText::new(&e),
         })?;
     let info = file_info(&base_name(&req.path), &meta);
     conn.writer.json(FrameType::FILE_STAT_RESP, &info).await?;

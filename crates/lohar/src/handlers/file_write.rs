@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::agent::Agent;
 use crate::conn::{Conn, ConnError};
-use crate::handlers::{Reply, io_text};
+use crate::handlers::{ErrorCode, IoText, Reply, request_code};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -45,7 +45,7 @@ pub enum Error {
     #[error("write {path}: is a directory")]
     IsDir { path: String },
     #[error("write {path}: {msg}")]
-    Io { path: String, msg: String },
+    Io { path: String, msg: IoText },
     #[error("write {path}: received more than {size} bytes")]
     Overflow { path: String, size: u64 },
     #[error("write {path}: connection closed after {got} of {size} bytes")]
@@ -57,6 +57,18 @@ pub enum Error {
 impl Reply for Error {
     fn reply(&self) -> bool {
         !matches!(self, Error::Conn(_) | Error::Lost { .. })
+    }
+
+    fn code(&self) -> ErrorCode {
+        match self {
+            Error::Request(e) => request_code(e),
+            Error::NegativeSize | Error::Mode(_) | Error::EmptyPath => ErrorCode::InvalidRequest,
+            Error::TooLarge { .. } | Error::Overflow { .. } => ErrorCode::TooLarge,
+            Error::NoSpace { .. } => ErrorCode::NoSpace,
+            Error::IsDir { .. } => ErrorCode::IsADirectory,
+            Error::Io { msg, .. } => msg.code,
+            Error::Lost { .. } | Error::Conn(_) => ErrorCode::Io,
+        }
     }
 }
 
@@ -122,7 +134,7 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, payload: &[u8]) -> Result<()
     drop(tx);
     let file = sink.await.map_err(|e| Error::Io {
         path: plan.display.clone(),
-        msg: e.to_string(),
+        msg: IoText::other(e.to_string()),
     })??;
     blocking(move || plan.commit(file, guard)).await?;
     writer
@@ -138,7 +150,7 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| Error::Io {
             path: String::new(),
-            msg: e.to_string(),
+            msg: IoText::other(e.to_string()),
         })?
 }
 
@@ -150,7 +162,7 @@ fn write_all(
     while let Some(buf) = rx.blocking_recv() {
         file.write_all(&buf).map_err(|e| Error::Io {
             path: display.to_owned(),
-            msg: io_text(&e),
+            msg: IoText::new(&e),
         })?;
     }
     Ok(file)
@@ -186,7 +198,7 @@ impl Plan {
     fn err(&self, e: &std::io::Error) -> Error {
         Error::Io {
             path: self.display.clone(),
-            msg: io_text(e),
+            msg: IoText::new(e),
         }
     }
 
@@ -262,7 +274,7 @@ impl Plan {
         if written != self.size {
             return Err(Error::Io {
                 path: self.display.clone(),
-                msg: format!("wrote {written} of {} bytes", self.size),
+                msg: IoText::other(format!("wrote {written} of {} bytes", self.size)),
             });
         }
         file.sync_all().map_err(|e| self.err(&e))?;

@@ -29,7 +29,7 @@ use tokio::time::Instant;
 
 use crate::agent::Agent;
 use crate::conn::{BoxStream, ConnError};
-use crate::handlers::{Reply, io_text};
+use crate::handlers::{ErrorCode, Reply, io_text, request_code};
 
 /// How long a dial may take in all.
 const DIAL_DEADLINE: Duration = Duration::from_secs(30);
@@ -50,6 +50,13 @@ impl Reply for Error {
     fn reply(&self) -> bool {
         // Every failure is answered inside `handle` (FWD_RESP error).
         false
+    }
+
+    fn code(&self) -> ErrorCode {
+        match self {
+            Error::Request(e) => request_code(e),
+            Error::Conn(_) => ErrorCode::Io,
+        }
     }
 }
 

@@ -6,8 +6,11 @@
 //!
 //! A handler owns its connection until the operation ends. Its module's
 //! `Error` enum implements [`Reply`]: errors the client should hear about
-//! become one ERROR frame (sent by [`crate::server`]); transport errors
-//! (the peer is gone) are only logged.
+//! become an ERROR_CODE frame with the error's [`ErrorCode`] followed by
+//! the v1 ERROR frame with its text, in one write (sent by
+//! [`crate::server`]); transport errors (the peer is gone) are only logged.
+//! Codes come from the errno ([`IoText`]) or the handler's situation, never
+//! from the message text.
 //!
 //! Two entries differ on purpose: `exec::dispatch` routes an EXEC_REQ to
 //! `session::attach`, `session::create` or `exec::handle` (PROTOCOL.md's
@@ -25,13 +28,66 @@ pub mod session;
 pub mod session_kill;
 pub mod session_list;
 
+use std::fmt;
 use std::io;
 
+pub use bhatti_proto::ErrorCode;
+use bhatti_proto::messages::MessageError;
+
 /// How a handler error is reported.
-pub trait Reply: std::fmt::Display {
+pub trait Reply: fmt::Display {
     /// Whether the message should go to the client as an ERROR frame
     /// (false when the connection itself failed).
     fn reply(&self) -> bool;
+
+    /// The machine-readable code sent before the ERROR frame.
+    fn code(&self) -> ErrorCode;
+}
+
+/// A request payload that did not decode is the request's fault; a frame
+/// that could not be built (too large) is a limit.
+pub fn request_code(e: &MessageError) -> ErrorCode {
+    match e {
+        MessageError::Frame(_) => ErrorCode::TooLarge,
+        MessageError::Json { .. } | MessageError::Short { .. } => ErrorCode::InvalidRequest,
+    }
+}
+
+/// An OS error as the client hears it: the short text of [`io_text`] and
+/// the code its errno maps to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IoText {
+    pub text: String,
+    pub code: ErrorCode,
+}
+
+impl IoText {
+    pub fn new(e: &io::Error) -> Self {
+        Self {
+            text: io_text(e),
+            code: ErrorCode::from_io(e),
+        }
+    }
+
+    /// A failure that has no errno (e.g. a task that panicked).
+    pub fn other(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            code: ErrorCode::Io,
+        }
+    }
+}
+
+impl From<&io::Error> for IoText {
+    fn from(e: &io::Error) -> Self {
+        Self::new(e)
+    }
+}
+
+impl fmt::Display for IoText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 /// An OS error as short lowercase text without the "(os error N)" suffix,
@@ -62,5 +118,18 @@ mod tests {
         let e = io::Error::from_raw_os_error(libc::ECONNREFUSED);
         assert_eq!(io_text(&e), "connection refused");
         assert_eq!(io_text(&io::Error::other("Custom")), "custom");
+    }
+
+    #[test]
+    fn io_text_carries_the_errno_code() {
+        let t = IoText::new(&io::Error::from_raw_os_error(libc::ENOENT));
+        assert_eq!(
+            (t.text.as_str(), t.code),
+            ("no such file or directory", ErrorCode::NotFound)
+        );
+        let t = IoText::new(&io::Error::from_raw_os_error(libc::ENOTDIR));
+        assert_eq!(t.code, ErrorCode::NotADirectory);
+        assert_eq!(t.to_string(), "not a directory");
+        assert_eq!(IoText::other("join").code, ErrorCode::Io);
     }
 }

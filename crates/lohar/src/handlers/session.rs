@@ -19,7 +19,7 @@ use crate::agent::Agent;
 use crate::children::{self, ChildError};
 use crate::command;
 use crate::conn::{Conn, ConnError};
-use crate::handlers::{Reply, io_text};
+use crate::handlers::{ErrorCode, Reply, io_text};
 use crate::pty::{self, Master};
 use crate::sessions::{Attached, Session, SessionError};
 
@@ -36,6 +36,14 @@ pub enum Error {
 impl Reply for Error {
     fn reply(&self) -> bool {
         !matches!(self, Error::Conn(_))
+    }
+
+    fn code(&self) -> ErrorCode {
+        match self {
+            Error::Session(e) => e.code(),
+            Error::Start(_) => ErrorCode::StartFailed,
+            Error::Conn(_) => ErrorCode::Io,
+        }
     }
 }
 

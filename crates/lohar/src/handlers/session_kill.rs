@@ -9,7 +9,7 @@ use rustix::process::Signal;
 
 use crate::agent::Agent;
 use crate::conn::{Conn, ConnError};
-use crate::handlers::Reply;
+use crate::handlers::{ErrorCode, Reply, request_code};
 use crate::sessions::SessionError;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +25,14 @@ pub enum Error {
 impl Reply for Error {
     fn reply(&self) -> bool {
         !matches!(self, Error::Conn(_))
+    }
+
+    fn code(&self) -> ErrorCode {
+        match self {
+            Error::Request(e) => request_code(e),
+            Error::Session(e) => e.code(),
+            Error::Conn(_) => ErrorCode::Io,
+        }
     }
 }
 

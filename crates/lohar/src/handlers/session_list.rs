@@ -7,7 +7,7 @@ use bhatti_proto::frame::FrameType;
 
 use crate::agent::Agent;
 use crate::conn::{Conn, ConnError};
-use crate::handlers::Reply;
+use crate::handlers::{ErrorCode, Reply};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -18,6 +18,10 @@ pub enum Error {
 impl Reply for Error {
     fn reply(&self) -> bool {
         false
+    }
+
+    fn code(&self) -> ErrorCode {
+        ErrorCode::Io
     }
 }
 

@@ -1,11 +1,13 @@
 //! The server against malformed and hostile input, in process: every case
-//! gets a clear ERROR or a closed connection, and the agent still serves a
-//! normal request afterwards. Also the connection and session limits.
+//! gets a clear ERROR (after its ERROR_CODE frame, with the code the case
+//! calls for) or a closed connection, and the agent still serves a normal
+//! request afterwards. Also the connection and session limits.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bhatti_proto::ErrorCode;
 use bhatti_proto::config::GuestConfig;
 use bhatti_proto::frame::{self, Frame, FrameType};
 use tokio::io::AsyncWriteExt;
@@ -59,6 +61,20 @@ fn texts(frames: &[Frame]) -> Vec<(FrameType, String)> {
     frames.iter().map(|f| (f.kind, f.text())).collect()
 }
 
+/// The code and text of a reply that is exactly ERROR_CODE + ERROR.
+fn error_of(frames: &[Frame]) -> (ErrorCode, String) {
+    let kinds: Vec<_> = frames.iter().map(|f| f.kind).collect();
+    assert_eq!(
+        kinds,
+        [FrameType::ERROR_CODE, FrameType::ERROR],
+        "{frames:?}"
+    );
+    (
+        ErrorCode::from_payload(&frames[0].payload),
+        frames[1].text(),
+    )
+}
+
 async fn still_serves(path: &Path) {
     let req = br#"{"argv":["echo","ok"]}"#;
     let got = exchange(path, &enc(FrameType::EXEC_REQ, req), false).await;
@@ -106,7 +122,7 @@ fn malformed_and_hostile_input_never_takes_the_agent_down() {
             exchange(&path, &bytes, true).await;
         }
 
-        // Bad payloads for every request type: one ERROR each.
+        // Bad payloads for every request type: one coded ERROR each.
         for kind in [
             FrameType::EXEC_REQ,
             FrameType::EXEC_KILL,
@@ -117,32 +133,41 @@ fn malformed_and_hostile_input_never_takes_the_agent_down() {
         ] {
             for payload in [&b"not json"[..], b"", b"[]", b"{\"argv\":5}", b"\xff\xfe"] {
                 let got = exchange(&path, &enc(kind, payload), false).await;
-                assert_eq!(got.len(), 1, "{kind:?} {payload:?}: {got:?}");
-                assert_eq!(got[0].kind, FrameType::ERROR, "{kind:?} {payload:?}");
+                let (code, _) = error_of(&got);
+                assert_eq!(code, ErrorCode::InvalidRequest, "{kind:?} {payload:?}");
             }
         }
 
         // Values that are well-formed JSON but nonsense.
-        let cases: [(&[u8], &str); 5] = [
-            (br#"{"argv":["a\u0000b"]}"#, "start: "),
-            (br#"{"argv":["true"],"env":{"A=B\u0000":"x"}}"#, "start: "),
+        let start = ErrorCode::StartFailed;
+        let cases: [(&[u8], ErrorCode, &str); 5] = [
+            (br#"{"argv":["a\u0000b"]}"#, start, "start: "),
+            (
+                br#"{"argv":["true"],"env":{"A=B\u0000":"x"}}"#,
+                start,
+                "start: ",
+            ),
             (
                 br#"{"argv":["true"],"cwd":"/nonexistent/dir"}"#,
+                start,
                 "start: chdir",
             ),
             (
                 br#"{"argv":[],"session_id":"s999999"}"#,
+                ErrorCode::SessionNotFound,
                 "session not found",
             ),
-            (br#"{"argv":[],"tty":true}"#, "empty argv"),
+            (
+                br#"{"argv":[],"tty":true}"#,
+                ErrorCode::InvalidRequest,
+                "empty argv",
+            ),
         ];
-        for (payload, want) in cases {
-            let got = texts(&exchange(&path, &enc(FrameType::EXEC_REQ, payload), false).await);
-            assert_eq!(got.len(), 1, "{got:?}");
-            assert!(
-                got[0].1.starts_with(want),
-                "{got:?} should start with {want}"
-            );
+        for (payload, want_code, want) in cases {
+            let (code, text) =
+                error_of(&exchange(&path, &enc(FrameType::EXEC_REQ, payload), false).await);
+            assert_eq!(code, want_code, "{text}");
+            assert!(text.starts_with(want), "{text:?} should start with {want}");
         }
         let write = |size: &str| {
             format!(
@@ -150,7 +175,7 @@ fn malformed_and_hostile_input_never_takes_the_agent_down() {
                 dir.path().display()
             )
         };
-        let got = texts(
+        let (code, text) = error_of(
             &exchange(
                 &path,
                 &enc(FrameType::FILE_WRITE_REQ, write("17179869185").as_bytes()),
@@ -158,11 +183,13 @@ fn malformed_and_hostile_input_never_takes_the_agent_down() {
             )
             .await,
         );
-        assert!(got[0].1.contains("exceeds the write limit"), "{got:?}");
+        assert_eq!(code, ErrorCode::TooLarge);
+        assert!(text.contains("exceeds the write limit"), "{text}");
         let mut bytes = enc(FrameType::FILE_WRITE_REQ, write("3").as_bytes());
         bytes.extend(enc(FrameType::STDIN, b"four"));
-        let got = texts(&exchange(&path, &bytes, false).await);
-        assert!(got[0].1.contains("received more than 3 bytes"), "{got:?}");
+        let (code, text) = error_of(&exchange(&path, &bytes, false).await);
+        assert_eq!(code, ErrorCode::TooLarge);
+        assert!(text.contains("received more than 3 bytes"), "{text}");
         let leftovers: Vec<_> = std::fs::read_dir(dir.path())
             .expect("ls")
             .filter_map(|e| e.ok())
@@ -216,7 +243,7 @@ fn connection_and_session_limits_are_clear_errors() {
             .await
             .expect("read");
         assert_eq!(info.map(|f| f.kind), Some(FrameType::SESSION_INFO));
-        let got = texts(
+        let got = error_of(
             &exchange(
                 &path,
                 &enc(FrameType::EXEC_REQ, br#"{"argv":["cat"],"tty":true}"#),
@@ -226,20 +253,23 @@ fn connection_and_session_limits_are_clear_errors() {
         );
         assert_eq!(
             got,
-            [(FrameType::ERROR, "too many sessions (limit 1)".to_owned())]
+            (
+                ErrorCode::LimitReached,
+                "too many sessions (limit 1)".to_owned()
+            )
         );
 
         // Two idle connections fill the remaining slots.
         let _a = UnixStream::connect(&path).await.expect("connect");
         let _b = UnixStream::connect(&path).await.expect("connect");
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let got = texts(&exchange(&path, &enc(FrameType::ACTIVITY_REQ, b""), false).await);
+        let got = error_of(&exchange(&path, &enc(FrameType::ACTIVITY_REQ, b""), false).await);
         assert_eq!(
             got,
-            [(
-                FrameType::ERROR,
+            (
+                ErrorCode::LimitReached,
                 "too many connections (limit 3)".to_owned()
-            )]
+            )
         );
         drop(_a);
         tokio::time::sleep(Duration::from_millis(100)).await;

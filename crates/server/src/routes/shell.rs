@@ -161,7 +161,7 @@ async fn bridge(mut ws: WebSocket, session: Session, _busy: BusyGuard) {
                     break;
                 }
                 Ok(Some(Event::Error(msg))) => {
-                    let m = json!({"type": "error", "data": msg}).to_string();
+                    let m = json!({"type": "error", "data": msg.message}).to_string();
                     let _ = ws.send(Message::Text(m.into())).await;
                     let _ = ws.send(Message::Close(None)).await;
                     break;
