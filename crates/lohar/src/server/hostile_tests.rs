@@ -122,80 +122,7 @@ fn malformed_and_hostile_input_never_takes_the_agent_down() {
             exchange(&path, &bytes, true).await;
         }
 
-        // Bad payloads for every request type: one coded ERROR each.
-        for kind in [
-            FrameType::EXEC_REQ,
-            FrameType::EXEC_KILL,
-            FrameType::FILE_READ_REQ,
-            FrameType::FILE_WRITE_REQ,
-            FrameType::FILE_STAT_REQ,
-            FrameType::FILE_LS_REQ,
-        ] {
-            for payload in [&b"not json"[..], b"", b"[]", b"{\"argv\":5}", b"\xff\xfe"] {
-                let got = exchange(&path, &enc(kind, payload), false).await;
-                let (code, _) = error_of(&got);
-                assert_eq!(code, ErrorCode::InvalidRequest, "{kind:?} {payload:?}");
-            }
-        }
-
-        // Values that are well-formed JSON but nonsense.
-        let start = ErrorCode::StartFailed;
-        let cases: [(&[u8], ErrorCode, &str); 5] = [
-            (br#"{"argv":["a\u0000b"]}"#, start, "start: "),
-            (
-                br#"{"argv":["true"],"env":{"A=B\u0000":"x"}}"#,
-                start,
-                "start: ",
-            ),
-            (
-                br#"{"argv":["true"],"cwd":"/nonexistent/dir"}"#,
-                start,
-                "start: chdir",
-            ),
-            (
-                br#"{"argv":[],"session_id":"s999999"}"#,
-                ErrorCode::SessionNotFound,
-                "session not found",
-            ),
-            (
-                br#"{"argv":[],"tty":true}"#,
-                ErrorCode::InvalidRequest,
-                "empty argv",
-            ),
-        ];
-        for (payload, want_code, want) in cases {
-            let (code, text) =
-                error_of(&exchange(&path, &enc(FrameType::EXEC_REQ, payload), false).await);
-            assert_eq!(code, want_code, "{text}");
-            assert!(text.starts_with(want), "{text:?} should start with {want}");
-        }
-        let write = |size: &str| {
-            format!(
-                r#"{{"path":"{}/w","mode":"0644","size":{size}}}"#,
-                dir.path().display()
-            )
-        };
-        let (code, text) = error_of(
-            &exchange(
-                &path,
-                &enc(FrameType::FILE_WRITE_REQ, write("17179869185").as_bytes()),
-                false,
-            )
-            .await,
-        );
-        assert_eq!(code, ErrorCode::TooLarge);
-        assert!(text.contains("exceeds the write limit"), "{text}");
-        let mut bytes = enc(FrameType::FILE_WRITE_REQ, write("3").as_bytes());
-        bytes.extend(enc(FrameType::STDIN, b"four"));
-        let (code, text) = error_of(&exchange(&path, &bytes, false).await);
-        assert_eq!(code, ErrorCode::TooLarge);
-        assert!(text.contains("received more than 3 bytes"), "{text}");
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
-            .expect("ls")
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
-            .collect();
-        assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+        bad_requests_get_coded_errors(&path, dir.path()).await;
 
         // A TTY session fed short RESIZEs, unknown frames and a huge idle
         // timeout, then killed through the protocol.
@@ -218,6 +145,85 @@ fn malformed_and_hostile_input_never_takes_the_agent_down() {
 
         still_serves(&path).await;
     });
+}
+
+/// Requests that decode badly or make no sense: one ERROR each, after an
+/// ERROR_CODE with the code the case calls for; no temp file is left.
+async fn bad_requests_get_coded_errors(path: &Path, dir: &Path) {
+    // Bad payloads for every request type: one coded ERROR each.
+    for kind in [
+        FrameType::EXEC_REQ,
+        FrameType::EXEC_KILL,
+        FrameType::FILE_READ_REQ,
+        FrameType::FILE_WRITE_REQ,
+        FrameType::FILE_STAT_REQ,
+        FrameType::FILE_LS_REQ,
+    ] {
+        for payload in [&b"not json"[..], b"", b"[]", b"{\"argv\":5}", b"\xff\xfe"] {
+            let got = exchange(path, &enc(kind, payload), false).await;
+            let (code, _) = error_of(&got);
+            assert_eq!(code, ErrorCode::InvalidRequest, "{kind:?} {payload:?}");
+        }
+    }
+
+    // Values that are well-formed JSON but nonsense.
+    let start = ErrorCode::StartFailed;
+    let cases: [(&[u8], ErrorCode, &str); 5] = [
+        (br#"{"argv":["a\u0000b"]}"#, start, "start: "),
+        (
+            br#"{"argv":["true"],"env":{"A=B\u0000":"x"}}"#,
+            start,
+            "start: ",
+        ),
+        (
+            br#"{"argv":["true"],"cwd":"/nonexistent/dir"}"#,
+            start,
+            "start: chdir",
+        ),
+        (
+            br#"{"argv":[],"session_id":"s999999"}"#,
+            ErrorCode::SessionNotFound,
+            "session not found",
+        ),
+        (
+            br#"{"argv":[],"tty":true}"#,
+            ErrorCode::InvalidRequest,
+            "empty argv",
+        ),
+    ];
+    for (payload, want_code, want) in cases {
+        let (code, text) =
+            error_of(&exchange(path, &enc(FrameType::EXEC_REQ, payload), false).await);
+        assert_eq!(code, want_code, "{text}");
+        assert!(text.starts_with(want), "{text:?} should start with {want}");
+    }
+    let write = |size: &str| {
+        format!(
+            r#"{{"path":"{}/w","mode":"0644","size":{size}}}"#,
+            dir.display()
+        )
+    };
+    let (code, text) = error_of(
+        &exchange(
+            path,
+            &enc(FrameType::FILE_WRITE_REQ, write("17179869185").as_bytes()),
+            false,
+        )
+        .await,
+    );
+    assert_eq!(code, ErrorCode::TooLarge);
+    assert!(text.contains("exceeds the write limit"), "{text}");
+    let mut bytes = enc(FrameType::FILE_WRITE_REQ, write("3").as_bytes());
+    bytes.extend(enc(FrameType::STDIN, b"four"));
+    let (code, text) = error_of(&exchange(path, &bytes, false).await);
+    assert_eq!(code, ErrorCode::TooLarge);
+    assert!(text.contains("received more than 3 bytes"), "{text}");
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .expect("ls")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
 }
 
 #[test]
