@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs every system package bhatti needs on a Debian/Ubuntu host, then
-# builds the guest images (kernel, rootfs tiers) into the image cache
-# ($BHATTI_CACHE_DIR, default /var/cache/bhatti, outside the clone).
+# Installs every system package bhatti needs on a Debian/Ubuntu host, the
+# OpenAPI validator the tests run (PyPI's openapi-spec-validator, in a venv at
+# $BHATTI_CACHE_DIR/venv), then builds the guest images (kernel, rootfs tiers)
+# into the image cache ($BHATTI_CACHE_DIR, default /var/cache/bhatti, outside
+# the clone).
 #
 #   scripts/setup.sh                 # packages + kernel + busybox tier
 #   BHATTI_TIERS=all scripts/setup.sh  # also the Debian `minimal` tier
@@ -21,6 +23,8 @@ PACKAGES=(
   iproute2 nftables
   # tooling used by scripts
   file ca-certificates
+  # the OpenAPI document's validator (crates/server/tests/openapi.rs)
+  python3 python3-venv
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -55,7 +59,26 @@ check_rust() {
   fi
 }
 
+# PyPI's openapi-spec-validator, pinned, in a venv under the cache dir (not
+# the system Python); crates/server/tests/openapi.rs runs it.
+OPENAPI_VALIDATOR=openapi-spec-validator==0.9.0
+install_validator() {
+  local venv="${BHATTI_CACHE_DIR:-/var/cache/bhatti}/venv"
+  local have
+  have=$("$venv/bin/pip" show openapi-spec-validator 2>/dev/null | sed -n 's/^Version: //p' || true)
+  if [ "$have" = "${OPENAPI_VALIDATOR#*==}" ]; then
+    say "openapi-spec-validator: present"
+    return
+  fi
+  say "installing $OPENAPI_VALIDATOR into $venv"
+  if [ ! -w "$(dirname "$venv")" ] && [ ! -w "$venv" ]; then need_root; else SUDO=; fi
+  $SUDO mkdir -p "$venv"
+  $SUDO python3 -m venv "$venv"
+  $SUDO "$venv/bin/pip" install --quiet "$OPENAPI_VALIDATOR"
+}
+
 install_packages
+install_validator
 check_rust
 say "building guest images (kernel, rootfs tiers: ${BHATTI_TIERS:-busybox})"
 cargo xtask images --tier "${BHATTI_TIERS:-busybox}"

@@ -36,6 +36,9 @@ enum Command {
         #[command(subcommand)]
         action: cmd::user::UserAction,
     },
+    /// Print the API's OpenAPI 3.1 document (what `GET /openapi.json`
+    /// serves), built from the route table; needs no daemon.
+    Openapi,
     /// Client commands (talk to the daemon's API).
     #[command(flatten)]
     Client(cmd::client::ClientCommand),
@@ -55,6 +58,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             action,
         } => cmd::user::run(&data_dir, json, action),
+        Command::Openapi => {
+            let doc = bhatti_server::openapi::document::<bhatti_server::daemon::DaemonEngine>();
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            Ok(())
+        }
         Command::Client(c) => cmd::client::run(c),
     }
 }

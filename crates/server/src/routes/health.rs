@@ -6,26 +6,27 @@ use axum::routing::get;
 use bhatti_engine::engine::Engine;
 use serde_json::{Value, json};
 
-use super::{Access, RouteDef, Verb};
+use super::{RouteDef, Verb, public};
 use crate::extract::ApiResult;
+use crate::openapi::replies::{Health, OpenApiDocument};
 use crate::state::Shared;
 
 pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
     vec![
-        RouteDef {
-            verb: Verb::Get,
-            path: "/health",
-            access: Access::Public,
-            summary: "Daemon health: version, live sandboxes, uptime",
-            handler: get(health::<E>),
-        },
-        RouteDef {
-            verb: Verb::Get,
-            path: "/openapi.json",
-            access: Access::Public,
-            summary: "This API as an OpenAPI 3.1 document",
-            handler: get(openapi::<E>),
-        },
+        public(
+            Verb::Get,
+            "/health",
+            "Daemon health: version, live sandboxes, uptime",
+            get(health::<E>),
+        )
+        .reply::<Health>(200),
+        public(
+            Verb::Get,
+            "/openapi.json",
+            "This API as an OpenAPI 3.1 document",
+            get(openapi::<E>),
+        )
+        .reply::<OpenApiDocument>(200),
     ]
 }
 

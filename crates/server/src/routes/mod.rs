@@ -2,7 +2,11 @@
 //! exporting `routes()` with the same shape. The router
 //! ([`crate::app::router`]) and the OpenAPI document
 //! ([`crate::openapi::document`]) are both built from [`table`], so a
-//! route cannot exist without being documented.
+//! route cannot exist without being documented. Each [`RouteDef`] carries a
+//! [`Doc`]: its request body, success reply, query and typed path
+//! parameters, filled by small builders (`.body::<CreateSandbox>()`,
+//! `.reply::<SandboxView>(201)`) whose schemas utoipa generates from the
+//! real Rust types.
 
 pub mod exec;
 pub mod files;
@@ -20,6 +24,7 @@ pub mod volumes;
 use axum::routing::MethodRouter;
 use bhatti_engine::engine::Engine;
 
+pub use crate::openapi::route_doc::{Body, Doc, Reply};
 use crate::state::Shared;
 
 /// An HTTP method of a route (`Any` for the reverse proxy).
@@ -58,7 +63,8 @@ pub enum Access {
     User,
 }
 
-/// One route: where, who, what it does, and its handler.
+/// One route: where, who, what it does, its handler, and what the
+/// OpenAPI document says of its inputs and outputs.
 #[derive(Debug)]
 pub struct RouteDef<E: Engine> {
     pub verb: Verb,
@@ -66,6 +72,20 @@ pub struct RouteDef<E: Engine> {
     pub access: Access,
     pub summary: &'static str,
     pub handler: MethodRouter<Shared<E>>,
+    pub doc: Doc,
+}
+
+/// A public route (no API key).
+pub fn public<E: Engine>(
+    verb: Verb,
+    path: &'static str,
+    summary: &'static str,
+    handler: MethodRouter<Shared<E>>,
+) -> RouteDef<E> {
+    RouteDef {
+        access: Access::Public,
+        ..user(verb, path, summary, handler)
+    }
 }
 
 /// A user route.
@@ -81,6 +101,7 @@ pub fn user<E: Engine>(
         access: Access::User,
         summary,
         handler,
+        doc: Doc::default(),
     }
 }
 

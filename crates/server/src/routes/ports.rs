@@ -16,15 +16,18 @@ use crate::extract::{ApiPath, ApiResult, AuthUser};
 use crate::state::Shared;
 
 pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
-    vec![user(
-        Verb::Get,
-        "/sandboxes/{id}/ports",
-        "Listening TCP ports in the guest",
-        get(ports::<E>),
-    )]
+    vec![
+        user(
+            Verb::Get,
+            "/sandboxes/{id}/ports",
+            "Listening TCP ports in the guest",
+            get(ports::<E>),
+        )
+        .reply_list::<PortView>(200),
+    ]
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PortView {
     pub port: u16,
     pub proxy_url: String,

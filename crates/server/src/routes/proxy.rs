@@ -38,19 +38,28 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
             "/sandboxes/{id}/proxy/{port}",
             "Reverse proxy (HTTP and WebSocket) to a port in the guest (not the agent's ports 1024 and 1025: 400)",
             any(root::<E>),
-        ),
+        )
+        .param::<u16>("port")
+        .any_body()
+        .reply_any(),
         user(
             Verb::Any,
             "/sandboxes/{id}/proxy/{port}/",
             "Reverse proxy (HTTP and WebSocket) to a port in the guest (not the agent's ports 1024 and 1025: 400)",
             any(root::<E>),
-        ),
+        )
+        .param::<u16>("port")
+        .any_body()
+        .reply_any(),
         user(
             Verb::Any,
             "/sandboxes/{id}/proxy/{port}/{*path}",
             "Reverse proxy (HTTP and WebSocket) to a port in the guest (not the agent's ports 1024 and 1025: 400)",
             any(rest::<E>),
-        ),
+        )
+        .param::<u16>("port")
+        .any_body()
+        .reply_any(),
     ]
 }
 

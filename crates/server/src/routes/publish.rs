@@ -26,6 +26,7 @@ use super::proxy::{AGENT_PORTS, forward, guest_target, user_port};
 use super::{RouteDef, Verb, user};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiResult, AuthUser};
+use crate::openapi::replies::Unpublished;
 use crate::state::{AppState, Shared, now_unix};
 
 pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
@@ -37,30 +38,35 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
              Aliases are per user (tag: the user's public tag), so another user's alias \
              never conflicts; the agent's ports 1024 and 1025 are refused (400)",
             post(publish::<E>),
-        ),
+        )
+        .body::<PublishBody>()
+        .reply::<PublishedView>(201),
         user(
             Verb::Get,
             "/sandboxes/{id}/publish",
             "List published ports",
             get(list::<E>),
-        ),
+        )
+        .reply_list::<PublishedView>(200),
         user(
             Verb::Delete,
             "/sandboxes/{id}/publish/{port}",
             "Unpublish a port",
             delete(unpublish::<E>),
-        ),
+        )
+        .param::<u16>("port")
+        .reply::<Unpublished>(200),
     ]
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishBody {
     pub port: u16,
     pub alias: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PublishedView {
     pub alias: String,
     pub port: u16,

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::{RouteDef, Verb, user};
 use crate::extract::{ApiPath, ApiResult, AuthUser};
+use crate::openapi::replies;
 use crate::state::Shared;
 
 pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
@@ -17,13 +18,15 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
             "/sandboxes/{id}/sessions",
             "List TTY sessions",
             get(list::<E>),
-        ),
+        )
+        .reply_list::<replies::SessionInfo>(200),
         user(
             Verb::Delete,
             "/sandboxes/{id}/sessions/{sid}",
             "Kill a TTY session",
             delete(kill::<E>),
-        ),
+        )
+        .reply::<replies::Killed>(200),
     ]
 }
 

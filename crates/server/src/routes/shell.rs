@@ -47,16 +47,21 @@ const SHELL: [&str; 3] = [
 ];
 
 pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
-    vec![user(
-        Verb::Get,
-        "/sandboxes/{id}/ws",
-        "Interactive shell over WebSocket (session, new, token, rows, cols)",
-        get(ws::<E>),
-    )]
+    vec![
+        user(
+            Verb::Get,
+            "/sandboxes/{id}/ws",
+            "Interactive shell over WebSocket (session, new, token, rows, cols)",
+            get(ws::<E>),
+        )
+        .query::<WsQuery>()
+        .upgrade(),
+    ]
 }
 
 /// Query of the shell route (`token` is read by the auth layer).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WsQuery {
     pub session: Option<String>,
