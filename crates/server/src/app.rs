@@ -13,7 +13,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -143,7 +142,7 @@ async fn auth<E: Engine>(State(st): State<Shared<E>>, mut req: Request, next: Ne
         Ok(None) => return ApiError::Unauthorized.into_response(),
         Err(e) => return ApiError::from(e).into_response(),
     };
-    if let Err(limited) = st.limiter.check(&user.id, class_of(&req), Instant::now()) {
+    if let Err(limited) = st.limiter.check(&user.id, class_of(&req)) {
         let secs = limited.retry_after.as_secs().max(1);
         let mut resp = ApiError::TooManyRequests(limited.to_string()).into_response();
         if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
