@@ -6,8 +6,8 @@
 //! 2. published-port routing by `Host` (`<alias>-<tag>.<public domain>` goes to
 //!    the sandbox's port with no API key; see [`crate::routes::publish`]);
 //! 3. the JSON body limit (1 MiB; file uploads check their own);
-//! 4. on user routes: authentication (Bearer key; `?token=` only on a
-//!    WebSocket upgrade) and the per-user rate limit.
+//! 4. on user routes: authentication (Bearer key; `?token=`, percent-decoded,
+//!    only on a WebSocket upgrade) and the per-user rate limit.
 //!
 //! Unknown routes and methods get JSON errors like everything else.
 
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -114,11 +114,14 @@ fn presented_key(req: &Request) -> Option<String> {
     if !is_websocket_upgrade(req) {
         return None;
     }
-    let q = req.uri().query()?;
-    q.split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == "token")
-        .map(|(_, v)| v.to_owned())
+    Query::<TokenQuery>::try_from_uri(req.uri()).ok()?.0.token
+}
+
+/// The `?token=` of a WebSocket upgrade, percent-decoded; other query
+/// parameters are the handler's.
+#[derive(Debug, serde::Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
 }
 
 /// Rate-limit class of a request.
@@ -152,4 +155,35 @@ async fn auth<E: Engine>(State(st): State<Shared<E>>, mut req: Request, next: Ne
     }
     req.extensions_mut().insert(AuthUser(user));
     next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+
+    use super::*;
+
+    fn upgrade(uri: &str) -> Request {
+        Request::builder()
+            .uri(uri)
+            .header(header::UPGRADE, "websocket")
+            .body(Body::empty())
+            .expect("request")
+    }
+
+    #[test]
+    fn query_token_is_percent_decoded_and_only_on_upgrades() {
+        let key = |uri: &str| presented_key(&upgrade(uri));
+        assert_eq!(key("/s/x/ws?token=bh_abc").as_deref(), Some("bh_abc"));
+        assert_eq!(
+            key("/s/x/ws?rows=3&token=bh%5Fa%2Fb%3D&cols=4").as_deref(),
+            Some("bh_a/b=")
+        );
+        assert_eq!(key("/s/x/ws?rows=3"), None);
+        let plain = Request::builder()
+            .uri("/s/x/ws?token=bh_abc")
+            .body(Body::empty())
+            .expect("request");
+        assert_eq!(presented_key(&plain), None, "not an upgrade");
+    }
 }
