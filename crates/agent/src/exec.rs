@@ -96,6 +96,10 @@ pub struct ExecResult {
     /// Stdout exceeded the output cap; the first `cap` bytes are kept.
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
+    /// The deadline passed and the command was killed
+    /// ([`crate::Supervised`]; [`Client::exec`] reports a deadline as
+    /// [`Error::Timeout`] instead).
+    pub timed_out: bool,
 }
 
 /// A running piped exec: [`Input`] for stdin and KILL, [`Events`] for
@@ -213,7 +217,9 @@ where
     }
 }
 
-fn append_capped(buf: &mut Vec<u8>, truncated: &mut bool, data: &[u8], cap: usize) {
+/// Appends what fits under `cap` of `data` to `buf`; `truncated` once
+/// anything did not fit.
+pub(crate) fn append_capped(buf: &mut Vec<u8>, truncated: &mut bool, data: &[u8], cap: usize) {
     let room = cap.saturating_sub(buf.len());
     if data.len() > room {
         *truncated = true;

@@ -8,6 +8,8 @@
 //!
 //! Operation families, one module each:
 //! - [`exec`]: buffered and streaming piped exec;
+//! - [`supervise`]: a streaming exec run to a deadline (KILL, then the
+//!   rest of its output), collected under an output cap;
 //! - [`session`]: TTY sessions (shell, attach, list, kill);
 //! - [`files`]: read (streaming, cancellable), write (streamed), stat, ls;
 //! - [`forward`]: raw tunnels to guest TCP ports;
@@ -54,6 +56,7 @@ pub mod exec;
 pub mod files;
 pub mod forward;
 pub mod session;
+pub mod supervise;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -70,6 +73,7 @@ pub use exec::{ExecOptions, ExecResult, ExecStream};
 pub use files::{FileReader, ReadOptions};
 pub use forward::Tunnel;
 pub use session::{Session, ShellOptions};
+pub use supervise::Supervised;
 
 use conn::Conn;
 

@@ -1,10 +1,10 @@
 //! Streaming exec driven from two tasks (backpressure both ways) and many
-//! execs at once.
+//! execs at once; a streaming exec supervised to a deadline.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use bhatti_agent::{Event, ExecOptions, ExecRequest, ShellOptions};
+use bhatti_agent::{Event, ExecOptions, ExecRequest, ShellOptions, Supervised};
 use common::{Lohar, SOON, contains, read_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,4 +86,36 @@ async fn split_session_typed_from_another_task() {
     input.write_stdin(b"exit 4\n").await.unwrap();
     assert_eq!(events.wait().await.unwrap(), 4);
     assert!(info.session_id.starts_with('s'));
+}
+
+#[tokio::test]
+async fn supervised_exec_kills_at_the_deadline_and_keeps_the_output() {
+    let l = Lohar::start().await;
+    let req = ExecRequest::command(["/bin/sh", "-c", "echo before; exec sleep 30"]);
+    let stream = l.client.exec_stream(&req).await.unwrap();
+    let run = Supervised::new(stream, Some(std::time::Duration::from_millis(500))).await;
+    let r = tokio::time::timeout(SOON, run.collect(1 << 20))
+        .await
+        .expect("killed in time")
+        .unwrap();
+    assert!(r.timed_out, "{r:?}");
+    assert_eq!(r.exit_code, 137, "SIGKILL");
+    assert_eq!(r.stdout, b"before\n");
+}
+
+#[tokio::test]
+async fn supervised_exec_without_deadline_closes_stdin_and_caps_output() {
+    let l = Lohar::start().await;
+    // `cat` ends only because stdin was closed; 64 KiB of output is cut
+    // at the 1 KiB cap.
+    let req = ExecRequest::command(["/bin/sh", "-c", "cat; head -c 65536 /dev/zero"]);
+    let stream = l.client.exec_stream(&req).await.unwrap();
+    let run = Supervised::new(stream, None).await;
+    let r = tokio::time::timeout(SOON, run.collect(1024))
+        .await
+        .expect("finished")
+        .unwrap();
+    assert!(!r.timed_out && r.exit_code == 0, "{r:?}");
+    assert_eq!(r.stdout.len(), 1024);
+    assert!(r.stdout_truncated && !r.stderr_truncated);
 }

@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use bhatti_engine::engine::Engine;
 use bhatti_engine::state::SandboxState;
-use bhatti_store::sandboxes::Status;
 
 use crate::service::engine_id;
 use crate::state::AppState;
@@ -64,7 +63,9 @@ impl<E: Engine> AppState<E> {
             }
         };
         let mut done = Vec::new();
-        for sb in rows.into_iter().filter(|s| s.status == Status::Running) {
+        // The engine's state decides; the rows give keep_hot (a sandbox
+        // the engine does not hold is skipped).
+        for sb in rows {
             let Ok(eid) = engine_id(&sb) else { continue };
             let Ok(info) = self.engine.status(&eid).await else {
                 continue;

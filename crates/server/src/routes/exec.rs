@@ -2,7 +2,8 @@
 //! `Accept: application/x-ndjson` — one event per line, each written to
 //! the response as soon as the agent sends it.
 //!
-//! Both forms run over the agent's streaming exec. With `timeout_sec` the
+//! Both forms run over the agent's streaming exec, supervised by
+//! [`bhatti_agent::Supervised`] (deadline, KILL, output cap). With `timeout_sec` the
 //! process's stdin stays open so that KILL (SIGKILL to its process group)
 //! can be sent when the deadline passes; the exit code is then 137 and
 //! the result says `timed_out`. Without it, stdin is closed at once (a
@@ -18,16 +19,15 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use bhatti_agent::{Event, Events, Input};
+use bhatti_agent::{Event, Supervised};
 use bhatti_engine::engine::{Engine, ExecRequest};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::time::Instant;
 
 use super::{RouteDef, Verb, user};
 use crate::activity::BusyGuard;
-use crate::error::{AgentError, ApiError};
+use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiResult, AuthUser};
 use crate::openapi::replies::{ExecEvent, ExecResult};
 use crate::service::validate;
@@ -106,26 +106,25 @@ async fn exec<E: Engine>(
         cwd: body.cwd,
         ..ExecRequest::default()
     };
-    let (mut input, events) = st.engine.exec_stream(&eid, req).await?.into_split();
-    let deadline = body
-        .timeout_sec
-        .map(|s| (Instant::now() + Duration::from_secs(s), s));
-    if deadline.is_none() {
-        // Best effort: a command that already exited closed its side.
-        let _ = input.close_stdin().await;
-    }
-    let run = Run {
-        input,
-        events,
-        deadline,
-        timed_out: false,
-        _busy: busy,
-    };
+    let stream = st.engine.exec_stream(&eid, req).await?;
+    let run = Supervised::new(stream, body.timeout_sec.map(Duration::from_secs)).await;
     if wants_ndjson(&headers) {
-        Ok(streaming(run))
-    } else {
-        buffered(run).await
+        return Ok(streaming(run, busy));
     }
+    let r = run.collect(OUTPUT_CAP).await?;
+    drop(busy);
+    let mut body = json!({
+        "exit_code": r.exit_code,
+        "stdout": String::from_utf8_lossy(&r.stdout),
+        "stderr": String::from_utf8_lossy(&r.stderr),
+    });
+    if r.timed_out {
+        body["timed_out"] = json!(true);
+    }
+    if r.stdout_truncated || r.stderr_truncated {
+        body["truncated"] = json!(true);
+    }
+    Ok(Json(body).into_response())
 }
 
 fn wants_ndjson(h: &HeaderMap) -> bool {
@@ -134,83 +133,23 @@ fn wants_ndjson(h: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("application/x-ndjson"))
 }
 
-/// A running exec with its deadline.
-struct Run {
-    input: Input,
-    events: Events,
-    deadline: Option<(Instant, u64)>,
-    timed_out: bool,
-    _busy: BusyGuard,
-}
-
-impl Run {
-    /// The next event; past the deadline, KILL is sent once and the
-    /// remaining events (then the exit) are still delivered.
-    async fn next(&mut self) -> Result<Option<Event>, AgentError> {
-        loop {
-            match self.deadline {
-                Some((at, _)) if !self.timed_out => {
-                    match tokio::time::timeout_at(at, self.events.next()).await {
-                        Ok(r) => return r,
-                        Err(_) => {
-                            self.timed_out = true;
-                            let _ = self.input.kill().await;
-                        }
-                    }
-                }
-                _ => return self.events.next().await,
-            }
-        }
-    }
-}
-
-async fn buffered(mut run: Run) -> ApiResult<Response> {
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let (mut out_cut, mut err_cut) = (false, false);
-    let code = loop {
-        match run.next().await? {
-            Some(Event::Stdout(d)) => append(&mut out, &mut out_cut, &d),
-            Some(Event::Stderr(d)) => append(&mut err, &mut err_cut, &d),
-            Some(Event::Exit(c)) => break c,
-            Some(Event::Error(f)) => return Err(AgentError::Agent(f).into()),
-            None => return Err(AgentError::Closed("exec").into()),
-        }
-    };
-    let mut body = json!({
-        "exit_code": code,
-        "stdout": String::from_utf8_lossy(&out),
-        "stderr": String::from_utf8_lossy(&err),
-    });
-    if run.timed_out {
-        body["timed_out"] = json!(true);
-    }
-    if out_cut || err_cut {
-        body["truncated"] = json!(true);
-    }
-    Ok(Json(body).into_response())
-}
-
-fn append(buf: &mut Vec<u8>, cut: &mut bool, data: &[u8]) {
-    let room = OUTPUT_CAP.saturating_sub(buf.len());
-    *cut |= data.len() > room;
-    buf.extend_from_slice(&data[..data.len().min(room)]);
-}
-
 /// Streaming state: the run, and partial UTF-8 sequences held back so
 /// that a character split across two frames is not mangled.
 struct Stream {
-    run: Run,
+    run: Supervised,
     out: Vec<u8>,
     err: Vec<u8>,
     done: bool,
+    _busy: BusyGuard,
 }
 
-fn streaming(run: Run) -> Response {
+fn streaming(run: Supervised, busy: BusyGuard) -> Response {
     let state = Stream {
         run,
         out: Vec::new(),
         err: Vec::new(),
         done: false,
+        _busy: busy,
     };
     let body = futures_util::stream::unfold(state, |mut s| async move {
         if s.done {
@@ -226,7 +165,7 @@ fn streaming(run: Run) -> Response {
             Ok(Some(Event::Exit(code))) => {
                 s.done = true;
                 let mut ev = json!({"type": "exit", "exit_code": code});
-                if s.run.timed_out {
+                if s.run.timed_out() {
                     ev["timed_out"] = json!(true);
                 }
                 ev
