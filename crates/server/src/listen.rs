@@ -30,7 +30,9 @@
 //! across an await. Shutdown is a `watch` channel: every connection task
 //! holds a receiver; one still waiting for its first request is dropped,
 //! the others finish their current request and close; [`serve`] returns
-//! once all of them have dropped their receivers.
+//! once all of them have dropped their receivers. An accept that fails
+//! for a host-side reason (out of descriptors) is retried with `backon`
+//! after `ACCEPT_PAUSE`; shutdown is heard during that pause too.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -39,12 +41,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
+use backon::{ConstantBuilder, Retryable};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tower::ServiceExt;
+
+/// The pause before accepting again after a host-side accept error.
+const ACCEPT_PAUSE: Duration = Duration::from_secs(1);
 
 /// What a connection must do to be kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,17 +88,22 @@ pub async fn serve(
     let (closing_tx, closing_rx) = watch::channel(false);
     let mut stop = std::pin::pin!(stop);
     loop {
+        // A host-side accept error (out of descriptors, most likely) is
+        // retried after a pause that lets some connections close; one that
+        // belongs to a single connection passes it over.
+        let accept = (|| listener.accept())
+            .retry(
+                ConstantBuilder::new()
+                    .with_delay(ACCEPT_PAUSE)
+                    .without_max_times(),
+            )
+            .when(|e| !is_per_connection(e))
+            .notify(|e, pause| tracing::error!(error = %e, "accept failed; retrying in {pause:?}"));
         let tcp = tokio::select! {
             () = &mut stop => break,
-            r = listener.accept() => match r {
+            r = accept => match r {
                 Ok((tcp, _)) => tcp,
-                Err(e) if is_per_connection(&e) => continue,
-                Err(e) => {
-                    // Out of descriptors, most likely: let some close.
-                    tracing::error!(error = %e, "accept failed; retrying in 1 s");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
+                Err(_) => continue,
             },
         };
         let (evict_tx, evicted) = oneshot::channel();
