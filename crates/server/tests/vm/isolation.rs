@@ -10,10 +10,10 @@
 use std::net::{Ipv4Addr, TcpListener};
 use std::time::Duration;
 
-use bhatti_engine::image::{ImagePaths, Tier};
 use bhatti_engine::netns::NetNs;
 use bhatti_engine::network::{guest_mac, mac_string};
 use bhatti_store::users::Limits;
+use bhatti_testkit::Need;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -23,13 +23,9 @@ const ATTACK: &str = include_str!("guest/attack.py");
 /// Requests made to bob's sandbox while the spoofer and sniffer run.
 const ROUNDS: usize = 8;
 
-/// Why this test cannot run here (the attacker needs the minimal tier).
-pub fn skip_reason() -> Option<String> {
-    ImagePaths::from_env()
-        .rootfs(Tier::Minimal)
-        .err()
-        .map(|e| format!("needs the minimal tier (cargo xtask images --tier minimal): {e}"))
-}
+/// What this test needs beyond a daemon: the attacker is a minimal-tier
+/// guest.
+pub const NEEDS: &[Need] = &[Need::MinimalImage];
 
 async fn create(d: &TestDaemon, key: &str, body: Value) -> Result<Ipv4Addr, libtest_mimic::Failed> {
     let sb = d

@@ -5,71 +5,38 @@
 //! ephemeral loopback port. Dropping it kills whatever VMM processes of
 //! its data dir remain, deletes the namespace, then the directory.
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bhatti_engine::engine::Engine;
-use bhatti_engine::image::{ImagePaths, Tier};
+use bhatti_engine::image::ImagePaths;
 use bhatti_engine::netns::{NetNs, unique_name};
 use bhatti_server::config::{Egress, EngineKind, ServerConfig};
 use bhatti_server::daemon::{Daemon, DaemonEngine, DaemonError};
 use bhatti_server::state::AppState;
 use bhatti_store::users::Limits;
-use libtest_mimic::{Completion, Failed, Trial};
+use bhatti_testkit::{DAEMON, Need};
+use libtest_mimic::{Failed, Trial};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 
 pub type TestResult = Result<(), Failed>;
 
-/// Why VM tests cannot run here, if they cannot.
-pub fn skip_reason() -> Option<String> {
-    if !rustix::process::geteuid().is_root() {
-        return Some("needs root (network namespaces, TAP devices)".into());
-    }
-    let qemu = Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    if !qemu.is_ok_and(|s| s.success()) {
-        return Some("qemu-system-x86_64 not runnable (Debian package qemu-system-x86)".into());
-    }
-    let p = ImagePaths::from_env();
-    p.kernel()
-        .and_then(|_| p.rootfs(Tier::Busybox))
-        .err()
-        .map(|e| e.to_string())
-}
-
 /// A trial reported as ignored, with `SKIPPED: <reason>`, when the host
-/// cannot run VMs.
+/// cannot run the daemon's VMs.
 pub fn trial<F>(name: &str, f: F) -> Trial
 where
     F: FnOnce() -> TestResult + Send + 'static,
 {
-    trial_needing(name, || None, f)
+    bhatti_testkit::trial(name, DAEMON, f)
 }
 
-/// [`trial`] that also needs what `extra` checks (its reason when not).
-pub fn trial_needing<F>(name: &str, extra: fn() -> Option<String>, f: F) -> Trial
+/// [`trial`] that also needs `extra`.
+pub fn trial_needing<F>(name: &str, extra: &[Need], f: F) -> Trial
 where
     F: FnOnce() -> TestResult + Send + 'static,
 {
-    let skip_reason = move || skip_reason().or_else(extra);
-    let reason = skip_reason();
-    if let Some(r) = &reason {
-        println!("SKIPPED: {name}: {r}");
-    }
-    let ignored = reason.is_some();
-    Trial::ignorable_test(name, move || {
-        if let Some(r) = skip_reason() {
-            println!("SKIPPED: {r}");
-            return Ok(Completion::ignored_with(r));
-        }
-        f().map(|()| Completion::Completed)
-    })
-    .with_ignored_flag(ignored)
+    bhatti_testkit::trial(name, &[DAEMON, extra].concat(), f)
 }
 
 /// Runs a trial's body on its own runtime.
