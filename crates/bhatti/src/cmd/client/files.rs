@@ -102,42 +102,12 @@ pub async fn run(a: FileArgs) -> anyhow::Result<Outcome> {
             max_bytes,
         } => {
             let ctx = Ctx::new(&a.g)?;
-            let mut q = vec![("path", path.clone())];
-            for (k, v) in [
+            let window = [
                 ("offset", offset),
                 ("limit", limit),
                 ("max_bytes", max_bytes),
-            ] {
-                if let Some(v) = v {
-                    q.push((k, v.to_string()));
-                }
-            }
-            let url = files_url(&ctx, &sandbox, &q);
-            let resp = ctx.api.send(ctx.api.request(Method::GET, url)).await?;
-            let size = resp
-                .headers()
-                .get("x-file-size")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<i64>().ok());
-            if ctx.json {
-                let body = resp
-                    .bytes()
-                    .await
-                    .map_err(|e| FileError::Body(root_cause(&e)))?;
-                render::json(&json!({
-                    "path": path,
-                    "size": size,
-                    "content_b64": base64::engine::general_purpose::STANDARD.encode(&body),
-                }));
-                return Ok(Outcome::Success);
-            }
-            let mut stream = resp.bytes_stream();
-            let mut out = std::io::stdout().lock();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| FileError::Body(root_cause(&e)))?;
-                out.write_all(&chunk).map_err(FileError::Stdout)?;
-            }
-            out.flush().map_err(FileError::Stdout)?;
+            ];
+            read(&ctx, &sandbox, path, &window).await?;
         }
         FileAction::Write {
             sandbox,
@@ -147,56 +117,106 @@ pub async fn run(a: FileArgs) -> anyhow::Result<Outcome> {
             if !valid_mode(&mode) {
                 return Err(FileError::Mode(mode).into());
             }
-            let ctx = Ctx::new(&a.g)?;
-            let (file, len) = tokio::task::spawn_blocking(stdin_as_file).await??;
-            let url = files_url(&ctx, &sandbox, &[("path", path.clone()), ("mode", mode)]);
-            let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
-            let rb = ctx
-                .api
-                .request(Method::PUT, url)
-                .header(CONTENT_LENGTH, len)
-                .body(reqwest::Body::wrap_stream(stream));
-            let res = read_json(ctx.api.send(rb).await?).await?;
-            if ctx.json {
-                let mut v = if res.is_object() { res } else { json!({}) };
-                v["path"] = json!(path);
-                v["size"] = json!(len);
-                render::json(&v);
-            } else {
-                println!("wrote {len} bytes to {path}");
-            }
+            write(&Ctx::new(&a.g)?, &sandbox, path, mode).await?;
         }
-        FileAction::Ls { sandbox, path } => {
-            let ctx = Ctx::new(&a.g)?;
-            let url = files_url(&ctx, &sandbox, &[("path", path), ("ls", "true".into())]);
-            let items = read_json(ctx.api.send(ctx.api.request(Method::GET, url)).await?).await?;
-            if ctx.json {
-                render::json(&items);
-            } else {
-                let rows = items
-                    .as_array()
-                    .map(|a| a.as_slice())
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|f| {
-                        let dir = f.get("is_dir").and_then(Value::as_bool) == Some(true);
-                        let mut name = render::cell(f, "name");
-                        if dir {
-                            name.push('/');
-                        }
-                        vec![
-                            render::cell(f, "mode"),
-                            render::cell(f, "size"),
-                            render::age_cell(f, "mtime"),
-                            name,
-                        ]
-                    })
-                    .collect::<Vec<_>>();
-                render::table(&["MODE", "SIZE", "MODIFIED", "NAME"], &rows);
-            }
-        }
+        FileAction::Ls { sandbox, path } => ls(&Ctx::new(&a.g)?, &sandbox, path).await?,
     }
     Ok(Outcome::Success)
+}
+
+/// `file read`: the content to stdout as it streams in, or with `--json`
+/// one object with the content in base64.
+async fn read(
+    ctx: &Ctx,
+    sandbox: &str,
+    path: String,
+    window: &[(&str, Option<u64>)],
+) -> anyhow::Result<()> {
+    let mut q = vec![("path", path.clone())];
+    q.extend(
+        window
+            .iter()
+            .filter_map(|(k, v)| v.map(|v| (*k, v.to_string()))),
+    );
+    let url = files_url(ctx, sandbox, &q);
+    let resp = ctx.api.send(ctx.api.request(Method::GET, url)).await?;
+    let size = resp
+        .headers()
+        .get("x-file-size")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok());
+    if ctx.json {
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| FileError::Body(root_cause(&e)))?;
+        render::json(&json!({
+            "path": path,
+            "size": size,
+            "content_b64": base64::engine::general_purpose::STANDARD.encode(&body),
+        }));
+        return Ok(());
+    }
+    let mut stream = resp.bytes_stream();
+    let mut out = std::io::stdout().lock();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| FileError::Body(root_cause(&e)))?;
+        out.write_all(&chunk).map_err(FileError::Stdout)?;
+    }
+    out.flush().map_err(FileError::Stdout)?;
+    Ok(())
+}
+
+/// `file write`: stdin streamed to `path` with permission bits `mode`.
+async fn write(ctx: &Ctx, sandbox: &str, path: String, mode: String) -> anyhow::Result<()> {
+    let (file, len) = tokio::task::spawn_blocking(stdin_as_file).await??;
+    let url = files_url(ctx, sandbox, &[("path", path.clone()), ("mode", mode)]);
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    let rb = ctx
+        .api
+        .request(Method::PUT, url)
+        .header(CONTENT_LENGTH, len)
+        .body(reqwest::Body::wrap_stream(stream));
+    let res = read_json(ctx.api.send(rb).await?).await?;
+    if ctx.json {
+        let mut v = if res.is_object() { res } else { json!({}) };
+        v["path"] = json!(path);
+        v["size"] = json!(len);
+        render::json(&v);
+    } else {
+        println!("wrote {len} bytes to {path}");
+    }
+    Ok(())
+}
+
+/// `file ls`: a table of the directory's entries, or their JSON.
+async fn ls(ctx: &Ctx, sandbox: &str, path: String) -> anyhow::Result<()> {
+    let url = files_url(ctx, sandbox, &[("path", path), ("ls", "true".into())]);
+    let items = read_json(ctx.api.send(ctx.api.request(Method::GET, url)).await?).await?;
+    if ctx.json {
+        render::json(&items);
+        return Ok(());
+    }
+    let rows = items
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|f| {
+            let mut name = render::cell(f, "name");
+            if f.get("is_dir").and_then(Value::as_bool) == Some(true) {
+                name.push('/');
+            }
+            vec![
+                render::cell(f, "mode"),
+                render::cell(f, "size"),
+                render::age_cell(f, "mtime"),
+                name,
+            ]
+        })
+        .collect::<Vec<_>>();
+    render::table(&["MODE", "SIZE", "MODIFIED", "NAME"], &rows);
+    Ok(())
 }
 
 /// Stdin as a seekable file positioned at its content, and the length to
