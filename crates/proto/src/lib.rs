@@ -27,6 +27,7 @@ pub mod error_code;
 pub mod frame;
 pub mod messages;
 pub mod sync_io;
+pub mod token;
 
 pub use error_code::ErrorCode;
 pub use frame::{Frame, FrameError, FrameType, HEADER_LEN, MAX_FRAME_LEN, MAX_PAYLOAD_LEN};

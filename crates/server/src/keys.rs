@@ -9,23 +9,15 @@ use subtle::ConstantTimeEq;
 /// Prefix of every API key.
 pub const KEY_PREFIX: &str = "bht_";
 
-/// Why randomness could not be had.
-#[derive(Debug, thiserror::Error)]
-#[error("system random source failed: {0}")]
-pub struct RandomError(getrandom::Error);
-
-/// `n` random bytes from the OS.
-pub fn random_bytes<const N: usize>() -> Result<[u8; N], RandomError> {
-    let mut b = [0u8; N];
-    getrandom::fill(&mut b).map_err(RandomError)?;
-    Ok(b)
-}
+/// Randomness has one source for the whole project.
+pub use bhatti_proto::token::{RandomError, random_bytes};
+use bhatti_proto::token::{hex, random_hex};
 
 /// A new API key (plaintext).
 pub fn generate_key() -> Result<String, RandomError> {
     Ok(format!(
         "{KEY_PREFIX}{}",
-        hex::encode(random_bytes::<32>()?)
+        random_hex::<32>()?
     ))
 }
 
@@ -41,7 +33,7 @@ pub fn is_well_formed(key: &str) -> bool {
 
 /// Hex SHA-256 of a key: what the store holds.
 pub fn hash_key(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
+    hex(&Sha256::digest(key.as_bytes()))
 }
 
 /// Constant-time equality of two hashes or tokens.
@@ -51,7 +43,7 @@ pub fn ct_eq(a: &str, b: &str) -> bool {
 
 /// A new opaque id, `prefix` + 16 hex digits.
 pub fn new_id(prefix: &str) -> Result<String, RandomError> {
-    Ok(format!("{prefix}{}", hex::encode(random_bytes::<8>()?)))
+    Ok(format!("{prefix}{}", random_hex::<8>()?))
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@
 //! two on a scoped second thread; no shared state.
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -130,17 +130,14 @@ pub fn scrubbed(config: &GuestConfig, lockout: String) -> GuestConfig {
     }
 }
 
-/// 32 hex digits from the kernel's CSPRNG (`path` names the drive in errors).
+/// A token nobody holds ([`bhatti_proto::token::agent_token`]; `path`
+/// names the drive in errors).
 fn lockout_token(path: &Path) -> Result<String, ConfigDriveError> {
-    let mut buf = [0u8; 16];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .map_err(|source| ConfigDriveError::Io {
-            what: "no randomness for the lockout token of",
-            path: path.to_owned(),
-            source,
-        })?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    bhatti_proto::token::agent_token().map_err(|e| ConfigDriveError::Io {
+        what: "no randomness for the lockout token of",
+        path: path.to_owned(),
+        source: std::io::Error::other(e),
+    })
 }
 
 fn to_json(config: &GuestConfig) -> Result<Vec<u8>, ConfigDriveError> {

@@ -8,7 +8,6 @@
 //! spawned) is killed. The agent wait runs with no lock held: the sandbox is
 //! not in the map yet, only its id is reserved.
 
-use std::io::Read;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
@@ -440,12 +439,10 @@ const READY_POLL: Duration = Duration::from_millis(10);
 /// Longest single readiness attempt.
 const READY_ATTEMPT: Duration = Duration::from_millis(250);
 
-/// A fresh agent token: 32 hex digits from the kernel's CSPRNG.
+/// A fresh agent token ([`bhatti_proto::token::agent_token`]).
 fn random_token() -> EngineResult<String> {
-    let path = PathBuf::from("/dev/urandom");
-    let mut buf = [0u8; 16];
-    std::fs::File::open(&path)
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .map_err(|source| EngineError::Io { path, source })?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    bhatti_proto::token::agent_token().map_err(|e| EngineError::Io {
+        path: PathBuf::from("getrandom"),
+        source: std::io::Error::other(e),
+    })
 }

@@ -96,18 +96,14 @@ pub fn run() -> ! {
 
 /// 32 random bytes as hex: a token no client can present.
 fn unguessable_token() -> String {
-    let mut buf = [0u8; 32];
-    // SAFETY: `buf` is valid for writes of its length.
-    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n != buf.len() as isize {
-        // No entropy yet: a token with a byte no hex token contains still
+    bhatti_proto::token::random_hex::<32>().unwrap_or_else(|_| {
+        // No randomness: a token with a byte no hex token contains still
         // cannot be matched by a well-formed client, and the time mixes in.
-        let t = crate::agent::now_unix().to_le_bytes();
-        buf[..8].copy_from_slice(&t);
+        let mut buf = [0u8; 32];
+        buf[..8].copy_from_slice(&crate::agent::now_unix().to_le_bytes());
         buf[31] = 0xff;
-        return String::from_utf8_lossy(&buf).into_owned();
-    }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+        String::from_utf8_lossy(&buf).into_owned()
+    })
 }
 
 /// Makes sure fds 0-2 are the console (the kernel leaves them closed when
