@@ -130,7 +130,7 @@ fn every_body_and_success_reply_has_a_schema() {
                 assert!(non_empty(&doc, &c["schema"]), "{m} {path}: {t} reply");
             }
             let err = &op["responses"]["default"]["content"]["application/json"]["schema"];
-            assert_eq!(err["$ref"], "#/components/schemas/Error", "{m} {path}");
+            assert_eq!(err["$ref"], "#/components/schemas/ErrorBody", "{m} {path}");
         }
     }
 }
