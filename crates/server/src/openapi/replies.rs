@@ -54,8 +54,10 @@ pub struct ExecResult {
     pub stdout: String,
     pub stderr: String,
     /// Present (true) when the command was killed at `timeout_sec`.
+    #[schema(nullable = false)]
     pub timed_out: Option<bool>,
     /// Present (true) when stdout or stderr was cut at the output cap.
+    #[schema(nullable = false)]
     pub truncated: Option<bool>,
 }
 
@@ -72,6 +74,7 @@ pub enum ExecEvent {
     /// The last line of a finished command.
     Exit {
         exit_code: i32,
+        #[schema(nullable = false)]
         timed_out: Option<bool>,
     },
     /// The last line when the command could not finish.
@@ -108,12 +111,19 @@ pub struct TemplateView {
     pub name: String,
     /// Unix seconds.
     pub created_at: i64,
+    #[schema(nullable = false)]
     pub cpus: Option<u32>,
+    #[schema(nullable = false)]
     pub memory_mb: Option<u32>,
+    #[schema(nullable = false)]
     pub image: Option<String>,
+    #[schema(nullable = false)]
     pub env: Option<BTreeMap<String, String>>,
+    #[schema(nullable = false)]
     pub init: Option<String>,
+    #[schema(nullable = false)]
     pub secrets: Option<Vec<String>>,
+    #[schema(nullable = false)]
     pub mounts: Option<Vec<Mount>>,
 }
 
@@ -166,6 +176,7 @@ pub struct SessionInfo {
     pub tty: bool,
     pub running: bool,
     /// Omitted while the session runs.
+    #[schema(nullable = false)]
     pub exit_code: Option<i32>,
     pub attached: bool,
     /// Unix seconds.

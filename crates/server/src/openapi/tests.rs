@@ -188,3 +188,47 @@ fn schemas_come_from_the_real_types() {
     let ws = &doc["paths"]["/sandboxes/{id}/ws"]["get"]["responses"];
     assert!(ws["101"].is_object());
 }
+
+/// The property names of schema `name`.
+fn properties(doc: &Value, name: &str) -> Vec<String> {
+    let mut v: Vec<String> = doc["components"]["schemas"][name]["properties"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The keys a value serializes to.
+fn keys<T: serde::Serialize>(value: &T) -> Vec<String> {
+    let mut v: Vec<String> = serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_object().map(|m| m.keys().cloned().collect()))
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn protocol_mirrors_match_the_protocol_types() {
+    use bhatti_proto::messages::{FileInfo, SessionInfo};
+    let doc = doc();
+    let file = FileInfo {
+        name: "a".into(),
+        size: 1,
+        mode: "0644".into(),
+        is_dir: false,
+        mtime: 0,
+    };
+    assert_eq!(properties(&doc, "FileInfo"), keys(&file));
+    let session = SessionInfo {
+        session_id: "s".into(),
+        argv: "sh".into(),
+        tty: true,
+        running: false,
+        exit_code: Some(0),
+        attached: false,
+        created_at: 0,
+    };
+    assert_eq!(properties(&doc, "SessionInfo"), keys(&session));
+}
