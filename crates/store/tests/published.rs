@@ -5,7 +5,7 @@
 mod common;
 
 use bhatti_store::published::{Published, TAG_LEN};
-use bhatti_store::{Store, StoreError};
+use bhatti_store::Store;
 
 fn published(user: &str, alias: &str, sandbox: &str, port: u16) -> Published {
     Published {
@@ -42,10 +42,7 @@ fn aliases_are_per_user_and_named_by_tag() {
         published(&a.id, "blog", "sa", 9090),
         published(&a.id, "other", "sa", 8080),
     ] {
-        assert!(matches!(
-            f.store.publish_port(&dup),
-            Err(StoreError::Conflict(_))
-        ));
+        common::conflict(f.store.publish_port(&dup));
     }
     // Bob's "blog" is his own: no conflict, his own tag.
     let pb = published(&b.id, "blog", "sb", 8080);
@@ -77,10 +74,7 @@ fn aliases_are_per_user_and_named_by_tag() {
     f.store.unpublish_port("sa", 8080).expect("unpublish");
     assert_eq!(f.store.published_by_name("blog", &ta).expect("q"), None);
     assert_eq!(f.store.published_by_name("blog", &tb).expect("q"), Some(pb));
-    assert!(matches!(
-        f.store.unpublish_port("sa", 8080),
-        Err(StoreError::NotFound(_))
-    ));
+    common::not_found(f.store.unpublish_port("sa", 8080));
 
     // Destroy removes the sandbox's aliases.
     f.store.mark_sandbox_destroyed("sa", 3).expect("destroy");

@@ -19,24 +19,15 @@ fn templates_crud_per_user() {
         created_at: 1,
     };
     f.store.create_template(&t).expect("create");
-    assert!(matches!(
-        f.store.create_template(&Template {
-            id: "t2".into(),
-            ..t.clone()
-        }),
-        Err(StoreError::Conflict(_))
-    ));
+    common::conflict(f.store.create_template(&Template {
+        id: "t2".into(),
+        ..t.clone()
+    }));
     assert_eq!(f.store.find_template(&a.id, "py").expect("by name"), t);
     assert_eq!(f.store.find_template(&a.id, "t1").expect("by id"), t);
-    assert!(matches!(
-        f.store.find_template(&b.id, "t1"),
-        Err(StoreError::NotFound(_))
-    ));
+    common::not_found(f.store.find_template(&b.id, "t1"));
     assert_eq!(f.store.list_templates(&a.id).expect("list"), vec![t]);
-    assert!(matches!(
-        f.store.delete_template(&b.id, "t1"),
-        Err(StoreError::NotFound(_))
-    ));
+    common::not_found(f.store.delete_template(&b.id, "t1"));
     f.store.delete_template(&a.id, "py").expect("delete");
     assert!(f.store.list_templates(&a.id).expect("list").is_empty());
 }
@@ -63,15 +54,9 @@ fn secrets_upsert_list_delete_never_expose_values() {
     let list = f.store.list_secrets(&a.id).expect("list");
     assert_eq!(list.len(), 1);
     assert_eq!((list[0].created_at, list[0].updated_at), (10, 20));
-    assert!(matches!(
-        f.store.secret_ciphertext(&b.id, "TOKEN"),
-        Err(StoreError::NotFound(_))
-    ));
+    common::not_found(f.store.secret_ciphertext(&b.id, "TOKEN"));
     f.store.delete_secret(&a.id, "TOKEN").expect("delete");
-    assert!(matches!(
-        f.store.delete_secret(&a.id, "TOKEN"),
-        Err(StoreError::NotFound(_))
-    ));
+    common::not_found(f.store.delete_secret(&a.id, "TOKEN"));
 }
 
 fn volume(user_id: &str, id: &str, name: &str) -> Volume {
@@ -92,10 +77,7 @@ fn a_volume_is_attached_to_one_live_sandbox_at_a_time() {
     f.store
         .create_volume(&volume(&a.id, "v1", "data"))
         .expect("create");
-    assert!(matches!(
-        f.store.create_volume(&volume(&a.id, "v2", "data")),
-        Err(StoreError::Conflict(_))
-    ));
+    common::conflict(f.store.create_volume(&volume(&a.id, "v2", "data")));
     f.store
         .insert_sandbox(&common::sandbox(&a.id, "sb1", "one", 1))
         .expect("sb1");

@@ -24,17 +24,9 @@ fn another_users_sandbox_is_not_found() {
     let f = common::store();
     let a = common::user(&f.store, "alice");
     let b = common::user(&f.store, "bob");
-    f.store
-        .insert_sandbox(&common::sandbox(&a.id, "sb1", "web", 1))
-        .expect("insert");
-    assert!(matches!(
-        f.store.find_sandbox(&b.id, "sb1"),
-        Err(StoreError::NotFound(_))
-    ));
-    assert!(matches!(
-        f.store.find_sandbox(&b.id, "web"),
-        Err(StoreError::NotFound(_))
-    ));
+    common::insert_sandbox(&f.store, &a.id, "sb1", "web", 1);
+    common::not_found(f.store.find_sandbox(&b.id, "sb1"));
+    common::not_found(f.store.find_sandbox(&b.id, "web"));
     assert!(f.store.list_sandboxes(&b.id).expect("list").is_empty());
 }
 
@@ -43,9 +35,7 @@ fn live_names_are_unique_per_user_and_freed_by_destroy() {
     let f = common::store();
     let a = common::user(&f.store, "alice");
     let b = common::user(&f.store, "bob");
-    f.store
-        .insert_sandbox(&common::sandbox(&a.id, "sb1", "web", 1))
-        .expect("insert");
+    common::insert_sandbox(&f.store, &a.id, "sb1", "web", 1);
     let err = f
         .store
         .insert_sandbox(&common::sandbox(&a.id, "sb2", "web", 2))
@@ -64,30 +54,17 @@ fn live_names_are_unique_per_user_and_freed_by_destroy() {
     assert_eq!(old.status, Status::Destroyed);
     assert_eq!(old.destroyed_at, Some(4));
     assert_eq!(old.ip, None, "a destroyed sandbox releases its IP");
-    assert!(matches!(
-        f.store.find_sandbox(&a.id, "sb1"),
-        Err(StoreError::NotFound(_))
-    ));
-    assert!(matches!(
-        f.store.mark_sandbox_destroyed("sb1", 6),
-        Err(StoreError::NotFound(_))
-    ));
+    common::not_found(f.store.find_sandbox(&a.id, "sb1"));
+    common::not_found(f.store.mark_sandbox_destroyed("sb1", 6));
 }
 
 #[test]
 fn rename_checks_live_uniqueness() {
     let f = common::store();
     let a = common::user(&f.store, "alice");
-    f.store
-        .insert_sandbox(&common::sandbox(&a.id, "sb1", "one", 1))
-        .expect("insert");
-    f.store
-        .insert_sandbox(&common::sandbox(&a.id, "sb2", "two", 2))
-        .expect("insert");
-    assert!(matches!(
-        f.store.rename_sandbox("sb2", "one"),
-        Err(StoreError::Conflict(_))
-    ));
+    common::insert_sandbox(&f.store, &a.id, "sb1", "one", 1);
+    common::insert_sandbox(&f.store, &a.id, "sb2", "two", 2);
+    common::conflict(f.store.rename_sandbox("sb2", "one"));
     f.store.rename_sandbox("sb2", "three").expect("rename");
     assert_eq!(
         f.store.find_sandbox(&a.id, "three").expect("found").id,
@@ -128,9 +105,7 @@ fn listing_is_newest_first_and_counts_only_live() {
 fn state_and_settings_updates_persist() {
     let f = common::store();
     let a = common::user(&f.store, "alice");
-    f.store
-        .insert_sandbox(&common::sandbox(&a.id, "sb1", "web", 1))
-        .expect("insert");
+    common::insert_sandbox(&f.store, &a.id, "sb1", "web", 1);
     f.store
         .set_sandbox_state("sb1", Status::Stopped, Thermal::Cold, None)
         .expect("state");
@@ -151,20 +126,17 @@ fn state_and_settings_updates_persist() {
         .expect("unknown");
     let s = f.store.sandbox_by_id("sb1").expect("get");
     assert_eq!(s.status_reason.as_deref(), Some("VMM died, no snapshot"));
-    assert!(matches!(
+    common::not_found(
         f.store
             .set_sandbox_state("missing", Status::Running, Thermal::Hot, None),
-        Err(StoreError::NotFound(_))
-    ));
+    );
 }
 
 #[test]
 fn mirrored_state_never_goes_back_to_an_older_one() {
     let f = common::store();
     let a = common::user(&f.store, "alice");
-    f.store
-        .insert_sandbox(&common::sandbox(&a.id, "sb1", "web", 1))
-        .expect("insert");
+    common::insert_sandbox(&f.store, &a.id, "sb1", "web", 1);
     let mirror = |status, thermal, seq| {
         f.store
             .mirror_sandbox_state(
@@ -248,14 +220,8 @@ fn create_is_one_transaction() {
         )
         .expect_err("in use");
     assert!(matches!(err, StoreError::InUse(_)), "{err}");
-    assert!(matches!(
-        f.store.sandbox_by_id("sb2"),
-        Err(StoreError::NotFound(_))
-    ));
-    assert!(matches!(
-        f.store.find_volume(&a.id, "cache"),
-        Err(StoreError::NotFound(_))
-    ));
+    common::not_found(f.store.sandbox_by_id("sb2"));
+    common::not_found(f.store.find_volume(&a.id, "cache"));
     // A name clash is a conflict, with nothing written either.
     let err = f
         .store
@@ -266,19 +232,14 @@ fn create_is_one_transaction() {
         )
         .expect_err("name");
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
-    assert!(matches!(
-        f.store.find_volume(&a.id, "other"),
-        Err(StoreError::NotFound(_))
-    ));
+    common::not_found(f.store.find_volume(&a.id, "other"));
 }
 
 #[test]
 fn a_corrupt_row_is_reported_not_panicked_on() {
     let f = common::store();
     let a = common::user(&f.store, "alice");
-    f.store
-        .insert_sandbox(&common::sandbox(&a.id, "sb1", "web", 1))
-        .expect("insert");
+    common::insert_sandbox(&f.store, &a.id, "sb1", "web", 1);
     let raw = rusqlite::Connection::open(f.dir.path().join("state.db")).expect("open");
     raw.execute(
         "UPDATE sandboxes SET thermal = 'lukewarm' WHERE id = 'sb1'",

@@ -23,10 +23,7 @@ fn create_and_find_by_key_hash_and_name() {
             max_memory_mb: 4096
         }
     );
-    assert!(matches!(
-        f.store.user_by_name("bob"),
-        Err(StoreError::NotFound(_))
-    ));
+    common::not_found(f.store.user_by_name("bob"));
 }
 
 #[test]
@@ -58,19 +55,14 @@ fn rotating_a_key_retires_the_old_one() {
             .name,
         "alice"
     );
-    assert!(matches!(
-        f.store.rotate_user_key("bob", "x"),
-        Err(StoreError::NotFound(_))
-    ));
+    common::not_found(f.store.rotate_user_key("bob", "x"));
 }
 
 #[test]
 fn a_user_with_live_sandboxes_or_volumes_cannot_be_deleted() {
     let f = common::store();
     let u = common::user(&f.store, "alice");
-    f.store
-        .insert_sandbox(&common::sandbox(&u.id, "sb1", "one", 1))
-        .expect("insert");
+    common::insert_sandbox(&f.store, &u.id, "sb1", "one", 1);
     let err = f.store.delete_user("alice").expect_err("in use");
     assert!(matches!(err, StoreError::InUse(_)), "{err}");
     f.store.mark_sandbox_destroyed("sb1", 2).expect("destroy");
@@ -78,8 +70,5 @@ fn a_user_with_live_sandboxes_or_volumes_cannot_be_deleted() {
         .delete_user("alice")
         .expect("delete once nothing is live");
     assert!(f.store.list_users().expect("list").is_empty());
-    assert!(matches!(
-        f.store.delete_user("alice"),
-        Err(StoreError::NotFound(_))
-    ));
+    common::not_found(f.store.delete_user("alice"));
 }

@@ -1,9 +1,9 @@
 //! Shared fixtures: a store in a fresh temp dir, a user, a sandbox.
 #![allow(dead_code)]
 
-use bhatti_store::Store;
 use bhatti_store::sandboxes::{Sandbox, Status, Thermal};
 use bhatti_store::users::{Limits, User};
+use bhatti_store::{Store, StoreError};
 
 pub struct Fixture {
     pub dir: tempfile::TempDir,
@@ -47,4 +47,23 @@ pub fn sandbox(user_id: &str, id: &str, name: &str, created_at: i64) -> Sandbox 
         stopped_at: None,
         destroyed_at: None,
     }
+}
+
+/// Inserts [`sandbox`]`(user_id, id, name, created_at)`.
+pub fn insert_sandbox(store: &Store, user_id: &str, id: &str, name: &str, created_at: i64) {
+    store
+        .insert_sandbox(&sandbox(user_id, id, name, created_at))
+        .expect("insert");
+}
+
+/// Asserts that `r` failed with [`StoreError::NotFound`].
+#[track_caller]
+pub fn not_found<T: std::fmt::Debug>(r: Result<T, StoreError>) {
+    assert!(matches!(r, Err(StoreError::NotFound(_))), "{r:?}");
+}
+
+/// Asserts that `r` failed with [`StoreError::Conflict`].
+#[track_caller]
+pub fn conflict<T: std::fmt::Debug>(r: Result<T, StoreError>) {
+    assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
 }
