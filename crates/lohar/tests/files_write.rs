@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bhatti_agent::{Error, ReadOptions};
 use bhatti_proto::messages::{FileWriteRequest, json_frame};
-use bhatti_proto::{FrameType, sync_io};
+use bhatti_proto::{ErrorCode, FrameType, sync_io};
 use common::{Lohar, SOON, eventually};
 
 async fn put(l: &Lohar, name: &str, mode: u32, data: &[u8]) {
@@ -181,7 +181,13 @@ fn raw_write_req(l: &Lohar, name: &str, size: i64) -> UnixStream {
 async fn negative_size_is_refused() {
     let l = Lohar::start().await;
     let mut s = raw_write_req(&l, "neg", -1);
-    let f = sync_io::read_frame(&mut s).unwrap().expect("a reply");
+    let code = sync_io::read_frame(&mut s).unwrap().expect("a reply");
+    assert_eq!(code.kind, FrameType::ERROR_CODE);
+    assert_eq!(
+        ErrorCode::from_payload(&code.payload),
+        ErrorCode::InvalidRequest
+    );
+    let f = sync_io::read_frame(&mut s).unwrap().expect("the ERROR");
     assert_eq!(f.kind, FrameType::ERROR);
     assert!(f.text().contains("size must be >= 0"), "{}", f.text());
     assert!(!l.path("neg").exists());
