@@ -26,6 +26,12 @@ pub enum ApiError {
     Missing(String),
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The guest refused: a permission or a read-only file system.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The guest's disk is full.
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -57,7 +63,9 @@ impl ApiError {
             Self::BadRequest(_) => 400,
             Self::Unauthorized => 401,
             Self::NotFound(_) | Self::Missing(_) => 404,
+            Self::Forbidden(_) => 403,
             Self::MethodNotAllowed => 405,
+            Self::InsufficientStorage(_) => 507,
             Self::LengthRequired => 411,
             Self::Conflict(_) => 409,
             Self::PayloadTooLarge(_) => 413,
@@ -173,7 +181,8 @@ impl From<crate::service::ServiceError> for ApiError {
 
 /// The status of an error the agent reported, chosen from its code alone
 /// (the text is passed on, never parsed): a missing path or session is
-/// 404; a write over the agent's limit 413; too many sessions 429; the
+/// 404; a refused permission or a read-only file system 403; a full disk
+/// 507; a write over the agent's limit 413; too many sessions 429; the
 /// agent failing on its own side (I/O), refusing our token or our frame
 /// 502; anything else the agent refused — including every error of a v1
 /// agent, which sends no code — is the request's fault (400).
@@ -186,15 +195,12 @@ fn from_agent_failure(f: &AgentFailure) -> ApiError {
         ErrorCode::Io | ErrorCode::AuthRequired | ErrorCode::UnexpectedFrame => {
             ApiError::BadGateway(format!("sandbox agent: {msg}"))
         }
-        // No 403/507 variant yet: a refused permission, a read-only file
-        // system and a full disk stay 400 as before.
+        ErrorCode::PermissionDenied | ErrorCode::ReadOnly => ApiError::Forbidden(msg),
+        ErrorCode::NoSpace => ApiError::InsufficientStorage(msg),
         ErrorCode::InvalidRequest
         | ErrorCode::IsADirectory
         | ErrorCode::NotADirectory
         | ErrorCode::AlreadyExists
-        | ErrorCode::PermissionDenied
-        | ErrorCode::ReadOnly
-        | ErrorCode::NoSpace
         | ErrorCode::StartFailed
         | ErrorCode::Other => ApiError::BadRequest(msg),
     }
@@ -251,10 +257,10 @@ mod tests {
             (ErrorCode::IsADirectory, 400),
             (ErrorCode::NotADirectory, 400),
             (ErrorCode::InvalidRequest, 400),
-            (ErrorCode::PermissionDenied, 400),
+            (ErrorCode::PermissionDenied, 403),
             (ErrorCode::AlreadyExists, 400),
-            (ErrorCode::ReadOnly, 400),
-            (ErrorCode::NoSpace, 400),
+            (ErrorCode::ReadOnly, 403),
+            (ErrorCode::NoSpace, 507),
             (ErrorCode::TooLarge, 413),
             (ErrorCode::LimitReached, 429),
             (ErrorCode::StartFailed, 400),
