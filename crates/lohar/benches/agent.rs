@@ -21,6 +21,7 @@ use std::os::unix::net::UnixStream as StdUnixStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use benchkit::{Summary, Target, report, target};
 use bhatti_agent::{ExecOptions, ExecRequest, ReadOptions};
 use bhatti_proto::messages::{FileReadRequest, json_frame};
 use bhatti_proto::{Frame, FrameType, sync_io};
@@ -38,8 +39,7 @@ struct Sizes {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick")
-        || std::env::var_os("BENCH_QUICK").is_some_and(|v| v != "0");
+    let quick = std::env::args().any(|a| a == "--quick") || benchkit::quick();
     let sizes = if quick {
         Sizes {
             exec_iters: 200,
@@ -128,18 +128,22 @@ async fn exec_true(l: &Lohar, n: &Sizes) {
         direct.push(t.elapsed());
         assert!(st.success());
     }
-    let a = Stats::of(&mut agent);
-    let d = Stats::of(&mut direct);
+    let a = stats(&agent);
+    let d = stats(&direct);
     println!("\nexec `true` ({} runs)", n.exec_iters);
-    a.print("agent + client");
-    Stats::of(&mut raw).print("agent, raw blocking frames (no client)");
-    d.print("direct spawn (baseline)");
-    Stats::of(&mut sync).print("sync() alone (lohar calls it before EXIT)");
-    verdict(
+    report("agent + client", &a, None);
+    report("agent, raw blocking frames (no client)", &stats(&raw), None);
+    report("direct spawn (baseline)", &d, None);
+    report(
+        "sync() alone (lohar calls it before EXIT)",
+        &stats(&sync),
+        None,
+    );
+    target(
         "p50 ratio agent/direct",
         a.p50.as_secs_f64() / d.p50.as_secs_f64(),
+        Target::AtMost,
         1.2,
-        false,
     );
 }
 
@@ -183,14 +187,14 @@ async fn small_read(l: &Lohar, n: &Sizes) {
         local.push(t.elapsed());
         assert_eq!(data.len(), 1024);
     }
-    let a = Stats::of(&mut agent);
-    let d = Stats::of(&mut local);
+    let a = stats(&agent);
+    let d = stats(&local);
     println!("\n1 KiB file read round trip ({} runs)", n.small_read_iters);
-    a.print("agent + client");
-    Stats::of(&mut raw).print("agent, raw blocking frames (no client)");
-    Stats::of(&mut act).print("ACTIVITY_REQ, raw blocking frames");
-    d.print("local std::fs::read (reference)");
-    verdict("p50 µs", a.p50.as_secs_f64() * 1e6, 100.0, false);
+    report("agent + client", &a, None);
+    report("agent, raw blocking frames (no client)", &stats(&raw), None);
+    report("ACTIVITY_REQ, raw blocking frames", &stats(&act), None);
+    report("local std::fs::read (reference)", &d, None);
+    target("p50 µs", a.p50.as_secs_f64() * 1e6, Target::AtMost, 100.0);
 }
 
 async fn big_read(l: &Lohar, n: &Sizes) {
@@ -251,24 +255,24 @@ async fn big_read(l: &Lohar, n: &Sizes) {
     throughput("plain file read, 1 MiB buffer (baseline)", &mut file);
     let s = throughput("Unix socket pump, 1 MiB writes (baseline)", &mut sock);
     println!("  agent / socket pump: {:.2}", a / s);
-    verdict("GB/s", a, 1.0, true);
+    target("GB/s", a, Target::AtLeast, 1.0);
 }
 
 async fn big_write(l: &Lohar, n: &Sizes) {
     let data: Vec<u8> = (0..BIG).map(|i| (i * 17 % 253) as u8).collect();
-    let target = l.spath("written.bin");
+    let dest = l.spath("written.bin");
     let mut agent = Vec::new();
     for i in 0..=n.big_iters {
         let t = Instant::now();
         l.client
-            .write_file(&target, 0o644, BIG as u64, &data[..])
+            .write_file(&dest, 0o644, BIG as u64, &data[..])
             .await
             .unwrap();
         if i > 0 {
             agent.push(t.elapsed());
         }
     }
-    assert_eq!(std::fs::metadata(&target).unwrap().len(), BIG as u64);
+    assert_eq!(std::fs::metadata(&dest).unwrap().len(), BIG as u64);
     let copy = l.path("copy.bin");
     let mut plain = Vec::new();
     let mut plain_sync = Vec::new();
@@ -291,7 +295,7 @@ async fn big_write(l: &Lohar, n: &Sizes) {
     throughput("plain file write, no fsync (baseline)", &mut plain);
     let ps = throughput("plain file write + fsync (baseline)", &mut plain_sync);
     println!("  agent / plain+fsync: {:.2}", a / ps);
-    verdict("GB/s", a, 1.0, true);
+    target("GB/s", a, Target::AtLeast, 1.0);
 }
 
 async fn concurrent_exec(l: &Lohar, n: &Sizes) {
@@ -328,11 +332,11 @@ async fn concurrent_exec(l: &Lohar, n: &Sizes) {
         }));
     }
     println!("\n{K} concurrent execs of `true` ({} batches)", n.batches);
-    let w = Stats::of(&mut walls);
-    w.print("batch wall time, agent + client");
-    Stats::of(&mut each).print("per-exec latency, agent + client");
-    let d = Stats::of(&mut direct_walls);
-    d.print("batch wall time, direct spawn (baseline)");
+    let w = stats(&walls);
+    report("batch wall time, agent + client", &w, None);
+    report("per-exec latency, agent + client", &stats(&each), None);
+    let d = stats(&direct_walls);
+    report("batch wall time, direct spawn (baseline)", &d, None);
     println!(
         "  p50 wall ratio agent/direct: {:.2}",
         w.p50.as_secs_f64() / d.p50.as_secs_f64()
@@ -384,7 +388,7 @@ fn time(f: impl FnOnce()) -> Duration {
 /// Prints GB/s at p50 (and the best run) for 64 MiB transfers; returns
 /// the p50 figure.
 fn throughput(label: &str, runs: &mut [Duration]) -> f64 {
-    let s = Stats::of(runs);
+    let s = stats(runs);
     let gbps = |d: Duration| BIG as f64 / d.as_secs_f64() / 1e9;
     println!(
         "  {label:<44} p50 {:>6.2} GB/s  best {:>6.2} GB/s  worst {:>6.2} GB/s",
@@ -395,44 +399,7 @@ fn throughput(label: &str, runs: &mut [Duration]) -> f64 {
     gbps(s.p50)
 }
 
-fn verdict(what: &str, value: f64, target: f64, higher_is_better: bool) {
-    let met = if higher_is_better {
-        value >= target
-    } else {
-        value <= target
-    };
-    let op = if higher_is_better { ">=" } else { "<=" };
-    println!(
-        "  => {what} = {value:.2} (target {op} {target}): {}",
-        if met { "MET" } else { "MISSED" }
-    );
-}
-
-struct Stats {
-    p50: Duration,
-    p95: Duration,
-    p99: Duration,
-    min: Duration,
-    max: Duration,
-}
-
-impl Stats {
-    fn of(v: &mut [Duration]) -> Self {
-        v.sort();
-        let at = |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1];
-        Self {
-            p50: at(0.50),
-            p95: at(0.95),
-            p99: at(0.99),
-            min: v[0],
-            max: v[v.len() - 1],
-        }
-    }
-
-    fn print(&self, label: &str) {
-        println!(
-            "  {label:<44} p50 {:>9.1?}  p95 {:>9.1?}  p99 {:>9.1?}  max {:>9.1?}",
-            self.p50, self.p95, self.p99, self.max
-        );
-    }
+/// Percentiles of `v` (benchkit's nearest-rank summary).
+fn stats(v: &[Duration]) -> Summary {
+    Summary::of(v).expect("at least one sample")
 }
