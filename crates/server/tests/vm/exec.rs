@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::support::{TestDaemon, TestResult, Timers, ensure, run};
 
+#[allow(clippy::too_many_lines)] // one scenario on one daemon, step by step
 pub fn buffered_and_streaming() -> TestResult {
     run(async {
         let d = TestDaemon::start(Timers::default()).await?;

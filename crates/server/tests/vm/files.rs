@@ -6,6 +6,7 @@ use reqwest::Method;
 
 use crate::support::{TestDaemon, TestResult, Timers, ensure, run};
 
+#[allow(clippy::too_many_lines)] // one scenario on one daemon, step by step
 pub fn files_over_http() -> TestResult {
     run(async {
         let d = TestDaemon::start(Timers::default()).await?;

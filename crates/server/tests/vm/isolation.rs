@@ -86,6 +86,7 @@ async fn probe(
     .await
 }
 
+#[allow(clippy::too_many_lines)] // one scenario on one daemon, step by step
 pub fn tenants_cannot_reach_or_impersonate_each_other() -> TestResult {
     run(async {
         let d = TestDaemon::start(Timers::default()).await?;

@@ -52,6 +52,7 @@ async fn get_host(d: &TestDaemon, url: &str) -> Result<(u16, String), libtest_mi
     Ok((r.status().as_u16(), r.text().await?))
 }
 
+#[allow(clippy::too_many_lines)] // one scenario on one daemon, step by step
 pub fn proxy_and_publish() -> TestResult {
     run(async {
         let d = TestDaemon::start(Timers::default()).await?;

@@ -77,6 +77,7 @@ pub fn sigkill_and_restart() -> TestResult {
     res
 }
 
+#[allow(clippy::too_many_lines)] // one scenario on one daemon, step by step
 fn scenario(dir: &std::path::Path, netns: &str) -> TestResult {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?

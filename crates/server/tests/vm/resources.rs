@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::support::{TestDaemon, TestResult, Timers, ensure, run};
 
+#[allow(clippy::too_many_lines)] // one scenario on one daemon, step by step
 pub fn templates_secrets_volumes() -> TestResult {
     run(async {
         let d = TestDaemon::start(Timers::default()).await?;

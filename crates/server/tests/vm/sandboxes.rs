@@ -93,6 +93,7 @@ pub fn crud_lifecycle() -> TestResult {
     })
 }
 
+#[allow(clippy::too_many_lines)] // one scenario on one daemon, step by step
 pub fn auth_isolation_quota_bad_input() -> TestResult {
     run(async {
         let d = TestDaemon::start(Timers::default()).await?;
