@@ -48,20 +48,10 @@ pub fn too_long(root: &Path, dirs: &[&str]) -> Vec<(String, usize)> {
 mod tests {
     use super::*;
 
-    /// Files over the limit that another part of issue 10 is splitting.
-    /// TODO(issue 10): empty this list as those splits land.
-    const BEING_SPLIT: &[&str] = &[
-        "crates/engine/src/cgroup.rs",
-        "crates/engine/src/qemu/qmp.rs",
-        "crates/engine/tests/lifecycle.rs",
-        "crates/engine/tests/vm_boot.rs",
-    ];
-
     #[test]
     fn no_rust_file_is_over_the_limit() {
         let over: Vec<String> = too_long(&workspace_root(), &["crates", "xtask"])
             .into_iter()
-            .filter(|(p, _)| !BEING_SPLIT.contains(&p.as_str()))
             .map(|(p, n)| format!("{p}: {n} lines"))
             .collect();
         assert!(
