@@ -207,12 +207,10 @@ async fn report_boxed(
     writer: Option<&crate::conn::FrameWriter>,
 ) -> Result<(), ServeError> {
     let Err(e) = res else { return Ok(()) };
-    if e.reply() {
-        if let Some(w) = writer {
-            w.error(e.code(), &e.to_string()).await?;
-        }
-    } else {
-        crate::debug!("handler: {e}");
+    match (e.code(), writer) {
+        (Some(code), Some(w)) => w.error(code, &e.to_string()).await?,
+        (Some(_), None) => {}
+        (None, _) => crate::debug!("handler: {e}"),
     }
     Ok(())
 }

@@ -48,16 +48,6 @@ pub enum SessionError {
     NotFound,
 }
 
-impl SessionError {
-    /// The machine-readable code the client gets with this error.
-    pub fn code(&self) -> bhatti_proto::ErrorCode {
-        match self {
-            Self::TooMany(_) => bhatti_proto::ErrorCode::LimitReached,
-            Self::NotFound => bhatti_proto::ErrorCode::SessionNotFound,
-        }
-    }
-}
-
 fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // State stays consistent across a panic elsewhere (single-field
     // updates), so a poisoned lock is still usable.

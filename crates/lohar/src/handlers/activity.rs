@@ -8,23 +8,9 @@ use bhatti_proto::messages::ActivityInfo;
 
 use crate::agent::Agent;
 use crate::conn::{Conn, ConnError};
-use crate::handlers::{ErrorCode, Reply};
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Conn(#[from] ConnError),
-}
-
-impl Reply for Error {
-    fn reply(&self) -> bool {
-        false
-    }
-
-    fn code(&self) -> ErrorCode {
-        ErrorCode::Io
-    }
-}
+/// The only failure: the connection (nothing to answer).
+pub type Error = ConnError;
 
 pub async fn handle(agent: &Arc<Agent>, conn: Conn, _payload: &[u8]) -> Result<(), Error> {
     let (active, attached) = agent.sessions.counts();

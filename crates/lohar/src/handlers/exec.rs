@@ -22,7 +22,7 @@ use crate::agent::Agent;
 use crate::children::{self, ChildError, ExitCode};
 use crate::command;
 use crate::conn::{Conn, ConnError, FrameBuf, FrameWriter, Frames};
-use crate::handlers::{ErrorCode, Reply, io_text, request_code, session};
+use crate::handlers::{ErrorCode, Reply, io_text, session};
 use crate::spawn;
 
 /// Output read per frame.
@@ -43,21 +43,13 @@ pub enum Error {
 }
 
 impl Reply for Error {
-    fn reply(&self) -> bool {
+    fn code(&self) -> Option<ErrorCode> {
         match self {
-            Error::Conn(_) => false,
-            Error::Session(e) => e.reply(),
-            _ => true,
-        }
-    }
-
-    fn code(&self) -> ErrorCode {
-        match self {
-            Error::Request(e) => request_code(e),
-            Error::EmptyArgv => ErrorCode::InvalidRequest,
-            Error::Start(_) => ErrorCode::StartFailed,
+            Error::Request(e) => e.code(),
+            Error::EmptyArgv => Some(ErrorCode::InvalidRequest),
+            Error::Start(_) => Some(ErrorCode::StartFailed),
             Error::Session(e) => e.code(),
-            Error::Conn(_) => ErrorCode::Io,
+            Error::Conn(e) => e.code(),
         }
     }
 }

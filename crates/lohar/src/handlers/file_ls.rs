@@ -15,7 +15,7 @@ use bhatti_proto::messages::{FileInfo, MessageError, PathRequest, decode_json};
 use crate::agent::Agent;
 use crate::conn::{Conn, ConnError};
 use crate::handlers::file_stat::file_info;
-use crate::handlers::{ErrorCode, IoText, Reply, request_code};
+use crate::handlers::{ErrorCode, IoText, Reply};
 
 /// Most entries one listing returns.
 pub const MAX_ENTRIES: usize = 10_000;
@@ -31,15 +31,11 @@ pub enum Error {
 }
 
 impl Reply for Error {
-    fn reply(&self) -> bool {
-        !matches!(self, Error::Conn(_))
-    }
-
-    fn code(&self) -> ErrorCode {
+    fn code(&self) -> Option<ErrorCode> {
         match self {
-            Error::Request(e) => request_code(e),
-            Error::List { msg, .. } => msg.code,
-            Error::Conn(_) => ErrorCode::Io,
+            Error::Request(e) => e.code(),
+            Error::List { msg, .. } => Some(msg.code),
+            Error::Conn(e) => e.code(),
         }
     }
 }

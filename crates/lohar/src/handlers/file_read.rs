@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::agent::Agent;
 use crate::conn::{Conn, ConnError, FrameBuf};
-use crate::handlers::{ErrorCode, IoText, Reply, request_code};
+use crate::handlers::{ErrorCode, IoText, Reply};
 
 /// File bytes per STDOUT frame.
 pub const READ_CHUNK: usize = 256 * 1024;
@@ -43,16 +43,12 @@ pub enum Error {
 }
 
 impl Reply for Error {
-    fn reply(&self) -> bool {
-        !matches!(self, Error::Conn(_))
-    }
-
-    fn code(&self) -> ErrorCode {
+    fn code(&self) -> Option<ErrorCode> {
         match self {
-            Error::Request(e) => request_code(e),
-            Error::Open { msg, .. } | Error::Read { msg, .. } => msg.code,
-            Error::IsDir { .. } => ErrorCode::IsADirectory,
-            Error::Conn(_) => ErrorCode::Io,
+            Error::Request(e) => e.code(),
+            Error::Open { msg, .. } | Error::Read { msg, .. } => Some(msg.code),
+            Error::IsDir { .. } => Some(ErrorCode::IsADirectory),
+            Error::Conn(e) => e.code(),
         }
     }
 }

@@ -9,7 +9,7 @@ use bhatti_proto::messages::{FileInfo, MessageError, PathRequest, decode_json, m
 
 use crate::agent::Agent;
 use crate::conn::{Conn, ConnError};
-use crate::handlers::{ErrorCode, IoText, Reply, request_code};
+use crate::handlers::{ErrorCode, IoText, Reply};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -22,15 +22,11 @@ pub enum Error {
 }
 
 impl Reply for Error {
-    fn reply(&self) -> bool {
-        !matches!(self, Error::Conn(_))
-    }
-
-    fn code(&self) -> ErrorCode {
+    fn code(&self) -> Option<ErrorCode> {
         match self {
-            Error::Request(e) => request_code(e),
-            Error::Stat { msg, .. } => msg.code,
-            Error::Conn(_) => ErrorCode::Io,
+            Error::Request(e) => e.code(),
+            Error::Stat { msg, .. } => Some(msg.code),
+            Error::Conn(e) => e.code(),
         }
     }
 }

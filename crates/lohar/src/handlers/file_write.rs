@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::agent::Agent;
 use crate::conn::{Conn, ConnError};
-use crate::handlers::{ErrorCode, IoText, Reply, request_code};
+use crate::handlers::{ErrorCode, IoText, Reply};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -55,20 +55,18 @@ pub enum Error {
 }
 
 impl Reply for Error {
-    fn reply(&self) -> bool {
-        !matches!(self, Error::Conn(_) | Error::Lost { .. })
-    }
-
-    fn code(&self) -> ErrorCode {
-        match self {
-            Error::Request(e) => request_code(e),
+    fn code(&self) -> Option<ErrorCode> {
+        Some(match self {
+            Error::Request(e) => return e.code(),
             Error::NegativeSize | Error::Mode(_) | Error::EmptyPath => ErrorCode::InvalidRequest,
             Error::TooLarge { .. } | Error::Overflow { .. } => ErrorCode::TooLarge,
             Error::NoSpace { .. } => ErrorCode::NoSpace,
             Error::IsDir { .. } => ErrorCode::IsADirectory,
             Error::Io { msg, .. } => msg.code,
-            Error::Lost { .. } | Error::Conn(_) => ErrorCode::Io,
-        }
+            // The client went away mid-write: nobody to tell.
+            Error::Lost { .. } => return None,
+            Error::Conn(e) => return e.code(),
+        })
     }
 }
 

@@ -29,7 +29,7 @@ use tokio::time::Instant;
 
 use crate::agent::Agent;
 use crate::conn::{BoxStream, ConnError};
-use crate::handlers::{ErrorCode, Reply, io_text, request_code};
+use crate::handlers::{ErrorCode, Reply, io_text};
 
 /// How long a dial may take in all.
 const DIAL_DEADLINE: Duration = Duration::from_secs(30);
@@ -47,16 +47,9 @@ pub enum Error {
 }
 
 impl Reply for Error {
-    fn reply(&self) -> bool {
+    fn code(&self) -> Option<ErrorCode> {
         // Every failure is answered inside `handle` (FWD_RESP error).
-        false
-    }
-
-    fn code(&self) -> ErrorCode {
-        match self {
-            Error::Request(e) => request_code(e),
-            Error::Conn(_) => ErrorCode::Io,
-        }
+        None
     }
 }
 

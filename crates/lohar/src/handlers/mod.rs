@@ -36,20 +36,36 @@ use bhatti_proto::messages::MessageError;
 
 /// How a handler error is reported.
 pub trait Reply: fmt::Display {
-    /// Whether the message should go to the client as an ERROR frame
-    /// (false when the connection itself failed).
-    fn reply(&self) -> bool;
-
-    /// The machine-readable code sent before the ERROR frame.
-    fn code(&self) -> ErrorCode;
+    /// The machine-readable code sent in the ERROR_CODE frame before the
+    /// ERROR frame with this error's text; `None` when there is nobody to
+    /// answer (the connection itself failed) and the error is only logged.
+    fn code(&self) -> Option<ErrorCode>;
 }
 
 /// A request payload that did not decode is the request's fault; a frame
 /// that could not be built (too large) is a limit.
-pub fn request_code(e: &MessageError) -> ErrorCode {
-    match e {
-        MessageError::Frame(_) => ErrorCode::TooLarge,
-        MessageError::Json { .. } | MessageError::Short { .. } => ErrorCode::InvalidRequest,
+impl Reply for MessageError {
+    fn code(&self) -> Option<ErrorCode> {
+        Some(match self {
+            MessageError::Frame(_) => ErrorCode::TooLarge,
+            MessageError::Json { .. } | MessageError::Short { .. } => ErrorCode::InvalidRequest,
+        })
+    }
+}
+
+/// The connection failed: nobody to answer.
+impl Reply for crate::conn::ConnError {
+    fn code(&self) -> Option<ErrorCode> {
+        None
+    }
+}
+
+impl Reply for crate::sessions::SessionError {
+    fn code(&self) -> Option<ErrorCode> {
+        Some(match self {
+            Self::TooMany(_) => ErrorCode::LimitReached,
+            Self::NotFound => ErrorCode::SessionNotFound,
+        })
     }
 }
 

@@ -34,15 +34,11 @@ pub enum Error {
 }
 
 impl Reply for Error {
-    fn reply(&self) -> bool {
-        !matches!(self, Error::Conn(_))
-    }
-
-    fn code(&self) -> ErrorCode {
+    fn code(&self) -> Option<ErrorCode> {
         match self {
             Error::Session(e) => e.code(),
-            Error::Start(_) => ErrorCode::StartFailed,
-            Error::Conn(_) => ErrorCode::Io,
+            Error::Start(_) => Some(ErrorCode::StartFailed),
+            Error::Conn(e) => e.code(),
         }
     }
 }

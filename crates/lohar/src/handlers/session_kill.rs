@@ -9,7 +9,7 @@ use rustix::process::Signal;
 
 use crate::agent::Agent;
 use crate::conn::{Conn, ConnError};
-use crate::handlers::{ErrorCode, Reply, request_code};
+use crate::handlers::{ErrorCode, Reply};
 use crate::sessions::SessionError;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,15 +23,11 @@ pub enum Error {
 }
 
 impl Reply for Error {
-    fn reply(&self) -> bool {
-        !matches!(self, Error::Conn(_))
-    }
-
-    fn code(&self) -> ErrorCode {
+    fn code(&self) -> Option<ErrorCode> {
         match self {
-            Error::Request(e) => request_code(e),
+            Error::Request(e) => e.code(),
             Error::Session(e) => e.code(),
-            Error::Conn(_) => ErrorCode::Io,
+            Error::Conn(e) => e.code(),
         }
     }
 }
