@@ -11,6 +11,7 @@ mod support;
 
 use std::time::Duration;
 
+use benchkit::Summary;
 use bhatti_agent::ExecOptions;
 use support::vm::{TestVm, VmOptions};
 use support::{Need, skip_reason};
@@ -67,15 +68,12 @@ fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
         eprint!(".");
     }
     eprintln!();
-    let b = stats(&mut bare);
-    let a = stats(&mut agent);
     println!("boot: {n} boots each, QEMU start → ready (TCG unless KVM can run guests)");
-    println!("  bare kernel → trivial init : {b}");
-    println!("  lohar agent ready (TCP)    : {a}");
-    println!(
-        "  ratio agent/bare p50: {:.2}",
-        a.p50.as_secs_f64() / b.p50.as_secs_f64()
-    );
+    println!("  bare kernel → trivial init : {}", stats(&bare));
+    println!("  lohar agent ready (TCP)    : {}", stats(&agent));
+    if let (Some(a), Some(b)) = (Summary::of(&agent), Summary::of(&bare)) {
+        println!("  ratio agent/bare p50: {:.2}", a.ratio(&b));
+    }
     println!(
         "lohar idle RSS in guest (PID 1, 2 s after ready): {}",
         rss.unwrap_or_else(|| "unknown".into())
@@ -87,41 +85,17 @@ fn failed(f: libtest_mimic::Failed) -> String {
     f.message().unwrap_or("VM start failed").to_owned()
 }
 
-struct Stats {
-    p50: Duration,
-    p95: Duration,
-    p99: Duration,
-    min: Duration,
-}
-
-impl std::fmt::Display for Stats {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "min {:>7.1} ms  p50 {:>7.1} ms  p95 {:>7.1} ms  p99 {:>7.1} ms",
-            ms(self.min),
-            ms(self.p50),
-            ms(self.p95),
-            ms(self.p99)
-        )
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// Nearest-rank percentiles.
-fn stats(v: &mut [Duration]) -> Stats {
-    v.sort();
-    let at = |p: f64| {
-        let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-        v[rank.clamp(1, v.len()) - 1]
+/// Nearest-rank percentiles (benchkit's), printed in milliseconds.
+fn stats(v: &[Duration]) -> String {
+    let Some(s) = Summary::of(v) else {
+        return "no samples".into();
     };
-    Stats {
-        p50: at(50.0),
-        p95: at(95.0),
-        p99: at(99.0),
-        min: v[0],
-    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    format!(
+        "min {:>7.1} ms  p50 {:>7.1} ms  p95 {:>7.1} ms  p99 {:>7.1} ms",
+        ms(s.min),
+        ms(s.p50),
+        ms(s.p95),
+        ms(s.p99)
+    )
 }

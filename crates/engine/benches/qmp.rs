@@ -11,6 +11,7 @@ mod bare_qemu;
 use std::time::{Duration, Instant};
 
 use bare_qemu::{BareQemu, file_len};
+use benchkit::Summary;
 use bhatti_engine::qemu::qmp::{QmpClient, incoming_uri};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -20,30 +21,12 @@ const T: Duration = Duration::from_secs(20);
 
 type BenchResult = Result<(), Box<dyn std::error::Error>>;
 
-fn pct(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort_unstable();
-    let idx = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples.get(idx).copied().unwrap_or_default()
-}
-
-fn report(name: &str, samples: &mut [Duration], baseline_p50: Option<Duration>) -> Duration {
-    let (p50, p95, p99) = (pct(samples, 0.5), pct(samples, 0.95), pct(samples, 0.99));
-    let ratio = baseline_p50
-        .map(|b| {
-            format!(
-                "  p50 ratio vs baseline {:.2}x",
-                p50.as_secs_f64() / b.as_secs_f64()
-            )
-        })
-        .unwrap_or_default();
-    println!(
-        "{name:<34} n={:<5} p50 {:>9.1?} p95 {:>9.1?} p99 {:>9.1?}{ratio}",
-        samples.len(),
-        p50,
-        p95,
-        p99
-    );
-    p50
+/// Prints one operation's percentiles (with its p50 ratio to `baseline`)
+/// and returns its summary, the baseline of later lines.
+fn report(name: &str, samples: &[Duration], baseline: Option<&Summary>) -> Summary {
+    let s = Summary::of(samples).expect("every step takes samples");
+    benchkit::report(name, &s, baseline);
+    s
 }
 
 /// The baseline: one hand-written `query-status` exchange per round, on
@@ -86,8 +69,8 @@ async fn raw_round_trips(vm: &BareQemu) -> Result<Vec<Duration>, Box<dyn std::er
 
 async fn latency() -> BenchResult {
     let vm = BareQemu::spawn(None)?;
-    let mut raw = raw_round_trips(&vm).await?;
-    let base = report("raw query-status (baseline)", &mut raw, None);
+    let raw = raw_round_trips(&vm).await?;
+    let base = report("raw query-status (baseline)", &raw, None);
 
     let mut q = QmpClient::connect_retry(&vm.qmp, T).await?;
     let mut status = Vec::with_capacity(ROUNDS);
@@ -107,9 +90,9 @@ async fn latency() -> BenchResult {
         cont.push(t.elapsed());
         let _ = q.take_events();
     }
-    report("client query-status", &mut status, Some(base));
-    report("client stop (pause)", &mut stop, Some(base));
-    report("client cont (resume)", &mut cont, Some(base));
+    report("client query-status", &status, Some(&base));
+    report("client stop (pause)", &stop, Some(&base));
+    report("client cont (resume)", &cont, Some(&base));
     q.quit().await?;
     Ok(())
 }
@@ -147,9 +130,9 @@ async fn snapshots() -> BenchResult {
         drop(dst);
         drop(src);
     }
-    let base = report("spawn QEMU to QMP ready (baseline)", &mut boot, None);
-    report("snapshot to file (stopped, 64 MiB)", &mut save, None);
-    report("spawn -incoming + load + cont", &mut restore, Some(base));
+    let base = report("spawn QEMU to QMP ready (baseline)", &boot, None);
+    report("snapshot to file (stopped, 64 MiB)", &save, None);
+    report("spawn -incoming + load + cont", &restore, Some(&base));
     println!("snapshot file size {size} B (RAM transferred {transferred} B)");
     Ok(())
 }
