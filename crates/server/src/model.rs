@@ -1,6 +1,10 @@
 //! The API's objects and request bodies (field names as in API.md), and
 //! the conversions from store rows. Request bodies reject unknown fields
-//! so that a typo is a 400, not a silently ignored option.
+//! so that a typo is a 400, not a silently ignored option. The replies
+//! that are not objects of their own (status objects, views, exec results)
+//! are in [`replies`].
+
+pub mod replies;
 
 use std::collections::BTreeMap;
 

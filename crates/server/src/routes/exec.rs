@@ -23,13 +23,12 @@ use bhatti_agent::{Event, Supervised};
 use bhatti_engine::engine::{Engine, ExecRequest};
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::json;
 
 use super::{RouteDef, Verb, user};
 use crate::activity::BusyGuard;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiResult, AuthUser};
-use crate::openapi::replies::{ExecEvent, ExecResult};
+use crate::model::replies::{ExecEvent, ExecResult, sorted_json};
 use crate::service::validate;
 use crate::state::Shared;
 
@@ -113,18 +112,14 @@ async fn exec<E: Engine>(
     }
     let r = run.collect(OUTPUT_CAP).await?;
     drop(busy);
-    let mut body = json!({
-        "exit_code": r.exit_code,
-        "stdout": String::from_utf8_lossy(&r.stdout),
-        "stderr": String::from_utf8_lossy(&r.stderr),
-    });
-    if r.timed_out {
-        body["timed_out"] = json!(true);
-    }
-    if r.stdout_truncated || r.stderr_truncated {
-        body["truncated"] = json!(true);
-    }
-    Ok(Json(body).into_response())
+    Ok(Json(ExecResult {
+        exit_code: r.exit_code,
+        stderr: String::from_utf8_lossy(&r.stderr).into_owned(),
+        stdout: String::from_utf8_lossy(&r.stdout).into_owned(),
+        timed_out: r.timed_out,
+        truncated: r.stdout_truncated || r.stderr_truncated,
+    })
+    .into_response())
 }
 
 fn wants_ndjson(h: &HeaderMap) -> bool {
@@ -143,6 +138,34 @@ struct Stream {
     _busy: BusyGuard,
 }
 
+impl Stream {
+    /// The next line of the stream; the last one (exit or error) sets
+    /// `done`.
+    async fn event(&mut self) -> ExecEvent {
+        let ev = match self.run.next().await {
+            Ok(Some(Event::Stdout(d))) => ExecEvent::Stdout {
+                data: take_utf8(&mut self.out, &d),
+            },
+            Ok(Some(Event::Stderr(d))) => ExecEvent::Stderr {
+                data: take_utf8(&mut self.err, &d),
+            },
+            Ok(Some(Event::Exit(exit_code))) => ExecEvent::Exit {
+                exit_code,
+                timed_out: self.run.timed_out(),
+            },
+            Ok(Some(Event::Error(msg))) => ExecEvent::Error { data: msg.message },
+            Ok(None) => ExecEvent::Error {
+                data: "the agent ended the stream without an exit code".into(),
+            },
+            Err(e) => ExecEvent::Error {
+                data: e.to_string(),
+            },
+        };
+        self.done = matches!(ev, ExecEvent::Exit { .. } | ExecEvent::Error { .. });
+        ev
+    }
+}
+
 fn streaming(run: Supervised, busy: BusyGuard) -> Response {
     let state = Stream {
         run,
@@ -155,37 +178,10 @@ fn streaming(run: Supervised, busy: BusyGuard) -> Response {
         if s.done {
             return None;
         }
-        let line = match s.run.next().await {
-            Ok(Some(Event::Stdout(d))) => {
-                json!({"type": "stdout", "data": take_utf8(&mut s.out, &d)})
-            }
-            Ok(Some(Event::Stderr(d))) => {
-                json!({"type": "stderr", "data": take_utf8(&mut s.err, &d)})
-            }
-            Ok(Some(Event::Exit(code))) => {
-                s.done = true;
-                let mut ev = json!({"type": "exit", "exit_code": code});
-                if s.run.timed_out() {
-                    ev["timed_out"] = json!(true);
-                }
-                ev
-            }
-            Ok(Some(Event::Error(msg))) => {
-                s.done = true;
-                json!({"type": "error", "data": msg.message})
-            }
-            Ok(None) => {
-                s.done = true;
-                json!({"type": "error", "data": "the agent ended the stream without an exit code"})
-            }
-            Err(e) => {
-                s.done = true;
-                json!({"type": "error", "data": e.to_string()})
-            }
-        };
-        let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
-        bytes.push(b'\n');
-        Some((Ok::<_, Infallible>(Bytes::from(bytes)), s))
+        let ev = s.event().await;
+        let mut line = sorted_json(&ev).unwrap_or_default();
+        line.push('\n');
+        Some((Ok::<_, Infallible>(Bytes::from(line)), s))
     });
     Response::builder()
         .header(header::CONTENT_TYPE, "application/x-ndjson")

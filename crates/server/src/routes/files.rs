@@ -13,14 +13,14 @@ use axum::routing::{get, head, put};
 use bhatti_engine::engine::{Engine, ReadOptions};
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Deserialize;
-use serde_json::json;
 use tokio_util::io::{ReaderStream, StreamReader};
 
 use super::{RouteDef, Verb, user};
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery, ApiResult, AuthUser};
+use crate::model::replies::Status;
+use crate::openapi::replies::FileInfo;
 use crate::service::validate::parse_mode;
-use crate::openapi::replies::{FileInfo, Status};
 use crate::state::Shared;
 
 /// Largest upload.
@@ -140,7 +140,7 @@ async fn write<E: Engine>(
     ApiQuery(q): ApiQuery<FileQuery>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<Status>> {
     let path = check_path(&q.path)?;
     let mode = match &q.mode {
         Some(m) => parse_mode(m).ok_or_else(|| {
@@ -167,7 +167,7 @@ async fn write<E: Engine>(
     st.engine
         .write_file(&eid, path, mode, len, Box::new(reader))
         .await?;
-    Ok(Json(json!({"status": "ok"})))
+    Ok(Json(Status::OK))
 }
 
 async fn stat<E: Engine>(

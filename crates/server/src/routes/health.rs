@@ -4,11 +4,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::routing::get;
 use bhatti_engine::engine::Engine;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{RouteDef, Verb, public};
 use crate::extract::ApiResult;
-use crate::openapi::replies::{Health, OpenApiDocument};
+use crate::model::replies::Health;
+use crate::openapi::replies::OpenApiDocument;
 use crate::state::Shared;
 
 pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
@@ -30,14 +31,14 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
     ]
 }
 
-async fn health<E: Engine>(State(st): State<Shared<E>>) -> ApiResult<Json<Value>> {
+async fn health<E: Engine>(State(st): State<Shared<E>>) -> ApiResult<Json<Health>> {
     let sandboxes = st.store.list_live_sandboxes()?.len();
-    Ok(Json(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "sandboxes": sandboxes,
-        "uptime": st.started.elapsed().as_secs(),
-    })))
+    Ok(Json(Health {
+        sandboxes: sandboxes as u64,
+        status: "ok",
+        uptime: st.started.elapsed().as_secs(),
+        version: env!("CARGO_PKG_VERSION"),
+    }))
 }
 
 async fn openapi<E: Engine>() -> Json<Value> {

@@ -20,13 +20,12 @@ use axum::routing::{delete, get, post};
 use bhatti_engine::engine::Engine;
 use bhatti_store::published::{Published, TAG_LEN};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use super::proxy::{AGENT_PORTS, forward, guest_target, user_port};
 use super::{RouteDef, Verb, user};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiResult, AuthUser};
-use crate::openapi::replies::Unpublished;
+use crate::model::replies::Unpublished;
 use crate::state::{AppState, Shared, now_unix};
 
 pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
@@ -176,11 +175,14 @@ async fn unpublish<E: Engine>(
     State(st): State<Shared<E>>,
     AuthUser(u): AuthUser,
     ApiPath((id, port)): ApiPath<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Unpublished>> {
     let port = super::proxy::parse_port(&port)?;
     let sb = st.find(&u, &id)?;
     st.store.unpublish_port(&sb.id, port)?;
-    Ok(Json(json!({"status": "unpublished", "port": port})))
+    Ok(Json(Unpublished {
+        port,
+        status: "unpublished",
+    }))
 }
 
 /// The public name (`<alias>-<tag>`) a request's `Host` names under

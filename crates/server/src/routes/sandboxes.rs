@@ -6,12 +6,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, post};
 use bhatti_engine::engine::Engine;
-use serde_json::{Value, json};
 
 use super::{RouteDef, Verb, user};
 use crate::extract::{ApiJson, ApiPath, ApiResult, AuthUser};
+use crate::model::replies::Status;
 use crate::model::{CreateSandbox, PatchSandbox, SandboxView};
-use crate::openapi::replies::Status;
 use crate::state::Shared;
 
 pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
@@ -109,10 +108,10 @@ async fn destroy<E: Engine>(
     State(st): State<Shared<E>>,
     AuthUser(u): AuthUser,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Status>> {
     let sb = st.find(&u, &id)?;
     st.destroy_sandbox(&sb).await?;
-    Ok(Json(json!({"status": "destroyed"})))
+    Ok(Json(Status::DESTROYED))
 }
 
 async fn stop<E: Engine>(

@@ -9,13 +9,12 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use bhatti_engine::engine::Engine;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::{RouteDef, Verb, user};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiResult, AuthUser};
+use crate::model::replies::{SecretSaved, SecretView, Status};
 use crate::service::validate::valid_env_name;
-use crate::openapi::replies::{SecretSaved, SecretView, Status};
 use crate::state::{Shared, now_unix};
 
 /// Largest secret value.
@@ -60,7 +59,7 @@ async fn upsert<E: Engine>(
     State(st): State<Shared<E>>,
     AuthUser(u): AuthUser,
     ApiJson(req): ApiJson<SecretBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<SecretSaved>)> {
     if !valid_env_name(&req.name) || req.name.len() > 128 {
         return Err(ApiError::BadRequest(format!(
             "invalid secret name {:?}: an environment variable name ([A-Za-z_][A-Za-z0-9_]*)",
@@ -80,20 +79,28 @@ async fn upsert<E: Engine>(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(json!({"name": req.name, "updated_at": now}))))
+    Ok((
+        status,
+        Json(SecretSaved {
+            name: req.name,
+            updated_at: now,
+        }),
+    ))
 }
 
 async fn list<E: Engine>(
     State(st): State<Shared<E>>,
     AuthUser(u): AuthUser,
-) -> ApiResult<Json<Vec<Value>>> {
+) -> ApiResult<Json<Vec<SecretView>>> {
     Ok(Json(
         st.store
             .list_secrets(&u.id)?
             .into_iter()
-            .map(
-                |s| json!({"name": s.name, "created_at": s.created_at, "updated_at": s.updated_at}),
-            )
+            .map(|s| SecretView {
+                created_at: s.created_at,
+                name: s.name,
+                updated_at: s.updated_at,
+            })
             .collect(),
     ))
 }
@@ -102,7 +109,7 @@ async fn remove<E: Engine>(
     State(st): State<Shared<E>>,
     AuthUser(u): AuthUser,
     ApiPath(name): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Status>> {
     st.store.delete_secret(&u.id, &name)?;
-    Ok(Json(json!({"status": "deleted"})))
+    Ok(Json(Status::DELETED))
 }

@@ -4,10 +4,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::routing::{delete, get};
 use bhatti_engine::engine::{Engine, SessionInfo};
-use serde_json::{Value, json};
 
 use super::{RouteDef, Verb, user};
 use crate::extract::{ApiPath, ApiResult, AuthUser};
+use crate::model::replies::Killed;
 use crate::openapi::replies;
 use crate::state::Shared;
 
@@ -26,7 +26,7 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
             "Kill a TTY session",
             delete(kill::<E>),
         )
-        .reply::<replies::Killed>(200),
+        .reply::<Killed>(200),
     ]
 }
 
@@ -43,8 +43,11 @@ async fn kill<E: Engine>(
     State(st): State<Shared<E>>,
     AuthUser(u): AuthUser,
     ApiPath((id, sid)): ApiPath<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Killed>> {
     let (_, eid) = st.live(&u, &id).await?;
     st.engine.kill_session(&eid, &sid).await?;
-    Ok(Json(json!({"status": "killed", "session_id": sid})))
+    Ok(Json(Killed {
+        session_id: sid,
+        status: "killed",
+    }))
 }

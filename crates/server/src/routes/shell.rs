@@ -27,13 +27,13 @@ use axum::response::Response;
 use axum::routing::get;
 use bhatti_agent::Event;
 use bhatti_engine::engine::{Engine, SandboxId, Session, ShellOptions};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::{RouteDef, Verb, user};
 use crate::activity::BusyGuard;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery, ApiResult, AuthUser};
+use crate::model::replies::sorted_json;
 use crate::state::Shared;
 
 /// Keepalive ping interval.
@@ -117,10 +117,30 @@ struct Control {
     cols: Option<u16>,
 }
 
+/// A text message to the client.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Notice {
+    /// The first message: which session this is.
+    Session { session_id: String },
+    /// The shell exited (or another client took the session over).
+    Exit { exit_code: i32 },
+    /// The session failed.
+    Error { data: String },
+}
+
+impl Notice {
+    fn message(&self) -> Message {
+        Message::Text(sorted_json(self).unwrap_or_default().into())
+    }
+}
+
 async fn bridge(mut ws: WebSocket, session: Session, _busy: BusyGuard) {
     let (info, mut input, mut events) = session.into_split();
-    let hello = json!({"type": "session", "session_id": info.session_id}).to_string();
-    if ws.send(Message::Text(hello.into())).await.is_err() {
+    let hello = Notice::Session {
+        session_id: info.session_id,
+    };
+    if ws.send(hello.message()).await.is_err() {
         return;
     }
     let mut ping = tokio::time::interval(PING_EVERY);
@@ -160,14 +180,12 @@ async fn bridge(mut ws: WebSocket, session: Session, _busy: BusyGuard) {
                     }
                 }
                 Ok(Some(Event::Exit(code))) => {
-                    let m = json!({"type": "exit", "exit_code": code}).to_string();
-                    let _ = ws.send(Message::Text(m.into())).await;
+                    let _ = ws.send(Notice::Exit { exit_code: code }.message()).await;
                     let _ = ws.send(Message::Close(None)).await;
                     break;
                 }
                 Ok(Some(Event::Error(msg))) => {
-                    let m = json!({"type": "error", "data": msg.message}).to_string();
-                    let _ = ws.send(Message::Text(m.into())).await;
+                    let _ = ws.send(Notice::Error { data: msg.message }.message()).await;
                     let _ = ws.send(Message::Close(None)).await;
                     break;
                 }

@@ -10,15 +10,14 @@ use bhatti_engine::engine::Engine;
 use bhatti_engine::image::Tier;
 use bhatti_store::templates::Template;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::{RouteDef, Verb, user};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiResult, AuthUser};
 use crate::keys;
+use crate::model::replies::{Status, TemplateView};
 use crate::model::{Mount, TemplateSpec};
 use crate::service::validate::{self, Invalid};
-use crate::openapi::replies::{Status, TemplateView};
 use crate::state::{Shared, now_unix};
 
 pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
@@ -66,22 +65,19 @@ pub struct CreateTemplate {
     pub mounts: Vec<Mount>,
 }
 
-fn view(t: &Template) -> Value {
-    let mut v = t.spec.clone();
-    if !v.is_object() {
-        v = json!({});
-    }
-    v["id"] = json!(t.id);
-    v["name"] = json!(t.name);
-    v["created_at"] = json!(t.created_at);
-    v
+/// A stored template as the API shows it; a spec that does not parse is
+/// a corrupt row (500), as when a sandbox is created from it.
+fn view(t: &Template) -> Result<TemplateView, ApiError> {
+    let spec: TemplateSpec = serde_json::from_value(t.spec.clone())
+        .map_err(|e| ApiError::Internal(format!("stored template {}: {e}", t.id)))?;
+    Ok(TemplateView::new(t, spec))
 }
 
 async fn create<E: Engine>(
     State(st): State<Shared<E>>,
     AuthUser(u): AuthUser,
     ApiJson(req): ApiJson<CreateTemplate>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<TemplateView>)> {
     validate::name(&req.name)?;
     if let Some(i) = &req.image {
         i.parse::<Tier>()
@@ -105,31 +101,30 @@ async fn create<E: Engine>(
         created_at: now_unix(),
     };
     st.store.create_template(&t)?;
-    Ok((StatusCode::CREATED, Json(view(&t))))
+    Ok((StatusCode::CREATED, Json(TemplateView::new(&t, spec))))
 }
 
 async fn list<E: Engine>(
     State(st): State<Shared<E>>,
     AuthUser(u): AuthUser,
-) -> ApiResult<Json<Vec<Value>>> {
-    Ok(Json(
-        st.store.list_templates(&u.id)?.iter().map(view).collect(),
-    ))
+) -> ApiResult<Json<Vec<TemplateView>>> {
+    let rows = st.store.list_templates(&u.id)?;
+    Ok(Json(rows.iter().map(view).collect::<Result<_, _>>()?))
 }
 
 async fn show<E: Engine>(
     State(st): State<Shared<E>>,
     AuthUser(u): AuthUser,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(view(&st.store.find_template(&u.id, &id)?)))
+) -> ApiResult<Json<TemplateView>> {
+    Ok(Json(view(&st.store.find_template(&u.id, &id)?)?))
 }
 
 async fn remove<E: Engine>(
     State(st): State<Shared<E>>,
     AuthUser(u): AuthUser,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Status>> {
     st.store.delete_template(&u.id, &id)?;
-    Ok(Json(json!({"status": "deleted"})))
+    Ok(Json(Status::DELETED))
 }

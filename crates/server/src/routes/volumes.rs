@@ -9,11 +9,10 @@ use axum::routing::{delete, get, post};
 use bhatti_engine::engine::Engine;
 use bhatti_store::volumes::Volume;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::{RouteDef, Verb, user};
 use crate::extract::{ApiJson, ApiPath, ApiResult, AuthUser};
-use crate::openapi::replies::{Status, VolumeView};
+use crate::model::replies::{Status, VolumeView};
 use crate::state::Shared;
 
 /// Size of a volume created without one.
@@ -43,15 +42,20 @@ pub struct CreateVolume {
     pub size_mb: Option<u32>,
 }
 
-fn view(v: &Volume) -> Value {
-    json!({"id": v.id, "name": v.name, "size_mb": v.size_mb, "created_at": v.created_at})
+fn view(v: &Volume) -> VolumeView {
+    VolumeView {
+        created_at: v.created_at,
+        id: v.id.clone(),
+        name: v.name.clone(),
+        size_mb: v.size_mb,
+    }
 }
 
 async fn create<E: Engine>(
     State(st): State<Shared<E>>,
     AuthUser(u): AuthUser,
     ApiJson(req): ApiJson<CreateVolume>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<VolumeView>)> {
     let v = st.create_volume(&u, req.name, req.size_mb)?;
     Ok((StatusCode::CREATED, Json(view(&v))))
 }
@@ -59,7 +63,7 @@ async fn create<E: Engine>(
 async fn list<E: Engine>(
     State(st): State<Shared<E>>,
     AuthUser(u): AuthUser,
-) -> ApiResult<Json<Vec<Value>>> {
+) -> ApiResult<Json<Vec<VolumeView>>> {
     Ok(Json(
         st.store.list_volumes(&u.id)?.iter().map(view).collect(),
     ))
@@ -69,7 +73,7 @@ async fn show<E: Engine>(
     State(st): State<Shared<E>>,
     AuthUser(u): AuthUser,
     ApiPath(name): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<VolumeView>> {
     Ok(Json(view(&st.store.find_volume(&u.id, &name)?)))
 }
 
@@ -77,7 +81,7 @@ async fn remove<E: Engine>(
     State(st): State<Shared<E>>,
     AuthUser(u): AuthUser,
     ApiPath(name): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Status>> {
     st.delete_volume(&u, &name).await?;
-    Ok(Json(json!({"status": "deleted"})))
+    Ok(Json(Status::DELETED))
 }
