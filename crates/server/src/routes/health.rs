@@ -44,3 +44,19 @@ async fn health<E: Engine>(State(st): State<Shared<E>>) -> ApiResult<Json<Health
 async fn openapi<E: Engine>() -> Json<Value> {
     Json(crate::openapi::document::<E>())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::daemon::DaemonEngine;
+
+    /// `GET /openapi.json` is the one reply still built as a value (it is
+    /// generated, not a struct): it has the fields `OpenApiDocument` says.
+    #[test]
+    fn the_document_has_the_fields_its_schema_names() {
+        let d = crate::openapi::document::<DaemonEngine>();
+        assert_eq!(d["openapi"], "3.1.0");
+        for k in ["info", "paths", "components"] {
+            assert!(d[k].is_object(), "{k} is not an object");
+        }
+    }
+}
