@@ -82,10 +82,9 @@ pub fn public<E: Engine>(
     summary: &'static str,
     handler: MethodRouter<Shared<E>>,
 ) -> RouteDef<E> {
-    RouteDef {
-        access: Access::Public,
-        ..user(verb, path, summary, handler)
-    }
+    let mut r = user(verb, path, summary, handler);
+    r.access = Access::Public;
+    r
 }
 
 /// A user route.

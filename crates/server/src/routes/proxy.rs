@@ -32,35 +32,20 @@ use crate::extract::{ApiPath, ApiResult, AuthUser};
 use crate::state::{AppState, Shared};
 
 pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
-    vec![
-        user(
-            Verb::Any,
-            "/sandboxes/{id}/proxy/{port}",
-            "Reverse proxy (HTTP and WebSocket) to a port in the guest (not the agent's ports 1024 and 1025: 400)",
-            any(root::<E>),
-        )
-        .param::<u16>("port")
-        .any_body()
-        .reply_any(),
-        user(
-            Verb::Any,
-            "/sandboxes/{id}/proxy/{port}/",
-            "Reverse proxy (HTTP and WebSocket) to a port in the guest (not the agent's ports 1024 and 1025: 400)",
-            any(root::<E>),
-        )
-        .param::<u16>("port")
-        .any_body()
-        .reply_any(),
-        user(
-            Verb::Any,
-            "/sandboxes/{id}/proxy/{port}/{*path}",
-            "Reverse proxy (HTTP and WebSocket) to a port in the guest (not the agent's ports 1024 and 1025: 400)",
-            any(rest::<E>),
-        )
-        .param::<u16>("port")
-        .any_body()
-        .reply_any(),
+    const SUMMARY: &str = "Reverse proxy (HTTP and WebSocket) to a port in the guest (not the agent's ports 1024 and 1025: 400)";
+    [
+        ("/sandboxes/{id}/proxy/{port}", any(root::<E>)),
+        ("/sandboxes/{id}/proxy/{port}/", any(root::<E>)),
+        ("/sandboxes/{id}/proxy/{port}/{*path}", any(rest::<E>)),
     ]
+    .into_iter()
+    .map(|(path, handler)| {
+        user(Verb::Any, path, SUMMARY, handler)
+            .param::<u16>("port")
+            .any_body()
+            .reply_any()
+    })
+    .collect()
 }
 
 /// The guest agent's control and forward ports: a user never reaches
