@@ -4,8 +4,8 @@
 
 mod common;
 
-use bhatti_store::published::{Published, TAG_LEN};
 use bhatti_store::Store;
+use bhatti_store::published::{Published, TAG_LEN};
 
 fn published(user: &str, alias: &str, sandbox: &str, port: u16) -> Published {
     Published {
