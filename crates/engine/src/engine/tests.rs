@@ -30,6 +30,7 @@ fn default_spec_is_valid() {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // TODO(issue 10): split
 fn bad_specs_name_the_problem() {
     let base = SandboxSpec::default;
     let vol = |name: &str, mount: &str, size_mb| VolumeSpec {

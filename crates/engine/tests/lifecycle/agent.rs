@@ -2,6 +2,7 @@
 
 use super::*;
 
+#[allow(clippy::too_many_lines)] // TODO(issue 10): split
 pub(crate) fn agent_operations_through_the_engine() -> TestResult {
     run(async {
         let t = TestEngine::start(ImagePaths::from_env()).await?;
