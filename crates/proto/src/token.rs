@@ -44,7 +44,10 @@ mod tests {
     fn tokens_are_hex_of_the_right_length_and_differ() {
         let (a, b) = (agent_token().expect("token"), agent_token().expect("token"));
         assert_eq!(a.len(), 32);
-        assert!(a.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
         assert_ne!(a, b);
         assert_eq!(random_hex::<32>().expect("hex").len(), 64);
         assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");

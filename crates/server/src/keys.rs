@@ -15,10 +15,7 @@ use bhatti_proto::token::{hex, random_hex};
 
 /// A new API key (plaintext).
 pub fn generate_key() -> Result<String, RandomError> {
-    Ok(format!(
-        "{KEY_PREFIX}{}",
-        random_hex::<32>()?
-    ))
+    Ok(format!("{KEY_PREFIX}{}", random_hex::<32>()?))
 }
 
 /// Whether `key` has the shape of an API key (cheap pre-check before a
