@@ -25,7 +25,7 @@ use bhatti_engine::qemu::launch::SECCOMP;
 use bhatti_engine::sandbox::{EngineConfig, VmEngine};
 use bhatti_proto::config::GuestUser;
 use libtest_mimic::{Arguments, Failed, Trial};
-use support::vm::{TestVm, VmOptions, default_config, run_ok, runtime};
+use support::vm::{TestVm, default_config, run_ok, runtime};
 use support::{Need, ensure, trial};
 
 type TestResult = Result<(), Failed>;
@@ -258,13 +258,9 @@ fn vmm_cgroup_follows_the_vmm() -> TestResult {
 /// `dmesg` fails for the sandbox user (uid 1000) and works for root.
 fn guest_kernel_log_is_root_only() -> TestResult {
     let run = |config| -> Result<(String, i32, String), Failed> {
-        let t = TestVm::boot(VmOptions {
-            config: Some(config),
-            ..VmOptions::default()
-        })?;
+        let t = TestVm::boot_with(config)?;
         runtime()?.block_on(async {
-            let c = t.client();
-            c.wait_ready(Duration::from_secs(30)).await?;
+            let c = t.ready_client().await?;
             let sysctl = run_ok(&c, &["cat", "/proc/sys/kernel/dmesg_restrict"]).await?;
             let r = c
                 .exec(AgentExec::new(["dmesg"]).timeout(Duration::from_secs(30)))

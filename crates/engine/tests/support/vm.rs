@@ -59,6 +59,9 @@ impl Default for VmOptions {
 }
 
 /// A config with a token, hostname and env, for uid 1000.
+/// How long a booted guest's agent may take to answer.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub fn default_config() -> GuestConfig {
     GuestConfig {
         sandbox_id: "vmtest".into(),
@@ -155,6 +158,21 @@ impl TestVm {
             ns.as_ref()
                 .is_some_and(|ns| ns.connect_tcp(addr, Duration::from_millis(200)).is_ok())
         })
+    }
+
+    /// Boots with guest config `config` and otherwise default options.
+    pub fn boot_with(config: GuestConfig) -> Result<Self, Failed> {
+        Self::boot(VmOptions {
+            config: Some(config),
+            ..VmOptions::default()
+        })
+    }
+
+    /// A client with the VM's token, once the agent answers.
+    pub async fn ready_client(&self) -> Result<Client, Failed> {
+        let c = self.client();
+        c.wait_ready(READY_TIMEOUT).await?;
+        Ok(c)
     }
 
     /// A client with the VM's token.

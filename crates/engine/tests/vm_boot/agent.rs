@@ -6,8 +6,7 @@ use super::*;
 pub(crate) fn exec_as_user() -> Result<(), Failed> {
     let t = TestVm::boot(VmOptions::default())?;
     runtime()?.block_on(async {
-        let c = t.client();
-        c.wait_ready(Duration::from_secs(30)).await?;
+        let c = t.ready_client().await?;
         let ids = run_ok(
             &c,
             &[
@@ -47,13 +46,9 @@ pub(crate) fn init_session() -> Result<(), Failed> {
         init: Some("echo INIT-RAN-$((40 + 2)) as $(id -u)".into()),
         ..default_config()
     };
-    let t = TestVm::boot(VmOptions {
-        config: Some(cfg),
-        ..VmOptions::default()
-    })?;
+    let t = TestVm::boot_with(cfg)?;
     runtime()?.block_on(async {
-        let c = t.client();
-        c.wait_ready(Duration::from_secs(30)).await?;
+        let c = t.ready_client().await?;
         let mut s = c.attach("init").await?;
         let mut out = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -75,8 +70,7 @@ pub(crate) fn init_session() -> Result<(), Failed> {
 pub(crate) fn file_round_trip() -> Result<(), Failed> {
     let t = TestVm::boot(VmOptions::default())?;
     runtime()?.block_on(async {
-        let c = t.client();
-        c.wait_ready(Duration::from_secs(30)).await?;
+        let c = t.ready_client().await?;
         let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
         c.write_file("/workspace/blob.bin", 0o640, data.len() as u64, &data[..])
             .await?;
@@ -96,8 +90,7 @@ pub(crate) fn file_round_trip() -> Result<(), Failed> {
 pub(crate) fn tty_session() -> Result<(), Failed> {
     let t = TestVm::boot(VmOptions::default())?;
     runtime()?.block_on(async {
-        let c = t.client();
-        c.wait_ready(Duration::from_secs(30)).await?;
+        let c = t.ready_client().await?;
         let mut s = c
             .shell(&ShellOptions::new(["/bin/sh"]).size(30, 100))
             .await?;
@@ -130,7 +123,7 @@ pub(crate) fn tty_session() -> Result<(), Failed> {
 pub(crate) fn token_required() -> Result<(), Failed> {
     let t = TestVm::boot(VmOptions::default())?;
     runtime()?.block_on(async {
-        t.client().wait_ready(Duration::from_secs(30)).await?;
+        t.ready_client().await?;
         for (label, client) in [
             ("wrong token", t.client_with_token("not-the-token")),
             ("no token", t.client_with_token("")),

@@ -22,13 +22,9 @@ pub(crate) fn config_drive_applied() -> Result<(), Failed> {
         ],
         ..default_config()
     };
-    let t = TestVm::boot(VmOptions {
-        config: Some(cfg),
-        ..VmOptions::default()
-    })?;
+    let t = TestVm::boot_with(cfg)?;
     runtime()?.block_on(async {
-        let c = t.client();
-        c.wait_ready(Duration::from_secs(30)).await?;
+        let c = t.ready_client().await?;
         let env = run_ok(&c, &["sh", "-c", "echo $BHATTI_TEST"]).await?;
         ensure(env.trim() == "from-config", || format!("env: {env:?}"))?;
         let host = run_ok(&c, &["hostname"]).await?;
@@ -92,8 +88,7 @@ pub(crate) fn volume_mounted() -> Result<(), Failed> {
         ..VmOptions::default()
     })?;
     runtime()?.block_on(async {
-        let c = t.client();
-        c.wait_ready(Duration::from_secs(30)).await?;
+        let c = t.ready_client().await?;
         let content = run_ok(&c, &["cat", "/data/hello.txt"]).await?;
         ensure(content == "volume content\n", || {
             format!("volume file: {content:?}")
@@ -116,13 +111,9 @@ pub(crate) fn sigterm_powers_off() -> Result<(), Failed> {
         },
         ..default_config()
     };
-    let mut t = TestVm::boot(VmOptions {
-        config: Some(cfg),
-        ..VmOptions::default()
-    })?;
+    let mut t = TestVm::boot_with(cfg)?;
     runtime()?.block_on(async {
-        let c = t.client();
-        c.wait_ready(Duration::from_secs(30)).await?;
+        let c = t.ready_client().await?;
         // Leave a file that must survive: power-off syncs first.
         run_ok(&c, &["sh", "-c", "echo durable > /root/after-term"]).await?;
         // The connection may drop or hang as the guest goes down; the

@@ -66,8 +66,7 @@ pub(crate) fn bare_kernel_boot() -> Result<(), Failed> {
 pub(crate) fn guest_clock() -> Result<(), Failed> {
     let t = TestVm::boot(VmOptions::default())?;
     runtime()?.block_on(async {
-        let c = t.client();
-        c.wait_ready(Duration::from_secs(30)).await?;
+        let c = t.ready_client().await?;
         let source = run_ok(
             &c,
             &[
