@@ -259,6 +259,17 @@ pub struct SandboxInfo {
     pub seq: u64,
 }
 
+impl SandboxInfo {
+    /// The event that publishes this state.
+    pub fn event(&self) -> StateEvent {
+        StateEvent {
+            id: self.id.clone(),
+            state: self.state,
+            seq: self.seq,
+        }
+    }
+}
+
 /// A sandbox's state changed (or it was created, recovered or destroyed).
 ///
 /// `seq` comes from one counter of the engine, taken under the sandbox's

@@ -1,7 +1,7 @@
 //! `bhatti serve` as a library call: [`check_prerequisites`], then
 //! [`Daemon::start`] (data dir, store, secret key, engine, recovery),
 //! then [`Daemon::serve`] (HTTP + thermal manager until the shutdown
-//! future resolves), which ends with [`Daemon::shutdown`]: every VM that
+//! future resolves), which ends with [`shutdown`]: every VM that
 //! still has a VMM is snapshotted to disk, so that the next start brings
 //! every sandbox back (recovery) with its memory and data.
 //!

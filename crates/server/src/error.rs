@@ -139,7 +139,7 @@ impl From<EngineError> for ApiError {
 }
 
 impl From<AgentError> for ApiError {
-    /// What the guest said, by its code ([`from_agent_failure`]); a guest
+    /// What the guest said, by its code (`from_agent_failure`); a guest
     /// that cannot be reached or answers nonsense is 502; a deadline is 504.
     fn from(e: AgentError) -> Self {
         match &e {

@@ -70,25 +70,16 @@ impl<E: Engine> AppState<E> {
     pub async fn sync_state(&self, id: &SandboxId) -> Result<(), StoreError> {
         // `status` never waits for the sandbox lock: it answers with the
         // last published state.
-        let Ok(info) = self.engine.status(id).await else {
-            return Ok(());
-        };
-        let ev = StateEvent {
-            id: info.id,
-            state: info.state,
-            seq: info.seq,
-        };
-        apply(&self.store, &ev).map(drop)
+        match self.engine.status(id).await {
+            Ok(info) => apply(&self.store, &info.event()).map(drop),
+            Err(_) => Ok(()),
+        }
     }
 
     /// Mirrors every sandbox the engine holds.
     pub async fn sync_all(&self) {
         for info in self.engine.list().await {
-            let ev = StateEvent {
-                id: info.id,
-                state: info.state,
-                seq: info.seq,
-            };
+            let ev = info.event();
             if let Err(e) = apply(&self.store, &ev) {
                 tracing::warn!(sandbox = %ev.id, error = %e, "mirroring state");
             }

@@ -101,15 +101,7 @@ async fn mirror<D: Driver>(
     let Ok(id) = id.parse::<SandboxId>() else {
         return Ok(());
     };
-    let info = engine.status(&id).await?;
-    crate::mirror::apply(
-        store,
-        &bhatti_engine::engine::StateEvent {
-            id,
-            state: info.state,
-            seq: info.seq,
-        },
-    )?;
+    crate::mirror::apply(store, &engine.status(&id).await?.event())?;
     Ok(())
 }
 

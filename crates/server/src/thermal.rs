@@ -6,7 +6,7 @@
 //! here: every operation that needs the VM wakes it
 //! ([`crate::state::AppState::wake`]).
 //!
-//! The decision is the pure function [`decide`]; [`tick`] applies it.
+//! The decision is the pure function [`decide`]; [`AppState::thermal_tick`] applies it.
 //!
 //! The manager only asks the engine; the new state reaches the store
 //! through [`crate::mirror`], like every other change.

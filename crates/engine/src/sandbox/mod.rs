@@ -201,14 +201,10 @@ impl<D: Driver> VmEngine<D> {
     /// the sandbox lock held (the `&Slot` proves it), so the `seq` of one
     /// sandbox's events grows in the order its changes happened.
     fn publish(&self, sb: &Sandbox<D>, slot: &Slot<D>) {
-        self.publish_state(
-            sb,
+        let (state, pid) = (
             slot.state,
             slot.vm.as_ref().and_then(|vm| self.driver.pid(vm)),
         );
-    }
-
-    fn publish_state(&self, sb: &Sandbox<D>, state: SandboxState, pid: Option<u32>) {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         sb.observed.send_replace(Observed { state, pid, seq });
         // No subscriber is not an error: nobody mirrors the state.

@@ -1,6 +1,7 @@
 //! The service layer: what a user can do with sandboxes and volumes,
 //! whatever face asked (the HTTP routes, the CLI's operator commands, the
-//! coming E2B API). Operations are methods on [`AppState`] that take plain
+//! coming E2B API). Operations are methods on
+//! [`AppState`](crate::state::AppState) that take plain
 //! values (a [`User`](bhatti_store::users::User), request structs of
 //! [`crate::model`]) and return [`ServiceResult`]; the faces only parse
 //! their transport into those values and turn [`ServiceError`] into their
@@ -37,8 +38,6 @@ pub use validate::Invalid;
 
 use crate::keys::RandomError;
 use crate::secrets::SecretError;
-#[allow(unused_imports)]
-use crate::state::AppState;
 
 /// Why a service operation failed. [`crate::error::ApiError`] maps each
 /// variant to an HTTP status.
