@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs every system package bhatti needs on a Debian/Ubuntu host, the
-# OpenAPI validator the tests run (PyPI's openapi-spec-validator, in a venv at
-# $BHATTI_CACHE_DIR/venv), then builds the guest images (kernel, rootfs tiers)
-# into the image cache ($BHATTI_CACHE_DIR, default /var/cache/bhatti, outside
-# the clone).
+# Python tools the tests run (PyPI's openapi-spec-validator and schemathesis,
+# in a venv at $BHATTI_CACHE_DIR/venv), then builds the guest images (kernel,
+# rootfs tiers) into the image cache ($BHATTI_CACHE_DIR, default
+# /var/cache/bhatti, outside the clone).
 #
 #   scripts/setup.sh                 # packages + kernel + busybox tier
 #   BHATTI_TIERS=all scripts/setup.sh  # also the Debian `minimal` tier
@@ -59,22 +59,26 @@ check_rust() {
   fi
 }
 
-# PyPI's openapi-spec-validator, pinned, in a venv under the cache dir (not
-# the system Python); crates/server/tests/openapi.rs runs it.
-OPENAPI_VALIDATOR=openapi-spec-validator==0.9.0
+# PyPI's openapi-spec-validator and schemathesis, pinned, in a venv under
+# the cache dir (not the system Python); crates/server/tests/openapi.rs runs
+# the validator, the VM test fuzz::schemathesis_against_a_daemon the fuzzer.
+PY_TOOLS=(openapi-spec-validator==0.9.0 schemathesis==4.32.5)
 install_validator() {
   local venv="${BHATTI_CACHE_DIR:-/var/cache/bhatti}/venv"
-  local have
-  have=$("$venv/bin/pip" show openapi-spec-validator 2>/dev/null | sed -n 's/^Version: //p' || true)
-  if [ "$have" = "${OPENAPI_VALIDATOR#*==}" ]; then
-    say "openapi-spec-validator: present"
+  local missing=() t have
+  for t in "${PY_TOOLS[@]}"; do
+    have=$("$venv/bin/pip" show "${t%%==*}" 2>/dev/null | sed -n 's/^Version: //p' || true)
+    [ "$have" = "${t#*==}" ] || missing+=("$t")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    say "python tools (${PY_TOOLS[*]}): present"
     return
   fi
-  say "installing $OPENAPI_VALIDATOR into $venv"
+  say "installing ${missing[*]} into $venv"
   if [ ! -w "$(dirname "$venv")" ] && [ ! -w "$venv" ]; then need_root; else SUDO=; fi
   $SUDO mkdir -p "$venv"
-  $SUDO python3 -m venv "$venv"
-  $SUDO "$venv/bin/pip" install --quiet "$OPENAPI_VALIDATOR"
+  [ -x "$venv/bin/pip" ] || $SUDO python3 -m venv "$venv"
+  $SUDO "$venv/bin/pip" install --quiet "${missing[@]}"
 }
 
 install_packages
