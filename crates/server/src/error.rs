@@ -1,5 +1,9 @@
 //! The API's error type. [`ApiError::status`] is the one place that maps
 //! errors to HTTP status codes; every response body is `{"error": "..."}`.
+//! A message never echoes a client's input whole: [`ApiError::body`] cuts
+//! every word (a name, a path, a serde excerpt) to an
+//! [`excerpt`](crate::service::validate::excerpt) and the whole message to
+//! [`MAX_MESSAGE_CHARS`], whatever layer wrote it.
 //! Errors of the layers below (store, engine, guest agent) are classified
 //! here too, so that handlers only write `?`.
 
@@ -50,6 +54,33 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// Longest message an error body carries, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 1000;
+
+/// `msg` with each whitespace-separated word cut to an excerpt and the
+/// whole cut to [`MAX_MESSAGE_CHARS`] (`…` marks each cut).
+pub fn shorten(msg: &str) -> String {
+    use crate::service::validate::EXCERPT_CHARS;
+    let mut out = String::with_capacity(msg.len().min(4 * MAX_MESSAGE_CHARS));
+    let (mut word, mut kept) = (0usize, 0usize);
+    for c in msg.chars() {
+        word = if c.is_whitespace() { 0 } else { word + 1 };
+        if word > EXCERPT_CHARS {
+            if word == EXCERPT_CHARS + 1 {
+                out.push('…');
+            }
+            continue;
+        }
+        if kept == MAX_MESSAGE_CHARS {
+            out.push('…');
+            break;
+        }
+        out.push(c);
+        kept += 1;
+    }
+    out
+}
+
 /// The JSON body of every error response.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
@@ -77,10 +108,10 @@ impl ApiError {
         }
     }
 
-    /// The response body.
+    /// The response body, its message [`shorten`]ed.
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
-            error: self.to_string(),
+            error: shorten(&self.to_string()),
         }
     }
 }
@@ -101,10 +132,11 @@ impl axum::response::IntoResponse for ApiError {
     fn into_response(self) -> axum::response::Response {
         let status = axum::http::StatusCode::from_u16(self.status())
             .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        let body = self.body();
         if status.is_server_error() {
-            tracing::warn!(error = %self, "request failed");
+            tracing::warn!(error = %body.error, "request failed");
         }
-        let mut resp = (status, axum::Json(self.body())).into_response();
+        let mut resp = (status, axum::Json(body)).into_response();
         if matches!(self, Self::PayloadTooLarge(_)) {
             // The body was refused unread: the connection cannot carry
             // another request, so say so (a client that pooled it would
@@ -332,6 +364,19 @@ mod tests {
             ApiError::from(AgentError::InvalidRequest("x".into())).status(),
             400
         );
+    }
+
+    #[test]
+    fn bodies_quote_only_a_prefix_of_long_input() {
+        let huge = "a".repeat(1 << 20);
+        let nf = ApiError::from(StoreError::NotFound(format!("sandbox {huge}")));
+        let body = nf.body().error;
+        assert_eq!(body, format!("sandbox {}… not found", "a".repeat(100)));
+        let spaced = "ab ".repeat(1 << 18);
+        let e = ApiError::BadRequest(format!("bad: {spaced}"));
+        assert!(e.body().error.chars().count() <= MAX_MESSAGE_CHARS + 1);
+        assert!(e.body().error.ends_with('…'));
+        assert_eq!(shorten("short message"), "short message");
     }
 
     #[test]

@@ -4,7 +4,12 @@
 //! are ordinary HTTP errors. After the upgrade: first a text message
 //! `{"type":"session","session_id":…}`; then binary messages both ways are
 //! terminal bytes, and a text `{"type":"resize","rows":R,"cols":C}`
-//! resizes. When the shell exits (or another client takes the session
+//! resizes. Any other text is typed in, except a text that is a control
+//! message ([`classify`]: a JSON object with a `type`, or text starting
+//! `{"type"`): one that is malformed or unknown (`{"type":"resize",
+//! "cols":"x"}`, rows 0, cut short) is ignored and logged, never typed
+//! into the shell; no error frame is sent, as a v1 client prints every
+//! frame it receives. When the shell exits (or another client takes the session
 //! over) a text `{"type":"exit","exit_code":N}` is sent and the socket
 //! closes. Closing the socket only detaches: the shell keeps running and
 //! its scrollback is replayed on the next attach. A ping every
@@ -108,13 +113,48 @@ async fn open<E: Engine>(engine: &E, id: &SandboxId, q: &WsQuery) -> ApiResult<S
     Ok(engine.shell(id, opts).await?)
 }
 
-/// A text message from the client.
+/// What a text message from the client is.
+#[derive(Debug, PartialEq, Eq)]
+enum Text<'a> {
+    /// A well-formed resize.
+    Resize { rows: u16, cols: u16 },
+    /// A control message that is malformed or of an unknown type: why.
+    BadControl(&'static str),
+    /// Terminal input.
+    Input(&'a str),
+}
+
+/// A resize as the client sends it.
 #[derive(Debug, Deserialize)]
-struct Control {
-    #[serde(rename = "type")]
-    kind: String,
-    rows: Option<u16>,
-    cols: Option<u16>,
+struct Resize {
+    rows: u16,
+    cols: u16,
+}
+
+/// Sorts a text message: a JSON object with a `type` member — or a text
+/// that starts like one but is not valid JSON — is a control message
+/// (never input); anything else is typed in.
+fn classify(t: &str) -> Text<'_> {
+    let Ok(serde_json::Value::Object(obj)) = serde_json::from_str::<serde_json::Value>(t) else {
+        let head: String = t.chars().filter(|c| !c.is_whitespace()).take(7).collect();
+        return if head == r#"{"type""# {
+            Text::BadControl("not valid JSON")
+        } else {
+            Text::Input(t)
+        };
+    };
+    match obj.get("type") {
+        None => Text::Input(t),
+        Some(kind) if kind != "resize" => Text::BadControl("unknown type"),
+        Some(_) => match serde_json::from_value::<Resize>(serde_json::Value::Object(obj)) {
+            Ok(r) if r.rows > 0 && r.cols > 0 => Text::Resize {
+                rows: r.rows,
+                cols: r.cols,
+            },
+            Ok(_) => Text::BadControl("resize to zero rows or columns"),
+            Err(_) => Text::BadControl("resize without integer rows and cols (1-65535)"),
+        },
+    }
 }
 
 /// A text message to the client.
@@ -153,23 +193,22 @@ async fn bridge(mut ws: WebSocket, session: Session, _busy: BusyGuard) {
                         break;
                     }
                 }
-                Some(Ok(Message::Text(t))) => {
-                    match serde_json::from_str::<Control>(t.as_str()) {
-                        Ok(c) if c.kind == "resize" => {
-                            if let (Some(r), Some(cl)) = (c.rows, c.cols)
-                                && input.resize(r, cl).await.is_err()
-                            {
-                                break;
-                            }
-                        }
-                        // Text that is not a control message is input.
-                        _ => {
-                            if input.write_stdin(t.as_bytes()).await.is_err() {
-                                break;
-                            }
+                Some(Ok(Message::Text(t))) => match classify(t.as_str()) {
+                    Text::Resize { rows, cols } => {
+                        if input.resize(rows, cols).await.is_err() {
+                            break;
                         }
                     }
-                }
+                    Text::BadControl(why) => {
+                        let head: String = t.chars().take(100).collect();
+                        tracing::info!(why, message = %head, "shell: control message ignored");
+                    }
+                    Text::Input(s) => {
+                        if input.write_stdin(s.as_bytes()).await.is_err() {
+                            break;
+                        }
+                    }
+                },
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break,
             },
@@ -202,4 +241,33 @@ async fn bridge(mut ws: WebSocket, session: Session, _busy: BusyGuard) {
         }
     }
     // Dropping `input` and `events` closes the agent connection: detach.
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Text, classify};
+
+    #[test]
+    fn control_messages_are_never_input() {
+        assert_eq!(
+            classify(r#"{"type":"resize","rows":41,"cols":97}"#),
+            Text::Resize { rows: 41, cols: 97 }
+        );
+        for bad in [
+            r#"{"type":"resize","cols":"x"}"#,
+            r#"{"type":"resize","rows":24}"#,
+            r#"{"type":"resize","rows":0,"cols":80}"#,
+            r#"{"type":"resize","rows":-1,"cols":80}"#,
+            r#"{"type":"resize","rows":70000,"cols":80}"#,
+            r#"{"type":"resise","rows":24,"cols":80}"#,
+            r#"{"type":7}"#,
+            r#"{"type":"resize","rows":24,"#,
+            r#" { "type" : "resize""#,
+        ] {
+            assert!(matches!(classify(bad), Text::BadControl(_)), "{bad}");
+        }
+        for input in ["ls -l\n", "{}", r#"{"a":1}"#, "[1,2]", "42", "\"type\"", ""] {
+            assert_eq!(classify(input), Text::Input(input), "{input}");
+        }
+    }
 }

@@ -1,5 +1,7 @@
 //! Every input rule of the service layer, once: names, sizes against a
 //! user's limits, environment variable names, volumes, boot files, modes.
+//! An error quotes at most an [`excerpt`] of the bad input (a 1 MB name
+//! is not echoed back).
 //! The engine checks its own rules again ([`SandboxSpec::validate`]); the
 //! service checks first so that nothing is reserved for a request that
 //! cannot succeed.
@@ -13,6 +15,17 @@ use bhatti_store::users::Limits;
 pub const MAX_VOLUME_MB: u32 = 1024 * 1024;
 /// Size of a volume created without one.
 pub const DEFAULT_VOLUME_MB: u32 = 1024;
+
+/// Most characters of a client's input an error message quotes.
+pub const EXCERPT_CHARS: usize = 100;
+
+/// `s` cut to [`EXCERPT_CHARS`] characters, with `…` when cut.
+pub fn excerpt(s: &str) -> String {
+    match s.char_indices().nth(EXCERPT_CHARS) {
+        Some((end, _)) => format!("{}…", &s[..end]),
+        None => s.to_owned(),
+    }
+}
 
 /// An input rule a request breaks.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,17 +65,17 @@ pub fn valid_name(name: &str) -> bool {
 pub fn name(n: &str) -> Result<(), Invalid> {
     valid_name(n)
         .then_some(())
-        .ok_or_else(|| Invalid::Name(n.to_owned()))
+        .ok_or_else(|| Invalid::Name(excerpt(n)))
 }
 
 /// A volume name and size.
 pub fn volume(name: &str, size_mb: u32) -> Result<(), Invalid> {
     if !valid_name(name) {
-        return Err(Invalid::VolumeName(name.to_owned()));
+        return Err(Invalid::VolumeName(excerpt(name)));
     }
     if size_mb == 0 || size_mb > MAX_VOLUME_MB {
         return Err(Invalid::VolumeSize {
-            name: name.to_owned(),
+            name: excerpt(name),
             got: size_mb,
         });
     }
@@ -78,7 +91,7 @@ pub fn valid_env_name(k: &str) -> bool {
 /// Every key of an environment.
 pub fn env<'a>(keys: impl IntoIterator<Item = &'a String>) -> Result<(), Invalid> {
     match keys.into_iter().find(|k| !valid_env_name(k)) {
-        Some(k) => Err(Invalid::EnvName(k.clone())),
+        Some(k) => Err(Invalid::EnvName(excerpt(k))),
         None => Ok(()),
     }
 }
@@ -155,5 +168,23 @@ mod tests {
             Err(Invalid::VolumeSize { .. })
         ));
         assert!(matches!(volume("../x", 1), Err(Invalid::VolumeName(_))));
+    }
+
+    #[test]
+    fn errors_quote_a_short_prefix_of_the_input() {
+        let long = "é".repeat(1 << 20);
+        let msg = name(&long).expect_err("too long").to_string();
+        assert!(msg.chars().count() < 200, "{} chars", msg.len());
+        assert!(
+            msg.contains(&format!("{}…", "é".repeat(EXCERPT_CHARS))),
+            "{msg}"
+        );
+        assert_eq!(excerpt("short"), "short");
+        assert_eq!(
+            excerpt(&"x".repeat(EXCERPT_CHARS)),
+            "x".repeat(EXCERPT_CHARS)
+        );
+        let env_err = env(&[format!("9{}", "x".repeat(5000))]).expect_err("bad");
+        assert!(env_err.to_string().len() < 200, "{env_err}");
     }
 }

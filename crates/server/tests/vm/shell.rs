@@ -1,6 +1,7 @@
 //! The WebSocket shell: auth by header or `?token=` (and refusal without
-//! either), terminal I/O, resize, detach by disconnecting, reattach with
-//! the scrollback replayed, sessions list and kill.
+//! either), terminal I/O, resize, malformed control messages never typed
+//! in, detach by disconnecting, reattach with the scrollback replayed,
+//! sessions list and kill.
 
 use std::time::Duration;
 
@@ -107,6 +108,7 @@ pub fn websocket_shell() -> TestResult {
         ws.send(Message::Binary(b"stty size\n".to_vec().into()))
             .await?;
         read_until(&mut ws, "41 97").await?;
+        malformed_control_is_not_typed(&mut ws).await?;
         drop(ws);
 
         // Without `session`, the detached shell is picked up again; `new`
@@ -128,4 +130,29 @@ pub fn websocket_shell() -> TestResult {
             .await?;
         d.finish().await
     })
+}
+
+/// Malformed or unknown control messages are dropped, not typed into the
+/// shell (the terminal would echo them); other text is still input.
+async fn malformed_control_is_not_typed(ws: &mut Ws) -> TestResult {
+    let bad = [
+        r#"{"type":"resize","cols":"xqbad1"}"#,
+        r#"{"type":"resize","rows":24,"xqbad2":1}"#,
+        r#"{"type":"resize","rows":0,"cols":80,"n":"xqbad3"}"#,
+        r#"{"type":"xqbad4","rows":24,"cols":80}"#,
+        r#"{"type":"resize","rows":24,"cols":"#,
+    ];
+    for m in bad {
+        ws.send(Message::Text(m.into())).await?;
+    }
+    ws.send(Message::Text("echo txt-$((3*3))\n".into())).await?;
+    let seen = read_until(ws, "txt-9").await?;
+    ensure(!seen.contains("xqbad") && !seen.contains("resize"), || {
+        format!("a control message was typed into the shell: {seen:?}")
+    })?;
+    // The last good size still holds.
+    ws.send(Message::Binary(b"stty size\n".to_vec().into()))
+        .await?;
+    read_until(ws, "41 97").await?;
+    Ok(())
 }
