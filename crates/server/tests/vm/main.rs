@@ -9,6 +9,7 @@
 
 mod exec;
 mod files;
+mod fuzz;
 mod hygiene;
 mod isolation;
 mod modes;
@@ -71,6 +72,11 @@ fn main() {
         trial(
             "recovery::sigkill_and_restart",
             recovery::sigkill_and_restart,
+        ),
+        fuzz::trial(),
+        trial(
+            "fuzz::long_input_is_not_echoed",
+            fuzz::long_input_is_not_echoed,
         ),
     ];
     libtest_mimic::run(&args, trials).exit();
