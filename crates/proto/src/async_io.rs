@@ -26,7 +26,7 @@ pub async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
     r: &mut R,
 ) -> Result<Option<Frame>, FrameError> {
     let mut header = [0u8; HEADER_LEN];
-    let got = read_full(r, &mut header).await?;
+    let got = read_header(r, &mut header).await?;
     let Some((kind, len)) = frame::header_after_read(got, &header)? else {
         return Ok(None);
     };
@@ -37,16 +37,19 @@ pub async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
     frame::frame_after_read(kind, len, payload).map(Some)
 }
 
-async fn read_full<R: AsyncRead + Unpin + ?Sized>(
+/// Reads a header until it is complete or the stream ends; returns the
+/// bytes read. A bad length field fails as soon as its four bytes are in.
+async fn read_header<R: AsyncRead + Unpin + ?Sized>(
     r: &mut R,
-    buf: &mut [u8],
-) -> std::io::Result<usize> {
+    header: &mut [u8; HEADER_LEN],
+) -> Result<usize, FrameError> {
     let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]).await? {
+    while filled < HEADER_LEN {
+        match r.read(&mut header[filled..]).await? {
             0 => break,
             n => filled += n,
         }
+        frame::check_partial_header(header, filled)?;
     }
     Ok(filled)
 }

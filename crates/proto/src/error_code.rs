@@ -150,8 +150,11 @@ pub struct ErrorCodeInfo {
 
 /// Encodes an ERROR_CODE frame followed by an ERROR frame carrying `msg`
 /// (UTF-8, unchanged from v1) into one buffer, to be sent with one write
-/// so that nothing can come between them.
+/// so that nothing can come between them. A message longer than
+/// [`crate::text::MESSAGE_MAX`] characters is cut (it can only be that
+/// long by quoting input whole, which it must not).
 pub fn encode_error(code: ErrorCode, msg: &str) -> Result<Vec<u8>, FrameError> {
+    let msg = crate::text::cap(msg);
     let code = code.payload();
     let mut buf = Vec::with_capacity(2 * frame::HEADER_LEN + code.len() + msg.len());
     frame::encode_into(&mut buf, FrameType::ERROR_CODE, &code)?;

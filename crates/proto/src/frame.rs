@@ -214,16 +214,40 @@ fn frame_len(payload_len: usize) -> Result<u32, FrameError> {
     Ok(payload_len as u32 + 1)
 }
 
-/// Validates a header and returns the frame type and the payload length.
-pub fn parse_header(header: &[u8; HEADER_LEN]) -> Result<(FrameType, usize), FrameError> {
-    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+/// Bytes of the length field, the first part of a header.
+pub const LEN_LEN: usize = 4;
+
+/// Validates a length field and returns the payload length. A length of 0
+/// or above [`MAX_FRAME_LEN`] can never start a valid frame, so readers
+/// check it as soon as these four bytes arrive, without waiting for the
+/// type byte (a peer that sends a bad length and then goes silent is
+/// refused at once).
+pub fn parse_len(len: &[u8; LEN_LEN]) -> Result<usize, FrameError> {
+    let len = u32::from_be_bytes(*len);
     if len == 0 {
         return Err(FrameError::ZeroLength);
     }
     if len > MAX_FRAME_LEN {
         return Err(FrameError::LengthTooLarge(len));
     }
-    Ok((FrameType(header[4]), len as usize - 1))
+    Ok(len as usize - 1)
+}
+
+/// Validates a header and returns the frame type and the payload length.
+pub fn parse_header(header: &[u8; HEADER_LEN]) -> Result<(FrameType, usize), FrameError> {
+    let len = parse_len(&[header[0], header[1], header[2], header[3]])?;
+    Ok((FrameType(header[4]), len))
+}
+
+/// Checks the part of a header read so far (`filled` bytes of `header`):
+/// once the length field is complete it must be valid. Codecs call this
+/// after every read of a header, so a bad length fails without waiting
+/// for more bytes.
+pub fn check_partial_header(header: &[u8; HEADER_LEN], filled: usize) -> Result<(), FrameError> {
+    if filled >= LEN_LEN {
+        parse_len(&[header[0], header[1], header[2], header[3]])?;
+    }
+    Ok(())
 }
 
 /// Interprets the outcome of reading a header: `got` bytes landed in

@@ -12,13 +12,16 @@
 //! - [`config`]: `config.json` on the sandbox's config drive.
 //! - [`error_code`]: machine-readable error codes and the ERROR_CODE frame
 //!   that carries them (protocol version 2; `docs/protocol.md`).
+//! - [`text`]: quoting untrusted input in error messages (a short prefix,
+//!   never the whole input).
 //!
 //! Versions: v1 is the frozen table of `../shared/PROTOCOL.md`, which v1
 //! peers speak. [`PROTOCOL_VERSION`] 2 adds only frame types a v1 peer
 //! skips as unknown, so either side interoperates with a v1 peer.
 //!
 //! Both codecs only move bytes; every rule (maximum length, zero length,
-//! header layout) lives in [`frame`], so they cannot disagree.
+//! header layout) lives in [`frame`], so they cannot disagree. A bad length
+//! field fails as soon as its four bytes arrive.
 
 #[cfg(feature = "tokio")]
 pub mod async_io;
@@ -27,6 +30,7 @@ pub mod error_code;
 pub mod frame;
 pub mod messages;
 pub mod sync_io;
+pub mod text;
 pub mod token;
 
 pub use error_code::ErrorCode;

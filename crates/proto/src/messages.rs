@@ -13,7 +13,9 @@ use crate::frame::{self, Frame, FrameError, FrameType};
 /// Why a payload could not be decoded or encoded.
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
-    #[error("invalid {what} JSON: {source}")]
+    /// The decoder's text is cut ([`crate::text::JSON_ERROR_MAX`]): serde
+    /// quotes the offending value, which may be megabytes long.
+    #[error("invalid {what} JSON: {}", crate::text::cut(&source.to_string(), crate::text::JSON_ERROR_MAX))]
     Json {
         what: &'static str,
         #[source]

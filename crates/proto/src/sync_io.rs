@@ -22,7 +22,7 @@ pub fn write_frame<W: Write + ?Sized>(
 /// a stream that ends inside a frame is [`FrameError::Truncated`].
 pub fn read_frame<R: Read + ?Sized>(r: &mut R) -> Result<Option<Frame>, FrameError> {
     let mut header = [0u8; HEADER_LEN];
-    let got = read_full(r, &mut header)?;
+    let got = read_header(r, &mut header)?;
     let Some((kind, len)) = frame::header_after_read(got, &header)? else {
         return Ok(None);
     };
@@ -33,16 +33,21 @@ pub fn read_frame<R: Read + ?Sized>(r: &mut R) -> Result<Option<Frame>, FrameErr
     frame::frame_after_read(kind, len, payload).map(Some)
 }
 
-/// Reads until `buf` is full or the stream ends; returns the bytes read.
-fn read_full<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
+/// Reads a header until it is complete or the stream ends; returns the
+/// bytes read. A bad length field fails as soon as its four bytes are in.
+fn read_header<R: Read + ?Sized>(
+    r: &mut R,
+    header: &mut [u8; HEADER_LEN],
+) -> Result<usize, FrameError> {
     let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
+    while filled < HEADER_LEN {
+        match r.read(&mut header[filled..]) {
             Ok(0) => break,
             Ok(n) => filled += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
         }
+        frame::check_partial_header(header, filled)?;
     }
     Ok(filled)
 }

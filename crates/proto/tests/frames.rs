@@ -274,3 +274,45 @@ async fn async_codec_enforces_the_same_limits() {
     ));
     assert!(sink.is_empty());
 }
+
+/// Yields `bytes`, then fails the test if read again: a peer that sent a
+/// bad length and then went silent must not be waited for.
+struct ThenSilent(Cursor<Vec<u8>>);
+
+impl std::io::Read for ThenSilent {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf)?;
+        assert!(n > 0, "the reader waited for bytes after a bad length field");
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_bad_length_field_fails_before_the_type_byte() {
+    for len in [0u32, MAX_FRAME_LEN + 1, u32::MAX] {
+        let mut r = ThenSilent(Cursor::new(len.to_be_bytes().to_vec()));
+        let e = sync_io::read_frame(&mut r).expect_err("bad length");
+        assert!(
+            matches!(e, FrameError::ZeroLength | FrameError::LengthTooLarge(_)),
+            "{e}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn async_reader_fails_on_a_bad_length_while_the_peer_stays_silent() {
+    use tokio::io::AsyncWriteExt;
+    for len in [0u32, u32::MAX] {
+        let (mut agent, mut host) = tokio::io::duplex(64);
+        agent.write_all(&len.to_be_bytes()).await.expect("write");
+        // `agent` stays open: without the early check the read would wait.
+        let r = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            bhatti_proto::async_io::read_frame(&mut host),
+        )
+        .await
+        .expect("read_frame waited for a type byte after a bad length");
+        assert!(r.is_err(), "length {len}");
+        drop(agent);
+    }
+}
