@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use bhatti_proto::messages::{self, ActivityInfo};
+use bhatti_proto::messages::ActivityInfo;
 use bhatti_proto::{CONTROL_PORT, FrameType};
 
 use crate::Client;
@@ -26,7 +26,7 @@ impl Client {
             .open(CONTROL_PORT, FrameType::ACTIVITY_REQ, &[])
             .await?;
         let f = c.expect(FrameType::ACTIVITY_RESP, "activity").await?;
-        Ok(messages::decode_json("ACTIVITY_RESP", &f.payload)?)
+        c.decode("ACTIVITY_RESP", &f.payload)
     }
 
     /// Waits until the agent answers a request, for at most `timeout`.

@@ -22,8 +22,10 @@ use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use std::sync::Arc;
+
 use crate::connector::BoxStream;
-use crate::error::{AgentFailure, Error, Result};
+use crate::error::{self, AgentFailure, Error, Result};
 
 /// Events queued between the reader task and the consumer. With frames of
 /// at most 1 MiB this bounds a slow consumer's backlog to ~8 MiB per stream.
@@ -32,6 +34,8 @@ const EVENT_QUEUE: usize = 8;
 /// An open connection whose request has been sent.
 pub(crate) struct Conn {
     pub(crate) stream: BoxStream,
+    /// Names the agent in log lines.
+    pub(crate) peer: Arc<str>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -47,6 +51,7 @@ impl Conn {
         token: Option<&[u8]>,
         kind: FrameType,
         payload: &[u8],
+        peer: Arc<str>,
     ) -> Result<Self> {
         let mut buf = Vec::with_capacity(frame::HEADER_LEN * 2 + payload.len() + 64);
         if let Some(t) = token {
@@ -54,21 +59,36 @@ impl Conn {
         }
         frame::encode_into(&mut buf, kind, payload)?;
         stream.write_all(&buf).await?;
-        Ok(Self { stream })
+        Ok(Self { stream, peer })
     }
 
     /// The next frame of a known type; unknown types are skipped. The end
     /// of the stream is [`Error::Closed`] (`during` names the operation),
     /// an ERROR frame the agent's error.
     pub(crate) async fn recv(&mut self, during: &'static str) -> Result<Frame> {
-        recv_known(&mut self.stream, during).await
+        let r = recv_known(&mut self.stream, during).await;
+        r.map_err(|e| self.note(during, e))
     }
 
     /// The next frame, which must be `kind`; an ERROR frame becomes
     /// [`Error::Agent`] (or [`Error::AuthRefused`]).
     pub(crate) async fn expect(&mut self, kind: FrameType, during: &'static str) -> Result<Frame> {
         let f = self.recv(during).await?;
-        check_kind(f, kind)
+        check_kind(f, kind).map_err(|e| self.note(during, e))
+    }
+
+    /// Decodes a JSON reply; a malformed one is a logged protocol error.
+    pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &'static str,
+        payload: &[u8],
+    ) -> Result<T> {
+        messages::decode_json(what, payload).map_err(|e| self.note(what, e.into()))
+    }
+
+    /// Logs `e` if it is a protocol violation (see [`error::note`]).
+    pub(crate) fn note(&self, during: &str, e: Error) -> Error {
+        error::note(&self.peer, during, e)
     }
 }
 
@@ -235,10 +255,10 @@ impl Events {
 }
 
 /// Splits a started connection into its [`Input`] and [`Events`] halves.
-pub(crate) fn split_stream(stream: BoxStream) -> (Input, Events) {
-    let (r, w) = tokio::io::split(stream);
+pub(crate) fn split_stream(c: Conn) -> (Input, Events) {
+    let (r, w) = tokio::io::split(c.stream);
     let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-    let task = tokio::spawn(read_events(r, tx));
+    let task = tokio::spawn(read_events(r, tx, c.peer));
     (
         Input { w, buf: Vec::new() },
         Events {
@@ -250,7 +270,7 @@ pub(crate) fn split_stream(stream: BoxStream) -> (Input, Events) {
 }
 
 /// The reader task: frames → events until EXIT, ERROR, EOF or an error.
-async fn read_events(mut r: ReadHalf<BoxStream>, tx: mpsc::Sender<Result<Event>>) {
+async fn read_events(mut r: ReadHalf<BoxStream>, tx: mpsc::Sender<Result<Event>>, peer: Arc<str>) {
     let mut code = None;
     loop {
         let ev = match async_io::read_frame(&mut r).await {
@@ -258,9 +278,9 @@ async fn read_events(mut r: ReadHalf<BoxStream>, tx: mpsc::Sender<Result<Event>>
             Ok(Some(f)) => match frame_to_event(f, &mut code) {
                 Ok(Some(ev)) => Ok(ev),
                 Ok(None) => continue,
-                Err(e) => Err(e),
+                Err(e) => Err(error::note(&peer, "a streaming operation", e)),
             },
-            Err(e) => Err(e.into()),
+            Err(e) => Err(error::note(&peer, "a streaming operation", e.into())),
         };
         let last = !matches!(ev, Ok(Event::Stdout(_) | Event::Stderr(_)));
         if tx.send(ev).await.is_err() || last {

@@ -42,7 +42,14 @@ impl AgentFailure {
 
     /// The failure an ERROR frame describes; `code` is the one its
     /// ERROR_CODE frame named (`None` from a v1 agent).
+    /// A message longer than [`bhatti_proto::text::MESSAGE_MAX`] characters
+    /// is cut: callers pass it on (to a user, a log) whole.
     pub(crate) fn from_frame(code: Option<ErrorCode>, message: String) -> Self {
+        let message = if message.len() > bhatti_proto::text::MESSAGE_MAX {
+            bhatti_proto::text::cap(&message)
+        } else {
+            message
+        };
         let code = match code {
             Some(c) => c,
             // v1's fixed wording for a refused token (PROTOCOL.md).
@@ -178,6 +185,17 @@ impl From<MessageError> for Error {
             other => Self::Protocol(other.to_string()),
         }
     }
+}
+
+/// Logs `e` when it is a reply the agent should never have sent (a
+/// protocol violation), naming the peer and the operation, and returns it
+/// unchanged. Every path that turns agent bytes into an error goes through
+/// here, so a hostile or broken agent always leaves a log line.
+pub(crate) fn note(peer: &str, during: &str, e: Error) -> Error {
+    if let Error::Protocol(msg) = &e {
+        tracing::warn!(peer, during, "agent reply rejected: {msg}");
+    }
+    e
 }
 
 /// Result alias of the client.

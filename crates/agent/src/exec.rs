@@ -15,7 +15,7 @@ use bhatti_proto::{CONTROL_PORT, FrameType, async_io};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::conn::{self, Events, Input, recv_known, split_stream};
-use crate::error::{Error, Result};
+use crate::error::{self, Error, Result};
 use crate::{Client, Event};
 
 /// How long the best-effort KILL after a timeout may take.
@@ -131,7 +131,8 @@ impl Client {
         let Some(limit) = opts.timeout else {
             let c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;
             let (mut r, mut w) = tokio::io::split(c.stream);
-            return run_buffered(&mut r, &mut w, opts.stdin.as_deref(), cap).await;
+            let run = run_buffered(&mut r, &mut w, opts.stdin.as_deref(), cap).await;
+            return run.map_err(|e| error::note(&c.peer, "exec", e));
         };
         let deadline = tokio::time::Instant::now() + limit;
         let c = tokio::time::timeout_at(
@@ -143,7 +144,7 @@ impl Client {
         let (mut r, mut w) = tokio::io::split(c.stream);
         let run = run_buffered(&mut r, &mut w, opts.stdin.as_deref(), cap);
         match tokio::time::timeout_at(deadline, run).await {
-            Ok(res) => res,
+            Ok(res) => res.map_err(|e| error::note(&c.peer, "exec", e)),
             Err(_) => {
                 // Best effort: fails harmlessly when stdin was half-closed.
                 let kill = async_io::write_frame(&mut w, FrameType::KILL, &[]);
@@ -162,7 +163,7 @@ impl Client {
         }
         let frame = json_frame(FrameType::EXEC_REQ, req)?;
         let c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;
-        let (input, events) = split_stream(c.stream);
+        let (input, events) = split_stream(c);
         Ok(ExecStream { input, events })
     }
 }

@@ -9,9 +9,16 @@
 //! the agent abort the read. Writes read the source into one frame-sized
 //! buffer (header space first) and send each frame with one write; the file
 //! is never held in memory whole.
+//!
+//! A read checks what the agent sends: a negative size, a full read whose
+//! body differs from a nonzero announced size, or a windowed read longer
+//! than `max_bytes` is [`Error::Protocol`], logged with the peer. Size 0
+//! means unknown (a v1 agent reading procfs): the body is taken as sent.
+//! Writes accept permission bits only (at most 0777).
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bhatti_proto::frame::{self, FrameType, HEADER_LEN};
@@ -24,7 +31,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
 use crate::Client;
 use crate::connector::BoxStream;
-use crate::error::{AgentFailure, Error, ErrorCode, Result};
+use crate::error::{self, AgentFailure, Error, ErrorCode, Result};
 
 /// Line-based read options; all `None` reads the whole file as bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,18 +57,37 @@ impl Client {
         let frame = json_frame(FrameType::FILE_READ_REQ, &req)?;
         let mut c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;
         let f = c.expect(FrameType::FILE_READ_RESP, "file read").await?;
-        let resp: FileReadResponse = messages::decode_json("FILE_READ_RESP", &f.payload)?;
+        let resp: FileReadResponse = c.decode("FILE_READ_RESP", &f.payload)?;
+        let Ok(size) = u64::try_from(resp.size) else {
+            let msg = format!("FILE_READ_RESP size {} is negative", resp.size);
+            return Err(c.note("file read", Error::Protocol(msg)));
+        };
+        // What the body may hold at most: a full read sends the size it
+        // announced (0: unknown, from a v1 agent reading procfs); a
+        // windowed read at most `max_bytes`.
+        let full = opts == ReadOptions::default();
+        let limit = match opts.max_bytes.filter(|m| *m > 0) {
+            Some(m) => Some(m as u64),
+            None if full && size > 0 => Some(size),
+            None => None,
+        };
         Ok(FileReader {
             size: resp.size,
             mode: resp.mode,
             stream: c.stream,
             state: ReadState::header(),
             code: None,
+            peer: c.peer,
+            limit,
+            exact: full && size > 0,
+            received: 0,
         })
     }
 
     /// Writes `size` bytes from `src` to `path` with permissions `mode`
-    /// (atomically on the agent's side). `src` must yield at least `size`
+    /// (atomically and durably on the agent's side). `mode` is permission
+    /// bits only: setuid, setgid, sticky or file-type bits are
+    /// [`Error::InvalidRequest`]. `src` must yield at least `size`
     /// bytes; a short source aborts the write (the agent removes its temp
     /// file) and is [`Error::InvalidRequest`].
     pub async fn write_file<R>(&self, path: &str, mode: u32, size: u64, mut src: R) -> Result<()>
@@ -70,6 +96,12 @@ impl Client {
     {
         let size_i64 = i64::try_from(size)
             .map_err(|_| Error::InvalidRequest(format!("size {size} is too large")))?;
+        if mode & !0o777 != 0 {
+            return Err(Error::InvalidRequest(format!(
+                "mode {mode:04o}: only permission bits (at most 0777) may be set; \
+                 setuid, setgid and sticky bits are refused"
+            )));
+        }
         let req = FileWriteRequest {
             path: path.to_owned(),
             mode: messages::mode_string(mode),
@@ -102,7 +134,7 @@ impl Client {
             left -= got as u64;
         }
         let f = c.expect(FrameType::FILE_WRITE_RESP, "file write").await?;
-        let status: StatusResponse = messages::decode_json("FILE_WRITE_RESP", &f.payload)?;
+        let status: StatusResponse = c.decode("FILE_WRITE_RESP", &f.payload)?;
         if status.is_ok() {
             Ok(())
         } else {
@@ -116,7 +148,7 @@ impl Client {
         let frame = json_frame(FrameType::FILE_STAT_REQ, &path_req(path))?;
         let mut c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;
         let f = c.expect(FrameType::FILE_STAT_RESP, "stat").await?;
-        Ok(messages::decode_json("FILE_STAT_RESP", &f.payload)?)
+        c.decode("FILE_STAT_RESP", &f.payload)
     }
 
     /// Lists a directory (entries lstat'ed). Above 10,000 entries the agent
@@ -125,7 +157,7 @@ impl Client {
         let frame = json_frame(FrameType::FILE_LS_REQ, &path_req(path))?;
         let mut c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;
         let f = c.expect(FrameType::FILE_LS_RESP, "ls").await?;
-        Ok(messages::decode_json("FILE_LS_RESP", &f.payload)?)
+        c.decode("FILE_LS_RESP", &f.payload)
     }
 }
 
@@ -166,6 +198,14 @@ pub struct FileReader {
     state: ReadState,
     /// The code of an ERROR_CODE frame, for the ERROR frame that follows.
     code: Option<ErrorCode>,
+    /// Names the agent in log lines.
+    peer: Arc<str>,
+    /// Most content bytes the agent may send (see [`Client::read_file`]).
+    limit: Option<u64>,
+    /// The body must be exactly `limit` bytes (a full read of known size).
+    exact: bool,
+    /// Content bytes received so far.
+    received: u64,
 }
 
 impl std::fmt::Debug for FileReader {
@@ -237,6 +277,7 @@ impl FileReader {
 
     fn fail(&mut self, e: Error) -> Poll<io::Result<()>> {
         self.state = ReadState::Failed;
+        let e = error::note(&self.peer, "file read", e);
         Poll::Ready(Err(e.into_io()))
     }
 
@@ -244,6 +285,13 @@ impl FileReader {
     fn control(&mut self, kind: FrameType, payload: &[u8]) -> Step {
         Step::Ready(match kind {
             FrameType::EXIT => match messages::parse_exit(payload) {
+                Ok(0) if self.exact && Some(self.received) != self.limit => {
+                    self.fail(Error::Protocol(format!(
+                        "file read ended after {} of the {} bytes announced",
+                        self.received,
+                        self.limit.unwrap_or(0)
+                    )))
+                }
                 Ok(0) => {
                     self.state = ReadState::Done;
                     Poll::Ready(Ok(()))
@@ -355,6 +403,10 @@ impl FileReader {
     /// Moves on from a header with `filled` of its bytes read.
     fn header(&mut self, buf: [u8; HEADER_LEN], filled: usize) -> Step {
         if filled < HEADER_LEN {
+            // A bad length fails now, not when the agent closes.
+            if let Err(e) = frame::check_partial_header(&buf, filled) {
+                return Step::Ready(self.fail(e.into()));
+            }
             self.state = ReadState::Header { buf, filled };
             return Step::Next;
         }
@@ -367,6 +419,14 @@ impl FileReader {
             self.code = None;
         }
         self.state = if kind == FrameType::STDOUT {
+            self.received += len as u64;
+            if let Some(limit) = self.limit.filter(|l| self.received > *l) {
+                let msg = format!(
+                    "file read sent {} bytes, more than the {limit} allowed",
+                    self.received
+                );
+                return Step::Ready(self.fail(Error::Protocol(msg)));
+            }
             ReadState::Data { left: len }
         } else if !kind.is_known() {
             ReadState::Skip { left: len }

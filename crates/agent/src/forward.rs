@@ -10,7 +10,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bhatti_proto::messages::{self, ForwardRequest, StatusResponse, json_frame};
+use bhatti_proto::messages::{ForwardRequest, StatusResponse, json_frame};
 use bhatti_proto::{FORWARD_PORT, FrameType};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -27,7 +27,7 @@ impl Client {
         let frame = json_frame(FrameType::FWD_REQ, &ForwardRequest { port })?;
         let mut c = self.open(FORWARD_PORT, frame.kind, &frame.payload).await?;
         let f = c.expect(FrameType::FWD_RESP, "forward").await?;
-        let status: StatusResponse = messages::decode_json("FWD_RESP", &f.payload)?;
+        let status: StatusResponse = c.decode("FWD_RESP", &f.payload)?;
         if status.is_ok() {
             Ok(Tunnel { stream: c.stream })
         } else {

@@ -19,6 +19,10 @@
 //! the event reader task, the stdin writer), [`error`] (the error type).
 //!
 //! Unknown frame types are skipped everywhere (forward compatibility).
+//! Anything else an agent should never send — a malformed frame or JSON, a
+//! negative or broken size, more data than announced — is
+//! [`Error::Protocol`] for the caller and a `tracing` warning naming the
+//! peer ([`Client::with_peer`]); nothing is dropped silently.
 //! Errors are typed: what the agent said is an [`AgentFailure`] with the
 //! [`ErrorCode`] of the ERROR_CODE frame before the ERROR frame (protocol
 //! version 2, `docs/protocol.md`), [`ErrorCode::Other`] from a v1 agent.
@@ -77,11 +81,14 @@ pub use supervise::Supervised;
 
 use conn::Conn;
 
-/// A client of one agent. Clones share the connector and the token.
+/// A client of one agent. Clones share the connector, the token and the
+/// peer name.
 #[derive(Clone)]
 pub struct Client {
     connector: Arc<dyn Connector>,
     token: Option<Arc<[u8]>>,
+    /// Names the agent in log lines (a sandbox id, or the connector).
+    peer: Arc<str>,
 }
 
 impl fmt::Debug for Client {
@@ -89,6 +96,7 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("connector", &self.connector)
             .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("peer", &self.peer)
             .finish()
     }
 }
@@ -101,9 +109,11 @@ impl Client {
 
     /// A client over a shared connector, without a token.
     pub fn from_arc(connector: Arc<dyn Connector>) -> Self {
+        let peer = Arc::from(format!("{connector:?}"));
         Self {
             connector,
             token: None,
+            peer,
         }
     }
 
@@ -123,9 +133,29 @@ impl Client {
         self
     }
 
+    /// Names the agent in the warnings logged for replies it should never
+    /// have sent (e.g. the sandbox id); the default is the connector's
+    /// description.
+    pub fn with_peer(mut self, name: impl Into<String>) -> Self {
+        self.peer = Arc::from(name.into());
+        self
+    }
+
+    /// The name the client's log lines give the agent.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
     /// Connects to `port` and sends AUTH (if any) and the request frame.
     async fn open(&self, port: u16, kind: FrameType, payload: &[u8]) -> Result<Conn> {
         let stream = self.connector.connect(port).await?;
-        Conn::start(stream, self.token.as_deref(), kind, payload).await
+        Conn::start(
+            stream,
+            self.token.as_deref(),
+            kind,
+            payload,
+            self.peer.clone(),
+        )
+        .await
     }
 }

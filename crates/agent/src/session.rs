@@ -149,8 +149,8 @@ impl Client {
         let frame = json_frame(FrameType::EXEC_REQ, req)?;
         let mut c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;
         let f = c.expect(FrameType::SESSION_INFO, "session start").await?;
-        let info: SessionInfo = messages::decode_json("SESSION_INFO", &f.payload)?;
-        let (input, events) = split_stream(c.stream);
+        let info: SessionInfo = c.decode("SESSION_INFO", &f.payload)?;
+        let (input, events) = split_stream(c);
         Ok(Session {
             info,
             input,
@@ -164,7 +164,7 @@ impl Client {
             .open(CONTROL_PORT, FrameType::EXEC_LIST_REQ, &[])
             .await?;
         let f = c.expect(FrameType::EXEC_LIST_RESP, "session list").await?;
-        Ok(messages::decode_json("EXEC_LIST_RESP", &f.payload)?)
+        c.decode("EXEC_LIST_RESP", &f.payload)
     }
 
     /// SIGKILL to a session's process group. Unknown id →
@@ -176,11 +176,16 @@ impl Client {
         let frame = json_frame(FrameType::EXEC_KILL, &req)?;
         let mut c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;
         let f = c.expect(FrameType::EXIT, "session kill").await?;
-        match messages::parse_exit(&f.payload)? {
+        let code =
+            messages::parse_exit(&f.payload).map_err(|e| c.note("session kill", e.into()))?;
+        match code {
             0 => Ok(()),
-            code => Err(Error::Protocol(format!(
-                "EXEC_KILL answered with exit code {code}, expected 0"
-            ))),
+            code => Err(c.note(
+                "session kill",
+                Error::Protocol(format!(
+                    "EXEC_KILL answered with exit code {code}, expected 0"
+                )),
+            )),
         }
     }
 }

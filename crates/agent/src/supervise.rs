@@ -1,7 +1,10 @@
 //! A streaming piped exec run to a deadline ([`Supervised`]): past it, KILL
 //! (SIGKILL to the command's process group) is sent once, and the output
 //! that is still coming and the exit code (137) are delivered all the
-//! same, marked [`Supervised::timed_out`]. [`Supervised::collect`] gathers
+//! same, marked [`Supervised::timed_out`]. The deadline holds even when the
+//! agent goes silent: if the exit code has not come [`KILL_GRACE`] after
+//! the deadline (a wedged guest, a hostile agent), the run gives up with
+//! [`Error::Timeout`] and the connection is dropped. [`Supervised::collect`] gathers
 //! the whole run into an [`ExecResult`] with the same output cap as
 //! [`Client::exec`](crate::Client::exec).
 //!
@@ -22,13 +25,21 @@ use crate::conn::{Event, Events, Input};
 use crate::error::{Error, Result};
 use crate::exec::{ExecResult, ExecStream, append_capped};
 
+/// How long after the deadline the killed command's last output and exit
+/// code may take before the run gives up with [`Error::Timeout`].
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
+
 /// A running piped exec with an optional deadline.
 #[derive(Debug)]
 pub struct Supervised {
     input: Input,
     events: Events,
-    deadline: Option<Instant>,
+    /// The deadline and the timeout it came from.
+    deadline: Option<(Instant, Duration)>,
+    grace: Duration,
     timed_out: bool,
+    /// The grace passed too and [`Error::Timeout`] was returned.
+    gave_up: bool,
 }
 
 impl Supervised {
@@ -43,9 +54,17 @@ impl Supervised {
         Self {
             input,
             events,
-            deadline: timeout.map(|t| Instant::now() + t),
+            deadline: timeout.map(|t| (Instant::now() + t, t)),
+            grace: KILL_GRACE,
             timed_out: false,
+            gave_up: false,
         }
+    }
+
+    /// Replaces [`KILL_GRACE`] (tests, callers with their own budget).
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
     }
 
     /// Whether the deadline passed and KILL was sent.
@@ -54,20 +73,28 @@ impl Supervised {
     }
 
     /// The next event (see [`Events::next`]); past the deadline, KILL is
-    /// sent once and the remaining events are still delivered.
+    /// sent once and the remaining events are still delivered until the
+    /// grace ends, then [`Error::Timeout`] (once; `Ok(None)` after).
     pub async fn next(&mut self) -> Result<Option<Event>> {
-        loop {
-            match self.deadline {
-                Some(at) if !self.timed_out => {
-                    match tokio::time::timeout_at(at, self.events.next()).await {
-                        Ok(r) => return r,
-                        Err(_) => {
-                            self.timed_out = true;
-                            let _ = self.input.kill().await;
-                        }
-                    }
-                }
-                _ => return self.events.next().await,
+        let Some((at, limit)) = self.deadline else {
+            return self.events.next().await;
+        };
+        if self.gave_up {
+            return Ok(None);
+        }
+        if !self.timed_out {
+            if let Ok(r) = tokio::time::timeout_at(at, self.events.next()).await {
+                return r;
+            }
+            self.timed_out = true;
+            // Bounded too: an agent that stopped reading cannot block it.
+            let _ = tokio::time::timeout_at(at + self.grace, self.input.kill()).await;
+        }
+        match tokio::time::timeout_at(at + self.grace, self.events.next()).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.gave_up = true;
+                Err(Error::Timeout(limit + self.grace))
             }
         }
     }
