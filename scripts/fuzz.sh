@@ -6,8 +6,10 @@
 #   FUZZ_TARGETS="lohar_conn" scripts/fuzz.sh 600
 #
 # Targets (fuzz/fuzz_targets/):
-#   decode      every decoder of bhatti-proto on arbitrary bytes (frame
-#               readers, try_parse, JSON messages, RESIZE/EXIT payloads).
+#   decode      every decoder of bhatti-proto on arbitrary bytes: the sync
+#               and async frame readers and try_parse must find the same
+#               frames in a stream and stop at the same point; every JSON
+#               message and the RESIZE/EXIT payloads.
 #   lohar_conn  lohar's real server in process (auth, first-frame dispatch,
 #               the handlers' payload decoding and validation, the frame
 #               reader), one Unix-socket connection per input, in a scratch
@@ -19,7 +21,9 @@
 # apt-get when missing and running as root), cargo-fuzz (installed with
 # `cargo install cargo-fuzz --locked` when missing), and nightly Rust: the
 # `nightly` rustup toolchain when installed (with AddressSanitizer), else the
-# pinned stable with RUSTC_BOOTSTRAP=1 and no sanitizer.
+# pinned stable with RUSTC_BOOTSTRAP=1 and no sanitizer. FUZZ_SANITIZER=none
+# drops AddressSanitizer on nightly too (faster; the code is Rust, ASan only
+# watches the unsafe blocks and libc).
 #
 # The corpus grows in fuzz/corpus/<target> (git-ignored), seeded from
 # fuzz/seeds/<target>; crashes land in fuzz/artifacts/<target> and make the
@@ -50,7 +54,7 @@ fi
 
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     fuzz=(cargo +nightly fuzz)
-    sanitizer=()
+    sanitizer=(--sanitizer "${FUZZ_SANITIZER:-address}")
 else
     export RUSTC_BOOTSTRAP=1
     fuzz=(cargo fuzz)
