@@ -21,6 +21,9 @@ pub struct Limits {
     pub max_sessions: usize,
     /// Largest single file write, bytes.
     pub max_write_bytes: u64,
+    /// Bytes read ahead of a file that reports size 0 (procfs, devices)
+    /// to learn its real size (see `handlers::file_read`).
+    pub max_unsized_read: usize,
     /// Exited sessions kept for listing and late attach; oldest go first.
     pub max_exited_sessions: usize,
 }
@@ -31,6 +34,7 @@ impl Default for Limits {
             max_connections: 256,
             max_sessions: 64,
             max_write_bytes: 16 << 30,
+            max_unsized_read: 8 << 20,
             max_exited_sessions: 64,
         }
     }

@@ -83,7 +83,7 @@ pub fn user_command(
         };
         if let Some(msg) = problem {
             return Err(CommandError::Chdir {
-                dir: dir.display().to_string(),
+                dir: bhatti_proto::text::short(&dir.display().to_string()),
                 msg,
             });
         }

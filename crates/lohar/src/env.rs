@@ -70,7 +70,7 @@ pub fn lookup(
         return Ok(PathBuf::from(program));
     }
     if program.is_empty() {
-        return Err(LookupError::NotFound(program.to_owned()));
+        return Err(LookupError::NotFound(bhatti_proto::text::short(program)));
     }
     for dir in path.unwrap_or(DEFAULT_PATH).split(':') {
         let base = if dir.is_empty() {
@@ -89,7 +89,7 @@ pub fn lookup(
             return Ok(candidate);
         }
     }
-    Err(LookupError::NotFound(program.to_owned()))
+    Err(LookupError::NotFound(bhatti_proto::text::short(program)))
 }
 
 fn is_executable(p: &Path) -> bool {

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use bhatti_proto::frame::{FrameType, MAX_PAYLOAD_LEN};
 use bhatti_proto::messages::{FileInfo, MessageError, PathRequest, decode_json};
 
+use bhatti_proto::text::short;
+
 use crate::agent::Agent;
 use crate::conn::{Conn, ConnError};
 use crate::handlers::file_stat::file_info;
@@ -46,11 +48,11 @@ pub async fn handle(_agent: &Arc<Agent>, conn: Conn, payload: &[u8]) -> Result<(
     let body = tokio::task::spawn_blocking(move || list(&path, MAX_ENTRIES))
         .await
         .map_err(|e| Error::List {
-            path: req.path.clone(),
+            path: short(&req.path),
             msg: IoText::other(e.to_string()),
         })?
         .map_err(|e| Error::List {
-            path: req.path.clone(),
+            path: short(&req.path),
             msg: IoText::new(&e),
         })?;
     conn.writer.send(FrameType::FILE_LS_RESP, &body).await?;

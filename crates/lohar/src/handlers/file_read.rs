@@ -8,10 +8,21 @@
 //! write fails, the channel closes, and the reading thread stops at its
 //! next chunk. With `offset`/`limit`/`max_bytes` above zero the content is cut
 //! by [`LineWindow`].
+//!
+//! Sizes: FILE_READ_RESP carries the size the content will have, so that
+//! a host may use it as a length. A regular file's full read sends exactly
+//! its size at open (a file growing meanwhile is cut there). A block device
+//! reports 0 in `stat`; its size is where a seek to the end lands. Files
+//! that report 0 but have content (character devices, most of procfs) and
+//! every file of a kernel pseudo file system (sysfs reports 4096 for any
+//! attribute) are read ahead into memory up to the agent's `max_unsized_read` limit: at
+//! end of file within it, the size is what was read; a windowed read that
+//! completes within it is sent with size 0 (unknown); anything else is
+//! `too_large` — never a silent empty body.
 
 use std::fs::File;
-use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
+use std::io::{Cursor, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::sync::Arc;
 
 use bhatti_proto::frame::{self, FrameType};
@@ -19,6 +30,7 @@ use bhatti_proto::messages::{
     FileReadRequest, FileReadResponse, MessageError, decode_json, encode_exit, json_frame,
     mode_string,
 };
+use bhatti_proto::text::short;
 use tokio::sync::mpsc;
 
 use crate::agent::Agent;
@@ -38,6 +50,11 @@ pub enum Error {
     IsDir { path: String },
     #[error("read {path}: {msg}")]
     Read { path: String, msg: IoText },
+    #[error(
+        "read {path}: the file reports no size and has more than {cap} bytes; \
+         read a part of it with max_bytes"
+    )]
+    Unsized { path: String, cap: usize },
     #[error(transparent)]
     Conn(#[from] ConnError),
 }
@@ -48,6 +65,7 @@ impl Reply for Error {
             Error::Request(e) => e.code(),
             Error::Open { msg, .. } | Error::Read { msg, .. } => Some(msg.code),
             Error::IsDir { .. } => Some(ErrorCode::IsADirectory),
+            Error::Unsized { .. } => Some(ErrorCode::TooLarge),
             Error::Conn(e) => e.code(),
         }
     }
@@ -58,7 +76,8 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, payload: &[u8]) -> Result<()
     let window = LineWindow::new(req.offset, req.limit, req.max_bytes);
     let (tx, mut rx) = mpsc::channel::<Msg>(2);
     let path = req.path.clone();
-    let reader = tokio::task::spawn_blocking(move || stream_file(&path, window, &tx));
+    let cap = agent.limits.max_unsized_read;
+    let reader = tokio::task::spawn_blocking(move || stream_file(&path, window, cap, &tx));
     let writer = conn.writer;
     while let Some(msg) = rx.recv().await {
         match msg {
@@ -92,47 +111,132 @@ const BATCH: usize = 64 * 1024;
 
 /// Opens `path` and streams FILE_READ_RESP, STDOUT frames and EXIT into
 /// `tx`, until EOF, the end of the window, or the receiver is gone.
-fn stream_file(path: &str, window: Option<LineWindow>, tx: &mpsc::Sender<Msg>) {
-    match open(path) {
-        Ok((file, resp)) => pump_file(path, file, resp, window, tx),
-        Err(e) => {
-            let _ = tx.blocking_send(Msg::Fail(e));
-        }
+fn stream_file(path: &str, window: Option<LineWindow>, cap: usize, tx: &mpsc::Sender<Msg>) {
+    let fail = |e| {
+        let _ = tx.blocking_send(Msg::Fail(e));
+    };
+    match open(path, window.as_ref(), cap) {
+        Ok((Source::File(file), resp)) => pump_file(path, file, resp, window, tx),
+        Ok((Source::Buffered(buf), resp)) => pump_file(path, Cursor::new(buf), resp, window, tx),
+        Err(e) => fail(e),
     }
 }
 
-/// Opens `path` for reading and encodes its FILE_READ_RESP frame.
-fn open(path: &str) -> Result<(File, Vec<u8>), Error> {
+/// Where the content comes from: the file (cut at its size for a full
+/// read), or what was read ahead of an unsized file.
+enum Source {
+    File(std::io::Take<File>),
+    Buffered(Vec<u8>),
+}
+
+/// Opens `path` for reading, finds the size of its content (see the
+/// module docs) and encodes its FILE_READ_RESP frame.
+fn open(path: &str, window: Option<&LineWindow>, cap: usize) -> Result<(Source, Vec<u8>), Error> {
     let open_err = |e: std::io::Error| Error::Open {
-        path: path.to_owned(),
+        path: short(path),
         msg: IoText::new(&e),
     };
-    let file = File::open(path).map_err(open_err)?;
+    let read_err = |e: std::io::Error| Error::Read {
+        path: short(path),
+        msg: IoText::new(&e),
+    };
+    let mut file = File::open(path).map_err(open_err)?;
     let meta = file.metadata().map_err(open_err)?;
     if meta.is_dir() {
-        return Err(Error::IsDir {
-            path: path.to_owned(),
-        });
+        return Err(Error::IsDir { path: short(path) });
     }
+    let mut size = meta.len();
+    if meta.file_type().is_block_device() {
+        size = file.seek(SeekFrom::End(0)).map_err(read_err)?;
+        file.seek(SeekFrom::Start(0)).map_err(read_err)?;
+    }
+    let sized = (size > 0 && !pseudo_fs(&file)) || meta.file_type().is_block_device();
+    let source = if sized {
+        // A windowed read goes on to end of file; a full read sends what
+        // the size announced.
+        Source::File(file.take(if window.is_some() { u64::MAX } else { size }))
+    } else {
+        let (buf, eof) = read_ahead(&mut file, cap, window).map_err(read_err)?;
+        if eof {
+            size = buf.len() as u64;
+        } else if window.is_none_or(|w| !w.clone().feed(&buf).2) {
+            return Err(Error::Unsized {
+                path: short(path),
+                cap,
+            });
+        }
+        Source::Buffered(buf)
+    };
     let resp = FileReadResponse {
-        size: i64::try_from(meta.len()).unwrap_or(i64::MAX),
+        size: i64::try_from(size).unwrap_or(i64::MAX),
         mode: mode_string(meta.permissions().mode()),
     };
     let resp = json_frame(FrameType::FILE_READ_RESP, &resp)
         .map_err(|e| e.to_string())
         .and_then(|f| frame::encode(f.kind, &f.payload).map_err(|e| e.to_string()))
         .map_err(|msg| Error::Read {
-            path: path.to_owned(),
+            path: short(path),
             msg: IoText::other(msg),
         })?;
-    Ok((file, resp))
+    Ok((source, resp))
+}
+
+/// Whether `file` lives on a kernel pseudo file system (procfs, sysfs,
+/// debugfs, …), whose sizes say nothing about the content: sysfs reports
+/// 4096 for every attribute, procfs 0 for most files.
+fn pseudo_fs(file: &File) -> bool {
+    const MAGICS: [u32; 11] = [
+        0x9fa0,      // proc
+        0x6265_6572, // sysfs
+        0x6462_6720, // debugfs
+        0x7472_6163, // tracefs
+        0x7363_6673, // securityfs
+        0x6265_6570, // configfs
+        0x0027_e0eb, // cgroup
+        0x6367_7270, // cgroup2
+        0xde5e_81e4, // efivarfs
+        0x6165_676c, // pstore
+        0xcafe_4a11, // bpf
+    ];
+    rustix::fs::fstatfs(file).is_ok_and(|st| {
+        // f_type is a signed or unsigned word depending on the target; the
+        // magic numbers are 32-bit.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let magic = st.f_type as u32;
+        MAGICS.contains(&magic)
+    })
+}
+
+/// Reads an unsized file ahead: until end of file (`true`), more than
+/// `cap` bytes, or — for a windowed read — the window is complete.
+fn read_ahead(
+    file: &mut File,
+    cap: usize,
+    window: Option<&LineWindow>,
+) -> std::io::Result<(Vec<u8>, bool)> {
+    let mut window = window.cloned();
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    while buf.len() <= cap {
+        let n = match file.read(&mut chunk) {
+            Ok(0) => return Ok((buf, true)),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        if window.as_mut().is_some_and(|w| w.feed(&chunk[..n]).2) {
+            return Ok((buf, false));
+        }
+    }
+    Ok((buf, false))
 }
 
 /// Reads `file` into STDOUT frames after the frames already in `pending`,
 /// then EXIT 0; stops early when the receiver is gone.
 fn pump_file(
     path: &str,
-    mut file: File,
+    mut file: impl Read,
     mut pending: Vec<u8>,
     mut window: Option<LineWindow>,
     tx: &mpsc::Sender<Msg>,
@@ -148,7 +252,7 @@ fn pump_file(
                     send(Msg::Frames(std::mem::take(&mut pending)));
                 }
                 send(Msg::Fail(Error::Read {
-                    path: path.to_owned(),
+                    path: short(path),
                     msg: IoText::new(&e),
                 }));
                 return;

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use bhatti_proto::frame::FrameType;
 use bhatti_proto::messages::{FileInfo, MessageError, PathRequest, decode_json, mode_string};
 
+use bhatti_proto::text::short;
+
 use crate::agent::Agent;
 use crate::conn::{Conn, ConnError};
 use crate::handlers::{ErrorCode, IoText, Reply};
@@ -37,11 +39,11 @@ pub async fn handle(_agent: &Arc<Agent>, conn: Conn, payload: &[u8]) -> Result<(
     let meta = tokio::task::spawn_blocking(move || std::fs::metadata(&path))
         .await
         .map_err(|e| Error::Stat {
-            path: req.path.clone(),
+            path: short(&req.path),
             msg: IoText::other(e.to_string()),
         })?
         .map_err(|e| Error::Stat {
-            path: req.path.clone(),
+            path: short(&req.path),
             msg: IoText::new(&e),
         })?;
     let info = file_info(&base_name(&req.path), &meta);

@@ -5,11 +5,20 @@
 //! check the size against the free space of the target filesystem, and
 //! create a temp file beside the target; (2) this task receives STDIN
 //! frames and passes them over a bounded channel to a blocking writer
-//! thread; (3) on the blocking pool, fsync, set mode and owner, rename over
-//! the target, fsync the directory. Readers see the old or the new content,
-//! never a mix. A [`TempGuard`] removes the temp file on any failure,
-//! including a lost connection. In PID-1 mode new files and directories
-//! belong to the sandbox user; a replaced file keeps its owner.
+//! thread; (3) on the blocking pool, set mode and owner, fsync the file,
+//! rename it over the target, fsync the directory. Readers see the old or
+//! the new content, never a mix. A [`TempGuard`] removes the temp file on
+//! any failure, including a lost connection. In PID-1 mode new files and
+//! directories belong to the sandbox user; a replaced file keeps its owner.
+//!
+//! Durability: FILE_WRITE_RESP is sent only after the file and every
+//! directory whose entries changed (the target's, and the parent of each
+//! directory the write created) were fsynced, so an acknowledged write
+//! survives the VM being killed right after. A failing sync is an error.
+//!
+//! Modes: octal permission bits up to 0777; setuid, setgid and sticky
+//! bits are refused (`invalid_request`). Error messages quote at most a
+//! short prefix of the path or mode (`bhatti_proto::text::short`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -22,6 +31,7 @@ use bhatti_proto::frame::FrameType;
 use bhatti_proto::messages::{
     FileWriteRequest, MessageError, StatusResponse, decode_json, parse_mode,
 };
+use bhatti_proto::text::short;
 use tokio::sync::mpsc;
 
 use crate::agent::Agent;
@@ -38,8 +48,10 @@ pub enum Error {
     TooLarge { size: u64, limit: u64 },
     #[error("write {path}: no space left on device (need {need} bytes, {avail} available)")]
     NoSpace { path: String, need: u64, avail: u64 },
-    #[error("invalid mode {0:?}")]
+    #[error("invalid mode {0:?} (octal permission bits, at most 0777)")]
     Mode(String),
+    #[error("mode {0:04o} sets setuid, setgid or sticky bits, which writes do not allow")]
+    SpecialBits(u32),
     #[error("write: empty path")]
     EmptyPath,
     #[error("write {path}: is a directory")]
@@ -58,7 +70,9 @@ impl Reply for Error {
     fn code(&self) -> Option<ErrorCode> {
         Some(match self {
             Error::Request(e) => return e.code(),
-            Error::NegativeSize | Error::Mode(_) | Error::EmptyPath => ErrorCode::InvalidRequest,
+            Error::NegativeSize | Error::Mode(_) | Error::SpecialBits(_) | Error::EmptyPath => {
+                ErrorCode::InvalidRequest
+            }
             Error::TooLarge { .. } | Error::Overflow { .. } => ErrorCode::TooLarge,
             Error::NoSpace { .. } => ErrorCode::NoSpace,
             Error::IsDir { .. } => ErrorCode::IsADirectory,
@@ -77,16 +91,13 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, payload: &[u8]) -> Result<()
     if size > limit {
         return Err(Error::TooLarge { size, limit });
     }
-    let mode = match req.mode.as_str() {
-        "" => 0o644,
-        m => parse_mode(m).ok_or_else(|| Error::Mode(m.to_owned()))?,
-    };
+    let mode = file_mode(&req.mode)?;
     if req.path.is_empty() {
         return Err(Error::EmptyPath);
     }
     let plan = Plan {
         path: PathBuf::from(&req.path),
-        display: req.path.clone(),
+        display: short(&req.path),
         size,
         mode,
         owner: agent.identity.switch_to,
@@ -140,6 +151,22 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, payload: &[u8]) -> Result<()
         .await?;
     Ok(())
 }
+
+/// The permission bits of a write: `""` is 0644; setuid, setgid and sticky
+/// bits are refused (a tenant's upload must not become a set-id program).
+fn file_mode(m: &str) -> Result<u32, Error> {
+    let mode = match m {
+        "" => 0o644,
+        m => parse_mode(m).ok_or_else(|| Error::Mode(short(m)))?,
+    };
+    if mode & SPECIAL_BITS != 0 {
+        return Err(Error::SpecialBits(mode));
+    }
+    Ok(mode)
+}
+
+/// setuid, setgid and sticky.
+const SPECIAL_BITS: u32 = 0o7000;
 
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Error> + Send + 'static,
@@ -201,10 +228,7 @@ impl Plan {
     }
 
     fn prepare(&self) -> Result<(File, TempGuard), Error> {
-        let parent = match self.path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let parent = parent_of(&self.path);
         let Some(name) = self.path.file_name() else {
             return Err(Error::IsDir {
                 path: self.display.clone(),
@@ -256,10 +280,13 @@ impl Plan {
             return Ok(());
         }
         fs::create_dir_all(parent).map_err(|e| self.err(&e))?;
-        if let Some((uid, gid)) = self.owner {
-            for dir in missing.iter().rev() {
+        for dir in missing.iter().rev() {
+            if let Some((uid, gid)) = self.owner {
                 let _ = std::os::unix::fs::chown(dir, Some(uid), Some(gid));
             }
+            // The new directory's entry must survive a crash as much as
+            // the file that will be renamed into it.
+            sync_dir(dir.parent().unwrap_or(Path::new("."))).map_err(|e| self.err(&e))?;
         }
         Ok(())
     }
@@ -275,7 +302,6 @@ impl Plan {
                 msg: IoText::other(format!("wrote {written} of {} bytes", self.size)),
             });
         }
-        file.sync_all().map_err(|e| self.err(&e))?;
         file.set_permissions(fs::Permissions::from_mode(self.mode))
             .map_err(|e| self.err(&e))?;
         let owner = match fs::metadata(&self.path) {
@@ -288,14 +314,32 @@ impl Plan {
             // chown clears set-id bits; put the requested mode back.
             let _ = file.set_permissions(fs::Permissions::from_mode(self.mode));
         }
+        // Content, mode and owner are on disk before the name points at
+        // them; the directory sync makes the rename itself durable, so an
+        // acknowledged write survives a crash of the VM right after.
+        file.sync_all().map_err(|e| self.err(&e))?;
         drop(file);
         fs::rename(&tmp, &self.path).map_err(|e| self.err(&e))?;
         guard.path = None;
-        if let Some(dir) = self.path.parent().filter(|p| !p.as_os_str().is_empty())
-            && let Ok(d) = File::open(dir)
-        {
-            let _ = d.sync_all();
-        }
+        sync_dir(&parent_of(&self.path)).map_err(|e| self.err(&e))?;
         Ok(())
+    }
+}
+
+/// The directory that holds `path` (`.` for a bare name).
+fn parent_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// fsyncs a directory, making the entries created or renamed in it
+/// durable. A file system that cannot sync directories (EINVAL) has
+/// nothing more to offer and is not an error.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    match File::open(dir)?.sync_all() {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+        other => other,
     }
 }
