@@ -11,6 +11,9 @@
 //! Safety: lohar runs commands and writes files. `fuzz_input::classify`
 //! (shared with lohar's stable smoke test) drops every input whose request
 //! would start a process or name a path outside the scratch directory.
+//! The one process the target starts is its own fixed TTY session `init`
+//! (raw-mode `cat`), so inputs can attach to it and exercise the session
+//! relay (STDIN, RESIZE, KILL, scrollback, displacement).
 //! Checked here: no panic anywhere (libfuzzer-sys aborts on a panic in any
 //! thread, including lohar's tasks), the agent closes every connection, the
 //! reply is a clean frame stream, and a malformed request gets its error.
@@ -72,6 +75,7 @@ const RESET_EVERY: u64 = 20_000;
 
 struct Harness {
     rt: tokio::runtime::Runtime,
+    agent: Arc<Agent>,
     sock: PathBuf,
     scratch: PathBuf,
     runs: AtomicU64,
@@ -105,12 +109,14 @@ fn harness() -> &'static Harness {
             ..Limits::default()
         };
         let agent = Arc::new(Agent::new(None, GuestConfig::default(), identity, limits));
+        children::start_reaper().expect("reaper");
         rt.spawn(server::serve(
-            agent,
+            agent.clone(),
             vec![(Port::Control, Listener::Unix(listener))],
         ));
         Harness {
             rt,
+            agent,
             sock,
             scratch,
             runs: AtomicU64::new(0),
@@ -126,7 +132,10 @@ fuzz_target!(|data: &[u8]| {
     if h.runs.fetch_add(1, Ordering::Relaxed) % RESET_EVERY == RESET_EVERY - 1 {
         reset(&h.scratch);
     }
-    let reply = h.rt.block_on(exchange(&h.sock, data));
+    let reply = h.rt.block_on(async {
+        ensure_session(&h.agent);
+        exchange(&h.sock, data).await
+    });
     if let Err(e) = fuzz_input::check(expect, &reply) {
         panic!("{e}");
     }
@@ -143,6 +152,17 @@ fn reset(scratch: &std::path::Path) {
         }
     }
     fuzz_input::populate(scratch).expect("scratch dir");
+}
+
+/// (Re)starts the session "init" when an input ended it (EXEC_KILL, the
+/// idle timer of a detached session).
+fn ensure_session(agent: &Arc<Agent>) {
+    let id = sessions::INIT_SESSION;
+    if agent.sessions.get(id).is_some_and(|s| s.is_running()) {
+        return;
+    }
+    agent.sessions.remove(id);
+    handlers::session::start_init(agent, fuzz_input::SESSION_SCRIPT).expect("start the session");
 }
 
 /// Sends `data`, half-closes, and reads until lohar closes.

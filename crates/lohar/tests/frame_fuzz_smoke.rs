@@ -1,7 +1,8 @@
 //! Stable-Rust smoke version of the `lohar_conn` fuzz target
 //! (`fuzz/fuzz_targets/lohar_conn.rs`, run by `scripts/fuzz.sh`): a few
 //! thousand seeded pseudo-random and mutated inputs, each on its own
-//! connection to the real lohar in test mode. Inputs that would start a
+//! connection to the real lohar in test mode, whose TTY session `init`
+//! (a raw-mode `cat`) inputs may attach to. Inputs that would start a
 //! process or touch a path outside lohar's scratch working directory are
 //! skipped ([`fuzz_input::classify`]). Every connection must end (no hang),
 //! the reply must be whole frames, a malformed request must get
@@ -40,13 +41,17 @@ impl Lohar {
         let cwd = dir.join("cwd");
         fuzz_input::populate(&cwd).unwrap();
         let control = dir.join("control.sock");
+        // The session "init" inputs attach to (test mode starts it).
+        let config = dir.join("config.json");
+        let init = serde_json::json!({ "init": fuzz_input::SESSION_SCRIPT });
+        std::fs::write(&config, init.to_string()).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_lohar"))
             .current_dir(&cwd)
             .env("LOHAR_TEST", "1")
             .env("LOHAR_SOCK", &control)
             .env("LOHAR_FWD_SOCK", dir.join("forward.sock"))
             .env_remove("LOHAR_TOKEN")
-            .env_remove("LOHAR_CONFIG")
+            .env("LOHAR_CONFIG", &config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -204,11 +209,21 @@ fn inputs() -> Vec<Vec<u8>> {
     out
 }
 
+/// The frame types of a reply (already checked to be whole frames).
+fn kinds(mut reply: &[u8]) -> Vec<FrameType> {
+    let mut out = Vec::new();
+    while let frame::ParseResult::Ok(p) = frame::try_parse(reply) {
+        out.push(p.kind);
+        reply = &reply[p.total_len..];
+    }
+    out
+}
+
 #[test]
 fn thousands_of_hostile_inputs_get_errors_not_panics() {
     let dir = tempfile::tempdir().unwrap();
     let mut lohar = Lohar::start(dir.path());
-    let (mut sent, mut invalid) = (0, 0);
+    let (mut sent, mut invalid, mut attached) = (0, 0, 0);
     for input in inputs() {
         let Some(expect) = fuzz_input::classify(&input) else {
             continue;
@@ -219,11 +234,16 @@ fn thousands_of_hostile_inputs_get_errors_not_panics() {
         }
         sent += 1;
         invalid += usize::from(expect == Expect::InvalidRequest);
+        attached += usize::from(kinds(&reply).contains(&FrameType::SESSION_INFO));
     }
-    eprintln!("{sent} inputs sent, {invalid} malformed requests");
+    eprintln!("{sent} inputs sent, {invalid} malformed requests, {attached} attached");
     // Not vacuous: most inputs reached lohar, many of them malformed.
     assert!(sent > INPUTS / 2, "only {sent} inputs sent");
     assert!(invalid > 100, "only {invalid} malformed requests");
+    assert!(
+        attached > 10,
+        "only {attached} inputs attached to the session"
+    );
 
     assert!(matches!(lohar.child.try_wait(), Ok(None)), "lohar exited");
     let mut s = UnixStream::connect(&lohar.control).unwrap();

@@ -142,6 +142,11 @@ pub fn populate(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The TTY session `init` the harnesses start (a fixed command, never an
+/// input's) so that inputs can attach to it: raw mode, so input comes back
+/// as output and raises no signals; TERM (the KILL frame) is ignored.
+pub const SESSION_SCRIPT: &str = "trap '' INT QUIT TSTP TERM HUP; stty raw -echo; exec cat";
+
 /// Request frames that are valid and allowed, as seeds for mutation.
 pub fn seeds() -> Vec<Vec<u8>> {
     let json: &[(FrameType, &str)] = &[
@@ -149,6 +154,11 @@ pub fn seeds() -> Vec<Vec<u8>> {
         (FrameType::EXEC_LIST_REQ, ""),
         (FrameType::EXEC_KILL, r#"{"session_id":"s1"}"#),
         (FrameType::EXEC_REQ, r#"{"argv":[]}"#),
+        (FrameType::EXEC_REQ, r#"{"session_id":"init"}"#),
+        (
+            FrameType::EXEC_REQ,
+            r#"{"argv":["x"],"tty":true,"session_id":"init","max_idle_sec":0}"#,
+        ),
         (
             FrameType::EXEC_REQ,
             r#"{"argv":["sh"],"tty":true,"rows":24,"cols":80,"session_id":"nope","max_idle_sec":5}"#,
@@ -177,6 +187,17 @@ pub fn seeds() -> Vec<Vec<u8>> {
         let mut buf = frame::encode(*kind, payload.as_bytes()).expect("encode");
         if *kind == FrameType::FILE_WRITE_REQ {
             frame::encode_into(&mut buf, FrameType::STDIN, b"abc").expect("encode");
+        }
+        if payload.contains("\"init\"") {
+            for (k, p) in [
+                (FrameType::STDIN, &b"hello\n"[..]),
+                (FrameType::RESIZE, &[0, 30, 0, 100][..]),
+                (FrameType::KILL, &b""[..]),
+                (FrameType::STDIN, &[0, 3, 4, 26, 28, 0xff][..]),
+                (FrameType::STDIN, &b""[..]),
+            ] {
+                frame::encode_into(&mut buf, k, p).expect("encode");
+            }
         }
         out.push(buf.clone());
         let mut authed = frame::encode(FrameType::AUTH, b"token").expect("encode");
