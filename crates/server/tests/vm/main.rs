@@ -7,6 +7,7 @@
 //!
 //! Run: `cargo test -p bhatti-server --test vm` (as root).
 
+mod cycles;
 mod exec;
 mod files;
 mod fuzz;
@@ -72,6 +73,10 @@ fn main() {
         trial(
             "recovery::sigkill_and_restart",
             recovery::sigkill_and_restart,
+        ),
+        trial(
+            "cycles::stop_start_keeps_every_write",
+            cycles::stop_start_keeps_every_write,
         ),
         fuzz::trial(),
         trial(
