@@ -282,7 +282,10 @@ struct ThenSilent(Cursor<Vec<u8>>);
 impl std::io::Read for ThenSilent {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.0.read(buf)?;
-        assert!(n > 0, "the reader waited for bytes after a bad length field");
+        assert!(
+            n > 0,
+            "the reader waited for bytes after a bad length field"
+        );
         Ok(n)
     }
 }
