@@ -5,29 +5,36 @@
 //! `Upgrade`): after the guest answers 101 the two upgraded connections
 //! are spliced. The API key is never forwarded: `Authorization` and a
 //! `token` query parameter are removed. The sandbox is woken first; many
-//! concurrent requests to a cold sandbox share one wake (engine).
+//! concurrent requests to a cold sandbox share one wake (engine), and a
+//! request that woke it waits, within a bound, for the guest to answer
+//! before it is sent: `upstream` retries what fails before its first
+//! byte goes out, never what follows.
 //!
 //! The guest agent's own ports ([`AGENT_PORTS`]: control and forward) are
 //! never proxied (nor published): they answer 400 before the sandbox is
 //! woken, and [`forward`] refuses them whoever calls it.
 //!
 //! # Threads, locks, I/O
-//! Per request: one tunnel, one HTTP/1 client connection task driving it,
-//! and for upgrades one splice task. No shared state.
+//! Per request: one tunnel (more while a woken guest comes up, one at a
+//! time), one HTTP/1 client connection task driving it, and for upgrades
+//! one splice task. No shared state.
+
+mod upstream;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use bhatti_engine::engine::{Engine, EngineError, SandboxId};
+use bhatti_engine::engine::{Engine, SandboxId};
+use bhatti_engine::state::SandboxState;
 use bhatti_proto::{CONTROL_PORT, FORWARD_PORT};
 use bhatti_store::sandboxes::Sandbox;
 use futures_util::StreamExt;
 use hyper_util::rt::TokioIo;
 
 use super::{RouteDef, Verb, user};
-use crate::error::{AgentError, ApiError};
+use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiResult, AuthUser};
 use crate::state::{AppState, Shared};
 
@@ -80,9 +87,10 @@ async fn root<E: Engine>(
     req: Request,
 ) -> ApiResult<Response> {
     let port = user_port(parse_port(&port)?)?;
-    let (sb, eid) = st.live(&u, &id).await?;
+    let sb = st.find(&u, &id)?;
+    let (eid, woke) = wake(&st, &sb).await?;
     let target = guest_target("", req.uri());
-    forward(&st, &sb, &eid, port, target, req).await
+    forward(&st, &sb, &eid, port, target, req, woke).await
 }
 
 async fn rest<E: Engine>(
@@ -92,9 +100,25 @@ async fn rest<E: Engine>(
     req: Request,
 ) -> ApiResult<Response> {
     let port = user_port(parse_port(&port)?)?;
-    let (sb, eid) = st.live(&u, &id).await?;
+    let sb = st.find(&u, &id)?;
+    let (eid, woke) = wake(&st, &sb).await?;
     let target = guest_target(&path, req.uri());
-    forward(&st, &sb, &eid, port, target, req).await
+    forward(&st, &sb, &eid, port, target, req, woke).await
+}
+
+/// Makes `sb` hot ([`AppState::wake`]) and tells whether it was not hot
+/// before: a request that woke it waits for the guest (`upstream`).
+pub async fn wake<E: Engine>(st: &AppState<E>, sb: &Sandbox) -> ApiResult<(SandboxId, bool)> {
+    let was_hot = match crate::service::engine_id(sb) {
+        Ok(id) => st
+            .engine
+            .status(&id)
+            .await
+            .is_ok_and(|i| i.state == SandboxState::Hot),
+        Err(_) => false,
+    };
+    let eid = st.wake(sb).await?;
+    Ok((eid, !was_hot))
 }
 
 /// `/<path>?<query without token>`.
@@ -126,7 +150,8 @@ const HOP: [&str; 8] = [
 ];
 
 /// Sends `req` to `port` in the sandbox as `target` and streams the
-/// answer back.
+/// answer back. `woke`: the sandbox was not hot when the request came, so
+/// a guest still coming up is waited for (`upstream`).
 pub async fn forward<E: Engine>(
     st: &AppState<E>,
     sb: &Sandbox,
@@ -134,27 +159,10 @@ pub async fn forward<E: Engine>(
     port: u16,
     target: String,
     req: Request,
+    woke: bool,
 ) -> ApiResult<Response> {
     let port = user_port(port)?;
-    let tunnel = match st.engine.tunnel(eid, port).await {
-        Ok(t) => t,
-        Err(EngineError::Agent(AgentError::Agent(msg))) => {
-            return Err(ApiError::BadGateway(format!(
-                "port {port} in sandbox {} did not accept the connection: {msg}",
-                sb.name
-            )));
-        }
-        Err(e) => return Err(e.into()),
-    };
     let busy = st.activity.busy(&sb.id);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tunnel))
-        .await
-        .map_err(|e| ApiError::BadGateway(format!("guest port {port}: {e}")))?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(error = %e, "proxied connection ended");
-        }
-    });
 
     let upgrade = req.headers().contains_key(header::UPGRADE);
     let (mut parts, body) = req.into_parts();
@@ -180,10 +188,14 @@ pub async fn forward<E: Engine>(
         .map_err(|e| ApiError::BadRequest(format!("proxied request: {e}")))?;
     *out.headers_mut() = headers;
 
-    let mut resp = sender
-        .send_request(out)
-        .await
-        .map_err(|e| ApiError::BadGateway(format!("guest port {port}: {e}")))?;
+    let to = upstream::Target {
+        st,
+        name: &sb.name,
+        eid,
+        port,
+        woke,
+    };
+    let mut resp = upstream::send(&to, out).await?;
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {

@@ -21,7 +21,7 @@ use bhatti_engine::engine::Engine;
 use bhatti_store::published::{Published, TAG_LEN};
 use serde::{Deserialize, Serialize};
 
-use super::proxy::{AGENT_PORTS, forward, guest_target, user_port};
+use super::proxy::{AGENT_PORTS, forward, guest_target, user_port, wake};
 use super::{RouteDef, Verb, user};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiResult, AuthUser};
@@ -235,9 +235,9 @@ async fn published<E: Engine>(st: &AppState<E>, name: &str, req: Request) -> Api
         .filter(|p| !AGENT_PORTS.contains(&p.port))
         .ok_or_else(nothing)?;
     let sb = st.store.sandbox_by_id(&p.sandbox_id)?;
-    let eid = st.wake(&sb).await?;
+    let (eid, woke) = wake(st, &sb).await?;
     let target = guest_target(req.uri().path(), req.uri());
-    forward(st, &sb, &eid, p.port, target, req).await
+    forward(st, &sb, &eid, p.port, target, req, woke).await
 }
 
 #[cfg(test)]
