@@ -8,15 +8,18 @@
 //! with the reason.
 //!
 //! [`long_input_is_not_echoed`]: a request carrying a huge name, program
-//! or path gets a 4xx whose message quotes only a short prefix of it.
+//! or path (30 kB: an URI is at most 64 kB) gets a 4xx whose message
+//! quotes only a short prefix of it.
 //!
 //! The fuzzer runs as a user with small limits (2 sandboxes, 1 CPU,
-//! 256 MB each), so random creates cannot boot many VMs. A sandbox `fz`
-//! exists before the run and every `{id}` path parameter is `fz`, so the
-//! fuzzer reaches the handlers behind the lookup (it may stop, start or
-//! delete `fz`: that is part of the run). Excluded: the reverse proxy
-//! (`/proxy/`), whose 502 when nothing listens in the guest is the right
-//! answer, not a fault of the daemon.
+//! 256 MB each), so random creates cannot boot many VMs. Sandboxes `fz`
+//! and `fz2` exist before the run; every `{id}` path parameter is `fz`
+//! (it may be stopped and started: part of the run), except that of
+//! `DELETE /sandboxes/{id}`, which is `fz2`: deleting `fz` would turn every
+//! later operation into a 404 that tests nothing. Excluded: the reverse
+//! proxy (`/proxy/`), whose 502 when nothing listens in the guest is the
+//! right answer, not a fault of the daemon. `BHATTI_FUZZ_EXAMPLES` and
+//! `BHATTI_FUZZ_CHECKS` make a longer or stricter run by hand.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -33,8 +36,11 @@ use crate::support::{TestDaemon, TestResult, Timers, ensure, run};
 
 const NAME: &str = "fuzz::schemathesis_against_a_daemon";
 const PROGRAM: &str = "schemathesis";
-/// Test cases per operation and phase.
-const MAX_EXAMPLES: &str = "8";
+/// Test cases per operation in the fuzzing phase (`BHATTI_FUZZ_EXAMPLES`
+/// overrides it for a longer run by hand).
+const MAX_EXAMPLES: &str = "40";
+/// Checks of every reply (`BHATTI_FUZZ_CHECKS` overrides them, e.g. `all`).
+const CHECKS: &str = "not_a_server_error,response_schema_conformance";
 /// Wall-clock bound of the schemathesis process.
 const BUDGET: Duration = Duration::from_secs(240);
 
@@ -89,6 +95,7 @@ fn schemathesis_against_a_daemon() -> TestResult {
         };
         d.key = d.user("fuzzer", limits)?;
         d.create("fz").await?;
+        d.create("fz2").await?;
         let dir = tempfile::tempdir()?;
         let spec = dir.path().join("openapi.json");
         let doc = bhatti_server::openapi::document::<DaemonEngine>();
@@ -134,6 +141,10 @@ fn schemathesis_against_a_daemon() -> TestResult {
 const CONFIG: &str = r#"
 [parameters]
 "path.id" = "fz"
+
+[[operations]]
+include-name = "DELETE /sandboxes/{id}"
+parameters = { "path.id" = "fz2" }
 "#;
 
 /// Runs schemathesis against `d`, killed after [`BUDGET`].
@@ -149,10 +160,13 @@ async fn fuzz(
         .arg(spec)
         .args(["--url", &d.url])
         .args(["--header", &format!("Authorization: Bearer {}", d.key)])
-        .args(["--checks", "not_a_server_error,response_schema_conformance"])
+        .args(["--checks", &env_or("BHATTI_FUZZ_CHECKS", CHECKS)])
         .args(["--exclude-path-regex", "/proxy/"])
         .args(["--phases", "examples,coverage,fuzzing"])
-        .args(["--max-examples", MAX_EXAMPLES])
+        .args([
+            "--max-examples",
+            &env_or("BHATTI_FUZZ_EXAMPLES", MAX_EXAMPLES),
+        ])
         .args(["--seed", "17", "--workers", "2", "--no-color"])
         .args(["--generation-database", "none"])
         .args(["--request-timeout", "90", "--suppress-health-check", "all"])
@@ -167,6 +181,11 @@ async fn fuzz(
         Ok(out) => Ok(out?),
         Err(_) => Err(format!("schemathesis still running after {BUDGET:?}").into()),
     }
+}
+
+/// Environment variable `name`, or `default`.
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
 /// The closing lines of schemathesis' report (its summary).
@@ -200,14 +219,14 @@ pub fn long_input_is_not_echoed() -> TestResult {
                     .json(&json!({"cmd": [format!("/{huge}")]})),
             ),
             (
-                "read of a 100 kB path",
+                "read of a 30 kB path",
                 d.req(Method::GET, "/sandboxes/lg/files")
-                    .query(&[("path", format!("/{}", &huge[..100_000]))]),
+                    .query(&[("path", format!("/{}", &huge[..30_000]))]),
             ),
             (
-                "write to a 100 kB path",
+                "write to a 30 kB path",
                 d.req(Method::PUT, "/sandboxes/lg/files")
-                    .query(&[("path", format!("/tmp/{}", &huge[..100_000]))])
+                    .query(&[("path", format!("/tmp/{}", &huge[..30_000]))])
                     .body("data"),
             ),
             (
