@@ -80,6 +80,15 @@ pub struct VmNet {
     pub prefix_len: u8,
 }
 
+/// A VMM that an earlier engine run started and that still runs, taken
+/// over by [`Driver::adopt`].
+#[derive(Debug)]
+pub struct Adopted<V> {
+    pub vm: V,
+    /// Its vCPUs are paused (the sandbox is warm), not running.
+    pub paused: bool,
+}
+
 /// What a snapshot left on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
@@ -151,6 +160,12 @@ pub enum DriverError {
         #[source]
         source: BoxError,
     },
+    #[error("{driver}: taking over the running VMM failed")]
+    Adopt {
+        driver: &'static str,
+        #[source]
+        source: BoxError,
+    },
     #[error("{driver}: killing the VMM failed")]
     Kill {
         driver: &'static str,
@@ -187,6 +202,31 @@ pub trait Driver: Send + Sync + std::fmt::Debug + 'static {
     /// to find the sandboxes that can come back after a restart.
     fn saved_snapshot(&self, run_dir: &Path) -> Option<Snapshot>;
 
+    /// Why `snapshot` cannot be restored (a file missing, empty, or not
+    /// a snapshot), from a cheap check of its files; `None` when it looks
+    /// restorable. Lets the engine refuse a broken snapshot at once
+    /// instead of waiting for a restore to fail.
+    fn snapshot_problem(&self, snapshot: &Snapshot) -> Option<String>;
+
+    /// Removes every snapshot file in `run_dir`, complete or interrupted
+    /// (the guest has moved on from it, or it was never finished), except
+    /// the files of `keep`.
+    fn discard_snapshot(&self, run_dir: &Path, keep: Option<&Snapshot>);
+
+    /// Takes over the VMM an earlier engine run started for `config`, if it
+    /// still runs: reconnects its control channel, ends an outgoing
+    /// snapshot it was in the middle of, and discards snapshot files (the
+    /// live VM is newer). `Ok(None)` when none runs, or it was in a state
+    /// it cannot continue from (then it has been ended).
+    fn adopt(
+        &self,
+        config: &VmConfig,
+    ) -> impl Future<Output = Result<Option<Adopted<Self::Vm>>, DriverError>> + Send;
+
+    /// A descriptor that becomes readable when the VMM process ends (a
+    /// pidfd), so the engine notices a VMM's death when it happens.
+    fn exit_fd(&self, vm: &Self::Vm) -> Option<std::os::fd::OwnedFd>;
+
     /// How the engine reaches the agent of a VM started from `config`;
     /// `None` when that VM has no channel to its agent (no NIC, say).
     fn agent_transport(&self, config: &VmConfig) -> Option<AgentTransport>;
@@ -222,6 +262,11 @@ pub trait Driver: Send + Sync + std::fmt::Debug + 'static {
         config: &VmConfig,
         snapshot: &Snapshot,
     ) -> impl Future<Output = Result<Self::Vm, DriverError>> + Send;
+
+    /// Lets go of the VMM without ending it: its control channel is
+    /// closed and the process keeps running after this engine is gone,
+    /// for the next one to [`Driver::adopt`].
+    fn release(&self, vm: Self::Vm);
 
     /// Ends the VMM at once (no guest shutdown).
     fn kill(&self, vm: Self::Vm) -> impl Future<Output = Result<(), DriverError>> + Send;

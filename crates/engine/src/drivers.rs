@@ -17,7 +17,7 @@
 
 use std::path::Path;
 
-use crate::driver::{AgentTransport, Driver, DriverError, HostError, Snapshot, VmConfig};
+use crate::driver::{Adopted, AgentTransport, Driver, DriverError, HostError, Snapshot, VmConfig};
 use crate::qemu::driver::QemuDriver;
 
 /// Why no driver could be chosen.
@@ -93,6 +93,35 @@ macro_rules! drivers {
                 }
             }
 
+            fn snapshot_problem(&self, snapshot: &Snapshot) -> Option<String> {
+                match self {
+                    $(Self::$variant(d) => d.snapshot_problem(snapshot),)+
+                }
+            }
+
+            fn discard_snapshot(&self, run_dir: &Path, keep: Option<&Snapshot>) {
+                match self {
+                    $(Self::$variant(d) => d.discard_snapshot(run_dir, keep),)+
+                }
+            }
+
+            async fn adopt(&self, config: &VmConfig) -> Result<Option<Adopted<AnyVm>>, DriverError> {
+                match self {
+                    $(Self::$variant(d) => Ok(d.adopt(config).await?.map(|a| Adopted {
+                        vm: AnyVm::$variant(a.vm),
+                        paused: a.paused,
+                    })),)+
+                }
+            }
+
+            fn exit_fd(&self, vm: &AnyVm) -> Option<std::os::fd::OwnedFd> {
+                #[allow(unreachable_patterns)]
+                match (self, vm) {
+                    $((Self::$variant(d), AnyVm::$variant(vm)) => d.exit_fd(vm),)+
+                    _ => None,
+                }
+            }
+
             fn agent_transport(&self, config: &VmConfig) -> Option<AgentTransport> {
                 match self {
                     $(Self::$variant(d) => d.agent_transport(config),)+
@@ -136,6 +165,15 @@ macro_rules! drivers {
             ) -> Result<AnyVm, DriverError> {
                 match self {
                     $(Self::$variant(d) => d.restore(config, snapshot).await.map(AnyVm::$variant),)+
+                }
+            }
+
+            fn release(&self, vm: AnyVm) {
+                #[allow(unreachable_patterns)]
+                match (self, vm) {
+                    $((Self::$variant(d), AnyVm::$variant(vm)) => d.release(vm),)+
+                    // A foreign handle is dropped (and so ended) by its own type.
+                    _ => {}
                 }
             }
 

@@ -257,6 +257,8 @@ pub struct SandboxInfo {
     pub pid: Option<u32>,
     /// The engine's sequence number of this state ([`StateEvent::seq`]).
     pub seq: u64,
+    /// Something the user should know about this state ([`StateEvent::note`]).
+    pub note: Option<String>,
 }
 
 impl SandboxInfo {
@@ -266,6 +268,7 @@ impl SandboxInfo {
             id: self.id.clone(),
             state: self.state,
             seq: self.seq,
+            note: self.note.clone(),
         }
     }
 }
@@ -282,6 +285,10 @@ pub struct StateEvent {
     pub id: SandboxId,
     pub state: SandboxState,
     pub seq: u64,
+    /// Something the user should know about this state, e.g. that the
+    /// sandbox's VMM died and its memory is lost, so the next request
+    /// boots it from its disk. `None` when all is as expected.
+    pub note: Option<String>,
 }
 
 /// Errors from engine operations.

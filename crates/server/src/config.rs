@@ -50,6 +50,20 @@ pub enum Egress {
     Nat,
 }
 
+/// What a graceful stop (SIGTERM, SIGINT) of the daemon does to running
+/// sandboxes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnShutdown {
+    /// Leave their VMs running: the next daemon adopts them with their
+    /// memory, processes and sessions (a restart or an upgrade).
+    #[default]
+    Keep,
+    /// Snapshot each to disk first (the host is going down: the snapshot
+    /// survives a reboot, a running VM does not).
+    Snapshot,
+}
+
 /// The daemon's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -79,6 +93,8 @@ pub struct ServerConfig {
     /// Most connections open at once that have not yet delivered their
     /// first request head; a new one beyond it closes the oldest of them.
     pub max_pending_connections: usize,
+    /// What a graceful stop does to running sandboxes ([`OnShutdown`]).
+    pub on_shutdown: OnShutdown,
 }
 
 impl Default for ServerConfig {
@@ -98,6 +114,7 @@ impl Default for ServerConfig {
             public_domain: None,
             header_timeout_secs: 10,
             max_pending_connections: 256,
+            on_shutdown: OnShutdown::Keep,
         }
     }
 }

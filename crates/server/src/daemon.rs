@@ -110,6 +110,8 @@ pub struct Daemon {
     /// What the listener asks of every connection.
     pub limits: crate::listen::Limits,
     pub recovery: crate::recovery::Report,
+    /// What a graceful stop does to running sandboxes.
+    pub on_shutdown: crate::config::OnShutdown,
 }
 
 impl Daemon {
@@ -134,7 +136,7 @@ impl Daemon {
         let mut engine_cfg = EngineConfig::new(dir.clone(), images, &cfg.netns);
         engine_cfg.network.egress = egress;
         let engine = VmEngine::start(driver(cfg)?, engine_cfg).await?;
-        let recovery = crate::recovery::recover(&engine, &store).await?;
+        let recovery = crate::recovery::recover(&engine, &store, &secrets).await?;
         tracing::info!(?recovery, "recovered sandboxes");
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
@@ -160,6 +162,7 @@ impl Daemon {
             listener,
             limits: crate::listen::Limits::from_config(cfg),
             recovery,
+            on_shutdown: cfg.on_shutdown,
         })
     }
 
@@ -207,13 +210,21 @@ impl Daemon {
             }
         };
         let _ = thermal.await;
-        shutdown(&self.state).await;
+        match self.on_shutdown {
+            crate::config::OnShutdown::Snapshot => shutdown(&self.state).await,
+            crate::config::OnShutdown::Keep => {
+                // The VMs run on; the next daemon adopts them.
+                self.state.engine.release_all().await;
+                tracing::info!("left running sandboxes running for the next daemon");
+            }
+        }
         let _ = mirror.await;
         Ok(())
     }
 }
 
-/// Snapshots every VM that has a VMM (hot → warm → cold) and records it.
+/// Snapshots every VM that has a VMM (hot → warm → cold) and records it
+/// (`on_shutdown: snapshot`).
 pub async fn shutdown<E: Engine>(state: &AppState<E>) {
     for info in state.engine.list().await {
         if !info.state.has_vmm() {

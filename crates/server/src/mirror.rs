@@ -52,9 +52,14 @@ pub fn store_state(state: SandboxState) -> Option<(Status, Thermal)> {
 /// had a newer one (or the row is gone).
 pub fn apply(store: &Store, ev: &StateEvent) -> Result<bool, StoreError> {
     match store_state(ev.state) {
-        Some((status, thermal)) => {
-            store.mirror_sandbox_state(ev.id.as_str(), status, thermal, ev.seq, now_unix())
-        }
+        Some((status, thermal)) => store.mirror_sandbox_state(
+            ev.id.as_str(),
+            status,
+            thermal,
+            ev.seq,
+            ev.note.as_deref(),
+            now_unix(),
+        ),
         None => match store.mark_sandbox_destroyed(ev.id.as_str(), now_unix()) {
             Ok(()) => Ok(true),
             Err(StoreError::NotFound(_)) => Ok(false),

@@ -1,39 +1,46 @@
 //! Restart recovery: the store's sandboxes reconciled with what the
 //! engine finds in the data dir ([`VmEngine::recover`]).
 //!
-//! | store row    | engine finds             | result                                   |
-//! |--------------|--------------------------|------------------------------------------|
-//! | running      | snapshot (restorable)    | running, cold — wakes on demand          |
-//! | stopped      | snapshot                 | stopped (engine relabelled Stopped)      |
-//! | unknown      | snapshot                 | running, cold (it can be restored now)   |
-//! | running      | no snapshot (VMM died)   | unknown, with the engine's reason        |
-//! | stopped      | no snapshot              | unknown: the snapshot is gone            |
-//! | unknown      | no snapshot              | unknown, reason kept                     |
-//! | any live     | nothing on disk          | unknown: files missing                   |
-//! | destroyed/no row | snapshot             | orphan: destroyed through the engine     |
-//! | destroyed    | no snapshot              | orphan dir removed (by the engine)       |
-//! | no row       | no snapshot              | left on disk, logged (not ours to judge) |
+//! | store row        | engine finds                   | result                                      |
+//! |------------------|--------------------------------|---------------------------------------------|
+//! | running/unknown  | held (VMM adopted, snapshot, or disk) | running, in the engine's state (hot/warm if its VMM was adopted) |
+//! | stopped          | held                           | stopped (the engine stops it: a live VMM is snapshotted) |
+//! | live             | a create that never finished   | destroyed, with the reason (files removed)  |
+//! | live             | dir it cannot use (reason)     | unknown, with the engine's reason           |
+//! | live             | nothing on disk                | unknown: files missing                      |
+//! | destroyed/no row | held                           | orphan: destroyed through the engine        |
+//! | destroyed        | dir it cannot use              | orphan dir removed (by the engine)          |
+//! | no row           | dir it cannot use              | left on disk, logged (not ours to judge)    |
 //!
-//! Addresses of restored sandboxes are re-reserved and their TAPs made
-//! again by the engine; leftover VMM processes and TAPs were cleaned when
-//! the engine started. Nothing a user owns is deleted. The store's state
-//! sequence numbers start again with the engine's counter, and each
-//! recovered sandbox's row is written from the engine's state (see
-//! [`crate::mirror`]); only `unknown` is written here outright.
+//! A VMM that outlived the daemon is never stopped by recovery: the
+//! engine takes it over, so memory, processes and sessions survive a crash
+//! or an upgrade. One that died without a snapshot leaves its disk, and the
+//! next request boots the sandbox from it (the status reason says so).
+//! Addresses of held sandboxes are re-reserved and their TAPs made again
+//! by the engine, which also ends VMM processes and TAPs nobody holds.
+//! The store's state sequence numbers start again with the engine's
+//! counter, and each recovered sandbox's row is written from the engine's
+//! state (see [`crate::mirror`]); only `unknown` and interrupted creates
+//! are written here outright.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bhatti_engine::driver::Driver;
 use bhatti_engine::engine::{Engine, SandboxId};
 use bhatti_engine::sandbox::{Recovery, VmEngine};
-use bhatti_store::sandboxes::{Status, Thermal};
+use bhatti_store::sandboxes::{Sandbox, Status, Thermal};
 use bhatti_store::{Store, StoreError};
+
+use crate::model::StoredSpec;
+use crate::secrets::SecretBox;
 
 /// What the engine found for one sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Found {
-    /// A valid snapshot: back as cold.
-    Restorable,
+    /// The engine holds it again (in whatever state it found it).
+    Held,
+    /// A create that never finished; the engine removed its files.
+    Abandoned,
     /// Its dir exists but it cannot run again (reason).
     Lost(String),
     /// Nothing in the data dir.
@@ -46,31 +53,32 @@ pub enum Decision {
     Running,
     Stopped,
     Unknown(String),
+    /// Its create never finished: the row is marked destroyed.
+    Undone,
     /// No live owner: remove it.
     DestroyOrphan,
     /// Leave it as it is.
     Skip,
 }
 
+/// Why an interrupted create's row is marked destroyed.
+const UNDONE: &str = "its create was interrupted by a daemon crash and was undone";
+
 /// The decision table (module docs). `row` is `None` when the store has
 /// no row for the sandbox at all.
 pub fn decide(row: Option<Status>, found: &Found) -> Decision {
+    let live = |s: Status| matches!(s, Status::Running | Status::Stopped | Status::Unknown);
     match (row, found) {
-        (Some(Status::Running | Status::Unknown), Found::Restorable) => Decision::Running,
-        (Some(Status::Stopped), Found::Restorable) => Decision::Stopped,
-        (Some(Status::Running), Found::Lost(r)) => Decision::Unknown(r.clone()),
-        (Some(Status::Stopped), Found::Lost(r)) => {
-            Decision::Unknown(format!("stopped, but it cannot be restored: {r}"))
-        }
-        (Some(Status::Unknown), Found::Lost(r)) => Decision::Unknown(r.clone()),
-        (Some(Status::Running | Status::Stopped | Status::Unknown), Found::Absent) => {
+        (Some(Status::Running | Status::Unknown), Found::Held) => Decision::Running,
+        (Some(Status::Stopped), Found::Held) => Decision::Stopped,
+        (Some(s), Found::Abandoned) if live(s) => Decision::Undone,
+        (Some(s), Found::Lost(r)) if live(s) => Decision::Unknown(r.clone()),
+        (Some(s), Found::Absent) if live(s) => {
             Decision::Unknown("its files are missing from the data directory".into())
         }
-        (Some(Status::Destroyed) | None, Found::Restorable) => Decision::DestroyOrphan,
+        (Some(Status::Destroyed) | None, Found::Held) => Decision::DestroyOrphan,
         (Some(Status::Destroyed), Found::Lost(_)) => Decision::DestroyOrphan,
-        (Some(Status::Destroyed), Found::Absent) | (None, Found::Lost(_) | Found::Absent) => {
-            Decision::Skip
-        }
+        _ => Decision::Skip,
     }
 }
 
@@ -80,6 +88,8 @@ pub struct Report {
     pub running: usize,
     pub stopped: usize,
     pub unknown: usize,
+    /// Creates that never finished, undone.
+    pub undone: usize,
     pub orphans_removed: usize,
 }
 
@@ -105,19 +115,43 @@ async fn mirror<D: Driver>(
     Ok(())
 }
 
-/// Reconciles the store with `engine` (call once, before serving, with an
-/// engine that has just started: the store's state sequence numbers are
-/// reset to match its counter).
-pub async fn recover<D: Driver>(
+/// The environment `row`'s sandbox was created with: its stored env and
+/// the current values of its secrets (a secret deleted since is left out,
+/// with a warning).
+fn boot_env(store: &Store, secrets: &SecretBox, row: &Sandbox) -> BTreeMap<String, String> {
+    let spec: StoredSpec = serde_json::from_value(row.spec.clone()).unwrap_or_default();
+    let mut env = spec.env;
+    for name in spec.secrets {
+        let value = store
+            .secret_ciphertext(&row.user_id, &name)
+            .map_err(|e| e.to_string())
+            .and_then(|ct| secrets.decrypt(&ct).map_err(|e| e.to_string()))
+            .and_then(|v| String::from_utf8(v).map_err(|e| e.to_string()));
+        match value {
+            Ok(v) => {
+                env.insert(name, v);
+            }
+            Err(e) => {
+                tracing::warn!(sandbox = %row.id, secret = %name, error = %e, "recovery: secret unavailable for a boot from disk");
+            }
+        }
+    }
+    env
+}
+
+/// What the engine's recovery found, by sandbox id (with the dir of a
+/// sandbox it cannot use).
+async fn found_by<D: Driver>(
     engine: &VmEngine<D>,
-    store: &Store,
-) -> Result<Report, RecoveryError> {
-    store.reset_state_seqs()?;
+) -> Result<HashMap<String, (Found, Option<std::path::PathBuf>)>, RecoveryError> {
     let mut found: HashMap<String, (Found, Option<std::path::PathBuf>)> = HashMap::new();
     for r in engine.recover().await? {
         match r {
-            Recovery::Cold(id) => {
-                found.insert(id.to_string(), (Found::Restorable, None));
+            Recovery::Held(id) => {
+                found.insert(id.to_string(), (Found::Held, None));
+            }
+            Recovery::Abandoned(id) => {
+                found.insert(id.to_string(), (Found::Abandoned, None));
             }
             Recovery::Unknown { dir, reason } => {
                 if let Some(name) = dir.file_name().and_then(|n| n.to_str()) {
@@ -129,9 +163,27 @@ pub async fn recover<D: Driver>(
             }
         }
     }
+    Ok(found)
+}
+
+/// Reconciles the store with `engine` (call once, before serving, with an
+/// engine that has just started: the store's state sequence numbers are
+/// reset to match its counter).
+pub async fn recover<D: Driver>(
+    engine: &VmEngine<D>,
+    store: &Store,
+    secrets: &SecretBox,
+) -> Result<Report, RecoveryError> {
+    store.reset_state_seqs()?;
+    let mut found = found_by(engine).await?;
     let mut report = Report::default();
     for row in store.list_live_sandboxes()? {
         let (f, _) = found.remove(&row.id).unwrap_or((Found::Absent, None));
+        let held = matches!(f, Found::Held);
+        if held && let Ok(id) = row.id.parse::<SandboxId>() {
+            // A boot from its disk needs the env it was created with.
+            let _ = engine.set_boot_env(&id, boot_env(store, secrets, &row));
+        }
         match decide(Some(row.status), &f) {
             Decision::Running => {
                 mirror(engine, store, &row.id).await?;
@@ -151,6 +203,12 @@ pub async fn recover<D: Driver>(
                 store.set_sandbox_state(&row.id, Status::Unknown, Thermal::Cold, Some(&reason))?;
                 report.unknown += 1;
             }
+            Decision::Undone => {
+                tracing::warn!(sandbox = %row.id, "recovery: {UNDONE}");
+                store.set_sandbox_state(&row.id, Status::Unknown, Thermal::Cold, Some(UNDONE))?;
+                store.mark_sandbox_destroyed(&row.id, crate::state::now_unix())?;
+                report.undone += 1;
+            }
             Decision::DestroyOrphan | Decision::Skip => {}
         }
     }
@@ -161,7 +219,7 @@ pub async fn recover<D: Driver>(
             Err(e) => return Err(e.into()),
         };
         match (decide(row, &f), f) {
-            (Decision::DestroyOrphan, Found::Restorable) => {
+            (Decision::DestroyOrphan, Found::Held) => {
                 if let Ok(sid) = id.parse::<SandboxId>()
                     && let Err(e) = engine.destroy(&sid).await
                 {
@@ -193,28 +251,29 @@ mod tests {
 
     #[test]
     fn decision_table() {
-        let lost = Found::Lost("no snapshot: its VMM ended without one".into());
+        let lost = Found::Lost("its disk (rootfs.ext4) is missing".into());
         use Status::*;
-        assert_eq!(decide(Some(Running), &Found::Restorable), Decision::Running);
-        assert_eq!(decide(Some(Stopped), &Found::Restorable), Decision::Stopped);
-        assert_eq!(decide(Some(Unknown), &Found::Restorable), Decision::Running);
+        assert_eq!(decide(Some(Running), &Found::Held), Decision::Running);
+        assert_eq!(decide(Some(Stopped), &Found::Held), Decision::Stopped);
+        assert_eq!(decide(Some(Unknown), &Found::Held), Decision::Running);
+        assert_eq!(decide(Some(Running), &Found::Abandoned), Decision::Undone);
         assert_eq!(
             decide(Some(Running), &lost),
-            Decision::Unknown("no snapshot: its VMM ended without one".into())
+            Decision::Unknown("its disk (rootfs.ext4) is missing".into())
         );
-        assert!(
-            matches!(decide(Some(Stopped), &lost), Decision::Unknown(r) if r.contains("cannot be restored"))
-        );
+        assert!(matches!(decide(Some(Stopped), &lost), Decision::Unknown(_)));
         assert!(
             matches!(decide(Some(Running), &Found::Absent), Decision::Unknown(r) if r.contains("missing"))
         );
         assert_eq!(
-            decide(Some(Destroyed), &Found::Restorable),
+            decide(Some(Destroyed), &Found::Held),
             Decision::DestroyOrphan
         );
         assert_eq!(decide(Some(Destroyed), &lost), Decision::DestroyOrphan);
         assert_eq!(decide(Some(Destroyed), &Found::Absent), Decision::Skip);
-        assert_eq!(decide(None, &Found::Restorable), Decision::DestroyOrphan);
+        assert_eq!(decide(Some(Destroyed), &Found::Abandoned), Decision::Skip);
+        assert_eq!(decide(None, &Found::Held), Decision::DestroyOrphan);
         assert_eq!(decide(None, &lost), Decision::Skip);
+        assert_eq!(decide(None, &Found::Abandoned), Decision::Skip);
     }
 }

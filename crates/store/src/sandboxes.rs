@@ -242,23 +242,24 @@ impl Store {
     /// Mirrors the engine's state `seq` of a live sandbox: `false`
     /// (nothing written) when the row already holds a state of a later
     /// `seq`, or is destroyed. Entering `stopped` records `now` as
-    /// `stopped_at`; any mirrored state clears the status reason.
+    /// `stopped_at`; the status reason becomes `reason` (the engine's note).
     pub fn mirror_sandbox_state(
         &self,
         id: &str,
         status: Status,
         thermal: Thermal,
         seq: u64,
+        reason: Option<&str>,
         now: i64,
     ) -> Result<bool> {
         let seq = i64::try_from(seq).unwrap_or(i64::MAX);
         let n = self.conn().execute(
             "UPDATE sandboxes SET status = ?2, thermal = ?3, state_seq = ?4, \
-             status_reason = NULL, \
+             status_reason = ?6, \
              stopped_at = CASE WHEN ?2 = 'stopped' AND status != 'stopped' THEN ?5 \
                                ELSE stopped_at END \
              WHERE id = ?1 AND status != 'destroyed' AND state_seq < ?4",
-            params![id, status.as_str(), thermal.as_str(), seq, now],
+            params![id, status.as_str(), thermal.as_str(), seq, now, reason],
         )?;
         Ok(n == 1)
     }

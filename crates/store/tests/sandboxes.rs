@@ -144,6 +144,7 @@ fn mirrored_state_never_goes_back_to_an_older_one() {
                 status,
                 thermal,
                 seq,
+                None,
                 100 + i64::try_from(seq).unwrap_or(0),
             )
             .expect("mirror")
@@ -172,12 +173,30 @@ fn mirrored_state_never_goes_back_to_an_older_one() {
         (s.status, s.thermal, s.status_reason),
         (Status::Running, Thermal::Cold, None)
     );
+    // The engine's note becomes the status reason, and goes with it.
+    let noted = f
+        .store
+        .mirror_sandbox_state(
+            "sb1",
+            Status::Running,
+            Thermal::Cold,
+            2,
+            Some("memory lost"),
+            0,
+        )
+        .expect("mirror");
+    assert!(noted);
+    let s = f.store.sandbox_by_id("sb1").expect("get");
+    assert_eq!(s.status_reason.as_deref(), Some("memory lost"));
+    assert!(mirror(Status::Running, Thermal::Hot, 3));
+    let s = f.store.sandbox_by_id("sb1").expect("get");
+    assert_eq!(s.status_reason, None);
     // Destroyed is terminal; a missing row is nothing written.
     f.store.mark_sandbox_destroyed("sb1", 200).expect("destroy");
     assert!(!mirror(Status::Running, Thermal::Hot, 9));
     assert!(
         !f.store
-            .mirror_sandbox_state("missing", Status::Running, Thermal::Hot, 1, 0)
+            .mirror_sandbox_state("missing", Status::Running, Thermal::Hot, 1, None, 0)
             .expect("missing")
     );
 }

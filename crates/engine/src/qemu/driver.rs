@@ -7,7 +7,12 @@
 //!   are flushed by the migration and stay in place;
 //! - restore: the same argv plus `-incoming "exec:cat mem.snap"`, wait for
 //!   the state to load, delete `mem.snap` (the disks are about to move past
-//!   it), `cont`.
+//!   it), `cont`. A file that does not start like a QEMU migration stream
+//!   is refused before QEMU starts;
+//! - adopt (after an engine restart): the QEMU whose argv names the run
+//!   dir's QMP socket, pinned by a pidfd; a snapshot it was writing is
+//!   cancelled and snapshot files are discarded; `running` comes back hot,
+//!   `paused`/`postmigrate` warm, anything else is ended.
 //!
 //! # Threads, locks, I/O
 //! A [`QemuVm`] owns its process and QMP session; the engine keeps it under
@@ -23,14 +28,19 @@ use backon::{ConstantBuilder, Retryable};
 use super::launch::{
     Accel, DEFAULT_INIT, Drive, GuestNet, LaunchError, LaunchSpec, VmProcess, clock,
 };
-use super::qmp::{QmpClient, QmpError, incoming_uri};
-use crate::driver::{AgentTransport, BoxError, Driver, DriverError, HostError, Snapshot, VmConfig};
+use super::qmp::{QmpClient, QmpError, RunState, incoming_uri};
+use crate::driver::{
+    Adopted, AgentTransport, BoxError, Driver, DriverError, HostError, Snapshot, VmConfig,
+};
 use crate::network::mac_string;
 
 const NAME: &str = "qemu";
 
 /// The snapshot file a stopped sandbox keeps in its run dir.
 pub const SNAPSHOT_FILE: &str = "mem.snap";
+
+/// How every QEMU migration stream starts: `QEVM` and format version 3.
+const STREAM_MAGIC: [u8; 8] = *b"QEVM\0\0\0\x03";
 
 /// Errors specific to driving QEMU (wrapped in [`DriverError`]).
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +190,7 @@ impl QemuDriver {
             path: path.clone(),
             source,
         })?;
+        crate::sandbox::fault::point("snapshot.written");
         qmp.quit().await?;
         let limit = Duration::from_secs(10);
         let exited = tokio::task::spawn_blocking(move || {
@@ -213,10 +224,10 @@ impl QemuDriver {
             .first()
             .cloned()
             .unwrap_or_else(|| config.run_dir.join(SNAPSHOT_FILE));
-        if !file.exists() {
+        if let Some(problem) = stream_problem(&file) {
             return Err(QemuError::File {
                 path: file,
-                source: io::Error::from(io::ErrorKind::NotFound),
+                source: io::Error::new(io::ErrorKind::InvalidData, problem),
             });
         }
         let mut spec = self.launch_spec(config);
@@ -231,6 +242,82 @@ impl QemuDriver {
         })?;
         vm.qmp.cont().await?;
         Ok(vm)
+    }
+}
+
+impl QemuDriver {
+    /// See [`Driver::adopt`].
+    async fn do_adopt(&self, config: &VmConfig) -> Result<Option<Adopted<QemuVm>>, QemuError> {
+        let spec = self.launch_spec(config);
+        let Some(sock) = spec.qmp_socket.clone() else {
+            return Ok(None);
+        };
+        // Only QEMU has the QMP socket's path in its argv (the `cat` of a
+        // migration names the snapshot file).
+        let marker = sock.to_string_lossy().into_owned();
+        let Some(process) = crate::sandbox::orphans::find(&marker)
+            .into_iter()
+            .find_map(|pid| {
+                let pid = u32::try_from(pid).ok()?;
+                VmProcess::adopt(pid, &config.run_dir, spec.make_cgroup())
+            })
+        else {
+            return Ok(None);
+        };
+        let mut qmp =
+            match tokio::time::timeout(self.start_timeout, QmpClient::connect(&sock)).await {
+                Ok(Ok(qmp)) => qmp,
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => {
+                    return Err(QemuError::Qmp(QmpError::Timeout {
+                        what: "the QMP socket of a running VMM",
+                        after: self.start_timeout,
+                    }));
+                }
+            };
+        qmp.settle_migration(self.snapshot_timeout).await?;
+        let state = qmp.query_status().await?.state;
+        let vm = QemuVm { process, qmp };
+        let paused = match state {
+            RunState::Running => false,
+            RunState::Paused | RunState::PostMigrate => true,
+            other => {
+                tracing::warn!(?other, run_dir = %config.run_dir.display(), "ending a VMM in a state it cannot continue from");
+                let QemuVm { mut process, .. } = vm;
+                tokio::task::spawn_blocking(move || process.kill())
+                    .await
+                    .map_err(|e| QemuError::Wait(io::Error::other(e)))?
+                    .map_err(QemuError::Wait)?;
+                return Ok(None);
+            }
+        };
+        self.discard_snapshot(&config.run_dir, None);
+        Ok(Some(Adopted { vm, paused }))
+    }
+}
+
+/// Why the snapshot file at `path` cannot be restored, if it cannot.
+fn stream_problem(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    let read = std::fs::File::open(path).and_then(|mut f| {
+        let mut n = 0;
+        while n < head.len() {
+            match f.read(&mut head[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        Ok(n)
+    });
+    match read {
+        Err(e) => Some(format!("{} cannot be read: {e}", path.display())),
+        Ok(0) => Some(format!("{} is empty", path.display())),
+        Ok(n) if n < head.len() || head != STREAM_MAGIC => Some(format!(
+            "{} is not a QEMU snapshot (it does not start with the migration stream header)",
+            path.display()
+        )),
+        Ok(_) => None,
     }
 }
 
@@ -282,6 +369,40 @@ impl Driver for QemuDriver {
         })
     }
 
+    fn snapshot_problem(&self, snapshot: &Snapshot) -> Option<String> {
+        match snapshot.files.first() {
+            Some(path) => stream_problem(path),
+            None => Some("the snapshot has no file".into()),
+        }
+    }
+
+    fn discard_snapshot(&self, run_dir: &Path, keep: Option<&Snapshot>) {
+        for name in [SNAPSHOT_FILE, &format!("{SNAPSHOT_FILE}.tmp")] {
+            let path = run_dir.join(name);
+            if keep.is_some_and(|k| k.files.contains(&path)) {
+                continue;
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => tracing::info!(path = %path.display(), "discarded a snapshot file"),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "discarding a snapshot file")
+                }
+            }
+        }
+    }
+
+    async fn adopt(&self, config: &VmConfig) -> Result<Option<Adopted<QemuVm>>, DriverError> {
+        self.do_adopt(config).await.map_err(|e| DriverError::Adopt {
+            driver: NAME,
+            source: boxed(e),
+        })
+    }
+
+    fn exit_fd(&self, vm: &QemuVm) -> Option<std::os::fd::OwnedFd> {
+        vm.process.exit_fd()
+    }
+
     /// TCP to the guest's address over its TAP (lohar listens on the
     /// guest NIC); none for a VM without a NIC.
     fn agent_transport(&self, config: &VmConfig) -> Option<AgentTransport> {
@@ -328,6 +449,14 @@ impl Driver for QemuDriver {
             })
     }
 
+    fn release(&self, vm: QemuVm) {
+        let QemuVm { process, qmp } = vm;
+        drop(qmp);
+        // QEMU runs on; a child left unreaped is reaped by init once this
+        // process is gone.
+        drop(process.detach());
+    }
+
     async fn kill(&self, vm: QemuVm) -> Result<(), DriverError> {
         let QemuVm { mut process, qmp } = vm;
         drop(qmp);
@@ -343,6 +472,7 @@ impl Driver for QemuDriver {
 
     fn exited(&self, vm: &mut QemuVm) -> Option<String> {
         match vm.process.try_wait() {
+            Ok(Some(_)) if vm.process.is_adopted() => Some("QEMU exited".into()),
             Ok(Some(status)) => Some(format!("QEMU exited ({status})")),
             Ok(None) => None,
             Err(e) => Some(format!("QEMU cannot be waited for: {e}")),

@@ -297,6 +297,18 @@ impl LaunchSpec {
         Ok(a.into_iter().map(OsString::from).collect())
     }
 
+    /// The VMM's cgroup with the guest's limits (made, or reused when an
+    /// earlier run left it), if it runs in one.
+    pub fn make_cgroup(&self) -> Option<VmmCgroup> {
+        self.cgroup.as_deref().and_then(|name| {
+            let limits = Limits {
+                cpus: self.vcpus.max(1),
+                memory_mib: self.memory_mib.max(64),
+            };
+            VmmCgroup::make(name, limits)
+        })
+    }
+
     /// Starts QEMU and returns at once (the guest boots in the background).
     pub fn spawn(&self) -> Result<VmProcess, LaunchError> {
         for p in [&self.kernel, &self.rootfs]
@@ -336,13 +348,7 @@ impl LaunchSpec {
                 });
             }
         }
-        let cgroup = self.cgroup.as_deref().and_then(|name| {
-            let limits = Limits {
-                cpus: self.vcpus.max(1),
-                memory_mib: self.memory_mib.max(64),
-            };
-            VmmCgroup::make(name, limits)
-        });
+        let cgroup = self.make_cgroup();
         if let Some(cg) = &cgroup {
             cg.join_on_spawn(&mut cmd);
         }

@@ -19,10 +19,10 @@ use bhatti_agent::Client;
 use bhatti_proto::config::{GuestConfig, GuestFile, GuestVolume};
 
 use super::recover::{Meta, read_meta, write_meta};
-use super::{Sandbox, Slot, VmEngine, blocking};
+use super::{Sandbox, Slot, VmEngine, blocking, fault};
 use crate::agent_link::NetnsConnector;
 use crate::driver::{Driver, VmConfig, VmNet};
-use crate::engine::{EngineError, EngineResult, SandboxId, SandboxInfo, SandboxSpec};
+use crate::engine::{EngineError, EngineResult, SandboxId, SandboxInfo, SandboxSpec, VolumeSpec};
 use crate::image::{self, config_drive};
 use crate::network::{GuestPort, guest_mac};
 use crate::state::{Op, SandboxState};
@@ -136,7 +136,10 @@ impl<D: Driver> VmEngine<D> {
             egress: spec.egress.unwrap_or(false),
             tenant: spec.tenant.clone(),
             peers: spec.peers,
+            hostname: spec.hostname.clone(),
+            init: spec.init.clone(),
         };
+        fault::point("create.vmm");
         // The guest has read its config: no secret stays in the drive file.
         let kept = boot_drive
             .scrub()
@@ -146,6 +149,7 @@ impl<D: Driver> VmEngine<D> {
             let _ = self.driver.kill(vm).await;
             return Err(e);
         }
+        fault::point("create.meta");
         Ok(Sandbox {
             id: id.clone(),
             ip,
@@ -154,14 +158,11 @@ impl<D: Driver> VmEngine<D> {
             vm_config,
             agent,
             volumes: spec.volumes.iter().map(|v| v.name.clone()).collect(),
+            boot_env: std::sync::Mutex::new(spec.env.clone()),
             spec,
             restores: AtomicU64::new(0),
             observed: Sandbox::<D>::observed(SandboxState::Hot),
-            slot: tokio::sync::Mutex::new(Slot {
-                state: SandboxState::Hot,
-                vm: Some(vm),
-                snapshot: None,
-            }),
+            slot: tokio::sync::Mutex::new(Slot::new(SandboxState::Hot, Some(vm), None)),
         })
     }
 
@@ -214,22 +215,16 @@ impl<D: Driver> VmEngine<D> {
         made: &mut Made,
     ) -> EngineResult<(Vec<PathBuf>, Vec<GuestVolume>)> {
         let mut paths = Vec::new();
-        let mut guest = Vec::new();
-        for (i, v) in spec.volumes.iter().enumerate() {
+        for v in &spec.volumes {
             let path = self.volumes.attach(&v.name, v.size_mb, id).await?;
             made.volumes.push(v.name.clone());
             paths.push(path);
-            guest.push(GuestVolume {
-                device: format!("/dev/vd{}", volume_letter(i)),
-                mount: v.mount.clone(),
-                readonly: v.readonly,
-            });
         }
-        Ok((paths, guest))
+        Ok((paths, guest_volumes(&spec.volumes)))
     }
 
     /// What lohar reads from the config drive at boot.
-    fn guest_config(
+    pub(super) fn guest_config(
         &self,
         id: &SandboxId,
         spec: &SandboxSpec,
@@ -260,7 +255,11 @@ impl<D: Driver> VmEngine<D> {
 
     /// Spawns the VMM and waits for the guest's agent; a guest that never
     /// answers is killed, with its console's last lines in the error.
-    async fn boot(&self, vm_config: &VmConfig, token: &str) -> EngineResult<(D::Vm, Client)> {
+    pub(super) async fn boot(
+        &self,
+        vm_config: &VmConfig,
+        token: &str,
+    ) -> EngineResult<(D::Vm, Client)> {
         let mut vm = self.driver.spawn(vm_config).await?;
         let link = self.driver.agent_transport(vm_config);
         let agent = Client::new(NetnsConnector::for_transport(link, self.sockets.clone()))
@@ -344,10 +343,24 @@ impl<D: Driver> VmEngine<D> {
         }
     }
 
-    /// See [`crate::engine::Engine::destroy`].
+    /// See [`crate::engine::Engine::destroy`]. A sandbox this engine does
+    /// not hold but whose dir recovery left (it was reported
+    /// [`Recovery::Unknown`](super::Recovery::Unknown)) has that dir removed
+    /// and its address released.
     pub(super) async fn destroy_sandbox(&self, id: &SandboxId) -> EngineResult<()> {
-        let sb = self.get(id)?;
+        let sb = match self.get(id) {
+            Ok(sb) => sb,
+            Err(e @ EngineError::NotFound(_)) => {
+                let dir = self.config.data_dir.join("sandboxes").join(id.as_str());
+                if !dir.is_dir() {
+                    return Err(e);
+                }
+                return self.remove_lost(&dir).await;
+            }
+            Err(e) => return Err(e),
+        };
         self.apply(&sb, Op::Destroy).await?;
+        fault::point("destroy");
         self.sandboxes
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -396,6 +409,20 @@ pub(super) fn guest_port(id: &SandboxId, spec: &SandboxSpec, ip: Ipv4Addr, tap: 
             .unwrap_or_else(|| format!("sandbox:{id}")),
         peers: spec.peers,
     }
+}
+
+/// Where the guest mounts `volumes`: rootfs = vda, config drive = vdb,
+/// volumes from vdc on, in order.
+pub(super) fn guest_volumes(volumes: &[VolumeSpec]) -> Vec<GuestVolume> {
+    volumes
+        .iter()
+        .enumerate()
+        .map(|(i, v)| GuestVolume {
+            device: format!("/dev/vd{}", volume_letter(i)),
+            mount: v.mount.clone(),
+            readonly: v.readonly,
+        })
+        .collect()
 }
 
 /// Device letter of the `i`-th volume: rootfs is `vda`, the config drive

@@ -29,10 +29,12 @@
 //! - `ip`/`nft`, file copies and `mkfs` run on the blocking pool.
 
 mod create;
+pub mod fault;
 mod ops;
 pub mod orphans;
 pub mod ports;
 mod recover;
+mod vmm;
 mod volume;
 
 use std::collections::{HashMap, HashSet};
@@ -87,7 +89,8 @@ impl EngineConfig {
 /// The engine: sandboxes of one driver, one network, one data dir.
 #[derive(Debug)]
 pub struct VmEngine<D: Driver> {
-    driver: D,
+    /// Shared with the tasks watching each VMM's exit ([`vmm`]).
+    driver: Arc<D>,
     config: EngineConfig,
     network: Arc<Network>,
     sockets: SocketFactory,
@@ -95,10 +98,41 @@ pub struct VmEngine<D: Driver> {
     /// Ids being created (reserved, not in the map yet).
     creating: Mutex<HashSet<SandboxId>>,
     volumes: volume::Volumes,
+    publisher: Arc<Publisher>,
+}
+
+/// Where state changes go: each sandbox's `watch` channel and the one
+/// broadcast channel, numbered by one counter.
+#[derive(Debug)]
+struct Publisher {
     /// Every published state change ([`crate::engine::Engine::subscribe`]).
     events: tokio::sync::broadcast::Sender<StateEvent>,
     /// The last `seq` handed out.
     seq: AtomicU64,
+}
+
+impl Publisher {
+    /// Publishes the sandbox's state as `slot` holds it now. Called with
+    /// the sandbox lock held (the `&Slot` proves it), so the `seq` of one
+    /// sandbox's events grows in the order its changes happened.
+    fn publish<D: Driver>(&self, driver: &D, sb: &Sandbox<D>, slot: &Slot<D>) {
+        let (state, pid) = (slot.state, slot.vm.as_ref().and_then(|vm| driver.pid(vm)));
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let note = slot.note.clone();
+        sb.observed.send_replace(Observed {
+            state,
+            pid,
+            seq,
+            note: note.clone(),
+        });
+        // No subscriber is not an error: nobody mirrors the state.
+        let _ = self.events.send(StateEvent {
+            id: sb.id.clone(),
+            state,
+            seq,
+            note,
+        });
+    }
 }
 
 /// How many state events a slow subscriber may fall behind before it is
@@ -107,11 +141,12 @@ const EVENT_BACKLOG: usize = 1024;
 
 /// What readers see of a sandbox without taking its lock: the last
 /// published state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Observed {
     state: SandboxState,
     pid: Option<u32>,
     seq: u64,
+    note: Option<String>,
 }
 
 /// One sandbox: fixed facts outside the lock, mutable state inside.
@@ -130,6 +165,11 @@ struct Sandbox<D: Driver> {
     volumes: Vec<String>,
     /// Restores done (cold → hot), to observe wake coalescing.
     restores: AtomicU64,
+    /// The environment a boot from disk gives the guest: the spec's for a
+    /// sandbox created by this engine; for a recovered one what its owner
+    /// sets ([`VmEngine::set_boot_env`]). Kept in memory only: it may hold
+    /// secrets.
+    boot_env: Mutex<std::collections::BTreeMap<String, String>>,
     /// The last published state (written only by [`VmEngine::publish`]).
     observed: tokio::sync::watch::Sender<Observed>,
     slot: tokio::sync::Mutex<Slot<D>>,
@@ -143,6 +183,7 @@ impl<D: Driver> Sandbox<D> {
             state,
             pid: None,
             seq: 0,
+            note: None,
         })
     }
 }
@@ -151,27 +192,34 @@ impl<D: Driver> Sandbox<D> {
 struct Slot<D: Driver> {
     state: SandboxState,
     vm: Option<D::Vm>,
+    /// Cold or Stopped with no snapshot: the next wake or start boots the
+    /// guest from its disk ([`VmEngine::boot_from_disk`]).
     snapshot: Option<Snapshot>,
+    /// What the user should know about this state ([`StateEvent::note`]);
+    /// set when the guest's memory was lost, cleared by the next snapshot.
+    note: Option<String>,
+}
+
+impl<D: Driver> Slot<D> {
+    fn new(state: SandboxState, vm: Option<D::Vm>, snapshot: Option<Snapshot>) -> Self {
+        Self {
+            state,
+            vm,
+            snapshot,
+            note: None,
+        }
+    }
 }
 
 impl<D: Driver> VmEngine<D> {
-    /// Sets up the network (idempotent), ends VMM processes and removes
-    /// TAPs left by an earlier run (no sandbox is known yet at start) and
-    /// prepares the data dir. Sandbox directories are kept for recovery.
+    /// Sets up the network (idempotent) and prepares the data dir. VMM
+    /// processes, TAPs and sandbox directories left by an earlier run are
+    /// left alone: [`VmEngine::recover`] takes over the live ones and ends
+    /// the rest.
     pub async fn start(driver: D, config: EngineConfig) -> EngineResult<Self> {
-        let sandboxes_dir = config.data_dir.join("sandboxes");
-        let killed = blocking(move || orphans::kill_all(&sandboxes_dir)).await?;
-        if !killed.is_empty() {
-            tracing::warn!(?killed, "killed orphan VMM processes");
-        }
         let net_cfg = config.network.clone();
         let network = blocking(move || Network::setup(net_cfg)).await??;
         let network = Arc::new(network);
-        let n = network.clone();
-        let removed = blocking(move || n.remove_orphan_taps(&Default::default())).await??;
-        if !removed.is_empty() {
-            tracing::info!(?removed, "removed orphan TAP devices");
-        }
         for sub in ["sandboxes", "volumes"] {
             let dir = config.data_dir.join(sub);
             std::fs::create_dir_all(&dir)
@@ -180,43 +228,32 @@ impl<D: Driver> VmEngine<D> {
         let sockets = SocketFactory::start(network.netns())
             .map_err(|e| EngineError::NotReady(format!("agent sockets: {e}")))?;
         Ok(Self {
-            driver,
+            driver: Arc::new(driver),
             volumes: volume::Volumes::new(config.data_dir.join("volumes")),
             config,
             network,
             sockets,
             sandboxes: RwLock::new(HashMap::new()),
             creating: Mutex::new(HashSet::new()),
-            events: tokio::sync::broadcast::Sender::new(EVENT_BACKLOG),
-            seq: AtomicU64::new(0),
+            publisher: Arc::new(Publisher {
+                events: tokio::sync::broadcast::Sender::new(EVENT_BACKLOG),
+                seq: AtomicU64::new(0),
+            }),
         })
     }
 
     /// A receiver of every state change from now on.
     pub(super) fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<StateEvent> {
-        self.events.subscribe()
+        self.publisher.events.subscribe()
     }
 
-    /// Publishes the sandbox's state as `slot` holds it now. Called with
-    /// the sandbox lock held (the `&Slot` proves it), so the `seq` of one
-    /// sandbox's events grows in the order its changes happened.
+    /// See [`Publisher::publish`].
     fn publish(&self, sb: &Sandbox<D>, slot: &Slot<D>) {
-        let (state, pid) = (
-            slot.state,
-            slot.vm.as_ref().and_then(|vm| self.driver.pid(vm)),
-        );
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        sb.observed.send_replace(Observed { state, pid, seq });
-        // No subscriber is not an error: nobody mirrors the state.
-        let _ = self.events.send(StateEvent {
-            id: sb.id.clone(),
-            state,
-            seq,
-        });
+        self.publisher.publish(&*self.driver, sb, slot);
     }
 
-    /// Puts a new (created or recovered) sandbox in the map and publishes
-    /// its first state.
+    /// Puts a new (created or recovered) sandbox in the map, publishes its
+    /// first state and watches its VMM, if it has one.
     async fn insert(&self, sb: Arc<Sandbox<D>>) {
         let slot = sb.slot.lock().await;
         self.sandboxes
@@ -224,6 +261,9 @@ impl<D: Driver> VmEngine<D> {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(sb.id.clone(), sb.clone());
         self.publish(&sb, &slot);
+        if let Some(vm) = &slot.vm {
+            self.watch_exit(&sb, vm);
+        }
     }
 
     /// The network in use.
@@ -247,13 +287,57 @@ impl<D: Driver> VmEngine<D> {
                 dir.display()
             )));
         }
+        // Its address was kept while its files existed.
+        let ip = recover::read_meta(dir).ok().map(|m| m.ip);
         let d = dir.to_owned();
         blocking(move || std::fs::remove_dir_all(&d))
             .await?
             .map_err(|source| EngineError::Io {
                 path: dir.to_owned(),
                 source,
-            })
+            })?;
+        if let Some(ip) = ip
+            && self.network.ip_in_use(ip)
+        {
+            let _ = self.network.release_ip(ip);
+        }
+        Ok(())
+    }
+
+    /// Lets go of every VMM without ending it (a daemon shutting down for
+    /// a restart or upgrade): each keeps running, with its guest's memory,
+    /// processes and sessions, for the next engine's
+    /// [`VmEngine::recover`] to adopt. Nothing is published: the states
+    /// stay what they were. Use the engine for nothing else afterwards.
+    pub async fn release_all(&self) {
+        let all: Vec<_> = self
+            .sandboxes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for sb in all {
+            if let Some(vm) = sb.slot.lock().await.vm.take() {
+                self.driver.release(vm);
+            }
+        }
+    }
+
+    /// Sets the environment a boot from disk gives the guest of a
+    /// recovered sandbox (`sandbox.json` does not keep it: it may hold
+    /// secrets).
+    pub fn set_boot_env(
+        &self,
+        id: &SandboxId,
+        env: std::collections::BTreeMap<String, String>,
+    ) -> EngineResult<()> {
+        *self
+            .get(id)?
+            .boot_env
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = env;
+        Ok(())
     }
 
     /// How many restores a sandbox has gone through.
@@ -276,7 +360,7 @@ impl<D: Driver> VmEngine<D> {
     }
 
     /// Applies `op` to a sandbox: the only place lifecycle changes happen.
-    async fn apply(&self, sb: &Sandbox<D>, op: Op) -> EngineResult<Transition> {
+    async fn apply(&self, sb: &Arc<Sandbox<D>>, op: Op) -> EngineResult<Transition> {
         let mut slot = sb.slot.lock().await;
         let before = (slot.state, slot.vm.is_some());
         let res = self.act(sb, &mut slot, op).await;
@@ -288,7 +372,12 @@ impl<D: Driver> VmEngine<D> {
 
     /// Carries out `op` on a locked slot; the state it leaves in `slot`
     /// (also on failure) is what [`VmEngine::apply`] publishes.
-    async fn act(&self, sb: &Sandbox<D>, slot: &mut Slot<D>, op: Op) -> EngineResult<Transition> {
+    async fn act(
+        &self,
+        sb: &Arc<Sandbox<D>>,
+        slot: &mut Slot<D>,
+        op: Op,
+    ) -> EngineResult<Transition> {
         let t = transition(slot.state, op)?;
         let missing = || EngineError::Inconsistent(format!("sandbox {} has no VMM", sb.id));
         match t.action {
@@ -303,23 +392,29 @@ impl<D: Driver> VmEngine<D> {
             }
             Action::Snapshot => {
                 let vm = slot.vm.take().ok_or_else(missing)?;
+                fault::point("snapshot");
                 match self.driver.snapshot(vm, &sb.vm_config).await {
-                    Ok(snap) => slot.snapshot = Some(snap),
+                    Ok(snap) => {
+                        slot.snapshot = Some(snap);
+                        // The guest's memory is kept again.
+                        slot.note = None;
+                    }
                     Err(e) => {
-                        // The VMM is gone and no snapshot exists: the
-                        // sandbox can only be destroyed now.
+                        // The VMM is gone and no snapshot exists: the next
+                        // start boots the guest from its disk.
+                        self.driver.discard_snapshot(&sb.dir, None);
                         slot.snapshot = None;
                         slot.state = SandboxState::Stopped;
+                        slot.note = Some(format!(
+                            "stopping it failed ({e}); its memory is lost, and start boots it from its disk"
+                        ));
                         return Err(e.into());
                     }
                 }
             }
             Action::Restore => {
-                let snap = slot
-                    .snapshot
-                    .clone()
-                    .ok_or_else(|| EngineError::NoSnapshot(sb.id.clone()))?;
-                let vm = self.driver.restore(&sb.vm_config, &snap).await?;
+                let vm = self.restore_or_boot(sb, slot).await?;
+                self.watch_exit(sb, &vm);
                 slot.vm = Some(vm);
                 slot.snapshot = None;
                 sb.restores.fetch_add(1, Ordering::Relaxed);
@@ -344,7 +439,7 @@ impl<D: Driver> VmEngine<D> {
 
     /// The sandbox as last published; never waits for its lock.
     fn info(&self, sb: &Sandbox<D>) -> SandboxInfo {
-        let o = *sb.observed.borrow();
+        let o = sb.observed.borrow().clone();
         SandboxInfo {
             id: sb.id.clone(),
             state: o.state,
@@ -354,6 +449,7 @@ impl<D: Driver> VmEngine<D> {
             image: sb.spec.image,
             pid: o.pid,
             seq: o.seq,
+            note: o.note,
         }
     }
 }

@@ -1,11 +1,14 @@
-//! Finding and ending VMM processes left over from a previous engine run
-//! (the daemon crashed or was killed): any process whose command line
-//! mentions `<data_dir>/sandboxes/` belongs to this engine's data dir.
+//! Finding VMM processes by what their command line names: any process
+//! whose command line mentions `<data_dir>/sandboxes/` belongs to this
+//! engine's data dir. Recovery adopts the ones of live sandboxes and ends
+//! the rest (left by a create that never finished, or a sandbox whose
+//! files are gone).
 //!
 //! # Threads, locks, I/O
-//! Reads `/proc/<pid>/cmdline` and sends SIGKILL; blocking, run at engine
-//! start before any sandbox exists. No shared state.
+//! Reads `/proc/<pid>/cmdline` and sends SIGKILL; blocking, run during
+//! recovery. No shared state.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use rustix::process::{Pid, Signal, kill_process};
@@ -41,14 +44,18 @@ pub fn find(marker: &str) -> Vec<i32> {
     pids
 }
 
-/// Kills the processes using files under `sandboxes_dir`; returns their pids.
-pub fn kill_all(sandboxes_dir: &Path) -> Vec<i32> {
+/// Kills the processes using files under `sandboxes_dir`, except the
+/// pids in `keep` (VMMs the engine holds); returns the pids killed.
+pub fn kill_all_except(sandboxes_dir: &Path, keep: &HashSet<i32>) -> Vec<i32> {
     let mut marker = sandboxes_dir.to_string_lossy().into_owned();
     if !marker.ends_with('/') {
         marker.push('/');
     }
     let mut killed = Vec::new();
     for pid in find(&marker) {
+        if keep.contains(&pid) {
+            continue;
+        }
         if let Some(p) = Pid::from_raw(pid)
             && kill_process(p, Signal::KILL).is_ok()
         {
@@ -56,4 +63,10 @@ pub fn kill_all(sandboxes_dir: &Path) -> Vec<i32> {
         }
     }
     killed
+}
+
+/// Kills every process using files under `sandboxes_dir` (test and bench
+/// cleanup); returns their pids.
+pub fn kill_all(sandboxes_dir: &Path) -> Vec<i32> {
+    kill_all_except(sandboxes_dir, &HashSet::new())
 }

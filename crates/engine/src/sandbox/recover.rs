@@ -1,31 +1,44 @@
 //! Restart recovery from the data dir alone.
 //!
 //! Each sandbox dir holds `sandbox.json` ([`Meta`]: what is needed to run
-//! it again: size, image, address, TAP, agent token, volumes), written when
-//! the sandbox became ready. On a new engine, [`VmEngine::recover`] walks
-//! `sandboxes/`: a sandbox whose snapshot file exists comes back Cold (its
-//! address re-reserved, TAP re-created, volumes re-attached) and wakes on
-//! demand; one without a snapshot (its VMM died while hot) is reported as
-//! unrecoverable with the reason and left on disk untouched.
+//! it again: size, image, address, TAP, agent token, volumes, boot env),
+//! written when the sandbox became ready. On a new engine,
+//! [`VmEngine::recover`] walks `sandboxes/`:
+//!
+//! | found in the dir                        | comes back as                              |
+//! |-----------------------------------------|--------------------------------------------|
+//! | its VMM still running (the daemon died) | adopted: Hot or Warm, memory and sessions kept |
+//! | a snapshot that looks restorable        | Cold: wakes on demand from the snapshot    |
+//! | no VMM, no usable snapshot, its disk    | Cold with a note: the next wake boots it from its disk (memory lost) |
+//! | no `sandbox.json` (create interrupted)  | [`Recovery::Abandoned`]: the dir is removed |
+//! | unreadable `sandbox.json`, no disk      | [`Recovery::Unknown`] with the reason; left on disk |
+//!
+//! Each recovered sandbox's address is re-reserved, its TAP, rules, egress
+//! and volumes made again (all idempotent: an adopted VMM keeps its TAP).
+//! Then every VMM process under `sandboxes/` that no recovered sandbox
+//! holds is an orphan and is killed, and every engine TAP no recovered
+//! sandbox uses is removed.
 //!
 //! # Threads, locks, I/O
-//! Reads small JSON files and runs `ip` on the blocking pool; takes the
-//! map lock only to insert each recovered sandbox.
+//! Reads small JSON files, talks to running VMMs' control sockets and runs
+//! `ip` on the blocking pool; takes the map lock only to insert each
+//! recovered sandbox.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, PoisonError};
 
 use bhatti_agent::Client;
 use serde::{Deserialize, Serialize};
 
-use super::create::guest_port;
-use super::{Sandbox, Slot, VmEngine, blocking};
+use super::create::{ROOTFS_FILE, guest_port};
+use super::{Sandbox, Slot, VmEngine, blocking, orphans};
 use crate::agent_link::NetnsConnector;
-use crate::driver::Driver;
+use crate::driver::{Driver, VmConfig};
 use crate::engine::{EngineError, EngineResult, SandboxId, SandboxSpec, VolumeSpec};
 use crate::state::SandboxState;
 
@@ -52,6 +65,13 @@ pub(super) struct Meta {
     /// Peers allowed (absent in older files: the default, yes).
     #[serde(default = "yes")]
     pub peers: bool,
+    /// What a boot from disk gives the guest again (absent in older
+    /// files: none). The environment is not here: it may hold secrets,
+    /// which stay off the disk ([`VmEngine::set_boot_env`]).
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub init: Option<String>,
 }
 
 fn yes() -> bool {
@@ -61,8 +81,12 @@ fn yes() -> bool {
 /// Outcome of recovering one sandbox dir.
 #[derive(Debug)]
 pub enum Recovery {
-    /// Back as Cold; wakes on demand.
-    Cold(SandboxId),
+    /// Held by the engine again (see [`VmEngine::status`] for its state:
+    /// Hot or Warm when its VMM was adopted, Cold otherwise).
+    Held(SandboxId),
+    /// A create that never finished (no `sandbox.json`): its dir was
+    /// removed; its VMM and TAP, if any, are ended with the orphans.
+    Abandoned(SandboxId),
     /// Not recoverable; the dir is left as it is.
     Unknown { dir: PathBuf, reason: Lost },
 }
@@ -77,8 +101,8 @@ pub enum Lost {
     BadMeta(#[source] serde_json::Error),
     #[error("{META_FILE} names another sandbox ({0})")]
     OtherSandbox(SandboxId),
-    #[error("no snapshot: its VMM ended without one")]
-    NoSnapshot,
+    #[error("its disk ({ROOTFS_FILE}) is missing")]
+    NoDisk,
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
     #[error("its network: {0}")]
@@ -88,6 +112,10 @@ pub enum Lost {
     #[error("restoring it: {0}")]
     Engine(#[from] EngineError),
 }
+
+/// The note of a sandbox whose VMM ended while no engine ran, without a
+/// snapshot.
+const ENDED_WHILE_DOWN: &str = "its VMM ended while the daemon was down, without a snapshot; its memory is lost, and the next request boots it from its disk";
 
 pub(super) fn write_meta(dir: &Path, meta: &Meta) -> EngineResult<()> {
     let path = dir.join(META_FILE);
@@ -143,7 +171,8 @@ impl<D: Driver> VmEngine<D> {
         Ok(paths)
     }
 
-    /// Brings back every sandbox of the data dir that has a snapshot.
+    /// Brings back every sandbox of the data dir (module docs), then ends
+    /// the VMMs and TAPs no sandbox holds.
     pub async fn recover(&self) -> EngineResult<Vec<Recovery>> {
         let root = self.config.data_dir.join("sandboxes");
         let entries = std::fs::read_dir(&root).map_err(|source| EngineError::Io {
@@ -159,24 +188,81 @@ impl<D: Driver> VmEngine<D> {
         let mut out = Vec::new();
         for dir in dirs {
             match self.recover_one(&dir).await {
-                Ok(Some(id)) => out.push(Recovery::Cold(id)),
+                Ok(Some(r)) => out.push(r),
                 Ok(None) => {}
-                Err(reason) => out.push(Recovery::Unknown { dir, reason }),
+                Err(reason) => {
+                    // Its address stays taken while its files exist.
+                    if let Ok(meta) = read_meta(&dir) {
+                        let _ = self.network.mark_ip_in_use(meta.ip);
+                    }
+                    out.push(Recovery::Unknown { dir, reason });
+                }
             }
         }
+        self.end_orphans(&root).await?;
         Ok(out)
     }
 
-    /// `Ok(None)`: already known to this engine.
-    async fn recover_one(&self, dir: &Path) -> Result<Option<SandboxId>, Lost> {
-        let meta = read_meta(dir)?;
+    /// Kills VMM processes under `root` that no sandbox holds and removes
+    /// the TAPs no sandbox uses.
+    async fn end_orphans(&self, root: &Path) -> EngineResult<()> {
+        let (mut held, mut taps) = (HashSet::new(), HashSet::new());
+        let all: Vec<_> = self
+            .sandboxes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for sb in all {
+            taps.insert(sb.tap.clone());
+            if let Some(pid) = sb.observed.borrow().pid {
+                held.insert(i32::try_from(pid).unwrap_or(-1));
+            }
+        }
+        let root = root.to_owned();
+        let killed = blocking(move || orphans::kill_all_except(&root, &held)).await?;
+        if !killed.is_empty() {
+            tracing::warn!(?killed, "killed orphan VMM processes");
+        }
+        let n = self.network.clone();
+        let removed = blocking(move || n.remove_orphan_taps(&taps)).await??;
+        if !removed.is_empty() {
+            tracing::info!(?removed, "removed orphan TAP devices");
+        }
+        Ok(())
+    }
+
+    /// `Ok(None)`: already known to this engine, or not a sandbox dir.
+    async fn recover_one(&self, dir: &Path) -> Result<Option<Recovery>, Lost> {
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let meta = match read_meta(dir) {
+            Ok(meta) => meta,
+            Err(Lost::NoMeta(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                let Ok(id) = name.parse::<SandboxId>() else {
+                    return Ok(None);
+                };
+                tracing::warn!(sandbox = %id, "removing the files of a create that never finished");
+                let d = dir.to_owned();
+                blocking(move || std::fs::remove_dir_all(&d))
+                    .await?
+                    .map_err(|source| EngineError::Io {
+                        path: dir.to_owned(),
+                        source,
+                    })?;
+                return Ok(Some(Recovery::Abandoned(id)));
+            }
+            Err(e) => return Err(e),
+        };
         if self.get(&meta.id).is_ok() {
             return Ok(None);
         }
-        if dir.file_name().and_then(|n| n.to_str()) != Some(meta.id.as_str()) {
+        if name != meta.id.as_str() {
             return Err(Lost::OtherSandbox(meta.id));
         }
-        let snapshot = self.driver.saved_snapshot(dir).ok_or(Lost::NoSnapshot)?;
+        if !dir.join(ROOTFS_FILE).is_file() {
+            return Err(Lost::NoDisk);
+        }
         let image = meta.image.parse()?;
         let kernel = self.config.images.kernel()?;
         self.network.mark_ip_in_use(meta.ip)?;
@@ -184,6 +270,8 @@ impl<D: Driver> VmEngine<D> {
             cpus: meta.cpus,
             memory_mb: meta.memory_mb,
             image,
+            hostname: meta.hostname.clone(),
+            init: meta.init.clone(),
             volumes: meta.volumes.clone(),
             egress: Some(meta.egress),
             tenant: meta.tenant.clone(),
@@ -198,6 +286,7 @@ impl<D: Driver> VmEngine<D> {
             }
         };
         let vm_config = self.vm_config(dir, &spec, kernel, meta.ip, &meta.tap, volume_paths);
+        let slot = self.found_vm(&meta.id, dir, &vm_config).await;
         let link = self.driver.agent_transport(&vm_config);
         let agent = Client::new(NetnsConnector::for_transport(link, self.sockets.clone()))
             .with_token(&meta.token);
@@ -211,14 +300,52 @@ impl<D: Driver> VmEngine<D> {
             volumes: meta.volumes.iter().map(|v| v.name.clone()).collect(),
             spec,
             restores: AtomicU64::new(0),
-            observed: Sandbox::<D>::observed(SandboxState::Cold),
-            slot: tokio::sync::Mutex::new(Slot {
-                state: SandboxState::Cold,
-                vm: None,
-                snapshot: Some(snapshot),
-            }),
+            boot_env: std::sync::Mutex::default(),
+            observed: Sandbox::<D>::observed(slot.state),
+            slot: tokio::sync::Mutex::new(slot),
         });
         self.insert(sb).await;
-        Ok(Some(meta.id))
+        Ok(Some(Recovery::Held(meta.id)))
+    }
+
+    /// The state a recovered sandbox starts in: its adopted VMM, else its
+    /// snapshot, else its disk (module docs).
+    async fn found_vm(&self, id: &SandboxId, dir: &Path, vm_config: &VmConfig) -> Slot<D> {
+        match self.driver.adopt(vm_config).await {
+            Ok(Some(a)) => {
+                let state = if a.paused {
+                    SandboxState::Warm
+                } else {
+                    SandboxState::Hot
+                };
+                tracing::info!(sandbox = %id, %state, "adopted its running VMM");
+                return Slot::new(state, Some(a.vm), None);
+            }
+            Ok(None) => {}
+            // Whatever runs is ended with the orphans.
+            Err(e) => tracing::warn!(sandbox = %id, error = %e, "cannot take over its VMM"),
+        }
+        let mut slot = Slot::new(SandboxState::Cold, None, None);
+        match self.driver.saved_snapshot(dir) {
+            Some(snap) => match self.driver.snapshot_problem(&snap) {
+                None => {
+                    // An interrupted later snapshot (`.tmp`) goes.
+                    self.driver.discard_snapshot(dir, Some(&snap));
+                    slot.snapshot = Some(snap);
+                }
+                Some(problem) => {
+                    self.driver.discard_snapshot(dir, None);
+                    slot.note = Some(format!(
+                        "its snapshot is unusable ({problem}); its memory is lost, and the next request boots it from its disk"
+                    ));
+                }
+            },
+            None => {
+                // An interrupted snapshot (`.tmp`) is not one.
+                self.driver.discard_snapshot(dir, None);
+                slot.note = Some(ENDED_WHILE_DOWN.into());
+            }
+        }
+        slot
     }
 }

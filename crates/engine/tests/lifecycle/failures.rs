@@ -114,7 +114,7 @@ pub(crate) fn create_fails_cleanly_when_the_agent_never_answers() -> TestResult 
     })
 }
 
-pub(crate) fn orphan_vmm_processes_are_killed_at_start() -> TestResult {
+pub(crate) fn orphan_vmm_processes_are_killed_by_recovery() -> TestResult {
     run(async {
         let ns = NetNs::create(&unique_name("btorph"))?;
         let dir = tempfile::tempdir()?;
@@ -127,7 +127,10 @@ pub(crate) fn orphan_vmm_processes_are_killed_at_start() -> TestResult {
         let mut orphan = std::process::Command::new(&fake).arg("300").spawn()?;
         let mut bystander = std::process::Command::new("sleep").arg("300").spawn()?;
 
-        let _engine = VmEngine::start(driver(), config(&dir, &ns, ImagePaths::from_env())).await?;
+        let engine = VmEngine::start(driver(), config(&dir, &ns, ImagePaths::from_env())).await?;
+        // No sandbox.json: a create that never finished. Its dir goes, and
+        // its process, held by no sandbox, is an orphan.
+        let rec = engine.recover().await?;
         let mut status = None;
         for _ in 0..100 {
             status = orphan.try_wait()?;
@@ -146,7 +149,11 @@ pub(crate) fn orphan_vmm_processes_are_killed_at_start() -> TestResult {
             format!("orphan not killed: {status:?}")
         })?;
         ensure(alive, || "an unrelated process was killed".into())?;
-        ensure(sb_dir.exists(), || "the sandbox dir was deleted".into())?;
+        ensure(
+            matches!(rec.as_slice(), [Recovery::Abandoned(id)] if id.as_str() == "old")
+                && !sb_dir.exists(),
+            || format!("interrupted create not undone: {rec:?}"),
+        )?;
         Ok(())
     })
 }

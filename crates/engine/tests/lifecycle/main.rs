@@ -193,9 +193,9 @@ fn main() {
             agent::agent_operations_through_the_engine,
         ),
         trial(
-            "orphan_vmm_processes_are_killed_at_start",
+            "orphan_vmm_processes_are_killed_by_recovery",
             &[Need::Root],
-            failures::orphan_vmm_processes_are_killed_at_start,
+            failures::orphan_vmm_processes_are_killed_by_recovery,
         ),
         trial(
             "create_fails_cleanly_when_the_agent_never_answers",

@@ -1,12 +1,22 @@
 //! A running QEMU ([`VmProcess`]): console access, polling waits, kill on
 //! drop, and [`BootError`]s that carry the tail of the guest console.
+//!
+//! A `VmProcess` is either QEMU spawned by this process (a child) or one
+//! spawned by an earlier run of the engine and adopted after a restart
+//! ([`VmProcess::adopt`]); both are watched through a pidfd, which stays
+//! bound to that one process whatever happens to its pid.
 
 use std::fmt;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
 use crate::cgroup::VmmCgroup;
 
@@ -54,11 +64,72 @@ impl fmt::Display for BootFailure {
 /// was called.
 #[derive(Debug)]
 pub struct VmProcess {
-    child: Option<Child>,
+    child: Option<Handle>,
     console_log: PathBuf,
     stderr_log: PathBuf,
     /// Removed once the process is reaped.
     cgroup: Option<VmmCgroup>,
+}
+
+/// The process behind a [`VmProcess`].
+#[derive(Debug)]
+enum Handle {
+    /// Spawned by this process; `fd` is its pidfd (opened before it could
+    /// be reaped, so it is this child).
+    Child { child: Child, fd: Option<OwnedFd> },
+    /// Spawned by an earlier engine run: not our child (init reaps it), so
+    /// its exit is seen through the pidfd alone and its status is unknown.
+    Adopted { pid: u32, fd: OwnedFd },
+}
+
+impl Handle {
+    fn pid(&self) -> u32 {
+        match self {
+            Handle::Child { child, .. } => child.id(),
+            Handle::Adopted { pid, .. } => *pid,
+        }
+    }
+
+    fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Handle::Child { fd, .. } => fd.as_ref().map(AsFd::as_fd),
+            Handle::Adopted { fd, .. } => Some(fd.as_fd()),
+        }
+    }
+}
+
+/// Whether the process behind `fd` has exited, waiting up to `timeout`.
+fn pidfd_exited(fd: BorrowedFd<'_>, timeout: Duration) -> std::io::Result<bool> {
+    let ts = Timespec::try_from(timeout).unwrap_or(Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    });
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    match poll(&mut fds, Some(&ts)) {
+        Ok(n) => Ok(n > 0),
+        Err(rustix::io::Errno::INTR) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// SIGKILLs the (not child) process behind `fd` and waits until it is
+/// gone.
+fn kill_adopted(fd: &OwnedFd) -> std::io::Result<()> {
+    if pidfd_exited(fd.as_fd(), Duration::ZERO)? {
+        return Ok(());
+    }
+    match pidfd_send_signal(fd, Signal::KILL) {
+        // Already gone (ESRCH): nothing to wait for.
+        Ok(()) | Err(rustix::io::Errno::SRCH) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pidfd_exited(fd.as_fd(), Duration::from_millis(100))? {
+        if Instant::now() >= deadline {
+            return Err(std::io::Error::other("killed QEMU did not exit"));
+        }
+    }
+    Ok(())
 }
 
 impl VmProcess {
@@ -68,12 +139,52 @@ impl VmProcess {
         stderr_log: PathBuf,
         cgroup: Option<VmmCgroup>,
     ) -> Self {
+        // The child is not reaped before this handle waits for it, so the
+        // pid still names it here.
+        let fd = Pid::from_raw(child.id().cast_signed())
+            .and_then(|pid| pidfd_open(pid, PidfdFlags::empty()).ok());
         Self {
-            child: Some(child),
+            child: Some(Handle::Child { child, fd }),
             console_log,
             stderr_log,
             cgroup,
         }
+    }
+
+    /// Takes over QEMU process `pid`, started by an earlier engine run
+    /// with `run_dir` in its argv. `None` when no such process lives (it
+    /// exited, or the pid now names another program).
+    pub fn adopt(pid: u32, run_dir: &Path, cgroup: Option<VmmCgroup>) -> Option<Self> {
+        let fd = pidfd_open(Pid::from_raw(pid.cast_signed())?, PidfdFlags::empty()).ok()?;
+        // Checked after the pidfd pins the process: the pid cannot be
+        // reused by another one between the check and the handle.
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let marker = run_dir.to_string_lossy();
+        if !cmdline
+            .windows(marker.len())
+            .any(|w| w == marker.as_bytes())
+        {
+            return None;
+        }
+        Some(Self {
+            child: Some(Handle::Adopted { pid, fd }),
+            console_log: run_dir.join("console.log"),
+            stderr_log: run_dir.join("qemu.stderr"),
+            cgroup,
+        })
+    }
+
+    /// A pidfd of QEMU (readable once it has exited), for an async waiter.
+    pub fn exit_fd(&self) -> Option<OwnedFd> {
+        self.child
+            .as_ref()
+            .and_then(Handle::pidfd)
+            .and_then(|fd| fd.try_clone_to_owned().ok())
+    }
+
+    /// Whether QEMU was adopted from an earlier engine run.
+    pub fn is_adopted(&self) -> bool {
+        matches!(self.child, Some(Handle::Adopted { .. }))
     }
 
     /// QEMU's cgroup, if it runs in one.
@@ -83,7 +194,7 @@ impl VmProcess {
 
     /// QEMU's pid.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.child.as_ref().map(Handle::pid)
     }
 
     /// The serial console log.
@@ -103,10 +214,14 @@ impl VmProcess {
         tail_lines(&self.console_log, lines)
     }
 
-    /// Exit status if QEMU has exited.
+    /// Exit status if QEMU has exited (an adopted QEMU's status is not
+    /// ours to read: it shows as a plain 0).
     pub fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
         match self.child.as_mut() {
-            Some(c) => c.try_wait(),
+            Some(Handle::Child { child, .. }) => child.try_wait(),
+            Some(Handle::Adopted { fd, .. }) => {
+                Ok(pidfd_exited(fd.as_fd(), Duration::ZERO)?.then(|| ExitStatus::from_raw(0)))
+            }
             None => Ok(None),
         }
     }
@@ -165,13 +280,18 @@ impl VmProcess {
         }
     }
 
-    /// Kills QEMU (SIGKILL), reaps it and removes its cgroup.
+    /// Kills QEMU (SIGKILL), reaps it (or, adopted, waits for it to be
+    /// gone) and removes its cgroup.
     pub fn kill(&mut self) -> std::io::Result<()> {
-        if let Some(mut c) = self.child.take() {
-            if c.try_wait()?.is_none() {
-                c.kill()?;
+        match self.child.take() {
+            Some(Handle::Child { mut child, .. }) => {
+                if child.try_wait()?.is_none() {
+                    child.kill()?;
+                }
+                child.wait()?;
             }
-            c.wait()?;
+            Some(Handle::Adopted { fd, .. }) => kill_adopted(&fd)?,
+            None => {}
         }
         if let Some(cg) = self.cgroup.take() {
             cg.remove();
@@ -183,7 +303,10 @@ impl VmProcess {
     /// after this handle is gone.
     pub fn detach(mut self) -> Option<Child> {
         self.cgroup = None;
-        self.child.take()
+        match self.child.take() {
+            Some(Handle::Child { child, .. }) => Some(child),
+            Some(Handle::Adopted { .. }) | None => None,
+        }
     }
 
     /// A [`BootError`] for `reason` with the current console tail.

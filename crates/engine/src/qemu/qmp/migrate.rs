@@ -65,7 +65,18 @@ impl QmpClient {
         loop {
             let st = self.query_status().await?;
             match st.state {
-                RunState::InMigrate => {}
+                RunState::InMigrate => {
+                    // A stream QEMU could not load leaves it in
+                    // `inmigrate` with the migration failed: say so now.
+                    let v = self.execute("query-migrate", None).await?;
+                    let raw: RawMigrate = decode("query-migrate", v)?;
+                    if raw.status.as_deref() == Some("failed") {
+                        return Err(QmpError::MigrationFailed(
+                            raw.error_desc
+                                .unwrap_or_else(|| "the snapshot did not load".into()),
+                        ));
+                    }
+                }
                 RunState::Paused | RunState::Running => return Ok(st),
                 other => {
                     return Err(QmpError::MigrationFailed(format!(
@@ -76,6 +87,35 @@ impl QmpClient {
             if start.elapsed() >= timeout {
                 return Err(QmpError::Timeout {
                     what: "incoming migration",
+                    after: timeout,
+                });
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+}
+
+impl QmpClient {
+    /// Cancels an outgoing migration left running (by an engine that died
+    /// mid-snapshot) and waits until QEMU says it is over; a QEMU with no
+    /// migration in progress is left as it is.
+    pub async fn settle_migration(&mut self, timeout: Duration) -> Result<(), QmpError> {
+        let start = Instant::now();
+        let mut cancelled = false;
+        loop {
+            let v = self.execute("query-migrate", None).await?;
+            let raw: RawMigrate = decode("query-migrate", v)?;
+            match raw.status.as_deref() {
+                None | Some("none" | "completed" | "failed" | "cancelled") => return Ok(()),
+                Some(_) if !cancelled => {
+                    self.execute("migrate_cancel", None).await?;
+                    cancelled = true;
+                }
+                Some(_) => {}
+            }
+            if start.elapsed() >= timeout {
+                return Err(QmpError::Timeout {
+                    what: "a cancelled migration to end",
                     after: timeout,
                 });
             }
