@@ -51,6 +51,8 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    #[error("another daemon is running on this data directory (it holds {0})")]
+    Locked(std::path::PathBuf),
     #[error(transparent)]
     Store(#[from] bhatti_store::StoreError),
     #[error(transparent)]
@@ -112,6 +114,9 @@ pub struct Daemon {
     pub recovery: crate::recovery::Report,
     /// What a graceful stop does to running sandboxes.
     pub on_shutdown: crate::config::OnShutdown,
+    /// The data dir's lock ([`crate::datadir::lock`]), held until the
+    /// daemon is gone.
+    pub lock: std::fs::File,
 }
 
 impl Daemon {
@@ -124,6 +129,7 @@ impl Daemon {
             source,
         })?;
         crate::datadir::secure(dir)?;
+        let lock = crate::datadir::lock(dir)?;
         let store = Arc::new(Store::open(&cfg.state_db())?);
         let secrets = SecretBox::load_or_create(&cfg.age_key())?;
         let egress = match cfg.egress {
@@ -163,6 +169,7 @@ impl Daemon {
             limits: crate::listen::Limits::from_config(cfg),
             recovery,
             on_shutdown: cfg.on_shutdown,
+            lock,
         })
     }
 

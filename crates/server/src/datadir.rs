@@ -91,6 +91,33 @@ fn chmod_private(path: &Path) -> Result<(), DaemonError> {
     }
 }
 
+/// The lock file a running daemon holds in its data dir.
+pub const LOCK_FILE: &str = "daemon.lock";
+
+/// Takes the data dir's lock (an exclusive `flock` on [`LOCK_FILE`], held
+/// while the returned file is open): a second daemon on the same data dir
+/// would take the first one's VMMs for orphans and kill them. The lock
+/// goes with the process, however it ends; VMMs do not inherit it (the
+/// file is close-on-exec).
+pub fn lock(dir: &Path) -> Result<std::fs::File, DaemonError> {
+    let path = dir.join(LOCK_FILE);
+    let err = |source| DaemonError::DataDir {
+        path: path.clone(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(err)?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(DaemonError::Locked(path)),
+        Err(e) => Err(err(e.into())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

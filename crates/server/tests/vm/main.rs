@@ -7,8 +7,10 @@
 //!
 //! Run: `cargo test -p bhatti-server --test vm` (as root).
 
+mod crash;
 mod cycles;
 mod exec;
+mod faults;
 mod files;
 mod fuzz;
 mod hygiene;
@@ -27,8 +29,8 @@ use libtest_mimic::Arguments;
 use support::{trial, trial_needing};
 
 fn main() {
-    if let Ok(path) = std::env::var(recovery::CHILD_ENV) {
-        recovery::child(&path);
+    if let Ok(path) = std::env::var(crash::CHILD_ENV) {
+        crash::child(&path);
     }
     let mut args = Arguments::from_args();
     // VMs are heavy under TCG: one trial at a time unless asked.
@@ -73,6 +75,10 @@ fn main() {
         trial(
             "recovery::sigkill_and_restart",
             recovery::sigkill_and_restart,
+        ),
+        trial(
+            "faults::sigkill_at_every_step",
+            faults::sigkill_at_every_step,
         ),
         trial(
             "cycles::stop_start_keeps_every_write",

@@ -1,213 +1,193 @@
-//! Recovery after the daemon is killed with SIGKILL: the daemon runs as a
-//! child process (this test binary re-executed with
-//! [`CHILD_ENV`] naming its config), holding a cold sandbox, a stopped
-//! one and a hot one. After the kill and a restart on the same data dir
-//! and namespace, the cold one wakes with its data, the stopped one
-//! starts with its data, and the hot one (its VMM gone without a
-//! snapshot) is `unknown` with the reason, and can be deleted.
+//! Recovery after the daemon is killed with SIGKILL ([`crate::crash`]),
+//! holding a hot sandbox with a shell session, a cold one, a stopped one
+//! and one whose VMM was killed behind its back. After a restart on the
+//! same data dir and namespace: the hot one is the same VMM, its memory
+//! and its shell's scrollback intact; the cold one wakes and the stopped
+//! one starts with their data; the one whose VMM died boots from its disk
+//! with every acknowledged write; and the host holds exactly the VMMs,
+//! TAPs and dirs of live sandboxes.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bhatti_engine::netns::unique_name;
-use bhatti_store::Store;
-use bhatti_store::users::Limits;
+use futures_util::{SinkExt, StreamExt};
+use libtest_mimic::Failed;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{TestResult, Timers, cleanup, config, ensure, eventually, run};
+use crate::crash::Crashable;
+use crate::support::{TestResult, Timers, cleanup, ensure, eventually, run};
 
-/// When set, the test binary runs the daemon with the config in this file.
-pub const CHILD_ENV: &str = "BHATTI_TEST_DAEMON_CONFIG";
-
-/// The child side: run the daemon and exit.
-pub fn child(path: &str) -> ! {
-    let code = match std::fs::read(path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-        .and_then(|cfg| bhatti_server::daemon::run(&cfg).map_err(|e| e.to_string()))
-    {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("test daemon: {e}");
-            1
-        }
-    };
-    std::process::exit(code)
-}
-
-struct Proc {
-    child: Child,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(cfg_path: &std::path::Path, log: &std::path::Path) -> Result<Proc, libtest_mimic::Failed> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)?;
-    let child = Command::new(std::env::current_exe()?)
-        .env(CHILD_ENV, cfg_path)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()?;
-    Ok(Proc { child })
-}
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub fn sigkill_and_restart() -> TestResult {
     let dir = tempfile::Builder::new().prefix("bhatti-rec-").tempdir()?;
     let netns = unique_name("btr");
-    let res = scenario(dir.path(), &netns);
-    cleanup(dir.path(), &netns);
-    if res.is_err() {
-        let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(30).collect();
-        println!(
-            "daemon log tail:\n{}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        );
-    }
-    res
-}
-
-#[allow(clippy::too_many_lines)] // one scenario on one daemon, step by step
-fn scenario(dir: &std::path::Path, netns: &str) -> TestResult {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut cfg = config(
-        dir,
-        netns,
+    let mut d = Crashable::new(
+        dir.path(),
+        &netns,
         Timers {
             warm_after: 2,
             cold_after: 4,
             tick: 1,
         },
+    )?;
+    let res = run(scenario(&mut d));
+    if res.is_err() {
+        println!("daemon log tail:\n{}", d.log_tail());
+    }
+    drop(d);
+    cleanup(dir.path(), &netns);
+    res
+}
+
+/// A shell in `sb`: (session id, socket).
+async fn shell(d: &Crashable, sb: &str, query: &str) -> Result<(String, Ws), Failed> {
+    let url = format!(
+        "{}/sandboxes/{sb}/ws?token={}{query}",
+        d.url.replace("http://", "ws://"),
+        d.key
     );
-    cfg.listen = format!("127.0.0.1:{port}").parse()?;
-    let cfg_path = dir.join("test-config.json");
-    std::fs::write(&cfg_path, serde_json::to_vec(&cfg)?)?;
-    let key = {
-        let store = Store::open(&cfg.state_db())?;
-        bhatti_server::users::create(&store, "alice", Limits::default(), 0)?.key
-    };
-    let log = dir.join("daemon.log");
-    let url = format!("http://127.0.0.1:{port}");
-    run(async move {
-        let http = reqwest::Client::new();
-        let call = |m: Method, p: &str, body: Option<Value>| {
-            let mut r = http.request(m, format!("{url}{p}")).bearer_auth(&key);
-            if let Some(b) = body {
-                r = r.json(&b);
-            }
-            async move {
-                let resp = r.send().await?;
-                let s = resp.status().as_u16();
-                let v: Value = resp.json().await.unwrap_or(Value::Null);
-                Ok::<_, libtest_mimic::Failed>((s, v))
-            }
-        };
-        let wait_up = || async {
-            eventually(Duration::from_secs(60), || async {
-                Ok(http
-                    .get(format!("{url}/health"))
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status() == 200))
-            })
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    let m = tokio::time::timeout(Duration::from_secs(60), ws.next())
+        .await?
+        .ok_or("closed before the session message")??;
+    let v: Value = serde_json::from_str(m.to_text()?)?;
+    ensure(v["type"] == "session", || format!("first message: {v}"))?;
+    Ok((v["session_id"].as_str().unwrap_or_default().to_owned(), ws))
+}
+
+/// Reads terminal output until it contains `want`.
+async fn read_until(ws: &mut Ws, want: &str) -> Result<(), Failed> {
+    let mut seen = String::new();
+    let end = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !seen.contains(want) {
+        let m = tokio::time::timeout_at(end, ws.next())
             .await
-        };
-        let sh = |sb: &'static str, script: &'static str| {
-            let call = &call;
-            async move {
-                let (s, v) = call(
-                    Method::POST,
-                    &format!("/sandboxes/{sb}/exec"),
-                    Some(json!({"cmd": ["sh", "-c", script], "timeout_sec": 60})),
-                )
-                .await?;
-                ensure(s == 200 && v["exit_code"] == 0, || {
-                    format!("{sb} `{script}`: {s} {v}")
-                })?;
-                Ok::<_, libtest_mimic::Failed>(v["stdout"].as_str().unwrap_or_default().to_owned())
-            }
-        };
-
-        let mut daemon = spawn(&cfg_path, &log)?;
-        wait_up().await?;
-        for (name, keep_hot) in [("cold", false), ("stopped", false), ("hot", true)] {
-            let (s, v) = call(
-                Method::POST,
-                "/sandboxes",
-                Some(json!({"name": name, "memory_mb": 256, "keep_hot": keep_hot})),
-            )
-            .await?;
-            ensure(s == 201, || format!("create {name}: {s} {v}"))?;
+            .map_err(|_| format!("no {want:?} in {seen:?}"))?
+            .ok_or_else(|| format!("closed; saw {seen:?}"))??;
+        if let Message::Binary(b) = m {
+            seen.push_str(&String::from_utf8_lossy(&b));
         }
-        sh("cold", "echo cold-data > \"$HOME/f\"").await?;
-        sh("stopped", "echo stopped-data > \"$HOME/f\"").await?;
-        let (s, _) = call(Method::POST, "/sandboxes/stopped/stop", None).await?;
-        ensure(s == 200, || format!("stop: {s}"))?;
-        eventually(Duration::from_secs(120), || async {
-            let (_, v) = call(Method::GET, "/sandboxes/cold", None).await?;
-            Ok((v["thermal"] == "cold").then_some(()))
-        })
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_lines)] // one scenario on one daemon, step by step
+async fn scenario(d: &mut Crashable) -> TestResult {
+    d.start(None).await?;
+    let mut ids = std::collections::HashMap::new();
+    for (name, keep_hot) in [
+        ("cold", false),
+        ("stopped", false),
+        ("hot", true),
+        ("died", true),
+    ] {
+        let v = d.create(name, keep_hot).await?;
+        ids.insert(name, v["id"].as_str().unwrap_or_default().to_owned());
+    }
+    d.sh("cold", "echo cold-data > \"$HOME/f\"").await?;
+    d.sh("stopped", "echo stopped-data > \"$HOME/f\"").await?;
+    let (s, _) = d
+        .call(Method::POST, "/sandboxes/stopped/stop", None)
         .await?;
-
-        // SIGKILL: no graceful shutdown at all.
-        daemon.child.kill()?;
-        daemon.child.wait()?;
-        drop(daemon);
-        let _daemon = spawn(&cfg_path, &log)?;
-        wait_up().await?;
-
-        let (_, list) = call(Method::GET, "/sandboxes", None).await?;
-        let by = |n: &str| {
-            list.as_array()
-                .and_then(|a| a.iter().find(|s| s["name"] == n).cloned())
-                .unwrap_or(Value::Null)
-        };
-        ensure(
-            by("cold")["status"] == "running" && by("cold")["thermal"] == "cold",
-            || format!("cold after restart: {list}"),
-        )?;
-        ensure(by("stopped")["status"] == "stopped", || {
-            format!("stopped after restart: {list}")
-        })?;
-        let hot = by("hot");
-        ensure(
-            hot["status"] == "unknown"
-                && hot["status_reason"].as_str().is_some_and(|r| !r.is_empty()),
-            || format!("hot after restart: {list}"),
-        )?;
-
-        let out = sh("cold", "cat \"$HOME/f\"").await?;
-        ensure(out == "cold-data\n", || format!("cold data: {out:?}"))?;
-        let (s, v) = call(Method::POST, "/sandboxes/stopped/start", None).await?;
-        ensure(s == 200 && v["status"] == "running", || {
-            format!("start: {s} {v}")
-        })?;
-        let out = sh("stopped", "cat \"$HOME/f\"").await?;
-        ensure(out == "stopped-data\n", || format!("stopped data: {out:?}"))?;
-        let (s, _) = call(
-            Method::POST,
-            "/sandboxes/hot/exec",
-            Some(json!({"cmd": ["true"]})),
-        )
+    ensure(s == 200, || format!("stop: {s}"))?;
+    d.sh("hot", "echo in-ram > /tmp/m").await?;
+    let (sid, mut ws) = shell(d, "hot", "&new=true").await?;
+    ws.send(Message::Binary(b"echo mark-$((6*7))\n".to_vec().into()))
         .await?;
-        ensure(s == 409, || format!("exec on unknown: {s}"))?;
-        for n in ["hot", "cold", "stopped"] {
-            let (s, v) = call(Method::DELETE, &format!("/sandboxes/{n}"), None).await?;
-            ensure(s == 200, || format!("delete {n}: {s} {v}"))?;
-        }
-        Ok(())
+    read_until(&mut ws, "mark-42").await?;
+    drop(ws);
+
+    // An acknowledged write, then its VMM dies: noticed at once, and the
+    // write is on the disk.
+    let r = d
+        .http
+        .put(format!(
+            "{}/sandboxes/died/files?path=/workspace/acked",
+            d.url
+        ))
+        .bearer_auth(&d.key)
+        .body("acked-data")
+        .send()
+        .await?;
+    ensure(r.status() == 200, || format!("put: {}", r.status()))?;
+    let pids = d.vmm_pids(&ids["died"]);
+    let pid = *pids.first().ok_or("no VMM for died")?;
+    let pid = rustix::process::Pid::from_raw(pid).ok_or("pid 0")?;
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL)?;
+    let v = eventually(Duration::from_secs(10), || async {
+        let v = d.get("died").await?;
+        Ok((v["thermal"] == "cold").then_some(v))
     })
+    .await?;
+    ensure(
+        v["status"] == "running"
+            && v["status_reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("memory is lost")),
+        || format!("dead VMM: {v}"),
+    )?;
+    eventually(Duration::from_secs(120), || async {
+        Ok((d.get("cold").await?["thermal"] == "cold").then_some(()))
+    })
+    .await?;
+    let hot_pids = d.vmm_pids(&ids["hot"]);
+    ensure(hot_pids.len() == 1, || format!("hot VMMs {hot_pids:?}"))?;
+
+    d.kill9()?;
+    d.start(None).await?;
+
+    // Adopted: the same process, memory and shell kept.
+    let hot = d.get("hot").await?;
+    ensure(
+        hot["status"] == "running" && hot["thermal"] == "hot",
+        || format!("hot after restart: {hot}"),
+    )?;
+    ensure(d.vmm_pids(&ids["hot"]) == hot_pids, || {
+        format!(
+            "hot's VMM changed: {:?} vs {hot_pids:?}",
+            d.vmm_pids(&ids["hot"])
+        )
+    })?;
+    let out = d.sh("hot", "cat /tmp/m").await?;
+    ensure(out == "in-ram\n", || format!("hot memory: {out:?}"))?;
+    let (again, mut ws) = shell(d, "hot", &format!("&session={sid}")).await?;
+    ensure(again == sid, || format!("reattached {again}, wanted {sid}"))?;
+    read_until(&mut ws, "mark-42").await?;
+    drop(ws);
+    // Every live sandbox has its TAP; only hot has a VMM (the rest are
+    // cold, stopped, or waiting to boot from disk).
+    d.ensure_host(1, 4, 4, "after restart")?;
+
+    let cold = d.get("cold").await?;
+    ensure(
+        cold["status"] == "running" && cold["thermal"] == "cold",
+        || format!("cold after restart: {cold}"),
+    )?;
+    let out = d.sh("cold", "cat \"$HOME/f\"").await?;
+    ensure(out == "cold-data\n", || format!("cold data: {out:?}"))?;
+    ensure(d.get("stopped").await?["status"] == "stopped", || {
+        "stopped after restart".into()
+    })?;
+    let (s, v) = d
+        .call(Method::POST, "/sandboxes/stopped/start", None)
+        .await?;
+    ensure(s == 200 && v["status"] == "running", || {
+        format!("start: {s} {v}")
+    })?;
+    let out = d.sh("stopped", "cat \"$HOME/f\"").await?;
+    ensure(out == "stopped-data\n", || format!("stopped data: {out:?}"))?;
+    let out = d.sh("died", "cat /workspace/acked").await?;
+    ensure(out == "acked-data", || format!("acked write: {out:?}"))?;
+
+    for n in ["hot", "cold", "stopped", "died"] {
+        let (s, v) = d
+            .call(Method::DELETE, &format!("/sandboxes/{n}"), None)
+            .await?;
+        ensure(s == 200, || format!("delete {n}: {s} {v}"))?;
+    }
+    d.ensure_host(0, 0, 0, "after deleting all")
 }
