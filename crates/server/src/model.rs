@@ -3,6 +3,10 @@
 //! so that a typo is a 400, not a silently ignored option. The replies
 //! that are not objects of their own (status objects, views, exec results)
 //! are in [`replies`].
+//!
+//! The schemas state the input rules of [`crate::service::validate`] that
+//! JSON Schema can say (name patterns, absolute paths, ranges), so that the
+//! document's clients and the API fuzzer send what the daemon accepts.
 
 pub mod replies;
 
@@ -71,8 +75,11 @@ impl From<&Sandbox> for SandboxView {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewVolume {
+    #[schema(pattern = "^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$")]
     pub name: String,
+    #[schema(minimum = 1, maximum = 1048576)]
     pub size_mb: u32,
+    #[schema(pattern = "^/")]
     pub mount: String,
 }
 
@@ -80,7 +87,9 @@ pub struct NewVolume {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Mount {
+    #[schema(pattern = "^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$")]
     pub name: String,
+    #[schema(pattern = "^/")]
     pub mount: String,
     #[serde(default)]
     pub readonly: bool,
@@ -90,9 +99,11 @@ pub struct Mount {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileIn {
+    #[schema(pattern = "^/")]
     pub path: String,
     pub content_b64: String,
     /// Octal permission string, default `"0644"`.
+    #[schema(pattern = "^0?[0-7]{1,4}$")]
     pub mode: Option<String>,
 }
 
@@ -100,9 +111,12 @@ pub struct FileIn {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSandbox {
+    #[schema(pattern = "^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$")]
     pub name: Option<String>,
     pub template_id: Option<String>,
+    #[schema(minimum = 1)]
     pub cpus: Option<u32>,
+    #[schema(minimum = 64)]
     pub memory_mb: Option<u32>,
     pub env: Option<BTreeMap<String, String>>,
     pub init: Option<String>,
@@ -122,6 +136,7 @@ pub struct CreateSandbox {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchSandbox {
+    #[schema(pattern = "^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$")]
     pub name: Option<String>,
     pub keep_hot: Option<bool>,
     pub peers: Option<bool>,

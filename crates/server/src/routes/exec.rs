@@ -55,10 +55,12 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecBody {
+    #[schema(min_items = 1)]
     pub cmd: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     pub cwd: Option<String>,
+    #[schema(minimum = 1, maximum = 86400)]
     pub timeout_sec: Option<u64>,
 }
 

@@ -67,12 +67,18 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FileQuery {
+    #[param(pattern = "^/")]
     pub path: String,
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
+    #[param(minimum = 0)]
     pub limit: Option<i64>,
+    #[param(minimum = 0)]
     pub max_bytes: Option<i64>,
     #[serde(default)]
     pub ls: bool,
+    /// Octal permission string of a written file, default `0644`.
+    #[param(pattern = "^0?[0-7]{1,4}$")]
     pub mode: Option<String>,
 }
 

@@ -51,6 +51,7 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretBody {
+    #[schema(pattern = "^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
     pub name: String,
     pub value: String,
 }

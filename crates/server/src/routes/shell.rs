@@ -73,7 +73,9 @@ pub struct WsQuery {
     #[serde(default)]
     pub new: bool,
     pub token: Option<String>,
+    #[param(minimum = 1)]
     pub rows: Option<u16>,
+    #[param(minimum = 1)]
     pub cols: Option<u16>,
 }
 

@@ -52,8 +52,11 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTemplate {
+    #[schema(pattern = "^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$")]
     pub name: String,
+    #[schema(minimum = 1)]
     pub cpus: Option<u32>,
+    #[schema(minimum = 64)]
     pub memory_mb: Option<u32>,
     pub image: Option<String>,
     #[serde(default)]
@@ -83,7 +86,6 @@ async fn create<E: Engine>(
         i.parse::<Tier>()
             .map_err(|e| Invalid::Image(e.to_string()))?;
     }
-    validate::env(req.env.keys())?;
     let spec = TemplateSpec {
         cpus: req.cpus,
         memory_mb: req.memory_mb,
@@ -93,6 +95,7 @@ async fn create<E: Engine>(
         secrets: req.secrets,
         mounts: req.mounts,
     };
+    validate::template(&spec)?;
     let t = Template {
         id: keys::new_id("t-").map_err(|e| ApiError::Internal(e.to_string()))?,
         user_id: u.id.clone(),

@@ -38,7 +38,9 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateVolume {
+    #[schema(pattern = "^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$")]
     pub name: String,
+    #[schema(minimum = 1, maximum = 1048576)]
     pub size_mb: Option<u32>,
 }
 

@@ -8,8 +8,10 @@
 //!
 //! [`SandboxSpec::validate`]: bhatti_engine::engine::SandboxSpec::validate
 
-use bhatti_engine::engine::{MIN_MEMORY_MB, SpecError};
+use bhatti_engine::engine::{MIN_MEMORY_MB, SandboxSpec, SpecError, VolumeSpec};
 use bhatti_store::users::Limits;
+
+use crate::model::TemplateSpec;
 
 /// Largest volume, in MiB (1 TiB).
 pub const MAX_VOLUME_MB: u32 = 1024 * 1024;
@@ -96,6 +98,33 @@ pub fn env<'a>(keys: impl IntoIterator<Item = &'a String>) -> Result<(), Invalid
     }
 }
 
+/// A template, when it is made: the engine's bounds on its size (a user's
+/// limits apply when a sandbox is created from it), its environment names
+/// and its mounts (volume names; targets absolute, not `/`, distinct).
+pub fn template(t: &TemplateSpec) -> Result<(), Invalid> {
+    env(t.env.keys())?;
+    let mut volumes = Vec::new();
+    for (i, m) in t.mounts.iter().enumerate() {
+        if !valid_name(&m.name) {
+            return Err(Invalid::VolumeName(excerpt(&m.name)));
+        }
+        volumes.push(VolumeSpec {
+            name: format!("v{i}"),
+            mount: m.mount.clone(),
+            size_mb: 1,
+            readonly: m.readonly,
+        });
+    }
+    let defaults = SandboxSpec::default();
+    let probe = SandboxSpec {
+        cpus: t.cpus.unwrap_or(defaults.cpus),
+        memory_mb: t.memory_mb.unwrap_or(defaults.memory_mb),
+        volumes,
+        ..defaults
+    };
+    Ok(probe.validate()?)
+}
+
 /// A sandbox's size against its owner's limits.
 pub fn size(cpus: u32, memory_mb: u32, limits: &Limits) -> Result<(), Invalid> {
     if cpus == 0 || cpus > limits.max_cpus {
@@ -168,6 +197,45 @@ mod tests {
             Err(Invalid::VolumeSize { .. })
         ));
         assert!(matches!(volume("../x", 1), Err(Invalid::VolumeName(_))));
+    }
+
+    #[test]
+    fn templates_are_checked_when_made() {
+        let mount = |name: &str, mount: &str| crate::model::Mount {
+            name: name.into(),
+            mount: mount.into(),
+            readonly: false,
+        };
+        let ok = TemplateSpec {
+            mounts: vec![mount("data", "/data")],
+            memory_mb: Some(256),
+            ..TemplateSpec::default()
+        };
+        assert!(template(&ok).is_ok());
+        for bad in [
+            TemplateSpec {
+                mounts: vec![mount("", "/data")],
+                ..TemplateSpec::default()
+            },
+            TemplateSpec {
+                mounts: vec![mount("data", "/")],
+                ..TemplateSpec::default()
+            },
+            TemplateSpec {
+                mounts: vec![mount("a", "/x"), mount("b", "/x")],
+                ..TemplateSpec::default()
+            },
+            TemplateSpec {
+                memory_mb: Some(0),
+                ..TemplateSpec::default()
+            },
+            TemplateSpec {
+                cpus: Some(0),
+                ..TemplateSpec::default()
+            },
+        ] {
+            assert!(template(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
