@@ -262,8 +262,14 @@ impl<D: Driver> VmEngine<D> {
     ) -> EngineResult<(D::Vm, Client)> {
         let mut vm = self.driver.spawn(vm_config).await?;
         let link = self.driver.agent_transport(vm_config);
+        // Log lines about this agent name its sandbox (the run dir's name).
+        let peer = vm_config.run_dir.file_name().map_or_else(
+            || vm_config.run_dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         let agent = Client::new(NetnsConnector::for_transport(link, self.sockets.clone()))
-            .with_token(token);
+            .with_token(token)
+            .with_peer(peer);
         let ready = wait_agent(&agent, self.config.agent_ready_timeout, || {
             self.driver.exited(&mut vm)
         })

@@ -289,7 +289,8 @@ impl<D: Driver> VmEngine<D> {
         let slot = self.found_vm(&meta.id, dir, &vm_config).await;
         let link = self.driver.agent_transport(&vm_config);
         let agent = Client::new(NetnsConnector::for_transport(link, self.sockets.clone()))
-            .with_token(&meta.token);
+            .with_token(&meta.token)
+            .with_peer(meta.id.as_str());
         let sb = Arc::new(Sandbox {
             id: meta.id.clone(),
             ip: meta.ip,

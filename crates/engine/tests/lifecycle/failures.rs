@@ -157,3 +157,40 @@ pub(crate) fn orphan_vmm_processes_are_killed_by_recovery() -> TestResult {
         Ok(())
     })
 }
+
+/// A snapshot file that is empty or not a snapshot is refused at once
+/// (not after the restore timeout): the guest boots from its disk, says
+/// its memory is lost, and keeps its synced files.
+pub(crate) fn broken_snapshot_boots_from_disk() -> TestResult {
+    run(async {
+        let t = TestEngine::start(ImagePaths::from_env()).await?;
+        let e = &t.engine;
+        let sb = id("broken-snap")?;
+        e.create(sb.clone(), small()).await?;
+        sh(e, &sb, "echo kept > /workspace/f; sync").await?;
+        for junk in [&b""[..], b"not a QEMU migration stream"] {
+            e.stop(&sb).await?;
+            std::fs::write(t.sandbox_dir(&sb).join("mem.snap"), junk)?;
+            let started = std::time::Instant::now();
+            e.start(&sb).await?;
+            let took = started.elapsed();
+            let info = e.status(&sb).await?;
+            ensure(
+                info.state == SandboxState::Hot
+                    && info
+                        .note
+                        .as_deref()
+                        .is_some_and(|n| n.contains("could not be restored")),
+                || format!("after a junk snapshot ({} bytes): {info:?}", junk.len()),
+            )?;
+            // A boot, not a 120 s wait for a restore that cannot load.
+            ensure(took < Duration::from_secs(60), || {
+                format!("start took {took:?}")
+            })?;
+            let data = sh(e, &sb, "cat /workspace/f").await?;
+            ensure(data == "kept\n", || format!("after the boot: {data:?}"))?;
+        }
+        e.destroy(&sb).await?;
+        Ok(())
+    })
+}

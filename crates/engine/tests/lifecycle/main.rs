@@ -203,6 +203,11 @@ fn main() {
             failures::create_fails_cleanly_when_the_agent_never_answers,
         ),
         trial(
+            "broken_snapshot_boots_from_disk",
+            &vm,
+            failures::broken_snapshot_boots_from_disk,
+        ),
+        trial(
             "failed_create_leaves_nothing_behind",
             &[Need::Root, Need::Qemu],
             failures::failed_create_leaves_nothing_behind,
