@@ -79,7 +79,7 @@ pub struct NewVolume {
     pub name: String,
     #[schema(minimum = 1, maximum = 1048576)]
     pub size_mb: u32,
-    #[schema(pattern = "^/")]
+    #[schema(pattern = "^/.")]
     pub mount: String,
 }
 
@@ -89,7 +89,7 @@ pub struct NewVolume {
 pub struct Mount {
     #[schema(pattern = "^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$")]
     pub name: String,
-    #[schema(pattern = "^/")]
+    #[schema(pattern = "^/.")]
     pub mount: String,
     #[serde(default)]
     pub readonly: bool,

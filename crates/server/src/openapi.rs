@@ -66,16 +66,28 @@ fn operation<E: Engine>(r: &RouteDef<E>, method: &str, schemas: &mut Schemas) ->
         "responses": responses(r, schemas),
     });
     if let Some(b) = r.doc.body {
+        let schema = (b.schema)(schemas);
         op["requestBody"] = json!({
-            // An empty JSON body reads as `{}`.
-            "required": b.media != "application/json",
-            "content": {b.media: {"schema": (b.schema)(schemas)}},
+            // An empty JSON body reads as `{}`: optional where `{}` is valid.
+            "required": b.media != "application/json" || has_required(&schema, schemas),
+            "content": {b.media: {"schema": schema}},
         });
     }
     if r.access == Access::Public {
         op["security"] = json!([]);
     }
     op
+}
+
+/// Whether `schema` (a `$ref` to a component, or inline) names required
+/// fields, so that `{}` (an empty body) is not valid.
+fn has_required(schema: &Value, schemas: &Schemas) -> bool {
+    let target = schema["$ref"]
+        .as_str()
+        .and_then(|r| r.strip_prefix("#/components/schemas/"))
+        .and_then(|name| schemas.get(name))
+        .unwrap_or(schema);
+    target["required"].as_array().is_some_and(|r| !r.is_empty())
 }
 
 /// Path parameters (strings unless the route says otherwise), then query.

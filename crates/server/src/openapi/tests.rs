@@ -154,6 +154,12 @@ fn schemas_come_from_the_real_types() {
         assert!(create["properties"][f].is_object(), "CreateSandbox.{f}");
     }
     assert!(create.get("required").is_none_or(|r| r == &json!([])));
+    // An empty body is `{}`: optional where every field is, required where
+    // `{}` would be refused.
+    let body_required = |path: &str| doc["paths"][path]["post"]["requestBody"]["required"].clone();
+    assert_eq!(body_required("/sandboxes"), json!(false));
+    assert_eq!(body_required("/secrets"), json!(true));
+    assert_eq!(body_required("/sandboxes/{id}/exec"), json!(true));
     // Types it uses are components too.
     for name in [
         "NewVolume",
