@@ -8,6 +8,7 @@
 //! Run: `cargo test -p bhatti-server --test vm` (as root).
 
 mod crash;
+mod crash_cycles;
 mod cycles;
 mod exec;
 mod faults;
@@ -79,6 +80,10 @@ fn main() {
         trial(
             "faults::sigkill_at_every_step",
             faults::sigkill_at_every_step,
+        ),
+        trial(
+            "crash_cycles::writes_survive_random_crashes",
+            crash_cycles::writes_survive_random_crashes,
         ),
         trial(
             "cycles::stop_start_keeps_every_write",
