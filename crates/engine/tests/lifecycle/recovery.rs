@@ -27,8 +27,9 @@ async fn wait_state(
 pub(crate) fn engine_restart_recovers_snapshotted_sandboxes() -> TestResult {
     run(async {
         let t = TestEngine::start(ImagePaths::from_env()).await?;
-        let (kept, died, live) = (id("kept")?, id("died")?, id("live")?);
+        let (kept, died, live, gone) = (id("kept")?, id("died")?, id("live")?, id("gone")?);
         let ip = t.engine.create(kept.clone(), small()).await?.ip;
+        let gone_ip = t.engine.create(gone.clone(), small()).await?.ip;
         t.engine.create(died.clone(), small()).await?;
         t.engine.create(live.clone(), small()).await?;
         sh(&t.engine, &kept, "echo saved > /workspace/f; sync").await?;
@@ -64,7 +65,9 @@ pub(crate) fn engine_restart_recovers_snapshotted_sandboxes() -> TestResult {
         } = t;
         engine.release_all().await;
         drop(engine);
-        // An interrupted snapshot and an interrupted create, for good measure.
+        // A sandbox whose disk is gone, an interrupted snapshot and an
+        // interrupted create, for good measure.
+        std::fs::remove_file(dir.path().join("sandboxes/gone/rootfs.ext4"))?;
         std::fs::write(dir.path().join("sandboxes/kept/mem.snap.tmp"), b"QEVM")?;
         std::fs::create_dir_all(dir.path().join("sandboxes/halfmade"))?;
 
@@ -75,8 +78,24 @@ pub(crate) fn engine_restart_recovers_snapshotted_sandboxes() -> TestResult {
                 .any(|r| matches!(r, Recovery::Held(h) if h == id))
         };
         ensure(
-            rec.len() == 4 && held(&kept) && held(&died) && held(&live),
+            rec.len() == 5 && held(&kept) && held(&died) && held(&live),
             || format!("recovery: {rec:?}"),
+        )?;
+        ensure(
+            rec.iter()
+                .any(|r| matches!(r, Recovery::Unknown { dir, .. } if dir.ends_with("gone"))),
+            || format!("a sandbox without its disk not reported: {rec:?}"),
+        )?;
+        // Its address stays taken while its files exist; destroy removes
+        // them and frees it.
+        let gone_ip = gone_ip.ok_or("no ip")?;
+        ensure(e.network().ip_in_use(gone_ip), || {
+            "the address of a sandbox left on disk was freed".into()
+        })?;
+        e.destroy(&gone).await?;
+        ensure(
+            !dir.path().join("sandboxes/gone").exists() && !e.network().ip_in_use(gone_ip),
+            || "destroying a sandbox the engine does not hold left its dir or address".into(),
         )?;
         ensure(
             rec.iter()

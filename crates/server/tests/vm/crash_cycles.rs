@@ -83,6 +83,18 @@ async fn scenario(d: &mut Crashable, cycles: usize) -> TestResult {
                     Ok((d.get("cc").await?["thermal"] == "cold").then_some(()))
                 })
                 .await?;
+                // Every other time, the user's way forward: stop, start.
+                if i % 2 == 0 {
+                    for op in ["stop", "start"] {
+                        let path = format!("/sandboxes/cc/{op}");
+                        let (s, v) = d.call(Method::POST, &path, None).await?;
+                        ensure(s == 200, || {
+                            format!("cycle {i}: {op} after the VMM died: {s} {v}")
+                        })?;
+                    }
+                    let v = d.get("cc").await?;
+                    ensure(v["thermal"] == "hot", || format!("cycle {i}: started: {v}"))?;
+                }
             }
         }
         let got = d.sh("cc", "cat /workspace/log").await?;
