@@ -30,7 +30,7 @@ use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
-use bhatti_agent::Event;
+use bhatti_agent::{Event, Input};
 use bhatti_engine::engine::{Engine, SandboxId, Session, ShellOptions};
 use serde::{Deserialize, Serialize};
 
@@ -177,6 +177,26 @@ impl Notice {
     }
 }
 
+/// Acts on a text message: resize, type it in, or ignore a malformed
+/// control message (logged at `info` the first time on a connection,
+/// then at `debug`, so that a client repeating it cannot flood the log).
+async fn on_text(input: &mut Input, t: &str, ignored: &mut u64) -> bhatti_agent::Result<()> {
+    match classify(t) {
+        Text::Resize { rows, cols } => input.resize(rows, cols).await,
+        Text::BadControl(why) => {
+            *ignored += 1;
+            let head = crate::service::validate::excerpt(t);
+            if *ignored == 1 {
+                tracing::info!(why, message = %head, "shell: control message ignored");
+            } else {
+                tracing::debug!(why, message = %head, n = *ignored, "shell: control message ignored");
+            }
+            Ok(())
+        }
+        Text::Input(s) => input.write_stdin(s.as_bytes()).await,
+    }
+}
+
 async fn bridge(mut ws: WebSocket, session: Session, _busy: BusyGuard) {
     let (info, mut input, mut events) = session.into_split();
     let hello = Notice::Session {
@@ -187,6 +207,7 @@ async fn bridge(mut ws: WebSocket, session: Session, _busy: BusyGuard) {
     }
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
+    let mut ignored = 0u64;
     loop {
         tokio::select! {
             msg = ws.recv() => match msg {
@@ -195,22 +216,11 @@ async fn bridge(mut ws: WebSocket, session: Session, _busy: BusyGuard) {
                         break;
                     }
                 }
-                Some(Ok(Message::Text(t))) => match classify(t.as_str()) {
-                    Text::Resize { rows, cols } => {
-                        if input.resize(rows, cols).await.is_err() {
-                            break;
-                        }
+                Some(Ok(Message::Text(t))) => {
+                    if on_text(&mut input, t.as_str(), &mut ignored).await.is_err() {
+                        break;
                     }
-                    Text::BadControl(why) => {
-                        let head: String = t.chars().take(100).collect();
-                        tracing::info!(why, message = %head, "shell: control message ignored");
-                    }
-                    Text::Input(s) => {
-                        if input.write_stdin(s.as_bytes()).await.is_err() {
-                            break;
-                        }
-                    }
-                },
+                }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break,
             },
