@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::connector::BoxStream;
 use crate::error::{self, AgentFailure, Error, Result};
@@ -36,6 +37,8 @@ pub(crate) struct Conn {
     pub(crate) stream: BoxStream,
     /// Names the agent in log lines.
     pub(crate) peer: Arc<str>,
+    /// Longest wait in [`Conn::recv`] for the agent's reply.
+    pub(crate) reply_timeout: Duration,
 }
 
 impl std::fmt::Debug for Conn {
@@ -59,14 +62,25 @@ impl Conn {
         }
         frame::encode_into(&mut buf, kind, payload)?;
         stream.write_all(&buf).await?;
-        Ok(Self { stream, peer })
+        Ok(Self {
+            stream,
+            peer,
+            reply_timeout: crate::REPLY_TIMEOUT,
+        })
     }
 
     /// The next frame of a known type; unknown types are skipped. The end
     /// of the stream is [`Error::Closed`] (`during` names the operation),
     /// an ERROR frame the agent's error.
+    /// A silent agent fails it after `reply_timeout` (logged).
     pub(crate) async fn recv(&mut self, during: &'static str) -> Result<Frame> {
-        let r = recv_known(&mut self.stream, during).await;
+        let limit = self.reply_timeout;
+        let r = tokio::time::timeout(limit, recv_known(&mut self.stream, during))
+            .await
+            .unwrap_or(Err(Error::Timeout(limit)));
+        if let Err(Error::Timeout(t)) = &r {
+            tracing::warn!(peer = %self.peer, during, "agent silent for {t:?}");
+        }
         r.map_err(|e| self.note(during, e))
     }
 

@@ -66,6 +66,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bhatti_proto::FrameType;
 
@@ -89,7 +90,15 @@ pub struct Client {
     token: Option<Arc<[u8]>>,
     /// Names the agent in log lines (a sandbox id, or the connector).
     peer: Arc<str>,
+    /// Longest wait for a connection and for the agent's first reply to a
+    /// request ([`Client::with_reply_timeout`]).
+    reply_timeout: Duration,
 }
+
+/// How long the agent may take to accept a connection and to answer a
+/// request by default: far above anything a working agent needs (a
+/// write's fsync included), so that only a silent agent hits it.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -97,6 +106,7 @@ impl fmt::Debug for Client {
             .field("connector", &self.connector)
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .field("peer", &self.peer)
+            .field("reply_timeout", &self.reply_timeout)
             .finish()
     }
 }
@@ -114,6 +124,7 @@ impl Client {
             connector,
             token: None,
             peer,
+            reply_timeout: REPLY_TIMEOUT,
         }
     }
 
@@ -141,6 +152,16 @@ impl Client {
         self
     }
 
+    /// Sets how long a connection and the agent's first reply to a
+    /// request may take before the operation fails with
+    /// [`Error::Timeout`] (default [`REPLY_TIMEOUT`]). Streams (exec
+    /// output, sessions, forwarded bytes) are not cut by it: exec has its
+    /// own deadline ([`Supervised`]).
+    pub fn with_reply_timeout(mut self, timeout: Duration) -> Self {
+        self.reply_timeout = timeout;
+        self
+    }
+
     /// The name the client's log lines give the agent.
     pub fn peer(&self) -> &str {
         &self.peer
@@ -148,14 +169,18 @@ impl Client {
 
     /// Connects to `port` and sends AUTH (if any) and the request frame.
     async fn open(&self, port: u16, kind: FrameType, payload: &[u8]) -> Result<Conn> {
-        let stream = self.connector.connect(port).await?;
-        Conn::start(
+        let stream = tokio::time::timeout(self.reply_timeout, self.connector.connect(port))
+            .await
+            .map_err(|_| Error::Timeout(self.reply_timeout))??;
+        let mut conn = Conn::start(
             stream,
             self.token.as_deref(),
             kind,
             payload,
             self.peer.clone(),
         )
-        .await
+        .await?;
+        conn.reply_timeout = self.reply_timeout;
+        Ok(conn)
     }
 }

@@ -324,3 +324,22 @@ async fn exec_timeout_holds_when_the_agent_goes_silent() {
     .await;
     assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}");
 }
+
+#[tokio::test]
+async fn every_request_gives_up_on_a_silent_agent() {
+    let f = fake(|s, _| silent(s));
+    let client = f
+        .client
+        .clone()
+        .with_reply_timeout(Duration::from_millis(300));
+    let (capture, _guard) = Logs::capture();
+    let r = soon(client.stat("/etc/hostname")).await;
+    assert!(matches!(r, Err(Error::Timeout(_))), "stat: {r:?}");
+    let r = soon(client.ls("/")).await;
+    assert!(matches!(r, Err(Error::Timeout(_))), "ls: {r:?}");
+    let r = soon(client.read_file("/etc/hostname", Default::default())).await;
+    assert!(matches!(r, Err(Error::Timeout(_))), "read: {r:?}");
+    let r = soon(client.activity()).await;
+    assert!(matches!(r, Err(Error::Timeout(_))), "activity: {r:?}");
+    capture.assert_warned("silent");
+}
