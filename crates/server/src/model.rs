@@ -39,7 +39,9 @@ pub struct SandboxView {
     pub created_at: i64,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub stopped_at: Option<i64>,
-    /// Why the status is `unknown`.
+    /// Why the status is `unknown`, or something else the user should
+    /// know about the sandbox's state: e.g. that its VMM died and its
+    /// memory is lost, so the next request boots it from its disk.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub status_reason: Option<String>,
 }
