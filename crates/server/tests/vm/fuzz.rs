@@ -1,8 +1,9 @@
 //! API fuzzing from the OpenAPI document: PyPI's `schemathesis` (installed
 //! by `scripts/setup.sh` into `$BHATTI_CACHE_DIR/venv`, or on `PATH`) runs
 //! against a real daemon over loopback, bounded in examples and time, and
-//! checks that no request gets a 5xx (`not_a_server_error`) and that every
-//! reply matches the document (`response_schema_conformance`). Then the
+//! checks that no request gets a 5xx (`not_a_server_error`), that every
+//! reply matches the document (schema, status, content type, headers) and
+//! that no route answers without a valid key (`ignored_auth`). Then the
 //! daemon must still answer `/health` and no thread of the test process
 //! may have panicked. Without schemathesis the trial is reported ignored,
 //! with the reason.
@@ -41,7 +42,9 @@ const PROGRAM: &str = "schemathesis";
 /// overrides it for a longer run by hand).
 const MAX_EXAMPLES: &str = "40";
 /// Checks of every reply (`BHATTI_FUZZ_CHECKS` overrides them, e.g. `all`).
-const CHECKS: &str = "not_a_server_error,response_schema_conformance";
+const CHECKS: &str = "not_a_server_error,response_schema_conformance,\
+    status_code_conformance,content_type_conformance,\
+    response_headers_conformance,ignored_auth";
 /// Wall-clock bound of the schemathesis process.
 const BUDGET: Duration = Duration::from_secs(240);
 
