@@ -34,7 +34,7 @@ use libtest_mimic::{Completion, Trial};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::{TestDaemon, TestResult, Timers, ensure, run};
+use crate::support::{TestDaemon, TestResult, Timers, ensure, eventually, run};
 
 const NAME: &str = "fuzz::schemathesis_against_a_daemon";
 const PROGRAM: &str = "schemathesis";
@@ -132,14 +132,29 @@ fn schemathesis_against_a_daemon() -> TestResult {
         // The user can still work: the quota is not leaked by the run.
         let list = d.expect(d.req(Method::GET, "/sandboxes"), 200).await?;
         for sb in list.as_array().into_iter().flatten() {
-            let id = sb["id"].as_str().unwrap_or_default();
-            d.expect(d.req(Method::DELETE, &format!("/sandboxes/{id}")), 200)
-                .await?;
+            let path = format!("/sandboxes/{}", sb["id"].as_str().unwrap_or_default());
+            past_rate_limit(&d, || d.req(Method::DELETE, &path), 200).await?;
         }
         let body = json!({"name": "after", "memory_mb": 256});
-        d.expect(d.req(Method::POST, "/sandboxes").json(&body), 201)
-            .await?;
+        past_rate_limit(&d, || d.req(Method::POST, "/sandboxes").json(&body), 201).await?;
         d.finish().await
+    })
+}
+
+/// Sends `req()` until it is not refused by the rate limit (the run may
+/// have spent the user's writes of this minute), then expects `want`.
+async fn past_rate_limit(
+    d: &TestDaemon,
+    req: impl Fn() -> reqwest::RequestBuilder,
+    want: u16,
+) -> TestResult {
+    let status = eventually(Duration::from_secs(90), || async {
+        let (s, v) = d.call(req()).await?;
+        Ok((s != 429).then_some((s, v)))
+    })
+    .await?;
+    ensure(status.0.as_u16() == want, || {
+        format!("expected {want}, got {}: {}", status.0, status.1)
     })
 }
 
