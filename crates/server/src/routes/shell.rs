@@ -86,6 +86,11 @@ async fn ws<E: Engine>(
     ApiQuery(q): ApiQuery<WsQuery>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
+    if q.rows == Some(0) || q.cols == Some(0) {
+        return Err(ApiError::BadRequest(
+            "rows and cols must be at least 1".into(),
+        ));
+    }
     let upgrade = upgrade.map_err(|e| ApiError::BadRequest(format!("WebSocket upgrade: {e}")))?;
     let (sb, eid) = st.live(&u, &id).await?;
     let session = open(&*st.engine, &eid, &q).await?;

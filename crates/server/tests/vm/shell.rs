@@ -76,6 +76,14 @@ pub fn websocket_shell() -> TestResult {
             other => return Err(format!("bad token: {:?}", other.map(|_| ())).into()),
         }
 
+        // A terminal of zero rows is refused before the upgrade.
+        match connect(&d, "?new=true&rows=0&cols=80", true).await {
+            Err(WsError::Http(r)) => {
+                ensure(r.status() == 400, || format!("status {}", r.status()))?
+            }
+            other => return Err(format!("rows=0: {:?}", other.map(|_| ())).into()),
+        }
+
         // Header auth, I/O.
         let mut ws = connect(&d, "?new=true", true).await?;
         let sid = hello(&mut ws).await?;
