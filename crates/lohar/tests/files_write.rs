@@ -220,3 +220,18 @@ async fn dropped_connection_removes_the_temp_file() {
             .collect::<Vec<_>>()
     );
 }
+
+/// A relative path whose first directory is missing: the directory is
+/// made and synced (its parent is the working directory, not "").
+#[tokio::test]
+async fn relative_path_with_a_new_first_directory() {
+    let l = Lohar::start().await;
+    l.client
+        .write_file("newdir/f", 0o644, 3, &b"abc"[..])
+        .await
+        .expect("write under a new relative directory");
+    assert_eq!(
+        std::fs::read(l.dir.path().join("newdir/f")).unwrap(),
+        b"abc"
+    );
+}

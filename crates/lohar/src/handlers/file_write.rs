@@ -286,7 +286,7 @@ impl Plan {
             }
             // The new directory's entry must survive a crash as much as
             // the file that will be renamed into it.
-            sync_dir(dir.parent().unwrap_or(Path::new("."))).map_err(|e| self.err(&e))?;
+            sync_dir(&parent_of(dir)).map_err(|e| self.err(&e))?;
         }
         Ok(())
     }

@@ -49,7 +49,9 @@ impl Lohar {
         let control = dir.path().join("control.sock");
         let forward = dir.path().join("forward.sock");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_lohar"));
-        cmd.env("LOHAR_TEST", "1")
+        // Relative paths in requests land in the test's own dir.
+        cmd.current_dir(dir.path())
+            .env("LOHAR_TEST", "1")
             .env("LOHAR_SOCK", &control)
             .env("LOHAR_FWD_SOCK", &forward)
             .env_remove("LOHAR_TOKEN")
