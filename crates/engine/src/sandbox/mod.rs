@@ -289,13 +289,7 @@ impl<D: Driver> VmEngine<D> {
         }
         // Its address was kept while its files existed.
         let ip = recover::read_meta(dir).ok().map(|m| m.ip);
-        let d = dir.to_owned();
-        blocking(move || std::fs::remove_dir_all(&d))
-            .await?
-            .map_err(|source| EngineError::Io {
-                path: dir.to_owned(),
-                source,
-            })?;
+        remove_dir(dir).await?;
         if let Some(ip) = ip
             && self.network.ip_in_use(ip)
         {
@@ -310,14 +304,7 @@ impl<D: Driver> VmEngine<D> {
     /// [`VmEngine::recover`] to adopt. Nothing is published: the states
     /// stay what they were. Use the engine for nothing else afterwards.
     pub async fn release_all(&self) {
-        let all: Vec<_> = self
-            .sandboxes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
-        for sb in all {
+        for sb in self.all() {
             if let Some(vm) = sb.slot.lock().await.vm.take() {
                 self.driver.release(vm);
             }
@@ -348,6 +335,16 @@ impl<D: Driver> VmEngine<D> {
     /// The VMM process id of a sandbox, if it has one now.
     pub async fn vmm_pid(&self, id: &SandboxId) -> EngineResult<Option<u32>> {
         Ok(self.get(id)?.observed.borrow().pid)
+    }
+
+    /// Every sandbox held now.
+    fn all(&self) -> Vec<Arc<Sandbox<D>>> {
+        self.sandboxes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
     }
 
     fn get(&self, id: &SandboxId) -> EngineResult<Arc<Sandbox<D>>> {
@@ -452,6 +449,17 @@ impl<D: Driver> VmEngine<D> {
             note: o.note,
         }
     }
+}
+
+/// Removes `dir` and everything in it, on the blocking pool.
+async fn remove_dir(dir: &std::path::Path) -> EngineResult<()> {
+    let d = dir.to_owned();
+    blocking(move || std::fs::remove_dir_all(&d))
+        .await?
+        .map_err(|source| EngineError::Io {
+            path: dir.to_owned(),
+            source,
+        })
 }
 
 /// Runs blocking work (commands, copies) off the async threads.

@@ -29,14 +29,14 @@ use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, PoisonError};
 
 use bhatti_agent::Client;
 use serde::{Deserialize, Serialize};
 
 use super::create::{ROOTFS_FILE, guest_port};
-use super::{Sandbox, Slot, VmEngine, blocking, orphans};
+use super::{Sandbox, Slot, VmEngine, blocking, orphans, remove_dir};
 use crate::agent_link::NetnsConnector;
 use crate::driver::{Driver, VmConfig};
 use crate::engine::{EngineError, EngineResult, SandboxId, SandboxSpec, VolumeSpec};
@@ -207,14 +207,7 @@ impl<D: Driver> VmEngine<D> {
     /// the TAPs no sandbox uses.
     async fn end_orphans(&self, root: &Path) -> EngineResult<()> {
         let (mut held, mut taps) = (HashSet::new(), HashSet::new());
-        let all: Vec<_> = self
-            .sandboxes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
-        for sb in all {
+        for sb in self.all() {
             taps.insert(sb.tap.clone());
             if let Some(pid) = sb.observed.borrow().pid {
                 held.insert(i32::try_from(pid).unwrap_or(-1));
@@ -243,13 +236,7 @@ impl<D: Driver> VmEngine<D> {
                     return Ok(None);
                 };
                 tracing::warn!(sandbox = %id, "removing the files of a create that never finished");
-                let d = dir.to_owned();
-                blocking(move || std::fs::remove_dir_all(&d))
-                    .await?
-                    .map_err(|source| EngineError::Io {
-                        path: dir.to_owned(),
-                        source,
-                    })?;
+                remove_dir(dir).await?;
                 return Ok(Some(Recovery::Abandoned(id)));
             }
             Err(e) => return Err(e),

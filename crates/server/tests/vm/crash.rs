@@ -15,7 +15,28 @@ use libtest_mimic::Failed;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{Timers, config, ensure, eventually};
+use crate::support::{TestResult, Timers, cleanup, config, ensure, eventually, run};
+
+/// Runs `scenario` against a [`Crashable`] daemon with its own data dir
+/// (`prefix`) and namespace, prints the daemon's log tail if it fails,
+/// and cleans up (VMMs, namespace) whatever happened.
+pub fn crash_test<F>(prefix: &str, t: Timers, scenario: F) -> TestResult
+where
+    F: for<'a> FnOnce(
+        &'a mut Crashable,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = TestResult> + 'a>>,
+{
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
+    let netns = bhatti_engine::netns::unique_name("btc");
+    let mut d = Crashable::new(dir.path(), &netns, t)?;
+    let res = run(scenario(&mut d));
+    if res.is_err() {
+        println!("daemon log tail:\n{}", d.log_tail());
+    }
+    drop(d);
+    cleanup(dir.path(), &netns);
+    res
+}
 
 /// When set, the test binary runs the daemon with the config in this file.
 pub const CHILD_ENV: &str = "BHATTI_TEST_DAEMON_CONFIG";

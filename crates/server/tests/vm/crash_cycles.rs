@@ -7,11 +7,10 @@
 
 use std::time::Duration;
 
-use bhatti_engine::netns::unique_name;
 use reqwest::Method;
 
-use crate::crash::Crashable;
-use crate::support::{TestResult, Timers, cleanup, ensure, eventually, run};
+use crate::crash::{Crashable, crash_test};
+use crate::support::{TestResult, Timers, ensure, eventually};
 
 /// Cycles by default.
 const CYCLES: usize = 100;
@@ -21,24 +20,15 @@ pub fn writes_survive_random_crashes() -> TestResult {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(CYCLES);
-    let dir = tempfile::Builder::new().prefix("bhatti-cc-").tempdir()?;
-    let netns = unique_name("btc");
-    let mut d = Crashable::new(
-        dir.path(),
-        &netns,
+    crash_test(
+        "bhatti-cc-",
         Timers {
             warm_after: 3600,
             cold_after: 3600,
             tick: 1,
         },
-    )?;
-    let res = run(scenario(&mut d, cycles));
-    if res.is_err() {
-        println!("daemon log tail:\n{}", d.log_tail());
-    }
-    drop(d);
-    cleanup(dir.path(), &netns);
-    res
+        |d| Box::pin(scenario(d, cycles)),
+    )
 }
 
 async fn scenario(d: &mut Crashable, cycles: usize) -> TestResult {

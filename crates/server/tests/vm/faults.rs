@@ -7,34 +7,23 @@
 use std::time::Duration;
 
 use bhatti_engine::image::ImagePaths;
-use bhatti_engine::netns::unique_name;
 use bhatti_server::daemon::{Daemon, DaemonError};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::crash::Crashable;
-use crate::support::{TestResult, Timers, cleanup, ensure, run};
+use crate::crash::{Crashable, crash_test};
+use crate::support::{TestResult, Timers, ensure};
 
 pub fn sigkill_at_every_step() -> TestResult {
-    let dir = tempfile::Builder::new().prefix("bhatti-flt-").tempdir()?;
-    let netns = unique_name("btf");
-    // Thermal steps out of the way: only the operations under test run.
-    let mut d = Crashable::new(
-        dir.path(),
-        &netns,
+    crash_test(
+        "bhatti-flt-",
         Timers {
             warm_after: 3600,
             cold_after: 3600,
             tick: 1,
         },
-    )?;
-    let res = run(scenario(&mut d));
-    if res.is_err() {
-        println!("daemon log tail:\n{}", d.log_tail());
-    }
-    drop(d);
-    cleanup(dir.path(), &netns);
-    res
+        |d| Box::pin(scenario(d)),
+    )
 }
 
 /// Starts the daemon to abort at `point`, sends the request that reaches

@@ -9,38 +9,28 @@
 
 use std::time::Duration;
 
-use bhatti_engine::netns::unique_name;
 use futures_util::{SinkExt, StreamExt};
 use libtest_mimic::Failed;
 use reqwest::Method;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::crash::Crashable;
-use crate::support::{TestResult, Timers, cleanup, ensure, eventually, run};
+use crate::crash::{Crashable, crash_test};
+use crate::support::{TestResult, Timers, ensure, eventually};
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub fn sigkill_and_restart() -> TestResult {
-    let dir = tempfile::Builder::new().prefix("bhatti-rec-").tempdir()?;
-    let netns = unique_name("btr");
-    let mut d = Crashable::new(
-        dir.path(),
-        &netns,
+    crash_test(
+        "bhatti-rec-",
         Timers {
             warm_after: 2,
             cold_after: 4,
             tick: 1,
         },
-    )?;
-    let res = run(scenario(&mut d));
-    if res.is_err() {
-        println!("daemon log tail:\n{}", d.log_tail());
-    }
-    drop(d);
-    cleanup(dir.path(), &netns);
-    res
+        |d| Box::pin(scenario(d)),
+    )
 }
 
 /// A shell in `sb`: (session id, socket).
