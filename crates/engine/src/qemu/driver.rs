@@ -28,19 +28,20 @@ use backon::{ConstantBuilder, Retryable};
 use super::launch::{
     Accel, DEFAULT_INIT, Drive, GuestNet, LaunchError, LaunchSpec, VmProcess, clock,
 };
-use super::qmp::{QmpClient, QmpError, RunState, incoming_uri};
+use super::qmp::{QmpClient, QmpError, incoming_uri};
 use crate::driver::{
     Adopted, AgentTransport, BoxError, Driver, DriverError, HostError, Snapshot, VmConfig,
 };
 use crate::network::mac_string;
 
+mod adopt;
+
+use adopt::stream_problem;
+
 const NAME: &str = "qemu";
 
 /// The snapshot file a stopped sandbox keeps in its run dir.
 pub const SNAPSHOT_FILE: &str = "mem.snap";
-
-/// How every QEMU migration stream starts: `QEVM` and format version 3.
-const STREAM_MAGIC: [u8; 8] = *b"QEVM\0\0\0\x03";
 
 /// Errors specific to driving QEMU (wrapped in [`DriverError`]).
 #[derive(Debug, thiserror::Error)]
@@ -242,82 +243,6 @@ impl QemuDriver {
         })?;
         vm.qmp.cont().await?;
         Ok(vm)
-    }
-}
-
-impl QemuDriver {
-    /// See [`Driver::adopt`].
-    async fn do_adopt(&self, config: &VmConfig) -> Result<Option<Adopted<QemuVm>>, QemuError> {
-        let spec = self.launch_spec(config);
-        let Some(sock) = spec.qmp_socket.clone() else {
-            return Ok(None);
-        };
-        // Only QEMU has the QMP socket's path in its argv (the `cat` of a
-        // migration names the snapshot file).
-        let marker = sock.to_string_lossy().into_owned();
-        let Some(process) = crate::sandbox::orphans::find(&marker)
-            .into_iter()
-            .find_map(|pid| {
-                let pid = u32::try_from(pid).ok()?;
-                VmProcess::adopt(pid, &config.run_dir, spec.make_cgroup())
-            })
-        else {
-            return Ok(None);
-        };
-        let mut qmp =
-            match tokio::time::timeout(self.start_timeout, QmpClient::connect(&sock)).await {
-                Ok(Ok(qmp)) => qmp,
-                Ok(Err(e)) => return Err(e.into()),
-                Err(_) => {
-                    return Err(QemuError::Qmp(QmpError::Timeout {
-                        what: "the QMP socket of a running VMM",
-                        after: self.start_timeout,
-                    }));
-                }
-            };
-        qmp.settle_migration(self.snapshot_timeout).await?;
-        let state = qmp.query_status().await?.state;
-        let vm = QemuVm { process, qmp };
-        let paused = match state {
-            RunState::Running => false,
-            RunState::Paused | RunState::PostMigrate => true,
-            other => {
-                tracing::warn!(?other, run_dir = %config.run_dir.display(), "ending a VMM in a state it cannot continue from");
-                let QemuVm { mut process, .. } = vm;
-                tokio::task::spawn_blocking(move || process.kill())
-                    .await
-                    .map_err(|e| QemuError::Wait(io::Error::other(e)))?
-                    .map_err(QemuError::Wait)?;
-                return Ok(None);
-            }
-        };
-        self.discard_snapshot(&config.run_dir, None);
-        Ok(Some(Adopted { vm, paused }))
-    }
-}
-
-/// Why the snapshot file at `path` cannot be restored, if it cannot.
-fn stream_problem(path: &Path) -> Option<String> {
-    use std::io::Read;
-    let mut head = [0u8; 8];
-    let read = std::fs::File::open(path).and_then(|mut f| {
-        let mut n = 0;
-        while n < head.len() {
-            match f.read(&mut head[n..])? {
-                0 => break,
-                k => n += k,
-            }
-        }
-        Ok(n)
-    });
-    match read {
-        Err(e) => Some(format!("{} cannot be read: {e}", path.display())),
-        Ok(0) => Some(format!("{} is empty", path.display())),
-        Ok(n) if n < head.len() || head != STREAM_MAGIC => Some(format!(
-            "{} is not a QEMU snapshot (it does not start with the migration stream header)",
-            path.display()
-        )),
-        Ok(_) => None,
     }
 }
 
