@@ -118,7 +118,7 @@ impl Publisher {
     fn publish<D: Driver>(&self, driver: &D, sb: &Sandbox<D>, slot: &Slot<D>) {
         let (state, pid) = (slot.state, slot.vm.as_ref().and_then(|vm| driver.pid(vm)));
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let note = slot.note.clone();
+        let note = slot.note();
         sb.observed.send_replace(Observed {
             state,
             pid,
@@ -195,9 +195,11 @@ struct Slot<D: Driver> {
     /// Cold or Stopped with no snapshot: the next wake or start boots the
     /// guest from its disk ([`VmEngine::boot_from_disk`]).
     snapshot: Option<Snapshot>,
-    /// What the user should know about this state ([`StateEvent::note`]);
-    /// set when the guest's memory was lost, cleared by the next snapshot.
-    note: Option<String>,
+    /// Why the guest's memory was lost (its VMM died, its snapshot was
+    /// unusable, ...), if it was since the last snapshot; the published
+    /// note ([`StateEvent::note`]) says it with what happens next
+    /// ([`Slot::note`]). Cleared by the next snapshot.
+    lost: Option<String>,
 }
 
 impl<D: Driver> Slot<D> {
@@ -206,8 +208,21 @@ impl<D: Driver> Slot<D> {
             state,
             vm,
             snapshot,
-            note: None,
+            lost: None,
         }
+    }
+
+    /// The note published with this state: why the memory was lost, and
+    /// what the guest does about it.
+    fn note(&self) -> Option<String> {
+        let cause = self.lost.as_deref()?;
+        Some(if self.vm.is_some() {
+            format!("{cause}; its memory was lost, and it was booted from its disk")
+        } else if self.state == SandboxState::Stopped {
+            format!("{cause}; its memory is lost, and start boots it from its disk")
+        } else {
+            format!("{cause}; its memory is lost, and the next request boots it from its disk")
+        })
     }
 }
 
@@ -394,7 +409,7 @@ impl<D: Driver> VmEngine<D> {
                     Ok(snap) => {
                         slot.snapshot = Some(snap);
                         // The guest's memory is kept again.
-                        slot.note = None;
+                        slot.lost = None;
                     }
                     Err(e) => {
                         // The VMM is gone and no snapshot exists: the next
@@ -402,9 +417,7 @@ impl<D: Driver> VmEngine<D> {
                         self.driver.discard_snapshot(&sb.dir, None);
                         slot.snapshot = None;
                         slot.state = SandboxState::Stopped;
-                        slot.note = Some(format!(
-                            "stopping it failed ({e}); its memory is lost, and start boots it from its disk"
-                        ));
+                        slot.lost = Some(format!("stopping it failed ({e})"));
                         return Err(e.into());
                     }
                 }

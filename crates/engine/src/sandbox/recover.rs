@@ -115,7 +115,7 @@ pub enum Lost {
 
 /// The note of a sandbox whose VMM ended while no engine ran, without a
 /// snapshot.
-const ENDED_WHILE_DOWN: &str = "its VMM ended while the daemon was down, without a snapshot; its memory is lost, and the next request boots it from its disk";
+const ENDED_WHILE_DOWN: &str = "its VMM ended while the daemon was down, without a snapshot";
 
 pub(super) fn write_meta(dir: &Path, meta: &Meta) -> EngineResult<()> {
     let path = dir.join(META_FILE);
@@ -323,15 +323,13 @@ impl<D: Driver> VmEngine<D> {
                 }
                 Some(problem) => {
                     self.driver.discard_snapshot(dir, None);
-                    slot.note = Some(format!(
-                        "its snapshot is unusable ({problem}); its memory is lost, and the next request boots it from its disk"
-                    ));
+                    slot.lost = Some(format!("its snapshot is unusable ({problem})"));
                 }
             },
             None => {
                 // An interrupted snapshot (`.tmp`) is not one.
                 self.driver.discard_snapshot(dir, None);
-                slot.note = Some(ENDED_WHILE_DOWN.into());
+                slot.lost = Some(ENDED_WHILE_DOWN.into());
             }
         }
         slot

@@ -75,9 +75,7 @@ impl<D: Driver> VmEngine<D> {
             tracing::warn!(sandbox = %sb.id, %problem, "snapshot unusable: booting from disk");
             self.driver.discard_snapshot(&sb.dir, None);
             slot.snapshot = None;
-            slot.note = Some(format!(
-                "its snapshot could not be restored ({problem}); its memory is lost, and it was booted from its disk"
-            ));
+            slot.lost = Some(format!("its snapshot could not be restored ({problem})"));
         }
         self.boot_from_disk(sb).await
     }
@@ -135,9 +133,7 @@ async fn vmm_exited<D: Driver>(driver: &D, publisher: &Publisher, sb: &Sandbox<D
     if slot.state.has_vmm() {
         slot.state = SandboxState::Cold;
     }
-    slot.note = Some(format!(
-        "its VMM ended unexpectedly ({how}); its memory is lost, and the next request boots it from its disk"
-    ));
+    slot.lost = Some(format!("its VMM ended unexpectedly ({how})"));
     tracing::warn!(sandbox = %sb.id, %how, %console, "VMM died");
     publisher.publish(driver, sb, &slot);
 }
