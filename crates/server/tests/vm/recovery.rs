@@ -9,17 +9,14 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use libtest_mimic::Failed;
 use reqwest::Method;
-use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::crash::{Crashable, crash_test};
+use crate::shell::{Ws, hello, read_until};
 use crate::support::{TestResult, Timers, ensure, eventually};
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub fn sigkill_and_restart() -> TestResult {
     crash_test(
@@ -41,28 +38,7 @@ async fn shell(d: &Crashable, sb: &str, query: &str) -> Result<(String, Ws), Fai
         d.key
     );
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
-    let m = tokio::time::timeout(Duration::from_secs(60), ws.next())
-        .await?
-        .ok_or("closed before the session message")??;
-    let v: Value = serde_json::from_str(m.to_text()?)?;
-    ensure(v["type"] == "session", || format!("first message: {v}"))?;
-    Ok((v["session_id"].as_str().unwrap_or_default().to_owned(), ws))
-}
-
-/// Reads terminal output until it contains `want`.
-async fn read_until(ws: &mut Ws, want: &str) -> Result<(), Failed> {
-    let mut seen = String::new();
-    let end = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !seen.contains(want) {
-        let m = tokio::time::timeout_at(end, ws.next())
-            .await
-            .map_err(|_| format!("no {want:?} in {seen:?}"))?
-            .ok_or_else(|| format!("closed; saw {seen:?}"))??;
-        if let Message::Binary(b) = m {
-            seen.push_str(&String::from_utf8_lossy(&b));
-        }
-    }
-    Ok(())
+    Ok((hello(&mut ws).await?, ws))
 }
 
 #[allow(clippy::too_many_lines)] // one scenario on one daemon, step by step

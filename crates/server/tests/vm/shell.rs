@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::support::{TestDaemon, TestResult, Timers, ensure, eventually, run};
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(d: &TestDaemon, query: &str, header: bool) -> Result<Ws, WsError> {
@@ -32,7 +32,7 @@ async fn connect(d: &TestDaemon, query: &str, header: bool) -> Result<Ws, WsErro
 }
 
 /// The session id from the first message.
-async fn hello(ws: &mut Ws) -> Result<String, libtest_mimic::Failed> {
+pub(crate) async fn hello(ws: &mut Ws) -> Result<String, libtest_mimic::Failed> {
     let m = tokio::time::timeout(Duration::from_secs(30), ws.next())
         .await?
         .ok_or("closed before the session message")??;
@@ -42,7 +42,7 @@ async fn hello(ws: &mut Ws) -> Result<String, libtest_mimic::Failed> {
 }
 
 /// Reads terminal output until it contains `want`.
-async fn read_until(ws: &mut Ws, want: &str) -> Result<String, libtest_mimic::Failed> {
+pub(crate) async fn read_until(ws: &mut Ws, want: &str) -> Result<String, libtest_mimic::Failed> {
     let mut seen = String::new();
     let end = tokio::time::Instant::now() + Duration::from_secs(30);
     while !seen.contains(want) {
