@@ -172,7 +172,9 @@ impl<D: Driver> VmEngine<D> {
     }
 
     /// Brings back every sandbox of the data dir (module docs), then ends
-    /// the VMMs and TAPs no sandbox holds.
+    /// the VMMs and TAPs no sandbox holds. Call it when the engine starts,
+    /// before any create: a create in progress has no `sandbox.json` yet
+    /// and would be taken for one that never finished.
     pub async fn recover(&self) -> EngineResult<Vec<Recovery>> {
         let root = self.config.data_dir.join("sandboxes");
         let entries = std::fs::read_dir(&root).map_err(|source| EngineError::Io {
