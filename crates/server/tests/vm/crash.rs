@@ -143,6 +143,17 @@ impl Crashable {
         Ok(())
     }
 
+    /// SIGTERM: a graceful stop; waits until the daemon has exited (0).
+    pub async fn term(&mut self) -> Result<(), Failed> {
+        let mut c = self.child.take().ok_or("no daemon running")?;
+        let pid = rustix::process::Pid::from_raw(i32::try_from(c.id())?).ok_or("pid 0")?;
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
+        let status = tokio::task::spawn_blocking(move || c.wait()).await??;
+        ensure(status.success(), || {
+            format!("daemon exited {status} on SIGTERM")
+        })
+    }
+
     /// Waits for the daemon to die on its own (a fault point aborted it).
     pub async fn wait_aborted(&mut self) -> Result<(), Failed> {
         let mut c = self.child.take().ok_or("no daemon running")?;

@@ -5,7 +5,8 @@
 //! and its shell's scrollback intact; the cold one wakes and the stopped
 //! one starts with their data; the one whose VMM died boots from its disk
 //! with every acknowledged write; and the host holds exactly the VMMs,
-//! TAPs and dirs of live sandboxes.
+//! TAPs and dirs of live sandboxes. A graceful stop (SIGTERM, the default
+//! `on_shutdown: keep`) then leaves the hot one running too.
 
 use std::time::Duration;
 
@@ -148,6 +149,21 @@ async fn scenario(d: &mut Crashable) -> TestResult {
     ensure(out == "stopped-data\n", || format!("stopped data: {out:?}"))?;
     let out = d.sh("died", "cat /workspace/acked").await?;
     ensure(out == "acked-data", || format!("acked write: {out:?}"))?;
+
+    // A graceful stop (on_shutdown: keep) leaves the VMs running too.
+    let before = d.vmm_pids(&ids["hot"]);
+    d.term().await?;
+    d.start(None).await?;
+    ensure(d.vmm_pids(&ids["hot"]) == before, || {
+        format!(
+            "SIGTERM changed hot's VMM: {:?} vs {before:?}",
+            d.vmm_pids(&ids["hot"])
+        )
+    })?;
+    let out = d.sh("hot", "cat /tmp/m").await?;
+    ensure(out == "in-ram\n", || {
+        format!("hot memory after SIGTERM: {out:?}")
+    })?;
 
     for n in ["hot", "cold", "stopped", "died"] {
         let (s, v) = d
