@@ -23,10 +23,7 @@ pub const EXCERPT_CHARS: usize = 100;
 
 /// `s` cut to [`EXCERPT_CHARS`] characters, with `…` when cut.
 pub fn excerpt(s: &str) -> String {
-    match s.char_indices().nth(EXCERPT_CHARS) {
-        Some((end, _)) => format!("{}…", &s[..end]),
-        None => s.to_owned(),
-    }
+    bhatti_proto::text::cut(s, EXCERPT_CHARS)
 }
 
 /// An input rule a request breaks.
