@@ -132,21 +132,24 @@ async fn negative_file_size_is_a_logged_error() {
     logs.assert_warned("-5");
 }
 
+/// A fake agent answering every file read with the FILE_READ_RESP `head`,
+/// `body` as output and exit 0; then silent if `hold`, else closed.
+fn read_reply(head: &'static [u8], body: &'static [u8], hold: bool) -> Fake {
+    fake(move |mut s, _| async move {
+        send(&mut s, FrameType::FILE_READ_RESP, head).await;
+        send(&mut s, FrameType::STDOUT, body).await;
+        send(&mut s, FrameType::EXIT, &encode_exit(0)).await;
+        if hold {
+            silent(s).await;
+        }
+    })
+}
+
 #[tokio::test]
 async fn a_body_that_breaks_the_announced_size_is_an_error() {
     let (logs, _g) = Logs::capture();
     // More than announced.
-    let f = fake(|mut s, _| async move {
-        send(
-            &mut s,
-            FrameType::FILE_READ_RESP,
-            br#"{"size":3,"mode":"0644"}"#,
-        )
-        .await;
-        send(&mut s, FrameType::STDOUT, b"abcdef").await;
-        send(&mut s, FrameType::EXIT, &encode_exit(0)).await;
-        silent(s).await;
-    });
+    let f = read_reply(br#"{"size":3,"mode":"0644"}"#, b"abcdef", true);
     let body = soon(f.client.read_file("/x", ReadOptions::default()))
         .await
         .unwrap();
@@ -155,17 +158,7 @@ async fn a_body_that_breaks_the_announced_size_is_an_error() {
     logs.assert_warned("more than the 3");
 
     // Less than announced: a silent truncation otherwise.
-    let f = fake(|mut s, _| async move {
-        send(
-            &mut s,
-            FrameType::FILE_READ_RESP,
-            br#"{"size":10,"mode":"0644"}"#,
-        )
-        .await;
-        send(&mut s, FrameType::STDOUT, b"abc").await;
-        send(&mut s, FrameType::EXIT, &encode_exit(0)).await;
-        silent(s).await;
-    });
+    let f = read_reply(br#"{"size":10,"mode":"0644"}"#, b"abc", true);
     let body = soon(f.client.read_file("/x", ReadOptions::default()))
         .await
         .unwrap();
@@ -173,17 +166,7 @@ async fn a_body_that_breaks_the_announced_size_is_an_error() {
     assert!(msg.contains("3 of the 10"), "{msg}");
 
     // More than max_bytes asked for.
-    let f = fake(|mut s, _| async move {
-        send(
-            &mut s,
-            FrameType::FILE_READ_RESP,
-            br#"{"size":100,"mode":"0644"}"#,
-        )
-        .await;
-        send(&mut s, FrameType::STDOUT, b"abcdef").await;
-        send(&mut s, FrameType::EXIT, &encode_exit(0)).await;
-        silent(s).await;
-    });
+    let f = read_reply(br#"{"size":100,"mode":"0644"}"#, b"abcdef", true);
     let opts = ReadOptions {
         max_bytes: Some(2),
         ..ReadOptions::default()
@@ -192,16 +175,7 @@ async fn a_body_that_breaks_the_announced_size_is_an_error() {
     protocol_error(soon(body.read_all()).await);
 
     // Size 0 is "unknown" (a v1 agent reading procfs): the body is kept.
-    let f = fake(|mut s, _| async move {
-        send(
-            &mut s,
-            FrameType::FILE_READ_RESP,
-            br#"{"size":0,"mode":"0444"}"#,
-        )
-        .await;
-        send(&mut s, FrameType::STDOUT, b"console=ttyS0").await;
-        send(&mut s, FrameType::EXIT, &encode_exit(0)).await;
-    });
+    let f = read_reply(br#"{"size":0,"mode":"0444"}"#, b"console=ttyS0", false);
     let body = soon(f.client.read_file("/proc/cmdline", ReadOptions::default()))
         .await
         .unwrap();
