@@ -95,6 +95,10 @@ pub struct ServerConfig {
     pub max_pending_connections: usize,
     /// What a graceful stop does to running sandboxes ([`OnShutdown`]).
     pub on_shutdown: OnShutdown,
+    /// The host address that per-sandbox `host_port` forwards of listening
+    /// guest ports bind (v1's `GET /ports`); `null` turns them off.
+    /// Loopback by default: only this host reaches them.
+    pub host_port_bind: Option<std::net::IpAddr>,
 }
 
 impl Default for ServerConfig {
@@ -115,6 +119,7 @@ impl Default for ServerConfig {
             header_timeout_secs: 10,
             max_pending_connections: 256,
             on_shutdown: OnShutdown::Keep,
+            host_port_bind: Some(std::net::IpAddr::from([127, 0, 0, 1])),
         }
     }
 }
