@@ -7,22 +7,25 @@
 #
 #   scripts/setup.sh                 # packages + kernel + busybox tier
 #   BHATTI_TIERS=all scripts/setup.sh  # also the Debian `minimal` tier
+#   scripts/setup.sh --packages          # system packages only (scripts/install.sh)
+#   scripts/setup.sh --runtime-packages  # only what `bhatti serve` needs (a release)
 #
 # Safe to run again: packages already present are skipped and images are
 # rebuilt only when their inputs changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# What `bhatti serve` needs on a host (VMM, disks, sandbox networking).
+RUNTIME_PACKAGES=(qemu-system-x86 qemu-utils e2fsprogs iproute2 nftables ca-certificates)
 PACKAGES=(
-  # VMM and guest images
-  qemu-system-x86 qemu-utils busybox-static debootstrap e2fsprogs
+  "${RUNTIME_PACKAGES[@]}"
+  # guest images
+  busybox-static debootstrap
   # guest kernel build (from Debian's kernel source)
   linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev
   cpio xz-utils kmod
-  # sandbox networking
-  iproute2 nftables
-  # tooling used by scripts
-  file ca-certificates
+  # tooling used by scripts; shellcheck lints them (crates/bhatti/tests/install.rs)
+  file shellcheck
   # the OpenAPI document's validator (crates/server/tests/openapi.rs)
   python3 python3-venv
 )
@@ -81,6 +84,12 @@ install_validator() {
   $SUDO "$venv/bin/pip" install --quiet "${missing[@]}"
 }
 
+case "${1:-}" in
+  --packages) install_packages; exit ;;
+  --runtime-packages) PACKAGES=("${RUNTIME_PACKAGES[@]}"); install_packages; exit ;;
+  "") ;;
+  *) echo "usage: scripts/setup.sh [--packages|--runtime-packages]" >&2; exit 2 ;;
+esac
 install_packages
 install_validator
 check_rust
