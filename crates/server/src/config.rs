@@ -97,7 +97,9 @@ pub struct ServerConfig {
     pub on_shutdown: OnShutdown,
     /// The host address that per-sandbox `host_port` forwards of listening
     /// guest ports bind (v1's `GET /ports`); `null` turns them off.
-    /// Loopback by default: only this host reaches them.
+    /// Loopback by default: only this host reaches them. Each forward is
+    /// an ephemeral port on this address, relayed through the guest agent
+    /// (see [`crate::hostports`]).
     pub host_port_bind: Option<std::net::IpAddr>,
 }
 

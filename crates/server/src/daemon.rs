@@ -9,7 +9,9 @@
 //! Runs on the caller's tokio runtime: the HTTP listener ([`crate::listen`]:
 //! an accept loop and a task per connection, with header timeouts and a
 //! cap on connections that have not sent a request), one thermal task,
-//! and the engine's own helpers. Start-up and shutdown are sequential.
+//! one host-port scanner task ([`crate::hostports`]; it closes every
+//! forward when the stop comes), and the engine's own helpers. Start-up
+//! and shutdown are sequential.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -161,6 +163,7 @@ impl Daemon {
             warm_after: Duration::from_secs(cfg.warm_after_secs),
             cold_after: Duration::from_secs(cfg.cold_after_secs),
             tick: Duration::from_secs(cfg.tick_secs),
+            host_port_bind: cfg.host_port_bind,
         };
         let state = Arc::new(AppState::new(Arc::new(engine), store, secrets, settings));
         Ok(Self {
@@ -194,6 +197,17 @@ impl Daemon {
                 let _ = rx.wait_for(|v| *v).await;
             }))
         };
+        let host_ports = {
+            let mut rx = rx.clone();
+            let events = self.state.engine.subscribe();
+            tokio::spawn(crate::hostports::scan::run(
+                self.state.clone(),
+                events,
+                async move {
+                    let _ = rx.wait_for(|v| *v).await;
+                },
+            ))
+        };
         let app = crate::app::router(self.state.clone());
         let mut rx2 = rx.clone();
         let server = crate::listen::serve(self.listener, app, self.limits, async move {
@@ -217,6 +231,7 @@ impl Daemon {
             }
         };
         let _ = thermal.await;
+        let _ = host_ports.await;
         match self.on_shutdown {
             crate::config::OnShutdown::Snapshot => shutdown(&self.state).await,
             crate::config::OnShutdown::Keep => {

@@ -7,6 +7,8 @@
 //!   volumes, validation), with its own typed errors;
 //! - [`thermal`]: the manager that cools idle sandboxes;
 //! - [`mirror`]: the store's copy of the engine's sandbox state;
+//! - [`hostports`]: host TCP ports forwarded to listening guest ports
+//!   (v1's `host_port`), and their scanner;
 //! - [`recovery`]: reconciling the store with the engine on start;
 //! - [`daemon`]: start-up checks, serving, graceful shutdown;
 //! - [`listen`]: the accept loop and connection hygiene (header timeout,
@@ -22,6 +24,7 @@ pub mod daemon;
 pub mod datadir;
 pub mod error;
 pub mod extract;
+pub mod hostports;
 pub mod keys;
 pub mod listen;
 pub mod mirror;

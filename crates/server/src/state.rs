@@ -4,7 +4,8 @@
 //! # Threads, locks, I/O
 //! The store serialises its own queries (one connection behind a mutex,
 //! short indexed queries); the engine keeps one lock per sandbox; the
-//! rate limiter and activity map hold their mutexes only for an update.
+//! rate limiter, activity map and host-port registry hold their mutexes
+//! only for an update.
 //! `create_lock` (a blocking mutex, never held across an await)
 //! serialises a create's quota check and its store transaction, never the
 //! VM boot.
@@ -17,6 +18,7 @@ use bhatti_engine::image::Tier;
 use bhatti_store::Store;
 
 use crate::activity::Activity;
+use crate::hostports::HostPorts;
 use crate::ratelimit::RateLimiter;
 use crate::secrets::SecretBox;
 
@@ -34,6 +36,9 @@ pub struct Settings {
     pub warm_after: Duration,
     pub cold_after: Duration,
     pub tick: Duration,
+    /// The address host-port forwards bind (`None`: off); see
+    /// [`crate::hostports`].
+    pub host_port_bind: Option<std::net::IpAddr>,
 }
 
 /// Shared state of the daemon.
@@ -45,6 +50,8 @@ pub struct AppState<E> {
     pub limiter: RateLimiter,
     pub settings: Settings,
     pub activity: Arc<Activity>,
+    /// Forwards of listening guest ports to host ports.
+    pub host_ports: HostPorts,
     pub started: Instant,
     pub(crate) create_lock: std::sync::Mutex<()>,
 }
@@ -59,10 +66,11 @@ impl<E> AppState<E> {
             store,
             secrets,
             limiter: RateLimiter::new(),
-            settings,
             activity: Arc::new(Activity::new()),
+            host_ports: HostPorts::new(settings.host_port_bind),
             started: Instant::now(),
             create_lock: std::sync::Mutex::new(()),
+            settings,
         }
     }
 }
