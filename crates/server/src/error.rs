@@ -194,7 +194,7 @@ impl From<crate::service::Invalid> for ApiError {
 
 impl From<crate::service::ServiceError> for ApiError {
     /// The service layer's errors: a broken input rule is 400, a quota
-    /// 429, a missing secret 404, a stopped or lost sandbox 409; store and
+    /// 429, a missing secret 404, a lost sandbox 409; store and
     /// engine errors map as they do everywhere.
     fn from(e: crate::service::ServiceError) -> Self {
         use crate::service::ServiceError as S;
@@ -202,7 +202,7 @@ impl From<crate::service::ServiceError> for ApiError {
             S::Invalid(_) => Self::BadRequest(e.to_string()),
             S::Quota { .. } => Self::TooManyRequests(e.to_string()),
             S::NoSecret(name) => Self::NotFound(format!("secret {name}")),
-            S::Stopped(_) | S::Unavailable { .. } => Self::Conflict(e.to_string()),
+            S::Unavailable { .. } => Self::Conflict(e.to_string()),
             S::Store(s) => s.into(),
             S::Engine(en) => en.into(),
             S::Secret(s) => s.into(),

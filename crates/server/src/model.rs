@@ -1,14 +1,19 @@
 //! The API's objects and request bodies (field names as in API.md), and
-//! the conversions from store rows. Request bodies reject unknown fields
-//! so that a typo is a 400, not a silently ignored option. The replies
-//! that are not objects of their own (status objects, views, exec results)
-//! are in [`replies`].
+//! the conversions from store rows. The API is v1-compatible
+//! (`docs/api.md`): request bodies ignore fields they do not know (a v1
+//! client sends some we have no use for), accept v1's spellings
+//! (`volumes[].target`, fractional `cpus`, `0`/`""` for "default"), and
+//! replies carry every field a v1 client reads with v1's name and type
+//! (dates as RFC 3339 strings, [`time`]). The replies that are not objects
+//! of their own (status objects, views, exec results) are in [`replies`].
 //!
 //! The schemas state the input rules of [`crate::service::validate`] that
 //! JSON Schema can say (name patterns, absolute paths, ranges), so that the
 //! document's clients and the API fuzzer send what the daemon accepts.
 
 pub mod replies;
+pub mod time;
+pub(crate) mod v1;
 
 use std::collections::BTreeMap;
 
@@ -35,10 +40,17 @@ pub struct SandboxView {
     pub image: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub template_id: Option<String>,
-    /// Unix seconds.
-    pub created_at: i64,
+    /// The engine's name for the sandbox's VM (v1 field; here its id).
+    pub engine_id: String,
+    /// The id of the user who created it (v1 field).
+    pub created_by: String,
+    /// RFC 3339, UTC.
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// RFC 3339, UTC; when the user last stopped it.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub stopped_at: Option<i64>,
+    #[schema(format = DateTime)]
+    pub stopped_at: Option<String>,
     /// Why the status is `unknown`, or something else the user should
     /// know about the sandbox's state: e.g. that its VMM died and its
     /// memory is lost, so the next request boots it from its disk.
@@ -66,8 +78,10 @@ impl From<&Sandbox> for SandboxView {
             peers: StoredSpec::peers_of(&s.spec),
             image: s.image.clone(),
             template_id: s.template_id.clone(),
-            created_at: s.created_at,
-            stopped_at: s.stopped_at,
+            engine_id: s.id.clone(),
+            created_by: s.user_id.clone(),
+            created_at: time::rfc3339(s.created_at),
+            stopped_at: time::rfc3339_opt(s.stopped_at),
             status_reason: s.status_reason.clone(),
         }
     }
@@ -75,31 +89,38 @@ impl From<&Sandbox> for SandboxView {
 
 /// A volume to create with the sandbox.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct NewVolume {
     #[schema(pattern = "^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$")]
     pub name: String,
     #[schema(minimum = 1, maximum = 1048576)]
     pub size_mb: u32,
+    /// Where it is mounted in the guest (`target` is accepted too).
     #[schema(pattern = "^/.")]
+    #[serde(alias = "target")]
     pub mount: String,
 }
 
-/// An existing volume to mount.
+/// An existing volume to mount. v1 spells it `{name, target}` on a
+/// sandbox and `{volume_name, target, auto_create}` in a template; both
+/// are accepted.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Mount {
     #[schema(pattern = "^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$")]
+    #[serde(alias = "volume_name")]
     pub name: String,
     #[schema(pattern = "^/.")]
+    #[serde(alias = "target")]
     pub mount: String,
     #[serde(default)]
     pub readonly: bool,
+    /// In a template: create the volume (at the default size) when a
+    /// sandbox is made from it and the user has none of that name.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_create: bool,
 }
 
 /// A file written into the guest at boot.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct FileIn {
     #[schema(pattern = "^/")]
     pub path: String,
@@ -109,16 +130,22 @@ pub struct FileIn {
     pub mode: Option<String>,
 }
 
-/// `POST /sandboxes`.
+/// `POST /sandboxes`. As in v1, `name: ""`, `cpus: 0` and `memory_mb: 0`
+/// mean "the default", and `cpus` may have a fraction (rounded up).
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct CreateSandbox {
-    #[schema(pattern = "^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$")]
+    #[schema(pattern = "^([a-zA-Z0-9][a-zA-Z0-9._-]{0,62})?$")]
+    #[serde(default, deserialize_with = "v1::blank_is_none")]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "v1::blank_is_none")]
     pub template_id: Option<String>,
-    #[schema(minimum = 1)]
+    /// Whole CPUs; a fraction is rounded up, `0` is the default.
+    #[schema(value_type = Option<f64>, minimum = 0)]
+    #[serde(default, deserialize_with = "v1::cpus")]
     pub cpus: Option<u32>,
-    #[schema(minimum = 64)]
+    /// `0` is the default.
+    #[schema(minimum = 0)]
+    #[serde(default, deserialize_with = "v1::zero_is_none")]
     pub memory_mb: Option<u32>,
     pub env: Option<BTreeMap<String, String>>,
     pub init: Option<String>,
@@ -136,7 +163,6 @@ pub struct CreateSandbox {
 
 /// `PATCH /sandboxes/{id}`.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct PatchSandbox {
     #[schema(pattern = "^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$")]
     pub name: Option<String>,
@@ -146,7 +172,6 @@ pub struct PatchSandbox {
 
 /// A template's stored spec (`POST /templates`).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct TemplateSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpus: Option<u32>,
@@ -162,6 +187,15 @@ pub struct TemplateSpec {
     pub secrets: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<Mount>,
+    /// v1's engine name; kept and shown, the daemon's engine is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+    /// v1's disk size; kept and shown, not applied yet (a sandbox's disk
+    /// is its image's size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_size_mb: Option<u32>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// What the store keeps as a sandbox's spec (never secret values).

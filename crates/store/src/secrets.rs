@@ -14,33 +14,30 @@ pub struct SecretMeta {
 }
 
 impl Store {
-    /// Inserts or replaces a secret's ciphertext. Returns `true` when the
-    /// secret is new.
+    /// Inserts or replaces a secret's ciphertext (a replaced one keeps its
+    /// `created_at`). Returns its name and dates as stored.
     pub fn upsert_secret(
         &self,
         user_id: &str,
         name: &str,
         ciphertext: &[u8],
         at: i64,
-    ) -> Result<bool> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let exists = tx
-            .query_row(
-                "SELECT 1 FROM secrets WHERE user_id = ?1 AND name = ?2",
-                params![user_id, name],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some();
-        tx.execute(
+    ) -> Result<SecretMeta> {
+        let conn = self.conn();
+        Ok(conn.query_row(
             "INSERT INTO secrets (user_id, name, ciphertext, created_at, updated_at) \
              VALUES (?1, ?2, ?3, ?4, ?4) \
-             ON CONFLICT (user_id, name) DO UPDATE SET ciphertext = ?3, updated_at = ?4",
+             ON CONFLICT (user_id, name) DO UPDATE SET ciphertext = ?3, updated_at = ?4 \
+             RETURNING name, created_at, updated_at",
             params![user_id, name, ciphertext, at],
-        )?;
-        tx.commit()?;
-        Ok(!exists)
+            |r| {
+                Ok(SecretMeta {
+                    name: r.get(0)?,
+                    created_at: r.get(1)?,
+                    updated_at: r.get(2)?,
+                })
+            },
+        )?)
     }
 
     /// A secret's ciphertext.

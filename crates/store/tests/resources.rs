@@ -37,16 +37,19 @@ fn secrets_upsert_list_delete_never_expose_values() {
     let f = common::store();
     let a = common::user(&f.store, "alice");
     let b = common::user(&f.store, "bob");
-    assert!(
-        f.store
-            .upsert_secret(&a.id, "TOKEN", b"cipher-1", 10)
-            .expect("new")
+    let new = f
+        .store
+        .upsert_secret(&a.id, "TOKEN", b"cipher-1", 10)
+        .expect("new");
+    assert_eq!(
+        (new.name.as_str(), new.created_at, new.updated_at),
+        ("TOKEN", 10, 10)
     );
-    assert!(
-        !f.store
-            .upsert_secret(&a.id, "TOKEN", b"cipher-2", 20)
-            .expect("update")
-    );
+    let replaced = f
+        .store
+        .upsert_secret(&a.id, "TOKEN", b"cipher-2", 20)
+        .expect("update");
+    assert_eq!((replaced.created_at, replaced.updated_at), (10, 20));
     assert_eq!(
         f.store.secret_ciphertext(&a.id, "TOKEN").expect("get"),
         b"cipher-2"

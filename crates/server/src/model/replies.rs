@@ -42,8 +42,9 @@ pub struct Health {
     pub sandboxes: u64,
     /// Always `ok`.
     pub status: &'static str,
-    /// Seconds since the daemon started.
-    pub uptime: u64,
+    /// Time since the daemon started, as Go prints a duration
+    /// (`2h15m30s`), as in v1.
+    pub uptime: String,
     pub version: &'static str,
 }
 
@@ -84,22 +85,17 @@ pub enum ExecEvent {
     },
 }
 
-/// `POST /secrets` (`routes::secrets`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct SecretSaved {
-    pub name: String,
-    /// Unix seconds.
-    pub updated_at: i64,
-}
-
-/// An element of `GET /secrets`: never the value.
+/// A secret as the API shows it, never its value: what `POST /secrets`
+/// answers (created or replaced) and each element of `GET /secrets`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct SecretView {
-    /// Unix seconds.
-    pub created_at: i64,
+    /// RFC 3339, UTC.
+    #[schema(format = DateTime)]
+    pub created_at: String,
     pub name: String,
-    /// Unix seconds.
-    pub updated_at: i64,
+    /// RFC 3339, UTC.
+    #[schema(format = DateTime)]
+    pub updated_at: String,
 }
 
 /// A template (`routes::templates`): its stored spec
@@ -111,8 +107,15 @@ pub struct TemplateView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub cpus: Option<u32>,
-    /// Unix seconds.
-    pub created_at: i64,
+    /// RFC 3339, UTC.
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub disk_size_mb: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub engine: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     pub id: String,
@@ -122,6 +125,8 @@ pub struct TemplateView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub init: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub memory_mb: Option<u32>,
@@ -137,11 +142,14 @@ impl TemplateView {
     pub fn new(t: &Template, spec: TemplateSpec) -> Self {
         Self {
             cpus: spec.cpus,
-            created_at: t.created_at,
+            created_at: super::time::rfc3339(t.created_at),
+            disk_size_mb: spec.disk_size_mb,
+            engine: spec.engine,
             env: spec.env,
             id: t.id.clone(),
             image: spec.image,
             init: spec.init,
+            labels: spec.labels,
             memory_mb: spec.memory_mb,
             mounts: spec.mounts,
             name: t.name.clone(),
@@ -153,8 +161,9 @@ impl TemplateView {
 /// A volume (`routes::volumes`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct VolumeView {
-    /// Unix seconds.
-    pub created_at: i64,
+    /// RFC 3339, UTC.
+    #[schema(format = DateTime)]
+    pub created_at: String,
     pub id: String,
     pub name: String,
     pub size_mb: u32,
@@ -240,22 +249,23 @@ mod tests {
         let h = Health {
             sandboxes: 2,
             status: "ok",
-            uptime: 5,
+            uptime: "5s".into(),
             version: "1",
         };
         same(
             to(&h),
-            json!({"status": "ok", "version": "1", "sandboxes": 2, "uptime": 5}),
+            json!({"status": "ok", "version": "1", "sandboxes": 2, "uptime": "5s"}),
         );
         let v = VolumeView {
-            created_at: 9,
+            created_at: "1970-01-01T00:00:09Z".into(),
             id: "v-1".into(),
             name: "data".into(),
             size_mb: 64,
         };
         same(
             to(&v),
-            json!({"id": "v-1", "name": "data", "size_mb": 64, "created_at": 9}),
+            json!({"id": "v-1", "name": "data", "size_mb": 64,
+                   "created_at": "1970-01-01T00:00:09Z"}),
         );
         let k = Killed {
             session_id: "s1".into(),
@@ -288,7 +298,7 @@ mod tests {
         let mut old = t.spec.clone();
         old["id"] = json!(t.id);
         old["name"] = json!(t.name);
-        old["created_at"] = json!(t.created_at);
+        old["created_at"] = json!("1970-01-01T00:00:07Z");
         let typed = serde_json::to_string(&TemplateView::new(&t, spec)).expect("serializes");
         assert_eq!(typed, old.to_string());
     }

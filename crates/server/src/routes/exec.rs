@@ -53,7 +53,6 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
 
 /// The request body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ExecBody {
     #[schema(min_items = 1)]
     pub cmd: Vec<String>,

@@ -65,7 +65,6 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
 /// Query of every file route.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
 pub struct FileQuery {
     #[param(pattern = "^/")]
     pub path: String,
@@ -75,7 +74,8 @@ pub struct FileQuery {
     pub limit: Option<i64>,
     #[param(minimum = 0)]
     pub max_bytes: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::model::v1::flag")]
+    #[param(value_type = Option<bool>)]
     pub ls: bool,
     /// Octal permission string of a written file, default `0644`.
     #[param(pattern = "^0?[0-7]{1,4}$")]

@@ -36,7 +36,7 @@ async fn health<E: Engine>(State(st): State<Shared<E>>) -> ApiResult<Json<Health
     Ok(Json(Health {
         sandboxes: sandboxes as u64,
         status: "ok",
-        uptime: st.started.elapsed().as_secs(),
+        uptime: crate::model::time::go_duration(st.started.elapsed()),
         version: env!("CARGO_PKG_VERSION"),
     }))
 }

@@ -59,7 +59,6 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct PublishBody {
     #[schema(minimum = 1, maximum = 65535)]
     pub port: u16,

@@ -8,12 +8,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use bhatti_engine::engine::Engine;
+use bhatti_store::secrets::SecretMeta;
 use serde::Deserialize;
 
 use super::{RouteDef, Verb, user};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiResult, AuthUser};
-use crate::model::replies::{SecretSaved, SecretView, Status};
+use crate::model::replies::{SecretView, Status};
+use crate::model::time::rfc3339;
 use crate::service::validate::valid_env_name;
 use crate::state::{Shared, now_unix};
 
@@ -29,8 +31,7 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
             post(upsert::<E>),
         )
         .body::<SecretBody>()
-        .reply::<SecretSaved>(201)
-        .or_status(200),
+        .reply::<SecretView>(201),
         user(
             Verb::Get,
             "/secrets",
@@ -49,7 +50,6 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct SecretBody {
     #[schema(pattern = "^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
     pub name: String,
@@ -60,7 +60,7 @@ async fn upsert<E: Engine>(
     State(st): State<Shared<E>>,
     AuthUser(u): AuthUser,
     ApiJson(req): ApiJson<SecretBody>,
-) -> ApiResult<(StatusCode, Json<SecretSaved>)> {
+) -> ApiResult<(StatusCode, Json<SecretView>)> {
     if !valid_env_name(&req.name) || req.name.len() > 128 {
         return Err(ApiError::BadRequest(format!(
             "invalid secret name {:?}: an environment variable name ([A-Za-z_][A-Za-z0-9_]*)",
@@ -73,20 +73,17 @@ async fn upsert<E: Engine>(
         )));
     }
     let ct = st.secrets.encrypt(req.value.as_bytes())?;
-    let now = now_unix();
-    let created = st.store.upsert_secret(&u.id, &req.name, &ct, now)?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((
-        status,
-        Json(SecretSaved {
-            name: req.name,
-            updated_at: now,
-        }),
-    ))
+    let saved = st.store.upsert_secret(&u.id, &req.name, &ct, now_unix())?;
+    // v1 answers 201 whether the secret was new or replaced.
+    Ok((StatusCode::CREATED, Json(view(saved))))
+}
+
+fn view(s: SecretMeta) -> SecretView {
+    SecretView {
+        created_at: rfc3339(s.created_at),
+        name: s.name,
+        updated_at: rfc3339(s.updated_at),
+    }
 }
 
 async fn list<E: Engine>(
@@ -97,11 +94,7 @@ async fn list<E: Engine>(
         st.store
             .list_secrets(&u.id)?
             .into_iter()
-            .map(|s| SecretView {
-                created_at: s.created_at,
-                name: s.name,
-                updated_at: s.updated_at,
-            })
+            .map(view)
             .collect(),
     ))
 }

@@ -1,17 +1,20 @@
 //! `GET /sandboxes/{id}/ws`: an interactive shell over a WebSocket.
 //!
 //! The TTY session is opened (or attached) before the upgrade, so errors
-//! are ordinary HTTP errors. After the upgrade: first a text message
-//! `{"type":"session","session_id":…}`; then binary messages both ways are
-//! terminal bytes, and a text `{"type":"resize","rows":R,"cols":C}`
-//! resizes. Any other text is typed in, except a text that is a control
+//! are ordinary HTTP errors. After the upgrade, binary messages both ways
+//! are terminal bytes, and a text `{"type":"resize","rows":R,"cols":C}`
+//! resizes. A client that asks for control messages (`?control=1`) first
+//! gets a text message `{"type":"session","session_id":…}`, and
+//! `{"type":"exit",…}`/`{"type":"error",…}` at the end; a v1 client,
+//! which prints every frame it receives, gets none of them (the end is
+//! only the close frame, whose reason says how the shell ended). Any other text is typed in, except a text that is a control
 //! message ([`classify`]: a JSON object with a `type`, or text starting
 //! `{"type"`): one that is malformed or unknown (`{"type":"resize",
 //! "cols":"x"}`, rows 0, cut short) is ignored and logged, never typed
 //! into the shell; no error frame is sent, as a v1 client prints every
-//! frame it receives. When the shell exits (or another client takes the session
-//! over) a text `{"type":"exit","exit_code":N}` is sent and the socket
-//! closes. Closing the socket only detaches: the shell keeps running and
+//! frame it receives. When the shell exits (or another client takes the
+//! session over) the socket closes (after `{"type":"exit","exit_code":N}`
+//! with `control`). Closing the socket only detaches: the shell keeps running and
 //! its scrollback is replayed on the next attach. A ping every
 //! [`PING_EVERY`] keeps idle connections through proxies.
 //!
@@ -56,7 +59,7 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
         user(
             Verb::Get,
             "/sandboxes/{id}/ws",
-            "Interactive shell over WebSocket (session, new, token, rows, cols)",
+            "Interactive shell over WebSocket (session, new, token, rows, cols, control)",
             get(ws::<E>),
         )
         .query::<WsQuery>()
@@ -67,11 +70,16 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
 /// Query of the shell route (`token` is read by the auth layer).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
 pub struct WsQuery {
     pub session: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::model::v1::flag")]
+    #[param(value_type = Option<String>)]
     pub new: bool,
+    /// Send the text control messages (`session`, `exit`, `error`):
+    /// `1` or `true`. Off by default, for v1 clients.
+    #[serde(default, deserialize_with = "crate::model::v1::flag")]
+    #[param(value_type = Option<String>)]
+    pub control: bool,
     pub token: Option<String>,
     #[param(minimum = 1)]
     pub rows: Option<u16>,
@@ -95,7 +103,8 @@ async fn ws<E: Engine>(
     let (sb, eid) = st.live(&u, &id).await?;
     let session = open(&*st.engine, &eid, &q).await?;
     let busy = st.activity.busy(&sb.id);
-    Ok(upgrade.on_upgrade(move |socket| bridge(socket, session, busy)))
+    let control = q.control;
+    Ok(upgrade.on_upgrade(move |socket| bridge(socket, session, control, busy)))
 }
 
 async fn open<E: Engine>(engine: &E, id: &SandboxId, q: &WsQuery) -> ApiResult<Session> {
@@ -180,6 +189,36 @@ impl Notice {
     fn message(&self) -> Message {
         Message::Text(sorted_json(self).unwrap_or_default().into())
     }
+
+    /// The close frame that ends the socket: its reason says how the
+    /// shell ended (what a client without control messages learns).
+    fn close(&self) -> Message {
+        let reason = match self {
+            Self::Session { .. } => String::new(),
+            Self::Exit { exit_code } => format!("exit {exit_code}"),
+            Self::Error { data } => {
+                // A close reason is at most 123 bytes.
+                let mut end = data.len().min(120);
+                while !data.is_char_boundary(end) {
+                    end -= 1;
+                }
+                data[..end].to_owned()
+            }
+        };
+        Message::Close(Some(axum::extract::ws::CloseFrame {
+            code: axum::extract::ws::close_code::NORMAL,
+            reason: reason.into(),
+        }))
+    }
+}
+
+/// Ends the socket with `last`: sent as a text message first when the
+/// client asked for control messages.
+async fn finish(ws: &mut WebSocket, control: bool, last: Notice) {
+    if control {
+        let _ = ws.send(last.message()).await;
+    }
+    let _ = ws.send(last.close()).await;
 }
 
 /// Acts on a text message: resize, type it in, or ignore a malformed
@@ -202,12 +241,12 @@ async fn on_text(input: &mut Input, t: &str, ignored: &mut u64) -> bhatti_agent:
     }
 }
 
-async fn bridge(mut ws: WebSocket, session: Session, _busy: BusyGuard) {
+async fn bridge(mut ws: WebSocket, session: Session, control: bool, _busy: BusyGuard) {
     let (info, mut input, mut events) = session.into_split();
     let hello = Notice::Session {
         session_id: info.session_id,
     };
-    if ws.send(hello.message()).await.is_err() {
+    if control && ws.send(hello.message()).await.is_err() {
         return;
     }
     let mut ping = tokio::time::interval(PING_EVERY);
@@ -236,13 +275,11 @@ async fn bridge(mut ws: WebSocket, session: Session, _busy: BusyGuard) {
                     }
                 }
                 Ok(Some(Event::Exit(code))) => {
-                    let _ = ws.send(Notice::Exit { exit_code: code }.message()).await;
-                    let _ = ws.send(Message::Close(None)).await;
+                    finish(&mut ws, control, Notice::Exit { exit_code: code }).await;
                     break;
                 }
                 Ok(Some(Event::Error(msg))) => {
-                    let _ = ws.send(Notice::Error { data: msg.message }.message()).await;
-                    let _ = ws.send(Message::Close(None)).await;
+                    finish(&mut ws, control, Notice::Error { data: msg.message }).await;
                     break;
                 }
                 Ok(None) | Err(_) => {

@@ -49,9 +49,16 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
     ]
 }
 
+/// `POST /templates`: our fields and v1's (`id`, `engine`,
+/// `disk_size_mb`, `userdata`, `labels`, mounts as
+/// `{volume_name, target, auto_create}`).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct CreateTemplate {
+    /// The template's id, when the client chooses it (v1); generated
+    /// otherwise.
+    #[schema(pattern = "^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$")]
+    #[serde(default, deserialize_with = "crate::model::v1::blank_is_none")]
+    pub id: Option<String>,
     #[schema(pattern = "^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$")]
     pub name: String,
     #[schema(minimum = 1)]
@@ -66,6 +73,14 @@ pub struct CreateTemplate {
     pub secrets: Vec<String>,
     #[serde(default)]
     pub mounts: Vec<Mount>,
+    /// v1: kept and shown; this daemon's engine runs the sandboxes.
+    pub engine: Option<String>,
+    /// v1: kept and shown; not applied yet (disks are the image's size).
+    pub disk_size_mb: Option<u32>,
+    /// v1's boot script: the `init` script when `init` is not given.
+    pub userdata: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A stored template as the API shows it; a spec that does not parse is
@@ -91,13 +106,23 @@ async fn create<E: Engine>(
         memory_mb: req.memory_mb,
         image: req.image,
         env: req.env,
-        init: req.init,
+        init: req.init.or(req.userdata),
         secrets: req.secrets,
         mounts: req.mounts,
+        engine: req.engine,
+        disk_size_mb: req.disk_size_mb,
+        labels: req.labels,
     };
     validate::template(&spec)?;
+    let id = match req.id {
+        Some(id) => {
+            validate::name(&id)?;
+            id
+        }
+        None => keys::new_id("t-").map_err(|e| ApiError::Internal(e.to_string()))?,
+    };
     let t = Template {
-        id: keys::new_id("t-").map_err(|e| ApiError::Internal(e.to_string()))?,
+        id,
         user_id: u.id.clone(),
         name: req.name,
         spec: serde_json::to_value(&spec).map_err(|e| ApiError::Internal(e.to_string()))?,

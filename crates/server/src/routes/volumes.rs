@@ -1,6 +1,7 @@
 //! Volumes (per user): ext4 images that outlive sandboxes. The image file
 //! is made (sparse) when a sandbox first mounts the volume; deleting a
-//! volume mounted by a live sandbox is 409.
+//! volume mounted by a live sandbox is 409. Create is idempotent, as in
+//! v1: a name the user already has answers 200 with that volume.
 
 use axum::Json;
 use axum::extract::State;
@@ -13,6 +14,7 @@ use serde::Deserialize;
 use super::{RouteDef, Verb, user};
 use crate::extract::{ApiJson, ApiPath, ApiResult, AuthUser};
 use crate::model::replies::{Status, VolumeView};
+use crate::model::time;
 use crate::state::Shared;
 
 /// Size of a volume created without one.
@@ -22,7 +24,8 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
     vec![
         user(Verb::Post, "/volumes", "Create a volume", post(create::<E>))
             .body::<CreateVolume>()
-            .reply::<VolumeView>(201),
+            .reply::<VolumeView>(201)
+            .or_status(200),
         user(Verb::Get, "/volumes", "List volumes", get(list::<E>)).reply_list::<VolumeView>(200),
         user(Verb::Get, "/volumes/{name}", "Get a volume", get(show::<E>)).reply::<VolumeView>(200),
         user(
@@ -36,7 +39,6 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct CreateVolume {
     #[schema(pattern = "^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$")]
     pub name: String,
@@ -46,7 +48,7 @@ pub struct CreateVolume {
 
 fn view(v: &Volume) -> VolumeView {
     VolumeView {
-        created_at: v.created_at,
+        created_at: time::rfc3339(v.created_at),
         id: v.id.clone(),
         name: v.name.clone(),
         size_mb: v.size_mb,
@@ -58,8 +60,13 @@ async fn create<E: Engine>(
     AuthUser(u): AuthUser,
     ApiJson(req): ApiJson<CreateVolume>,
 ) -> ApiResult<(StatusCode, Json<VolumeView>)> {
-    let v = st.create_volume(&u, req.name, req.size_mb)?;
-    Ok((StatusCode::CREATED, Json(view(&v))))
+    let (v, created) = st.create_volume(&u, req.name, req.size_mb)?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view(&v))))
 }
 
 async fn list<E: Engine>(

@@ -50,8 +50,6 @@ pub enum ServiceError {
     Quota { have: u32, max: u32 },
     #[error("secret {0} not found")]
     NoSecret(String),
-    #[error("sandbox {0} is stopped; start it first")]
-    Stopped(String),
     /// The engine does not hold the sandbox (its VM was lost).
     #[error("sandbox {name} is unavailable: {reason}; only delete is possible")]
     Unavailable { name: String, reason: String },

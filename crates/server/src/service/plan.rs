@@ -44,6 +44,7 @@ impl Plan {
             name: nv.name.clone(),
             mount: nv.mount.clone(),
             readonly: false,
+            auto_create: false,
         }));
         all
     }
@@ -104,7 +105,11 @@ impl<E: Engine> AppState<E> {
                 secrets.push(s);
             }
         }
-        let new_volumes = req.new_volumes.unwrap_or_default();
+        let mut new_volumes = req.new_volumes.unwrap_or_default();
+        let mounts = match req.volumes {
+            Some(m) => m,
+            None => self.auto_create(user, tspec.mounts, &mut new_volumes)?,
+        };
         for nv in &new_volumes {
             validate::volume(&nv.name, nv.size_mb)?;
         }
@@ -124,13 +129,42 @@ impl<E: Engine> AppState<E> {
             init: req.init.or(tspec.init),
             keep_hot: req.keep_hot.unwrap_or(false),
             peers: req.peers.unwrap_or(true),
-            mounts: req.volumes.unwrap_or(tspec.mounts),
+            mounts,
             new_volumes,
             files,
             template_id,
         };
         plan.engine_check()?;
         Ok(plan)
+    }
+
+    /// A template's mounts, those marked `auto_create` whose volume the
+    /// user lacks moved to `new_volumes` (at the default size).
+    fn auto_create(
+        &self,
+        user: &User,
+        mounts: Vec<Mount>,
+        new_volumes: &mut Vec<NewVolume>,
+    ) -> ServiceResult<Vec<Mount>> {
+        let mut existing = Vec::new();
+        for m in mounts {
+            let missing = m.auto_create
+                && !new_volumes.iter().any(|nv| nv.name == m.name)
+                && matches!(
+                    self.store.find_volume(&user.id, &m.name),
+                    Err(bhatti_store::StoreError::NotFound(_))
+                );
+            if missing {
+                new_volumes.push(NewVolume {
+                    name: m.name,
+                    size_mb: validate::DEFAULT_VOLUME_MB,
+                    mount: m.mount,
+                });
+            } else {
+                existing.push(m);
+            }
+        }
+        Ok(existing)
     }
 
     /// The template a request names (its id and spec), or the empty one.

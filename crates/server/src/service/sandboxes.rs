@@ -4,8 +4,9 @@
 //! start, update.
 //!
 //! Status as the store shows it: `running` (engine hot, warm or cold: the
-//! engine wakes it on demand), `stopped` (the user's stop; only `start`
-//! brings it back), `unknown` (the engine does not hold it: its VM was lost
+//! engine wakes it on demand), `stopped` (the user's stop; as in v1, the
+//! next call that needs its VM starts it, exactly like a cold wake),
+//! `unknown` (the engine does not hold it: its VM was lost
 //! without a snapshot; the reason is kept), `destroyed` (row kept for
 //! audit, name free again). See [`crate::mirror`].
 
@@ -35,17 +36,22 @@ impl<E: Engine> AppState<E> {
         Ok((sb, id))
     }
 
-    /// Makes a running sandbox hot (see [`AppState::live`]); a stopped or
-    /// lost one is an error that says what to do.
+    /// Makes a sandbox hot (see [`AppState::live`]): a cold one is
+    /// restored and a stopped one started (v1: no call needs a start
+    /// first); a lost one is an error that says why.
     pub async fn wake(&self, sb: &Sandbox) -> ServiceResult<SandboxId> {
         let id = engine_id(sb)?;
         // The engine's state decides (reading it never waits for a
         // lifecycle operation in progress); the row only gives the reason.
         let was = self.engine_state(sb, &id).await?;
-        if was == SandboxState::Stopped {
-            return Err(ServiceError::Stopped(sb.name.clone()));
-        }
         self.activity.touch(&sb.id);
+        if was == SandboxState::Stopped {
+            match self.engine.start(&id).await {
+                // Someone else started it meanwhile: it is running now.
+                Ok(()) | Err(EngineError::State(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         self.engine.ensure_hot(&id).await?;
         if was != SandboxState::Hot || sb.thermal != Thermal::Hot {
             self.sync_state(&id).await?;

@@ -202,6 +202,7 @@ mod tests {
             name: name.into(),
             mount: mount.into(),
             readonly: false,
+            auto_create: false,
         };
         let ok = TemplateSpec {
             mounts: vec![mount("data", "/data")],

@@ -273,9 +273,9 @@ pub fn long_input_is_not_echoed() -> TestResult {
                     .body("data"),
             ),
             (
-                "a 1 MB unknown field",
+                "a 1 MB volume name",
                 d.req(Method::POST, "/volumes")
-                    .json(&json!({"name": "v", huge.as_str(): 1})),
+                    .json(&json!({"name": huge.as_str()})),
             ),
         ];
         for (what, req) in cases {

@@ -34,7 +34,7 @@ pub fn sigkill_and_restart() -> TestResult {
 /// A shell in `sb`: (session id, socket).
 async fn shell(d: &Crashable, sb: &str, query: &str) -> Result<(String, Ws), Failed> {
     let url = format!(
-        "{}/sandboxes/{sb}/ws?token={}{query}",
+        "{}/sandboxes/{sb}/ws?control=1&token={}{query}",
         d.url.replace("http://", "ws://"),
         d.key
     );

@@ -26,12 +26,17 @@ pub fn templates_secrets_volumes() -> TestResult {
         ensure(!v.to_string().contains("s3cret"), || {
             format!("value echoed: {v}")
         })?;
-        d.expect(
-            d.req(Method::POST, "/secrets")
-                .json(&json!({"name": "API_TOKEN", "value": "s3cret-v2"})),
-            200,
-        )
-        .await?;
+        // Replacing answers 201 too (v1), with the first creation date.
+        let again = d
+            .expect(
+                d.req(Method::POST, "/secrets")
+                    .json(&json!({"name": "API_TOKEN", "value": "s3cret-v2"})),
+                201,
+            )
+            .await?;
+        ensure(again["created_at"] == v["created_at"], || {
+            format!("replaced: {again} after {v}")
+        })?;
         d.expect(
             d.req(Method::POST, "/secrets")
                 .json(&json!({"name": "bad-name", "value": "x"})),
@@ -68,12 +73,17 @@ pub fn templates_secrets_volumes() -> TestResult {
         ensure(v["name"] == "data" && v["size_mb"] == 64, || {
             format!("volume: {v}")
         })?;
-        d.expect(
-            d.req(Method::POST, "/volumes")
-                .json(&json!({"name": "data"})),
-            409,
-        )
-        .await?;
+        // Idempotent, as in v1: the same name answers 200 with that volume.
+        let again = d
+            .expect(
+                d.req(Method::POST, "/volumes")
+                    .json(&json!({"name": "data"})),
+                200,
+            )
+            .await?;
+        ensure(again["id"] == v["id"] && again["size_mb"] == 64, || {
+            format!("volume again: {again}")
+        })?;
         d.expect(d.req(Method::GET, "/volumes/data"), 200).await?;
         d.expect(d.req_as(&bob, Method::GET, "/volumes/data"), 404)
             .await?;

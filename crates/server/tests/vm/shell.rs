@@ -16,9 +16,11 @@ use crate::support::{TestDaemon, TestResult, Timers, ensure, eventually, run};
 pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// A shell socket that asks for control messages (`control=1`).
 async fn connect(d: &TestDaemon, query: &str, header: bool) -> Result<Ws, WsError> {
+    let sep = if query.is_empty() { "?" } else { "&" };
     let url = format!(
-        "{}/sandboxes/sh/ws{query}",
+        "{}/sandboxes/sh/ws{query}{sep}control=1",
         d.url.replace("http://", "ws://")
     );
     let mut req = url.into_client_request()?;
