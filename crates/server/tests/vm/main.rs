@@ -17,6 +17,7 @@ mod fuzz;
 mod hygiene;
 mod isolation;
 mod modes;
+mod ports;
 mod proxy;
 mod recovery;
 mod resources;
@@ -25,6 +26,7 @@ mod shell;
 mod state;
 mod support;
 mod thermal;
+mod v1;
 
 use libtest_mimic::Arguments;
 use support::{trial, trial_needing};
@@ -38,7 +40,7 @@ fn main() {
     if args.test_threads.is_none() {
         args.test_threads = Some(1);
     }
-    let trials = vec![
+    let mut trials = vec![
         trial_needing(
             "isolation::tenants_cannot_reach_or_impersonate_each_other",
             isolation::NEEDS,
@@ -95,5 +97,7 @@ fn main() {
             fuzz::long_input_is_not_echoed,
         ),
     ];
+    trials.extend(v1::trials());
+    trials.extend(ports::trials());
     libtest_mimic::run(&args, trials).exit();
 }
