@@ -26,8 +26,8 @@ pub enum UserAction {
         /// Most CPUs per sandbox.
         #[arg(long, default_value_t = Limits::default().max_cpus)]
         max_cpus: u32,
-        /// Most memory per sandbox, MB.
-        #[arg(long, default_value_t = Limits::default().max_memory_mb)]
+        /// Most memory per sandbox, MB (v1's name: --max-memory).
+        #[arg(long, visible_alias = "max-memory", value_name = "MB", default_value_t = Limits::default().max_memory_mb)]
         max_memory_mb: u32,
     },
     /// List users and their limits.

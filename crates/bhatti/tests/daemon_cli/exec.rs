@@ -38,9 +38,14 @@ pub fn lifecycle_exec_and_json(d: &Daemon) -> Result<(), String> {
         human.clone()
     })?;
     let table = d.ok(&["ls"])?;
-    ensure(table.starts_with("NAME") && table.contains(name), || {
+    ensure(table.starts_with("ID ") && table.contains(name), || {
         table.clone()
     })?;
+    let wide = d.ok(&["ls", "-o", "wide"])?;
+    ensure(
+        wide.lines().next().is_some_and(|h| h.contains("THERMAL")),
+        || wide.clone(),
+    )?;
 
     // Streams to the right place, exit code forwarded.
     let o = d.run(&[

@@ -57,6 +57,31 @@ pub fn parse_key_val(s: &str) -> Result<KeyVal, String> {
     }
 }
 
+/// One `--env` value: `KEY=VALUE`, or several pairs separated by commas
+/// as v1 wrote them (`A=1,B=2`). A comma starts a new pair only when what
+/// follows it has an `=`; otherwise it is part of the value (`A=x,y`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvArg(pub Vec<KeyVal>);
+
+pub fn parse_env(s: &str) -> Result<EnvArg, String> {
+    let mut pairs: Vec<KeyVal> = Vec::new();
+    for piece in s.split(',') {
+        match pairs.last_mut() {
+            Some(last) if !piece.contains('=') => {
+                last.value.push(',');
+                last.value.push_str(piece);
+            }
+            _ => pairs.push(parse_key_val(piece)?),
+        }
+    }
+    Ok(EnvArg(pairs))
+}
+
+/// Every pair of every `--env` value, in order.
+pub fn env_pairs(args: &[EnvArg]) -> Vec<KeyVal> {
+    args.iter().flat_map(|a| a.0.iter().cloned()).collect()
+}
+
 /// `name:/mount[:ro]` (a volume attached to a sandbox).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeMount {
@@ -103,9 +128,9 @@ pub fn parse_file(s: &str) -> Result<FileSpec, String> {
     })
 }
 
-/// Environment pairs as a JSON object (later pairs win).
-pub fn env_object(pairs: &[KeyVal]) -> serde_json::Map<String, serde_json::Value> {
-    pairs
+/// The pairs of `--env` values as a JSON object (later pairs win).
+pub fn env_object(args: &[EnvArg]) -> serde_json::Map<String, serde_json::Value> {
+    env_pairs(args)
         .iter()
         .map(|kv| (kv.key.clone(), serde_json::Value::from(kv.value.clone())))
         .collect()
@@ -127,6 +152,30 @@ mod tests {
         assert_eq!(parse_key_val("A=").expect("ok").value, "");
         assert!(parse_key_val("=x").is_err());
         assert!(parse_key_val("novalue").is_err());
+    }
+
+    #[test]
+    fn env_lists() {
+        let kv = |k: &str, v: &str| KeyVal {
+            key: k.into(),
+            value: v.into(),
+        };
+        assert_eq!(
+            parse_env("A=1,B=2").expect("ok").0,
+            [kv("A", "1"), kv("B", "2")]
+        );
+        assert_eq!(
+            parse_env("A=x,y,B=").expect("ok").0,
+            [kv("A", "x,y"), kv("B", "")]
+        );
+        assert_eq!(parse_env("A=b=c").expect("ok").0, [kv("A", "b=c")]);
+        assert!(parse_env("noequals").is_err());
+        assert!(parse_env("A=1,=2").is_err());
+        let all = env_pairs(&[
+            parse_env("A=1,B=2").expect("ok"),
+            parse_env("C=3").expect("ok"),
+        ]);
+        assert_eq!(all.len(), 3);
     }
 
     #[test]

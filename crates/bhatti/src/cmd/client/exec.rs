@@ -12,7 +12,7 @@ use reqwest::Method;
 use reqwest::header::ACCEPT;
 use serde_json::{Value, json};
 
-use super::args::{Global, KeyVal, env_object, parse_key_val};
+use super::args::{EnvArg, Global, env_object, parse_env};
 use super::http::{read_json, root_cause};
 use super::{Ctx, Outcome, render};
 
@@ -23,9 +23,9 @@ pub struct ExecArgs {
     /// The command and its arguments (after `--`)
     #[arg(required = true, last = true, value_name = "CMD")]
     pub cmd: Vec<String>,
-    /// Environment variable for this command (repeatable)
-    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE", value_parser = parse_key_val)]
-    pub env: Vec<KeyVal>,
+    /// Environment variables for this command (repeatable, or comma-separated: A=1,B=2)
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE[,KEY=VALUE]", value_parser = parse_env)]
+    pub env: Vec<EnvArg>,
     /// Working directory in the sandbox
     #[arg(long, short = 'w', value_name = "DIR")]
     pub cwd: Option<String>,

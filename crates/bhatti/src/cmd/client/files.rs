@@ -3,6 +3,7 @@
 //! stdin is sent as is, a pipe is first spooled to an anonymous temp file
 //! because the API needs the length up front. Reads and writes happen on
 //! the command's runtime (the file side through tokio's blocking pool).
+//! `ls` prints v1's lines ([`ls_line`]); `--wide` a table with ages.
 
 use std::io::{IsTerminal, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
@@ -54,7 +55,8 @@ pub enum FileAction {
         #[arg(long, default_value = "0644")]
         mode: String,
     },
-    /// List a directory.
+    /// List a directory: one line per entry, `d0755     4096 name` (type,
+    /// mode, size, name); a table with -o wide.
     #[command(visible_alias = "list")]
     Ls {
         /// Sandbox name or id
@@ -62,6 +64,8 @@ pub enum FileAction {
         /// Directory in the sandbox
         #[arg(default_value = "/")]
         path: String,
+        #[command(flatten)]
+        wide: render::Wide,
     },
 }
 
@@ -119,7 +123,11 @@ pub async fn run(a: FileArgs) -> anyhow::Result<Outcome> {
             }
             write(&Ctx::new(&a.g)?, &sandbox, path, mode).await?;
         }
-        FileAction::Ls { sandbox, path } => ls(&Ctx::new(&a.g)?, &sandbox, path).await?,
+        FileAction::Ls {
+            sandbox,
+            path,
+            wide,
+        } => ls(&Ctx::new(&a.g)?, &sandbox, path, wide.on()).await?,
     }
     Ok(Outcome::Success)
 }
@@ -189,18 +197,39 @@ async fn write(ctx: &Ctx, sandbox: &str, path: String, mode: String) -> anyhow::
     Ok(())
 }
 
-/// `file ls`: a table of the directory's entries, or their JSON.
-async fn ls(ctx: &Ctx, sandbox: &str, path: String) -> anyhow::Result<()> {
+/// One `file ls` line as v1 printed it: `d` or `-`, the mode's octal
+/// digits, the size right-aligned in 8 columns, the name
+/// (`d0755     4096 name`).
+pub fn ls_line(f: &Value) -> String {
+    let kind = if f.get("is_dir").and_then(Value::as_bool) == Some(true) {
+        'd'
+    } else {
+        '-'
+    };
+    let size = render::raw(f, "size");
+    format!(
+        "{kind}{} {size:>8} {}",
+        render::raw(f, "mode"),
+        render::raw(f, "name")
+    )
+}
+
+/// `file ls`: v1's lines ([`ls_line`]), a table with `--wide`, or JSON.
+async fn ls(ctx: &Ctx, sandbox: &str, path: String, wide: bool) -> anyhow::Result<()> {
     let url = files_url(ctx, sandbox, &[("path", path), ("ls", "true".into())]);
     let items = read_json(ctx.api.send(ctx.api.request(Method::GET, url)).await?).await?;
     if ctx.json {
         render::json(&items);
         return Ok(());
     }
-    let rows = items
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
+    let entries = items.as_array().map(Vec::as_slice).unwrap_or_default();
+    if !wide {
+        for f in entries {
+            println!("{}", ls_line(f));
+        }
+        return Ok(());
+    }
+    let rows = entries
         .iter()
         .map(|f| {
             let mut name = render::cell(f, "name");
@@ -245,7 +274,15 @@ fn stdin_as_file() -> Result<(std::fs::File, u64), FileError> {
 
 #[cfg(test)]
 mod tests {
-    use super::valid_mode;
+    use super::{ls_line, valid_mode};
+
+    #[test]
+    fn v1_ls_lines() {
+        let d = serde_json::json!({"name": "src", "size": 4096, "mode": "0755", "is_dir": true, "mtime": 1});
+        assert_eq!(ls_line(&d), "d0755     4096 src");
+        let f = serde_json::json!({"name": "a b.txt", "size": 123_456_789, "mode": "0644", "is_dir": false});
+        assert_eq!(ls_line(&f), "-0644 123456789 a b.txt");
+    }
 
     #[test]
     fn modes() {

@@ -34,9 +34,11 @@ use http::Api;
 
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
-    /// Create a sandbox and wait until it is running.
+    /// Create a sandbox and wait until it is running; prints
+    /// `ID<TAB>NAME<TAB>IP` (the whole sandbox with --json).
     Create(sandbox::CreateArgs),
-    /// List your sandboxes, newest first.
+    /// List your sandboxes, newest first: ID, NAME, STATUS, IP (more
+    /// columns with -o wide).
     #[command(visible_alias = "ls")]
     List(sandbox::ListArgs),
     /// Show one sandbox.
@@ -55,14 +57,16 @@ pub enum ClientCommand {
     /// Open an interactive shell (reattaches to a running one by default).
     #[command(visible_alias = "sh")]
     Shell(shell::ShellArgs),
-    /// List the sessions (commands and shells) of a sandbox.
-    Ps(args::Target),
+    /// List the sessions (commands and shells) of a sandbox: ID, COMMAND,
+    /// RUNNING, ATTACHED (more columns with -o wide).
+    Ps(sessions::PsArgs),
     /// Kill a session of a sandbox.
     KillSession(sessions::KillArgs),
     /// Read, write or list files in a sandbox.
     File(files::FileArgs),
-    /// List TCP ports listening in a sandbox, with their proxy URLs.
-    Ports(args::Target),
+    /// List TCP ports listening in a sandbox (or in all your running
+    /// sandboxes), with their proxy URLs and host ports.
+    Ports(ports::PortsArgs),
     /// Publish a sandbox port under a public alias (no API key needed).
     Publish(ports::PublishArgs),
     /// Stop publishing a sandbox port.

@@ -1,12 +1,23 @@
 //! Ports: `ports` lists listening TCP ports in the guest with their proxy
-//! URLs; `publish`/`unpublish` manage public aliases.
+//! URLs and host-port forwards (`GET /sandboxes/{id}/ports`, or without a
+//! sandbox `GET /ports` for all of yours); `publish`/`unpublish` manage
+//! public aliases. A port object's number is read from `port`, else v1's
+//! `container_port`.
 
 use clap::Args;
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::args::{Global, Target};
+use super::args::Global;
 use super::{Ctx, Outcome, render};
+
+#[derive(Debug, Args)]
+pub struct PortsArgs {
+    /// Sandbox name or id (default: every running sandbox of yours)
+    pub sandbox: Option<String>,
+    #[command(flatten)]
+    pub g: Global,
+}
 
 #[derive(Debug, Args)]
 pub struct PublishArgs {
@@ -31,14 +42,46 @@ pub struct UnpublishArgs {
     pub g: Global,
 }
 
-pub async fn ports(a: Target) -> anyhow::Result<Outcome> {
+/// `items` with `port` filled in from `container_port` where missing.
+pub fn with_port(mut items: Value) -> Value {
+    if let Some(a) = items.as_array_mut() {
+        for p in a.iter_mut().filter_map(Value::as_object_mut) {
+            if p.get("port").is_none_or(Value::is_null)
+                && let Some(c) = p.get("container_port").cloned()
+            {
+                p.insert("port".into(), c);
+            }
+        }
+    }
+    items
+}
+
+pub async fn ports(a: PortsArgs) -> anyhow::Result<Outcome> {
     let ctx = Ctx::new(&a.g)?;
-    let items = ctx.api.get(&["sandboxes", &a.sandbox, "ports"]).await?;
-    render::list(
-        ctx.json,
-        &items,
-        &[("PORT", "port"), ("PROXY_URL", "proxy_url")],
-    );
+    let (items, cols): (_, &[(&str, &str)]) = match &a.sandbox {
+        Some(sb) => (
+            ctx.api.get(&["sandboxes", sb, "ports"]).await?,
+            &[
+                ("PORT", "port"),
+                ("HOST_PORT", "host_port"),
+                ("PROXY_URL", "proxy_url"),
+            ],
+        ),
+        None => (
+            ctx.api.get(&["ports"]).await?,
+            &[
+                ("SANDBOX", "sandbox_id"),
+                ("PORT", "port"),
+                ("HOST_PORT", "host_port"),
+                ("PROXY_URL", "proxy_url"),
+            ],
+        ),
+    };
+    if ctx.json {
+        render::json(&items);
+    } else {
+        render::list(false, &with_port(items), cols);
+    }
     Ok(Outcome::Success)
 }
 
@@ -84,4 +127,21 @@ pub async fn unpublish(a: UnpublishArgs) -> anyhow::Result<Outcome> {
         println!("unpublished port {}", a.port);
     }
     Ok(Outcome::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_port;
+
+    #[test]
+    fn port_falls_back_to_container_port() {
+        let got = with_port(serde_json::json!([
+            {"port": 1, "container_port": 2},
+            {"container_port": 3000, "host_port": 41000},
+            {"proxy_url": "/x"}
+        ]));
+        assert_eq!(got[0]["port"], 1);
+        assert_eq!(got[1]["port"], 3000);
+        assert!(got[2].get("port").is_none());
+    }
 }

@@ -3,9 +3,27 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use clap::Args;
 use serde_json::Value;
 
 pub use crate::output::table;
+
+/// `--wide` / `-o wide`: the richer table instead of v1's plain columns.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Wide {
+    /// Output format: `wide` adds columns to v1's plain ones
+    #[arg(long, short = 'o', value_name = "FORMAT", value_parser = ["wide"])]
+    pub output: Option<String>,
+    /// More columns (the same as `-o wide`)
+    #[arg(long)]
+    pub wide: bool,
+}
+
+impl Wide {
+    pub fn on(&self) -> bool {
+        self.wide || self.output.is_some()
+    }
+}
 
 /// Prints one JSON document on stdout.
 pub fn json(v: &Value) {
@@ -23,12 +41,63 @@ pub fn cell(v: &Value, key: &str) -> String {
     }
 }
 
-/// `v[key]` (unix seconds) as an age such as `5m ago`.
+/// `v[key]` as v1 printed it (Go's `%v`): strings bare, missing/null
+/// empty, booleans `true`/`false`, numbers as JSON writes them.
+pub fn raw(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Rows of `items` in v1's fixed layout: each cell [`raw`], left-aligned
+/// and padded to at least its column's width (Go's `%-20s`), cells
+/// separated by one space; the header the same way.
+pub fn fixed_lines(items: &Value, cols: &[(&str, &str, usize)]) -> Vec<String> {
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .zip(cols)
+            .map(|(c, (_, _, w))| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut out = vec![line(cols.iter().map(|(h, _, _)| (*h).to_owned()).collect())];
+    for it in items.as_array().map(Vec::as_slice).unwrap_or_default() {
+        out.push(line(cols.iter().map(|(_, k, _)| raw(it, k)).collect()));
+    }
+    out
+}
+
+/// Prints [`fixed_lines`].
+pub fn fixed(items: &Value, cols: &[(&str, &str, usize)]) {
+    for l in fixed_lines(items, cols) {
+        println!("{l}");
+    }
+}
+
+/// `v[key]` as an age such as `5m ago`: Unix seconds (sessions, file
+/// entries) or an RFC 3339 string (sandboxes, secrets, volumes,
+/// templates); anything else as a plain cell.
 pub fn age_cell(v: &Value, key: &str) -> String {
-    match v.get(key).and_then(Value::as_i64) {
+    match v.get(key).and_then(unix_time) {
         Some(ts) => age(ts, now()),
         None => cell(v, key),
     }
+}
+
+/// A timestamp as Unix seconds: a JSON integer, or an RFC 3339 string.
+pub fn unix_time(v: &Value) -> Option<i64> {
+    if let Some(ts) = v.as_i64() {
+        return Some(ts);
+    }
+    let t = humantime::parse_rfc3339_weak(v.as_str()?).ok()?;
+    let secs = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).ok()?,
+        Err(e) => -i64::try_from(e.duration().as_secs()).ok()?,
+    };
+    Some(secs)
 }
 
 pub fn now() -> i64 {
@@ -115,6 +184,43 @@ mod tests {
         assert_eq!(age(0, 3 * 3600 + 5), "3h ago");
         assert_eq!(age(0, 2 * 86_400), "2d ago");
         assert_eq!(age(200, 100), "just now");
+    }
+
+    #[test]
+    fn timestamps_unix_or_rfc3339() {
+        let v = serde_json::json!({
+            "n": 1_774_173_600, "s": "2026-03-22T10:00:00Z", "z": "2026-03-22T10:00:00.5Z",
+            "bad": "yesterday", "null": null
+        });
+        assert_eq!(unix_time(&v["n"]), Some(1_774_173_600));
+        assert_eq!(unix_time(&v["s"]), Some(1_774_173_600));
+        assert_eq!(unix_time(&v["z"]), Some(1_774_173_600));
+        assert_eq!(unix_time(&v["bad"]), None);
+        assert!(age_cell(&v, "s").ends_with(" ago"), "{}", age_cell(&v, "s"));
+        assert_eq!(age_cell(&v, "bad"), "yesterday");
+        assert_eq!(age_cell(&v, "null"), "-");
+    }
+
+    #[test]
+    fn v1_fixed_columns() {
+        let items = serde_json::json!([
+            {"id": "sb_1", "name": "dev", "status": "running", "ip": "10.0.0.2"},
+            {"id": "sb_2", "name": "x", "status": "stopped", "ip": null, "running": true}
+        ]);
+        let cols = [
+            ("ID", "id", 6),
+            ("NAME", "name", 4),
+            ("IP", "ip", 3),
+            ("R", "running", 1),
+        ];
+        assert_eq!(
+            fixed_lines(&items, &cols),
+            [
+                "ID     NAME IP  R",
+                "sb_1   dev  10.0.0.2  ",
+                "sb_2   x        true",
+            ]
+        );
     }
 
     #[test]

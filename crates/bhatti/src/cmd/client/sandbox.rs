@@ -1,5 +1,7 @@
 //! Sandbox lifecycle: `create`, `list`, `inspect`, `edit`, `destroy`,
-//! `stop`, `start`.
+//! `stop`, `start`. Without `--json`, `create` and `list` print what v1
+//! printed (`ID<TAB>NAME<TAB>IP`; columns `ID NAME STATUS IP` at v1's
+//! widths), `list --wide` a richer table.
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -9,8 +11,7 @@ use reqwest::Method;
 use serde_json::{Map, Value, json};
 
 use super::args::{
-    FileSpec, Global, KeyVal, Target, VolumeMount, env_object, parse_file, parse_key_val,
-    parse_volume,
+    EnvArg, FileSpec, Global, Target, VolumeMount, env_object, parse_env, parse_file, parse_volume,
 };
 use super::{Ctx, Outcome, render};
 
@@ -25,9 +26,9 @@ pub struct CreateArgs {
     /// Memory in MB [server default: 512]
     #[arg(long, value_name = "MB")]
     pub memory: Option<u32>,
-    /// Environment variable for every command (repeatable)
-    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE", value_parser = parse_key_val)]
-    pub env: Vec<KeyVal>,
+    /// Environment variables for every command (repeatable, or comma-separated: A=1,B=2)
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE[,KEY=VALUE]", value_parser = parse_env)]
+    pub env: Vec<EnvArg>,
     /// Command run once at boot
     #[arg(long, value_name = "COMMAND")]
     pub init: Option<String>,
@@ -59,6 +60,8 @@ pub struct CreateArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    #[command(flatten)]
+    pub wide: render::Wide,
     #[command(flatten)]
     pub g: Global,
 }
@@ -95,13 +98,21 @@ pub struct DestroyArgs {
     pub g: Global,
 }
 
-/// Columns of the sandbox list.
-const COLUMNS: &[(&str, &str)] = &[
-    ("NAME", "name"),
+/// v1's columns of the sandbox list and their minimum widths.
+const V1_COLUMNS: &[(&str, &str, usize)] = &[
+    ("ID", "id", 20),
+    ("NAME", "name", 20),
+    ("STATUS", "status", 10),
+    ("IP", "ip", 16),
+];
+
+/// Columns of `list --wide`.
+const WIDE_COLUMNS: &[(&str, &str)] = &[
     ("ID", "id"),
+    ("NAME", "name"),
     ("STATUS", "status"),
-    ("THERMAL", "thermal"),
     ("IP", "ip"),
+    ("THERMAL", "thermal"),
     ("CPUS", "cpus"),
     ("MEMORY_MB", "memory_mb"),
     ("KEEP_HOT", "keep_hot"),
@@ -182,14 +193,25 @@ pub async fn create(a: CreateArgs) -> anyhow::Result<Outcome> {
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
-    show(&ctx, &res?);
+    let sb = res?;
+    if ctx.json {
+        render::json(&sb);
+    } else {
+        // v1's line: ID<TAB>NAME<TAB>IP.
+        let f = |k: &str| render::raw(&sb, k);
+        println!("{}\t{}\t{}", f("id"), f("name"), f("ip"));
+    }
     Ok(Outcome::Success)
 }
 
 pub async fn list(a: ListArgs) -> anyhow::Result<Outcome> {
     let ctx = Ctx::new(&a.g)?;
     let items = ctx.api.get(&["sandboxes"]).await?;
-    render::list(ctx.json, &items, COLUMNS);
+    if ctx.json || a.wide.on() {
+        render::list(ctx.json, &items, WIDE_COLUMNS);
+    } else {
+        render::fixed(&items, V1_COLUMNS);
+    }
     Ok(Outcome::Success)
 }
 

@@ -4,7 +4,9 @@
 //! shell nobody is attached to (its scrollback is replayed), else starts
 //! one. On a terminal, stdin goes raw; `Ctrl+\` detaches (the shell keeps
 //! running) and says how to reattach; SIGWINCH sends the new size. The
-//! exit code of a shell that ends is forwarded.
+//! exit code of a shell that ends is forwarded. The client asks for the
+//! daemon's text control messages (`control=1`: the session id first, the
+//! exit code at the end), which v1 clients do not get.
 //!
 //! # Threads and I/O
 //! One std thread reads stdin (blocking) into a channel; the command's
@@ -62,6 +64,9 @@ pub async fn run(a: ShellArgs) -> anyhow::Result<Outcome> {
     let _ = url.set_scheme(scheme);
     {
         let mut q = url.query_pairs_mut();
+        // The `session`/`exit` text messages come only to clients that ask
+        // (a v1 client prints every frame it gets as terminal bytes).
+        q.append_pair("control", "1");
         if let Some(s) = &a.session {
             q.append_pair("session", s);
         }

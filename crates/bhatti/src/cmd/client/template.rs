@@ -4,7 +4,7 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use super::args::{Global, KeyVal, VolumeMount, env_object, parse_key_val, parse_volume};
+use super::args::{EnvArg, Global, VolumeMount, env_object, parse_env, parse_volume};
 use super::{Ctx, Outcome, render};
 
 #[derive(Debug, Args)]
@@ -44,9 +44,9 @@ pub struct CreateTemplate {
     /// Guest image (rootfs tier)
     #[arg(long)]
     pub image: Option<String>,
-    /// Environment variable (repeatable)
-    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE", value_parser = parse_key_val)]
-    pub env: Vec<KeyVal>,
+    /// Environment variables (repeatable, or comma-separated: A=1,B=2)
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE[,KEY=VALUE]", value_parser = parse_env)]
+    pub env: Vec<EnvArg>,
     /// Command run once at boot
     #[arg(long, value_name = "COMMAND")]
     pub init: Option<String>,
