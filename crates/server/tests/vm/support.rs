@@ -104,9 +104,18 @@ pub struct TestDaemon {
 
 impl TestDaemon {
     pub async fn start(t: Timers) -> Result<Self, Failed> {
+        Self::start_with(t, |_| {}).await
+    }
+
+    /// [`TestDaemon::start`] with `edit` applied to its configuration.
+    pub async fn start_with(
+        t: Timers,
+        edit: impl FnOnce(&mut ServerConfig),
+    ) -> Result<Self, Failed> {
         let dir = tempfile::Builder::new().prefix("bhatti-srv-").tempdir()?;
         let netns = unique_name("bts");
-        let cfg = config(dir.path(), &netns, t);
+        let mut cfg = config(dir.path(), &netns, t);
+        edit(&mut cfg);
         let daemon = Daemon::start(&cfg, ImagePaths::from_env()).await?;
         let url = format!("http://{}", daemon.listener.local_addr()?);
         let state = daemon.state.clone();
