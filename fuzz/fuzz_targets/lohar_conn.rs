@@ -42,12 +42,16 @@ mod pty;
 mod ring;
 #[path = "../../crates/lohar/src/rtc.rs"]
 mod rtc;
+#[path = "../../crates/lohar/src/run_as.rs"]
+mod run_as;
 #[path = "../../crates/lohar/src/server.rs"]
 mod server;
 #[path = "../../crates/lohar/src/sessions.rs"]
 mod sessions;
 #[path = "../../crates/lohar/src/spawn.rs"]
 mod spawn;
+#[path = "../../crates/lohar/src/users.rs"]
+mod users;
 #[path = "../../crates/lohar/src/vsock.rs"]
 mod vsock;
 

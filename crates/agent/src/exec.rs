@@ -38,6 +38,11 @@ pub struct ExecOptions {
     /// On expiry the process group gets KILL (when stdin is still open) and
     /// the call returns [`Error::Timeout`].
     pub timeout: Option<Duration>,
+    /// Guest user to run as (a name from the guest's `/etc/passwd` or a
+    /// numeric uid); `None`: the sandbox's default (root unless the
+    /// sandbox sets `exec_user`). Extension "user" (`docs/protocol.md`):
+    /// a v1 agent ignores it and runs the command as root.
+    pub user: Option<String>,
 }
 
 impl ExecOptions {
@@ -77,11 +82,18 @@ impl ExecOptions {
         self
     }
 
+    /// Runs the command as this guest user (see [`ExecOptions::user`]).
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
     fn request(&self) -> ExecRequest {
         ExecRequest {
             argv: self.argv.clone(),
             env: self.env.clone(),
             cwd: self.cwd.clone(),
+            user: self.user.clone(),
             ..ExecRequest::default()
         }
     }

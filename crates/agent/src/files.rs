@@ -89,8 +89,32 @@ impl Client {
     /// bits only: setuid, setgid, sticky or file-type bits are
     /// [`Error::InvalidRequest`]. `src` must yield at least `size`
     /// bytes; a short source aborts the write (the agent removes its temp
-    /// file) and is [`Error::InvalidRequest`].
-    pub async fn write_file<R>(&self, path: &str, mode: u32, size: u64, mut src: R) -> Result<()>
+    /// file) and is [`Error::InvalidRequest`]. A new file belongs to the
+    /// sandbox's default owner ([`Client::write_file_as`] names one).
+    pub async fn write_file<R>(&self, path: &str, mode: u32, size: u64, src: R) -> Result<()>
+    where
+        R: AsyncRead + Unpin,
+    {
+        self.write_file_as(path, mode, size, src, None).await
+    }
+
+    /// [`Client::write_file`], the file (and the directories the write
+    /// creates) owned by guest `user` (a name from the guest's
+    /// `/etc/passwd` or a numeric uid), also when it existed; `None` is
+    /// [`Client::write_file`]: new files belong to the sandbox's
+    /// `exec_user`, else the sandbox user, a replaced file keeps its
+    /// owner. The agent writes as root either way: `user` sets the owner,
+    /// it is no access check. Unknown user → [`Error::Agent`] with
+    /// [`ErrorCode::InvalidRequest`]. Extension "user"
+    /// (`docs/protocol.md`): a v1 agent ignores it.
+    pub async fn write_file_as<R>(
+        &self,
+        path: &str,
+        mode: u32,
+        size: u64,
+        mut src: R,
+        user: Option<&str>,
+    ) -> Result<()>
     where
         R: AsyncRead + Unpin,
     {
@@ -106,6 +130,7 @@ impl Client {
             path: path.to_owned(),
             mode: messages::mode_string(mode),
             size: size_i64,
+            user: user.map(str::to_owned),
         };
         let frame = json_frame(FrameType::FILE_WRITE_REQ, &req)?;
         let mut c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;

@@ -27,6 +27,10 @@ pub struct ShellOptions {
     pub cols: Option<u16>,
     /// Seconds a detached session may live; `None` or 0: forever.
     pub max_idle_sec: Option<i64>,
+    /// Guest user the session runs as (a name or a numeric uid); `None`:
+    /// the sandbox's default (root unless it sets `exec_user`). Extension
+    /// "user" (`docs/protocol.md`): a v1 agent ignores it.
+    pub user: Option<String>,
 }
 
 impl ShellOptions {
@@ -62,6 +66,12 @@ impl ShellOptions {
         self
     }
 
+    /// Runs the session as this guest user (see [`ShellOptions::user`]).
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
     fn request(&self) -> ExecRequest {
         ExecRequest {
             argv: self.argv.clone(),
@@ -72,6 +82,7 @@ impl ShellOptions {
             cwd: self.cwd.clone(),
             session_id: None,
             max_idle_sec: self.max_idle_sec,
+            user: self.user.clone(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! Held in one `Arc<Agent>`; everything mutable inside has its own small
 //! lock or is atomic (see [`crate::sessions`] for the session locks).
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use bhatti_proto::config::GuestConfig;
@@ -48,8 +49,22 @@ pub struct Agent {
     /// The config drive (sandbox env, init script, user…); default when
     /// there is none.
     pub config: GuestConfig,
-    /// Who user commands run as.
+    /// Who user commands run as when neither the request nor the sandbox
+    /// (`exec_user`) names a user: root in PID-1 mode (v1's rule), the
+    /// agent's own user in test mode. See [`crate::run_as`].
     pub identity: Identity,
+    /// Who the `init` script runs as when the sandbox sets no `exec_user`:
+    /// the sandbox user in PID-1 mode.
+    pub init_identity: Identity,
+    /// Owner of new files written through the API when neither the
+    /// request nor the sandbox names a user: the sandbox user in PID-1
+    /// mode; `None` keeps the agent's own.
+    pub file_owner: Option<(u32, u32)>,
+    /// Directory holding the `passwd` and `group` files users are looked
+    /// up in (`/etc`; test mode: `LOHAR_ETC`).
+    pub etc: PathBuf,
+    /// The agent's effective uid: only root switches users.
+    pub own_uid: u32,
     pub limits: Limits,
     /// Test mode: TTY session processes get SIGKILL when the agent dies (a
     /// test harness kills lohar with SIGKILL and must not leak sleeping
@@ -73,7 +88,11 @@ impl Agent {
         Self {
             token,
             config,
+            init_identity: identity.clone(),
             identity,
+            file_owner: None,
+            etc: PathBuf::from("/etc"),
+            own_uid: rustix::process::geteuid().as_raw(),
             limits,
             children_die_with_agent: false,
             rtc: None,

@@ -6,13 +6,13 @@
 //!   *without* reaping it. It then takes the registry lock and reaps that
 //!   pid with `waitpid(pid)`, handing the exit code to the registered waiter
 //!   (a tokio oneshot) or discarding it (orphans re-parented to PID 1).
-//! - [`spawn`] (and [`spawn_with`], for `posix_spawn`) holds the same lock
+//! - [`spawn_with`] (TTY sessions and `posix_spawn`) holds the same lock
 //!   across the spawn and the registration of the new pid. So the reaper
 //!   can never reap a child before its waiter exists, and never races std's own `waitpid` of a
 //!   child whose exec failed (std reaps that child inside `spawn`, under our
 //!   lock; the reaper then finds it gone and moves on).
 //! - When there is no child at all (`ECHILD`), the reaper sleeps on a
-//!   condvar that [`spawn`] signals; a spawn counter read before each
+//!   condvar that [`spawn_with`] signals; a spawn counter read before each
 //!   `waitid` makes a spawn in between impossible to miss.
 //!
 //! Nothing else may wait for children: no `Child::wait`, no
@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::io;
+#[cfg(test)]
 use std::process::{Child, Command};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -82,7 +83,9 @@ pub fn start_reaper() -> Result<(), ChildError> {
 }
 
 /// Spawns `cmd` and registers it; the receiver yields its exit code once
-/// the reaper has reaped it. Do not wait on the returned `Child`.
+/// the reaper has reaped it. Do not wait on the returned `Child`. (The
+/// agent spawns through [`spawn_with`], under the user's credentials.)
+#[cfg(test)]
 pub fn spawn(cmd: &mut Command) -> Result<(Child, oneshot::Receiver<ExitCode>), ChildError> {
     spawn_with(|| {
         let child = cmd.spawn()?;
@@ -93,7 +96,7 @@ pub fn spawn(cmd: &mut Command) -> Result<(Child, oneshot::Receiver<ExitCode>), 
 }
 
 /// Runs `start` (which spawns one child and returns it with its pid)
-/// under the registry lock and registers the pid, as [`spawn`] does.
+/// under the registry lock and registers the pid.
 pub fn spawn_with<T>(
     start: impl FnOnce() -> io::Result<(T, i32)>,
 ) -> Result<(T, oneshot::Receiver<ExitCode>), ChildError> {

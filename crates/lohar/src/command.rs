@@ -1,9 +1,10 @@
 //! Builds a user command: merged environment, program looked up on the
-//! merged `PATH`, working directory, and the identity switch (uid/gid, no
-//! supplementary groups but the user's own group). Pure construction: a
-//! [`UserCommand`] becomes a std `Command` for TTY sessions
-//! ([`UserCommand::command`]) or is spawned by [`crate::spawn`] for piped
-//! execs; both go through [`crate::children`].
+//! merged `PATH`, working directory, and the identity switch (uid, gid and
+//! supplementary groups, [`crate::run_as`] resolves them). Pure
+//! construction: a [`UserCommand`] becomes a std `Command` for TTY sessions
+//! ([`UserCommand::command`], spawned under [`crate::spawn::with_creds`])
+//! or is spawned by [`crate::spawn`] for piped execs; both go through
+//! [`crate::children`].
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use crate::agent::Agent;
-use crate::env::{self, LookupError};
+use crate::env::{self, Creds, Identity, LookupError};
 
 /// Why a user command cannot be prepared.
 #[derive(Debug, thiserror::Error)]
@@ -32,13 +33,14 @@ pub struct UserCommand {
     /// The whole environment.
     pub env: BTreeMap<String, String>,
     pub cwd: Option<PathBuf>,
-    /// uid/gid to switch to; `None` runs as the agent's own user.
-    pub switch_to: Option<(u32, u32)>,
+    /// Credentials to switch to; `None` runs as the agent's own user.
+    pub switch_to: Option<Creds>,
 }
 
 impl UserCommand {
     /// The same command as a std `Command` (stdio null until the caller
-    /// sets it; std clears supplementary groups when it sets the uid).
+    /// sets it). It carries no credentials: spawn it under
+    /// [`crate::spawn::with_creds`] with [`UserCommand::switch_to`].
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.program);
         if let Some((arg0, args)) = self.argv.split_first() {
@@ -52,16 +54,14 @@ impl UserCommand {
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
         }
-        if let Some((uid, gid)) = self.switch_to {
-            cmd.uid(uid).gid(gid);
-        }
         cmd
     }
 }
 
-/// Prepares `argv` (non-empty) to run as a user command.
+/// Prepares `argv` (non-empty) to run as a user command of `id`.
 pub fn user_command(
     agent: &Agent,
+    id: &Identity,
     argv: &[String],
     req_env: &BTreeMap<String, String>,
     cwd: Option<&str>,
@@ -69,7 +69,6 @@ pub fn user_command(
     let Some(program) = argv.first() else {
         return Err(LookupError::NotFound(String::new()).into());
     };
-    let id = &agent.identity;
     let env = env::merge(id, &agent.config.env, req_env);
     let cwd: Option<PathBuf> = match cwd.filter(|c| !c.is_empty()) {
         Some(c) => Some(PathBuf::from(c)),
@@ -94,7 +93,7 @@ pub fn user_command(
         argv: argv.to_vec(),
         env,
         cwd,
-        switch_to: id.switch_to,
+        switch_to: id.switch_to.clone(),
     })
 }
 

@@ -12,12 +12,23 @@ use std::path::{Path, PathBuf};
 /// `PATH` of every command unless the sandbox or the request overrides it.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Credentials a command switches to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Creds {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups (what `initgroups` gives the user: its primary
+    /// group and the groups of `/etc/group` that list it).
+    pub groups: Vec<u32>,
+}
+
 /// Who commands run as, and the identity-derived defaults of their env.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// `Some` when commands switch to this uid/gid (PID-1 mode, non-root
-    /// user); `None` to run as the agent's own user.
-    pub switch_to: Option<(u32, u32)>,
+    /// `Some` when commands switch to these credentials (the agent is
+    /// root and the user is another); `None` to run as the agent's own
+    /// user.
+    pub switch_to: Option<Creds>,
     /// `HOME` of commands.
     pub home: String,
     /// `USER`/`LOGNAME` of commands, when known.

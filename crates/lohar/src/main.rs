@@ -23,10 +23,12 @@ mod log;
 mod pty;
 mod ring;
 mod rtc;
+mod run_as;
 mod server;
 mod sessions;
 mod spawn;
 mod testmode;
+mod users;
 mod vsock;
 
 use std::process::ExitCode;

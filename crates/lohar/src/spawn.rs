@@ -30,6 +30,7 @@ use std::os::unix::ffi::OsStrExt;
 use rustix::pipe::{PipeFlags, pipe_with};
 
 use crate::command::UserCommand;
+use crate::env::Creds;
 
 /// The agent's ends of a spawned child's stdio pipes.
 #[derive(Debug)]
@@ -97,10 +98,7 @@ pub fn spawn_piped(cmd: &UserCommand) -> io::Result<(i32, Stdio)> {
             Err(io::Error::from_raw_os_error(r))
         }
     };
-    let pid = match cmd.switch_to {
-        Some((uid, gid)) => as_user(uid, gid, spawn)?,
-        None => spawn()?,
-    };
+    let pid = with_creds(cmd.switch_to.as_ref(), spawn)?;
     Ok((
         pid,
         Stdio {
@@ -128,13 +126,37 @@ fn env_strings(env: &BTreeMap<String, String>) -> io::Result<Vec<CString>> {
         .collect()
 }
 
-/// Runs `f` with this thread's credentials switched to `uid`/`gid` (saved
+/// Runs `f` (which spawns one child) with this thread's credentials
+/// switched to `creds`, or unchanged when `None`. A child forked or
+/// spawned inside `f` is born with them (module docs); so is a TTY
+/// session's std `Command`, whose fork copies the calling thread's
+/// credentials.
+pub fn with_creds<T>(creds: Option<&Creds>, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    match creds {
+        Some(c) => as_user(c, f),
+        None => f(),
+    }
+}
+
+/// Runs `f` with this thread's credentials switched to `creds` (saved
 /// ids staying root) and restores root and its groups afterwards.
-fn as_user<T>(uid: u32, gid: u32, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+fn as_user<T>(creds: &Creds, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    let (uid, gid) = (creds.uid, creds.gid);
     let saved = groups()?;
-    let groups = [gid as libc::gid_t];
+    let groups: Vec<libc::gid_t> = if creds.groups.is_empty() {
+        vec![gid]
+    } else {
+        creds.groups.clone()
+    };
     // Order: groups and gid while still root, then the uid.
-    raw(libc::SYS_setgroups, [1, groups.as_ptr() as libc::c_long, 0])?;
+    raw(
+        libc::SYS_setgroups,
+        [
+            groups.len() as libc::c_long,
+            groups.as_ptr() as libc::c_long,
+            0,
+        ],
+    )?;
     if let Err(e) = raw(libc::SYS_setresgid, [gid.into(), gid.into(), 0])
         .and_then(|()| raw(libc::SYS_setresuid, [uid.into(), uid.into(), 0]))
     {

@@ -2,8 +2,12 @@
 //!
 //! Environment: `LOHAR_SOCK` and `LOHAR_FWD_SOCK` (required), `LOHAR_TOKEN`
 //! (require this AUTH token), `LOHAR_CONFIG` (a `config.json` supplying the
-//! sandbox env, init script and, without `LOHAR_TOKEN`, the token).
-//! Commands run as the current user with its `HOME` and working directory.
+//! sandbox env, init script and, without `LOHAR_TOKEN`, the token),
+//! `LOHAR_ETC` (directory of the `passwd` and `group` files that request
+//! users are looked up in; default `/etc`). Commands run as the current
+//! user with its `HOME` and working directory unless a request or the
+//! config's `exec_user` names a user: a root lohar switches to it, any
+//! other runs only its own uid (see [`crate::run_as`]).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -68,6 +72,9 @@ fn start() -> Result<(), TestModeError> {
         let f = bind(&forward)?;
         let mut agent = Agent::new(token, config, identity, Limits::default());
         agent.children_die_with_agent = true;
+        if let Some(etc) = std::env::var_os("LOHAR_ETC").filter(|v| !v.is_empty()) {
+            agent.etc = PathBuf::from(etc);
+        }
         let agent = Arc::new(agent);
         if let Some(script) = agent.config.init.clone().filter(|s| !s.trim().is_empty())
             && let Err(e) = crate::handlers::session::start_init(&agent, &script)

@@ -169,6 +169,7 @@ async fn oversized_write_is_refused_up_front() {
         path: l.spath("huge"),
         mode: "0644".into(),
         size: i64::MAX,
+        user: None,
     };
     let f = json_frame(FrameType::FILE_WRITE_REQ, &req).unwrap();
     sync_io::write_frame(&mut s, f.kind, &f.payload).unwrap();

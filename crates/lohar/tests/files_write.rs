@@ -171,6 +171,7 @@ fn raw_write_req(l: &Lohar, name: &str, size: i64) -> UnixStream {
         path: l.spath(name),
         mode: "0644".into(),
         size,
+        user: None,
     };
     let f = json_frame(FrameType::FILE_WRITE_REQ, &req).unwrap();
     sync_io::write_frame(&mut s, f.kind, &f.payload).unwrap();

@@ -116,6 +116,7 @@ async fn write_with_mode(l: &Lohar, path: &str, mode: &str) -> (ErrorCode, Strin
         path: path.to_owned(),
         mode: mode.to_owned(),
         size: 1,
+        user: None,
     };
     let f = json_frame(FrameType::FILE_WRITE_REQ, &req).unwrap();
     async_io::write_frame(&mut s, f.kind, &f.payload)

@@ -28,8 +28,18 @@ pub struct GuestConfig {
     pub init: Option<String>,
     /// Nameservers for `/etc/resolv.conf`.
     pub dns: Vec<String>,
-    /// The unprivileged user that runs commands.
+    /// The sandbox user: owner of the files written at boot, of volumes
+    /// and of files written through the API; runs the `init` script.
+    /// uid 0 here makes all of that root.
     pub user: GuestUser,
+    /// Extension (`docs/protocol.md`, "user"): when set, exec, TTY
+    /// sessions, the `init` script and the owner of files written through
+    /// the API all default to this guest user (a name from the guest's
+    /// `/etc/passwd` or a numeric uid) instead of v1's rule (commands as
+    /// root, files and `init` as [`GuestConfig::user`]). A request's own
+    /// `user` still wins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exec_user: Option<String>,
 }
 
 /// A file written at boot.
@@ -56,7 +66,7 @@ pub struct GuestVolume {
     pub readonly: bool,
 }
 
-/// The user that runs user commands.
+/// The sandbox user (v1: `lohar`, uid 1000, home `/home/lohar`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct GuestUser {

@@ -16,8 +16,9 @@
 //!   never the whole input).
 //!
 //! Versions: v1 is the frozen table of `../shared/PROTOCOL.md`, which v1
-//! peers speak. [`PROTOCOL_VERSION`] 2 adds only frame types a v1 peer
-//! skips as unknown, so either side interoperates with a v1 peer.
+//! peers speak. [`PROTOCOL_VERSION`] 2 and 3 add only frame types a v1
+//! peer skips as unknown and optional JSON fields it ignores, so either
+//! side interoperates with a v1 peer.
 //!
 //! Both codecs only move bytes; every rule (maximum length, zero length,
 //! header layout) lives in [`frame`], so they cannot disagree. A bad length
@@ -37,8 +38,9 @@ pub use error_code::ErrorCode;
 pub use frame::{Frame, FrameError, FrameType, HEADER_LEN, MAX_FRAME_LEN, MAX_PAYLOAD_LEN};
 
 /// The protocol version this crate speaks: 1 is PROTOCOL.md's frozen table,
-/// 2 adds the ERROR_CODE frame (`docs/protocol.md`).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 2 adds the ERROR_CODE frame, 3 the optional `user` fields of EXEC_REQ,
+/// FILE_WRITE_REQ and `config.json` (`docs/protocol.md`).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// TCP/vsock port of the agent's control listener.
 pub const CONTROL_PORT: u16 = 1024;

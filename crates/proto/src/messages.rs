@@ -57,6 +57,12 @@ pub struct ExecRequest {
     /// Absent or 0: a detached session is never idle-killed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_idle_sec: Option<i64>,
+    /// Extension (`docs/protocol.md`, "user"): run the new command or
+    /// session as this guest user, a name from the guest's `/etc/passwd`
+    /// or a numeric uid. Absent: the sandbox's `exec_user`, else root.
+    /// Ignored on attach. A v1 agent ignores the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 impl ExecRequest {
@@ -154,11 +160,18 @@ pub struct FileReadResponse {
 }
 
 /// FILE_WRITE_REQ; `size` bytes of STDIN frames follow.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileWriteRequest {
     pub path: String,
     pub mode: String,
     pub size: i64,
+    /// Extension (`docs/protocol.md`, "user"): the written file (and the
+    /// directories the write creates) belong to this guest user, a name
+    /// or a numeric uid, also when the file existed. Absent: new files
+    /// belong to the sandbox's `exec_user`, else the sandbox user; a
+    /// replaced file keeps its owner. A v1 agent ignores the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// FILE_WRITE_RESP, FWD_RESP: `{"status":"ok"}` or

@@ -54,6 +54,9 @@ fn exec_request_with_every_field() {
         cwd: Some("/workspace".into()),
         session_id: Some("s3".into()),
         max_idle_sec: Some(300),
+        // The v1 fields only: `user` (an extension) has its own goldens in
+        // tests/user.rs.
+        user: None,
     };
     golden(
         FrameType::EXEC_REQ,
@@ -168,6 +171,7 @@ fn file_messages() {
             path: "/w/x".into(),
             mode: "0600".into(),
             size: -1,
+            user: None,
         },
         r#"{"path":"/w/x","mode":"0600","size":-1}"#,
     );

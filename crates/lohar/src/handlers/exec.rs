@@ -37,6 +37,8 @@ pub enum Error {
     #[error("start: {0}")]
     Start(String),
     #[error(transparent)]
+    User(#[from] crate::users::UserError),
+    #[error(transparent)]
     Session(#[from] session::Error),
     #[error(transparent)]
     Conn(#[from] ConnError),
@@ -48,6 +50,7 @@ impl Reply for Error {
             Error::Request(e) => e.code(),
             Error::EmptyArgv => Some(ErrorCode::InvalidRequest),
             Error::Start(_) => Some(ErrorCode::StartFailed),
+            Error::User(e) => e.code(),
             Error::Session(e) => e.code(),
             Error::Conn(e) => e.code(),
         }
@@ -69,9 +72,11 @@ pub async fn dispatch(agent: &Arc<Agent>, conn: Conn, payload: &[u8]) -> Result<
     handle(agent, conn, req).await
 }
 
-/// Piped exec of `req` (non-empty argv, no TTY).
+/// Piped exec of `req` (non-empty argv, no TTY), as the user
+/// [`crate::run_as`] picks.
 pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<(), Error> {
-    let cmd = command::user_command(agent, &req.argv, &req.env, req.cwd.as_deref())
+    let id = agent.command_identity(req.user.as_deref())?;
+    let cmd = command::user_command(agent, &id, &req.argv, &req.env, req.cwd.as_deref())
         .map_err(|e| Error::Start(e.to_string()))?;
     let ((pid, stdio), exit) =
         children::spawn_with(|| spawn::spawn_piped(&cmd).map(|(pid, io)| ((pid, io), pid)))

@@ -8,8 +8,12 @@
 //! thread; (3) on the blocking pool, set mode and owner, fsync the file,
 //! rename it over the target, fsync the directory. Readers see the old or
 //! the new content, never a mix. A [`TempGuard`] removes the temp file on
-//! any failure, including a lost connection. In PID-1 mode new files and
-//! directories belong to the sandbox user; a replaced file keeps its owner.
+//! any failure, including a lost connection. Owners ([`crate::run_as`]):
+//! the request's `user`, when set, owns the file (also a replaced one) and
+//! the directories the write creates; else new files and directories
+//! belong to the sandbox's `exec_user`, else (PID-1 mode) the sandbox
+//! user, and a replaced file keeps its owner. The agent writes as itself
+//! either way: `user` is the owner, not an access check.
 //!
 //! Durability: FILE_WRITE_RESP is sent only after the file and every
 //! directory whose entries changed (the target's, and the parent of each
@@ -54,6 +58,8 @@ pub enum Error {
     SpecialBits(u32),
     #[error("write: empty path")]
     EmptyPath,
+    #[error(transparent)]
+    User(#[from] crate::users::UserError),
     #[error("write {path}: is a directory")]
     IsDir { path: String },
     #[error("write {path}: {msg}")]
@@ -76,6 +82,7 @@ impl Reply for Error {
             Error::TooLarge { .. } | Error::Overflow { .. } => ErrorCode::TooLarge,
             Error::NoSpace { .. } => ErrorCode::NoSpace,
             Error::IsDir { .. } => ErrorCode::IsADirectory,
+            Error::User(e) => return e.code(),
             Error::Io { msg, .. } => msg.code,
             // The client went away mid-write: nobody to tell.
             Error::Lost { .. } => return None,
@@ -95,12 +102,14 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, payload: &[u8]) -> Result<()
     if req.path.is_empty() {
         return Err(Error::EmptyPath);
     }
+    let owner = agent.file_owner(req.user.as_deref())?;
     let plan = Plan {
         path: PathBuf::from(&req.path),
         display: short(&req.path),
         size,
         mode,
-        owner: agent.identity.switch_to,
+        owner: owner.owner,
+        keep_owner: owner.keep_existing,
     };
     let (plan, file, guard) = blocking(move || {
         let (file, guard) = plan.prepare()?;
@@ -200,9 +209,11 @@ struct Plan {
     display: String,
     size: u64,
     mode: u32,
-    /// Owner of new files and directories (PID-1 mode), `None` to keep the
+    /// Owner of the file and of new directories, `None` to keep the
     /// agent's own.
     owner: Option<(u32, u32)>,
+    /// A replaced file keeps its owner instead of taking `owner`.
+    keep_owner: bool,
 }
 
 /// Removes the temp file unless disarmed by a successful rename.
@@ -305,8 +316,8 @@ impl Plan {
         file.set_permissions(fs::Permissions::from_mode(self.mode))
             .map_err(|e| self.err(&e))?;
         let owner = match fs::metadata(&self.path) {
-            Ok(old) => Some((old.uid(), old.gid())),
-            Err(_) => self.owner,
+            Ok(old) if self.keep_owner => Some((old.uid(), old.gid())),
+            _ => self.owner,
         };
         if let Some((uid, gid)) = owner
             && std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).is_ok()

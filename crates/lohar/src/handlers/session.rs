@@ -19,9 +19,11 @@ use crate::agent::Agent;
 use crate::children::{self, ChildError};
 use crate::command;
 use crate::conn::{Conn, ConnError};
+use crate::env::Identity;
 use crate::handlers::{ErrorCode, Reply, io_text};
 use crate::pty::{self, Master};
 use crate::sessions::{Attached, Session, SessionError};
+use crate::spawn;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -29,6 +31,8 @@ pub enum Error {
     Session(#[from] SessionError),
     #[error("start: {0}")]
     Start(String),
+    #[error(transparent)]
+    User(#[from] crate::users::UserError),
     #[error(transparent)]
     Conn(#[from] ConnError),
 }
@@ -38,15 +42,18 @@ impl Reply for Error {
         match self {
             Error::Session(e) => e.code(),
             Error::Start(_) => Some(ErrorCode::StartFailed),
+            Error::User(e) => e.code(),
             Error::Conn(e) => e.code(),
         }
     }
 }
 
-/// Creates a TTY session for `req` and relays it to `conn`.
+/// Creates a TTY session for `req` and relays it to `conn`; it runs as
+/// the user [`crate::run_as`] picks.
 pub async fn create(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<(), Error> {
     let max_idle = req.max_idle_sec.unwrap_or(0);
-    let (session, exit) = spawn_session(agent, None, &req)?;
+    let id = agent.command_identity(req.user.as_deref())?;
+    let (session, exit) = spawn_session(agent, &id, None, &req)?;
     let attached = session.attach(Some(max_idle));
     session.start(exit);
     relay(agent, conn, attached).await
@@ -61,16 +68,19 @@ pub async fn attach(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<
 }
 
 /// Starts the sandbox's init script as the session `init` (nobody
-/// attached; its output collects in the scrollback).
+/// attached; its output collects in the scrollback), as the sandbox's
+/// `exec_user`, else the sandbox user ([`Agent::init_identity`]).
 pub fn start_init(agent: &Arc<Agent>, script: &str) -> Result<(), Error> {
     let req = ExecRequest::command(["/bin/sh", "-c", script]);
-    let (session, exit) = spawn_session(agent, Some(crate::sessions::INIT_SESSION), &req)?;
+    let id = agent.init_identity()?;
+    let (session, exit) = spawn_session(agent, &id, Some(crate::sessions::INIT_SESSION), &req)?;
     session.start(exit);
     Ok(())
 }
 
 fn spawn_session(
     agent: &Arc<Agent>,
+    who: &Identity,
     id: Option<&str>,
     req: &ExecRequest,
 ) -> Result<(Arc<Session>, tokio::sync::oneshot::Receiver<i32>), Error> {
@@ -78,16 +88,30 @@ fn spawn_session(
     let session = agent
         .sessions
         .create(id, |id| -> Result<Arc<Session>, Error> {
-            let mut cmd = command::user_command(agent, &req.argv, &req.env, req.cwd.as_deref())
-                .map_err(|e| Error::Start(e.to_string()))?
-                .command();
+            let user_cmd =
+                command::user_command(agent, who, &req.argv, &req.env, req.cwd.as_deref())
+                    .map_err(|e| Error::Start(e.to_string()))?;
+            let mut cmd = user_cmd.command();
             let pty = pty::open(req.rows_or_default(), req.cols_or_default())
                 .map_err(|e| Error::Start(format!("pty: {}", io_text(&e))))?;
+            if let Some(c) = &user_cmd.switch_to {
+                // The user's terminal is the user's, as after a login.
+                let _ =
+                    rustix::fs::fchown(&pty.slave, Some(rustix::fs::Uid::from_raw(c.uid)), None);
+            }
             pty::attach_child(&mut cmd, &pty.slave).map_err(|e| Error::Start(io_text(&e)))?;
             if agent.children_die_with_agent {
                 command::die_with_agent(&mut cmd);
             }
-            let (child, rx) = children::spawn(&mut cmd).map_err(|e| match e {
+            let creds = user_cmd.switch_to.as_ref();
+            let spawned = children::spawn_with(|| {
+                spawn::with_creds(creds, || {
+                    let child = cmd.spawn()?;
+                    let pid = child.id() as i32;
+                    Ok((child, pid))
+                })
+            });
+            let (child, rx) = spawned.map_err(|e| match e {
                 ChildError::Spawn(io) => Error::Start(io_text(&io)),
                 other => Error::Start(other.to_string()),
             })?;

@@ -161,33 +161,43 @@ fn apply_config(config: &GuestConfig) {
     apply::apply_files(Path::new("/"), config);
 }
 
-/// Who user commands run as, from the config's user.
-pub fn identity(config: &GuestConfig) -> Identity {
+/// Who commands run as by default: root (v1's rule), in its home.
+pub fn root_identity() -> Identity {
+    crate::run_as::identity(None, "/root".to_owned(), "root".to_owned())
+}
+
+/// The sandbox user (`config.user`) as an identity: who runs the `init`
+/// script when the sandbox has no `exec_user`. Its supplementary groups
+/// come from `group_text` (`/etc/group`); uid 0 means root, no switch.
+pub fn identity(config: &GuestConfig, group_text: &str) -> Identity {
     let u = &config.user;
-    let home = if u.home.is_empty() {
-        if u.uid == 0 {
-            "/root".to_owned()
-        } else {
-            format!("/home/{}", u.name)
-        }
+    let name = if u.name.is_empty() {
+        if u.uid == 0 { "root" } else { "lohar" }.to_owned()
     } else {
+        u.name.clone()
+    };
+    let home = if !u.home.is_empty() {
         u.home.clone()
-    };
-    let default_cwd = if Path::new(&home).is_dir() {
-        home.clone()
+    } else if u.uid == 0 {
+        "/root".to_owned()
     } else {
-        "/".to_owned()
+        format!("/home/{name}")
     };
-    Identity {
-        switch_to: (u.uid != 0).then_some((u.uid, u.gid)),
-        home,
-        user: Some(if u.name.is_empty() {
-            "root".to_owned()
-        } else {
-            u.name.clone()
-        }),
-        default_cwd: Some(default_cwd.into()),
-    }
+    let account = crate::users::account(
+        crate::users::PasswdEntry {
+            name: name.clone(),
+            uid: u.uid,
+            gid: u.gid,
+            home: home.clone(),
+        },
+        group_text,
+    );
+    let switch_to = (u.uid != 0).then_some(crate::env::Creds {
+        uid: u.uid,
+        gid: u.gid,
+        groups: account.groups,
+    });
+    crate::run_as::identity(switch_to, home, name)
 }
 
 async fn serve(config: GuestConfig) {
@@ -214,8 +224,12 @@ async fn serve(config: GuestConfig) {
         }
     }
     let token = (!config.token.is_empty()).then(|| config.token.clone().into_bytes());
-    let identity = identity(&config);
-    let mut agent = Agent::new(token, config, identity, Limits::default());
+    let group_text = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let init_identity = identity(&config, &group_text);
+    let file_owner = (config.user.uid != 0).then_some((config.user.uid, config.user.gid));
+    let mut agent = Agent::new(token, config, root_identity(), Limits::default());
+    agent.init_identity = init_identity;
+    agent.file_owner = file_owner;
     agent.rtc = crate::rtc::Rtc::open();
     if agent.rtc.is_none() {
         crate::log!(
@@ -245,8 +259,15 @@ mod tests {
     #[test]
     fn identity_switches_unless_root() {
         let mut c = GuestConfig::default();
-        let id = identity(&c);
-        assert_eq!(id.switch_to, Some((1000, 1000)));
+        let id = identity(&c, "docker:x:999:lohar\nlohar:x:1000:\n");
+        assert_eq!(
+            id.switch_to,
+            Some(crate::env::Creds {
+                uid: 1000,
+                gid: 1000,
+                groups: vec![1000, 999]
+            })
+        );
         assert_eq!(id.home, "/home/lohar");
         assert_eq!(id.user.as_deref(), Some("lohar"));
         c.user = GuestUser {
@@ -255,8 +276,10 @@ mod tests {
             gid: 0,
             home: String::new(),
         };
-        let id = identity(&c);
+        let id = identity(&c, "");
         assert_eq!(id.switch_to, None);
         assert_eq!(id.home, "/root");
+        let root = root_identity();
+        assert_eq!((root.switch_to, root.user.as_deref()), (None, Some("root")));
     }
 }
