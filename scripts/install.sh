@@ -135,12 +135,12 @@ find_source() {
   if [ -n "$FROM" ]; then
     FROM=$(cd "$FROM" && pwd)
     MODE=release
+  elif [ -x "$HERE/bhatti" ] && [ -d "$HERE/images" ]; then
+    FROM=$HERE
+    MODE=release
   elif [ -f "$HERE/../Cargo.toml" ] && [ -d "$HERE/../crates/bhatti" ]; then
     REPO=$(cd "$HERE/.." && pwd)
     MODE=clone
-  elif [ -x "$HERE/bhatti" ]; then
-    FROM=$HERE
-    MODE=release
   else
     die "neither a clone nor a release here ($HERE); give --from DIR"
   fi

@@ -1,7 +1,7 @@
 //! `scripts/install.sh` and `deploy/bhatti.service` (docs/install.md).
 //!
-//! - the script's `--help`, and its `--dry-run` plan from a clone: every
-//!   action listed, nothing done;
+//! - the script's `--help`, and its `--dry-run` plan from a clone and from
+//!   a release found next to it: every action listed, nothing done;
 //! - a real install from a release (this build's `bhatti` and the image
 //!   cache's images) into temp dirs (prefix, data dir, image cache, unit
 //!   dir, CLI config), then a second run that changes nothing (root only:
@@ -163,6 +163,7 @@ fn release_dir(dir: &Path) -> Option<PathBuf> {
     let link = |from: &Path, to: &Path| std::os::unix::fs::symlink(from, to).expect("symlink");
     link(Path::new(env!("CARGO_BIN_EXE_bhatti")), &rel.join("bhatti"));
     link(&root().join("scripts/setup.sh"), &rel.join("setup.sh"));
+    link(&root().join("scripts/install.sh"), &rel.join("install.sh"));
     link(
         &root().join("deploy/bhatti.service"),
         &rel.join("bhatti.service"),
@@ -172,6 +173,45 @@ fn release_dir(dir: &Path) -> Option<PathBuf> {
     }
     std::fs::write(rel.join("images/manifest.json"), "{\"release\":\"test\"}\n").expect("write");
     Some(rel)
+}
+
+#[test]
+fn dry_run_from_a_release_found_next_to_the_script() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let Some(rel) = release_dir(tmp.path()) else {
+        eprintln!(
+            "skipped: no vmlinux/busybox.ext4 in /var/cache/bhatti/images (scripts/setup.sh)"
+        );
+        return;
+    };
+    let (cache, data) = (tmp.path().join("cache"), tmp.path().join("data"));
+    let out = Command::new(rel.join("install.sh"))
+        .args(["--dry-run", "--no-systemd", "--operator", "ops"])
+        .args(["--cache-dir", s(&cache), "--data-dir", s(&data)])
+        .args(["--cli-config", s(&tmp.path().join("cli.yaml"))])
+        .output()
+        .expect("run install.sh");
+    let (plan, notes) = ok(&out);
+    let (r, c) = (s(&rel), s(&cache));
+    assert!(
+        notes.contains(&format!("installing from a release ({r})")),
+        "{notes}"
+    );
+    for line in [
+        format!("+ {r}/setup.sh --runtime-packages"),
+        format!("+ cp --sparse=always {r}/images/vmlinux {c}/images/.vmlinux.new"),
+        format!("+ mv -f {c}/images/.vmlinux.new {c}/images/vmlinux"),
+        format!("+ install -m 0755 {r}/bhatti /usr/local/bin/bhatti"),
+        "|   image: busybox".to_owned(),
+    ] {
+        assert!(plan.contains(&line), "plan lacks {line:?}:\n{plan}");
+    }
+    assert!(!plan.contains("cargo"), "a release builds nothing:\n{plan}");
+    assert!(
+        notes.contains("systemd unit: skipped (--no-systemd)"),
+        "{notes}"
+    );
+    assert!(!cache.exists() && !data.exists());
 }
 
 /// Operator user names in `data`'s store.
