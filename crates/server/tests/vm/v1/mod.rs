@@ -22,7 +22,7 @@
 //! | static UI | `misc::health_static_errors` |
 //! | stopped sandbox | `sandboxes::stopped_sandbox_wakes_and_ports` (exec, files, sessions, ports, proxy, ws: each on a stopped sandbox) |
 //! | `POST /sandboxes` | `sandboxes::create_bodies_and_object` (`cpus: 1.5`, `name: ""`, `cpus: 0`, `memory_mb: 0`), `resources::templates_secrets_volumes` (`template_id` with env merge) |
-//! | create volumes | `resources::templates_secrets_volumes` (`new_volumes[].mount`, `volumes[].target`, template `mounts[].volume_name/target`) |
+//! | create volumes | `sandboxes::create_bodies_and_object` (`volumes[].target`), `resources::templates_secrets_volumes` (`new_volumes[].mount`, template `mounts[].volume_name/target/auto_create`) |
 //! | sandbox object | `sandboxes::create_bodies_and_object`, `resources::templates_secrets_volumes` (`template_id`) |
 //! | `GET /sandboxes/{id}/ports` | `sandboxes::stopped_sandbox_wakes_and_ports` |
 //! | `GET /ports` | `sandboxes::stopped_sandbox_wakes_and_ports` (objects, and a stopped sandbox is not woken) |
@@ -54,7 +54,7 @@ use crate::support::{TestDaemon, TestResult};
 pub fn trials() -> Vec<libtest_mimic::Trial> {
     use crate::support::trial;
     vec![
-        libtest_mimic::Trial::test("v1::helpers_read_v1_values", || helpers_read_v1_values()),
+        libtest_mimic::Trial::test("v1::helpers_read_v1_values", helpers_read_v1_values),
         trial("v1::misc::health_static_errors", misc::health_static_errors),
         trial(
             "v1::sandboxes::create_bodies_and_object",

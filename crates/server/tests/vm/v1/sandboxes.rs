@@ -1,5 +1,6 @@
 //! v1 sandbox bodies and objects: a create with fractional `cpus`, an
-//! empty `name`, unknown fields and an `init` (which runs as lohar); a
+//! empty `name`, unknown fields, `volumes:[{name,target}]` and an `init`
+//! (which runs as lohar); a
 //! create whose zero `cpus`/`memory_mb` mean "default"; the sandbox
 //! object's fields and types in create, get and list. Then one sandbox,
 //! stopped before each call that needs its VM (exec, files, sessions,
@@ -25,11 +26,18 @@ pub fn create_bodies_and_object() -> TestResult {
         let row = "POST /sandboxes";
 
         // Fractional cpus (rounded up), name "" (generated), unknown
-        // fields (ignored), env and init.
+        // fields (ignored), env, init, and a volume attached at `target`.
+        d.expect(
+            d.req(Method::POST, "/volumes")
+                .json(&json!({"name": "v1att"})),
+            201,
+        )
+        .await?;
         let body = json!({
             "name": "", "cpus": 1.5, "memory_mb": 256, "ssh_keys": [],
             "labels": {"team": "v1"}, "env": {"FOO": "bar"},
-            "init": "id -u > /tmp/init_uid"
+            "init": "id -u > /tmp/init_uid",
+            "volumes": [{"name": "v1att", "target": "/mnt/att"}]
         });
         let (s, sb) = send(&d, Method::POST, "/sandboxes", Some(body.clone())).await?;
         let created = rows.check(row, s == 201, || {
@@ -50,6 +58,10 @@ pub fn create_bodies_and_object() -> TestResult {
             let (code, out) = exec(&d, &id, "echo $FOO", json!({})).await?;
             rows.check(row, code == 0 && out == "bar\n", || {
                 format!("env FOO=bar in the guest: {code} {out:?}")
+            });
+            let (_, mounts) = exec(&d, &id, "cat /proc/mounts", json!({})).await?;
+            rows.check("create volumes", mounts.contains(" /mnt/att "), || {
+                format!("volumes[].target: nothing mounted at /mnt/att in {mounts:?}")
             });
             let uid = init_uid(&d, &id).await?;
             rows.check("users in the guest", uid == "1000", || {
