@@ -106,10 +106,18 @@ impl<E: Engine> AppState<E> {
             }
         }
         let mut new_volumes = req.new_volumes.unwrap_or_default();
-        let mounts = match req.volumes {
-            Some(m) => m,
-            None => self.auto_create(user, tspec.mounts, &mut new_volumes)?,
+        // The template's mounts, then the request's; a request mount of
+        // the same volume or target replaces the template's.
+        let asked = req.volumes.unwrap_or_default();
+        let taken = |t: &Mount| {
+            asked.iter().any(|m| m.name == t.name || m.mount == t.mount)
+                || new_volumes
+                    .iter()
+                    .any(|nv| nv.name == t.name || nv.mount == t.mount)
         };
+        let template_mounts: Vec<Mount> = tspec.mounts.into_iter().filter(|t| !taken(t)).collect();
+        let mut mounts = self.auto_create(user, template_mounts, &mut new_volumes)?;
+        mounts.extend(asked);
         for nv in &new_volumes {
             validate::volume(&nv.name, nv.size_mb)?;
         }
