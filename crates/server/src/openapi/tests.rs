@@ -77,6 +77,7 @@ fn every_route_is_documented() {
         ("get", "/sandboxes/{id}/sessions"),
         ("delete", "/sandboxes/{id}/sessions/{sid}"),
         ("get", "/sandboxes/{id}/ports"),
+        ("get", "/ports"),
         ("get", "/sandboxes/{id}/proxy/{port}/{path}"),
         ("post", "/sandboxes/{id}/publish"),
         ("get", "/sandboxes/{id}/publish"),

@@ -60,6 +60,7 @@ pub struct PortView {
     pub proxy_url: String,
     /// The host TCP port forwarded to it, on the daemon's
     /// `host_port_bind` address; `null` without a forward.
+    #[schema(required = true)]
     pub host_port: Option<u16>,
 }
 
