@@ -121,6 +121,7 @@ parse_args() {
   done
   case "$ON_SHUTDOWN" in keep|snapshot) ;; *) die "--on-shutdown: keep or snapshot" ;; esac
   case "$TIERS" in busybox|minimal|all) ;; *) die "--tiers: busybox, minimal or all" ;; esac
+  [[ "$LISTEN" =~ :[0-9]+$ ]] || die "--listen: HOST:PORT, not $LISTEN"
   [ -n "$OPERATOR" ] || OPERATOR=$INVOKER
   [[ "$OPERATOR" =~ ^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$ ]] \
     || die "operator name '$OPERATOR': [a-zA-Z0-9][a-zA-Z0-9._-]{0,62} (give --operator)"
@@ -222,8 +223,8 @@ step_daemon_config() {
   fi
   write_file "$cfg" 0600 "" <<EOF
 # bhatti daemon config, written by scripts/install.sh (docs/install.md).
-data_dir: $DATA_DIR
-listen: $LISTEN
+data_dir: "$DATA_DIR"
+listen: "$LISTEN"
 image: $(default_image)
 # keep: stopping the daemon (systemctl stop/restart, an upgrade) leaves VMs
 # running for the next daemon; snapshot: writes each VM to disk first (set it
@@ -284,7 +285,7 @@ step_cli_config() {
     run install -d -m 0700 -o "$INVOKER" -g "$group" "$dir"
   fi
   write_file "$CLI_CONFIG" 0600 "$INVOKER:$group" <<EOF
-url: $(client_url)
+url: "$(client_url)"
 token: $KEY
 EOF
 }
