@@ -1,7 +1,8 @@
 //! Published ports: `POST/GET /sandboxes/{id}/publish`,
 //! `DELETE /sandboxes/{id}/publish/{port}`, and [`host_routing`], the
 //! layer that sends requests whose `Host` is `<alias>-<tag>.<public
-//! domain>` to the published port with no API key (waking the sandbox).
+//! domain>` to the published port with no API key (waking a cooled
+//! sandbox; one its owner stopped answers 503 until started).
 //!
 //! Aliases are per user. `tag` is the owner's public tag (8 random hex
 //! digits, the same for all of a user's aliases, made on their first
@@ -235,6 +236,12 @@ async fn published<E: Engine>(st: &AppState<E>, name: &str, req: Request) -> Api
         .filter(|p| !AGENT_PORTS.contains(&p.port))
         .ok_or_else(nothing)?;
     let sb = st.store.sandbox_by_id(&p.sandbox_id)?;
+    // A caller with an API key starts a stopped sandbox by using it (v1);
+    // an anonymous visitor of a published port only wakes a cooled one,
+    // never undoes its owner's stop.
+    if sb.status == bhatti_store::sandboxes::Status::Stopped {
+        return Err(ApiError::Unavailable(format!("{name} is stopped")));
+    }
     let (eid, woke) = wake(st, &sb).await?;
     let target = guest_target(req.uri().path(), req.uri());
     forward(st, &sb, &eid, p.port, target, req, woke).await

@@ -357,6 +357,19 @@ async fn aliases_are_per_user(d: &TestDaemon, alice_site: &str) -> TestResult {
         .await?;
         ensure(body == want, || format!("{url}: {status} {body:?}"))?;
     }
+    // An anonymous visitor never undoes its owner's stop.
+    d.expect(d.req_as(&bob, Method::POST, "/sandboxes/bx/stop"), 200)
+        .await?;
+    let (status, body) = get_host(d, &bob_site).await?;
+    ensure(status == 503, || {
+        format!("published port of a stopped sandbox: {status} {body:?}")
+    })?;
+    let sb = d
+        .expect(d.req_as(&bob, Method::GET, "/sandboxes/bx"), 200)
+        .await?;
+    ensure(sb["status"] == "stopped", || {
+        format!("after the visit: {sb}")
+    })?;
     d.expect(d.req_as(&bob, Method::DELETE, "/sandboxes/bx"), 200)
         .await
         .map(drop)
