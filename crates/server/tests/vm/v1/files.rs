@@ -47,6 +47,10 @@ async fn users(d: &TestDaemon, rows: &mut Rows) -> TestResult {
     rows.check(row, code == 0 && out == "1000\n", || {
         format!("exec with \"user\":\"lohar\" must run as 1000: `id -u` → {code} {out:?}")
     });
+    let (code, out) = exec(d, "fs", "id -u", json!({"user": "root"})).await?;
+    rows.check(row, code == 0 && out == "0\n", || {
+        format!("exec with \"user\":\"root\" must run as 0: `id -u` → {code} {out:?}")
+    });
     // An unknown field in an exec body is ignored.
     let (code, out) = exec(d, "fs", "echo ok", json!({"tty": false, "stream": false})).await?;
     rows.check(
@@ -68,6 +72,17 @@ async fn users(d: &TestDaemon, rows: &mut Rows) -> TestResult {
     let (code, out) = exec(d, "fs", "stat -c %u /root/v1.txt", json!({})).await?;
     rows.check(row, code == 0 && out == "1000\n", || {
         format!("a file written through the API must be owned by lohar (1000): {code} {out:?}")
+    });
+    // The per-request `user` of a file write.
+    let (s, v) = d
+        .call(
+            d.req(Method::PUT, &f("path=/tmp/rootfile&user=root"))
+                .body("r\n"),
+        )
+        .await?;
+    let (code, out) = exec(d, "fs", "stat -c %u /tmp/rootfile", json!({})).await?;
+    rows.check(row, s == 200 && code == 0 && out == "0\n", || {
+        format!("PUT ?user=root must write a file owned by 0: PUT {s} {v}, owner {code} {out:?}")
     });
     let (code, out) = exec(
         d,

@@ -134,6 +134,9 @@ async fn template(
     }
     dates(rows, "POST /templates", &t, &["created_at"]);
     let id = t["id"].as_str().unwrap_or_default().to_owned();
+    rows.check(row, id == "tpl-v1" && t["name"] == "v1tpl", || {
+        format!("POST /templates with id \"tpl-v1\" must return that id: {t}")
+    });
     let (s, got) = send(d, Method::GET, &format!("/templates/{id}"), None).await?;
     rows.check(row, s == 200 && got["id"] == id.as_str(), || {
         format!("GET /templates/{id}: {s} {got}")

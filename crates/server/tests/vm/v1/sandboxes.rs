@@ -63,6 +63,10 @@ pub fn create_bodies_and_object() -> TestResult {
             rows.check("create volumes", mounts.contains(" /mnt/att "), || {
                 format!("volumes[].target: nothing mounted at /mnt/att in {mounts:?}")
             });
+            let (_, h) = send(&d, Method::GET, "/health", None).await?;
+            rows.check("GET /health", h["sandboxes"].as_u64() >= Some(1), || {
+                format!("`sandboxes` must count the running sandbox: {h}")
+            });
             let uid = init_uid(&d, &id).await?;
             rows.check("users in the guest", uid == "1000", || {
                 format!("the init script must run as lohar (uid 1000): `id -u` wrote {uid:?}")
