@@ -33,8 +33,11 @@
 //! | volumes | `resources::templates_secrets_volumes` |
 //! | errors | `misc::health_static_errors` (401, 404, bad body 400, 413), `files::files_and_user_rule` (missing file 404 `{"error"}`) |
 //!
-//! The CLI table of V1-COMPAT.md is covered by the CLI tests of
-//! `crates/bhatti` (config file, flags, plain output formats), not here.
+//! The rows of the CLI table of V1-COMPAT.md (config, `create`, `list`,
+//! `exec`, `ps`, `file ls`, `secret set`, `user create`, bare `bhatti`)
+//! are not HTTP: they belong to the CLI tests of `crates/bhatti/tests`
+//! (written by the CLI side of issue 11; none of those tests existed when
+//! this suite was written, so no test name is given here for them).
 
 pub mod files;
 pub mod misc;
@@ -229,9 +232,13 @@ pub fn sandbox_object(rows: &mut Rows, what: &str, v: &Value) {
     rows.check("timestamps", rfc3339_utc(&v["created_at"]), || {
         format!("{what}: `created_at` is not an RFC 3339 UTC string: {v}")
     });
-    for k in ["template_id", "engine_id", "created_by"] {
-        rows.check("sandbox object", opt_text(&v[k]), || {
-            format!("{what}: `{k}` is neither absent nor a string: {v}")
+    rows.check("sandbox object", opt_text(&v["template_id"]), || {
+        format!("{what}: `template_id` is neither absent nor a string: {v}")
+    });
+    // This daemon always knows these two.
+    for k in ["engine_id", "created_by"] {
+        rows.check("sandbox object", is_text(&v[k]), || {
+            format!("{what}: `{k}` is not a non-empty string: {v}")
         });
     }
 }
