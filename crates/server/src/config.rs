@@ -1,13 +1,32 @@
-//! Daemon configuration: `<data_dir>/config.yaml` when present, defaults
-//! otherwise; command-line flags override both (the binary applies them).
+//! Daemon configuration: up to two files, defaults for what they leave
+//! unset; command-line flags override everything (the binary applies
+//! them).
 //!
-//! Every field is optional in the file. Unknown keys are rejected so that a
-//! typo does not silently fall back to a default.
+//! The files, per key highest first ([`ServerConfig::load_search`]):
+//! 1. v1's config file: `$BHATTI_CONFIG` (or `bhatti serve --config`; it
+//!    must exist), else the first of `./config.yaml` and
+//!    `~/.bhatti/config.yaml` that exists;
+//! 2. `<data_dir>/config.yaml`, where the data dir is `--data-dir` /
+//!    `$BHATTI_DATA_DIR`, else the v1 file's `data_dir:`, else
+//!    [`DEFAULT_DATA_DIR`] (this file's own `data_dir:` is ignored).
+//!
+//! Every field is optional in a file. Both files may hold bhatti v1's
+//! keys ([`v1`]): those with a meaning here are applied, CLI keys
+//! (`url`, `token`, `api_url`, `auth_token`) are ignored, the others are
+//! accepted with a warning saying what they do here. Any other unknown
+//! key is rejected so that a typo does not silently fall back to a
+//! default. `listen:` takes Go's `:8080` (all interfaces) besides
+//! `host:port` ([`parse_listen`]).
+
+#[cfg(test)]
+mod tests;
+mod v1;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use serde_yaml_ng::{Mapping, Value};
 
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/bhatti";
@@ -69,6 +88,7 @@ pub enum OnShutdown {
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     pub data_dir: PathBuf,
+    #[serde(deserialize_with = "de_listen")]
     pub listen: SocketAddr,
     pub engine: EngineKind,
     pub egress: Egress,
@@ -145,26 +165,176 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// A listen address: `host:port` with an IP address or `localhost`, or
+/// Go's `:port` for all interfaces (`0.0.0.0:port`).
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    let bad = || {
+        format!(
+            "listen {s:?}: expected HOST:PORT with an IP address or localhost, \
+             or :PORT for all interfaces"
+        )
+    };
+    if let Some(port) = s.strip_prefix(':') {
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    match s.rsplit_once(':') {
+        Some(("localhost", port)) => Ok(SocketAddr::from((
+            [127, 0, 0, 1],
+            port.parse::<u16>().map_err(|_| bad())?,
+        ))),
+        _ => Err(bad()),
+    }
+}
+
+fn de_listen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_listen(&s).map_err(serde::de::Error::custom)
+}
+
+/// Where [`ServerConfig::load_search`] looks (see the module doc).
+#[derive(Debug, Clone, Default)]
+pub struct Search {
+    /// `$BHATTI_CONFIG` / `--config`: read it, an error if it is missing.
+    pub explicit: Option<PathBuf>,
+    /// Without `explicit`, the first of these that exists is v1's file.
+    pub candidates: Vec<PathBuf>,
+    /// `--data-dir` / `$BHATTI_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Search {
+    /// v1's candidates: `./config.yaml`, then `~/.bhatti/config.yaml`.
+    pub fn v1_candidates() -> Vec<PathBuf> {
+        let mut c = vec![PathBuf::from("config.yaml")];
+        if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            c.push(PathBuf::from(h).join(".bhatti").join("config.yaml"));
+        }
+        c
+    }
+}
+
+/// A loaded configuration and what to tell the operator about it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: ServerConfig,
+    /// The files read, highest precedence first.
+    pub files: Vec<PathBuf>,
+    /// `<file>: <key>: …` for each v1 key ignored or changed.
+    pub warnings: Vec<String>,
+}
+
+/// One file's keys after [`v1::translate`], checked against our keys.
+fn read_file(path: &Path, warnings: &mut Vec<String>) -> Result<Mapping, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let parse = |source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    };
+    if text.trim().is_empty() {
+        return Ok(Mapping::new());
+    }
+    let mut map = match serde_yaml_ng::from_str::<Value>(&text).map_err(parse)? {
+        Value::Null => Mapping::new(),
+        Value::Mapping(m) => m,
+        _ => {
+            return Err(ConfigError::Invalid(format!(
+                "{}: expected a mapping of keys",
+                path.display()
+            )));
+        }
+    };
+    let mut mine = Vec::new();
+    v1::translate(&mut map, &mut mine)
+        .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?;
+    // Unknown keys and bad values, reported against this file.
+    serde_yaml_ng::from_value::<ServerConfig>(Value::Mapping(map.clone())).map_err(parse)?;
+    warnings.extend(mine.into_iter().map(|w| format!("{}: {w}", path.display())));
+    Ok(map)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
 impl ServerConfig {
     /// Path of the config file inside a data dir.
     pub fn file_in(data_dir: &Path) -> PathBuf {
         data_dir.join("config.yaml")
     }
 
-    /// Loads `<data_dir>/config.yaml` if it exists (defaults otherwise). The
-    /// result's `data_dir` is always `data_dir`.
+    /// Loads `<data_dir>/config.yaml` if it exists (defaults otherwise),
+    /// no v1 file; v1 keys' warnings are logged. The result's `data_dir`
+    /// is always `data_dir`.
     pub fn load(data_dir: &Path) -> Result<Self, ConfigError> {
-        let path = Self::file_in(data_dir);
-        let mut cfg = match std::fs::read_to_string(&path) {
-            Ok(text) if text.trim().is_empty() => Self::default(),
-            Ok(text) => serde_yaml_ng::from_str(&text)
-                .map_err(|source| ConfigError::Parse { path, source })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::default(),
-            Err(source) => return Err(ConfigError::Read { path, source }),
+        let loaded = Self::load_search(&Search {
+            data_dir: Some(data_dir.to_owned()),
+            ..Search::default()
+        })?;
+        for w in &loaded.warnings {
+            tracing::warn!("config {w}");
+        }
+        Ok(loaded.config)
+    }
+
+    /// Loads the files `search` finds (see the module doc), merges them
+    /// key by key and validates the result.
+    pub fn load_search(search: &Search) -> Result<Loaded, ConfigError> {
+        let mut warnings = Vec::new();
+        let mut files = Vec::new();
+        let v1_path = match &search.explicit {
+            Some(p) => Some(p.clone()),
+            None => search.candidates.iter().find(|p| p.is_file()).cloned(),
         };
-        cfg.data_dir = data_dir.to_owned();
-        cfg.validate()?;
-        Ok(cfg)
+        let mut merged = match &v1_path {
+            Some(p) => {
+                files.push(p.clone());
+                read_file(p, &mut warnings)?
+            }
+            None => Mapping::new(),
+        };
+        let data_dir = match (&search.data_dir, merged.get("data_dir")) {
+            (Some(d), _) => d.clone(),
+            (None, Some(Value::String(d))) if !d.is_empty() => PathBuf::from(d),
+            _ => PathBuf::from(DEFAULT_DATA_DIR),
+        };
+        let own = Self::file_in(&data_dir);
+        let own_exists = own.try_exists().map_err(|source| ConfigError::Read {
+            path: own.clone(),
+            source,
+        })?;
+        if own_exists && !v1_path.as_deref().is_some_and(|p| same_file(p, &own)) {
+            files.push(own.clone());
+            for (k, v) in read_file(&own, &mut warnings)? {
+                if !merged.contains_key(&k) {
+                    merged.insert(k, v);
+                }
+            }
+        }
+        let mut config: Self =
+            serde_yaml_ng::from_value(Value::Mapping(merged)).map_err(|source| {
+                ConfigError::Parse {
+                    path: files.first().cloned().unwrap_or_default(),
+                    source,
+                }
+            })?;
+        config.data_dir = data_dir;
+        config.validate()?;
+        Ok(Loaded {
+            config,
+            files,
+            warnings,
+        })
     }
 
     /// Checks values that types alone cannot.

@@ -1,22 +1,32 @@
-//! `bhatti serve`: the daemon. Reads `<data_dir>/config.yaml` (defaults
-//! when absent); flags override it. Everything else is
-//! `bhatti_server::daemon`.
+//! `bhatti serve`: the daemon. Its configuration, per key highest first:
+//! the flags; v1's config file (`--config`/`$BHATTI_CONFIG`, else the
+//! first of `./config.yaml` and `~/.bhatti/config.yaml`); then
+//! `<data_dir>/config.yaml`; then the defaults — see
+//! `bhatti_server::config`. The files read and the warnings about v1 keys
+//! that mean something else here go to stderr before the daemon starts.
+//! Everything else is `bhatti_server::daemon`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use bhatti_server::config::{Egress, EngineKind, ServerConfig};
+use bhatti_server::config::{Egress, EngineKind, Search, ServerConfig, parse_listen};
 use clap::{Args, ValueEnum};
 
 /// Flags of `bhatti serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The data directory (state.db, age.key, sandboxes, volumes).
-    #[arg(long, env = "BHATTI_DATA_DIR", default_value = bhatti_server::config::DEFAULT_DATA_DIR)]
-    data_dir: PathBuf,
-    /// Address of the HTTP API [config: listen; default 127.0.0.1:8080].
-    #[arg(long)]
+    /// The data directory (state.db, age.key, sandboxes, volumes) [config:
+    /// data_dir of the v1 file; default /var/lib/bhatti].
+    #[arg(long, env = "BHATTI_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Config file read before <data_dir>/config.yaml (v1 keys accepted)
+    /// [default: the first of ./config.yaml and ~/.bhatti/config.yaml].
+    #[arg(long, env = "BHATTI_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address of the HTTP API: HOST:PORT, or :PORT for all interfaces
+    /// [config: listen; default 127.0.0.1:8080].
+    #[arg(long, value_parser = parse_listen)]
     listen: Option<SocketAddr>,
     /// VM driver [config: engine; default auto].
     #[arg(long, value_enum)]
@@ -54,9 +64,21 @@ enum EgressArg {
     Nat,
 }
 
-/// The configuration: file, then flags.
+/// The configuration: files, then flags. Prints the files read and the
+/// files' warnings on stderr.
 pub fn config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
-    let mut cfg = ServerConfig::load(&args.data_dir)?;
+    let loaded = ServerConfig::load_search(&Search {
+        explicit: args.config.clone(),
+        candidates: Search::v1_candidates(),
+        data_dir: args.data_dir.clone(),
+    })?;
+    for f in &loaded.files {
+        eprintln!("bhatti serve: config {}", f.display());
+    }
+    for w in &loaded.warnings {
+        eprintln!("bhatti serve: warning: {w}");
+    }
+    let mut cfg = loaded.config;
     if let Some(l) = args.listen {
         cfg.listen = l;
     }
