@@ -135,6 +135,14 @@ pub struct SandboxSpec {
     pub tenant: Option<String>,
     /// Exchange packets with the tenant's other guests that allow it too.
     pub peers: bool,
+    /// Guest user that exec, TTY sessions, the `init` script and files
+    /// written through the agent default to (a name from the guest's
+    /// `/etc/passwd` or a numeric uid; `config.json` `exec_user`). `None`:
+    /// v1's rule — commands and sessions as root, `init` and written files
+    /// as the sandbox user `lohar`. A request's own `user` still wins
+    /// (`ExecOptions::user`, `ShellOptions::user`, [`Engine::write_file_as`]).
+    /// An unknown user fails each request that uses it, not the create.
+    pub exec_user: Option<String>,
 }
 
 impl Default for SandboxSpec {
@@ -151,6 +159,7 @@ impl Default for SandboxSpec {
             egress: None,
             tenant: None,
             peers: true,
+            exec_user: None,
         }
     }
 }
@@ -183,6 +192,11 @@ impl SandboxSpec {
         if self.tenant.as_ref().is_some_and(|t| t.is_empty()) {
             return Err(SpecError::Tenant);
         }
+        if let Some(u) = &self.exec_user
+            && !guest_user_ok(u)
+        {
+            return Err(SpecError::User(u.chars().take(80).collect()));
+        }
         if self.volumes.len() > MAX_VOLUMES {
             return Err(SpecError::TooManyVolumes(self.volumes.len()));
         }
@@ -209,6 +223,17 @@ impl SandboxSpec {
         }
         Ok(())
     }
+}
+
+/// A guest user as `user`/`exec_user` take it: a passwd name (1-32 chars
+/// of letters, digits, `_`, `.`, `-`, not starting with `-`) or a uid.
+pub fn guest_user_ok(u: &str) -> bool {
+    !u.is_empty()
+        && u.len() <= 32
+        && !u.starts_with('-')
+        && u.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && (u.bytes().any(|b| !b.is_ascii_digit()) || u.parse::<u32>().is_ok())
 }
 
 fn guest_path_ok(p: &str) -> bool {
@@ -242,6 +267,8 @@ pub enum SpecError {
     Mode(u32),
     #[error("the tenant must not be empty")]
     Tenant,
+    #[error("invalid guest user {0:?} (a user name of letters, digits, _ . - or a numeric uid)")]
+    User(String),
 }
 
 /// A sandbox as the server sees it.
@@ -411,6 +438,21 @@ pub trait Engine: Send + Sync + 'static {
         mode: u32,
         size: u64,
         data: FileSource,
+    ) -> impl Future<Output = EngineResult<()>> + Send;
+    /// [`Engine::write_file`] with the file (also a replaced one) and the
+    /// directories the write creates owned by guest `user` (a name or a
+    /// numeric uid); `None` is exactly [`Engine::write_file`] (new files
+    /// owned by [`SandboxSpec::exec_user`], else the sandbox user; a
+    /// replaced file keeps its owner). An unknown user is an agent error
+    /// with code `invalid_request`; nothing is written.
+    fn write_file_as(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        mode: u32,
+        size: u64,
+        data: FileSource,
+        user: Option<&str>,
     ) -> impl Future<Output = EngineResult<()>> + Send;
     fn stat(
         &self,

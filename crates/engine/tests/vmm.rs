@@ -23,7 +23,6 @@ use bhatti_engine::netns::{NetNs, unique_name};
 use bhatti_engine::qemu::driver::QemuDriver;
 use bhatti_engine::qemu::launch::SECCOMP;
 use bhatti_engine::sandbox::{EngineConfig, VmEngine};
-use bhatti_proto::config::GuestUser;
 use libtest_mimic::{Arguments, Failed, Trial};
 use support::vm::{TestVm, default_config, run_ok, runtime};
 use support::{Need, ensure, trial};
@@ -255,42 +254,32 @@ fn vmm_cgroup_follows_the_vmm() -> TestResult {
     })
 }
 
-/// `dmesg` fails for the sandbox user (uid 1000) and works for root.
+/// `dmesg` fails for the sandbox user (uid 1000) and works for root (the
+/// default user of exec).
 fn guest_kernel_log_is_root_only() -> TestResult {
-    let run = |config| -> Result<(String, i32, String), Failed> {
-        let t = TestVm::boot_with(config)?;
-        runtime()?.block_on(async {
-            let c = t.ready_client().await?;
-            let sysctl = run_ok(&c, &["cat", "/proc/sys/kernel/dmesg_restrict"]).await?;
-            let r = c
-                .exec(AgentExec::new(["dmesg"]).timeout(Duration::from_secs(30)))
-                .await?;
-            Ok((
-                sysctl.trim().to_owned(),
+    let t = TestVm::boot_with(default_config())?;
+    runtime()?.block_on(async {
+        let c = t.ready_client().await?;
+        let sysctl = run_ok(&c, &["cat", "/proc/sys/kernel/dmesg_restrict"]).await?;
+        ensure(sysctl.trim() == "1", || {
+            format!("dmesg_restrict is {sysctl:?}")
+        })?;
+        let dmesg = AgentExec::new(["dmesg"]).timeout(Duration::from_secs(30));
+        let r = c.exec(dmesg.clone().user("lohar")).await?;
+        ensure(r.exit_code != 0 && r.stdout.is_empty(), || {
+            format!(
+                "uid 1000 read the kernel log (exit {}, {} bytes)",
                 r.exit_code,
-                String::from_utf8_lossy(&r.stdout).into_owned(),
-            ))
+                r.stdout.len()
+            )
+        })?;
+        let r = c.exec(dmesg).await?;
+        let out = String::from_utf8_lossy(&r.stdout);
+        ensure(r.exit_code == 0 && out.contains("Linux version"), || {
+            format!(
+                "root could not read the kernel log (exit {}): {out:.200}",
+                r.exit_code
+            )
         })
-    };
-    let (sysctl, code, out) = run(default_config())?;
-    ensure(sysctl == "1", || format!("dmesg_restrict is {sysctl:?}"))?;
-    ensure(code != 0 && out.is_empty(), || {
-        format!(
-            "uid 1000 read the kernel log (exit {code}, {} bytes)",
-            out.len()
-        )
-    })?;
-    let root = bhatti_proto::config::GuestConfig {
-        user: GuestUser {
-            name: "root".into(),
-            uid: 0,
-            gid: 0,
-            home: "/root".into(),
-        },
-        ..default_config()
-    };
-    let (_, code, out) = run(root)?;
-    ensure(code == 0 && out.contains("Linux version"), || {
-        format!("root could not read the kernel log (exit {code}): {out:.200}")
     })
 }

@@ -117,3 +117,33 @@ fn bad_specs_name_the_problem() {
         assert_eq!(spec.validate(), Err(want));
     }
 }
+
+#[test]
+fn exec_user_is_a_name_or_a_uid() {
+    for ok in ["lohar", "root", "1000", "0", "www-data", "a.b_c"] {
+        let spec = SandboxSpec {
+            exec_user: Some(ok.into()),
+            ..SandboxSpec::default()
+        };
+        assert_eq!(spec.validate(), Ok(()), "{ok}");
+    }
+    for bad in [
+        "",
+        "-x",
+        "a b",
+        "a:b",
+        "ab/c",
+        "99999999999",
+        &"x".repeat(33),
+    ] {
+        let spec = SandboxSpec {
+            exec_user: Some(bad.to_owned()),
+            ..SandboxSpec::default()
+        };
+        assert_eq!(
+            spec.validate(),
+            Err(SpecError::User(bad.to_owned())),
+            "{bad:?}"
+        );
+    }
+}

@@ -113,7 +113,7 @@ impl BootDrive {
 }
 
 /// What a drive keeps once the guest has booted: identity, hostname,
-/// volumes, DNS and user (all a restore or a new boot of the same disk
+/// volumes, DNS, user and exec_user (all a restore or a new boot of the same disk
 /// could want that is not secret). Env, files and the init script are
 /// dropped; the token becomes `lockout`, a random value nobody holds, so
 /// a guest that ever booted from this drive would refuse every client
@@ -126,6 +126,7 @@ pub fn scrubbed(config: &GuestConfig, lockout: String) -> GuestConfig {
         volumes: config.volumes.clone(),
         dns: config.dns.clone(),
         user: config.user.clone(),
+        exec_user: config.exec_user.clone(),
         ..GuestConfig::default()
     }
 }

@@ -138,6 +138,7 @@ impl<D: Driver> VmEngine<D> {
             peers: spec.peers,
             hostname: spec.hostname.clone(),
             init: spec.init.clone(),
+            exec_user: spec.exec_user.clone(),
         };
         fault::point("create.vmm");
         // The guest has read its config: no secret stays in the drive file.
@@ -249,6 +250,7 @@ impl<D: Driver> VmEngine<D> {
             volumes,
             init: spec.init.clone(),
             dns: self.config.dns.clone(),
+            exec_user: spec.exec_user.clone(),
             ..GuestConfig::default()
         }
     }

@@ -119,10 +119,22 @@ impl<D: Driver> Engine for VmEngine<D> {
         size: u64,
         data: FileSource,
     ) -> EngineResult<()> {
+        self.write_file_as(id, path, mode, size, data, None).await
+    }
+
+    async fn write_file_as(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        mode: u32,
+        size: u64,
+        data: FileSource,
+        user: Option<&str>,
+    ) -> EngineResult<()> {
         Ok(self
             .agent(id)
             .await?
-            .write_file(path, mode, size, data)
+            .write_file_as(path, mode, size, data, user)
             .await?)
     }
 

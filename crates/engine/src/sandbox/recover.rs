@@ -72,6 +72,9 @@ pub(super) struct Meta {
     pub hostname: Option<String>,
     #[serde(default)]
     pub init: Option<String>,
+    /// [`SandboxSpec::exec_user`] (absent in older files: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_user: Option<String>,
 }
 
 fn yes() -> bool {
@@ -261,6 +264,7 @@ impl<D: Driver> VmEngine<D> {
             image,
             hostname: meta.hostname.clone(),
             init: meta.init.clone(),
+            exec_user: meta.exec_user.clone(),
             volumes: meta.volumes.clone(),
             egress: Some(meta.egress),
             tenant: meta.tenant.clone(),

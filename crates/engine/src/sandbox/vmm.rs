@@ -92,6 +92,7 @@ impl<D: Driver> VmEngine<D> {
             hostname: meta.hostname.clone(),
             env,
             init: meta.init.clone(),
+            exec_user: meta.exec_user.clone(),
             ..SandboxSpec::default()
         };
         let guest = self.guest_config(&sb.id, &spec, &meta.token, guest_volumes(&meta.volumes));

@@ -6,7 +6,8 @@
 //!
 //! The engine runs the daemon's driver type, [`AnyDriver`] (QEMU), so the
 //! dispatch is exercised with real VMs. One file per theme: `thermal`,
-//! `events`, `failures`, `guest`, `recovery`, `agent`; helpers here.
+//! `events`, `failures`, `guest`, `recovery`, `agent`, `users`; helpers
+//! here.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -17,6 +18,7 @@ mod failures;
 mod guest;
 mod recovery;
 mod thermal;
+mod users;
 
 use std::future::Future;
 use std::path::Path;
@@ -145,7 +147,8 @@ fn is_empty_dir(p: &Path) -> bool {
 fn main() {
     let args = Arguments::from_args();
     let vm = [Need::Root, Need::Qemu, Need::Images];
-    let trials = vec![
+    let mut trials = users::trials(&vm);
+    trials.extend([
         trial("create_exec_destroy", &vm, thermal::create_exec_destroy),
         trial(
             "pause_resume_and_wake_from_warm",
@@ -212,6 +215,6 @@ fn main() {
             &[Need::Root, Need::Qemu],
             failures::failed_create_leaves_nothing_behind,
         ),
-    ];
+    ]);
     libtest_mimic::run(&args, trials).exit();
 }

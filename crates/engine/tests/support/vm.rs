@@ -200,9 +200,18 @@ impl TestVm {
 
 /// Runs `argv` through the agent and fails the trial unless it exits 0.
 pub async fn run_ok(client: &Client, argv: &[&str]) -> Result<String, Failed> {
-    let r: ExecResult = client
-        .exec(ExecOptions::new(argv.iter().copied()).timeout(Duration::from_secs(30)))
-        .await?;
+    run_ok_as(client, None, argv).await
+}
+
+/// [`run_ok`] as guest `user` (`None`: the default user, root).
+pub async fn run_ok_as(
+    client: &Client,
+    user: Option<&str>,
+    argv: &[&str],
+) -> Result<String, Failed> {
+    let mut opts = ExecOptions::new(argv.iter().copied()).timeout(Duration::from_secs(30));
+    opts.user = user.map(str::to_owned);
+    let r: ExecResult = client.exec(opts).await?;
     if r.exit_code != 0 {
         return Err(format!(
             "{argv:?} exited {}: stdout {:?} stderr {:?}",

@@ -1,5 +1,6 @@
-//! lohar over the TAP: exec as the user, sessions (plain and tty), file
-//! round trips, and the token it requires.
+//! lohar over the TAP: exec as root (the default) and as the sandbox
+//! user, sessions (plain and tty), file round trips, and the token it
+//! requires.
 
 use super::*;
 
@@ -7,8 +8,13 @@ pub(crate) fn exec_as_user() -> Result<(), Failed> {
     let t = TestVm::boot(VmOptions::default())?;
     runtime()?.block_on(async {
         let c = t.ready_client().await?;
-        let ids = run_ok(
+        let root = run_ok(&c, &["sh", "-c", "id -u; echo $HOME; pwd"]).await?;
+        ensure(root == "0\n/root\n/root\n", || {
+            format!("exec runs as root by default: {root:?}")
+        })?;
+        let ids = run_ok_as(
             &c,
+            Some("lohar"),
             &[
                 "sh",
                 "-c",

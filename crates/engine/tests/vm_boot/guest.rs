@@ -52,7 +52,7 @@ pub(crate) fn config_drive_applied() -> Result<(), Failed> {
         )?;
         // Root-owned 0600: the sandbox user cannot read it.
         let r = c
-            .exec(ExecOptions::new(["cat", "/etc/bhatti/secret"]))
+            .exec(ExecOptions::new(["cat", "/etc/bhatti/secret"]).user("lohar"))
             .await?;
         ensure(r.exit_code != 0, || "uid 1000 read a root-only file".into())
     })
@@ -156,8 +156,9 @@ pub(crate) fn minimal_tier() -> Result<(), Failed> {
     runtime()?.block_on(async {
         let c = t.client();
         c.wait_ready(Duration::from_secs(60)).await?;
-        let out = run_ok(
+        let out = run_ok_as(
             &c,
+            Some("lohar"),
             &[
                 "bash",
                 "-c",

@@ -24,7 +24,7 @@ use bhatti_engine::qemu::launch::{
 };
 use bhatti_proto::config::{GuestConfig, GuestFile, GuestUser, GuestVolume};
 use libtest_mimic::{Arguments, Failed};
-use support::vm::{TestVm, VmOptions, default_config, run_ok, runtime};
+use support::vm::{TestVm, VmOptions, default_config, run_ok, run_ok_as, runtime};
 use support::{Need, ensure, trial};
 
 fn main() {
