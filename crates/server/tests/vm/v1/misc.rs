@@ -1,7 +1,8 @@
 //! v1 rows that need no VM: `GET /health` (no auth; `uptime` a Go
-//! duration string), the static UI paths (no auth), and errors
+//! duration string), the static UI paths (no auth), errors
 //! (`{"error": string}`, 401, 404, a bad body 400, a body over the limit
-//! 413).
+//! 413), and a JSON body sent as `curl -d` sends it (form content type or
+//! none), which v1 read as JSON.
 
 use reqwest::Method;
 
@@ -15,6 +16,7 @@ pub fn health_static_errors() -> TestResult {
         health(&d, &mut rows).await?;
         static_ui(&d, &mut rows).await?;
         errors(&d, &mut rows).await?;
+        curl_bodies(&d, &mut rows).await?;
         d.finish().await?;
         rows.done()
     })
@@ -97,5 +99,30 @@ async fn errors(d: &TestDaemon, rows: &mut Rows) -> TestResult {
         s == 404 && is_error(&e) && ct.starts_with("application/json"),
         || format!("unknown route: want 404 JSON {{\"error\":string}}, got {s} {ct} {e}"),
     );
+    Ok(())
+}
+
+/// A script's `curl -d '{…}'` sends the JSON as
+/// `application/x-www-form-urlencoded` (or with no type at all); v1 read
+/// the body as JSON whatever the type, so this daemon must too.
+async fn curl_bodies(d: &TestDaemon, rows: &mut Rows) -> TestResult {
+    let row = "unknown JSON fields in requests";
+    for (ct, name) in [
+        (Some("application/x-www-form-urlencoded"), "CURL_FORM"),
+        (None, "CURL_NONE"),
+    ] {
+        let mut r = d
+            .req(Method::POST, "/secrets")
+            .body(format!(r#"{{"name":"{name}","value":"x"}}"#));
+        if let Some(ct) = ct {
+            r = r.header("content-type", ct);
+        }
+        let (s, v) = d.call(r).await?;
+        rows.check(row, s == 201, || {
+            format!(
+                "POST /secrets as `curl -d` sends it (Content-Type {ct:?}): want 201, got {s} {v}"
+            )
+        });
+    }
     Ok(())
 }

@@ -15,7 +15,7 @@
 //!
 //! | V1-COMPAT.md row | test(s) |
 //! |---|---|
-//! | unknown JSON fields in requests | `sandboxes::create_bodies_and_object` (`ssh_keys`, `labels`), `resources::templates_secrets_volumes` (secret, volume, template bodies), `files::files_and_user_rule` (exec body) |
+//! | unknown JSON fields in requests | `misc::health_static_errors` (a JSON body sent as `curl -d` sends it), `sandboxes::create_bodies_and_object` (`ssh_keys`, `labels`), `resources::templates_secrets_volumes` (secret, volume, template bodies), `files::files_and_user_rule` (exec body) |
 //! | timestamps | `sandboxes::create_bodies_and_object` (sandbox `created_at`), `resources::templates_secrets_volumes` (secret, volume, template dates), `files::files_and_user_rule` (`mtime` stays Unix seconds), `ws::terminal_client` (sessions' `created_at` stays Unix seconds) |
 //! | users in the guest | `files::files_and_user_rule` (exec as root, `"user":"lohar"`, API file in `/root` readable by exec and owned by 1000, `/home/lohar`, `/workspace`), `sandboxes::create_bodies_and_object` (`init` runs as lohar) |
 //! | `GET /health` | `misc::health_static_errors` |
