@@ -42,7 +42,7 @@ fn main() {
             host::auto_accel_matches_kvm,
         ),
         trial("bare_kernel_boots_trivial_init", vm, host::bare_kernel_boot),
-        trial("exec_runs_as_uid_1000", vm, agent::exec_as_user),
+        trial("exec_runs_as_root_or_as_uid_1000", vm, agent::exec_as_user),
         trial(
             "guest_clock_is_fine_grained_and_on_time",
             vm,
