@@ -1,6 +1,7 @@
 //! One user rule in the guest (v1's, `docs/protocol.md` "user"): exec as
 //! root, files written through the agent owned by the sandbox user
-//! `lohar`, a per-request `user`, and the sandbox's `exec_user`.
+//! `lohar`, a per-request `user`, and the sandbox's `exec_user` (also
+//! after a boot from disk).
 
 use super::*;
 
@@ -145,6 +146,15 @@ pub(crate) fn sandbox_exec_user_is_the_default() -> TestResult {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         ensure(init == "1000\n", || format!("init ran as {init:?}"))?;
+        // A boot from disk (the snapshot is junk) rebuilds the config
+        // drive from sandbox.json: exec_user is still there.
+        e.stop(&sb).await?;
+        std::fs::write(t.sandbox_dir(&sb).join("mem.snap"), b"junk")?;
+        e.start(&sb).await?;
+        let who = sh(e, &sb, "id -u").await?;
+        ensure(who == "1000\n", || {
+            format!("exec_user after a boot from disk: {who:?}")
+        })?;
         e.destroy(&sb).await?;
         Ok(())
     })
