@@ -80,7 +80,7 @@ pub fn shell_through_a_pty(d: &Daemon) -> Result<(), String> {
     let st = p.wait(PTY_WAIT)?;
     ensure(!st.success(), || format!("killed shell exit: {st}"))?;
     let human = d.ok(&["ps", name])?;
-    ensure(human.starts_with("SESSION"), || human.clone())?;
+    ensure(human.starts_with("ID         COMMAND "), || human.clone())?;
 
     d.json(&["destroy", name]).map(|_| ())
 }

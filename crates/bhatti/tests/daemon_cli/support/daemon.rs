@@ -1,6 +1,7 @@
 //! One `bhatti serve` for a test binary: temp data dir, loopback port,
 //! `--egress none`, its own network namespace; stopped (SIGTERM, then
-//! SIGKILL) and its namespace deleted when dropped.
+//! SIGKILL) and its namespace deleted when dropped. Its config is a v1
+//! file given by `$BHATTI_CONFIG` ([`v1_daemon_config`]).
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -21,6 +22,16 @@ pub struct Daemon {
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_bhatti")
+}
+
+/// A bhatti v1 daemon config (Go's keys) listening on loopback `port`.
+pub fn v1_daemon_config(port: u16) -> String {
+    format!(
+        "engine: firecracker\nlisten: 127.0.0.1:{port}\napi_url: http://127.0.0.1:{port}\n\
+         firecracker_bin: /usr/local/bin/firecracker\nfirecracker_kernel: /var/lib/bhatti/vmlinux\n\
+         firecracker_rootfs: /var/lib/bhatti/rootfs.ext4\njail_uid: 10000\njail_gid: 10000\n\
+         backup:\n  s3_bucket: backups\n"
+    )
 }
 
 impl Daemon {
@@ -60,6 +71,11 @@ impl Daemon {
             .map_err(|e| format!("free port: {e}"))?
             .port();
         let netns = format!("bhcli{}", std::process::id());
+        // The daemon reads a v1 config file (v1 daemon keys it ignores
+        // with a warning, CLI keys, v1's listen form); flags add ours.
+        let v1_config = dir.path().join("v1-config.yaml");
+        std::fs::write(&v1_config, v1_daemon_config(port))
+            .map_err(|e| format!("v1 config: {e}"))?;
         let log = std::fs::File::create(dir.path().join("serve.log"))
             .map_err(|e| format!("log file: {e}"))?;
         let log2 = log.try_clone().map_err(|e| format!("log file: {e}"))?;
@@ -67,9 +83,9 @@ impl Daemon {
             .arg("serve")
             .arg("--data-dir")
             .arg(&data)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--egress", "none", "--netns", &netns, "--image", "busybox"])
             .env_remove("BHATTI_DATA_DIR")
+            .env("BHATTI_CONFIG", &v1_config)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
