@@ -27,9 +27,11 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Manage users and their API keys (operator, on the daemon host).
     User {
-        /// The daemon's data directory.
-        #[arg(long, global = true, env = "BHATTI_DATA_DIR", default_value = bhatti_server::config::DEFAULT_DATA_DIR)]
-        data_dir: PathBuf,
+        /// The daemon's data directory [default: the `data_dir:` of the
+        /// config file `bhatti serve` reads ($BHATTI_CONFIG, ./config.yaml,
+        /// ~/.bhatti/config.yaml), else /var/lib/bhatti].
+        #[arg(long, global = true, env = "BHATTI_DATA_DIR")]
+        data_dir: Option<PathBuf>,
         /// Print machine-readable JSON and nothing else on stdout.
         #[arg(long, global = true)]
         json: bool,
@@ -57,7 +59,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             data_dir,
             json,
             action,
-        } => cmd::user::run(&data_dir, json, action),
+        } => {
+            let data_dir = match data_dir {
+                Some(d) => d,
+                None => cmd::serve::data_dir_from_config()?,
+            };
+            cmd::user::run(&data_dir, json, action)
+        }
         Command::Openapi => {
             let doc = bhatti_server::openapi::document::<bhatti_server::daemon::DaemonEngine>();
             println!("{}", serde_json::to_string_pretty(&doc)?);

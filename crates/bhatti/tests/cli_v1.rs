@@ -252,6 +252,34 @@ fn user_create_takes_v1s_max_memory() {
     );
 }
 
+#[test]
+fn user_finds_the_data_dir_in_the_v1_config() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let (home, data) = (t.path().join("home"), t.path().join("v1data"));
+    std::fs::create_dir_all(home.join(".bhatti")).expect("mkdir");
+    std::fs::write(
+        home.join(".bhatti/config.yaml"),
+        format!(
+            "listen: :8080\nauth_token: x\ndata_dir: {}\n",
+            data.display()
+        ),
+    )
+    .expect("write");
+    let o = Command::new(env!("CARGO_BIN_EXE_bhatti"))
+        .args(["user", "create", "--name", "op", "--json"])
+        .current_dir(t.path())
+        .env("HOME", &home)
+        .env_remove("BHATTI_DATA_DIR")
+        .env_remove("BHATTI_CONFIG")
+        .output()
+        .expect("run");
+    out(&o);
+    assert!(
+        data.join("state.db").is_file(),
+        "the store in v1's data_dir"
+    );
+}
+
 /// `bhatti serve` with `--tick 0`: it loads its config, prints what it
 /// read, then fails the final check before starting anything.
 fn serve_dry(cwd: &Path, home: &Path, env: &[(&str, &Path)], args: &[&str]) -> (i32, String) {

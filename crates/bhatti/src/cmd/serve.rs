@@ -64,11 +64,24 @@ enum EgressArg {
     Nat,
 }
 
+/// The data dir `bhatti serve` would use without `--data-dir`: the v1
+/// config file's `data_dir:`, else the default (for `bhatti user`).
+pub fn data_dir_from_config() -> anyhow::Result<PathBuf> {
+    let loaded = ServerConfig::load_search(&Search {
+        explicit: std::env::var_os("BHATTI_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
+        candidates: Search::v1_candidates(),
+        data_dir: None,
+    })?;
+    Ok(loaded.config.data_dir)
+}
+
 /// The configuration: files, then flags. Prints the files read and the
 /// files' warnings on stderr.
 pub fn config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
     let loaded = ServerConfig::load_search(&Search {
-        explicit: args.config.clone(),
+        explicit: args.config.clone().filter(|p| !p.as_os_str().is_empty()),
         candidates: Search::v1_candidates(),
         data_dir: args.data_dir.clone(),
     })?;
