@@ -3,9 +3,9 @@
 //! them).
 //!
 //! The files, per key highest first ([`ServerConfig::load_search`]):
-//! 1. v1's config file: `$BHATTI_CONFIG` (or `bhatti serve --config`; it
-//!    must exist), else the first of `./config.yaml` and
-//!    `~/.bhatti/config.yaml` that exists;
+//! 1. v1's config file: the first that exists of `$BHATTI_CONFIG` (or
+//!    `bhatti serve --config`; a warning when it does not), `./config.yaml`
+//!    and `~/.bhatti/config.yaml`;
 //! 2. `<data_dir>/config.yaml`, where the data dir is `--data-dir` /
 //!    `$BHATTI_DATA_DIR`, else the v1 file's `data_dir:`, else
 //!    [`DEFAULT_DATA_DIR`] (this file's own `data_dir:` is ignored).
@@ -199,9 +199,10 @@ fn de_listen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Er
 /// Where [`ServerConfig::load_search`] looks (see the module doc).
 #[derive(Debug, Clone, Default)]
 pub struct Search {
-    /// `$BHATTI_CONFIG` / `--config`: read it, an error if it is missing.
+    /// `$BHATTI_CONFIG` / `--config`: read first; when it does not exist
+    /// (a warning), the candidates are tried, as v1 did.
     pub explicit: Option<PathBuf>,
-    /// Without `explicit`, the first of these that exists is v1's file.
+    /// Then the first of these that exists is v1's file.
     pub candidates: Vec<PathBuf>,
     /// `--data-dir` / `$BHATTI_DATA_DIR`.
     pub data_dir: Option<PathBuf>,
@@ -292,10 +293,20 @@ impl ServerConfig {
     pub fn load_search(search: &Search) -> Result<Loaded, ConfigError> {
         let mut warnings = Vec::new();
         let mut files = Vec::new();
-        let v1_path = match &search.explicit {
-            Some(p) => Some(p.clone()),
-            None => search.candidates.iter().find(|p| p.is_file()).cloned(),
-        };
+        if let Some(p) = &search.explicit
+            && !p.exists()
+        {
+            warnings.push(format!(
+                "{}: no such file (BHATTI_CONFIG / --config); looking further",
+                p.display()
+            ));
+        }
+        let v1_path = search
+            .explicit
+            .iter()
+            .chain(&search.candidates)
+            .find(|p| p.exists())
+            .cloned();
         let mut merged = match &v1_path {
             Some(p) => {
                 files.push(p.clone());

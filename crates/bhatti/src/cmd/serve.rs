@@ -1,6 +1,6 @@
 //! `bhatti serve`: the daemon. Its configuration, per key highest first:
-//! the flags; v1's config file (`--config`/`$BHATTI_CONFIG`, else the
-//! first of `./config.yaml` and `~/.bhatti/config.yaml`); then
+//! the flags; v1's config file (the first that exists of
+//! `--config`/`$BHATTI_CONFIG`, `./config.yaml`, `~/.bhatti/config.yaml`); then
 //! `<data_dir>/config.yaml`; then the defaults — see
 //! `bhatti_server::config`. The files read and the warnings about v1 keys
 //! that mean something else here go to stderr before the daemon starts.
@@ -20,8 +20,9 @@ pub struct ServeArgs {
     /// data_dir of the v1 file; default /var/lib/bhatti].
     #[arg(long, env = "BHATTI_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Config file read before <data_dir>/config.yaml (v1 keys accepted)
-    /// [default: the first of ./config.yaml and ~/.bhatti/config.yaml].
+    /// Config file read before <data_dir>/config.yaml (v1 keys accepted);
+    /// when it does not exist, the first of ./config.yaml and
+    /// ~/.bhatti/config.yaml that does.
     #[arg(long, env = "BHATTI_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Address of the HTTP API: HOST:PORT, or :PORT for all interfaces

@@ -227,9 +227,19 @@ fn search_order_and_precedence() {
     .expect("same file");
     assert_eq!(got.files, [own]);
 
-    // An explicit file must exist.
-    let err = ServerConfig::load_search(&explicit(&p("nope.yaml"))).expect_err("missing");
-    assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+    // A missing explicit file is a warning; the candidates come next.
+    let got = ServerConfig::load_search(&Search {
+        explicit: Some(p("nope.yaml")),
+        candidates: vec![p("etc/config.yaml")],
+        ..Search::default()
+    })
+    .expect("falls through");
+    assert_eq!(got.files[0], p("etc/config.yaml"));
+    assert!(
+        got.warnings[0].contains("nope.yaml: no such file"),
+        "{:?}",
+        got.warnings
+    );
 }
 
 #[test]
