@@ -239,3 +239,21 @@ pub(crate) fn append_capped(buf: &mut Vec<u8>, truncated: &mut bool, data: &[u8]
     }
     buf.extend_from_slice(&data[..data.len().min(room)]);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ShellOptions;
+
+    #[test]
+    fn user_goes_into_the_request_only_when_named() {
+        let plain =
+            json_frame(FrameType::EXEC_REQ, &ExecOptions::new(["id"]).request()).expect("encode");
+        assert_eq!(plain.payload, br#"{"argv":["id"]}"#);
+        let as_lohar = ExecOptions::new(["id"]).user("lohar").request();
+        let f = json_frame(FrameType::EXEC_REQ, &as_lohar).expect("encode");
+        assert_eq!(f.payload, br#"{"argv":["id"],"user":"lohar"}"#);
+        let shell = ShellOptions::new(["sh"]).user("1000").request();
+        assert_eq!((shell.tty, shell.user.as_deref()), (true, Some("1000")));
+    }
+}

@@ -72,7 +72,7 @@ impl ShellOptions {
         self
     }
 
-    fn request(&self) -> ExecRequest {
+    pub(crate) fn request(&self) -> ExecRequest {
         ExecRequest {
             argv: self.argv.clone(),
             env: self.env.clone(),
