@@ -6,6 +6,25 @@
 //! listener answering one canned response per connection and recording
 //! the request. `bhatti serve` with a v1 config file is checked up to the
 //! point where it would start (a flag makes the final validation fail).
+//!
+//! The CLI rows of V1-COMPAT.md and where they are tested (here unless
+//! named; `daemon_cli::v1` repeats them against a real daemon and VMs):
+//! - config (`BHATTI_URL`/`BHATTI_TOKEN`, `auth_token:`/`api_url:` with
+//!   daemon keys): `create_reads_the_v1_config_…`; env and flags over the
+//!   file: `cli_offline::config_precedence_flag_env_file_default`;
+//!   `bhatti serve`'s `$BHATTI_CONFIG`/`./config.yaml`/`~/.bhatti/config.yaml`
+//!   and `listen: :8080`: `serve_finds_a_v1_config_…` and
+//!   `bhatti_server::config::tests`; `user` finding v1's `data_dir`:
+//!   `user_finds_the_data_dir_in_the_v1_config`.
+//! - `create --env A=1,B=2` and its `ID<TAB>NAME<TAB>IP` line:
+//!   `create_reads_the_v1_config_…`.
+//! - `list` columns `ID NAME STATUS IP`: `list_prints_v1_columns_…`.
+//! - `exec NAME -- CMD`, exit code, separate streams: `daemon_cli::v1`
+//!   (and `daemon_cli::exec`).
+//! - `ps` columns, `file ls` lines: `ps_and_file_ls_print_v1_lines`.
+//! - `secret set NAME VALUE`: `secret_value_positional_…`.
+//! - `user create --max-memory`: `user_create_takes_v1s_max_memory`.
+//! - a bare `bhatti` prints help: `help_snapshots` (`bhatti.txt`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -114,7 +133,7 @@ fn create_reads_the_v1_config_sends_comma_env_and_prints_one_line() {
         home.path(),
         &url,
         &[
-            "create", "--name", "dev", "--env", "A=1,B=2", "--env", "C=x,y",
+            "create", "--name", "dev", "--cpus", "0.5", "--env", "A=1,B=2", "--env", "C=x,y",
         ],
     );
     assert_eq!(out(&o), "sb_0a1b\tdev\t10.10.0.2\n");
@@ -130,6 +149,7 @@ fn create_reads_the_v1_config_sends_comma_env_and_prints_one_line() {
         b["env"],
         serde_json::json!({"A": "1", "B": "2", "C": "x,y"})
     );
+    assert_eq!(b["cpus"], 1, "v1's fractional --cpus, rounded up");
 }
 
 #[test]

@@ -82,6 +82,22 @@ pub fn env_pairs(args: &[EnvArg]) -> Vec<KeyVal> {
     args.iter().flat_map(|a| a.0.iter().cloned()).collect()
 }
 
+/// `--cpus`: a whole number, or a fraction as v1 took it (`0.5`),
+/// rounded up as the daemon rounds it.
+pub fn parse_cpus(s: &str) -> Result<u32, String> {
+    let bad = || format!("expected a number of CPUs such as 2 (or 0.5), got {s:?}");
+    if let Ok(n) = s.parse::<u32>() {
+        return Ok(n);
+    }
+    let f: f64 = s.parse().map_err(|_| bad())?;
+    if !f.is_finite() || f < 0.0 || f > f64::from(u32::MAX) {
+        return Err(bad());
+    }
+    // In range and finite: the cast cannot truncate.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Ok(f.ceil() as u32)
+}
+
 /// `name:/mount[:ro]` (a volume attached to a sandbox).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeMount {
@@ -176,6 +192,17 @@ mod tests {
             parse_env("C=3").expect("ok"),
         ]);
         assert_eq!(all.len(), 3);
+    }
+
+    #[test]
+    fn cpus() {
+        assert_eq!(parse_cpus("2"), Ok(2));
+        assert_eq!(parse_cpus("0.5"), Ok(1));
+        assert_eq!(parse_cpus("1.5"), Ok(2));
+        assert_eq!(parse_cpus("0"), Ok(0));
+        for bad in ["-1", "x", "NaN", "inf", "1e12"] {
+            assert!(parse_cpus(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

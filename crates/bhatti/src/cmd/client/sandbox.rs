@@ -11,7 +11,8 @@ use reqwest::Method;
 use serde_json::{Map, Value, json};
 
 use super::args::{
-    EnvArg, FileSpec, Global, Target, VolumeMount, env_object, parse_env, parse_file, parse_volume,
+    EnvArg, FileSpec, Global, Target, VolumeMount, env_object, parse_cpus, parse_env, parse_file,
+    parse_volume,
 };
 use super::{Ctx, Outcome, render};
 
@@ -20,8 +21,8 @@ pub struct CreateArgs {
     /// Sandbox name (default: generated); [a-zA-Z0-9][a-zA-Z0-9._-]{0,62}
     #[arg(long)]
     pub name: Option<String>,
-    /// Virtual CPUs [server default: 1]
-    #[arg(long)]
+    /// Virtual CPUs; a fraction (v1's 0.5) is rounded up [server default: 1]
+    #[arg(long, value_parser = parse_cpus)]
     pub cpus: Option<u32>,
     /// Memory in MB [server default: 512]
     #[arg(long, value_name = "MB")]

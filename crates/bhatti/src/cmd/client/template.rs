@@ -4,7 +4,7 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use super::args::{EnvArg, Global, VolumeMount, env_object, parse_env, parse_volume};
+use super::args::{EnvArg, Global, VolumeMount, env_object, parse_cpus, parse_env, parse_volume};
 use super::{Ctx, Outcome, render};
 
 #[derive(Debug, Args)]
@@ -35,8 +35,8 @@ pub struct CreateTemplate {
     /// Template name
     #[arg(long)]
     pub name: String,
-    /// Virtual CPUs
-    #[arg(long)]
+    /// Virtual CPUs; a fraction (v1's 0.5) is rounded up
+    #[arg(long, value_parser = parse_cpus)]
     pub cpus: Option<u32>,
     /// Memory in MB
     #[arg(long, value_name = "MB")]
