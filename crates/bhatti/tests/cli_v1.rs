@@ -24,7 +24,8 @@
 //! - `ps` columns, `file ls` lines: `ps_and_file_ls_print_v1_lines`.
 //! - `secret set NAME VALUE`: `secret_value_positional_…`.
 //! - `user create --max-memory`: `user_create_takes_v1s_max_memory`.
-//! - a bare `bhatti` prints help: `help_snapshots` (`bhatti.txt`).
+//! - a bare `bhatti` prints help (v1 started the daemon):
+//!   `bare_bhatti_prints_help`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -297,6 +298,20 @@ fn user_finds_the_data_dir_in_the_v1_config() {
     assert!(
         data.join("state.db").is_file(),
         "the store in v1's data_dir"
+    );
+}
+
+#[test]
+fn bare_bhatti_prints_help() {
+    let o = Command::new(env!("CARGO_BIN_EXE_bhatti"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("Usage: bhatti <COMMAND>") && err.contains("serve"),
+        "{err}"
     );
 }
 
