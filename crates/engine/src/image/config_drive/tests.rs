@@ -34,6 +34,8 @@ fn sample() -> GuestConfig {
         }],
         init: Some("echo hi".into()),
         dns: vec!["10.0.0.1".into()],
+        // Kept by the scrub: a boot from this disk needs it again.
+        exec_user: Some("lohar".into()),
         ..GuestConfig::default()
     }
 }
