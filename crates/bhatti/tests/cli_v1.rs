@@ -379,7 +379,8 @@ fn serve_finds_a_v1_config_and_says_what_it_ignores() {
     std::fs::write(cwd.join("config.yaml"), "listen: :9090\n").expect("write");
     let (_, err) = serve_dry(&cwd, &home, &[], &data_flag);
     assert!(
-        err.contains("config config.yaml") && !err.contains("firecracker_bin"),
+        err.contains(&format!("config {}", cwd.join("config.yaml").display()))
+            && !err.contains("firecracker_bin"),
         "{err}"
     );
     let (_, err) = serve_dry(&cwd, &home, &[("BHATTI_CONFIG", &home_cfg)], &data_flag);

@@ -209,9 +209,11 @@ pub struct Search {
 }
 
 impl Search {
-    /// v1's candidates: `./config.yaml`, then `~/.bhatti/config.yaml`.
+    /// v1's candidates: `./config.yaml` (made absolute, so messages name
+    /// it plainly), then `~/.bhatti/config.yaml`.
     pub fn v1_candidates() -> Vec<PathBuf> {
-        let mut c = vec![PathBuf::from("config.yaml")];
+        let here = std::env::current_dir().unwrap_or_default();
+        let mut c = vec![here.join("config.yaml")];
         if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
             c.push(PathBuf::from(h).join(".bhatti").join("config.yaml"));
         }
