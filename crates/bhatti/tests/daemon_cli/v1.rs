@@ -2,7 +2,8 @@
 //! config file): the client configured only by a v1 `~/.bhatti/config.yaml`
 //! (`api_url:`/`auth_token:` beside daemon keys, no flags or environment),
 //! v1's flags, and v1's plain output of `create`, `list`, `exec`, `ps`,
-//! `file ls` read the way a v1 script reads them.
+//! `file ls` read the way a v1 script reads them; `ports` with and
+//! without a sandbox (`GET /ports`).
 
 use std::process::{Command, Output, Stdio};
 
@@ -138,6 +139,45 @@ pub fn v1_config_flags_and_output(d: &Daemon) -> Result<(), String> {
             && dir_line.starts_with('d')
             && dir_line[1..5].bytes().all(|b| (b'0'..=b'7').contains(&b)),
         || format!("dir line: {ls:?}"),
+    )?;
+
+    // ports: v1's container_port/host_port read; without a sandbox, all.
+    ok(
+        &run(&[
+            "exec",
+            name,
+            "--",
+            "sh",
+            "-c",
+            "busybox httpd -p 8001 -h /tmp",
+        ]),
+        "httpd",
+    )?;
+    let ports = ok(&run(&["ports", name]), "ports")?;
+    let row: Vec<&str> = ports
+        .lines()
+        .find(|l| l.starts_with("8001 "))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    ensure(
+        row.len() == 3 && row[1].parse::<u16>().is_ok() && row[2].contains("/proxy/8001"),
+        || format!("ports: {ports:?}"),
+    )?;
+    let mut all = String::new();
+    for _ in 0..50 {
+        all = ok(&run(&["ports"]), "ports (all)")?;
+        if all
+            .lines()
+            .any(|l| l.starts_with(&format!("{id} ")) && l.contains(" 8001 "))
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    ensure(
+        all.lines()
+            .any(|l| l.starts_with(&format!("{id} ")) && l.contains(" 8001 ")),
+        || format!("ports (all): {all:?}"),
     )?;
 
     // ps: v1's header.
