@@ -201,6 +201,12 @@ impl TestDaemon {
         for info in self.state.engine.list().await {
             let _ = self.state.engine.destroy(&info.id).await;
         }
+        self.stop_serving().await
+    }
+
+    /// A graceful stop (what SIGTERM does) and a wait for the server; the
+    /// VMs it leaves running are killed by the drop.
+    pub async fn stop_serving(&mut self) -> TestResult {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
