@@ -43,7 +43,9 @@ pub enum EngineKind {
     #[default]
     Auto,
     Qemu,
-    /// Not built in yet: starting the daemon with it fails and says so.
+    /// Not built in yet: `--engine firecracker` fails and says so; in a
+    /// config file it is v1's default and becomes `auto` with a warning
+    /// while this build has no Firecracker driver.
     Firecracker,
 }
 
