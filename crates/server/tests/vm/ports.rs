@@ -8,13 +8,16 @@
 //! cold and a host connection wakes, a stopped sandbox whose forwards go
 //! and that `GET /ports` does not start, forwards back after start and
 //! closed when the daemon stops; and `host_port_bind: null` (ports
-//! listed, no forwards; a destroyed sandbox's ports forgotten). Every
-//! wait polls with a generous deadline.
+//! listed, no forwards; a destroyed sandbox's ports forgotten); and an
+//! idle sandbox with a forward cools to warm and stays warm through scan
+//! rounds and `GET /ports` (the scanner neither touches nor wakes it).
+//! Every wait polls with a generous deadline.
 
 use std::time::Duration;
 
 use bhatti_engine::engine::{Engine, SandboxId};
 use bhatti_engine::state::SandboxState;
+use bhatti_server::hostports;
 use bhatti_store::users::Limits;
 use libtest_mimic::{Failed, Trial};
 use reqwest::Method;
@@ -27,6 +30,10 @@ pub fn trials() -> Vec<Trial> {
     vec![
         trial("ports::host_port_forwards", host_port_forwards),
         trial("ports::forwards_off", forwards_off),
+        trial(
+            "ports::scans_let_idle_sandboxes_cool",
+            scans_let_idle_sandboxes_cool,
+        ),
     ]
 }
 
@@ -200,6 +207,50 @@ pub fn host_port_forwards() -> TestResult {
         ensure(resp.contains(PAGE), || format!("after start: {resp:?}"))?;
         d.stop_serving().await?;
         closed(hp).await?;
+        d.finish().await
+    })
+}
+
+/// The background scan neither keeps a sandbox hot nor wakes it: with a
+/// forward open, an idle sandbox goes warm and stays warm through scan
+/// rounds and `GET /ports`; a host connection then wakes it.
+pub fn scans_let_idle_sandboxes_cool() -> TestResult {
+    run(async {
+        let t = Timers {
+            warm_after: 4,
+            cold_after: 3600,
+            tick: 1,
+        };
+        let d = TestDaemon::start(t).await?;
+        let sb = d.create("idle").await?;
+        let id = sb["id"].as_str().unwrap_or_default().to_owned();
+        let eid: SandboxId = id.parse()?;
+        serve(&d, "idle", 3000).await?;
+        let p = eventually(LONG, || async {
+            Ok(entry(&sandbox_ports(&d, "idle").await?, 3000))
+        })
+        .await?;
+        let hp = p["host_port"].as_u64().unwrap_or_default();
+        let state = || async { Ok::<_, Failed>(d.state.engine.status(&eid).await?.state) };
+        eventually(LONG, || async {
+            Ok((state().await? == SandboxState::Warm).then_some(()))
+        })
+        .await?;
+        // Two scan rounds and more: still warm.
+        tokio::time::sleep(hostports::scan::SCAN_EVERY * 2 + Duration::from_secs(1)).await;
+        let all = d.expect(d.req(Method::GET, "/ports"), 200).await?;
+        ensure(
+            entry(&all, 3000).is_some_and(|e| e["host_port"] == hp),
+            || format!("GET /ports of a warm sandbox: {all}"),
+        )?;
+        let now = state().await?;
+        ensure(now == SandboxState::Warm, || {
+            format!("scans or GET /ports moved a warm sandbox to {now:?}")
+        })?;
+        let resp = http_get(u16::try_from(hp)?).await?;
+        ensure(resp.contains(PAGE), || {
+            format!("waking connection: {resp:?}")
+        })?;
         d.finish().await
     })
 }
