@@ -465,6 +465,13 @@ pub trait Engine: Send + Sync + 'static {
         path: &str,
     ) -> impl Future<Output = EngineResult<Vec<FileInfo>>> + Send;
     fn activity(&self, id: &SandboxId) -> impl Future<Output = EngineResult<ActivityInfo>> + Send;
+    /// [`Engine::exec`] only on a sandbox hot now with no lifecycle
+    /// operation in progress (`None` otherwise): it never wakes one.
+    fn exec_if_hot(
+        &self,
+        id: &SandboxId,
+        opts: ExecOptions,
+    ) -> impl Future<Output = EngineResult<Option<ExecResult>>> + Send;
     /// TCP ports the guest listens on (the agent's own left out).
     fn listening_ports(
         &self,

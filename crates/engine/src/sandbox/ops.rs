@@ -1,6 +1,8 @@
 //! [`Engine`] for [`VmEngine`]: lifecycle calls go through
 //! [`VmEngine::apply`]; agent calls make the sandbox hot, take a clone of
-//! its agent client and talk to the guest with no lock held.
+//! its agent client and talk to the guest with no lock held
+//! (`exec_if_hot` instead skips a sandbox that is not hot or whose lock
+//! is taken: background work never wakes one).
 
 use std::sync::PoisonError;
 
@@ -80,6 +82,20 @@ impl<D: Driver> Engine for VmEngine<D> {
 
     async fn exec(&self, id: &SandboxId, opts: ExecOptions) -> EngineResult<ExecResult> {
         Ok(self.agent(id).await?.exec(opts).await?)
+    }
+
+    async fn exec_if_hot(
+        &self,
+        id: &SandboxId,
+        opts: ExecOptions,
+    ) -> EngineResult<Option<ExecResult>> {
+        let sb = self.get(id)?;
+        // A lifecycle operation holds the slot: skip rather than wait.
+        let agent = match sb.slot.try_lock() {
+            Ok(slot) if slot.state == crate::state::SandboxState::Hot => sb.agent.clone(),
+            _ => return Ok(None),
+        };
+        Ok(Some(agent.exec(opts).await?))
     }
 
     async fn exec_stream(&self, id: &SandboxId, req: ExecRequest) -> EngineResult<ExecStream> {
