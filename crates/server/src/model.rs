@@ -56,6 +56,10 @@ pub struct SandboxView {
     /// memory is lost, so the next request boots it from its disk.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub status_reason: Option<String>,
+    /// The guest user set at create ([`CreateSandbox::user`]); absent:
+    /// v1's rule.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub user: Option<String>,
 }
 
 impl From<&Sandbox> for SandboxView {
@@ -83,6 +87,11 @@ impl From<&Sandbox> for SandboxView {
             created_at: time::rfc3339(s.created_at),
             stopped_at: time::rfc3339_opt(s.stopped_at),
             status_reason: s.status_reason.clone(),
+            user: s
+                .spec
+                .get("user")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned),
         }
     }
 }
@@ -159,6 +168,13 @@ pub struct CreateSandbox {
     /// sandboxes that allow it too (default true). Other users' guests
     /// are never reachable.
     pub peers: Option<bool>,
+    /// The guest user its commands run as and API-written files belong
+    /// to (a name in the guest's `/etc/passwd`, or a uid); absent: v1's
+    /// rule, commands as root and files owned by the sandbox user
+    /// `lohar`. Each exec, shell and file write may name another.
+    #[schema(pattern = "^[a-zA-Z0-9._][a-zA-Z0-9._-]{0,31}$")]
+    #[serde(default, deserialize_with = "v1::blank_is_none")]
+    pub user: Option<String>,
 }
 
 /// `PATCH /sandboxes/{id}`.
@@ -196,6 +212,9 @@ pub struct TemplateSpec {
     pub disk_size_mb: Option<u32>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// See [`CreateSandbox::user`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// What the store keeps as a sandbox's spec (never secret values).
@@ -210,6 +229,9 @@ pub struct StoredSpec {
     /// See [`CreateSandbox::peers`]; absent in rows from before it: true.
     #[serde(default = "yes")]
     pub peers: bool,
+    /// See [`CreateSandbox::user`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 fn yes() -> bool {

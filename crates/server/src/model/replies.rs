@@ -135,6 +135,9 @@ pub struct TemplateView {
     pub name: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub user: Option<String>,
 }
 
 impl TemplateView {
@@ -154,6 +157,7 @@ impl TemplateView {
             mounts: spec.mounts,
             name: t.name.clone(),
             secrets: spec.secrets,
+            user: spec.user,
         }
     }
 }

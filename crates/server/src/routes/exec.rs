@@ -61,6 +61,11 @@ pub struct ExecBody {
     pub cwd: Option<String>,
     #[schema(minimum = 1, maximum = 86400)]
     pub timeout_sec: Option<u64>,
+    /// The guest user to run as (a name or a uid); default: the
+    /// sandbox's `user`, else root (v1).
+    #[schema(pattern = "^[a-zA-Z0-9._][a-zA-Z0-9._-]{0,31}$")]
+    #[serde(default, deserialize_with = "crate::model::v1::blank_is_none")]
+    pub user: Option<String>,
 }
 
 impl ExecBody {
@@ -78,6 +83,9 @@ impl ExecBody {
             ));
         }
         validate::env(self.env.keys())?;
+        if let Some(u) = &self.user {
+            validate::user(u)?;
+        }
         if self
             .timeout_sec
             .is_some_and(|t| t == 0 || t > MAX_TIMEOUT_SEC)
@@ -104,6 +112,7 @@ async fn exec<E: Engine>(
         argv: body.cmd,
         env: body.env,
         cwd: body.cwd,
+        user: body.user,
         ..ExecRequest::default()
     };
     let stream = st.engine.exec_stream(&eid, req).await?;

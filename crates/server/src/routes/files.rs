@@ -80,6 +80,11 @@ pub struct FileQuery {
     /// Octal permission string of a written file, default `0644`.
     #[param(pattern = "^0?[0-7]{1,4}$")]
     pub mode: Option<String>,
+    /// Owner of a written file: a guest user name or uid (default: the
+    /// sandbox's `user`, else `lohar`). The write itself is the agent's;
+    /// reads, stat and listings take no user.
+    #[param(pattern = "^[a-zA-Z0-9._][a-zA-Z0-9._-]{0,31}$")]
+    pub user: Option<String>,
 }
 
 fn check_path(p: &str) -> ApiResult<&str> {
@@ -148,6 +153,10 @@ async fn write<E: Engine>(
     body: Body,
 ) -> ApiResult<Json<Status>> {
     let path = check_path(&q.path)?;
+    let owner = q.user.as_deref().filter(|u| !u.is_empty());
+    if let Some(u) = owner {
+        crate::service::validate::user(u)?;
+    }
     let mode = match &q.mode {
         Some(m) => parse_mode(m).ok_or_else(|| {
             ApiError::BadRequest(format!("invalid mode {m:?} (octal, e.g. 0644)"))
@@ -171,7 +180,7 @@ async fn write<E: Engine>(
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let reader = StreamReader::new(stream);
     st.engine
-        .write_file(&eid, path, mode, len, Box::new(reader))
+        .write_file_as(&eid, path, mode, len, Box::new(reader), owner)
         .await?;
     Ok(Json(Status::OK))
 }

@@ -85,6 +85,10 @@ pub struct WsQuery {
     pub rows: Option<u16>,
     #[param(minimum = 1)]
     pub cols: Option<u16>,
+    /// The guest user of a new shell (a name or a uid); default: the
+    /// sandbox's `user`, else root (v1). Ignored when attaching.
+    #[param(pattern = "^[a-zA-Z0-9._][a-zA-Z0-9._-]{0,31}$")]
+    pub user: Option<String>,
 }
 
 async fn ws<E: Engine>(
@@ -98,6 +102,9 @@ async fn ws<E: Engine>(
         return Err(ApiError::BadRequest(
             "rows and cols must be at least 1".into(),
         ));
+    }
+    if let Some(u) = q.user.as_deref().filter(|u| !u.is_empty()) {
+        crate::service::validate::user(u)?;
     }
     let upgrade = upgrade.map_err(|e| ApiError::BadRequest(format!("WebSocket upgrade: {e}")))?;
     let (sb, eid) = st.live(&u, &id).await?;
@@ -125,6 +132,9 @@ async fn open<E: Engine>(engine: &E, id: &SandboxId, q: &WsQuery) -> ApiResult<S
     let mut opts = ShellOptions::new(SHELL);
     if let (Some(r), Some(c)) = (q.rows, q.cols) {
         opts = opts.size(r, c);
+    }
+    if let Some(u) = q.user.as_deref().filter(|u| !u.is_empty()) {
+        opts = opts.user(u);
     }
     Ok(engine.shell(id, opts).await?)
 }

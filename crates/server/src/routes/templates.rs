@@ -81,6 +81,9 @@ pub struct CreateTemplate {
     pub userdata: Option<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The guest user of sandboxes made from it (see `CreateSandbox`).
+    #[serde(default, deserialize_with = "crate::model::v1::blank_is_none")]
+    pub user: Option<String>,
 }
 
 /// A stored template as the API shows it; a spec that does not parse is
@@ -112,6 +115,7 @@ async fn create<E: Engine>(
         engine: req.engine,
         disk_size_mb: req.disk_size_mb,
         labels: req.labels,
+        user: req.user,
     };
     validate::template(&spec)?;
     let id = match req.id {

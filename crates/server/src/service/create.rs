@@ -52,6 +52,7 @@ impl<E: Engine> AppState<E> {
             files: plan.files,
             tenant: Some(user.id.clone()),
             peers: plan.peers,
+            exec_user: plan.user,
             ..SandboxSpec::default()
         };
         let eid = engine_id(&r.row)?;
@@ -188,6 +189,7 @@ fn new_row(
             .collect(),
         files: plan.files.len(),
         peers: plan.peers,
+        user: plan.user.clone(),
     };
     Sandbox {
         id,

@@ -34,6 +34,8 @@ pub struct Plan {
     pub new_volumes: Vec<NewVolume>,
     pub files: Vec<FileSpec>,
     pub template_id: Option<String>,
+    /// The guest user of its commands and files ([`CreateSandbox::user`]).
+    pub user: Option<String>,
 }
 
 impl Plan {
@@ -121,6 +123,10 @@ impl<E: Engine> AppState<E> {
         for nv in &new_volumes {
             validate::volume(&nv.name, nv.size_mb)?;
         }
+        let guest_user = req.user.or(tspec.user);
+        if let Some(u) = &guest_user {
+            validate::user(u)?;
+        }
         let files = req
             .files
             .unwrap_or_default()
@@ -141,6 +147,7 @@ impl<E: Engine> AppState<E> {
             new_volumes,
             files,
             template_id,
+            user: guest_user,
         };
         plan.engine_check()?;
         Ok(plan)

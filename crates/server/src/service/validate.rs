@@ -47,6 +47,10 @@ pub enum Invalid {
     FileMode { path: String, mode: String },
     #[error("{0}")]
     Image(String),
+    #[error(
+        "invalid user {0:?}: a user name of the guest (1-32 characters of [a-zA-Z0-9._-]) or a uid"
+    )]
+    User(String),
     #[error(transparent)]
     Spec(#[from] SpecError),
 }
@@ -65,6 +69,14 @@ pub fn name(n: &str) -> Result<(), Invalid> {
     valid_name(n)
         .then_some(())
         .ok_or_else(|| Invalid::Name(excerpt(n)))
+}
+
+/// A guest user (`user` of exec, shells, file writes, sandboxes and
+/// templates): a name the guest's `/etc/passwd` may hold, or a uid.
+pub fn user(u: &str) -> Result<(), Invalid> {
+    bhatti_engine::engine::guest_user_ok(u)
+        .then_some(())
+        .ok_or_else(|| Invalid::User(excerpt(u)))
 }
 
 /// A volume name and size.
@@ -100,6 +112,9 @@ pub fn env<'a>(keys: impl IntoIterator<Item = &'a String>) -> Result<(), Invalid
 /// and its mounts (volume names; targets absolute, not `/`, distinct).
 pub fn template(t: &TemplateSpec) -> Result<(), Invalid> {
     env(t.env.keys())?;
+    if let Some(u) = &t.user {
+        user(u)?;
+    }
     let mut volumes = Vec::new();
     for (i, m) in t.mounts.iter().enumerate() {
         if !valid_name(&m.name) {

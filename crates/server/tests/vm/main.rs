@@ -26,6 +26,7 @@ mod shell;
 mod state;
 mod support;
 mod thermal;
+mod users;
 mod v1;
 
 use libtest_mimic::Arguments;
@@ -58,6 +59,10 @@ fn main() {
             modes::private_files_and_scrubbed_drive,
         ),
         trial("shell::websocket_shell", shell::websocket_shell),
+        trial(
+            "users::one_rule_through_the_api",
+            users::one_rule_through_the_api,
+        ),
         trial(
             "thermal::idle_cools_and_wakes",
             thermal::idle_cools_and_wakes,
