@@ -3,16 +3,14 @@
 //!
 //! [`run`] scans every **hot** sandbox each [`SCAN_EVERY`]: one agent
 //! exec (`cat /proc/net/tcp /proc/net/tcp6`, parsed by
-//! [`crate::routes::ports::listening_ports`]) per sandbox. It never wakes
-//! a sandbox and never counts as activity, so idle sandboxes still cool
-//! down: a warm or cold sandbox keeps the forwards of its last scan. (The
-//! engine wakes a sandbox for any agent call: if the thermal manager
-//! pauses one between the scanner's state check and its exec, that exec
-//! resumes it; it stays idle by [`crate::activity`] and the next thermal
-//! tick pauses it again.) Every round also drops the entries of
-//! sandboxes the engine no longer runs, and engine events drop a stopped
-//! or destroyed sandbox's forwards at once. When the daemon stops, the
-//! scanner closes every forward ([`super::HostPorts::close`]).
+//! [`crate::routes::ports::listening_ports`]) per sandbox, through
+//! [`Engine::exec_if_hot`], which skips a sandbox that is not hot or is
+//! changing state. It never wakes a sandbox and never counts as
+//! activity, so idle sandboxes still cool down: a warm or cold sandbox
+//! keeps the forwards of its last scan. Every round also drops the
+//! entries of sandboxes the engine no longer runs, and engine events drop
+//! a stopped or destroyed sandbox's forwards at once. When the daemon
+//! stops, the scanner closes every forward ([`super::HostPorts::close`]).
 //!
 //! # Threads, locks, I/O
 //! One task; the scans of a round run concurrently (one exec each,
@@ -45,18 +43,28 @@ fn running(state: SandboxState) -> bool {
     )
 }
 
+/// The command that prints the guest's TCP tables, bounded.
+fn scan_command() -> ExecOptions {
+    ExecOptions::new(["cat", "/proc/net/tcp", "/proc/net/tcp6"])
+        .output_cap(4 << 20)
+        .timeout(SCAN_TIMEOUT)
+}
+
 /// The TCP ports listening in the guest (the agent's own left out). Like
 /// every agent call, it wakes the sandbox if it is not hot.
 pub async fn guest_ports<E: Engine>(engine: &E, eid: &SandboxId) -> EngineResult<BTreeSet<u16>> {
-    let r = engine
-        .exec(
-            eid,
-            ExecOptions::new(["cat", "/proc/net/tcp", "/proc/net/tcp6"])
-                .output_cap(4 << 20)
-                .timeout(SCAN_TIMEOUT),
-        )
-        .await?;
+    let r = engine.exec(eid, scan_command()).await?;
     Ok(listening_ports(&String::from_utf8_lossy(&r.stdout)))
+}
+
+/// [`guest_ports`] of a sandbox that is hot now; `None` (and no wake)
+/// otherwise.
+async fn hot_guest_ports<E: Engine>(
+    engine: &E,
+    eid: &SandboxId,
+) -> EngineResult<Option<BTreeSet<u16>>> {
+    let r = engine.exec_if_hot(eid, scan_command()).await?;
+    Ok(r.map(|r| listening_ports(&String::from_utf8_lossy(&r.stdout))))
 }
 
 /// What is known of sandbox `id`'s ports without waking it: a fresh scan
@@ -78,11 +86,12 @@ pub async fn current<E: Engine>(st: &Arc<AppState<E>>, id: &str) -> Option<PortM
     st.host_ports.known(id)
 }
 
-/// Scans a sandbox believed hot and records the result.
+/// Scans a sandbox if it is hot and records the result.
 async fn scan_hot<E: Engine>(st: &Arc<AppState<E>>, eid: &SandboxId) -> Option<PortMap> {
     let id = eid.as_str();
-    match guest_ports(&*st.engine, eid).await {
-        Ok(ports) => {
+    match hot_guest_ports(&*st.engine, eid).await {
+        Ok(None) => None,
+        Ok(Some(ports)) => {
             // Stopped or destroyed while the scan ran: no forwards.
             let state = st.engine.status(eid).await.ok().map(|i| i.state);
             if !state.is_some_and(running) {
