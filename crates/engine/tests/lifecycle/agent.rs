@@ -1,4 +1,5 @@
-//! Agent operations (exec, files, sessions, ports) through the engine.
+//! Agent operations (exec, files, sessions, ports) through the engine;
+//! `exec_if_hot` never wakes a sandbox.
 
 use super::*;
 
@@ -145,6 +146,21 @@ pub(crate) fn agent_operations_through_the_engine() -> TestResult {
         let resp = String::from_utf8_lossy(&resp);
         ensure(resp.ends_with("tunnelled\n"), || {
             format!("tunnel read {resp:?}")
+        })?;
+
+        // exec_if_hot runs on a hot sandbox; a warm one it leaves warm.
+        let r = e.exec_if_hot(&sb, ExecOptions::new(["true"])).await?;
+        ensure(r.is_some_and(|r| r.exit_code == 0), || {
+            "exec_if_hot on a hot sandbox".into()
+        })?;
+        e.pause(&sb).await?;
+        let r = e.exec_if_hot(&sb, ExecOptions::new(["true"])).await?;
+        let state = e.status(&sb).await?.state;
+        ensure(r.is_none() && state == SandboxState::Warm, || {
+            format!(
+                "exec_if_hot on a warm sandbox: ran {}, now {state:?}",
+                r.is_some()
+            )
         })?;
 
         // Activity moved with all of this.
