@@ -17,7 +17,7 @@
 //! |---|---|
 //! | unknown JSON fields in requests | `misc::health_static_errors` (a JSON body sent as `curl -d` sends it), `sandboxes::create_bodies_and_object` (`ssh_keys`, `labels`), `resources::templates_secrets_volumes` (secret, volume, template bodies), `files::files_and_user_rule` (exec body) |
 //! | timestamps | `sandboxes::create_bodies_and_object` (sandbox `created_at`), `resources::templates_secrets_volumes` (secret, volume, template dates), `files::files_and_user_rule` (`mtime` stays Unix seconds), `ws::terminal_client` (sessions' `created_at` stays Unix seconds) |
-//! | users in the guest | `files::files_and_user_rule` (exec as root, `"user":"lohar"`, API file in `/root` readable by exec and owned by 1000, `/home/lohar`, `/workspace`), `sandboxes::create_bodies_and_object` (`init` runs as lohar) |
+//! | users in the guest | `ws::terminal_client` (the shell runs as root), `files::files_and_user_rule` (exec as root, `"user":"lohar"`, API file in `/root` readable by exec and owned by 1000, `/home/lohar`, `/workspace`), `sandboxes::create_bodies_and_object` (`init` runs as lohar) |
 //! | `GET /health` | `misc::health_static_errors` |
 //! | static UI | `misc::health_static_errors` |
 //! | stopped sandbox | `sandboxes::stopped_sandbox_wakes_and_ports` (exec, files, sessions, ports, proxy, ws: each on a stopped sandbox) |
@@ -33,11 +33,18 @@
 //! | volumes | `resources::templates_secrets_volumes` |
 //! | errors | `misc::health_static_errors` (401, 404, bad body 400, 413), `files::files_and_user_rule` (missing file 404 `{"error"}`) |
 //!
-//! The rows of the CLI table of V1-COMPAT.md (config, `create`, `list`,
-//! `exec`, `ps`, `file ls`, `secret set`, `user create`, bare `bhatti`)
-//! are not HTTP: they belong to the CLI tests of `crates/bhatti/tests`
-//! (written by the CLI side of issue 11; none of those tests existed when
-//! this suite was written, so no test name is given here for them).
+//! The per-sandbox and per-template `user` (the rest of the "users in the
+//! guest" row) are checked in `users::one_rule_through_the_api`.
+//!
+//! The CLI table of V1-COMPAT.md is not HTTP; its rows are tested in
+//! `crates/bhatti/tests`:
+//!
+//! | V1-COMPAT.md CLI row | test(s) |
+//! |---|---|
+//! | config | `daemon_cli::v1::v1_config_flags_and_output` (a v1 `~/.bhatti/config.yaml` as the only configuration), `cli_offline::config_precedence_flag_env_file_default`, `cli_v1::serve_finds_a_v1_config_and_says_what_it_ignores`, `cli_v1::user_finds_the_data_dir_in_the_v1_config` |
+//! | `create`, `list`, `exec`, `ps`, `file ls`, `secret set` | `daemon_cli::v1::v1_config_flags_and_output` |
+//! | `user create` | `cli_v1::user_create_takes_v1s_max_memory` |
+//! | a bare `bhatti` | `cli_v1::bare_bhatti_prints_help` |
 
 pub mod files;
 pub mod misc;

@@ -93,6 +93,16 @@ async fn token_client(d: &TestDaemon, rows: &mut Rows) -> TestResult {
             String::from_utf8_lossy(&out)
         )
     });
+    // A v1 shell runs as root.
+    ws.send(Message::Binary(b"echo uid-$(id -u)-end\n".to_vec().into()))
+        .await?;
+    let ok = print_until(&mut ws, &mut out, "uid-0-end").await?;
+    rows.check("users in the guest", ok, || {
+        format!(
+            "the shell must run as root: no `uid-0-end` in {:?}",
+            String::from_utf8_lossy(&out)
+        )
+    });
     let resize = json!({"type": "resize", "rows": 33, "cols": 101}).to_string();
     ws.send(Message::Text(resize.into())).await?;
     ws.send(Message::Binary(b"stty size\n".to_vec().into()))
