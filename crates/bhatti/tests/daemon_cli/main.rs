@@ -3,7 +3,7 @@
 //! network namespace), a user from `bhatti user create --json`, then the
 //! client commands as real processes, their `--json` output parsed, exit
 //! codes and streams checked, and `shell` driven through a pseudo-terminal.
-//! The trials live in [`exec`], [`resources`], [`shell`] and [`v1`] (a
+//! The trials live in [`exec`], [`resources`], [`shell`], [`users`] and [`v1`] (a
 //! v1 user: the daemon runs from a v1 config file, the client reads a v1
 //! `~/.bhatti/config.yaml`, v1 flags and output).
 //!
@@ -15,6 +15,7 @@ mod exec;
 mod resources;
 mod shell;
 mod support;
+mod users;
 mod v1;
 
 use std::sync::{Arc, Mutex};
@@ -35,7 +36,7 @@ type Body = fn(&Daemon) -> Result<(), String>;
 
 fn main() {
     let args = Arguments::from_args();
-    let tests: [(&str, Body); 6] = [
+    let tests: [(&str, Body); 7] = [
         ("lifecycle_exec_and_json", exec::lifecycle_exec_and_json),
         ("exec_output_is_live", exec::exec_output_is_live),
         (
@@ -51,6 +52,7 @@ fn main() {
             shell::shell_through_a_pty,
         ),
         ("v1_config_flags_and_output", v1::v1_config_flags_and_output),
+        ("user_flags", users::user_flags),
     ];
     let trials = tests
         .into_iter()

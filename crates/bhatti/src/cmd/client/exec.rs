@@ -4,6 +4,8 @@
 //! With `--json` the buffered endpoint is used and its
 //! `{exit_code, stdout, stderr}` printed (the exit code is still
 //! forwarded). The body is read chunk by chunk on the command's runtime.
+//! `--user` runs the command as another guest user (the API's `user`;
+//! default the sandbox's user, else root as in v1).
 
 use std::io::Write;
 
@@ -32,6 +34,10 @@ pub struct ExecArgs {
     /// Kill the command after this many seconds (exit code 137)
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,
+    /// Run as this guest user (a name in the guest's /etc/passwd, or a
+    /// uid) [default: the sandbox's user, else root]
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
     #[command(flatten)]
     pub g: Global,
 }
@@ -58,6 +64,9 @@ pub fn body(a: &ExecArgs) -> Value {
     }
     if let Some(t) = a.timeout {
         b["timeout_sec"] = json!(t);
+    }
+    if let Some(u) = &a.user {
+        b["user"] = json!(u);
     }
     b
 }

@@ -4,6 +4,8 @@
 //! because the API needs the length up front. Reads and writes happen on
 //! the command's runtime (the file side through tokio's blocking pool).
 //! `ls` prints v1's lines ([`ls_line`]); `--wide` a table with ages.
+//! `write --user` names the file's owner (`?user=`; default the sandbox's
+//! user, else `lohar` as in v1).
 
 use std::io::{IsTerminal, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
@@ -54,6 +56,10 @@ pub enum FileAction {
         /// Permission bits of the file
         #[arg(long, default_value = "0644")]
         mode: String,
+        /// Owner of the written file: a guest user name or a uid [default:
+        /// the sandbox's user, else lohar]
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
     },
     /// List a directory: one line per entry, `d0755     4096 name` (type,
     /// mode, size, name); a table with -o wide.
@@ -117,11 +123,14 @@ pub async fn run(a: FileArgs) -> anyhow::Result<Outcome> {
             sandbox,
             path,
             mode,
+            user,
         } => {
             if !valid_mode(&mode) {
                 return Err(FileError::Mode(mode).into());
             }
-            write(&Ctx::new(&a.g)?, &sandbox, path, mode).await?;
+            let mut q = vec![("path", path.clone()), ("mode", mode)];
+            q.extend(user.map(|u| ("user", u)));
+            write(&Ctx::new(&a.g)?, &sandbox, path, &q).await?;
         }
         FileAction::Ls {
             sandbox,
@@ -175,10 +184,11 @@ async fn read(
     Ok(())
 }
 
-/// `file write`: stdin streamed to `path` with permission bits `mode`.
-async fn write(ctx: &Ctx, sandbox: &str, path: String, mode: String) -> anyhow::Result<()> {
+/// `file write`: stdin streamed to `path`, with the query `q` (the path,
+/// its permission bits and maybe its owner).
+async fn write(ctx: &Ctx, sandbox: &str, path: String, q: &[(&str, String)]) -> anyhow::Result<()> {
     let (file, len) = tokio::task::spawn_blocking(stdin_as_file).await??;
-    let url = files_url(ctx, sandbox, &[("path", path.clone()), ("mode", mode)]);
+    let url = files_url(ctx, sandbox, q);
     let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
     let rb = ctx
         .api

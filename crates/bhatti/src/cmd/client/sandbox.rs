@@ -1,7 +1,8 @@
 //! Sandbox lifecycle: `create`, `list`, `inspect`, `edit`, `destroy`,
 //! `stop`, `start`. Without `--json`, `create` and `list` print what v1
 //! printed (`ID<TAB>NAME<TAB>IP`; columns `ID NAME STATUS IP` at v1's
-//! widths), `list --wide` a richer table.
+//! widths), `list --wide` a richer table. `create --user` sets the
+//! sandbox's guest user; `inspect` shows it when set.
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -55,6 +56,11 @@ pub struct CreateArgs {
     /// Copy a local file into the sandbox (repeatable)
     #[arg(long = "file", short = 'f', value_name = "LOCAL:/GUEST", value_parser = parse_file)]
     pub files: Vec<FileSpec>,
+    /// Guest user (a name in the guest's /etc/passwd, or a uid) its
+    /// commands run as and its written files belong to, unless a request
+    /// names another [default: commands as root, files owned by lohar]
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
     #[command(flatten)]
     pub g: Global,
 }
@@ -152,6 +158,9 @@ pub fn create_body(a: &CreateArgs) -> anyhow::Result<Value> {
     }
     if let Some(i) = &a.image {
         put("image", json!(i));
+    }
+    if let Some(u) = &a.user {
+        put("user", json!(u));
     }
     if !a.volumes.is_empty() {
         let v: Vec<Value> = a
@@ -321,7 +330,7 @@ fn show(ctx: &Ctx, sb: &Value) {
         ("memory_mb", render::cell(sb, "memory_mb")),
         ("keep_hot", render::cell(sb, "keep_hot")),
     ];
-    for k in ["image", "template_id", "status_reason"] {
+    for k in ["image", "template_id", "user", "status_reason"] {
         if sb.get(k).is_some_and(|v| !v.is_null()) {
             pairs.push((k, render::cell(sb, k)));
         }

@@ -6,7 +6,8 @@
 //! running) and says how to reattach; SIGWINCH sends the new size. The
 //! exit code of a shell that ends is forwarded. The client asks for the
 //! daemon's text control messages (`control=1`: the session id first, the
-//! exit code at the end), which v1 clients do not get.
+//! exit code at the end), which v1 clients do not get. `--user` starts a
+//! new shell as another guest user (`?user=`; ignored when attaching).
 //!
 //! # Threads and I/O
 //! One std thread reads stdin (blocking) into a channel; the command's
@@ -41,6 +42,11 @@ pub struct ShellArgs {
     /// Start a new shell even when one is running
     #[arg(long)]
     pub new: bool,
+    /// Start a new shell as this guest user (a name in the guest's
+    /// /etc/passwd, or a uid); ignored when attaching to a running one
+    /// [default: the sandbox's user, else root]
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
     #[command(flatten)]
     pub g: Global,
 }
@@ -72,6 +78,9 @@ pub async fn run(a: ShellArgs) -> anyhow::Result<Outcome> {
         }
         if a.new {
             q.append_pair("new", "true");
+        }
+        if let Some(u) = &a.user {
+            q.append_pair("user", u);
         }
         if let Some((r, c)) = terminal::size() {
             q.append_pair("rows", &r.to_string());

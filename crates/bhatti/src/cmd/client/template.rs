@@ -56,6 +56,11 @@ pub struct CreateTemplate {
     /// Volume mounted in sandboxes made from it (repeatable)
     #[arg(long = "volume", short = 'v', value_name = "NAME:/MOUNT[:ro]", value_parser = parse_volume)]
     pub volumes: Vec<VolumeMount>,
+    /// Guest user (a name in the guest's /etc/passwd, or a uid) of
+    /// sandboxes made from it, as `bhatti create --user` [default: commands
+    /// as root, files owned by lohar]
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
 }
 
 const COLUMNS: &[(&str, &str)] = &[
@@ -87,6 +92,9 @@ fn body(c: &CreateTemplate) -> Value {
     }
     if !c.secrets.is_empty() {
         b.insert("secrets".into(), json!(c.secrets));
+    }
+    if let Some(v) = &c.user {
+        b.insert("user".into(), json!(v));
     }
     if !c.volumes.is_empty() {
         let m: Vec<Value> = c
