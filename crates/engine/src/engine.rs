@@ -43,6 +43,12 @@ pub const MIN_MEMORY_MB: u32 = 64;
 pub const MAX_MEMORY_MB: u32 = 256 * 1024;
 /// Most volumes one sandbox can mount (block devices `vdc`..`vdz`).
 pub const MAX_VOLUMES: usize = 24;
+/// Largest root disk ([`SandboxSpec::disk_mb`]): 1 TiB. The file is
+/// sparse: only what the guest writes takes host disk space.
+pub const MAX_DISK_MB: u64 = 1024 * 1024;
+
+mod validate;
+pub use validate::guest_user_ok;
 
 /// A sandbox's id: 1-64 chars of `[a-z0-9-]`, starting with a letter or
 /// digit (safe as a file name and inside interface names).
@@ -120,6 +126,11 @@ pub struct SandboxSpec {
     pub cpus: u32,
     pub memory_mb: u32,
     pub image: Tier,
+    /// Size of the root disk in MiB (`None`: its image's size). The
+    /// sandbox's copy of the image is grown to it (sparse) and lohar grows
+    /// the root file system to fill it at boot. Never below the image's
+    /// size ([`SpecError::DiskTooSmall`]), at most [`MAX_DISK_MB`].
+    pub disk_mb: Option<u64>,
     pub hostname: Option<String>,
     pub env: BTreeMap<String, String>,
     /// Shell script lohar runs once at boot.
@@ -151,6 +162,7 @@ impl Default for SandboxSpec {
             cpus: 1,
             memory_mb: 512,
             image: Tier::Minimal,
+            disk_mb: None,
             hostname: None,
             env: BTreeMap::new(),
             init: None,
@@ -164,82 +176,6 @@ impl Default for SandboxSpec {
     }
 }
 
-impl SandboxSpec {
-    /// Checks sizes, names and paths; the engine calls this before doing
-    /// anything.
-    pub fn validate(&self) -> Result<(), SpecError> {
-        if self.cpus == 0 || self.cpus > MAX_CPUS {
-            return Err(SpecError::Cpus(self.cpus));
-        }
-        if !(MIN_MEMORY_MB..=MAX_MEMORY_MB).contains(&self.memory_mb) {
-            return Err(SpecError::Memory(self.memory_mb));
-        }
-        for key in self.env.keys() {
-            let ok = key.bytes().next().is_some_and(|b| !b.is_ascii_digit())
-                && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-            if !ok {
-                return Err(SpecError::EnvKey(key.clone()));
-            }
-        }
-        if let Some(h) = &self.hostname {
-            let ok = !h.is_empty()
-                && h.len() <= 63
-                && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-            if !ok {
-                return Err(SpecError::Hostname(h.clone()));
-            }
-        }
-        if self.tenant.as_ref().is_some_and(|t| t.is_empty()) {
-            return Err(SpecError::Tenant);
-        }
-        if let Some(u) = &self.exec_user
-            && !guest_user_ok(u)
-        {
-            return Err(SpecError::User(u.chars().take(80).collect()));
-        }
-        if self.volumes.len() > MAX_VOLUMES {
-            return Err(SpecError::TooManyVolumes(self.volumes.len()));
-        }
-        let mut mounts = std::collections::HashSet::new();
-        for v in &self.volumes {
-            SandboxId::from_str(&v.name).map_err(|_| SpecError::VolumeName(v.name.clone()))?;
-            if !guest_path_ok(&v.mount) || v.mount == "/" {
-                return Err(SpecError::Path(v.mount.clone()));
-            }
-            if !mounts.insert(v.mount.as_str()) {
-                return Err(SpecError::DuplicateMount(v.mount.clone()));
-            }
-            if v.size_mb == 0 {
-                return Err(SpecError::VolumeSize(v.name.clone()));
-            }
-        }
-        for f in &self.files {
-            if !guest_path_ok(&f.path) {
-                return Err(SpecError::Path(f.path.clone()));
-            }
-            if f.mode > 0o7777 {
-                return Err(SpecError::Mode(f.mode));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A guest user as `user`/`exec_user` take it: a passwd name (1-32 chars
-/// of letters, digits, `_`, `.`, `-`, not starting with `-`) or a uid.
-pub fn guest_user_ok(u: &str) -> bool {
-    !u.is_empty()
-        && u.len() <= 32
-        && !u.starts_with('-')
-        && u.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-        && (u.bytes().any(|b| !b.is_ascii_digit()) || u.parse::<u32>().is_ok())
-}
-
-fn guest_path_ok(p: &str) -> bool {
-    p.starts_with('/') && !p.contains('\0') && !p.split('/').any(|c| c == "..")
-}
-
 /// A request that cannot be carried out as written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
@@ -249,6 +185,16 @@ pub enum SpecError {
     Cpus(u32),
     #[error("memory must be {MIN_MEMORY_MB}-{MAX_MEMORY_MB} MB, got {0}")]
     Memory(u32),
+    #[error("disk size must be 1-{MAX_DISK_MB} MB, got {0}")]
+    DiskSize(u64),
+    #[error(
+        "disk size {asked_mb} MB is smaller than the {image} image ({image_mb} MB); a disk can grow, never shrink"
+    )]
+    DiskTooSmall {
+        asked_mb: u64,
+        image: Tier,
+        image_mb: u64,
+    },
     #[error("invalid environment variable name {0:?}")]
     EnvKey(String),
     #[error("invalid hostname {0:?}")]

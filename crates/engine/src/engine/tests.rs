@@ -147,3 +147,43 @@ fn exec_user_is_a_name_or_a_uid() {
         );
     }
 }
+
+#[test]
+fn disk_size_is_checked_against_the_cap_and_the_image() {
+    const MIB: u64 = 1 << 20;
+    let disk = |mb| SandboxSpec {
+        disk_mb: mb,
+        image: Tier::Busybox,
+        ..SandboxSpec::default()
+    };
+    assert_eq!(disk(Some(0)).validate(), Err(SpecError::DiskSize(0)));
+    assert_eq!(
+        disk(Some(MAX_DISK_MB + 1)).validate(),
+        Err(SpecError::DiskSize(MAX_DISK_MB + 1))
+    );
+    assert_eq!(disk(Some(MAX_DISK_MB)).validate(), Ok(()));
+    // Against a 64 MiB image.
+    let image = 64 * MIB;
+    assert_eq!(disk(None).disk_bytes(image), Ok(None));
+    assert_eq!(disk(Some(64)).disk_bytes(image), Ok(None));
+    assert_eq!(disk(Some(320)).disk_bytes(image), Ok(Some(320 * MIB)));
+    let small = disk(Some(63)).disk_bytes(image);
+    assert_eq!(
+        small,
+        Err(SpecError::DiskTooSmall {
+            asked_mb: 63,
+            image: Tier::Busybox,
+            image_mb: 64
+        })
+    );
+    let msg = small.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        msg.contains("63 MB") && msg.contains("busybox") && msg.contains("64 MB"),
+        "{msg}"
+    );
+    // An image of a size that is not whole MiB: rounded up in the message.
+    assert!(matches!(
+        disk(Some(64)).disk_bytes(image + 1),
+        Err(SpecError::DiskTooSmall { image_mb: 65, .. })
+    ));
+}

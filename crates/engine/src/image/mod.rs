@@ -1,5 +1,6 @@
 //! Guest images: where the kernel and the rootfs tiers are, per-sandbox
-//! rootfs copies, and the per-sandbox config drive ([`config_drive`]).
+//! rootfs copies (grown to a sandbox's disk size, [`grow_rootfs`]), and the
+//! per-sandbox config drive ([`config_drive`]).
 //!
 //! The images themselves are built by `cargo xtask images` into
 //! `$BHATTI_CACHE_DIR/images/` (default `/var/cache/bhatti/images/`):
@@ -42,6 +43,13 @@ pub enum ImageError {
         from: PathBuf,
         to: PathBuf,
         detail: String,
+    },
+    #[error("could not grow {} to {size} bytes: {source}", .path.display())]
+    Grow {
+        path: PathBuf,
+        size: u64,
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -160,6 +168,26 @@ pub fn copy_rootfs(from: &Path, to: &Path) -> Result<(), ImageError> {
     } else {
         Err(err(String::from_utf8_lossy(&out.stderr).trim().to_owned()))
     }
+}
+
+/// Grows a sandbox's rootfs copy to `size` bytes: sparse (the new space
+/// takes no host disk until the guest writes it), never shrinking (a file
+/// already as large is left alone). The guest's lohar grows the file
+/// system into it at boot.
+pub fn grow_rootfs(path: &Path, size: u64) -> Result<(), ImageError> {
+    let err = |source| ImageError::Grow {
+        path: path.to_owned(),
+        size,
+        source,
+    };
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(err)?;
+    if f.metadata().map_err(err)?.len() < size {
+        f.set_len(size).map_err(err)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -64,3 +64,19 @@ fn copy_failure_is_reported() {
         copy_rootfs(&dir.path().join("absent"), &dir.path().join("x")).expect_err("must fail");
     assert!(matches!(err, ImageError::Copy { .. }), "{err:?}");
 }
+
+#[test]
+fn grow_is_sparse_and_never_shrinks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("root.img");
+    fs::write(&p, b"superblock").expect("write");
+    grow_rootfs(&p, 256 << 20).expect("grow");
+    let md = fs::metadata(&p).expect("metadata");
+    assert_eq!(md.len(), 256 << 20);
+    assert!(md.blocks() * 512 < 1 << 20, "not sparse: {}", md.blocks());
+    assert!(fs::read(&p).expect("read").starts_with(b"superblock"));
+    grow_rootfs(&p, 1 << 20).expect("a smaller size is a no-op");
+    assert_eq!(fs::metadata(&p).expect("metadata").len(), 256 << 20);
+    let err = grow_rootfs(&dir.path().join("absent"), 1).expect_err("must fail");
+    assert!(matches!(err, ImageError::Grow { .. }), "{err:?}");
+}

@@ -2,8 +2,9 @@
 //! the network ([`VmEngine::set_sandbox_peers`]).
 //!
 //! Create: validate → reserve the id → sandbox dir → address → volumes →
-//! (rootfs copy ‖ TAP ‖ config drive, concurrently) → VMM → wait for the
-//! agent → scrub the config drive → `sandbox.json` → insert as Hot. Every step records what it made in [`Made`]; on failure
+//! (rootfs copy, grown to `disk_mb` ‖ TAP ‖ config drive, concurrently) →
+//! VMM → wait for the agent → scrub the config drive → `sandbox.json` →
+//! insert as Hot. Every step records what it made in [`Made`]; on failure
 //! [`VmEngine::undo`] removes exactly that, newest first, and the VMM (if
 //! spawned) is killed. The agent wait runs with no lock held: the sandbox is
 //! not in the map yet, only its id is reserved.
@@ -104,6 +105,13 @@ impl<D: Driver> VmEngine<D> {
     ) -> EngineResult<Sandbox<D>> {
         let kernel = self.config.images.kernel()?;
         let base = self.config.images.rootfs(spec.image)?;
+        let image_len = std::fs::metadata(&base)
+            .map(|m| m.len())
+            .map_err(|source| EngineError::Io {
+                path: base.clone(),
+                source,
+            })?;
+        let disk = spec.disk_bytes(image_len)?;
         let dir = self.make_dir(id, made)?;
         let (ip, tap, port) = self.claim_address(id, &mut spec, made).await?;
         let (volume_paths, guest_volumes) = self.attach_volumes(id, &spec, made).await?;
@@ -114,7 +122,10 @@ impl<D: Driver> VmEngine<D> {
         let (rootfs, cd) = (dir.join(ROOTFS_FILE), dir.join(CONFIG_DRIVE_FILE));
         let net = self.network.clone();
         let (copied, tapped, built) = tokio::join!(
-            blocking(move || image::copy_rootfs(&base, &rootfs)),
+            blocking(move || {
+                image::copy_rootfs(&base, &rootfs)?;
+                disk.map_or(Ok(()), |size| image::grow_rootfs(&rootfs, size))
+            }),
             blocking(move || net.attach(&port)),
             blocking(move || config_drive::build_for_boot(&guest, &cd)),
         );
@@ -129,6 +140,7 @@ impl<D: Driver> VmEngine<D> {
             cpus: spec.cpus,
             memory_mb: spec.memory_mb,
             image: spec.image.name().to_owned(),
+            disk_mb: spec.disk_mb,
             ip,
             tap: tap.clone(),
             token,

@@ -1,8 +1,8 @@
 //! Restart recovery from the data dir alone.
 //!
 //! Each sandbox dir holds `sandbox.json` ([`Meta`]: what is needed to run
-//! it again: size, image, address, TAP, agent token, volumes, boot env),
-//! written when the sandbox became ready. On a new engine,
+//! it again: size, image, disk size, address, TAP, agent token, volumes,
+//! boot env), written when the sandbox became ready. On a new engine,
 //! [`VmEngine::recover`] walks `sandboxes/`:
 //!
 //! | found in the dir                        | comes back as                              |
@@ -52,6 +52,10 @@ pub(super) struct Meta {
     pub cpus: u32,
     pub memory_mb: u32,
     pub image: String,
+    /// [`SandboxSpec::disk_mb`] (absent in older files and when the disk
+    /// is the image's size). Its rootfs copy already has that size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_mb: Option<u64>,
     pub ip: Ipv4Addr,
     pub tap: String,
     pub token: String,
@@ -262,6 +266,7 @@ impl<D: Driver> VmEngine<D> {
             cpus: meta.cpus,
             memory_mb: meta.memory_mb,
             image,
+            disk_mb: meta.disk_mb,
             hostname: meta.hostname.clone(),
             init: meta.init.clone(),
             exec_user: meta.exec_user.clone(),
