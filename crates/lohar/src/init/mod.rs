@@ -2,7 +2,8 @@
 //!
 //! Order: panic hook → API file systems (/proc, /sys, /dev, /dev/pts,
 //! /tmp, /run, cgroup2) → kernel settings (`sysctl`) → console on fds 0-2
-//! if missing → kernel command line → `lo` and the NIC up (finishing
+//! if missing → root file system grown to fill its disk ([`growfs`]) →
+//! kernel command line → `lo` and the NIC up (finishing
 //! `ip=` if the kernel did not) → config drive (absent is fine) →
 //! hostname, volumes, resolv.conf, files → reaper → listeners (TCP 0.0.0.0:1024/1025, vsock when the kernel has it)
 //! → `init` session → serve. SIGTERM syncs and powers off. Every step logs
@@ -16,6 +17,7 @@
 pub mod apply;
 pub mod clock;
 pub mod cmdline;
+pub mod growfs;
 pub mod mounts;
 pub mod net;
 pub mod power;
@@ -39,6 +41,7 @@ pub fn run() -> ! {
     mounts::mount_api_filesystems();
     sysctl::apply(Path::new("/proc/sys"));
     ensure_console();
+    grow_root();
     let cmdline = cmdline::Cmdline::read();
     bring_up_network(&cmdline);
     let mut config = match mounts::read_config_drive(&cmdline.config_device, mounts::CONFIG_MOUNT) {
@@ -126,6 +129,19 @@ fn ensure_console() {
         unsafe {
             libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&console), target);
         }
+    }
+}
+
+/// Grows the root file system into a disk larger than it ([`growfs`]).
+fn grow_root() {
+    match growfs::grow_root() {
+        Ok(Some(g)) => crate::log!(
+            "root file system grown from {} to {} MiB",
+            g.from >> 20,
+            g.to >> 20
+        ),
+        Ok(None) => {}
+        Err(e) => crate::log!("growing the root file system: {e}"),
     }
 }
 
