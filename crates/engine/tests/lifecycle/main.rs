@@ -6,13 +6,14 @@
 //!
 //! The engine runs the daemon's driver type, [`AnyDriver`] (QEMU), so the
 //! dispatch is exercised with real VMs. One file per theme: `thermal`,
-//! `events`, `failures`, `guest`, `recovery`, `agent`, `users`; helpers
-//! here.
+//! `events`, `failures`, `guest`, `recovery`, `agent`, `users`, `disk`;
+//! helpers here.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod agent;
+mod disk;
 mod events;
 mod failures;
 mod guest;
@@ -209,6 +210,11 @@ fn main() {
             "broken_snapshot_boots_from_disk",
             &vm,
             failures::broken_snapshot_boots_from_disk,
+        ),
+        trial(
+            "larger_disk_grows_the_root_file_system",
+            &vm,
+            disk::larger_disk_grows_the_root_file_system,
         ),
         trial(
             "failed_create_leaves_nothing_behind",
