@@ -60,6 +60,10 @@ pub struct SandboxView {
     /// v1's rule.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub user: Option<String>,
+    /// The root disk's size in MB when set at create
+    /// ([`CreateSandbox::disk_size_mb`]); absent: its image's size.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub disk_size_mb: Option<u32>,
 }
 
 impl From<&Sandbox> for SandboxView {
@@ -92,6 +96,11 @@ impl From<&Sandbox> for SandboxView {
                 .get("user")
                 .and_then(serde_json::Value::as_str)
                 .map(str::to_owned),
+            disk_size_mb: s
+                .spec
+                .get("disk_size_mb")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok()),
         }
     }
 }
@@ -175,6 +184,13 @@ pub struct CreateSandbox {
     #[schema(pattern = "^[a-zA-Z0-9._][a-zA-Z0-9._-]{0,31}$")]
     #[serde(default, deserialize_with = "v1::blank_is_none")]
     pub user: Option<String>,
+    /// Size of the root disk in MB, at least its image's (the guest's
+    /// root file system grows to fill it at boot; the space is taken on
+    /// the host only as the guest writes); `0` or absent: the template's,
+    /// else the image's size.
+    #[schema(minimum = 0, maximum = 1048576)]
+    #[serde(default, deserialize_with = "v1::zero_is_none")]
+    pub disk_size_mb: Option<u32>,
 }
 
 /// `PATCH /sandboxes/{id}`.
@@ -206,8 +222,8 @@ pub struct TemplateSpec {
     /// v1's engine name; kept and shown, the daemon's engine is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
-    /// v1's disk size; kept and shown, not applied yet (a sandbox's disk
-    /// is its image's size).
+    /// v1's disk size: the root disk of sandboxes made from it
+    /// ([`CreateSandbox::disk_size_mb`], which wins); `0`: the image's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_size_mb: Option<u32>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -232,6 +248,10 @@ pub struct StoredSpec {
     /// See [`CreateSandbox::user`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// See [`CreateSandbox::disk_size_mb`] (the template's when the
+    /// request had none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_size_mb: Option<u32>,
 }
 
 fn yes() -> bool {

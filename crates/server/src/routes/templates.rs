@@ -75,7 +75,9 @@ pub struct CreateTemplate {
     pub mounts: Vec<Mount>,
     /// v1: kept and shown; this daemon's engine runs the sandboxes.
     pub engine: Option<String>,
-    /// v1: kept and shown; not applied yet (disks are the image's size).
+    /// v1: the root disk's size in MB of sandboxes made from it (at least
+    /// the image's; a create's own `disk_size_mb` wins); `0`: the image's.
+    #[schema(minimum = 0, maximum = 1048576)]
     pub disk_size_mb: Option<u32>,
     /// v1's boot script: the `init` script when `init` is not given.
     pub userdata: Option<String>,

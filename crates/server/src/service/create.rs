@@ -36,6 +36,7 @@ impl<E: Engine> AppState<E> {
             cpus: plan.cpus,
             memory_mb: plan.memory_mb,
             image: plan.image,
+            disk_mb: plan.disk_mb.map(u64::from),
             hostname: None,
             env,
             init: plan.init,
@@ -190,6 +191,7 @@ fn new_row(
         files: plan.files.len(),
         peers: plan.peers,
         user: plan.user.clone(),
+        disk_size_mb: plan.disk_mb,
     };
     Sandbox {
         id,

@@ -36,6 +36,9 @@ pub struct Plan {
     pub template_id: Option<String>,
     /// The guest user of its commands and files ([`CreateSandbox::user`]).
     pub user: Option<String>,
+    /// The root disk's size in MB ([`CreateSandbox::disk_size_mb`], else
+    /// the template's); `None`: the image's.
+    pub disk_mb: Option<u32>,
 }
 
 impl Plan {
@@ -58,6 +61,7 @@ impl Plan {
             cpus: self.cpus,
             memory_mb: self.memory_mb,
             image: self.image,
+            disk_mb: self.disk_mb.map(u64::from),
             env: self.env.clone(),
             volumes: self
                 .all_mounts()
@@ -148,6 +152,9 @@ impl<E: Engine> AppState<E> {
             files,
             template_id,
             user: guest_user,
+            disk_mb: req
+                .disk_size_mb
+                .or(tspec.disk_size_mb.filter(|mb| *mb != 0)),
         };
         plan.engine_check()?;
         Ok(plan)

@@ -10,6 +10,7 @@
 mod crash;
 mod crash_cycles;
 mod cycles;
+mod disk;
 mod exec;
 mod faults;
 mod files;
@@ -95,6 +96,10 @@ fn main() {
         trial(
             "cycles::stop_start_keeps_every_write",
             cycles::stop_start_keeps_every_write,
+        ),
+        trial(
+            "disk::disk_size_from_request_and_template",
+            disk::disk_size_from_request_and_template,
         ),
         fuzz::trial(),
         trial(
