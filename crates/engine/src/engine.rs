@@ -27,7 +27,7 @@ pub use bhatti_agent::{
 };
 
 use crate::driver::DriverError;
-use crate::image::{ImageError, Tier};
+use crate::image::{DiskLimits, ImageError, Tier};
 use crate::network::NetworkError;
 use crate::state::{SandboxState, StateError};
 
@@ -129,7 +129,9 @@ pub struct SandboxSpec {
     /// Size of the root disk in MiB (`None`: its image's size). The
     /// sandbox's copy of the image is grown to it (sparse) and lohar grows
     /// the root file system to fill it at boot. Never below the image's
-    /// size ([`SpecError::DiskTooSmall`]), at most [`MAX_DISK_MB`].
+    /// size ([`SpecError::DiskTooSmall`]), at most [`MAX_DISK_MB`] and
+    /// what the image's file system grows to in a boot
+    /// ([`crate::image::MAX_GROWN_GROUPS`], [`SpecError::DiskTooLarge`]).
     pub disk_mb: Option<u64>,
     pub hostname: Option<String>,
     pub env: BTreeMap<String, String>,
@@ -194,6 +196,14 @@ pub enum SpecError {
         asked_mb: u64,
         image: Tier,
         image_mb: u64,
+    },
+    #[error(
+        "disk size {asked_mb} MB is more than the {image} image's file system grows to at boot ({max_mb} MB)"
+    )]
+    DiskTooLarge {
+        asked_mb: u64,
+        image: Tier,
+        max_mb: u64,
     },
     #[error("invalid environment variable name {0:?}")]
     EnvKey(String),

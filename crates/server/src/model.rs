@@ -184,10 +184,10 @@ pub struct CreateSandbox {
     #[schema(pattern = "^[a-zA-Z0-9._][a-zA-Z0-9._-]{0,31}$")]
     #[serde(default, deserialize_with = "v1::blank_is_none")]
     pub user: Option<String>,
-    /// Size of the root disk in MB, at least its image's (the guest's
-    /// root file system grows to fill it at boot; the space is taken on
-    /// the host only as the guest writes); `0` or absent: the template's,
-    /// else the image's size.
+    /// Size of the root disk in MB, at least its image's and at most what
+    /// the image's file system grows to at boot (64 GiB for `busybox`,
+    /// 1 TiB for `minimal`); the space is taken on the host only as the
+    /// guest writes. `0` or absent: the template's, else the image's size.
     #[schema(minimum = 0, maximum = 1048576)]
     #[serde(default, deserialize_with = "v1::zero_is_none")]
     pub disk_size_mb: Option<u32>,

@@ -162,12 +162,16 @@ fn disk_size_is_checked_against_the_cap_and_the_image() {
         Err(SpecError::DiskSize(MAX_DISK_MB + 1))
     );
     assert_eq!(disk(Some(MAX_DISK_MB)).validate(), Ok(()));
-    // Against a 64 MiB image.
-    let image = 64 * MIB;
-    assert_eq!(disk(None).disk_bytes(image), Ok(None));
-    assert_eq!(disk(Some(64)).disk_bytes(image), Ok(None));
-    assert_eq!(disk(Some(320)).disk_bytes(image), Ok(Some(320 * MIB)));
-    let small = disk(Some(63)).disk_bytes(image);
+    // Against a 64 MiB image that grows to 1 GiB at most.
+    let limits = crate::image::DiskLimits {
+        min: 64 * MIB,
+        max: 1024 * MIB,
+    };
+    assert_eq!(disk(None).disk_bytes(limits), Ok(None));
+    assert_eq!(disk(Some(64)).disk_bytes(limits), Ok(None));
+    assert_eq!(disk(Some(320)).disk_bytes(limits), Ok(Some(320 * MIB)));
+    assert_eq!(disk(Some(1024)).disk_bytes(limits), Ok(Some(1024 * MIB)));
+    let small = disk(Some(63)).disk_bytes(limits);
     assert_eq!(
         small,
         Err(SpecError::DiskTooSmall {
@@ -181,9 +185,21 @@ fn disk_size_is_checked_against_the_cap_and_the_image() {
         msg.contains("63 MB") && msg.contains("busybox") && msg.contains("64 MB"),
         "{msg}"
     );
+    assert_eq!(
+        disk(Some(1025)).disk_bytes(limits),
+        Err(SpecError::DiskTooLarge {
+            asked_mb: 1025,
+            image: Tier::Busybox,
+            max_mb: 1024
+        })
+    );
     // An image of a size that is not whole MiB: rounded up in the message.
+    let odd = crate::image::DiskLimits {
+        min: 64 * MIB + 1,
+        ..limits
+    };
     assert!(matches!(
-        disk(Some(64)).disk_bytes(image + 1),
+        disk(Some(64)).disk_bytes(odd),
         Err(SpecError::DiskTooSmall { image_mb: 65, .. })
     ));
 }

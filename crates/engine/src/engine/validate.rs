@@ -1,14 +1,15 @@
 //! The checks of a [`SandboxSpec`] that need nothing but the spec: sizes,
 //! names and guest paths. The engine runs them before it makes anything;
 //! the server runs them too, on a stand-in spec, before it reserves
-//! anything. (That the root disk is at least its image's size is checked
-//! by the engine's create, which knows the image.)
+//! anything. (That the root disk fits its image, at least its size and at
+//! most what its file system grows to, is checked by the engine's create,
+//! which reads the image: [`SandboxSpec::disk_bytes`].)
 
 use std::str::FromStr;
 
 use super::{
-    MAX_CPUS, MAX_DISK_MB, MAX_MEMORY_MB, MAX_VOLUMES, MIN_MEMORY_MB, SandboxId, SandboxSpec,
-    SpecError,
+    DiskLimits, MAX_CPUS, MAX_DISK_MB, MAX_MEMORY_MB, MAX_VOLUMES, MIN_MEMORY_MB, SandboxId,
+    SandboxSpec, SpecError,
 };
 
 impl SandboxSpec {
@@ -61,23 +62,31 @@ impl SandboxSpec {
         Ok(())
     }
 
-    /// The root disk's size in bytes for an image of `image_len` bytes:
-    /// `None` to keep the image's size (no `disk_mb`, or exactly the
-    /// image's), [`SpecError::DiskTooSmall`] below it.
-    pub fn disk_bytes(&self, image_len: u64) -> Result<Option<u64>, SpecError> {
+    /// The root disk's size in bytes with an image whose [`DiskLimits`]
+    /// are `limits`: `None` to keep the image's size (no `disk_mb`, or
+    /// exactly the image's); [`SpecError::DiskTooSmall`] below it,
+    /// [`SpecError::DiskTooLarge`] above the most it grows to.
+    pub fn disk_bytes(&self, limits: DiskLimits) -> Result<Option<u64>, SpecError> {
         const MIB: u64 = 1 << 20;
         let Some(mb) = self.disk_mb else {
             return Ok(None);
         };
         let bytes = mb.saturating_mul(MIB);
-        if bytes < image_len {
+        if bytes < limits.min {
             return Err(SpecError::DiskTooSmall {
                 asked_mb: mb,
                 image: self.image,
-                image_mb: image_len.div_ceil(MIB),
+                image_mb: limits.min.div_ceil(MIB),
             });
         }
-        Ok((bytes > image_len).then_some(bytes))
+        if bytes > limits.max {
+            return Err(SpecError::DiskTooLarge {
+                asked_mb: mb,
+                image: self.image,
+                max_mb: limits.max / MIB,
+            });
+        }
+        Ok((bytes > limits.min).then_some(bytes))
     }
 
     fn validate_volumes(&self) -> Result<(), SpecError> {

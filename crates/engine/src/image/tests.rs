@@ -80,3 +80,33 @@ fn grow_is_sparse_and_never_shrinks() {
     let err = grow_rootfs(&dir.path().join("absent"), 1).expect_err("must fail");
     assert!(matches!(err, ImageError::Grow { .. }), "{err:?}");
 }
+
+#[test]
+fn disk_limits_come_from_the_image_size_and_its_block_groups() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (block, group_mib) in [("1024", 8u64), ("4096", 128)] {
+        let img = dir.path().join(format!("fs-{block}.ext4"));
+        fs::File::create(&img)
+            .and_then(|f| f.set_len(32 << 20))
+            .expect("image");
+        let out = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-b", block])
+            .arg(&img)
+            .output()
+            .expect("mkfs.ext4");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let l = disk_limits(&img).expect("limits");
+        assert_eq!(l.min, 32 << 20);
+        assert_eq!(l.max, MAX_GROWN_GROUPS * (group_mib << 20), "{block}");
+    }
+    let junk = dir.path().join("junk");
+    fs::write(&junk, vec![0u8; 4096]).expect("write");
+    let err = disk_limits(&junk).expect_err("not ext4");
+    assert!(matches!(err, ImageError::NotExt4 { .. }), "{err:?}");
+    let err = disk_limits(&dir.path().join("absent")).expect_err("absent");
+    assert!(matches!(err, ImageError::NotExt4 { .. }), "{err:?}");
+}

@@ -105,13 +105,10 @@ impl<D: Driver> VmEngine<D> {
     ) -> EngineResult<Sandbox<D>> {
         let kernel = self.config.images.kernel()?;
         let base = self.config.images.rootfs(spec.image)?;
-        let image_len = std::fs::metadata(&base)
-            .map(|m| m.len())
-            .map_err(|source| EngineError::Io {
-                path: base.clone(),
-                source,
-            })?;
-        let disk = spec.disk_bytes(image_len)?;
+        let disk = match spec.disk_mb {
+            Some(_) => spec.disk_bytes(image::disk_limits(&base)?)?,
+            None => None,
+        };
         let dir = self.make_dir(id, made)?;
         let (ip, tap, port) = self.claim_address(id, &mut spec, made).await?;
         let (volume_paths, guest_volumes) = self.attach_volumes(id, &spec, made).await?;

@@ -1,6 +1,7 @@
 //! A root disk larger than its image ([`SandboxSpec::disk_mb`]): the host
 //! grows the sandbox's copy, lohar grows the root file system into it at
-//! boot, and it stays grown across a stop/start and a boot from disk.
+//! boot, and it stays grown across a stop/start and a boot from disk. A
+//! size below the image's, or above what it grows to, is refused.
 
 use super::*;
 use bhatti_engine::engine::SpecError;
@@ -39,6 +40,31 @@ async fn ensure_grown(
     })
 }
 
+/// Below the image's size, or above what its file system grows to in a
+/// boot: refused before anything is made.
+async fn refuses_sizes_the_image_cannot_have(t: &TestEngine) -> TestResult {
+    let limits = bhatti_engine::image::disk_limits(&ImagePaths::from_env().rootfs(Tier::Busybox)?)?;
+    let tiny = id("tiny")?;
+    for (mb, too_small) in [
+        ((limits.min >> 20) - 1, true),
+        ((limits.max >> 20) + 1, false),
+    ] {
+        let spec = SandboxSpec {
+            disk_mb: Some(mb),
+            ..small()
+        };
+        let res = t.engine.create(tiny.clone(), spec).await;
+        let refused = match &res {
+            Err(EngineError::Spec(SpecError::DiskTooSmall { .. })) => too_small,
+            Err(EngineError::Spec(SpecError::DiskTooLarge { .. })) => !too_small,
+            _ => false,
+        };
+        ensure(refused, || format!("a disk of {mb} MiB: {res:?}"))?;
+        ensure(!t.sandbox_dir(&tiny).exists(), || "dir left".into())?;
+    }
+    Ok(())
+}
+
 pub(crate) fn larger_disk_grows_the_root_file_system() -> TestResult {
     run(async {
         let images = ImagePaths::from_env();
@@ -46,22 +72,7 @@ pub(crate) fn larger_disk_grows_the_root_file_system() -> TestResult {
         let t = TestEngine::start(images).await?;
         let e = &t.engine;
 
-        // Smaller than the image: refused before anything is made.
-        let tiny = id("tiny")?;
-        let res = e
-            .create(
-                tiny.clone(),
-                SandboxSpec {
-                    disk_mb: Some(image_mb - 1),
-                    ..small()
-                },
-            )
-            .await;
-        ensure(
-            matches!(&res, Err(EngineError::Spec(SpecError::DiskTooSmall { .. }))),
-            || format!("a disk below the image's size: {res:?}"),
-        )?;
-        ensure(!t.sandbox_dir(&tiny).exists(), || "dir left".into())?;
+        refuses_sizes_the_image_cannot_have(&t).await?;
 
         let sb = id("big-disk")?;
         let disk_mb = image_mb + 256;
