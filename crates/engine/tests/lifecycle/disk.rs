@@ -74,6 +74,15 @@ pub(crate) fn larger_disk_grows_the_root_file_system() -> TestResult {
 
         refuses_sizes_the_image_cannot_have(&t).await?;
 
+        // A disk of the image's size: nothing to grow, nothing said.
+        let plain = id("plain-disk")?;
+        e.create(plain.clone(), small()).await?;
+        let log = std::fs::read_to_string(t.sandbox_dir(&plain).join("console.log"))?;
+        ensure(!log.contains(GROWN) && !log.contains(FAILED), || {
+            format!("console of a sandbox without disk_mb: {log}")
+        })?;
+        e.destroy(&plain).await?;
+
         let sb = id("big-disk")?;
         let disk_mb = image_mb + 256;
         let spec = SandboxSpec {
