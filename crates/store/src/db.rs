@@ -25,6 +25,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Store {
     conn: Mutex<Connection>,
+    /// Cached key and sandbox lookups; see [`crate::cache`].
+    pub(crate) cache: crate::cache::Cache,
 }
 
 impl Store {
@@ -47,6 +49,7 @@ impl Store {
         migrate(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            cache: crate::cache::Cache::default(),
         })
     }
 

@@ -11,7 +11,12 @@
 //! Concurrency: one connection behind a `std::sync::Mutex`. Every query is
 //! short (indexed lookups, single-row writes), so callers in async code may
 //! call it directly; nothing here does I/O other than SQLite's own.
+//!
+//! The two lookups of every API request, a user by key hash and a sandbox
+//! by id or name, are answered from memory while no row has changed, in
+//! this process or any other ([`cache`] explains how that is known).
 
+pub mod cache;
 mod db;
 mod error;
 pub mod published;

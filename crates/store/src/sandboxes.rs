@@ -161,21 +161,22 @@ impl Store {
         Ok(())
     }
 
-    /// A live sandbox of `user_id` named by id or by name.
+    /// A live sandbox of `user_id` named by id or by name (an id wins over
+    /// another sandbox's equal name); answered from the [`crate::cache`]
+    /// while no row has changed.
     pub fn find_sandbox(&self, user_id: &str, id_or_name: &str) -> Result<Sandbox> {
-        self.conn()
-            .query_row(
-                &format!(
-                    "SELECT {COLUMNS} FROM sandboxes WHERE user_id = ?1 \
-                     AND status != 'destroyed' AND (id = ?2 OR name = ?2) \
-                     ORDER BY id = ?2 DESC LIMIT 1"
-                ),
-                params![user_id, id_or_name],
-                raw,
-            )
+        let conn = self.conn();
+        self.cache.sandbox(&conn, user_id, id_or_name, |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM sandboxes WHERE user_id = ?1 \
+                 AND status != 'destroyed' AND (id = ?2 OR name = ?2) \
+                 ORDER BY id = ?2 DESC LIMIT 1"
+            ))?
+            .query_row(params![user_id, id_or_name], raw)
             .optional()?
             .ok_or_else(|| StoreError::NotFound(format!("sandbox {id_or_name}")))?
             .into_sandbox()
+        })
     }
 
     /// A sandbox by id, whoever owns it and whatever its status.

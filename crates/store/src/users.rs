@@ -71,16 +71,16 @@ impl Store {
         Ok(())
     }
 
-    /// The user whose key hashes to `key_hash`, if any (authentication).
+    /// The user whose key hashes to `key_hash`, if any (authentication);
+    /// answered from the [`crate::cache`] while no row has changed.
     pub fn user_by_key_hash(&self, key_hash: &str) -> Result<Option<User>> {
-        Ok(self
-            .conn()
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM users WHERE key_hash = ?1"),
-                [key_hash],
-                from_row,
-            )
-            .optional()?)
+        let conn = self.conn();
+        self.cache.user(&conn, key_hash, |conn| {
+            Ok(conn
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE key_hash = ?1"))?
+                .query_row([key_hash], from_row)
+                .optional()?)
+        })
     }
 
     /// The user called `name`.
