@@ -1,8 +1,11 @@
 //! The HTTP layer's cost against the engine called directly, in the same
 //! run, on a real VM (QEMU engine, busybox tier):
 //! - exec `true`: through `POST /exec` vs `Engine::exec` (target: the
-//!   HTTP layer adds at most 0.5 ms at p50), with `GET /health` as the
+//!   HTTP layer adds at most 0.3 ms at p50), with `GET /health` as the
 //!   bare HTTP round trip;
+//! - `GET /sandboxes/{id}` (auth and lookup, answered from the store's
+//!   cache; target: at most 0.3 ms at p50) vs `GET /health` in the same
+//!   loop;
 //! - `GET /sandboxes` with 100 sandboxes (store records) vs the store query;
 //! - 20 parallel execs: p99 through HTTP vs through the engine;
 //! - a warm (paused) sandbox woken by a proxied request vs the same
@@ -129,6 +132,7 @@ async fn bench(dir: &std::path::Path, netns: &str) -> BenchResult {
     };
 
     exec_true(&b).await?;
+    get_sandbox(&b).await?;
     parallel_execs(&b).await?;
     list(&b).await?;
     proxy_wake(&b).await?;
@@ -185,7 +189,46 @@ async fn exec_true(b: &Bench) -> BenchResult {
         "HTTP layer added at p50 (ms)",
         added_ms,
         Target::AtMost,
-        0.5,
+        0.3,
+    );
+    Ok(())
+}
+
+/// `GET /sandboxes/{id}` (by id and by name) against `GET /health` (no
+/// auth, no lookup), interleaved.
+async fn get_sandbox(b: &Bench) -> BenchResult {
+    let n = iterations(500, 50);
+    let (mut by_id, mut by_name, mut health) = (Vec::new(), Vec::new(), Vec::new());
+    let timed = |r: reqwest::RequestBuilder| async move {
+        let t = Instant::now();
+        let r = r.send().await?;
+        let ok = r.status().is_success();
+        r.bytes().await?;
+        if !ok {
+            return Err("GET failed".into());
+        }
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(t.elapsed())
+    };
+    let health_req = || b.http.get(format!("{}/health", b.url));
+    for _ in 0..n / 10 {
+        timed(b.get(&format!("/sandboxes/{}", b.id))).await?;
+        timed(health_req()).await?;
+    }
+    for _ in 0..n {
+        health.push(timed(health_req()).await?);
+        by_id.push(timed(b.get(&format!("/sandboxes/{}", b.id))).await?);
+        by_name.push(timed(b.get("/sandboxes/b")).await?);
+    }
+    let (g, i, m) = (summary(&health), summary(&by_id), summary(&by_name));
+    println!("== GET /sandboxes/{{id}} (hot path: auth + lookup)");
+    report("GET /health (bare HTTP round trip)", &g, None);
+    report("GET /sandboxes/{id}", &i, Some(&g));
+    report("GET /sandboxes/{name}", &m, Some(&g));
+    target(
+        "GET /sandboxes/{id} p50 (ms)",
+        i.p50.as_secs_f64() * 1e3,
+        Target::AtMost,
+        0.3,
     );
     Ok(())
 }
