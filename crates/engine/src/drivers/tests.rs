@@ -12,6 +12,7 @@ fn qemu(binary: &str) -> AnyDriver {
         qemu: PathBuf::from(binary),
         accel: Accel::Tcg,
         guest_tsc_khz: None,
+        tcg_fast_timer: true,
         start_timeout: Duration::from_secs(1),
         snapshot_timeout: Duration::from_secs(1),
     })

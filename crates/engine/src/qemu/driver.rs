@@ -71,6 +71,9 @@ pub struct QemuDriver {
     pub accel: Accel,
     /// Guest TSC frequency for TCG guests (see [`clock`]).
     pub guest_tsc_khz: Option<u64>,
+    /// TCG guests boot with [`super::launch::TCG_BOOT_ARGS`] (on by
+    /// default; off only to measure the old boot).
+    pub tcg_fast_timer: bool,
     /// Limit for QEMU to answer QMP after spawning.
     pub start_timeout: Duration,
     /// Limit for a migration (snapshot) or an incoming restore.
@@ -87,6 +90,7 @@ impl Default for QemuDriver {
             qemu: PathBuf::from(super::launch::QEMU_BINARY),
             accel,
             guest_tsc_khz: (accel == Accel::Tcg).then(clock::host_tsc_khz).flatten(),
+            tcg_fast_timer: true,
             start_timeout: Duration::from_secs(10),
             snapshot_timeout: Duration::from_secs(120),
         }
@@ -118,6 +122,7 @@ impl QemuDriver {
         spec.qemu = self.qemu.clone();
         spec.accel = self.accel;
         spec.guest_tsc_khz = self.guest_tsc_khz;
+        spec.tcg_fast_timer = self.tcg_fast_timer;
         spec.vcpus = config.vcpus;
         spec.memory_mib = config.memory_mib;
         spec.config_drive = config.config_drive.clone();

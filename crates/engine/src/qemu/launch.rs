@@ -63,6 +63,17 @@ pub const SECCOMP: &str = "on,obsolete=deny,elevateprivileges=deny,resourcecontr
 /// 5.0 used 32 MiB).
 pub const TCG_TB_MIB: u32 = 128;
 
+/// Kernel arguments for a TCG guest's timers. `noapictimer`: the kernel
+/// otherwise calibrates the local APIC timer against the PIT for two
+/// rounds of 100 ms of jiffies with interrupts on, which under TCG takes
+/// ~200-250 ms (the whole gap before `smpboot: CPU0` in the console), and
+/// then often rejects it anyway ("APIC timer disabled due to verification
+/// failure"). Without it the PIT is the clock event device (hrtimers run
+/// on it in one-shot mode; the clock source stays the TSC, see [`clock`]),
+/// which is what a TCG guest got whenever the verification failed.
+/// Under KVM the guest has a TSC-deadline timer and never calibrates.
+pub const TCG_BOOT_ARGS: &[&str] = &["noapictimer"];
+
 /// Where lohar lives in every rootfs tier.
 pub const DEFAULT_INIT: &str = "/usr/local/bin/lohar";
 
@@ -153,6 +164,10 @@ pub struct LaunchSpec {
     /// host's, [`clock::host_tsc_khz`]), so the guest keeps a TSC clock
     /// instead of 4 ms jiffies. `None`: the kernel calibrates on its own.
     pub guest_tsc_khz: Option<u64>,
+    /// Under TCG: pass `noapictimer` ([`TCG_BOOT_ARGS`]), which skips
+    /// the kernel's ~200 ms local-APIC timer calibration. On by default;
+    /// off only to measure the old boot (benches).
+    pub tcg_fast_timer: bool,
     /// Restore: `-incoming <uri>` (see `qmp::incoming_uri`).
     pub incoming: Option<String>,
     /// Kill QEMU when the thread that spawned it exits (PR_SET_PDEATHSIG;
@@ -190,6 +205,7 @@ impl LaunchSpec {
             netns: None,
             quiet: true,
             guest_tsc_khz: None,
+            tcg_fast_timer: true,
             incoming: None,
             die_with_parent: false,
             cgroup: Some(cgroup::name_for(run_dir)),
@@ -216,6 +232,9 @@ impl LaunchSpec {
         if let Some(khz) = self.guest_tsc_khz.filter(|_| self.accel == Accel::Tcg) {
             args.push(format!("tsc_early_khz={khz}"));
             args.push("tsc=reliable".to_owned());
+        }
+        if self.tcg_fast_timer && self.accel == Accel::Tcg {
+            args.extend(TCG_BOOT_ARGS.iter().map(|a| (*a).to_owned()));
         }
         if self.quiet {
             args.push("quiet".to_owned());

@@ -42,6 +42,8 @@ pub struct VmOptions {
     pub quiet: bool,
     /// Which rootfs tier to boot.
     pub tier: Tier,
+    /// `LaunchSpec::tcg_fast_timer` (off: the old, slower TCG boot).
+    pub tcg_fast_timer: bool,
 }
 
 impl Default for VmOptions {
@@ -54,6 +56,7 @@ impl Default for VmOptions {
             damage_rootfs: None,
             quiet: true,
             tier: Tier::Busybox,
+            tcg_fast_timer: true,
         }
     }
 }
@@ -122,6 +125,7 @@ impl TestVm {
         }
         spec.extra_cmdline = opts.extra_cmdline;
         spec.quiet = opts.quiet;
+        spec.tcg_fast_timer = opts.tcg_fast_timer;
         spec.die_with_parent = true;
         spec.net = Some(GuestNet {
             tap: TAP.into(),

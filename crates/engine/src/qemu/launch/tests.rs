@@ -206,6 +206,18 @@ fn tcg_guests_get_the_tsc_frequency_and_kvm_guests_do_not() {
 }
 
 #[test]
+fn tcg_guests_skip_the_apic_timer_calibration_unless_told_not_to() {
+    let mut s = spec();
+    let has = |s: &LaunchSpec| s.kernel_cmdline().split(' ').any(|a| a == "noapictimer");
+    assert!(has(&s));
+    s.tcg_fast_timer = false;
+    assert!(!has(&s));
+    s.tcg_fast_timer = true;
+    s.accel = Accel::Kvm;
+    assert!(!has(&s));
+}
+
+#[test]
 fn tsc_must_be_constant_and_nonstop() {
     let cpu =
         |flags: &str| format!("processor\t: 0\nflags\t\t: fpu {flags} sse\n\nflags\t: none\n");
