@@ -5,14 +5,23 @@
 //! (or `BENCH_QUICK=1`), which finishes in well under a minute;
 //! `BENCH_ONLY=exec,small_read,big_read,big_write,concurrent` picks parts;
 //! `BENCH_RT=current` runs the client on a current-thread runtime.
+//! `LOHAR_BIN=<path>` benches another lohar build (e.g. the last commit's)
+//! against the same baselines.
 //!
-//! - exec `true` through agent + client vs spawning `true` directly;
-//! - 1 KiB file read round trip;
+//! - exec `true` through agent + client vs spawning `true` directly, and
+//!   through a second lohar started with `LOHAR_EXEC_SYNC=0` (what the
+//!   `sync()` before EXIT costs);
+//! - 1 KiB file read round trip vs a raw Unix-socket request/response of
+//!   the same sizes (a thread answering with canned bytes);
 //! - 64 MiB file read and write throughput vs a plain file copy and raw
 //!   Unix-socket throughput;
-//! - 20 concurrent execs of `true` (wall time and p99).
+//! - 20 concurrent execs of `true` (wall time and p99) vs 20 threads each
+//!   spawning and waiting for one `true`;
+//! - lohar's idle RSS before and after the runs.
 #![allow(clippy::unwrap_used, dead_code)]
 
+#[path = "support/baselines.rs"]
+mod baselines;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -21,6 +30,7 @@ use std::os::unix::net::UnixStream as StdUnixStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use baselines::{canned_server, rss_kib, small_read_reply, socket_pump, threads_spawn};
 use benchkit::{Summary, Target, report, target};
 use bhatti_agent::{ExecOptions, ExecRequest, ReadOptions};
 use bhatti_proto::messages::{FileReadRequest, json_frame};
@@ -84,11 +94,17 @@ async fn run(n: Sizes, quick: bool, current: bool) {
         std::thread::available_parallelism().map_or(0, |p| p.get())
     );
     let l = Lohar::start().await;
+    let nosync = Lohar::start_with(common::Options {
+        env: vec![("LOHAR_EXEC_SYNC".into(), "0".into())],
+        ..common::Options::default()
+    })
+    .await;
+    let rss_start = rss_kib(l.pid());
     // BENCH_ONLY=exec,small_read,... runs a subset.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let on = |name: &str| only.is_empty() || only.split(',').any(|o| o == name);
     if on("exec") {
-        exec_true(&l, &n).await;
+        exec_true(&l, &nosync, &n).await;
     }
     if on("small_read") {
         small_read(&l, &n).await;
@@ -100,16 +116,24 @@ async fn run(n: Sizes, quick: bool, current: bool) {
         big_write(&l, &n).await;
     }
     if on("concurrent") {
-        concurrent_exec(&l, &n).await;
+        concurrent_exec(&l, &nosync, &n).await;
     }
+    let rss_end = rss_kib(l.pid());
+    println!("\nlohar RSS: {rss_start} KiB at start, {rss_end} KiB after the runs");
 }
 
-async fn exec_true(l: &Lohar, n: &Sizes) {
+async fn exec_true(l: &Lohar, nosync: &Lohar, n: &Sizes) {
     // Warm up both paths.
     for _ in 0..10 {
         l.client.exec(ExecOptions::new(["true"])).await.unwrap();
+        nosync
+            .client
+            .exec(ExecOptions::new(["true"]))
+            .await
+            .unwrap();
         Command::new("true").status().unwrap();
     }
+    let mut unsynced = Vec::with_capacity(n.exec_iters);
     let mut agent = Vec::with_capacity(n.exec_iters);
     let mut direct = Vec::with_capacity(n.exec_iters);
     let mut raw = Vec::with_capacity(n.exec_iters);
@@ -127,23 +151,33 @@ async fn exec_true(l: &Lohar, n: &Sizes) {
         let st = Command::new("true").status().unwrap();
         direct.push(t.elapsed());
         assert!(st.success());
+        let t = Instant::now();
+        let r = nosync
+            .client
+            .exec(ExecOptions::new(["true"]))
+            .await
+            .unwrap();
+        unsynced.push(t.elapsed());
+        assert_eq!(r.exit_code, 0);
     }
     let a = stats(&agent);
     let d = stats(&direct);
     println!("\nexec `true` ({} runs)", n.exec_iters);
     report("agent + client", &a, None);
+    let u = stats(&unsynced);
+    report("agent + client, LOHAR_EXEC_SYNC=0", &u, None);
     report("agent, raw blocking frames (no client)", &stats(&raw), None);
     report("direct spawn (baseline)", &d, None);
-    report(
-        "sync() alone (lohar calls it before EXIT)",
-        &stats(&sync),
-        None,
+    println!(
+        "  sync() share of an exec at p50: {:.0} µs",
+        (a.p50.as_secs_f64() - u.p50.as_secs_f64()) * 1e6
     );
+    report("sync() alone (before EXIT)", &stats(&sync), None);
     target(
         "p50 ratio agent/direct",
         a.p50.as_secs_f64() / d.p50.as_secs_f64(),
         Target::AtMost,
-        1.2,
+        1.1,
     );
 }
 
@@ -170,7 +204,10 @@ async fn small_read(l: &Lohar, n: &Sizes) {
     };
     let req = json_frame(FrameType::FILE_READ_REQ, &req).unwrap();
     let act_req = Frame::new(FrameType::ACTIVITY_REQ, Vec::new());
+    let canned = canned_server(l.path("canned.sock"), small_read_reply());
+    let mut sock = Vec::with_capacity(n.small_read_iters);
     for _ in 0..n.small_read_iters {
+        sock.push(raw_request(&canned, &req));
         raw.push(raw_request(&l.control, &req));
         act.push(raw_request(&l.control, &act_req));
         let t = Instant::now();
@@ -194,7 +231,18 @@ async fn small_read(l: &Lohar, n: &Sizes) {
     report("agent, raw blocking frames (no client)", &stats(&raw), None);
     report("ACTIVITY_REQ, raw blocking frames", &stats(&act), None);
     report("local std::fs::read (reference)", &d, None);
-    target("p50 µs", a.p50.as_secs_f64() * 1e6, Target::AtMost, 100.0);
+    let s = stats(&sock);
+    report("raw Unix socket, same sizes (baseline)", &s, None);
+    println!(
+        "  p50 ratio agent + client/socket: {:.2}",
+        a.p50.as_secs_f64() / s.p50.as_secs_f64()
+    );
+    target(
+        "p50 ratio raw frames/socket",
+        stats(&raw).p50.as_secs_f64() / s.p50.as_secs_f64(),
+        Target::AtMost,
+        1.2,
+    );
 }
 
 async fn big_read(l: &Lohar, n: &Sizes) {
@@ -298,48 +346,54 @@ async fn big_write(l: &Lohar, n: &Sizes) {
     target("GB/s", a, Target::AtLeast, 1.0);
 }
 
-async fn concurrent_exec(l: &Lohar, n: &Sizes) {
-    const K: usize = 20;
-    let mut walls = Vec::new();
-    let mut each = Vec::new();
-    for _ in 0..n.batches {
-        let t = Instant::now();
-        let tasks: Vec<_> = (0..K)
-            .map(|_| {
-                let c = l.client.clone();
-                tokio::spawn(async move {
-                    let t = Instant::now();
-                    let r = c.exec(ExecOptions::new(["true"])).await.unwrap();
-                    assert_eq!(r.exit_code, 0);
-                    t.elapsed()
-                })
+async fn exec_batch(l: &Lohar, k: usize, each: &mut Vec<Duration>) -> Duration {
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..k)
+        .map(|_| {
+            let c = l.client.clone();
+            tokio::spawn(async move {
+                let t = Instant::now();
+                let r = c.exec(ExecOptions::new(["true"])).await.unwrap();
+                assert_eq!(r.exit_code, 0);
+                t.elapsed()
             })
-            .collect();
-        for task in tasks {
-            each.push(task.await.unwrap());
-        }
-        walls.push(t.elapsed());
+        })
+        .collect();
+    for task in tasks {
+        each.push(task.await.unwrap());
     }
-    let mut direct_walls = Vec::new();
+    t.elapsed()
+}
+
+async fn concurrent_exec(l: &Lohar, nosync: &Lohar, n: &Sizes) {
+    const K: usize = 20;
+    let (mut walls, mut each, mut unsynced, mut threads) = (vec![], vec![], vec![], vec![]);
+    // Interleaved, so that machine noise hits all series alike.
     for _ in 0..n.batches {
-        direct_walls.push(time(|| {
-            let children: Vec<_> = (0..K)
-                .map(|_| Command::new("true").spawn().unwrap())
-                .collect();
-            for mut c in children {
-                assert!(c.wait().unwrap().success());
-            }
-        }));
+        walls.push(exec_batch(l, K, &mut each).await);
+        unsynced.push(exec_batch(nosync, K, &mut Vec::new()).await);
+        threads.push(threads_spawn(K));
     }
     println!("\n{K} concurrent execs of `true` ({} batches)", n.batches);
     let w = stats(&walls);
     report("batch wall time, agent + client", &w, None);
     report("per-exec latency, agent + client", &stats(&each), None);
-    let d = stats(&direct_walls);
-    report("batch wall time, direct spawn (baseline)", &d, None);
-    println!(
-        "  p50 wall ratio agent/direct: {:.2}",
-        w.p50.as_secs_f64() / d.p50.as_secs_f64()
+    report(
+        "batch wall, agent, LOHAR_EXEC_SYNC=0",
+        &stats(&unsynced),
+        None,
+    );
+    let p = stats(&threads);
+    report(
+        &format!("batch wall, {K} threads spawn+wait (baseline)"),
+        &p,
+        None,
+    );
+    target(
+        "p50 wall ratio agent/parallel spawns",
+        w.p50.as_secs_f64() / p.p50.as_secs_f64(),
+        Target::AtMost,
+        1.15,
     );
 }
 
@@ -357,25 +411,6 @@ fn raw_request(control: &std::path::Path, req: &Frame) -> Duration {
             break;
         }
     }
-    t.elapsed()
-}
-
-/// Pushes 64 MiB through a Unix socket pair in 1 MiB writes.
-fn socket_pump() -> Duration {
-    let (mut a, mut b) = StdUnixStream::pair().unwrap();
-    let t = Instant::now();
-    let writer = std::thread::spawn(move || {
-        let chunk = vec![7u8; MIB];
-        for _ in 0..BIG / MIB {
-            a.write_all(&chunk).unwrap();
-        }
-    });
-    let mut buf = vec![0u8; MIB];
-    let mut total = 0;
-    while total < BIG {
-        total += b.read(&mut buf).unwrap();
-    }
-    writer.join().unwrap();
     t.elapsed()
 }
 

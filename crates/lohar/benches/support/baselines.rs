@@ -1,0 +1,93 @@
+//! Raw baselines of the lohar bench: what the same work costs without the
+//! agent (canned socket replies, spawns from plain threads, a socket pump).
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bhatti_proto::messages::json_frame;
+use bhatti_proto::{FrameType, sync_io};
+
+use super::{BIG, MIB};
+
+/// The bytes lohar answers a full read of a 1 KiB file with.
+pub fn small_read_reply() -> Vec<u8> {
+    let resp = bhatti_proto::messages::FileReadResponse {
+        size: 1024,
+        mode: "0644".into(),
+    };
+    let resp = json_frame(FrameType::FILE_READ_RESP, &resp).unwrap();
+    let mut out = bhatti_proto::frame::encode(resp.kind, &resp.payload).unwrap();
+    out.extend(bhatti_proto::frame::encode(FrameType::STDOUT, &[b'k'; 1024]).unwrap());
+    out.extend(bhatti_proto::frame::encode(FrameType::EXIT, &0i32.to_be_bytes()).unwrap());
+    out
+}
+
+/// A thread serving `path`: per connection, reads one frame, writes
+/// `reply` and closes: a raw request/response of the same sizes, without
+/// any agent work.
+pub fn canned_server(path: PathBuf, reply: Vec<u8>) -> PathBuf {
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let mut s = s.unwrap();
+            if sync_io::read_frame(&mut s).unwrap().is_some() {
+                s.write_all(&reply).unwrap();
+            }
+        }
+    });
+    path
+}
+
+/// Wall time of `k` threads each spawning `true` and waiting for it,
+/// started together.
+pub fn threads_spawn(k: usize) -> Duration {
+    let go = std::sync::Barrier::new(k + 1);
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..k)
+            .map(|_| {
+                scope.spawn(|| {
+                    go.wait();
+                    assert!(Command::new("true").status().unwrap().success());
+                })
+            })
+            .collect();
+        go.wait();
+        let t = Instant::now();
+        for th in threads {
+            th.join().unwrap();
+        }
+        t.elapsed()
+    })
+}
+
+/// VmRSS of `pid` in KiB (0 when unreadable).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Pushes 64 MiB through a Unix socket pair in 1 MiB writes.
+pub fn socket_pump() -> Duration {
+    let (mut a, mut b) = StdUnixStream::pair().unwrap();
+    let t = Instant::now();
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![7u8; MIB];
+        for _ in 0..BIG / MIB {
+            a.write_all(&chunk).unwrap();
+        }
+    });
+    let mut buf = vec![0u8; MIB];
+    let mut total = 0;
+    while total < BIG {
+        total += b.read(&mut buf).unwrap();
+    }
+    writer.join().unwrap();
+    t.elapsed()
+}
