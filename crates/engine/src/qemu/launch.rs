@@ -71,6 +71,9 @@ pub const TCG_TB_MIB: u32 = 128;
 /// failure"). Without it the PIT is the clock event device (hrtimers run
 /// on it in one-shot mode; the clock source stays the TSC, see [`clock`]),
 /// which is what a TCG guest got whenever the verification failed.
+/// One vCPU only: with more, every CPU would need the PIT's broadcast,
+/// which runs periodic 4 ms ticks instead of high-resolution timers (the
+/// calibrated APIC timers keep them), so those guests still calibrate.
 /// Under KVM the guest has a TSC-deadline timer and never calibrates.
 pub const TCG_BOOT_ARGS: &[&str] = &["noapictimer"];
 
@@ -164,7 +167,7 @@ pub struct LaunchSpec {
     /// host's, [`clock::host_tsc_khz`]), so the guest keeps a TSC clock
     /// instead of 4 ms jiffies. `None`: the kernel calibrates on its own.
     pub guest_tsc_khz: Option<u64>,
-    /// Under TCG: pass `noapictimer` ([`TCG_BOOT_ARGS`]), which skips
+    /// Under TCG with one vCPU: pass `noapictimer` ([`TCG_BOOT_ARGS`]), which skips
     /// the kernel's ~200 ms local-APIC timer calibration. On by default;
     /// off only to measure the old boot (benches).
     pub tcg_fast_timer: bool,
@@ -233,7 +236,7 @@ impl LaunchSpec {
             args.push(format!("tsc_early_khz={khz}"));
             args.push("tsc=reliable".to_owned());
         }
-        if self.tcg_fast_timer && self.accel == Accel::Tcg {
+        if self.tcg_fast_timer && self.accel == Accel::Tcg && self.vcpus <= 1 {
             args.extend(TCG_BOOT_ARGS.iter().map(|a| (*a).to_owned()));
         }
         if self.quiet {

@@ -206,13 +206,16 @@ fn tcg_guests_get_the_tsc_frequency_and_kvm_guests_do_not() {
 }
 
 #[test]
-fn tcg_guests_skip_the_apic_timer_calibration_unless_told_not_to() {
+fn one_vcpu_tcg_guests_skip_the_apic_timer_calibration_unless_told_not_to() {
     let mut s = spec();
     let has = |s: &LaunchSpec| s.kernel_cmdline().split(' ').any(|a| a == "noapictimer");
     assert!(has(&s));
     s.tcg_fast_timer = false;
     assert!(!has(&s));
     s.tcg_fast_timer = true;
+    s.vcpus = 2;
+    assert!(!has(&s), "SMP guests keep calibrated APIC timers");
+    s.vcpus = 1;
     s.accel = Accel::Kvm;
     assert!(!has(&s));
 }
