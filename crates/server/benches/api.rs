@@ -1,8 +1,9 @@
 //! The HTTP layer's cost against the engine called directly, in the same
 //! run, on a real VM (QEMU engine, busybox tier):
-//! - exec `true`: through `POST /exec` vs `Engine::exec` (target: the
-//!   HTTP layer adds at most 0.3 ms at p50), with `GET /health` as the
-//!   bare HTTP round trip;
+//! - exec `true`: through `POST /exec` vs `Engine::exec` and vs the
+//!   engine path the handler takes (`exec_stream` + `Supervised`; target:
+//!   the HTTP layer adds at most 0.3 ms at p50 over it), with
+//!   `GET /health` as the bare HTTP round trip;
 //! - `GET /sandboxes/{id}` (auth and lookup, answered from the store's
 //!   cache; target: at most 0.3 ms at p50) vs `GET /health` in the same
 //!   loop;
@@ -18,7 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use benchkit::{Summary, Target, iterations, report, target};
-use bhatti_engine::engine::{Engine, ExecOptions, SandboxId};
+use bhatti_agent::Supervised;
+use bhatti_engine::engine::{Engine, ExecOptions, ExecRequest, SandboxId};
 use bhatti_engine::image::ImagePaths;
 use bhatti_engine::netns::{NetNs, unique_name};
 use bhatti_server::config::{Egress, EngineKind, ServerConfig};
@@ -132,10 +134,12 @@ async fn bench(dir: &std::path::Path, netns: &str) -> BenchResult {
     };
 
     exec_true(&b).await?;
-    get_sandbox(&b).await?;
     parallel_execs(&b).await?;
     list(&b).await?;
     proxy_wake(&b).await?;
+    // Last: the user's read budget (1200/min) is shared with the above.
+    get_sandbox(&b).await?;
+    service_path(&b).await?;
 
     let engine = &b.state.engine;
     for info in engine.list().await {
@@ -147,47 +151,72 @@ async fn bench(dir: &std::path::Path, netns: &str) -> BenchResult {
 }
 
 /// Exec `true` through HTTP and the engine, interleaved so that drift
-/// hits both alike, with `GET /health` as the bare round trip.
+/// hits both alike, with `GET /health` as the bare round trip. Two engine
+/// paths: [`Engine::exec`] (buffered) and what the handler runs
+/// (`exec_stream` + [`Supervised`], stdin closed); the HTTP layer is
+/// `POST /exec` minus the latter.
 async fn exec_true(b: &Bench) -> BenchResult {
     let engine = &b.state.engine;
     let n = iterations(300, 30);
-    let (mut direct, mut via_http, mut health) = (Vec::new(), Vec::new(), Vec::new());
+    let mut t = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     let body = json!({"cmd": ["true"]});
+    let handler_path = || async {
+        let req = ExecRequest {
+            argv: vec!["true".into()],
+            ..ExecRequest::default()
+        };
+        let stream = engine.exec_stream(&b.id, req).await?;
+        Supervised::new(stream, None).await.collect(1 << 20).await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+    };
+    let http_exec = || async {
+        let r = b.post("/sandboxes/b/exec").json(&body).send().await?;
+        let ok = r.status().is_success();
+        r.bytes().await?;
+        if !ok {
+            return Err("POST /exec failed".into());
+        }
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+    };
     for _ in 0..n / 10 {
         engine.exec(&b.id, ExecOptions::new(["true"])).await?;
-        b.post("/sandboxes/b/exec")
-            .json(&body)
-            .send()
-            .await?
-            .bytes()
-            .await?;
+        handler_path().await?;
+        http_exec().await?;
     }
     for _ in 0..n {
-        let t = Instant::now();
+        let s = Instant::now();
         engine.exec(&b.id, ExecOptions::new(["true"])).await?;
-        direct.push(t.elapsed());
-        let t = Instant::now();
-        let r = b.post("/sandboxes/b/exec").json(&body).send().await?;
-        r.bytes().await?;
-        via_http.push(t.elapsed());
-        let t = Instant::now();
+        t[0].push(s.elapsed());
+        let s = Instant::now();
+        handler_path().await?;
+        t[1].push(s.elapsed());
+        let s = Instant::now();
+        http_exec().await?;
+        t[2].push(s.elapsed());
+        let s = Instant::now();
         b.http
             .get(format!("{}/health", b.url))
             .send()
             .await?
             .bytes()
             .await?;
-        health.push(t.elapsed());
+        t[3].push(s.elapsed());
     }
-    let (d, h, g) = (summary(&direct), summary(&via_http), summary(&health));
+    let [d, sv, h, g] = t.map(|v| summary(&v));
     println!("== exec `true` (one VM, TCG)");
     report("GET /health (bare HTTP round trip)", &g, None);
-    report("exec true: engine direct", &d, None);
-    report("exec true: POST /exec", &h, Some(&d));
-    let added_ms = (h.p50.as_secs_f64() - d.p50.as_secs_f64()) * 1e3;
+    report("exec true: Engine::exec", &d, None);
+    report("exec true: exec_stream+Supervised", &sv, Some(&d));
+    report("exec true: POST /exec", &h, Some(&sv));
+    let ms = |a: &Summary, b: &Summary| (a.p50.as_secs_f64() - b.p50.as_secs_f64()) * 1e3;
+    println!(
+        "{:<40} {:.3} ms",
+        "POST /exec - Engine::exec at p50",
+        ms(&h, &d)
+    );
     target(
         "HTTP layer added at p50 (ms)",
-        added_ms,
+        ms(&h, &sv),
         Target::AtMost,
         0.3,
     );
@@ -195,41 +224,71 @@ async fn exec_true(b: &Bench) -> BenchResult {
 }
 
 /// `GET /sandboxes/{id}` (by id and by name) against `GET /health` (no
-/// auth, no lookup), interleaved.
+/// auth, no lookup) and an unknown route (a 404 from the router's
+/// fallback: every layer, no handler), interleaved.
 async fn get_sandbox(b: &Bench) -> BenchResult {
-    let n = iterations(500, 50);
-    let (mut by_id, mut by_name, mut health) = (Vec::new(), Vec::new(), Vec::new());
-    let timed = |r: reqwest::RequestBuilder| async move {
-        let t = Instant::now();
+    let n = iterations(300, 50);
+    let mut t = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+    let timed = |r: reqwest::RequestBuilder, want: u16| async move {
+        let s = Instant::now();
         let r = r.send().await?;
-        let ok = r.status().is_success();
+        let status = r.status().as_u16();
         r.bytes().await?;
-        if !ok {
-            return Err("GET failed".into());
+        if status != want {
+            return Err(format!("GET: {status}, wanted {want}").into());
         }
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(t.elapsed())
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(s.elapsed())
     };
-    let health_req = || b.http.get(format!("{}/health", b.url));
+    let public = |path: &str| b.http.get(format!("{}{path}", b.url));
+    let by_id = format!("/sandboxes/{}", b.id);
     for _ in 0..n / 10 {
-        timed(b.get(&format!("/sandboxes/{}", b.id))).await?;
-        timed(health_req()).await?;
+        timed(b.get(&by_id), 200).await?;
+        timed(public("/health"), 200).await?;
     }
     for _ in 0..n {
-        health.push(timed(health_req()).await?);
-        by_id.push(timed(b.get(&format!("/sandboxes/{}", b.id))).await?);
-        by_name.push(timed(b.get("/sandboxes/b")).await?);
+        t[0].push(timed(public("/no-such-route"), 404).await?);
+        t[1].push(timed(public("/health"), 200).await?);
+        t[2].push(timed(b.get(&by_id), 200).await?);
+        t[3].push(timed(b.get("/sandboxes/b"), 200).await?);
     }
-    let (g, i, m) = (summary(&health), summary(&by_id), summary(&by_name));
+    let [none, health, id, name] = t.map(|v| summary(&v));
     println!("== GET /sandboxes/{{id}} (hot path: auth + lookup)");
-    report("GET /health (bare HTTP round trip)", &g, None);
-    report("GET /sandboxes/{id}", &i, Some(&g));
-    report("GET /sandboxes/{name}", &m, Some(&g));
+    report("GET unknown route (404, no auth)", &none, None);
+    report("GET /health (no auth)", &health, Some(&none));
+    report("GET /sandboxes/{id}", &id, Some(&none));
+    report("GET /sandboxes/{name}", &name, Some(&none));
     target(
         "GET /sandboxes/{id} p50 (ms)",
-        i.p50.as_secs_f64() * 1e3,
+        id.p50.as_secs_f64() * 1e3,
         Target::AtMost,
         0.3,
     );
+    Ok(())
+}
+
+/// The request's own work without HTTP: authentication (key hash and
+/// user lookup), the sandbox lookup, and the lookup plus wake of a hot
+/// sandbox that every exec does.
+async fn service_path(b: &Bench) -> BenchResult {
+    let n = iterations(2000, 200);
+    let st = &b.state;
+    let mut t = [Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..n {
+        let s = Instant::now();
+        let user = bhatti_server::users::authenticate(&st.store, &b.key)?.ok_or("no user")?;
+        t[0].push(s.elapsed());
+        let s = Instant::now();
+        st.find(&user, "b")?;
+        t[1].push(s.elapsed());
+        let s = Instant::now();
+        st.live(&user, "b").await?;
+        t[2].push(s.elapsed());
+    }
+    let [auth, find, live] = t.map(|v| summary(&v));
+    println!("== service path, no HTTP");
+    report("authenticate (hash + user lookup)", &auth, None);
+    report("AppState::find", &find, None);
+    report("AppState::live (find + wake, hot)", &live, None);
     Ok(())
 }
 

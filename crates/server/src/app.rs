@@ -7,7 +7,11 @@
 //!    the sandbox's port with no API key; see [`crate::routes::publish`]);
 //! 3. the JSON body limit (1 MiB; file uploads check their own);
 //! 4. on user routes: authentication (Bearer key; `?token=`, percent-decoded,
-//!    only on a WebSocket upgrade) and the per-user rate limit.
+//!    only on a WebSocket upgrade) and the per-user rate limit. The key's
+//!    user comes from the store's cache while no row has changed (one
+//!    `PRAGMA data_version`, no query; a key rotated or deleted by the
+//!    operator CLI from another process fails on the next request: see
+//!    `bhatti_store::cache`).
 //!
 //! Unknown routes and methods get JSON errors like everything else.
 

@@ -22,7 +22,8 @@ use crate::state::AppState;
 
 impl<E: Engine> AppState<E> {
     /// A live sandbox of `user`, by id or name (another user's is not
-    /// found).
+    /// found). Served from the store's cache while no row has changed, so
+    /// a rename, destroy or state change is seen by the next call.
     pub fn find(&self, user: &User, id_or_name: &str) -> ServiceResult<Sandbox> {
         Ok(self.store.find_sandbox(&user.id, id_or_name)?)
     }
