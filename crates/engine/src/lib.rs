@@ -3,6 +3,14 @@
 //! the drivers built in.
 //!
 //! See `DESIGN.md` (layers, engines, network, thermal states).
+//!
+//! # Performance
+//! `docs/performance.md` (in this crate) traces a TCG boot and breaks an
+//! in-guest exec of `true` down (host → agent round trip, spawn, child,
+//! `sync()`, lohar's own path), from the `boot` and `guest_exec` benches.
+//! One-vCPU TCG guests boot with `noapictimer`
+//! ([`qemu::launch::TCG_BOOT_ARGS`]), which skips ~250 ms of APIC timer
+//! calibration.
 
 pub mod agent_link;
 pub mod cgroup;
