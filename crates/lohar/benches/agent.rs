@@ -30,7 +30,9 @@ use std::os::unix::net::UnixStream as StdUnixStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use baselines::{canned_server, rss_kib, small_read_reply, socket_pump, threads_spawn};
+use baselines::{
+    canned_server, rss_kib, small_read_reply, socket_pump, threads_run, threads_spawn,
+};
 use benchkit::{Summary, Target, report, target};
 use bhatti_agent::{ExecOptions, ExecRequest, ReadOptions};
 use bhatti_proto::messages::{FileReadRequest, json_frame};
@@ -368,11 +370,16 @@ async fn exec_batch(l: &Lohar, k: usize, each: &mut Vec<Duration>) -> Duration {
 async fn concurrent_exec(l: &Lohar, nosync: &Lohar, n: &Sizes) {
     const K: usize = 20;
     let (mut walls, mut each, mut unsynced, mut threads) = (vec![], vec![], vec![], vec![]);
+    let mut raw = vec![];
+    let req = json_frame(FrameType::EXEC_REQ, &ExecRequest::command(["true"])).unwrap();
     // Interleaved, so that machine noise hits all series alike.
     for _ in 0..n.batches {
         walls.push(exec_batch(l, K, &mut each).await);
         unsynced.push(exec_batch(nosync, K, &mut Vec::new()).await);
         threads.push(threads_spawn(K));
+        raw.push(threads_run(K, || {
+            raw_request(&l.control, &req);
+        }));
     }
     println!("\n{K} concurrent execs of `true` ({} batches)", n.batches);
     let w = stats(&walls);
@@ -381,6 +388,11 @@ async fn concurrent_exec(l: &Lohar, nosync: &Lohar, n: &Sizes) {
     report(
         "batch wall, agent, LOHAR_EXEC_SYNC=0",
         &stats(&unsynced),
+        None,
+    );
+    report(
+        "batch wall, agent, raw frames, 20 threads",
+        &stats(&raw),
         None,
     );
     let p = stats(&threads);

@@ -44,13 +44,20 @@ pub fn canned_server(path: PathBuf, reply: Vec<u8>) -> PathBuf {
 /// Wall time of `k` threads each spawning `true` and waiting for it,
 /// started together.
 pub fn threads_spawn(k: usize) -> Duration {
+    threads_run(k, || {
+        assert!(Command::new("true").status().unwrap().success());
+    })
+}
+
+/// Wall time of `k` threads each running `f` once, started together.
+pub fn threads_run(k: usize, f: impl Fn() + Sync) -> Duration {
     let go = std::sync::Barrier::new(k + 1);
     std::thread::scope(|scope| {
         let threads: Vec<_> = (0..k)
             .map(|_| {
                 scope.spawn(|| {
                     go.wait();
-                    assert!(Command::new("true").status().unwrap().success());
+                    f();
                 })
             })
             .collect();
