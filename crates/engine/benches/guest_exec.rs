@@ -87,6 +87,26 @@ async fn host_side(
     Ok((exec, rt))
 }
 
+/// TCP connect + close to the agent's control port from inside the
+/// namespace, no request: the connection part of every request (the
+/// engine opens one per request).
+fn tcp_connects(ns: &NetNs, ip: std::net::Ipv4Addr, n: usize) -> BenchResult<Vec<Duration>> {
+    let addr = std::net::SocketAddr::from((ip, bhatti_proto::CONTROL_PORT));
+    let v = ns.run(move || {
+        let mut v = Vec::new();
+        for _ in 0..n {
+            let t = Instant::now();
+            let s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+            v.push(t.elapsed());
+            drop(s);
+            // Let the guest finish the close before the next connect.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok::<_, std::io::Error>(v)
+    })??;
+    Ok(v)
+}
+
 /// Context switches and interrupts per engine exec of `true` (one
 /// counter read's own cost subtracted).
 async fn per_exec_counters(e: &VmEngine<QemuDriver>, id: &SandboxId) -> BenchResult<(f64, f64)> {
@@ -217,7 +237,7 @@ async fn sandbox(
 
 async fn bench(n: usize) -> BenchResult {
     let (dir, old_dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
-    let (engine, _ns, id) = sandbox(true, dir.path()).await?;
+    let (engine, ns, id) = sandbox(true, dir.path()).await?;
     let (old, _old_ns, old_id) = sandbox(false, old_dir.path()).await?;
     let helper = build_helper(dir.path());
     if let Some(bin) = &helper {
@@ -231,15 +251,27 @@ async fn bench(n: usize) -> BenchResult {
     host_side(&engine, &id, 20).await?;
     host_side(&old, &old_id, 20).await?;
 
-    // Alternate in quarters so host noise hits both alike.
+    // Alternate in quarters, swapping who goes first, so host noise and
+    // order hit both alike.
     let (mut exec, mut rt, mut old_exec) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..4 {
+    for q in 0..4 {
+        if q % 2 == 1 {
+            old_exec.extend(host_side(&old, &old_id, n.div_ceil(4)).await?.0);
+        }
         let (e, r) = host_side(&engine, &id, n.div_ceil(4)).await?;
         exec.extend(e);
         rt.extend(r);
-        old_exec.extend(host_side(&old, &old_id, n.div_ceil(4)).await?.0);
+        if q % 2 == 0 {
+            old_exec.extend(host_side(&old, &old_id, n.div_ceil(4)).await?.0);
+        }
     }
     old.destroy(&old_id).await?;
+    if let Some(ip) = engine.status(&id).await?.ip {
+        line(
+            "TCP connect to the agent (no request)",
+            &tcp_connects(&ns, ip, n)?,
+        );
+    }
     let (ctxt, intr) = per_exec_counters(&engine, &id).await?;
     let split = cpu_split(&engine, &id, n).await?;
     let guest = match helper {
