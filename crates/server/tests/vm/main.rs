@@ -7,6 +7,7 @@
 //!
 //! Run: `cargo test -p bhatti-server --test vm` (as root).
 
+mod cache;
 mod crash;
 mod crash_cycles;
 mod cycles;
@@ -49,6 +50,7 @@ fn main() {
             isolation::tenants_cannot_reach_or_impersonate_each_other,
         ),
         trial("sandboxes::crud_lifecycle", sandboxes::crud_lifecycle),
+        trial("cache::no_stale_key_or_sandbox", cache::no_stale_key_or_sandbox),
         trial(
             "sandboxes::auth_isolation_quota_bad_input",
             sandboxes::auth_isolation_quota_bad_input,
