@@ -50,7 +50,10 @@ fn main() {
             isolation::tenants_cannot_reach_or_impersonate_each_other,
         ),
         trial("sandboxes::crud_lifecycle", sandboxes::crud_lifecycle),
-        trial("cache::no_stale_key_or_sandbox", cache::no_stale_key_or_sandbox),
+        trial(
+            "cache::no_stale_key_or_sandbox",
+            cache::no_stale_key_or_sandbox,
+        ),
         trial(
             "sandboxes::auth_isolation_quota_bad_input",
             sandboxes::auth_isolation_quota_bad_input,
