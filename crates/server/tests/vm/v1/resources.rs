@@ -1,8 +1,8 @@
 //! v1 templates, secrets and volumes, then one sandbox made from the
 //! template the way a v1 client asks: the template's sizes and env as the
-//! base with the request's env merged over, `new_volumes:[{name,size_mb,
-//! mount}]` and the template's `mounts:[{volume_name,target,auto_create}]`
-//! both mounted. (`volumes:[{name,target}]` is in `sandboxes`.)
+//! base with the request's env merged over; `volumes:[{name,target}]`,
+//! `new_volumes:[{name,size_mb,mount}]` and the template's
+//! `mounts:[{volume_name,target,auto_create}]` all mounted together.
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -157,6 +157,7 @@ async fn template(
 async fn from_template(d: &TestDaemon, rows: &mut Rows, tid: Option<String>) -> TestResult {
     let mut body = json!({
         "name": "fromtpl", "env": {"B": "from-req"},
+        "volumes": [{"name": "v1vol2", "target": "/mnt/v2"}],
         "new_volumes": [{"name": "v1new", "size_mb": 64, "mount": "/mnt/new"}]
     });
     if let Some(t) = &tid {
@@ -177,6 +178,9 @@ async fn from_template(d: &TestDaemon, rows: &mut Rows, tid: Option<String>) -> 
     let (_, mounts) = exec(d, "fromtpl", "cat /proc/mounts", json!({})).await?;
     rows.check("create volumes", mounts.contains(" /mnt/new "), || {
         format!("new_volumes[].mount: nothing mounted at /mnt/new in {mounts:?}")
+    });
+    rows.check("create volumes", mounts.contains(" /mnt/v2 "), || {
+        format!("volumes[].target beside a template's mounts: nothing at /mnt/v2 in {mounts:?}")
     });
     if let Some(t) = tid {
         let row = "POST /sandboxes";
