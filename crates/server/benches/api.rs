@@ -151,14 +151,16 @@ async fn bench(dir: &std::path::Path, netns: &str) -> BenchResult {
 }
 
 /// Exec `true` through HTTP and the engine, interleaved so that drift
-/// hits both alike, with `GET /health` as the bare round trip. Two engine
+/// hits both alike, with `GET /health` as the bare round trip and
+/// `GET /sandboxes/b` (auth and lookup) in the same loop (a request right
+/// after an exec competes with the VM for the CPU). Two engine
 /// paths: [`Engine::exec`] (buffered) and what the handler runs
 /// (`exec_stream` + [`Supervised`], stdin closed); the HTTP layer is
 /// `POST /exec` minus the latter.
 async fn exec_true(b: &Bench) -> BenchResult {
     let engine = &b.state.engine;
     let n = iterations(300, 30);
-    let mut t = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+    let mut t: [Vec<Duration>; 5] = Default::default();
     let body = json!({"cmd": ["true"]});
     let handler_path = || async {
         let req = ExecRequest {
@@ -183,16 +185,19 @@ async fn exec_true(b: &Bench) -> BenchResult {
         handler_path().await?;
         http_exec().await?;
     }
-    for _ in 0..n {
-        let s = Instant::now();
-        engine.exec(&b.id, ExecOptions::new(["true"])).await?;
-        t[0].push(s.elapsed());
-        let s = Instant::now();
-        handler_path().await?;
-        t[1].push(s.elapsed());
-        let s = Instant::now();
-        http_exec().await?;
-        t[2].push(s.elapsed());
+    for i in 0..n {
+        // Rotated order: an exec right after another one competes with
+        // the guest's tail of it; every path gets each position alike.
+        for k in 0..3 {
+            let which = (i + k) % 3;
+            let s = Instant::now();
+            match which {
+                0 => drop(engine.exec(&b.id, ExecOptions::new(["true"])).await?),
+                1 => handler_path().await?,
+                _ => http_exec().await?,
+            }
+            t[which].push(s.elapsed());
+        }
         let s = Instant::now();
         b.http
             .get(format!("{}/health", b.url))
@@ -201,10 +206,14 @@ async fn exec_true(b: &Bench) -> BenchResult {
             .bytes()
             .await?;
         t[3].push(s.elapsed());
+        let s = Instant::now();
+        b.get("/sandboxes/b").send().await?.bytes().await?;
+        t[4].push(s.elapsed());
     }
-    let [d, sv, h, g] = t.map(|v| summary(&v));
+    let [d, sv, h, g, look] = t.map(|v| summary(&v));
     println!("== exec `true` (one VM, TCG)");
     report("GET /health (bare HTTP round trip)", &g, None);
+    report("GET /sandboxes/b (auth + lookup)", &look, Some(&g));
     report("exec true: Engine::exec", &d, None);
     report("exec true: exec_stream+Supervised", &sv, Some(&d));
     report("exec true: POST /exec", &h, Some(&sv));
@@ -227,7 +236,8 @@ async fn exec_true(b: &Bench) -> BenchResult {
 /// auth, no lookup) and an unknown route (a 404 from the router's
 /// fallback: every layer, no handler), interleaved.
 async fn get_sandbox(b: &Bench) -> BenchResult {
-    let n = iterations(300, 50);
+    // 2n + n/10 reads: within the user's 1200/min with the sections before.
+    let n = iterations(200, 50);
     let mut t = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     let timed = |r: reqwest::RequestBuilder, want: u16| async move {
         let s = Instant::now();
