@@ -311,3 +311,68 @@ fn guest_config_tolerates_missing_fields_and_defaults_the_user() {
     let back: GuestConfig = serde_json::from_str(&text).expect("decode");
     assert_eq!(back, cfg);
 }
+
+// The `user` extension (protocol version 3, `docs/protocol.md`): optional
+// JSON fields a v1 peer never sends and ignores. Golden strings pin the
+// names; payloads without the fields (what a v1 host sends) decode as
+// "no user".
+
+#[test]
+fn exec_request_user_is_sent_last_and_only_when_set() {
+    let mut req = messages::ExecRequest::command(["id", "-u"]);
+    golden(FrameType::EXEC_REQ, &req, r#"{"argv":["id","-u"]}"#);
+    req.user = Some("lohar".into());
+    golden(
+        FrameType::EXEC_REQ,
+        &req,
+        r#"{"argv":["id","-u"],"user":"lohar"}"#,
+    );
+    let tty = messages::ExecRequest {
+        tty: true,
+        user: Some("1000".into()),
+        ..messages::ExecRequest::command(["bash"])
+    };
+    golden(
+        FrameType::EXEC_REQ,
+        &tty,
+        r#"{"argv":["bash"],"tty":true,"user":"1000"}"#,
+    );
+}
+
+#[test]
+fn file_write_request_user() {
+    let mut req = messages::FileWriteRequest {
+        path: "/root/a".into(),
+        mode: "0644".into(),
+        size: 3,
+        user: None,
+    };
+    golden(
+        FrameType::FILE_WRITE_REQ,
+        &req,
+        r#"{"path":"/root/a","mode":"0644","size":3}"#,
+    );
+    req.user = Some("root".into());
+    golden(
+        FrameType::FILE_WRITE_REQ,
+        &req,
+        r#"{"path":"/root/a","mode":"0644","size":3,"user":"root"}"#,
+    );
+}
+
+#[test]
+fn guest_config_exec_user_is_optional() {
+    let v1: bhatti_proto::config::GuestConfig =
+        serde_json::from_str(r#"{"sandbox_id":"sb1"}"#).expect("decode");
+    assert_eq!(v1.exec_user, None);
+    let text = serde_json::to_string(&v1).expect("encode");
+    assert!(!text.contains("exec_user"), "absent is omitted: {text}");
+    let cfg = bhatti_proto::config::GuestConfig {
+        exec_user: Some("lohar".into()),
+        ..bhatti_proto::config::GuestConfig::default()
+    };
+    let text = serde_json::to_string(&cfg).expect("encode");
+    assert!(text.ends_with(r#","exec_user":"lohar"}"#), "{text}");
+    let back: bhatti_proto::config::GuestConfig = serde_json::from_str(&text).expect("decode");
+    assert_eq!(back, cfg);
+}
