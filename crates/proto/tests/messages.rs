@@ -54,8 +54,8 @@ fn exec_request_with_every_field() {
         cwd: Some("/workspace".into()),
         session_id: Some("s3".into()),
         max_idle_sec: Some(300),
-        // The v1 fields only: `user` (an extension) has its own goldens in
-        // tests/user.rs.
+        // The v1 fields only: `user` (an extension) has its own goldens
+        // below.
         user: None,
     };
     golden(
