@@ -172,10 +172,12 @@ impl<E: Engine> AppState<E> {
         for m in mounts {
             let missing = m.auto_create
                 && !new_volumes.iter().any(|nv| nv.name == m.name)
-                && matches!(
-                    self.store.find_volume(&user.id, &m.name),
-                    Err(bhatti_store::StoreError::NotFound(_))
-                );
+                && match self.store.find_volume(&user.id, &m.name) {
+                    Ok(_) => false,
+                    Err(bhatti_store::StoreError::NotFound(_)) => true,
+                    // A store failure is not "the volume exists".
+                    Err(e) => return Err(e.into()),
+                };
             if missing {
                 new_volumes.push(NewVolume {
                     name: m.name,
