@@ -9,8 +9,7 @@
 //!   then the same server on TCP (and vsock) ports 1024/1025.
 //!
 //! Threads: one tokio current-thread runtime runs every connection; the
-//! blocking pool does file I/O, the piped execs' `posix_spawn` (in
-//! parallel, see [`spawn`]) and `sync()` ([`flush`]); one reaper thread
+//! blocking pool does file I/O and `sync()`; one reaper thread
 //! ([`children`]) waits for every child process.
 
 mod agent;
@@ -18,7 +17,6 @@ mod children;
 mod command;
 mod conn;
 mod env;
-mod flush;
 mod handlers;
 mod init;
 mod log;

@@ -72,7 +72,6 @@ fn start() -> Result<(), TestModeError> {
         let f = bind(&forward)?;
         let mut agent = Agent::new(token, config, identity, Limits::default());
         agent.children_die_with_agent = true;
-        agent.sync_after_exec = std::env::var("LOHAR_EXEC_SYNC").map_or(true, |v| v != "0");
         if let Some(etc) = std::env::var_os("LOHAR_ETC").filter(|v| !v.is_empty()) {
             agent.etc = PathBuf::from(etc);
         }

@@ -78,19 +78,12 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<
     let id = agent.command_identity(req.user.as_deref())?;
     let cmd = command::user_command(agent, &id, &req.argv, &req.env, req.cwd.as_deref())
         .map_err(|e| Error::Start(e.to_string()))?;
-    // On the blocking pool: a vfork-style spawn stalls its thread until
-    // the child execs (about a millisecond under TCG), and concurrent
-    // execs then spawn in parallel instead of queueing on the runtime's
-    // one thread (see `children` for why that cannot lose a pid).
-    let spawned = tokio::task::spawn_blocking(move || {
+    let ((pid, stdio), exit) =
         children::spawn_with(|| spawn::spawn_piped(&cmd).map(|(pid, io)| ((pid, io), pid)))
-    })
-    .await
-    .map_err(|e| Error::Start(e.to_string()))?;
-    let ((pid, stdio), exit) = spawned.map_err(|e| match e {
-        ChildError::Spawn(io) => Error::Start(io_text(&io)),
-        other => Error::Start(other.to_string()),
-    })?;
+            .map_err(|e| match e {
+                ChildError::Spawn(io) => Error::Start(io_text(&io)),
+                other => Error::Start(other.to_string()),
+            })?;
     let pgid = Pid::from_raw(pid);
 
     let (mut frames, writer) = conn.into_frames();
@@ -118,9 +111,7 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<
         let _ = err.await;
     };
     drain(&mut frames, input_open, drained, pgid).await;
-    if agent.sync_after_exec {
-        crate::flush::sync().await;
-    }
+    let _ = tokio::task::spawn_blocking(rustix::fs::sync).await;
     writer.exit(code).await?;
     agent.touch();
     Ok(())
