@@ -70,6 +70,10 @@ pub struct Agent {
     /// test harness kills lohar with SIGKILL and must not leak sleeping
     /// sessions). Piped execs are left alone to keep their fast spawn path.
     pub children_die_with_agent: bool,
+    /// `sync()` before a piped exec's EXIT (PROTOCOL.md). Always on, except
+    /// in test mode with `LOHAR_EXEC_SYNC=0`, which the bench uses to
+    /// measure what the sync costs.
+    pub sync_after_exec: bool,
     /// PID-1 mode with an RTC: the guest clock is caught up with it before
     /// each connection is handled (see [`crate::rtc`]).
     pub rtc: Option<Rtc>,
@@ -95,6 +99,7 @@ impl Agent {
             own_uid: rustix::process::geteuid().as_raw(),
             limits,
             children_die_with_agent: false,
+            sync_after_exec: true,
             rtc: None,
             sessions,
             last_activity: AtomicI64::new(0),

@@ -3,17 +3,21 @@
 //! Threads and locks:
 //! - One reaper thread ([`start_reaper`]) loops on
 //!   `waitid(P_ALL, WEXITED | WNOWAIT)`, which reports an exited child
-//!   *without* reaping it. It then takes the registry lock and reaps that
-//!   pid with `waitpid(pid)`, handing the exit code to the registered waiter
-//!   (a tokio oneshot) or discarding it (orphans re-parented to PID 1).
-//! - [`spawn_with`] (TTY sessions and `posix_spawn`) holds the same lock
-//!   across the spawn and the registration of the new pid. So the reaper
-//!   can never reap a child before its waiter exists, and never races std's own `waitpid` of a
-//!   child whose exec failed (std reaps that child inside `spawn`, under our
-//!   lock; the reaper then finds it gone and moves on).
+//!   *without* reaping it. It then takes the spawn gate *exclusively* and
+//!   the registry lock, and reaps that pid with `waitpid(pid)`, handing the
+//!   exit code to the registered waiter (a tokio oneshot) or discarding it
+//!   (orphans re-parented to PID 1).
+//! - [`spawn_with`] (TTY sessions and `posix_spawn`) holds the spawn gate
+//!   *shared* across the spawn and the registration of the new pid (the
+//!   registry lock only for the insert). Spawns from several threads run
+//!   in parallel, but the reaper can never reap a child before its waiter
+//!   exists, and never races std's own `waitpid` of a child whose exec
+//!   failed (std reaps that child inside `spawn`, under the shared gate;
+//!   the reaper then finds it gone and moves on).
 //! - When there is no child at all (`ECHILD`), the reaper sleeps on a
 //!   condvar that [`spawn_with`] signals; a spawn counter read before each
 //!   `waitid` makes a spawn in between impossible to miss.
+//! - Lock order: gate, then registry.
 //!
 //! Nothing else may wait for children: no `Child::wait`, no
 //! `tokio::process` (its SIGCHLD reaping would race this thread).
@@ -22,7 +26,7 @@ use std::collections::HashMap;
 use std::io;
 #[cfg(test)]
 use std::process::{Child, Command};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -39,6 +43,8 @@ struct Registry {
 }
 
 struct Shared {
+    /// Shared by spawns in flight, exclusive for a reap (module docs).
+    gate: RwLock<()>,
     registry: Mutex<Registry>,
     spawned: Condvar,
 }
@@ -46,6 +52,7 @@ struct Shared {
 fn shared() -> &'static Shared {
     static SHARED: OnceLock<Shared> = OnceLock::new();
     SHARED.get_or_init(|| Shared {
+        gate: RwLock::new(()),
         registry: Mutex::new(Registry::default()),
         spawned: Condvar::new(),
     })
@@ -96,16 +103,20 @@ pub fn spawn(cmd: &mut Command) -> Result<(Child, oneshot::Receiver<ExitCode>), 
 }
 
 /// Runs `start` (which spawns one child and returns it with its pid)
-/// under the registry lock and registers the pid.
+/// under the shared spawn gate and registers the pid. Spawns on several
+/// threads run in parallel; no reap happens while any of them is running.
 pub fn spawn_with<T>(
     start: impl FnOnce() -> io::Result<(T, i32)>,
 ) -> Result<(T, oneshot::Receiver<ExitCode>), ChildError> {
-    let mut reg = lock();
+    // Poison: see `lock`; the gate guards no data.
+    let gate = shared().gate.read().unwrap_or_else(|e| e.into_inner());
     let (child, pid) = start().map_err(ChildError::Spawn)?;
     let (tx, rx) = oneshot::channel();
+    let mut reg = lock();
     reg.waiters.insert(pid, tx);
     reg.spawned += 1;
     drop(reg);
+    drop(gate);
     shared().spawned.notify_all();
     Ok((child, rx))
 }
@@ -157,14 +168,15 @@ fn wait_any_nowait() -> io::Result<i32> {
 }
 
 fn reap(pid: i32) {
+    let _gate = shared().gate.write().unwrap_or_else(|e| e.into_inner());
     let mut reg = lock();
     let mut status: libc::c_int = 0;
     // SAFETY: plain syscall on a pid we were told has exited; `status` is a
     // valid out-pointer.
     let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
     if r != pid {
-        // ECHILD: std already reaped a child whose exec failed (under our
-        // lock, inside `spawn`). 0: cannot happen for an exited child; the
+        // ECHILD: std already reaped a child whose exec failed (under the
+        // gate, inside `spawn`). 0: cannot happen for an exited child; the
         // next waitid reports it again.
         return;
     }

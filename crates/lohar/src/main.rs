@@ -9,14 +9,18 @@
 //!   then the same server on TCP (and vsock) ports 1024/1025.
 //!
 //! Threads: one tokio current-thread runtime runs every connection; the
-//! blocking pool does file I/O and `sync()`; one reaper thread
-//! ([`children`]) waits for every child process.
+//! blocking pool does file I/O; [`spawner::THREADS`] spawner threads run
+//! the piped execs' `posix_spawn` (in parallel, see [`spawner`]); one
+//! `flush` thread runs the `sync()` before an exec's EXIT ([`flush`]); one
+//! reaper thread ([`children`]) waits for every child process. All but
+//! the blocking pool are made once at start-up ([`start_workers`]).
 
 mod agent;
 mod children;
 mod command;
 mod conn;
 mod env;
+mod flush;
 mod handlers;
 mod init;
 mod log;
@@ -27,6 +31,7 @@ mod run_as;
 mod server;
 mod sessions;
 mod spawn;
+mod spawner;
 mod testmode;
 mod users;
 mod vsock;
@@ -71,6 +76,14 @@ fn tune_malloc() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 4 * 1024 * 1024);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
     }
+}
+
+/// Starts the threads every mode needs before it serves: the reaper, the
+/// spawner threads and the flush thread.
+fn start_workers() -> Result<(), String> {
+    children::start_reaper().map_err(|e| e.to_string())?;
+    spawner::start().map_err(|e| format!("cannot start the spawner threads: {e}"))?;
+    flush::start().map_err(|e| format!("cannot start the flush thread: {e}"))
 }
 
 /// Builds the runtime every mode uses: one thread for all connections, a

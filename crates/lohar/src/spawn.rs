@@ -17,9 +17,17 @@
 //! real and effective ids of the user and saved ids of root; its `execve`
 //! copies the effective ids into the saved ones and, neither real nor
 //! effective uid being 0, leaves it no capabilities. What runs between the
-//! clone and the exec is libc's own child code only. The switch happens on
-//! the runtime's thread inside one synchronous call, so no other agent
-//! code runs with the user's credentials.
+//! clone and the exec is libc's own child code only.
+//!
+//! # Threads, locks, I/O
+//! Piped execs call [`spawn_piped`] on a [`crate::spawner`] thread (so
+//! that concurrent execs spawn in parallel and the runtime's thread never
+//! stalls in the vfork), under the shared spawn gate of
+//! [`crate::children`]; TTY sessions call [`with_creds`] on the runtime's
+//! thread. Either way the switch, the spawn and the switch back happen
+//! inside one synchronous call on one thread, so no other agent code runs
+//! with the user's credentials: other threads keep root, because the
+//! raw syscalls change only the calling thread.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -41,7 +49,7 @@ pub struct Stdio {
 }
 
 /// Spawns `cmd` in a new process group with piped stdio; returns its pid.
-/// Call it under [`crate::children`]'s registry lock (via
+/// Call it under [`crate::children`]'s spawn gate (via
 /// `children::spawn_with`) so the reaper cannot miss the pid.
 pub fn spawn_piped(cmd: &UserCommand) -> io::Result<(i32, Stdio)> {
     let program = cstring(cmd.program.as_os_str().as_bytes())?;

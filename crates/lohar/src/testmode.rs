@@ -65,13 +65,14 @@ fn start() -> Result<(), TestModeError> {
         user: std::env::var("USER").ok(),
         default_cwd: None,
     };
-    crate::children::start_reaper().map_err(|e| TestModeError::Startup(e.to_string()))?;
+    crate::start_workers().map_err(TestModeError::Startup)?;
     let rt = crate::runtime().map_err(|e| TestModeError::Startup(e.to_string()))?;
     rt.block_on(async move {
         let c = bind(&control)?;
         let f = bind(&forward)?;
         let mut agent = Agent::new(token, config, identity, Limits::default());
         agent.children_die_with_agent = true;
+        agent.sync_after_exec = std::env::var("LOHAR_EXEC_SYNC").map_or(true, |v| v != "0");
         if let Some(etc) = std::env::var_os("LOHAR_ETC").filter(|v| !v.is_empty()) {
             agent.etc = PathBuf::from(etc);
         }

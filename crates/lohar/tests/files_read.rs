@@ -173,3 +173,41 @@ async fn dropping_the_reader_aborts_the_read() {
     // And lohar still serves requests.
     l.client.activity().await.unwrap();
 }
+
+/// Small regular files are read on the agent's runtime thread; a FIFO must
+/// never be (its open or read would stall every connection).
+#[tokio::test]
+async fn a_fifo_waiting_for_a_writer_does_not_stall_other_reads() {
+    let l = Lohar::start().await;
+    let fifo = l.path("pipe");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    std::fs::write(l.path("five.txt"), FIVE_LINES).unwrap();
+    let client = l.client.clone();
+    let fifo_path = l.spath("pipe");
+    let pending = tokio::spawn(async move {
+        let r = client.read_file(&fifo_path, ReadOptions::default()).await?;
+        r.read_all().await
+    });
+    for _ in 0..3 {
+        let r = tokio::time::timeout(
+            SOON,
+            l.client
+                .read_file(&l.spath("five.txt"), ReadOptions::default()),
+        )
+        .await
+        .expect("a small read while a FIFO read waits")
+        .unwrap();
+        assert_eq!(r.read_all().await.unwrap(), FIVE_LINES.as_bytes());
+    }
+    // The writer comes: the FIFO read completes with what it wrote.
+    let writer = std::thread::spawn(move || std::fs::write(fifo, b"through the pipe").unwrap());
+    let got = tokio::time::timeout(SOON, pending)
+        .await
+        .expect("fifo read ends")
+        .unwrap()
+        .unwrap();
+    writer.join().unwrap();
+    assert_eq!(got, b"through the pipe");
+}

@@ -2,8 +2,10 @@
 //!
 //! Piped exec tasks: two output pumps (stdout, stderr → STDOUT/STDERR
 //! frames through the connection's one [`FrameWriter`]), a stdin feeder
-//! (bounded channel → child stdin), and this handler's loop, which reads
-//! host frames (STDIN, KILL) and waits for the reaper's exit status. The
+//! (bounded channel → child stdin; started by the first non-empty STDIN
+//! frame, so an exec without input never registers its stdin pipe), and
+//! this handler's loop, which reads host frames (STDIN, KILL) and waits
+//! for the reaper's exit status. The
 //! child is in its own process group; KILL signals the whole group. A host
 //! disconnect closes the child's stdin but does not kill it: the pumps keep
 //! draining (and discarding) output so the child can finish.
@@ -25,8 +27,12 @@ use crate::conn::{Conn, ConnError, FrameBuf, FrameWriter, Frames};
 use crate::handlers::{ErrorCode, Reply, io_text, session};
 use crate::spawn;
 
-/// Output read per frame.
+/// Output read per frame, at most.
 const OUTPUT_CHUNK: usize = 64 * 1024;
+/// Output read per frame at first: most commands print little, and a
+/// zeroed 64 KiB buffer per pipe is measurable per exec under TCG. A read
+/// that fills it switches the pump to [`OUTPUT_CHUNK`].
+const FIRST_CHUNK: usize = 4 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -78,12 +84,17 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<
     let id = agent.command_identity(req.user.as_deref())?;
     let cmd = command::user_command(agent, &id, &req.argv, &req.env, req.cwd.as_deref())
         .map_err(|e| Error::Start(e.to_string()))?;
-    let ((pid, stdio), exit) =
+    // On a spawner thread (see `crate::spawner`): concurrent execs spawn
+    // in parallel, and the runtime's thread never stalls in the vfork.
+    let spawned = crate::spawner::run(move || {
         children::spawn_with(|| spawn::spawn_piped(&cmd).map(|(pid, io)| ((pid, io), pid)))
-            .map_err(|e| match e {
-                ChildError::Spawn(io) => Error::Start(io_text(&io)),
-                other => Error::Start(other.to_string()),
-            })?;
+    })
+    .await
+    .ok_or_else(|| Error::Start("the spawner thread failed".into()))?;
+    let ((pid, stdio), exit) = spawned.map_err(|e| match e {
+        ChildError::Spawn(io) => Error::Start(io_text(&io)),
+        other => Error::Start(other.to_string()),
+    })?;
     let pgid = Pid::from_raw(pid);
 
     let (mut frames, writer) = conn.into_frames();
@@ -99,10 +110,11 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<
         FrameType::STDERR,
         writer.clone(),
     ));
-    let (stdin_tx, stdin_rx) = mpsc::channel::<Vec<u8>>(4);
-    let feeder = tokio::spawn(feed_stdin(stdio.stdin, stdin_rx));
-    let (code, input_open) = relay_input(agent, &mut frames, exit, stdin_tx, pgid).await;
-    feeder.abort();
+    let mut stdin = Stdin::Unopened(stdio.stdin);
+    let (code, input_open) = relay_input(agent, &mut frames, exit, &mut stdin, pgid).await;
+    if let Stdin::Feeding(_, feeder) = stdin {
+        feeder.abort();
+    }
 
     // Drain the output; KILL still reaches what is left of the group (a
     // background job holding the pipes open).
@@ -111,24 +123,66 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<
         let _ = err.await;
     };
     drain(&mut frames, input_open, drained, pgid).await;
-    let _ = tokio::task::spawn_blocking(rustix::fs::sync).await;
+    if agent.sync_after_exec {
+        crate::flush::sync().await;
+    }
     writer.exit(code).await?;
     agent.touch();
     Ok(())
 }
 
+/// The child's stdin as the host has used it so far.
+enum Stdin {
+    /// No input yet: the pipe's write end, not registered anywhere.
+    Unopened(OwnedFd),
+    /// Input flows through the feeder task.
+    Feeding(mpsc::Sender<Vec<u8>>, tokio::task::JoinHandle<()>),
+    /// Closed: the child sees end of file once the feeder has written
+    /// what it was given.
+    Closed,
+}
+
+impl Stdin {
+    /// Passes `data` on to the child, starting the feeder on first use.
+    async fn send(&mut self, data: Vec<u8>) {
+        if let Stdin::Unopened(_) = self
+            && let Stdin::Unopened(fd) = std::mem::replace(self, Stdin::Closed)
+        {
+            let (tx, rx) = mpsc::channel::<Vec<u8>>(4);
+            *self = Stdin::Feeding(tx, tokio::spawn(feed_stdin(fd, rx)));
+        }
+        if let Stdin::Feeding(tx, _) = self
+            && tx.send(data).await.is_err()
+        {
+            self.close();
+        }
+    }
+
+    /// Closes the child's stdin (after what the feeder still holds).
+    fn close(&mut self) {
+        match std::mem::replace(self, Stdin::Closed) {
+            // Dropping the sender ends the feeder after its queue; the
+            // task itself is left to finish.
+            Stdin::Feeding(tx, feeder) => {
+                drop(tx);
+                drop(feeder);
+            }
+            Stdin::Unopened(_) | Stdin::Closed => {}
+        }
+    }
+}
+
 /// Relays host frames (STDIN, KILL) to the child until it exits. Returns
 /// the exit code and whether the host's side is still open. The child's
-/// stdin closes when `stdin_tx` is dropped: on an empty STDIN frame, a
-/// half-close or disconnect, or at the latest when this returns.
+/// stdin closes on an empty STDIN frame, a half-close or disconnect, or
+/// at the latest when the handler returns.
 async fn relay_input(
     agent: &Agent,
     frames: &mut Frames,
     mut exit: oneshot::Receiver<ExitCode>,
-    stdin_tx: mpsc::Sender<Vec<u8>>,
+    stdin: &mut Stdin,
     pgid: Option<Pid>,
 ) -> (ExitCode, bool) {
-    let mut stdin_tx = Some(stdin_tx);
     let mut input_open = true;
     let code = loop {
         tokio::select! {
@@ -137,19 +191,13 @@ async fn relay_input(
                 // Half-close or disconnect: the child's stdin closes.
                 None => {
                     input_open = false;
-                    stdin_tx = None;
+                    stdin.close();
                 }
                 Some(f) => {
                     agent.touch();
                     match f.kind {
-                        FrameType::STDIN if f.payload.is_empty() => stdin_tx = None,
-                        FrameType::STDIN => {
-                            if let Some(tx) = &stdin_tx
-                                && tx.send(f.payload).await.is_err()
-                            {
-                                stdin_tx = None;
-                            }
-                        }
+                        FrameType::STDIN if f.payload.is_empty() => stdin.close(),
+                        FrameType::STDIN => stdin.send(f.payload).await,
                         FrameType::KILL => kill_group(pgid),
                         _ => {}
                     }
@@ -191,14 +239,15 @@ fn kill_group(pgid: Option<Pid>) {
 /// Output delivered to a connected host counts as activity (a long build
 /// streaming its log keeps the sandbox hot).
 async fn pump(agent: Arc<Agent>, fd: OwnedFd, kind: FrameType, writer: FrameWriter) {
-    let mut rx = match pipe::Receiver::from_owned_fd(fd) {
+    let mut rx = match nonblocking(fd).and_then(pipe::Receiver::from_owned_fd_unchecked) {
         Ok(rx) => rx,
         Err(e) => {
             crate::log!("exec: output pipe: {e}");
             return;
         }
     };
-    let mut buf = FrameBuf::new(OUTPUT_CHUNK);
+    let mut buf = FrameBuf::new(FIRST_CHUNK);
+    let mut cap = FIRST_CHUNK;
     let mut host = true;
     loop {
         let n = match rx.read(buf.payload_mut()).await {
@@ -217,11 +266,15 @@ async fn pump(agent: Arc<Agent>, fd: OwnedFd, kind: FrameType, writer: FrameWrit
                 agent.touch();
             }
         }
+        if n == cap && cap < OUTPUT_CHUNK {
+            cap = OUTPUT_CHUNK;
+            buf = FrameBuf::new(cap);
+        }
     }
 }
 
 async fn feed_stdin(fd: OwnedFd, mut rx: mpsc::Receiver<Vec<u8>>) {
-    let Ok(mut tx) = pipe::Sender::from_owned_fd(fd) else {
+    let Ok(mut tx) = nonblocking(fd).and_then(pipe::Sender::from_owned_fd_unchecked) else {
         return;
     };
     while let Some(buf) = rx.recv().await {
@@ -229,4 +282,12 @@ async fn feed_stdin(fd: OwnedFd, mut rx: mpsc::Receiver<Vec<u8>>) {
             return;
         }
     }
+}
+
+/// Makes the agent's end of a stdio pipe non-blocking, for tokio. One
+/// `fcntl`: the end was made by `pipe2` with no status flags, and tokio's
+/// checked constructors would add an `fstat` and an `F_GETFL` per pipe.
+fn nonblocking(fd: OwnedFd) -> std::io::Result<OwnedFd> {
+    rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK)?;
+    Ok(fd)
 }

@@ -1,7 +1,15 @@
 //! FILE_READ_REQ: FILE_READ_RESP (total size, mode), the content as STDOUT
 //! frames, then EXIT 0.
 //!
-//! One blocking-pool task opens the file and reads it straight into
+//! # Threads, locks, I/O
+//! A full read of a small regular file (up to [`INLINE_MAX`] bytes, the
+//! common case: configs, sources) is served on the runtime's thread: one
+//! non-blocking open, `fstat`, `fstatfs` and one read, a few µs, then one
+//! write of RESP + STDOUT + EXIT. The open is `O_NONBLOCK`, so a FIFO or
+//! device swapped in under the path cannot stall the runtime; anything
+//! that is not a small regular file, and any error, goes the general way.
+//!
+//! Generally, one blocking-pool task opens the file and reads it straight into
 //! encoded frames (small frames batched, so a small file is one write:
 //! RESP + STDOUT + EXIT), passing them over a channel of two messages to
 //! this task, which writes them. When the host closes the connection the
@@ -74,6 +82,12 @@ impl Reply for Error {
 pub async fn handle(agent: &Arc<Agent>, conn: Conn, payload: &[u8]) -> Result<(), Error> {
     let req: FileReadRequest = decode_json("FileReadRequest", payload)?;
     let window = LineWindow::new(req.offset, req.limit, req.max_bytes);
+    if window.is_none()
+        && let Some(bytes) = small_file(&req.path)
+    {
+        conn.writer.send_encoded(&bytes).await?;
+        return Ok(());
+    }
     let (tx, mut rx) = mpsc::channel::<Msg>(2);
     let path = req.path.clone();
     let cap = agent.limits.max_unsized_read;
@@ -94,6 +108,40 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, payload: &[u8]) -> Result<()
     }
     let _ = reader.await;
     Ok(())
+}
+
+/// Largest file read on the runtime's thread (module docs).
+pub const INLINE_MAX: u64 = 64 * 1024;
+
+/// The whole reply (RESP + STDOUT + EXIT) for a full read of `path` when
+/// it is a small regular file on a real file system; `None` for anything
+/// else and on any error (the general path then reports it).
+fn small_file(path: &str) -> Option<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    let size = meta.len();
+    if !meta.is_file() || size == 0 || size > INLINE_MAX || pseudo_fs(&file) {
+        return None;
+    }
+    let mut data = Vec::with_capacity(usize::try_from(size).ok()?);
+    (&file).take(size).read_to_end(&mut data).ok()?;
+    if data.len() as u64 != size {
+        return None; // changed under us: the general path copes
+    }
+    let resp = FileReadResponse {
+        size: i64::try_from(size).ok()?,
+        mode: mode_string(meta.permissions().mode()),
+    };
+    let resp = json_frame(FrameType::FILE_READ_RESP, &resp).ok()?;
+    let mut out = frame::encode(resp.kind, &resp.payload).ok()?;
+    frame::encode_into(&mut out, FrameType::STDOUT, &data).ok()?;
+    frame::encode_into(&mut out, FrameType::EXIT, &encode_exit(0)).ok()?;
+    Some(out)
 }
 
 /// What the reading thread hands to the connection task: encoded frames

@@ -75,7 +75,7 @@ pub fn run() -> ! {
         config.dns = ip.dns.iter().map(ToString::to_string).collect();
     }
     apply_config(&config);
-    if let Err(e) = crate::children::start_reaper() {
+    if let Err(e) = crate::start_workers() {
         crate::log!("{e}");
     }
     match crate::runtime() {

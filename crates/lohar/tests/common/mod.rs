@@ -48,7 +48,11 @@ impl Lohar {
         let dir = tempfile::tempdir().unwrap();
         let control = dir.path().join("control.sock");
         let forward = dir.path().join("forward.sock");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lohar"));
+        // LOHAR_BIN: another build (the bench compares against an older one).
+        let bin = std::env::var_os("LOHAR_BIN")
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_lohar").into());
+        let mut cmd = Command::new(bin);
         // Relative paths in requests land in the test's own dir.
         cmd.current_dir(dir.path())
             .env("LOHAR_TEST", "1")
