@@ -372,6 +372,9 @@ async fn list(b: &Bench) -> BenchResult {
             created_at: i,
             stopped_at: Some(i),
             destroyed_at: None,
+            labels: Default::default(),
+            expires_at: None,
+            on_expire: Default::default(),
         })?;
     }
     let n = iterations(300, 30);

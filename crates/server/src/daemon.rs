@@ -9,7 +9,8 @@
 //! Runs on the caller's tokio runtime: the HTTP listener ([`crate::listen`]:
 //! an accept loop and a task per connection, with header timeouts and a
 //! cap on connections that have not sent a request), one thermal task,
-//! one host-port scanner task ([`crate::hostports`]; it closes every
+//! one expiry task ([`crate::service::lifetime`]), one host-port scanner
+//! task ([`crate::hostports`]; it closes every
 //! forward when the stop comes), and the engine's own helpers. Start-up
 //! and shutdown are sequential.
 
@@ -197,6 +198,15 @@ impl Daemon {
                 let _ = rx.wait_for(|v| *v).await;
             }))
         };
+        let expiry = {
+            let mut rx = rx.clone();
+            tokio::spawn(crate::service::lifetime::run(
+                self.state.clone(),
+                async move {
+                    let _ = rx.wait_for(|v| *v).await;
+                },
+            ))
+        };
         let host_ports = {
             let mut rx = rx.clone();
             let events = self.state.engine.subscribe();
@@ -231,6 +241,7 @@ impl Daemon {
             }
         };
         let _ = thermal.await;
+        let _ = expiry.await;
         let _ = host_ports.await;
         match self.on_shutdown {
             crate::config::OnShutdown::Snapshot => shutdown(&self.state).await,

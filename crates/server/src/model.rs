@@ -17,7 +17,7 @@ pub(crate) mod v1;
 
 use std::collections::BTreeMap;
 
-use bhatti_store::sandboxes::{Sandbox, Status, Thermal};
+use bhatti_store::sandboxes::{OnExpire, Sandbox, Status, Thermal};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -64,6 +64,16 @@ pub struct SandboxView {
     /// ([`CreateSandbox::disk_size_mb`]); absent: its image's size.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub disk_size_mb: Option<u32>,
+    /// Labels; `{}` when none.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// RFC 3339, UTC: when the TTL runs out; absent: no TTL.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+    /// What expiry does (with `expires_at`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub on_expire: Option<OnExpireIn>,
 }
 
 impl From<&Sandbox> for SandboxView {
@@ -101,6 +111,9 @@ impl From<&Sandbox> for SandboxView {
                 .get("disk_size_mb")
                 .and_then(serde_json::Value::as_u64)
                 .and_then(|n| u32::try_from(n).ok()),
+            labels: s.labels.clone(),
+            expires_at: time::rfc3339_opt(s.expires_at),
+            on_expire: s.expires_at.map(|_| s.on_expire.into()),
         }
     }
 }
@@ -191,6 +204,15 @@ pub struct CreateSandbox {
     #[schema(minimum = 0, maximum = 1048576)]
     #[serde(default, deserialize_with = "v1::zero_is_none")]
     pub disk_size_mb: Option<u32>,
+    /// Seconds until the sandbox expires (then `on_expire` applies);
+    /// `0` or absent: never.
+    #[schema(maximum = 31536000)]
+    pub ttl_sec: Option<u64>,
+    /// What expiry does: `destroy` (default) or `stop`.
+    pub on_expire: Option<OnExpireIn>,
+    /// Labels (string map), over the template's; filter a listing with
+    /// `GET /sandboxes?label=KEY=VALUE`.
+    pub labels: Option<BTreeMap<String, String>>,
 }
 
 /// `PATCH /sandboxes/{id}`.
@@ -200,6 +222,41 @@ pub struct PatchSandbox {
     pub name: Option<String>,
     pub keep_hot: Option<bool>,
     pub peers: Option<bool>,
+    /// A new TTL counted from now (extends or shortens it); `0` removes it.
+    #[schema(maximum = 31536000)]
+    pub ttl_sec: Option<u64>,
+    /// What expiry does from now on.
+    pub on_expire: Option<OnExpireIn>,
+    /// Replaces every label.
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+/// What happens when a sandbox's TTL runs out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnExpireIn {
+    /// Destroy it (the default); its volumes stay.
+    Destroy,
+    /// Stop it (snapshot to disk); the TTL is then cleared.
+    Stop,
+}
+
+impl From<OnExpireIn> for OnExpire {
+    fn from(o: OnExpireIn) -> Self {
+        match o {
+            OnExpireIn::Destroy => OnExpire::Destroy,
+            OnExpireIn::Stop => OnExpire::Stop,
+        }
+    }
+}
+
+impl From<OnExpire> for OnExpireIn {
+    fn from(o: OnExpire) -> Self {
+        match o {
+            OnExpire::Destroy => OnExpireIn::Destroy,
+            OnExpire::Stop => OnExpireIn::Stop,
+        }
+    }
 }
 
 /// A template's stored spec (`POST /templates`).

@@ -19,6 +19,7 @@
 pub mod cache;
 mod db;
 mod error;
+pub mod lifetime;
 pub mod published;
 pub mod sandboxes;
 pub mod secrets;

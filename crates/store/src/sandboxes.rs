@@ -6,6 +6,7 @@
 //! older state never overwrites a newer one. Only `unknown` (the engine
 //! does not hold the sandbox) and `destroyed` are written outright.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -59,6 +60,16 @@ text_enum!(Status, "sandbox status",
     Running => "running", Stopped => "stopped", Unknown => "unknown", Destroyed => "destroyed");
 text_enum!(Thermal, "thermal state", Hot => "hot", Warm => "warm", Cold => "cold");
 
+/// What the daemon does to a sandbox when its TTL runs out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum OnExpire {
+    #[default]
+    Destroy,
+    Stop,
+}
+
+text_enum!(OnExpire, "on_expire", Destroy => "destroy", Stop => "stop");
+
 /// A stored sandbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sandbox {
@@ -80,24 +91,34 @@ pub struct Sandbox {
     pub created_at: i64,
     pub stopped_at: Option<i64>,
     pub destroyed_at: Option<i64>,
+    /// User labels (string map).
+    pub labels: BTreeMap<String, String>,
+    /// Unix seconds at which `on_expire` applies; `None`: no TTL.
+    pub expires_at: Option<i64>,
+    pub on_expire: OnExpire,
 }
 
-const COLUMNS: &str = "id, user_id, name, status, thermal, status_reason, ip, cpus, memory_mb, \
-     keep_hot, template_id, image, spec, created_at, stopped_at, destroyed_at";
+pub(crate) const COLUMNS: &str = "id, user_id, name, status, thermal, status_reason, ip, cpus, \
+     memory_mb, keep_hot, template_id, image, spec, created_at, stopped_at, destroyed_at, \
+     labels, expires_at, on_expire";
 
 /// A row decoded without interpretation; [`Raw::into_sandbox`] validates it.
-struct Raw {
+pub(crate) struct Raw {
     s: Sandbox,
     status: String,
     thermal: String,
     spec: String,
+    labels: String,
+    on_expire: String,
 }
 
-fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
+pub(crate) fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
     Ok(Raw {
         status: r.get(3)?,
         thermal: r.get(4)?,
         spec: r.get(12)?,
+        labels: r.get(16)?,
+        on_expire: r.get(18)?,
         s: Sandbox {
             id: r.get(0)?,
             user_id: r.get(1)?,
@@ -115,15 +136,23 @@ fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
             created_at: r.get(13)?,
             stopped_at: r.get(14)?,
             destroyed_at: r.get(15)?,
+            labels: BTreeMap::new(),
+            expires_at: r.get(17)?,
+            on_expire: OnExpire::Destroy,
         },
     })
 }
 
 impl Raw {
-    fn into_sandbox(self) -> Result<Sandbox> {
+    pub(crate) fn into_sandbox(self) -> Result<Sandbox> {
         let mut s = self.s;
         s.status = self.status.parse()?;
         s.thermal = self.thermal.parse()?;
+        s.on_expire = self.on_expire.parse()?;
+        s.labels = serde_json::from_str(&self.labels).map_err(|e| StoreError::Corrupt {
+            what: "sandbox labels",
+            detail: format!("{}: {e}", s.id),
+        })?;
         s.spec = serde_json::from_str(&self.spec).map_err(|e| StoreError::Corrupt {
             what: "sandbox spec",
             detail: format!("{}: {e}", s.id),
@@ -208,7 +237,11 @@ impl Store {
         )
     }
 
-    fn query_sandboxes(&self, tail: &str, args: impl rusqlite::Params) -> Result<Vec<Sandbox>> {
+    pub(crate) fn query_sandboxes(
+        &self,
+        tail: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<Sandbox>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM sandboxes {tail}"))?;
         let rows = stmt.query_map(args, raw)?;
@@ -335,7 +368,12 @@ impl Store {
         Ok(())
     }
 
-    fn update_one(&self, id: &str, set: &str, args: impl rusqlite::Params) -> Result<()> {
+    pub(crate) fn update_one(
+        &self,
+        id: &str,
+        set: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<()> {
         let n = self.conn().execute(
             &format!("UPDATE sandboxes SET {set} WHERE id = ?1 AND status != 'destroyed'"),
             args,
@@ -362,7 +400,8 @@ fn insert_sandbox(conn: &rusqlite::Connection, s: &Sandbox) -> Result<()> {
     conn.execute(
         &format!(
             "INSERT INTO sandboxes ({COLUMNS}) VALUES \
-                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+                      ?17, ?18, ?19)"
         ),
         params![
             s.id,
@@ -380,7 +419,10 @@ fn insert_sandbox(conn: &rusqlite::Connection, s: &Sandbox) -> Result<()> {
             s.spec.to_string(),
             s.created_at,
             s.stopped_at,
-            s.destroyed_at
+            s.destroyed_at,
+            labels_json(&s.labels),
+            s.expires_at,
+            s.on_expire.as_str()
         ],
     )
     .map_err(conflict(format!("sandbox {}", s.name)))?;
@@ -393,4 +435,10 @@ fn expect_one(n: usize, id: &str) -> Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// Labels as stored: a JSON object of strings.
+pub(crate) fn labels_json(labels: &BTreeMap<String, String>) -> String {
+    // A map of strings always serialises.
+    serde_json::to_string(labels).unwrap_or_else(|_| "{}".to_owned())
 }

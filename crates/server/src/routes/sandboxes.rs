@@ -2,7 +2,7 @@
 //! getting read the store only and never wake a VM.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, post};
 use bhatti_engine::engine::Engine;
@@ -11,6 +11,7 @@ use super::{RouteDef, Verb, user};
 use crate::extract::{ApiJson, ApiPath, ApiResult, AuthUser};
 use crate::model::replies::Status;
 use crate::model::{CreateSandbox, PatchSandbox, SandboxView};
+use crate::service::{ServiceError, lifetime};
 use crate::state::Shared;
 
 pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
@@ -26,7 +27,7 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
         user(
             Verb::Get,
             "/sandboxes",
-            "List sandboxes, newest first",
+            "List sandboxes, newest first; `?label=KEY=VALUE` (repeatable) keeps those with every such label",
             get(list::<E>),
         )
         .reply_list::<SandboxView>(200),
@@ -40,7 +41,7 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
         user(
             Verb::Patch,
             "/sandboxes/{id}",
-            "Rename a sandbox, set keep_hot or peers",
+            "Rename a sandbox; set keep_hot, peers, its TTL or labels",
             patch(update::<E>),
         )
         .body::<PatchSandbox>()
@@ -81,8 +82,10 @@ async fn create<E: Engine>(
 async fn list<E: Engine>(
     State(st): State<Shared<E>>,
     AuthUser(u): AuthUser,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> ApiResult<Json<Vec<SandboxView>>> {
-    let all = st.store.list_sandboxes(&u.id)?;
+    let wanted = lifetime::label_filter(&query).map_err(ServiceError::from)?;
+    let all = lifetime::with_labels(st.store.list_sandboxes(&u.id)?, &wanted);
     Ok(Json(all.iter().map(SandboxView::from).collect()))
 }
 

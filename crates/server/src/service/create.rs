@@ -211,5 +211,8 @@ fn new_row(
         created_at: now,
         stopped_at: None,
         destroyed_at: None,
+        labels: plan.labels.clone(),
+        expires_at: plan.ttl.expires_at,
+        on_expire: plan.ttl.on_expire,
     }
 }

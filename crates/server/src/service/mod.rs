@@ -12,7 +12,8 @@
 //! - [`create`]: create, reserved in one store transaction;
 //! - [`plan`]: a create request merged with its template and validated;
 //! - [`validate`]: every input rule, once;
-//! - [`volumes`]: volumes outside a create.
+//! - [`volumes`]: volumes outside a create;
+//! - [`lifetime`]: TTLs (and the task that applies them) and labels.
 //!
 //! The engine owns a sandbox's state and files: the service asks the
 //! engine (including to delete a volume's file) and never touches the
@@ -25,6 +26,7 @@
 //! quota check and its store transaction (never the VM boot).
 
 pub mod create;
+pub mod lifetime;
 pub mod plan;
 pub mod sandboxes;
 pub mod validate;

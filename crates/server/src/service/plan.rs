@@ -39,6 +39,9 @@ pub struct Plan {
     /// The root disk's size in MB ([`CreateSandbox::disk_size_mb`], else
     /// the template's); `None`: the image's.
     pub disk_mb: Option<u32>,
+    /// The template's labels with the request's over them.
+    pub labels: BTreeMap<String, String>,
+    pub ttl: super::lifetime::Ttl,
 }
 
 impl Plan {
@@ -137,7 +140,11 @@ impl<E: Engine> AppState<E> {
             .into_iter()
             .map(boot_file)
             .collect::<Result<Vec<_>, _>>()?;
+        let (labels, ttl) =
+            super::lifetime::of_create(tspec.labels, req.labels, req.ttl_sec, req.on_expire)?;
         let plan = Plan {
+            labels,
+            ttl,
             name,
             cpus,
             memory_mb,

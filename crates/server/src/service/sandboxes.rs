@@ -117,10 +117,13 @@ impl<E: Engine> AppState<E> {
     }
 
     /// Renames a sandbox, sets `keep_hot`, lets it reach its owner's other
-    /// sandboxes or not.
+    /// sandboxes or not, sets its TTL or labels.
     pub async fn update_sandbox(&self, sb: &Sandbox, req: PatchSandbox) -> ServiceResult<Sandbox> {
         if let Some(name) = &req.name {
             validate::name(name)?;
+        }
+        self.update_lifetime(sb, req.ttl_sec, req.on_expire, req.labels.clone())?;
+        if let Some(name) = &req.name {
             self.store.rename_sandbox(&sb.id, name)?;
         }
         if let Some(k) = req.keep_hot {

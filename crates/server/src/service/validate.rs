@@ -18,6 +18,13 @@ pub const MAX_VOLUME_MB: u32 = 1024 * 1024;
 /// Size of a volume created without one.
 pub const DEFAULT_VOLUME_MB: u32 = 1024;
 
+/// Longest TTL, in seconds (one year).
+pub const MAX_TTL_SEC: u64 = 365 * 24 * 3600;
+/// Most labels on one sandbox or template.
+pub const MAX_LABELS: usize = 64;
+/// Longest label value, in bytes.
+pub const MAX_LABEL_VALUE: usize = 256;
+
 /// Most characters of a client's input an error message quotes.
 pub const EXCERPT_CHARS: usize = 100;
 
@@ -51,8 +58,48 @@ pub enum Invalid {
         "invalid user {0:?}: a user name of the guest (1-32 characters of [a-zA-Z0-9._-]) or a uid"
     )]
     User(String),
+    #[error("ttl_sec must be 0 (none) or 1-{MAX_TTL_SEC}, got {0}")]
+    Ttl(u64),
+    #[error("invalid label key {0:?}: 1-63 characters of [a-zA-Z0-9._/-], starting alphanumeric")]
+    LabelKey(String),
+    #[error("label {0}: the value is longer than {MAX_LABEL_VALUE} bytes")]
+    LabelValue(String),
+    #[error("at most {MAX_LABELS} labels, got {0}")]
+    LabelCount(usize),
+    #[error("invalid label filter {0:?}: use label=KEY=VALUE")]
+    LabelFilter(String),
     #[error(transparent)]
     Spec(#[from] SpecError),
+}
+
+/// A TTL in seconds (not 0: callers treat 0 as "none" first).
+pub fn ttl(sec: u64) -> Result<(), Invalid> {
+    if (1..=MAX_TTL_SEC).contains(&sec) {
+        Ok(())
+    } else {
+        Err(Invalid::Ttl(sec))
+    }
+}
+
+/// Labels: at most [`MAX_LABELS`], keys `[a-zA-Z0-9][a-zA-Z0-9._/-]{0,62}`,
+/// values up to [`MAX_LABEL_VALUE`] bytes.
+pub fn labels(labels: &std::collections::BTreeMap<String, String>) -> Result<(), Invalid> {
+    if labels.len() > MAX_LABELS {
+        return Err(Invalid::LabelCount(labels.len()));
+    }
+    for (k, v) in labels {
+        let ok = k.len() <= 63
+            && k.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
+        if !ok {
+            return Err(Invalid::LabelKey(excerpt(k)));
+        }
+        if v.len() > MAX_LABEL_VALUE {
+            return Err(Invalid::LabelValue(excerpt(k)));
+        }
+    }
+    Ok(())
 }
 
 /// Names of sandboxes, volumes, templates and users:
@@ -112,6 +159,7 @@ pub fn env<'a>(keys: impl IntoIterator<Item = &'a String>) -> Result<(), Invalid
 /// and its mounts (volume names; targets absolute, not `/`, distinct).
 pub fn template(t: &TemplateSpec) -> Result<(), Invalid> {
     env(t.env.keys())?;
+    labels(&t.labels)?;
     if let Some(u) = &t.user {
         user(u)?;
     }

@@ -18,6 +18,7 @@ mod files;
 mod fuzz;
 mod hygiene;
 mod isolation;
+mod lifetime;
 mod modes;
 mod ports;
 mod proxy;
@@ -105,6 +106,14 @@ fn main() {
         trial(
             "disk::disk_size_from_request_and_template",
             disk::disk_size_from_request_and_template,
+        ),
+        trial(
+            "lifetime::ttl_destroys_stops_and_extends",
+            lifetime::ttl_destroys_stops_and_extends,
+        ),
+        trial(
+            "lifetime::labels_filter_and_merge",
+            lifetime::labels_filter_and_merge,
         ),
         fuzz::trial(),
         trial(

@@ -46,6 +46,9 @@ pub fn sandbox(user_id: &str, id: &str, name: &str, created_at: i64) -> Sandbox 
         created_at,
         stopped_at: None,
         destroyed_at: None,
+        labels: Default::default(),
+        expires_at: None,
+        on_expire: Default::default(),
     }
 }
 
