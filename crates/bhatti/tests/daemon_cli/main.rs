@@ -12,6 +12,7 @@
 //! `bhatti-testkit`'s.
 
 mod exec;
+mod lifetime;
 mod resources;
 mod shell;
 mod support;
@@ -36,7 +37,7 @@ type Body = fn(&Daemon) -> Result<(), String>;
 
 fn main() {
     let args = Arguments::from_args();
-    let tests: [(&str, Body); 7] = [
+    let tests: [(&str, Body); 8] = [
         ("lifecycle_exec_and_json", exec::lifecycle_exec_and_json),
         ("exec_output_is_live", exec::exec_output_is_live),
         (
@@ -53,6 +54,7 @@ fn main() {
         ),
         ("v1_config_flags_and_output", v1::v1_config_flags_and_output),
         ("user_flags", users::user_flags),
+        ("ttl_and_label_flags", lifetime::ttl_and_label_flags),
     ];
     let trials = tests
         .into_iter()

@@ -43,7 +43,7 @@ pub enum ClientCommand {
     List(sandbox::ListArgs),
     /// Show one sandbox.
     Inspect(args::Target),
-    /// Rename a sandbox or change whether it is kept hot.
+    /// Rename a sandbox; change whether it is kept hot, its TTL or labels.
     Edit(sandbox::EditArgs),
     /// Destroy sandboxes (their volumes survive).
     #[command(visible_alias = "rm")]

@@ -2,7 +2,9 @@
 //! `stop`, `start`. Without `--json`, `create` and `list` print what v1
 //! printed (`ID<TAB>NAME<TAB>IP`; columns `ID NAME STATUS IP` at v1's
 //! widths), `list --wide` a richer table. `create --user` sets the
-//! sandbox's guest user; `inspect` shows it when set.
+//! sandbox's guest user; `inspect` shows it when set. `--ttl`,
+//! `--on-expire` and `--label` (create, edit) set a TTL and labels;
+//! `list --label K=V` filters on the server.
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -12,8 +14,8 @@ use reqwest::Method;
 use serde_json::{Map, Value, json};
 
 use super::args::{
-    EnvArg, FileSpec, Global, Target, VolumeMount, env_object, parse_cpus, parse_env, parse_file,
-    parse_volume,
+    EnvArg, FileSpec, Global, KeyVal, Target, VolumeMount, env_object, labels_object, parse_cpus,
+    parse_env, parse_file, parse_key_val, parse_ttl, parse_volume,
 };
 use super::{Ctx, Outcome, render};
 
@@ -62,11 +64,47 @@ pub struct CreateArgs {
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
     #[command(flatten)]
+    pub life: Lifetime,
+    #[command(flatten)]
     pub g: Global,
+}
+
+/// TTL and labels, for `create` and `edit`.
+#[derive(Debug, Args)]
+pub struct Lifetime {
+    /// Destroy (or with --on-expire stop, stop) the sandbox after this
+    /// long: 90s, 30m, 2h, or seconds; in `edit`, counted from now, and 0
+    /// removes the TTL
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+    pub ttl: Option<u64>,
+    /// What the TTL does when it runs out [server default: destroy]
+    #[arg(long, value_name = "ACTION", value_parser = ["destroy", "stop"])]
+    pub on_expire: Option<String>,
+    /// A label (repeatable); in `edit`, the labels given replace all
+    #[arg(long = "label", short = 'l', value_name = "KEY=VALUE", value_parser = parse_key_val)]
+    pub labels: Vec<KeyVal>,
+}
+
+impl Lifetime {
+    /// Adds the fields given to a create or PATCH body.
+    fn put(&self, b: &mut Map<String, Value>) {
+        if let Some(t) = self.ttl {
+            b.insert("ttl_sec".into(), json!(t));
+        }
+        if let Some(o) = &self.on_expire {
+            b.insert("on_expire".into(), json!(o));
+        }
+        if !self.labels.is_empty() {
+            b.insert("labels".into(), Value::Object(labels_object(&self.labels)));
+        }
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    /// Only sandboxes with this label (repeatable: all must match)
+    #[arg(long = "label", short = 'l', value_name = "KEY=VALUE", value_parser = parse_key_val)]
+    pub labels: Vec<KeyVal>,
     #[command(flatten)]
     pub wide: render::Wide,
     #[command(flatten)]
@@ -92,6 +130,8 @@ pub struct EditArgs {
     /// Let the sandbox reach your other sandboxes again
     #[arg(long)]
     pub peers: bool,
+    #[command(flatten)]
+    pub life: Lifetime,
     #[command(flatten)]
     pub g: Global,
 }
@@ -124,6 +164,7 @@ const WIDE_COLUMNS: &[(&str, &str)] = &[
     ("MEMORY_MB", "memory_mb"),
     ("KEEP_HOT", "keep_hot"),
     ("CREATED", "created_at"),
+    ("EXPIRES", "expires_at"),
 ];
 
 /// The `POST /sandboxes` body for `a` (local files read and encoded).
@@ -189,6 +230,7 @@ pub fn create_body(a: &CreateArgs) -> anyhow::Result<Value> {
         }
         put("files", Value::Array(files));
     }
+    a.life.put(&mut b);
     Ok(Value::Object(b))
 }
 
@@ -216,7 +258,16 @@ pub async fn create(a: CreateArgs) -> anyhow::Result<Outcome> {
 
 pub async fn list(a: ListArgs) -> anyhow::Result<Outcome> {
     let ctx = Ctx::new(&a.g)?;
-    let items = ctx.api.get(&["sandboxes"]).await?;
+    let mut url = ctx.api.url(&["sandboxes"]);
+    for kv in &a.labels {
+        url.query_pairs_mut()
+            .append_pair("label", &format!("{}={}", kv.key, kv.value));
+    }
+    let rb = ctx
+        .api
+        .request(Method::GET, url)
+        .header(reqwest::header::ACCEPT, "application/json");
+    let items = super::http::read_json(ctx.api.send(rb).await?).await?;
     if ctx.json || a.wide.on() {
         render::list(ctx.json, &items, WIDE_COLUMNS);
     } else {
@@ -244,9 +295,11 @@ pub async fn edit(a: EditArgs) -> anyhow::Result<Outcome> {
     if a.isolated || a.peers {
         body.insert("peers".into(), json!(a.peers));
     }
+    a.life.put(&mut body);
     if body.is_empty() {
         anyhow::bail!(
-            "nothing to change: give --name, --keep-hot, --allow-cold, --isolated or --peers"
+            "nothing to change: give --name, --keep-hot, --allow-cold, --isolated, --peers, \
+             --ttl, --on-expire or --label"
         );
     }
     let sb = ctx
@@ -338,6 +391,22 @@ fn show(ctx: &Ctx, sb: &Value) {
     pairs.push(("created", render::age_cell(sb, "created_at")));
     if sb.get("stopped_at").is_some_and(|v| !v.is_null()) {
         pairs.push(("stopped", render::age_cell(sb, "stopped_at")));
+    }
+    if sb.get("expires_at").is_some_and(|v| !v.is_null()) {
+        let action = render::cell(sb, "on_expire");
+        pairs.push((
+            "expires",
+            format!("{} ({action})", render::cell(sb, "expires_at")),
+        ));
+    }
+    if let Some(labels) = sb.get("labels").and_then(Value::as_object)
+        && !labels.is_empty()
+    {
+        let text: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect();
+        pairs.push(("labels", text.join(",")));
     }
     render::fields(&pairs);
 }
