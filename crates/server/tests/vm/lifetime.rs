@@ -6,10 +6,21 @@
 
 use std::time::Duration;
 
+use libtest_mimic::Trial;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{TestDaemon, TestResult, Timers, ensure, eventually, run};
+use crate::support::{TestDaemon, TestResult, Timers, ensure, eventually, run, trial};
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial(
+            "lifetime::ttl_destroys_stops_and_extends",
+            ttl_destroys_stops_and_extends,
+        ),
+        trial("lifetime::labels_filter_and_merge", labels_filter_and_merge),
+    ]
+}
 
 /// Expiry runs once a second; a loaded host may take a few more.
 const EXPIRY_WAIT: Duration = Duration::from_secs(60);
@@ -167,31 +178,39 @@ pub fn labels_filter_and_merge() -> TestResult {
         d.expect(d.req(Method::GET, "/sandboxes?label=novalue"), 400)
             .await?;
 
-        // A PATCH replaces them; bad keys are 400 and change nothing.
-        let p = d
-            .expect(
-                d.req(Method::PATCH, "/sandboxes/three")
-                    .json(&json!({"labels": {"team": "ml", "owner": "ci/bot"}})),
-                200,
-            )
-            .await?;
-        ensure(p["labels"]["owner"] == "ci/bot", || format!("{p}"))?;
-        ensure(names(&list("?label=team=ml").await?).len() == 3, || {
-            "after PATCH".into()
-        })?;
-        let long = "v".repeat(300);
-        for bad in [
-            json!({"labels": {"bad key": "x"}}),
-            json!({"labels": {"k": long}}),
-            json!({"labels": {"ok": "1"}, "ttl_sec": 400_000_000}),
-        ] {
-            d.expect(d.req(Method::PATCH, "/sandboxes/three").json(&bad), 400)
-                .await?;
-        }
-        let (_, v) = get(&d, "three").await?;
-        ensure(v["labels"] == p["labels"], || {
-            format!("after bad PATCHes: {v}")
-        })?;
+        patch_labels(&d).await?;
         d.finish().await
+    })
+}
+
+/// A PATCH replaces the labels; bad keys, values or TTLs are 400 and
+/// change nothing.
+async fn patch_labels(d: &TestDaemon) -> TestResult {
+    let p = d
+        .expect(
+            d.req(Method::PATCH, "/sandboxes/three")
+                .json(&json!({"labels": {"team": "ml", "owner": "ci/bot"}})),
+            200,
+        )
+        .await?;
+    ensure(p["labels"]["owner"] == "ci/bot", || format!("{p}"))?;
+    let all = d
+        .expect(d.req(Method::GET, "/sandboxes?label=team=ml"), 200)
+        .await?;
+    ensure(all.as_array().map(Vec::len) == Some(3), || {
+        format!("after PATCH: {all}")
+    })?;
+    let long = "v".repeat(300);
+    for bad in [
+        json!({"labels": {"bad key": "x"}}),
+        json!({"labels": {"k": long}}),
+        json!({"labels": {"ok": "1"}, "ttl_sec": 400_000_000}),
+    ] {
+        d.expect(d.req(Method::PATCH, "/sandboxes/three").json(&bad), 400)
+            .await?;
+    }
+    let (_, v) = get(d, "three").await?;
+    ensure(v["labels"] == p["labels"], || {
+        format!("after bad PATCHes: {v}")
     })
 }

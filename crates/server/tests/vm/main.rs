@@ -107,14 +107,6 @@ fn main() {
             "disk::disk_size_from_request_and_template",
             disk::disk_size_from_request_and_template,
         ),
-        trial(
-            "lifetime::ttl_destroys_stops_and_extends",
-            lifetime::ttl_destroys_stops_and_extends,
-        ),
-        trial(
-            "lifetime::labels_filter_and_merge",
-            lifetime::labels_filter_and_merge,
-        ),
         fuzz::trial(),
         trial(
             "fuzz::long_input_is_not_echoed",
@@ -123,5 +115,6 @@ fn main() {
     ];
     trials.extend(v1::trials());
     trials.extend(ports::trials());
+    trials.extend(lifetime::trials());
     libtest_mimic::run(&args, trials).exit();
 }

@@ -152,6 +152,25 @@ pub fn env_object(args: &[EnvArg]) -> serde_json::Map<String, serde_json::Value>
         .collect()
 }
 
+/// `--ttl`: a duration (`90s`, `30m`, `2h`, or plain seconds); `0` means
+/// none. Returns whole seconds.
+pub fn parse_ttl(s: &str) -> Result<u64, String> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(secs);
+    }
+    humantime::parse_duration(s)
+        .map(|d| d.as_secs())
+        .map_err(|e| format!("expected a duration like 90s, 30m or 2h: {e}"))
+}
+
+/// Labels as a JSON object (a later key wins).
+pub fn labels_object(labels: &[KeyVal]) -> serde_json::Map<String, serde_json::Value> {
+    labels
+        .iter()
+        .map(|kv| (kv.key.clone(), serde_json::Value::String(kv.value.clone())))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,23 +253,13 @@ mod tests {
         assert!(parse_file(":/x").is_err());
         assert!(parse_file("a:/").is_err());
     }
-}
 
-/// `--ttl`: a duration (`90s`, `30m`, `2h`, or plain seconds); `0` means
-/// none. Returns whole seconds.
-pub fn parse_ttl(s: &str) -> Result<u64, String> {
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(secs);
+    #[test]
+    fn ttl_takes_seconds_or_durations() {
+        assert_eq!(parse_ttl("90"), Ok(90));
+        assert_eq!(parse_ttl("0"), Ok(0));
+        assert_eq!(parse_ttl("30m"), Ok(1800));
+        assert_eq!(parse_ttl("2h"), Ok(7200));
+        assert!(parse_ttl("soon").is_err());
     }
-    humantime::parse_duration(s)
-        .map(|d| d.as_secs())
-        .map_err(|e| format!("expected a duration like 90s, 30m or 2h: {e}"))
-}
-
-/// Labels as a JSON object (a later key wins).
-pub fn labels_object(labels: &[KeyVal]) -> serde_json::Map<String, serde_json::Value> {
-    labels
-        .iter()
-        .map(|kv| (kv.key.clone(), serde_json::Value::String(kv.value.clone())))
-        .collect()
 }
