@@ -183,6 +183,11 @@ pub struct LaunchSpec {
     pub cgroup: Option<String>,
     /// QEMU's seccomp filter ([`SECCOMP`]).
     pub seccomp: bool,
+    /// Guest RAM in this file, mapped shared (`memory-backend-file`,
+    /// `share=on`) instead of anonymous memory: a migration with the
+    /// `x-ignore-shared` capability then writes only device state, and a
+    /// restore maps the same file. `None`: anonymous RAM.
+    pub memory_file: Option<PathBuf>,
 }
 
 impl LaunchSpec {
@@ -213,6 +218,7 @@ impl LaunchSpec {
             die_with_parent: false,
             cgroup: Some(cgroup::name_for(run_dir)),
             seccomp: true,
+            memory_file: None,
         }
     }
 
@@ -250,10 +256,17 @@ impl LaunchSpec {
     pub fn argv(&self) -> Result<Vec<OsString>, LaunchError> {
         let mut a: Vec<String> = Vec::new();
         let mut push = |items: &[&str]| a.extend(items.iter().map(|s| (*s).to_owned()));
-        push(&[
-            "-M",
-            "microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=off",
-        ]);
+        let mut machine = "microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=off".to_owned();
+        if let Some(f) = &self.memory_file {
+            let size = self.memory_mib.max(64);
+            let path = escape(&text(f)?);
+            push(&[
+                "-object",
+                &format!("memory-backend-file,id=ram0,size={size}M,mem-path={path},share=on"),
+            ]);
+            machine.push_str(",memory-backend=ram0");
+        }
+        push(&["-M", &machine]);
         let accel = match self.accel {
             Accel::Tcg => format!("tcg,tb-size={TCG_TB_MIB}"),
             Accel::Kvm => self.accel.as_str().to_owned(),

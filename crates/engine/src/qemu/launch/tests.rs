@@ -240,3 +240,21 @@ fn host_tsc_measurement_is_plausible_or_absent() {
         assert_eq!(clock::host_tsc_khz(), Some(khz));
     }
 }
+
+#[test]
+fn a_memory_file_backs_guest_ram_shared() {
+    let mut s = spec();
+    s.memory_file = Some("/run/a,b/ram".into());
+    let a = argv_strings(&s);
+    assert_eq!(
+        values(&a, "-object"),
+        vec![format!(
+            "memory-backend-file,id=ram0,size={}M,mem-path=/run/a,,b/ram,share=on",
+            s.memory_mib
+        )]
+    );
+    assert_eq!(
+        values(&a, "-M"),
+        vec!["microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=off,memory-backend=ram0"]
+    );
+}

@@ -96,6 +96,31 @@ impl QmpClient {
 }
 
 impl QmpClient {
+    /// Turns a migration capability on or off (`migrate-set-capabilities`),
+    /// e.g. `x-ignore-shared`, which leaves RAM in a shared memory backend
+    /// out of the stream. An incoming side needs it set too, before
+    /// `migrate-incoming` (start QEMU with `-incoming defer`).
+    pub async fn set_migration_capability(
+        &mut self,
+        capability: &str,
+        state: bool,
+    ) -> Result<(), QmpError> {
+        self.execute(
+            "migrate-set-capabilities",
+            Some(json!({"capabilities": [{"capability": capability, "state": state}]})),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// On a QEMU started with `-incoming defer`: starts loading `uri`
+    /// (then [`wait_incoming`](Self::wait_incoming)).
+    pub async fn migrate_incoming(&mut self, uri: &str) -> Result<(), QmpError> {
+        self.execute("migrate-incoming", Some(json!({ "uri": uri })))
+            .await?;
+        Ok(())
+    }
+
     /// Cancels an outgoing migration left running (by an engine that died
     /// mid-snapshot) and waits until QEMU says it is over; a QEMU with no
     /// migration in progress is left as it is.
