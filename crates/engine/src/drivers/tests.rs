@@ -15,6 +15,7 @@ fn qemu(binary: &str) -> AnyDriver {
         tcg_fast_timer: true,
         start_timeout: Duration::from_secs(1),
         snapshot_timeout: Duration::from_secs(1),
+        shared_ram: false,
     })
 }
 

@@ -9,6 +9,9 @@
 //!   the state to load, delete `mem.snap` (the disks are about to move past
 //!   it), `cont`. A file that does not start like a QEMU migration stream
 //!   is refused before QEMU starts;
+//! - with [`QemuDriver::shared_ram`] (off by default) guest RAM is the run
+//!   dir's `ram` file, a snapshot migrates device state only and a restore
+//!   maps the file again ([`shared_ram`]);
 //! - adopt (after an engine restart): the QEMU whose argv names the run
 //!   dir's QMP socket, pinned by a pidfd; a snapshot it was writing is
 //!   cancelled and snapshot files are discarded; `running` comes back hot,
@@ -35,6 +38,7 @@ use crate::driver::{
 use crate::network::mac_string;
 
 mod adopt;
+pub mod shared_ram;
 
 use adopt::stream_problem;
 
@@ -78,6 +82,10 @@ pub struct QemuDriver {
     pub start_timeout: Duration,
     /// Limit for a migration (snapshot) or an incoming restore.
     pub snapshot_timeout: Duration,
+    /// Guest RAM in a file mapped shared, so that a snapshot writes only
+    /// device state ([`shared_ram`]). Off by default: the engine's crash
+    /// handling is not yet tested with it.
+    pub shared_ram: bool,
 }
 
 /// KVM when it can really boot a guest here (probed once per process,
@@ -93,6 +101,7 @@ impl Default for QemuDriver {
             tcg_fast_timer: true,
             start_timeout: Duration::from_secs(10),
             snapshot_timeout: Duration::from_secs(120),
+            shared_ram: false,
         }
     }
 }
@@ -102,6 +111,8 @@ impl Default for QemuDriver {
 pub struct QemuVm {
     process: VmProcess,
     qmp: QmpClient,
+    /// Its RAM is the run dir's shared RAM file ([`shared_ram`]).
+    shared_ram: bool,
 }
 
 impl QemuVm {
@@ -172,7 +183,11 @@ impl QemuDriver {
             });
         }
         match connected {
-            Ok(Ok(qmp)) => Ok(QemuVm { process, qmp }),
+            Ok(Ok(qmp)) => Ok(QemuVm {
+                process,
+                qmp,
+                shared_ram: spec.memory_file.is_some(),
+            }),
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(QemuError::Qmp(QmpError::Timeout {
                 what: "the QMP socket",
@@ -185,13 +200,18 @@ impl QemuDriver {
         let QemuVm {
             mut process,
             mut qmp,
+            shared_ram: shared,
         } = vm;
         let start = Instant::now();
         let tmp = run_dir.join(format!("{SNAPSHOT_FILE}.tmp"));
         let path = run_dir.join(SNAPSHOT_FILE);
         qmp.stop().await?;
         private_file(&tmp)?;
+        if shared {
+            shared_ram::before_snapshot(&mut qmp).await?;
+        }
         qmp.migrate_to_file(&tmp, self.snapshot_timeout).await?;
+        shared_ram::mark(run_dir, shared)?;
         std::fs::rename(&tmp, &path).map_err(|source| QemuError::File {
             path: path.clone(),
             source,
@@ -237,15 +257,29 @@ impl QemuDriver {
             });
         }
         let mut spec = self.launch_spec(config);
-        spec.incoming = Some(incoming_uri(&file)?);
+        let uri = incoming_uri(&file)?;
+        let shared = shared_ram::is_shared(&config.run_dir);
+        let ram = shared_ram::ram_file(&config.run_dir);
+        if shared {
+            spec.memory_file = Some(ram);
+            spec.incoming = Some("defer".into());
+        } else {
+            // A full stream brings its memory; an old RAM file is garbage.
+            shared_ram::remove(&ram)?;
+            spec.incoming = Some(uri.clone());
+        }
         let mut vm = self.start(&spec).await?;
+        if shared {
+            shared_ram::start_incoming(&mut vm.qmp, &uri).await?;
+        }
         vm.qmp.wait_incoming(self.snapshot_timeout).await?;
-        // The state is loaded; once the guest runs, its disks move past the
-        // snapshot, so the file must not be restored again.
+        // The state is loaded; once the guest runs, its disks (and RAM
+        // file) move past the snapshot, so it must not be restored again.
         std::fs::remove_file(&file).map_err(|source| QemuError::File {
             path: file.clone(),
             source,
         })?;
+        shared_ram::remove(&shared_ram::marker(&config.run_dir))?;
         vm.qmp.cont().await?;
         Ok(vm)
     }
@@ -292,22 +326,39 @@ impl Driver for QemuDriver {
     fn saved_snapshot(&self, run_dir: &Path) -> Option<Snapshot> {
         let path = run_dir.join(SNAPSHOT_FILE);
         let meta = std::fs::metadata(&path).ok().filter(|m| m.is_file())?;
+        let mut files = vec![path];
+        if shared_ram::is_shared(run_dir) {
+            files.push(shared_ram::ram_file(run_dir));
+        }
         Some(Snapshot {
-            files: vec![path],
+            files,
             size_bytes: meta.len(),
             took: Duration::ZERO,
         })
     }
 
     fn snapshot_problem(&self, snapshot: &Snapshot) -> Option<String> {
-        match snapshot.files.first() {
-            Some(path) => stream_problem(path),
-            None => Some("the snapshot has no file".into()),
+        let Some(path) = snapshot.files.first() else {
+            return Some("the snapshot has no file".into());
+        };
+        if let Some(missing) = snapshot.files[1..].iter().find(|f| !f.is_file()) {
+            return Some(format!("its memory file {} is missing", missing.display()));
         }
+        let shared_without_ram = path
+            .parent()
+            .is_some_and(|d| shared_ram::is_shared(d) && !shared_ram::ram_file(d).is_file());
+        if shared_without_ram {
+            return Some("its memory file is missing".into());
+        }
+        stream_problem(path)
     }
 
     fn discard_snapshot(&self, run_dir: &Path, keep: Option<&Snapshot>) {
-        for name in [SNAPSHOT_FILE, &format!("{SNAPSHOT_FILE}.tmp")] {
+        for name in [
+            SNAPSHOT_FILE,
+            &format!("{SNAPSHOT_FILE}.tmp"),
+            &format!("{SNAPSHOT_FILE}.shared"),
+        ] {
             let path = run_dir.join(name);
             if keep.is_some_and(|k| k.files.contains(&path)) {
                 continue;
@@ -340,8 +391,20 @@ impl Driver for QemuDriver {
     }
 
     async fn spawn(&self, config: &VmConfig) -> Result<QemuVm, DriverError> {
-        let spec = self.launch_spec(config);
-        self.start(&spec).await.map_err(|e| DriverError::Spawn {
+        let mut spec = self.launch_spec(config);
+        let ram = if self.shared_ram {
+            shared_ram::fresh(&config.run_dir).map(Some)
+        } else {
+            shared_ram::remove(&shared_ram::ram_file(&config.run_dir)).map(|()| None)
+        };
+        let started = match ram {
+            Ok(ram) => {
+                spec.memory_file = ram;
+                self.start(&spec).await
+            }
+            Err(e) => Err(e),
+        };
+        started.map_err(|e| DriverError::Spawn {
             driver: NAME,
             source: boxed(e),
         })
@@ -380,7 +443,7 @@ impl Driver for QemuDriver {
     }
 
     fn release(&self, vm: QemuVm) {
-        let QemuVm { process, qmp } = vm;
+        let QemuVm { process, qmp, .. } = vm;
         drop(qmp);
         // QEMU runs on; a child left unreaped is reaped by init once this
         // process is gone.
@@ -388,7 +451,9 @@ impl Driver for QemuDriver {
     }
 
     async fn kill(&self, vm: QemuVm) -> Result<(), DriverError> {
-        let QemuVm { mut process, qmp } = vm;
+        let QemuVm {
+            mut process, qmp, ..
+        } = vm;
         drop(qmp);
         tokio::task::spawn_blocking(move || process.kill())
             .await
@@ -421,7 +486,7 @@ impl Driver for QemuDriver {
 /// Creates (or empties) `path` readable by its owner alone: the snapshot
 /// holds guest memory, secrets included, and the writer QEMU forks keeps
 /// an existing file's mode whatever the umask.
-fn private_file(path: &Path) -> Result<(), QemuError> {
+pub(super) fn private_file(path: &Path) -> Result<(), QemuError> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let err = |source| QemuError::File {
         path: path.to_owned(),

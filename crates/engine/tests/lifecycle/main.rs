@@ -18,6 +18,7 @@ mod events;
 mod failures;
 mod guest;
 mod recovery;
+mod shared_ram;
 mod thermal;
 mod users;
 
@@ -149,6 +150,7 @@ fn main() {
     let args = Arguments::from_args();
     let vm = [Need::Root, Need::Qemu, Need::Images];
     let mut trials = users::trials(&vm);
+    trials.extend(shared_ram::trials(&vm));
     trials.extend([
         trial("create_exec_destroy", &vm, thermal::create_exec_destroy),
         trial(

@@ -10,7 +10,7 @@
 use std::io;
 use std::path::Path;
 
-use super::{QemuDriver, QemuError, QemuVm};
+use super::{QemuDriver, QemuError, QemuVm, shared_ram};
 use crate::driver::{Adopted, Driver, VmConfig};
 use crate::qemu::launch::VmProcess;
 use crate::qemu::qmp::{QmpClient, QmpError, RunState};
@@ -53,7 +53,12 @@ impl QemuDriver {
             };
         qmp.settle_migration(self.snapshot_timeout).await?;
         let state = qmp.query_status().await?.state;
-        let vm = QemuVm { process, qmp };
+        let shared_ram = shared_ram::launched_shared(process.pid());
+        let vm = QemuVm {
+            process,
+            qmp,
+            shared_ram,
+        };
         let paused = match state {
             RunState::Running => false,
             RunState::Paused | RunState::PostMigrate => true,

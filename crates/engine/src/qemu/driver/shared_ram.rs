@@ -1,0 +1,83 @@
+//! Guest RAM in a file mapped shared (`QemuDriver::shared_ram`, off by
+//! default; see `crates/engine/docs/snapshots.md`).
+//!
+//! The VM's memory is `<run_dir>/ram` (mode 0600: it holds the guest's
+//! secrets), made empty at every fresh boot. A snapshot then migrates
+//! device state only (`x-ignore-shared`): `mem.snap` is tens of KiB and
+//! the RAM file is the memory image. `mem.snap.shared` marks such a
+//! snapshot, written before `mem.snap` is renamed into place, so a shared
+//! stream is never restored without its RAM file (that would run the
+//! guest on zeroed memory). A restore maps the same file: QEMU starts with
+//! `-incoming defer`, gets the capability, then `migrate-incoming`.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::{QemuError, SNAPSHOT_FILE, private_file};
+use crate::qemu::qmp::QmpClient;
+
+/// The RAM file in a run dir.
+pub const RAM_FILE: &str = "ram";
+
+/// The migration capability that leaves shared RAM out of the stream.
+const CAPABILITY: &str = "x-ignore-shared";
+
+pub fn ram_file(run_dir: &Path) -> PathBuf {
+    run_dir.join(RAM_FILE)
+}
+
+/// The marker of a snapshot whose memory is the RAM file.
+pub fn marker(run_dir: &Path) -> PathBuf {
+    run_dir.join(format!("{SNAPSHOT_FILE}.shared"))
+}
+
+/// Whether the snapshot in `run_dir` (if any) is a shared one.
+pub fn is_shared(run_dir: &Path) -> bool {
+    marker(run_dir).exists()
+}
+
+/// An empty RAM file for a fresh boot (an old one is discarded: a boot
+/// does not need, and must not keep, memory of an earlier run).
+pub fn fresh(run_dir: &Path) -> Result<PathBuf, QemuError> {
+    let ram = ram_file(run_dir);
+    private_file(&ram)?;
+    Ok(ram)
+}
+
+/// Removes `path` if it exists.
+pub fn remove(path: &Path) -> Result<(), QemuError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(QemuError::File {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Before the migration of a VM whose RAM is shared.
+pub async fn before_snapshot(qmp: &mut QmpClient) -> Result<(), QemuError> {
+    Ok(qmp.set_migration_capability(CAPABILITY, true).await?)
+}
+
+/// Marks the snapshot about to be renamed into place as shared or not.
+pub fn mark(run_dir: &Path, shared: bool) -> Result<(), QemuError> {
+    let m = marker(run_dir);
+    if shared { private_file(&m) } else { remove(&m) }
+}
+
+/// Starts loading `uri` into a QEMU started with `-incoming defer`.
+pub async fn start_incoming(qmp: &mut QmpClient, uri: &str) -> Result<(), QemuError> {
+    qmp.set_migration_capability(CAPABILITY, true).await?;
+    Ok(qmp.migrate_incoming(uri).await?)
+}
+
+/// Whether the QEMU of `pid` was started with a shared RAM file.
+pub fn launched_shared(pid: Option<u32>) -> bool {
+    pid.and_then(|p| std::fs::read(format!("/proc/{p}/cmdline")).ok())
+        .is_some_and(|c| {
+            c.split(|b| *b == 0)
+                .any(|a| a.ends_with(b"memory-backend=ram0"))
+        })
+}
