@@ -83,8 +83,9 @@ pub struct QemuDriver {
     /// Limit for a migration (snapshot) or an incoming restore.
     pub snapshot_timeout: Duration,
     /// Guest RAM in a file mapped shared, so that a snapshot writes only
-    /// device state ([`shared_ram`]). Off by default: the engine's crash
-    /// handling is not yet tested with it.
+    /// device state ([`shared_ram`]). Off by default (the engine's crash
+    /// handling is not yet tested with it); `BHATTI_SHARED_RAM=1` in the
+    /// environment turns it on, for trying it out.
     pub shared_ram: bool,
 }
 
@@ -101,7 +102,7 @@ impl Default for QemuDriver {
             tcg_fast_timer: true,
             start_timeout: Duration::from_secs(10),
             snapshot_timeout: Duration::from_secs(120),
-            shared_ram: false,
+            shared_ram: std::env::var("BHATTI_SHARED_RAM").is_ok_and(|v| v == "1"),
         }
     }
 }

@@ -15,8 +15,12 @@ use super::{MigrationStats, QmpClient, QmpError, RunState, StatusInfo};
 const POLL_INTERVAL: Duration = Duration::from_millis(2);
 
 impl QmpClient {
-    /// Writes the VM's full state to `path` (migration through
-    /// `exec:cat`) and waits until QEMU reports it completed or failed.
+    /// Writes the VM's full state to `path` (created or truncated, mode
+    /// 0600: it holds guest memory) and waits until QEMU reports it
+    /// completed or failed. QEMU writes the file itself, through a
+    /// descriptor passed over the socket (see the module docs of
+    /// [`super`] for why not `exec:cat`); when it says completed, every
+    /// byte is in the file.
     ///
     /// Stop the VM first for a consistent, single-pass snapshot; after a
     /// successful migration QEMU stays in `postmigrate` and should be quit.
@@ -25,7 +29,25 @@ impl QmpClient {
         path: &Path,
         timeout: Duration,
     ) -> Result<MigrationStats, QmpError> {
-        let uri = format!("exec:cat > {}", shell_quote(path)?);
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        shell_quote(path)?; // the same path rules as a restore's
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(QmpError::Io)?;
+        // An existing file keeps its mode through `open`; this one holds
+        // guest memory.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(QmpError::Io)?;
+        let name = format!("snapshot{}", self.next_id);
+        self.send_fd(&name, file.as_fd()).await?;
+        drop(file);
+        let uri = format!("fd:{name}");
         self.execute("migrate", Some(json!({ "uri": uri }))).await?;
         let start = Instant::now();
         loop {

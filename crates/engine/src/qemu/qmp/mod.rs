@@ -18,15 +18,21 @@
 //! are dropped once [`EVENT_QUEUE_LIMIT`] is reached.
 //!
 //! # Snapshots
-//! QEMU 7.2 has no `file:` migration URI (it arrived in 8.2), so a snapshot
-//! streams through `exec:cat > '<path>'` and a restore starts QEMU with
-//! `-incoming "exec:cat '<path>'"` (see [`incoming_uri`]) plus `-S`, then
-//! [`QmpClient::wait_incoming`] and [`QmpClient::cont`].
+//! QEMU 7.2 has no `file:` migration URI (it arrived in 8.2). A snapshot
+//! is written to a file the client opens and hands to QEMU over the
+//! socket (`getfd` with `SCM_RIGHTS`, then `migrate` to `fd:NAME`):
+//! through `exec:cat > FILE` it could be cut short, because QEMU sends
+//! SIGTERM to a `cat` that has not exited when the migration channel
+//! closes, and under load `cat` may still be writing the last pipe-full.
+//! A restore starts QEMU with `-incoming "exec:cat '<path>'"` (see
+//! [`incoming_uri`]; QEMU reads to the end, so `cat` is done) plus `-S`,
+//! then [`QmpClient::wait_incoming`] and [`QmpClient::cont`].
 //!
 //! # Layout
 //! This file: errors, the public types and the command channel
 //! (connect, `execute`, the simple commands). `wire`: QEMU's JSON
 //! messages. `migrate`: snapshots and restores (migration polling).
+//! `fdpass`: handing QEMU a file descriptor.
 //! `events`: the event queue.
 
 use std::collections::VecDeque;
@@ -43,6 +49,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use wire::{Message, RawStatus, decode};
 
 mod events;
+mod fdpass;
 mod migrate;
 mod wire;
 
@@ -265,6 +272,13 @@ impl QmpClient {
         command: &str,
         args: Option<Value>,
     ) -> Result<Value, QmpError> {
+        let (id, bytes) = self.request(command, args)?;
+        self.writer.write_all(&bytes).await?;
+        self.await_reply(command, id).await
+    }
+
+    /// A numbered request line for `command`.
+    fn request(&mut self, command: &str, args: Option<Value>) -> Result<(u64, Vec<u8>), QmpError> {
         let id = self.next_id;
         self.next_id += 1;
         let mut req = json!({ "execute": command, "id": id });
@@ -276,7 +290,11 @@ impl QmpClient {
             reason: e.to_string(),
         })?;
         bytes.push(b'\n');
-        self.writer.write_all(&bytes).await?;
+        Ok((id, bytes))
+    }
+
+    /// Reads until the reply to request `id`, queueing events.
+    async fn await_reply(&mut self, command: &str, id: u64) -> Result<Value, QmpError> {
         loop {
             let msg = self.read_message().await?;
             if let Some(name) = msg.event {
