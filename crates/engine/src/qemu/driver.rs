@@ -355,13 +355,17 @@ impl Driver for QemuDriver {
     }
 
     fn discard_snapshot(&self, run_dir: &Path, keep: Option<&Snapshot>) {
+        // A kept shared snapshot keeps its marker (its RAM file is never
+        // discarded here: it is the VM's memory).
+        let keeping = keep.is_some_and(|k| k.files.contains(&run_dir.join(SNAPSHOT_FILE)));
         for name in [
             SNAPSHOT_FILE,
             &format!("{SNAPSHOT_FILE}.tmp"),
             &format!("{SNAPSHOT_FILE}.shared"),
         ] {
             let path = run_dir.join(name);
-            if keep.is_some_and(|k| k.files.contains(&path)) {
+            let marker = path == shared_ram::marker(run_dir);
+            if keep.is_some_and(|k| k.files.contains(&path)) || (marker && keeping) {
                 continue;
             }
             match std::fs::remove_file(&path) {

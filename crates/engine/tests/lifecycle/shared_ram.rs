@@ -14,18 +14,18 @@ pub(crate) fn trials(vm: &[Need]) -> Vec<libtest_mimic::Trial> {
     )]
 }
 
+fn shared_driver() -> AnyDriver {
+    AnyDriver::Qemu(QemuDriver {
+        shared_ram: true,
+        ..QemuDriver::default()
+    })
+}
+
 async fn start_shared() -> Result<TestEngine, Failed> {
     let ns = NetNs::create(&unique_name("btshr"))?;
     let dir = tempfile::tempdir()?;
-    let driver = QemuDriver {
-        shared_ram: true,
-        ..QemuDriver::default()
-    };
-    let engine = VmEngine::start(
-        AnyDriver::Qemu(driver),
-        config(&dir, &ns, ImagePaths::from_env()),
-    )
-    .await?;
+    let engine =
+        VmEngine::start(shared_driver(), config(&dir, &ns, ImagePaths::from_env())).await?;
     Ok(TestEngine {
         engine: Arc::new(engine),
         _ns: ns,
@@ -75,6 +75,28 @@ pub(crate) fn memory_survives_stop_and_freeze() -> TestResult {
         memory_kept(e, &sb, "after freeze and wake").await?;
         ensure(e.restore_count(&sb)? == 2, || "not restored twice".into())?;
         ensure_on_time(e, &sb, "after a cold wake").await?;
+
+        // An engine restart with the sandbox stopped: recovery keeps the
+        // snapshot (and its marker), the start restores the memory.
+        e.stop(&sb).await?;
+        let TestEngine {
+            engine,
+            _ns: ns,
+            dir: tmp,
+        } = t;
+        engine.release_all().await;
+        drop(engine);
+        let t = TestEngine {
+            engine: Arc::new(
+                VmEngine::start(shared_driver(), config(&tmp, &ns, ImagePaths::from_env())).await?,
+            ),
+            _ns: ns,
+            dir: tmp,
+        };
+        let e = &t.engine;
+        e.recover().await?;
+        e.start(&sb).await?;
+        memory_kept(e, &sb, "after an engine restart").await?;
 
         // Without its RAM file the snapshot is refused, and says why.
         e.stop(&sb).await?;
