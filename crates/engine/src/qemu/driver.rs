@@ -24,14 +24,14 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backon::{ConstantBuilder, Retryable};
 
 use super::launch::{
     Accel, DEFAULT_INIT, Drive, GuestNet, LaunchError, LaunchSpec, VmProcess, clock,
 };
-use super::qmp::{QmpClient, QmpError, incoming_uri};
+use super::qmp::{QmpClient, QmpError};
 use crate::driver::{
     Adopted, AgentTransport, BoxError, Driver, DriverError, HostError, Snapshot, VmConfig,
 };
@@ -39,6 +39,7 @@ use crate::network::mac_string;
 
 mod adopt;
 pub mod shared_ram;
+mod snapshot;
 
 use adopt::stream_problem;
 
@@ -195,94 +196,6 @@ impl QemuDriver {
                 after: self.start_timeout,
             })),
         }
-    }
-
-    async fn do_snapshot(&self, vm: QemuVm, run_dir: &Path) -> Result<Snapshot, QemuError> {
-        let QemuVm {
-            mut process,
-            mut qmp,
-            shared_ram: shared,
-        } = vm;
-        let start = Instant::now();
-        let tmp = run_dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-        let path = run_dir.join(SNAPSHOT_FILE);
-        qmp.stop().await?;
-        private_file(&tmp)?;
-        if shared {
-            shared_ram::before_snapshot(&mut qmp).await?;
-        }
-        qmp.migrate_to_file(&tmp, self.snapshot_timeout).await?;
-        shared_ram::mark(run_dir, shared)?;
-        std::fs::rename(&tmp, &path).map_err(|source| QemuError::File {
-            path: path.clone(),
-            source,
-        })?;
-        crate::sandbox::fault::point("snapshot.written");
-        qmp.quit().await?;
-        let limit = Duration::from_secs(10);
-        let exited = tokio::task::spawn_blocking(move || {
-            let r = process.wait_exit(limit);
-            // Drop kills and reaps it if it did not exit on its own.
-            drop(process);
-            r
-        })
-        .await
-        .map_err(|e| QemuError::Wait(io::Error::other(e)))?
-        .map_err(QemuError::Wait)?;
-        if exited.is_none() {
-            return Err(QemuError::NoExit(limit));
-        }
-        let size_bytes = std::fs::metadata(&path)
-            .map_err(|source| QemuError::File {
-                path: path.clone(),
-                source,
-            })?
-            .len();
-        Ok(Snapshot {
-            files: vec![path],
-            size_bytes,
-            took: start.elapsed(),
-        })
-    }
-
-    async fn do_restore(&self, config: &VmConfig, snap: &Snapshot) -> Result<QemuVm, QemuError> {
-        let file = snap
-            .files
-            .first()
-            .cloned()
-            .unwrap_or_else(|| config.run_dir.join(SNAPSHOT_FILE));
-        if let Some(problem) = stream_problem(&file) {
-            return Err(QemuError::File {
-                path: file,
-                source: io::Error::new(io::ErrorKind::InvalidData, problem),
-            });
-        }
-        let mut spec = self.launch_spec(config);
-        let uri = incoming_uri(&file)?;
-        let shared = shared_ram::is_shared(&config.run_dir);
-        let ram = shared_ram::ram_file(&config.run_dir);
-        if shared {
-            spec.memory_file = Some(ram);
-            spec.incoming = Some("defer".into());
-        } else {
-            // A full stream brings its memory; an old RAM file is garbage.
-            shared_ram::remove(&ram)?;
-            spec.incoming = Some(uri.clone());
-        }
-        let mut vm = self.start(&spec).await?;
-        if shared {
-            shared_ram::start_incoming(&mut vm.qmp, &uri).await?;
-        }
-        vm.qmp.wait_incoming(self.snapshot_timeout).await?;
-        // The state is loaded; once the guest runs, its disks (and RAM
-        // file) move past the snapshot, so it must not be restored again.
-        std::fs::remove_file(&file).map_err(|source| QemuError::File {
-            path: file.clone(),
-            source,
-        })?;
-        shared_ram::remove(&shared_ram::marker(&config.run_dir))?;
-        vm.qmp.cont().await?;
-        Ok(vm)
     }
 }
 
