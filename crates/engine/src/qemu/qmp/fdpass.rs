@@ -15,12 +15,7 @@ impl QmpClient {
     /// `getfd NAME` with `fd` attached.
     pub async fn send_fd(&mut self, name: &str, fd: BorrowedFd<'_>) -> Result<(), QmpError> {
         let after = self.command_timeout;
-        tokio::time::timeout(after, self.send_fd_inner(name, fd))
-            .await
-            .map_err(|_| QmpError::Timeout {
-                what: "a QMP reply",
-                after,
-            })?
+        super::within(after, self.send_fd_inner(name, fd)).await
     }
 
     async fn send_fd_inner(&mut self, name: &str, fd: BorrowedFd<'_>) -> Result<(), QmpError> {

@@ -175,6 +175,19 @@ pub struct MigrationStats {
     pub transferred_bytes: u64,
 }
 
+/// `call` (a command and its reply) within the command time limit `after`.
+async fn within<T>(
+    after: Duration,
+    call: impl std::future::Future<Output = Result<T, QmpError>>,
+) -> Result<T, QmpError> {
+    tokio::time::timeout(after, call)
+        .await
+        .map_err(|_| QmpError::Timeout {
+            what: "a QMP reply",
+            after,
+        })?
+}
+
 /// A connected, capability-negotiated QMP session.
 #[derive(Debug)]
 pub struct QmpClient {
@@ -259,12 +272,7 @@ impl QmpClient {
     /// is recognised by its id and skipped.
     pub async fn execute(&mut self, command: &str, args: Option<Value>) -> Result<Value, QmpError> {
         let after = self.command_timeout;
-        tokio::time::timeout(after, self.execute_inner(command, args))
-            .await
-            .map_err(|_| QmpError::Timeout {
-                what: "a QMP reply",
-                after,
-            })?
+        within(after, self.execute_inner(command, args)).await
     }
 
     async fn execute_inner(
