@@ -47,6 +47,9 @@ use bhatti_proto::config::GuestConfig;
 
 type BenchResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
+/// Where the tmpfs path keeps guest RAM (a temporary directory, removed
+/// however the bench ends).
+const SHM: &str = "/dev/shm";
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 const FILL: &str = "dd if=/dev/urandom of=/dev/shm/fill bs=1M count=64 2>/dev/null; \
                     md5sum /dev/shm/fill";
@@ -116,7 +119,13 @@ async fn sh(agent: &Client, script: &str) -> BenchResult<String> {
 }
 
 /// The launch spec of a fresh VM of one path in `dir`.
-fn spec_for(dir: &Path, ns: &str, net: GuestNet, mode: Mode) -> BenchResult<LaunchSpec> {
+fn spec_for(
+    dir: &Path,
+    shm: &Path,
+    ns: &str,
+    net: GuestNet,
+    mode: Mode,
+) -> BenchResult<LaunchSpec> {
     let images = ImagePaths::from_env();
     std::fs::create_dir_all(dir)?;
     let rootfs = dir.join("rootfs.ext4");
@@ -138,10 +147,7 @@ fn spec_for(dir: &Path, ns: &str, net: GuestNet, mode: Mode) -> BenchResult<Laun
     spec.memory_file = match mode {
         Mode::Full => None,
         Mode::Shared => Some(dir.join("ram")),
-        Mode::Tmpfs => Some(PathBuf::from(format!(
-            "/dev/shm/bhatti-bench-{}",
-            unique_name("ram")
-        ))),
+        Mode::Tmpfs => Some(shm.join("ram")),
     };
     Ok(spec)
 }
@@ -164,10 +170,7 @@ async fn round(vm: Vm, snap: &Path, agent: &Client, sum: &str) -> BenchResult<(R
     let _ = std::fs::remove_file(snap);
     qmp.migrate_to_file(snap, Duration::from_secs(120)).await?;
     let on_disk = snap.with_extension("ram");
-    let tmpfs = spec
-        .memory_file
-        .clone()
-        .filter(|f| f.starts_with("/dev/shm"));
+    let tmpfs = spec.memory_file.clone().filter(|f| f.starts_with(SHM));
     if let Some(ram) = &tmpfs {
         std::fs::copy(ram, &on_disk)?;
     }
@@ -226,6 +229,7 @@ async fn boot_path(
     engine: &VmEngine<QemuDriver>,
     sockets: &SocketFactory,
     root: &Path,
+    shm: &Path,
     mode: Mode,
     ip: Ipv4Addr,
 ) -> BenchResult<PathRun> {
@@ -246,7 +250,7 @@ async fn boot_path(
         prefix_len: 24,
     };
     let dir = root.join(name);
-    let spec = spec_for(&dir, engine.network().netns(), net, mode)?;
+    let spec = spec_for(&dir, shm, engine.network().netns(), net, mode)?;
     let vm = start(&spec).await?;
     let agent = Client::new(NetnsConnector::new(ip, sockets.clone())).with_token(TOKEN);
     ready(&agent).await?;
@@ -336,13 +340,16 @@ async fn bench(rounds: usize) -> BenchResult {
     )
     .await?;
     let sockets = SocketFactory::start(ns.name())?;
+    let shm = tempfile::Builder::new()
+        .prefix("bhatti-bench-")
+        .tempdir_in(SHM)?;
     let mut paths = Vec::new();
     for (i, mode) in [Mode::Full, Mode::Shared, Mode::Tmpfs]
         .into_iter()
         .enumerate()
     {
         let ip = Ipv4Addr::new(10, 213, 0, 211 + i as u8);
-        paths.push(boot_path(&engine, &sockets, dir.path(), mode, ip).await?);
+        paths.push(boot_path(&engine, &sockets, dir.path(), shm.path(), mode, ip).await?);
     }
     // Interleaved, so host noise hits every path alike.
     for _ in 0..rounds {
