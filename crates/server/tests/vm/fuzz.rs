@@ -15,9 +15,10 @@
 //! The fuzzer runs as a user with small limits (2 sandboxes, 1 CPU,
 //! 256 MB each), so random creates cannot boot many VMs. Sandboxes `fz`
 //! and `fz2` exist before the run; every `{id}` path parameter is `fz`'s
-//! id (it may be renamed), except those of delete, stop and start, which
-//! are `fz2`'s: a deleted or stopped `fz` would turn every later
-//! operation on it into a 404 or 409 that tests nothing.
+//! id, except those of delete, stop, start and patch
+//! (whose `ttl_sec` is a delete or stop a second later), which are
+//! `fz2`'s: a deleted or stopped `fz` would turn every later operation on
+//! it into a 404 or 409 that tests nothing.
 //! Excluded: the reverse
 //! proxy (`/proxy/`), whose 502 when nothing listens in the guest is the
 //! right answer, not a fault of the daemon. `BHATTI_FUZZ_EXAMPLES` and
@@ -159,8 +160,9 @@ async fn past_rate_limit(
 }
 
 /// Settings schemathesis reads from `schemathesis.toml` in its working
-/// directory: every `{id}` is sandbox `fz` by its id (a rename keeps it),
-/// but the one of delete, stop and start is `fz2`'s (so that `fz` stays
+/// directory: every `{id}` is sandbox `fz` by its id, but the one of
+/// delete, stop, start and patch (a TTL stops or deletes) is `fz2`'s (so
+/// that `fz` stays
 /// running for exec, files and sessions). Creates and the
 /// routes that need no sandbox (templates, volumes, secrets) run as a
 /// second user, `other`: the rate limit (600 writes a minute per user) would
@@ -177,6 +179,7 @@ include-name = [
     "DELETE /sandboxes/{{id}}",
     "POST /sandboxes/{{id}}/stop",
     "POST /sandboxes/{{id}}/start",
+    "PATCH /sandboxes/{{id}}",
 ]
 parameters = {{ "path.id" = "{fz2}" }}
 
