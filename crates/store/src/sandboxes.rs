@@ -98,12 +98,12 @@ pub struct Sandbox {
     pub on_expire: OnExpire,
 }
 
-pub(crate) const COLUMNS: &str = "id, user_id, name, status, thermal, status_reason, ip, cpus, \
+const COLUMNS: &str = "id, user_id, name, status, thermal, status_reason, ip, cpus, \
      memory_mb, keep_hot, template_id, image, spec, created_at, stopped_at, destroyed_at, \
      labels, expires_at, on_expire";
 
 /// A row decoded without interpretation; [`Raw::into_sandbox`] validates it.
-pub(crate) struct Raw {
+struct Raw {
     s: Sandbox,
     status: String,
     thermal: String,
@@ -112,7 +112,7 @@ pub(crate) struct Raw {
     on_expire: String,
 }
 
-pub(crate) fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
+fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
     Ok(Raw {
         status: r.get(3)?,
         thermal: r.get(4)?,
@@ -144,7 +144,7 @@ pub(crate) fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
 }
 
 impl Raw {
-    pub(crate) fn into_sandbox(self) -> Result<Sandbox> {
+    fn into_sandbox(self) -> Result<Sandbox> {
         let mut s = self.s;
         s.status = self.status.parse()?;
         s.thermal = self.thermal.parse()?;

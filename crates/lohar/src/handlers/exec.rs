@@ -158,17 +158,11 @@ impl Stdin {
         }
     }
 
-    /// Closes the child's stdin (after what the feeder still holds).
+    /// Closes the child's stdin (after what the feeder still holds):
+    /// dropping the sender ends the feeder once its queue is written, and
+    /// dropping an unopened write end closes it at once.
     fn close(&mut self) {
-        match std::mem::replace(self, Stdin::Closed) {
-            // Dropping the sender ends the feeder after its queue; the
-            // task itself is left to finish.
-            Stdin::Feeding(tx, feeder) => {
-                drop(tx);
-                drop(feeder);
-            }
-            Stdin::Unopened(_) | Stdin::Closed => {}
-        }
+        *self = Stdin::Closed;
     }
 }
 
