@@ -10,6 +10,8 @@
 //! - [`messages`]: the JSON payloads with their exact field names, and the
 //!   binary RESIZE/EXIT payload helpers.
 //! - [`config`]: `config.json` on the sandbox's config drive.
+//! - [`identify`]: the line that re-identifies a guest restored from
+//!   another sandbox's snapshot (sent over its serial console).
 //! - [`error_code`]: machine-readable error codes and the ERROR_CODE frame
 //!   that carries them (protocol version 2; `docs/protocol.md`).
 //! - [`text`]: quoting untrusted input in error messages (a short prefix,
@@ -29,6 +31,7 @@ pub mod async_io;
 pub mod config;
 pub mod error_code;
 pub mod frame;
+pub mod identify;
 pub mod messages;
 pub mod sync_io;
 pub mod text;
