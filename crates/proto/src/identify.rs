@@ -118,7 +118,7 @@ pub fn unhex(s: &[u8]) -> Option<Vec<u8>> {
             _ => None,
         }
     }
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     s.chunks_exact(2)
@@ -154,8 +154,8 @@ mod tests {
             line.bytes()
                 .all(|b| b == b'\n' || (0x20..0x7f).contains(&b))
         );
-        assert_eq!(Identity::from_line(line.as_bytes()).unwrap(), id);
-        assert_eq!(id.entropy_bytes().unwrap(), vec![7; ENTROPY_LEN]);
+        assert_eq!(Identity::from_line(line.as_bytes()).expect("parses"), id);
+        assert_eq!(id.entropy_bytes(), Some(vec![7; ENTROPY_LEN]));
     }
 
     #[test]
