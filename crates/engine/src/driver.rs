@@ -263,6 +263,36 @@ pub trait Driver: Send + Sync + std::fmt::Debug + 'static {
         snapshot: &Snapshot,
     ) -> impl Future<Output = Result<Self::Vm, DriverError>> + Send;
 
+    /// Pauses the VM (if it runs) and writes its memory and device state
+    /// to `dest`, keeping the VMM: the VM stays paused, and its disks
+    /// match the state until it runs again (the caller copies them now),
+    /// then [`Driver::resume`] continues it. A named snapshot or a fork.
+    fn capture(
+        &self,
+        vm: &mut Self::Vm,
+        dest: &Path,
+    ) -> impl Future<Output = Result<Snapshot, DriverError>> + Send;
+
+    /// Starts a VMM for `config` from a [`Driver::capture`]d `snapshot`
+    /// (only read: it stays for other clones) and resumes it. The guest
+    /// still has the identity of the VM it was captured from, until
+    /// [`Driver::send_identity`] gives it its own; until then its frames
+    /// are dropped by its own bridge port.
+    fn restore_clone(
+        &self,
+        config: &VmConfig,
+        snapshot: &Snapshot,
+    ) -> impl Future<Output = Result<Self::Vm, DriverError>> + Send;
+
+    /// Sends `line` (`bhatti_proto::identify`) to the guest agent of a VM
+    /// made by [`Driver::restore_clone`] over a channel that is not its
+    /// network (QEMU: the serial console's input).
+    fn send_identity(
+        &self,
+        vm: &mut Self::Vm,
+        line: &[u8],
+    ) -> impl Future<Output = Result<(), DriverError>> + Send;
+
     /// Lets go of the VMM without ending it: its control channel is
     /// closed and the process keeps running after this engine is gone,
     /// for the next one to [`Driver::adopt`].

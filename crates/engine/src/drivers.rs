@@ -168,6 +168,32 @@ macro_rules! drivers {
                 }
             }
 
+            async fn capture(&self, vm: &mut AnyVm, dest: &Path) -> Result<Snapshot, DriverError> {
+                #[allow(unreachable_patterns)]
+                match (self, vm) {
+                    $((Self::$variant(d), AnyVm::$variant(vm)) => d.capture(vm, dest).await,)+
+                    (d, vm) => Err(d.foreign(vm)),
+                }
+            }
+
+            async fn restore_clone(
+                &self,
+                config: &VmConfig,
+                snapshot: &Snapshot,
+            ) -> Result<AnyVm, DriverError> {
+                match self {
+                    $(Self::$variant(d) => d.restore_clone(config, snapshot).await.map(AnyVm::$variant),)+
+                }
+            }
+
+            async fn send_identity(&self, vm: &mut AnyVm, line: &[u8]) -> Result<(), DriverError> {
+                #[allow(unreachable_patterns)]
+                match (self, vm) {
+                    $((Self::$variant(d), AnyVm::$variant(vm)) => d.send_identity(vm, line).await,)+
+                    (d, vm) => Err(d.foreign(vm)),
+                }
+            }
+
             fn release(&self, vm: AnyVm) {
                 #[allow(unreachable_patterns)]
                 match (self, vm) {

@@ -29,6 +29,7 @@ pub use bhatti_agent::{
 use crate::driver::DriverError;
 use crate::image::{DiskLimits, ImageError, Tier};
 use crate::network::NetworkError;
+use crate::snapshot::{CloneSpec, SnapshotId, SnapshotInfo};
 use crate::state::{SandboxState, StateError};
 
 /// The body of a file write: any byte stream (an HTTP body, a file, a
@@ -299,6 +300,15 @@ pub enum EngineError {
     ConfigDrive(#[from] crate::image::config_drive::ConfigDriveError),
     #[error("sandbox {0} has no snapshot to restore")]
     NoSnapshot(SandboxId),
+    #[error("snapshot {0} not found")]
+    SnapshotNotFound(SnapshotId),
+    #[error("snapshot {0} already exists")]
+    SnapshotExists(SnapshotId),
+    #[error("snapshot {id} cannot be restored: {problem}")]
+    SnapshotBroken { id: SnapshotId, problem: String },
+    /// A request this engine cannot carry out for this sandbox (yet).
+    #[error("{0}")]
+    Unsupported(String),
     #[error("internal inconsistency: {0}")]
     Inconsistent(String),
     #[error("the guest agent did not become ready: {0}")]
@@ -444,6 +454,33 @@ pub trait Engine: Send + Sync + 'static {
     /// Deletes a volume's file (nothing if it was never made);
     /// [`EngineError::VolumeBusy`] while a sandbox has it attached.
     fn delete_volume(&self, name: &str) -> impl Future<Output = EngineResult<()>> + Send;
+
+    /// Writes snapshot `snap` of sandbox `id` ([`crate::snapshot`]): a hot
+    /// sandbox is paused for it and runs on, a warm one stays warm, a
+    /// stopped or cold one's saved state is copied.
+    fn snapshot(
+        &self,
+        id: &SandboxId,
+        snap: &SnapshotId,
+    ) -> impl Future<Output = EngineResult<SnapshotInfo>> + Send;
+    /// Every snapshot, by id; each with its files checked.
+    fn list_snapshots(&self) -> impl Future<Output = Vec<SnapshotInfo>> + Send;
+    fn delete_snapshot(&self, snap: &SnapshotId) -> impl Future<Output = EngineResult<()>> + Send;
+    /// Creates sandbox `id` from snapshot `snap`: restored, not booted,
+    /// then given its own identity; returns once its agent answers there.
+    fn create_from_snapshot(
+        &self,
+        id: SandboxId,
+        snap: &SnapshotId,
+        spec: CloneSpec,
+    ) -> impl Future<Output = EngineResult<SandboxInfo>> + Send;
+    /// Makes one child of sandbox `id` per entry (its own id and spec),
+    /// from one snapshot taken now. All or nothing.
+    fn fork(
+        &self,
+        id: &SandboxId,
+        children: Vec<(SandboxId, CloneSpec)>,
+    ) -> impl Future<Output = EngineResult<Vec<SandboxInfo>>> + Send;
 
     /// Lets the guest exchange packets with its tenant's other guests
     /// (that allow it too), or not: [`SandboxSpec::peers`] changed in

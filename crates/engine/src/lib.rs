@@ -22,4 +22,5 @@ pub mod netns;
 pub mod network;
 pub mod qemu;
 pub mod sandbox;
+pub mod snapshot;
 pub mod state;

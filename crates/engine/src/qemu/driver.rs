@@ -9,6 +9,11 @@
 //!   the state to load, delete `mem.snap` (the disks are about to move past
 //!   it), `cont`. A file that does not start like a QEMU migration stream
 //!   is refused before QEMU starts;
+//! - capture (named snapshot, fork): `stop`, a full migration to the
+//!   given file, the VMM stays (paused, `postmigrate`) until `cont`;
+//! - clone: the captured file restored into a new VMM whose console is a
+//!   Unix socket (`<run_dir>/console.sock`, still logged to `console.log`)
+//!   through which the guest gets its new identity ([`clone`]);
 //! - with [`QemuDriver::shared_ram`] (off by default) guest RAM is the run
 //!   dir's `ram` file, a snapshot migrates device state only and a restore
 //!   maps the file again ([`shared_ram`]);
@@ -38,6 +43,7 @@ use crate::driver::{
 use crate::network::mac_string;
 
 mod adopt;
+mod clone;
 pub mod shared_ram;
 mod snapshot;
 
@@ -115,6 +121,9 @@ pub struct QemuVm {
     qmp: QmpClient,
     /// Its RAM is the run dir's shared RAM file ([`shared_ram`]).
     shared_ram: bool,
+    /// The console socket, once [`Driver::send_identity`] connected to it
+    /// (kept open while the VM lives: the guest reads at its own pace).
+    console: Option<tokio::net::UnixStream>,
 }
 
 impl QemuVm {
@@ -189,6 +198,7 @@ impl QemuDriver {
                 process,
                 qmp,
                 shared_ram: spec.memory_file.is_some(),
+                console: None,
             }),
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(QemuError::Qmp(QmpError::Timeout {
@@ -346,6 +356,37 @@ impl Driver for QemuDriver {
         self.do_snapshot(vm, &config.run_dir)
             .await
             .map_err(|e| DriverError::Snapshot {
+                driver: NAME,
+                source: boxed(e),
+            })
+    }
+
+    async fn capture(&self, vm: &mut QemuVm, dest: &Path) -> Result<Snapshot, DriverError> {
+        self.do_capture(vm, dest)
+            .await
+            .map_err(|e| DriverError::Snapshot {
+                driver: NAME,
+                source: boxed(e),
+            })
+    }
+
+    async fn restore_clone(
+        &self,
+        config: &VmConfig,
+        snapshot: &Snapshot,
+    ) -> Result<QemuVm, DriverError> {
+        self.do_clone_from(config, snapshot)
+            .await
+            .map_err(|e| DriverError::Restore {
+                driver: NAME,
+                source: boxed(e),
+            })
+    }
+
+    async fn send_identity(&self, vm: &mut QemuVm, line: &[u8]) -> Result<(), DriverError> {
+        self.do_send_identity(vm, line)
+            .await
+            .map_err(|e| DriverError::Restore {
                 driver: NAME,
                 source: boxed(e),
             })

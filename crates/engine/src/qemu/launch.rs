@@ -188,6 +188,13 @@ pub struct LaunchSpec {
     /// `x-ignore-shared` capability then writes only device state, and a
     /// restore maps the same file. `None`: anonymous RAM.
     pub memory_file: Option<PathBuf>,
+    /// The console's input as well as its output: the console chardev is
+    /// a Unix socket at this path (`server=on,wait=off`) that still logs
+    /// everything the guest prints to `console_log`. What the host writes
+    /// to the socket reaches the guest's `/dev/ttyS0` (how a guest
+    /// restored from another sandbox's snapshot is re-identified,
+    /// `bhatti_proto::identify`). `None`: output only, to the file.
+    pub console_socket: Option<PathBuf>,
 }
 
 impl LaunchSpec {
@@ -219,7 +226,21 @@ impl LaunchSpec {
             cgroup: Some(cgroup::name_for(run_dir)),
             seccomp: true,
             memory_file: None,
+            console_socket: None,
         }
+    }
+
+    /// The `-chardev` of the serial console: a file, or a socket that
+    /// logs to the file ([`LaunchSpec::console_socket`]).
+    fn console_chardev(&self) -> Result<String, LaunchError> {
+        let console = escape(&text(&self.console_log)?);
+        Ok(match &self.console_socket {
+            Some(sock) => {
+                let sock = escape(&text(sock)?);
+                format!("socket,id=console,path={sock},server=on,wait=off,logfile={console}")
+            }
+            None => format!("file,id=console,path={console}"),
+        })
     }
 
     /// The kernel command line.
@@ -316,8 +337,7 @@ impl LaunchSpec {
         if let Some(cid) = self.vsock_cid {
             push(&["-device", &format!("vhost-vsock-device,guest-cid={cid}")]);
         }
-        let console = escape(&text(&self.console_log)?);
-        push(&["-chardev", &format!("file,id=console,path={console}")]);
+        push(&["-chardev", &self.console_chardev()?]);
         push(&["-serial", "chardev:console"]);
         if let Some(qmp) = &self.qmp_socket {
             let qmp = escape(&text(qmp)?);

@@ -35,7 +35,7 @@ pub const CONFIG_DRIVE_FILE: &str = "config.ext4";
 
 /// What a create has made so far (undone on failure).
 #[derive(Debug, Default)]
-struct Made {
+pub(super) struct Made {
     dir: Option<PathBuf>,
     ip: Option<Ipv4Addr>,
     port: Option<GuestPort>,
@@ -70,7 +70,7 @@ impl<D: Driver> VmEngine<D> {
 
     /// Reserves `id` while it is being created: a second create of the
     /// same id fails at once.
-    fn reserve(&self, id: &SandboxId) -> EngineResult<()> {
+    pub(super) fn reserve(&self, id: &SandboxId) -> EngineResult<()> {
         let mut map = self.creating.lock().unwrap_or_else(PoisonError::into_inner);
         let exists = self
             .sandboxes
@@ -177,7 +177,7 @@ impl<D: Driver> VmEngine<D> {
     }
 
     /// The sandbox's own directory (a leftover one means the id is taken).
-    fn make_dir(&self, id: &SandboxId, made: &mut Made) -> EngineResult<PathBuf> {
+    pub(super) fn make_dir(&self, id: &SandboxId, made: &mut Made) -> EngineResult<PathBuf> {
         let dir = self.config.data_dir.join("sandboxes").join(id.as_str());
         if dir.exists() {
             return Err(EngineError::AlreadyExists(id.clone()));
@@ -193,7 +193,7 @@ impl<D: Driver> VmEngine<D> {
     /// An address, egress if asked (`spec.egress` is settled here), and
     /// the sandbox's port on the bridge (attached later, with the rootfs
     /// copy).
-    async fn claim_address(
+    pub(super) async fn claim_address(
         &self,
         id: &SandboxId,
         spec: &mut SandboxSpec,
@@ -271,7 +271,18 @@ impl<D: Driver> VmEngine<D> {
         vm_config: &VmConfig,
         token: &str,
     ) -> EngineResult<(D::Vm, Client)> {
-        let mut vm = self.driver.spawn(vm_config).await?;
+        let vm = self.driver.spawn(vm_config).await?;
+        self.await_agent(vm, vm_config, token).await
+    }
+
+    /// Waits for the agent of `vm` to answer with `token`; a guest that
+    /// never does is killed, with its console's last lines in the error.
+    pub(super) async fn await_agent(
+        &self,
+        mut vm: D::Vm,
+        vm_config: &VmConfig,
+        token: &str,
+    ) -> EngineResult<(D::Vm, Client)> {
         let link = self.driver.agent_transport(vm_config);
         // Log lines about this agent name its sandbox (the run dir's name).
         let peer = vm_config.run_dir.file_name().map_or_else(
@@ -325,7 +336,7 @@ impl<D: Driver> VmEngine<D> {
 
     /// Removes what a failed create (or a destroy) made, newest first.
     /// Failures are logged: the caller already has the error that matters.
-    async fn undo(&self, made: Made) {
+    pub(super) async fn undo(&self, made: Made) {
         for name in made.volumes {
             self.volumes.release(&name);
         }
@@ -484,7 +495,7 @@ const READY_POLL: Duration = Duration::from_millis(10);
 const READY_ATTEMPT: Duration = Duration::from_millis(250);
 
 /// A fresh agent token ([`bhatti_proto::token::agent_token`]).
-fn random_token() -> EngineResult<String> {
+pub(super) fn random_token() -> EngineResult<String> {
     bhatti_proto::token::agent_token().map_err(|e| EngineError::Io {
         path: PathBuf::from("getrandom"),
         source: std::io::Error::other(e),

@@ -28,12 +28,14 @@
 //!   that a mirror can always tell the newer of two states.
 //! - `ip`/`nft`, file copies and `mkfs` run on the blocking pool.
 
+mod clone;
 mod create;
 pub mod fault;
 mod ops;
 pub mod orphans;
 pub mod ports;
 mod recover;
+mod snapshots;
 mod vmm;
 mod volume;
 
@@ -235,7 +237,7 @@ impl<D: Driver> VmEngine<D> {
         let net_cfg = config.network.clone();
         let network = blocking(move || Network::setup(net_cfg)).await??;
         let network = Arc::new(network);
-        for sub in ["sandboxes", "volumes"] {
+        for sub in ["sandboxes", "volumes", "snapshots"] {
             let dir = config.data_dir.join(sub);
             std::fs::create_dir_all(&dir)
                 .map_err(|source| EngineError::Io { path: dir, source })?;

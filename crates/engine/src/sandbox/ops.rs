@@ -13,6 +13,7 @@ use crate::engine::{
     FileReader, FileSource, ReadOptions, SandboxId, SandboxInfo, SandboxSpec, Session, SessionInfo,
     ShellOptions, Tunnel,
 };
+use crate::snapshot::{CloneSpec, SnapshotId, SnapshotInfo};
 use crate::state::Op;
 
 impl<D: Driver> Engine for VmEngine<D> {
@@ -30,6 +31,37 @@ impl<D: Driver> Engine for VmEngine<D> {
 
     async fn delete_volume(&self, name: &str) -> EngineResult<()> {
         self.volumes.delete(name)
+    }
+
+    async fn snapshot(&self, id: &SandboxId, snap: &SnapshotId) -> EngineResult<SnapshotInfo> {
+        let dir = self.snapshots_root().join(snap.as_str());
+        self.take_snapshot(id, snap, &dir).await
+    }
+
+    async fn list_snapshots(&self) -> Vec<SnapshotInfo> {
+        self.all_snapshots()
+    }
+
+    async fn delete_snapshot(&self, snap: &SnapshotId) -> EngineResult<()> {
+        self.remove_snapshot(snap).await
+    }
+
+    async fn create_from_snapshot(
+        &self,
+        id: SandboxId,
+        snap: &SnapshotId,
+        spec: CloneSpec,
+    ) -> EngineResult<SandboxInfo> {
+        let dir = self.snapshots_root().join(snap.as_str());
+        self.clone_sandbox(id, snap, &dir, spec).await
+    }
+
+    async fn fork(
+        &self,
+        id: &SandboxId,
+        children: Vec<(SandboxId, CloneSpec)>,
+    ) -> EngineResult<Vec<SandboxInfo>> {
+        self.fork_sandbox(id, children).await
     }
 
     async fn set_peers(&self, id: &SandboxId, peers: bool) -> EngineResult<()> {

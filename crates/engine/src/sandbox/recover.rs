@@ -125,14 +125,22 @@ pub enum Lost {
 const ENDED_WHILE_DOWN: &str = "its VMM ended while the daemon was down, without a snapshot";
 
 pub(super) fn write_meta(dir: &Path, meta: &Meta) -> EngineResult<()> {
-    let path = dir.join(META_FILE);
+    write_private_json(&dir.join(META_FILE), meta)
+}
+
+/// Writes `value` as JSON to `path` (through a temporary file and a
+/// rename, mode 0600: such files hold agent tokens).
+pub(super) fn write_private_json(path: &Path, value: &impl Serialize) -> EngineResult<()> {
     let io = |source| EngineError::Io {
-        path: path.clone(),
+        path: path.to_owned(),
         source,
     };
-    let json = serde_json::to_vec_pretty(meta).map_err(|e| io(std::io::Error::other(e)))?;
-    let tmp = dir.join(format!("{META_FILE}.tmp"));
-    // It holds the agent token: the daemon's alone.
+    let json = serde_json::to_vec_pretty(value).map_err(|e| io(std::io::Error::other(e)))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!("{name}.tmp"));
     let _ = std::fs::remove_file(&tmp);
     std::fs::OpenOptions::new()
         .write(true)
@@ -141,7 +149,7 @@ pub(super) fn write_meta(dir: &Path, meta: &Meta) -> EngineResult<()> {
         .open(&tmp)
         .and_then(|mut f| f.write_all(&json))
         .map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)
+    std::fs::rename(&tmp, path).map_err(io)
 }
 
 pub(super) fn read_meta(dir: &Path) -> Result<Meta, Lost> {
@@ -183,6 +191,7 @@ impl<D: Driver> VmEngine<D> {
     /// before any create: a create in progress has no `sandbox.json` yet
     /// and would be taken for one that never finished.
     pub async fn recover(&self) -> EngineResult<Vec<Recovery>> {
+        self.clear_partial_snapshots();
         let root = self.config.data_dir.join("sandboxes");
         let entries = std::fs::read_dir(&root).map_err(|source| EngineError::Io {
             path: root.clone(),

@@ -58,6 +58,7 @@ impl QemuDriver {
             process,
             qmp,
             shared_ram,
+            console: None,
         };
         let paused = match state {
             RunState::Running => false,

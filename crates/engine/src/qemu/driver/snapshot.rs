@@ -20,6 +20,7 @@ impl QemuDriver {
             mut process,
             mut qmp,
             shared_ram: shared,
+            ..
         } = vm;
         let start = Instant::now();
         let tmp = run_dir.join(format!("{SNAPSHOT_FILE}.tmp"));

@@ -1,0 +1,114 @@
+//! Capture and clone of a [`QemuVm`]: what named snapshots and forks are
+//! made of (see the module docs of [`super`]).
+//!
+//! - capture: `stop`, a full migration (RAM included, also for a VM with
+//!   a shared RAM file: `x-ignore-shared` is switched off first, so the
+//!   file stands alone) to the given path, written by QEMU through a
+//!   passed descriptor; QEMU stays in `postmigrate` and `cont` resumes it
+//!   (which takes its disks back).
+//! - clone: the same argv as a boot of the new VM's config, with its
+//!   console as a Unix socket and `-incoming "exec:cat FILE"`; once the
+//!   state is in, `cont`. The file is only read.
+//! - identity: written to the console socket, which stays connected for
+//!   the VM's life (QEMU hands the bytes to the guest's UART as the guest
+//!   reads them).
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use tokio::io::AsyncWriteExt;
+
+use super::adopt::stream_problem;
+use super::{QemuDriver, QemuError, QemuVm, shared_ram};
+use crate::driver::{Snapshot, VmConfig};
+use crate::qemu::qmp::incoming_uri;
+
+/// The console socket of a cloned VM, in its run dir.
+pub const CONSOLE_SOCKET: &str = "console.sock";
+
+impl QemuDriver {
+    pub(super) async fn do_capture(
+        &self,
+        vm: &mut QemuVm,
+        dest: &Path,
+    ) -> Result<Snapshot, QemuError> {
+        let start = Instant::now();
+        vm.qmp.stop().await?;
+        if vm.shared_ram {
+            vm.qmp
+                .set_migration_capability("x-ignore-shared", false)
+                .await?;
+        }
+        vm.qmp.migrate_to_file(dest, self.snapshot_timeout).await?;
+        let size_bytes = std::fs::metadata(dest)
+            .map_err(|source| file_err(dest, source))?
+            .len();
+        Ok(Snapshot {
+            files: vec![dest.to_owned()],
+            size_bytes,
+            took: start.elapsed(),
+        })
+    }
+
+    pub(super) async fn do_clone_from(
+        &self,
+        config: &VmConfig,
+        snap: &Snapshot,
+    ) -> Result<QemuVm, QemuError> {
+        let Some(file) = snap.files.first().cloned() else {
+            return Err(file_err(
+                &config.run_dir,
+                io::Error::new(io::ErrorKind::NotFound, "the snapshot has no files"),
+            ));
+        };
+        if let Some(problem) = stream_problem(&file) {
+            return Err(file_err(
+                &file,
+                io::Error::new(io::ErrorKind::InvalidData, problem),
+            ));
+        }
+        let mut spec = self.launch_spec(config);
+        spec.console_socket = Some(console_socket(&config.run_dir));
+        spec.incoming = Some(incoming_uri(&file)?);
+        // A clone's RAM is its own anonymous memory, loaded from the file.
+        shared_ram::remove(&shared_ram::ram_file(&config.run_dir))?;
+        let mut vm = self.start(&spec).await?;
+        vm.qmp.wait_incoming(self.snapshot_timeout).await?;
+        vm.qmp.cont().await?;
+        Ok(vm)
+    }
+
+    pub(super) async fn do_send_identity(
+        &self,
+        vm: &mut QemuVm,
+        line: &[u8],
+    ) -> Result<(), QemuError> {
+        let run_dir = vm.process.console_log().parent().unwrap_or(Path::new("."));
+        let path = console_socket(run_dir);
+        let console = match vm.console.take() {
+            Some(c) => c,
+            None => tokio::net::UnixStream::connect(&path)
+                .await
+                .map_err(|e| file_err(&path, e))?,
+        };
+        let console = vm.console.insert(console);
+        console
+            .write_all(line)
+            .await
+            .map_err(|e| file_err(&path, e))?;
+        console.flush().await.map_err(|e| file_err(&path, e))
+    }
+}
+
+/// Where a cloned VM's console socket is.
+pub fn console_socket(run_dir: &Path) -> PathBuf {
+    run_dir.join(CONSOLE_SOCKET)
+}
+
+fn file_err(path: &Path, source: io::Error) -> QemuError {
+    QemuError::File {
+        path: path.to_owned(),
+        source,
+    }
+}
