@@ -1,6 +1,6 @@
 //! The daemon's persistent state in SQLite: users, sandboxes, templates,
-//! secrets (ciphertext only), volumes with their attachments, and published
-//! ports.
+//! secrets (ciphertext only), volumes with their attachments, published
+//! ports, and the owners and names of snapshots.
 //!
 //! Everything SQLite-specific lives in [`db`]: pragmas (WAL, busy timeout,
 //! foreign keys), and migrations, one SQL file per migration under
@@ -23,6 +23,7 @@ pub mod lifetime;
 pub mod published;
 pub mod sandboxes;
 pub mod secrets;
+pub mod snapshots;
 pub mod templates;
 pub mod users;
 pub mod volumes;

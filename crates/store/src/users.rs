@@ -120,8 +120,8 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes a user. Refused while the user still owns live sandboxes or
-    /// any volume, so that nothing a user created is removed behind them.
+    /// Deletes a user. Refused while the user still owns live sandboxes,
+    /// any volume or any snapshot, so that nothing a user created is removed behind them.
     pub fn delete_user(&self, name: &str) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -139,10 +139,15 @@ impl Store {
             [&id],
             |r| r.get(0),
         )?;
-        if live > 0 || volumes > 0 {
+        let snapshots: i64 = tx.query_row(
+            "SELECT count(*) FROM snapshots WHERE user_id = ?1",
+            [&id],
+            |r| r.get(0),
+        )?;
+        if live > 0 || volumes > 0 || snapshots > 0 {
             return Err(StoreError::InUse(format!(
-                "user {name} still owns {live} sandbox(es) and {volumes} volume(s); \
-                 destroy them first"
+                "user {name} still owns {live} sandbox(es), {volumes} volume(s) and \
+                 {snapshots} snapshot(s); delete them first"
             )));
         }
         tx.execute("DELETE FROM users WHERE id = ?1", [&id])?;
