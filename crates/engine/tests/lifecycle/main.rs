@@ -19,6 +19,7 @@ mod failures;
 mod guest;
 mod recovery;
 mod shared_ram;
+mod snapshots;
 mod thermal;
 mod users;
 
@@ -151,6 +152,7 @@ fn main() {
     let vm = [Need::Root, Need::Qemu, Need::Images];
     let mut trials = users::trials(&vm);
     trials.extend(shared_ram::trials(&vm));
+    trials.extend(snapshots::trials(&vm));
     trials.extend([
         trial("create_exec_destroy", &vm, thermal::create_exec_destroy),
         trial(
