@@ -49,7 +49,7 @@ pub const MAX_VOLUMES: usize = 24;
 pub const MAX_DISK_MB: u64 = 1024 * 1024;
 
 mod validate;
-pub use validate::guest_user_ok;
+pub use validate::{SpecError, guest_user_ok};
 
 /// A sandbox's id: 1-64 chars of `[a-z0-9-]`, starting with a letter or
 /// digit (safe as a file name and inside interface names).
@@ -177,55 +177,6 @@ impl Default for SandboxSpec {
             exec_user: None,
         }
     }
-}
-
-/// A request that cannot be carried out as written.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SpecError {
-    #[error("invalid sandbox id {0:?} (1-64 chars of a-z, 0-9, -)")]
-    Id(String),
-    #[error("cpus must be 1-{MAX_CPUS}, got {0}")]
-    Cpus(u32),
-    #[error("memory must be {MIN_MEMORY_MB}-{MAX_MEMORY_MB} MB, got {0}")]
-    Memory(u32),
-    #[error("disk size must be 1-{MAX_DISK_MB} MB, got {0}")]
-    DiskSize(u64),
-    #[error(
-        "disk size {asked_mb} MB is smaller than the {image} image ({image_mb} MB); a disk can grow, never shrink"
-    )]
-    DiskTooSmall {
-        asked_mb: u64,
-        image: Tier,
-        image_mb: u64,
-    },
-    #[error(
-        "disk size {asked_mb} MB is more than the {image} image's file system grows to at boot ({max_mb} MB)"
-    )]
-    DiskTooLarge {
-        asked_mb: u64,
-        image: Tier,
-        max_mb: u64,
-    },
-    #[error("invalid environment variable name {0:?}")]
-    EnvKey(String),
-    #[error("invalid hostname {0:?}")]
-    Hostname(String),
-    #[error("invalid volume name {0:?}")]
-    VolumeName(String),
-    #[error("volume {0:?} needs a size above 0")]
-    VolumeSize(String),
-    #[error("guest path {0:?} must be absolute without `..`")]
-    Path(String),
-    #[error("at most {MAX_VOLUMES} volumes, got {0}")]
-    TooManyVolumes(usize),
-    #[error("two volumes mount at {0:?}")]
-    DuplicateMount(String),
-    #[error("file mode {0:o} is not a permission mode")]
-    Mode(u32),
-    #[error("the tenant must not be empty")]
-    Tenant,
-    #[error("invalid guest user {0:?} (a user name of letters, digits, _ . - or a numeric uid)")]
-    User(String),
 }
 
 /// A sandbox as the server sees it.
@@ -455,6 +406,10 @@ pub trait Engine: Send + Sync + 'static {
     /// [`EngineError::VolumeBusy`] while a sandbox has it attached.
     fn delete_volume(&self, name: &str) -> impl Future<Output = EngineResult<()>> + Send;
 
+    /// Makes later creates of specs like `spec` restore a pre-booted
+    /// snapshot instead of booting (`crate::sandbox` golden snapshots);
+    /// `true` when it made one. Boots a guest: run it in the background.
+    fn prepare(&self, spec: &SandboxSpec) -> impl Future<Output = EngineResult<bool>> + Send;
     /// Writes snapshot `snap` of sandbox `id` ([`crate::snapshot`]): a hot
     /// sandbox is paused for it and runs on, a warm one stays warm, a
     /// stopped or cold one's saved state is copied.

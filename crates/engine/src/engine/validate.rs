@@ -9,8 +9,58 @@ use std::str::FromStr;
 
 use super::{
     DiskLimits, MAX_CPUS, MAX_DISK_MB, MAX_MEMORY_MB, MAX_VOLUMES, MIN_MEMORY_MB, SandboxId,
-    SandboxSpec, SpecError,
+    SandboxSpec,
 };
+use crate::image::Tier;
+
+/// A request that cannot be carried out as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("invalid sandbox id {0:?} (1-64 chars of a-z, 0-9, -)")]
+    Id(String),
+    #[error("cpus must be 1-{MAX_CPUS}, got {0}")]
+    Cpus(u32),
+    #[error("memory must be {MIN_MEMORY_MB}-{MAX_MEMORY_MB} MB, got {0}")]
+    Memory(u32),
+    #[error("disk size must be 1-{MAX_DISK_MB} MB, got {0}")]
+    DiskSize(u64),
+    #[error(
+        "disk size {asked_mb} MB is smaller than the {image} image ({image_mb} MB); a disk can grow, never shrink"
+    )]
+    DiskTooSmall {
+        asked_mb: u64,
+        image: Tier,
+        image_mb: u64,
+    },
+    #[error(
+        "disk size {asked_mb} MB is more than the {image} image's file system grows to at boot ({max_mb} MB)"
+    )]
+    DiskTooLarge {
+        asked_mb: u64,
+        image: Tier,
+        max_mb: u64,
+    },
+    #[error("invalid environment variable name {0:?}")]
+    EnvKey(String),
+    #[error("invalid hostname {0:?}")]
+    Hostname(String),
+    #[error("invalid volume name {0:?}")]
+    VolumeName(String),
+    #[error("volume {0:?} needs a size above 0")]
+    VolumeSize(String),
+    #[error("guest path {0:?} must be absolute without `..`")]
+    Path(String),
+    #[error("at most {MAX_VOLUMES} volumes, got {0}")]
+    TooManyVolumes(usize),
+    #[error("two volumes mount at {0:?}")]
+    DuplicateMount(String),
+    #[error("file mode {0:o} is not a permission mode")]
+    Mode(u32),
+    #[error("the tenant must not be empty")]
+    Tenant,
+    #[error("invalid guest user {0:?} (a user name of letters, digits, _ . - or a numeric uid)")]
+    User(String),
+}
 
 impl SandboxSpec {
     /// Checks sizes, names and paths; the engine calls this before doing

@@ -26,6 +26,7 @@ use crate::driver::{Driver, VmConfig, VmNet};
 use crate::engine::{EngineError, EngineResult, SandboxId, SandboxInfo, SandboxSpec, VolumeSpec};
 use crate::image::{self, config_drive};
 use crate::network::{GuestPort, guest_mac};
+use crate::snapshot::CloneSpec;
 use crate::state::{Op, SandboxState};
 
 /// The sandbox's rootfs copy in its dir.
@@ -36,7 +37,7 @@ pub const CONFIG_DRIVE_FILE: &str = "config.ext4";
 /// What a create has made so far (undone on failure).
 #[derive(Debug, Default)]
 pub(super) struct Made {
-    dir: Option<PathBuf>,
+    pub(super) dir: Option<PathBuf>,
     ip: Option<Ipv4Addr>,
     port: Option<GuestPort>,
     /// Egress was switched on for `ip`.
@@ -52,6 +53,19 @@ impl<D: Driver> VmEngine<D> {
         spec: SandboxSpec,
     ) -> EngineResult<SandboxInfo> {
         spec.validate()?;
+        if let Some((snap, dir)) = self.golden_for(&spec) {
+            match self
+                .clone_sandbox(id.clone(), &snap, &dir, clone_of(&spec))
+                .await
+            {
+                Ok(info) => return Ok(info),
+                Err(e @ (EngineError::AlreadyExists(_) | EngineError::Spec(_))) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, golden = %snap, "restore-based create failed; booting instead");
+                    self.drop_golden(&dir).await;
+                }
+            }
+        }
         self.reserve(&id)?;
         let mut made = Made::default();
         let res = self.build(&id, spec, &mut made).await;
@@ -495,6 +509,18 @@ const READY_POLL: Duration = Duration::from_millis(10);
 const READY_ATTEMPT: Duration = Duration::from_millis(250);
 
 /// A fresh agent token ([`bhatti_proto::token::agent_token`]).
+/// What a restore-based create gives the guest besides the golden
+/// snapshot ([`super::golden`]).
+fn clone_of(spec: &SandboxSpec) -> CloneSpec {
+    CloneSpec {
+        hostname: spec.hostname.clone(),
+        env: spec.env.clone(),
+        tenant: spec.tenant.clone(),
+        peers: spec.peers,
+        egress: spec.egress,
+    }
+}
+
 pub(super) fn random_token() -> EngineResult<String> {
     bhatti_proto::token::agent_token().map_err(|e| EngineError::Io {
         path: PathBuf::from("getrandom"),

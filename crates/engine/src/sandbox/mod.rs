@@ -31,6 +31,7 @@
 mod clone;
 mod create;
 pub mod fault;
+mod golden;
 mod ops;
 pub mod orphans;
 pub mod ports;
@@ -99,6 +100,8 @@ pub struct VmEngine<D: Driver> {
     sandboxes: RwLock<HashMap<SandboxId, Arc<Sandbox<D>>>>,
     /// Ids being created (reserved, not in the map yet).
     creating: Mutex<HashSet<SandboxId>>,
+    /// Golden snapshots being made, by key ([`golden`]).
+    goldening: Mutex<HashSet<String>>,
     volumes: volume::Volumes,
     publisher: Arc<Publisher>,
 }
@@ -252,6 +255,7 @@ impl<D: Driver> VmEngine<D> {
             sockets,
             sandboxes: RwLock::new(HashMap::new()),
             creating: Mutex::new(HashSet::new()),
+            goldening: Mutex::new(HashSet::new()),
             publisher: Arc::new(Publisher {
                 events: tokio::sync::broadcast::Sender::new(EVENT_BACKLOG),
                 seq: AtomicU64::new(0),

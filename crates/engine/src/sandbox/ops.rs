@@ -33,6 +33,10 @@ impl<D: Driver> Engine for VmEngine<D> {
         self.volumes.delete(name)
     }
 
+    async fn prepare(&self, spec: &SandboxSpec) -> EngineResult<bool> {
+        self.prepare_golden(spec).await
+    }
+
     async fn snapshot(&self, id: &SandboxId, snap: &SnapshotId) -> EngineResult<SnapshotInfo> {
         let dir = self.snapshots_root().join(snap.as_str());
         self.take_snapshot(id, snap, &dir).await

@@ -192,6 +192,7 @@ impl<D: Driver> VmEngine<D> {
     /// and would be taken for one that never finished.
     pub async fn recover(&self) -> EngineResult<Vec<Recovery>> {
         self.clear_partial_snapshots();
+        self.clear_partial_goldens();
         let root = self.config.data_dir.join("sandboxes");
         let entries = std::fs::read_dir(&root).map_err(|source| EngineError::Io {
             path: root.clone(),

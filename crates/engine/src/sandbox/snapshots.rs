@@ -31,7 +31,7 @@ use crate::state::SandboxState;
 /// The memory and device state file in a snapshot dir.
 pub(super) const STATE_FILE: &str = "mem.snap";
 /// What the snapshot is of, in its dir.
-const SNAPSHOT_META: &str = "snapshot.json";
+pub(super) const SNAPSHOT_META: &str = "snapshot.json";
 /// The marker a shared-RAM VM's saved state has next to it (its memory
 /// is a separate file, which a named snapshot does not copy).
 const SHARED_MARKER: &str = "mem.snap.shared";
@@ -60,6 +60,9 @@ pub(super) struct SnapshotMeta {
     pub paused_ms: u64,
     /// Each file's size when it was written (a shorter file was cut).
     pub files: BTreeMap<String, u64>,
+    /// A golden snapshot's kernel and image fingerprint ([`super::golden`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 impl<D: Driver> VmEngine<D> {
@@ -180,11 +183,10 @@ impl<D: Driver> VmEngine<D> {
             env,
             init: sb.spec.init.clone(),
             exec_user: sb.spec.exec_user.clone(),
-            created_unix: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            created_unix: now_unix(),
             paused_ms: u64::try_from(paused.as_millis()).unwrap_or(u64::MAX),
             files: file_sizes(tmp),
+            fingerprint: None,
         };
         write_private_json(&tmp.join(SNAPSHOT_META), &meta)?;
         Ok(meta)
@@ -265,6 +267,13 @@ impl<D: Driver> VmEngine<D> {
     }
 }
 
+/// Seconds since the Unix epoch.
+pub(super) fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// The driver's [`Snapshot`] of a snapshot dir's state file.
 pub(super) fn state_snapshot(dir: &Path) -> Snapshot {
     let file = dir.join(STATE_FILE);
@@ -276,7 +285,7 @@ pub(super) fn state_snapshot(dir: &Path) -> Snapshot {
     }
 }
 
-fn make_private_dir(dir: &Path) -> EngineResult<()> {
+pub(super) fn make_private_dir(dir: &Path) -> EngineResult<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -319,7 +328,7 @@ async fn copy_saved(dir: &Path, saved: &Snapshot, to: &Path) -> EngineResult<()>
     copy_disks(dir, to).await
 }
 
-fn file_sizes(dir: &Path) -> BTreeMap<String, u64> {
+pub(super) fn file_sizes(dir: &Path) -> BTreeMap<String, u64> {
     [STATE_FILE, ROOTFS_FILE, CONFIG_DRIVE_FILE]
         .into_iter()
         .filter_map(|f| Some((f.to_owned(), std::fs::metadata(dir.join(f)).ok()?.len())))

@@ -24,6 +24,11 @@ pub(crate) fn trials(vm: &[Need]) -> Vec<libtest_mimic::Trial> {
             vm,
             stopped_and_damaged,
         ),
+        trial(
+            "creates_restore_a_golden_snapshot_while_it_is_current",
+            vm,
+            golden_creates,
+        ),
     ]
 }
 
@@ -215,6 +220,59 @@ fn stopped_and_damaged() -> TestResult {
             matches!(e.status(&bad).await, Err(EngineError::NotFound(_))),
             || "a sandbox was left".into(),
         )?;
+        Ok(())
+    })
+}
+
+/// Whether `sb` was restored (a clone's console is a socket) or booted.
+fn restored(t: &TestEngine, sb: &SandboxId) -> bool {
+    t.sandbox_dir(sb).join("console.sock").exists()
+}
+
+fn golden_creates() -> TestResult {
+    run(async {
+        // Images of its own, so that the test can change one.
+        let images = tempfile::tempdir()?;
+        let shared = ImagePaths::from_env();
+        for f in [shared.kernel()?, shared.rootfs(Tier::Busybox)?] {
+            let name = f.file_name().ok_or("image name")?;
+            std::fs::copy(&f, images.path().join(name))?;
+        }
+        let t = TestEngine::start(ImagePaths::new(images.path())).await?;
+        let e = &t.engine;
+        ensure(e.prepare_golden(&small()).await?, || {
+            "no golden made".into()
+        })?;
+        ensure(!e.prepare_golden(&small()).await?, || "made twice".into())?;
+
+        let a = id("gold-a")?;
+        let mut spec = small();
+        spec.env.insert("GREETING".into(), "hello".into());
+        spec.hostname = Some("gold-host".into());
+        e.create(a.clone(), spec).await?;
+        ensure(restored(&t, &a), || "the create booted".into())?;
+        let out = sh(e, &a, "echo $GREETING; hostname").await?;
+        ensure(out == "hello\ngold-host\n", || {
+            format!("restored guest: {out:?}")
+        })?;
+
+        // What a restore cannot honour boots.
+        let b = id("gold-b")?;
+        let mut spec = small();
+        spec.init = Some("echo init-ran > /tmp/init".into());
+        e.create(b.clone(), spec).await?;
+        ensure(!restored(&t, &b), || "a create with init restored".into())?;
+
+        // A changed image makes the golden snapshot stale.
+        let image = images.path().join(Tier::Busybox.file_name());
+        let f = std::fs::OpenOptions::new().write(true).open(&image)?;
+        f.set_modified(std::time::SystemTime::now() + Duration::from_secs(5))?;
+        let c = id("gold-c")?;
+        e.create(c.clone(), small()).await?;
+        ensure(!restored(&t, &c), || "restored from a stale golden".into())?;
+        for sb in [a, b, c] {
+            e.destroy(&sb).await?;
+        }
         Ok(())
     })
 }
