@@ -38,6 +38,10 @@ pub enum ApiError {
     InsufficientStorage(String),
     #[error("{0}")]
     Conflict(String),
+    /// Well-formed, but cannot be carried out (a snapshot that cannot be
+    /// restored).
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("Content-Length is required")]
@@ -99,6 +103,7 @@ impl ApiError {
             Self::InsufficientStorage(_) => 507,
             Self::LengthRequired => 411,
             Self::Conflict(_) => 409,
+            Self::Unprocessable(_) => 422,
             Self::PayloadTooLarge(_) => 413,
             Self::TooManyRequests(_) => 429,
             Self::BadGateway(_) => 502,
@@ -159,7 +164,11 @@ impl From<EngineError> for ApiError {
             }
             EngineError::Spec(s) => Self::BadRequest(s.to_string()),
             EngineError::State(s) => Self::Conflict(s.to_string()),
-            EngineError::NoSnapshot(_) => Self::Conflict(e.to_string()),
+            EngineError::NoSnapshot(_)
+            | EngineError::SnapshotExists(_)
+            | EngineError::Unsupported(_) => Self::Conflict(e.to_string()),
+            EngineError::SnapshotNotFound(id) => Self::NotFound(format!("snapshot {id}")),
+            EngineError::SnapshotBroken { .. } => Self::Unprocessable(e.to_string()),
             EngineError::Agent(a) => Self::from(a),
             EngineError::NotReady(_) => Self::Unavailable(e.to_string()),
             EngineError::Network(NetworkError::Pool(PoolError::Exhausted(_))) => {
@@ -391,6 +400,26 @@ mod tests {
             ApiError::from(cfg).status(),
             500,
             "the text does not decide"
+        );
+    }
+
+    #[test]
+    fn snapshot_errors_map_to_statuses_with_their_message() {
+        let id: bhatti_engine::snapshot::SnapshotId = "snap-1".parse().expect("id");
+        let status = |e: EngineError| ApiError::from(e).status();
+        assert_eq!(status(EngineError::SnapshotNotFound(id.clone())), 404);
+        assert_eq!(status(EngineError::SnapshotExists(id.clone())), 409);
+        let broken = EngineError::SnapshotBroken {
+            id,
+            problem: "mem.snap is cut short".into(),
+        };
+        let e = ApiError::from(broken);
+        assert_eq!(e.status(), 422);
+        assert!(e.body().error.contains("cut short"), "{}", e.body().error);
+        let e = ApiError::from(EngineError::Unsupported("volumes cannot be forked".into()));
+        assert_eq!(
+            (e.status(), e.body().error.as_str()),
+            (409, "volumes cannot be forked")
         );
     }
 }

@@ -12,6 +12,7 @@
 //! document's clients and the API fuzzer send what the daemon accepts.
 
 pub mod replies;
+pub mod snapshots;
 pub mod time;
 pub(crate) mod v1;
 
@@ -213,6 +214,14 @@ pub struct CreateSandbox {
     /// Labels (string map), over the template's; filter a listing with
     /// `GET /sandboxes?label=KEY=VALUE`.
     pub labels: Option<BTreeMap<String, String>>,
+    /// A snapshot of the caller's (by name) to restore instead of booting
+    /// an image: the new sandbox runs on from the snapshot's memory, with
+    /// its own address, hostname and copies of the disks. Its size, image
+    /// and disk are the snapshot's (others are refused); `name`,
+    /// `ttl_sec`, `on_expire`, `labels`, `env`, `keep_hot` and `peers`
+    /// apply as on any create.
+    #[serde(default, deserialize_with = "v1::blank_is_none")]
+    pub snapshot: Option<String>,
 }
 
 /// `PATCH /sandboxes/{id}`.

@@ -100,6 +100,7 @@ pub fn described(status: u16) -> &'static str {
     match status {
         101 => "Switching Protocols",
         201 => "Created",
+        204 => "No Content",
         _ => "OK",
     }
 }

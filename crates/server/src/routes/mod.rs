@@ -18,6 +18,7 @@ pub mod sandboxes;
 pub mod secrets;
 pub mod sessions;
 pub mod shell;
+pub mod snapshots;
 pub mod templates;
 pub mod volumes;
 
@@ -109,6 +110,7 @@ pub fn table<E: Engine>() -> Vec<RouteDef<E>> {
     let mut all = Vec::new();
     all.extend(health::routes());
     all.extend(sandboxes::routes());
+    all.extend(snapshots::routes());
     all.extend(exec::routes());
     all.extend(shell::routes());
     all.extend(files::routes());

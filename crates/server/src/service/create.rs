@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use bhatti_engine::engine::{Engine, SandboxSpec, VolumeSpec};
+use bhatti_engine::engine::{Engine, SandboxInfo, SandboxSpec, VolumeSpec};
 use bhatti_store::sandboxes::{Sandbox, Status, Thermal};
 use bhatti_store::users::User;
 use bhatti_store::volumes::{Attachment, Volume};
@@ -17,8 +17,8 @@ use crate::model::{CreateSandbox, StoredMount, StoredSpec};
 use crate::state::{AppState, now_unix};
 
 /// What a create reserved in the store.
-struct Reserved {
-    row: Sandbox,
+pub(super) struct Reserved {
+    pub(super) row: Sandbox,
     /// Every mounted volume with its mount.
     volumes: Vec<(Volume, crate::model::Mount)>,
     /// The volumes this create made.
@@ -28,7 +28,12 @@ struct Reserved {
 impl<E: Engine> AppState<E> {
     /// Creates a sandbox for `user` and returns its row once the guest's
     /// agent answers.
+    /// With [`CreateSandbox::snapshot`], the sandbox is restored from
+    /// that snapshot instead ([`super::restore`]).
     pub async fn create_sandbox(&self, user: &User, req: CreateSandbox) -> ServiceResult<Sandbox> {
+        if req.snapshot.is_some() {
+            return self.restore_sandbox(user, req).await;
+        }
         let plan = self.plan(user, req)?;
         let env = self.boot_env(user, &plan)?;
         let r = self.reserve(user, &plan)?;
@@ -58,20 +63,28 @@ impl<E: Engine> AppState<E> {
         };
         let eid = engine_id(&r.row)?;
         match self.engine.create(eid.clone(), spec).await {
-            Ok(info) => {
-                let ip = info.ip.map(|ip| ip.to_string());
-                self.store.set_sandbox_ip(&r.row.id, ip.as_deref())?;
-                self.sync_state(&eid).await?;
-                self.activity.touch(&r.row.id);
-                tracing::info!(sandbox = %r.row.id, name = %r.row.name, "created");
-                Ok(self.store.sandbox_by_id(&r.row.id)?)
-            }
+            Ok(info) => self.created(&r.row, &info).await,
             Err(e) => {
                 tracing::warn!(sandbox = %r.row.id, error = %e, "create failed");
                 self.unreserve(&r).await;
                 Err(e.into())
             }
         }
+    }
+
+    /// Records what the engine made of a reserved row (its address and
+    /// state) and returns the row.
+    pub(super) async fn created(
+        &self,
+        row: &Sandbox,
+        info: &SandboxInfo,
+    ) -> ServiceResult<Sandbox> {
+        let ip = info.ip.map(|ip| ip.to_string());
+        self.store.set_sandbox_ip(&row.id, ip.as_deref())?;
+        self.sync_state(&info.id).await?;
+        self.activity.touch(&row.id);
+        tracing::info!(sandbox = %row.id, name = %row.name, "created");
+        Ok(self.store.sandbox_by_id(&row.id)?)
     }
 
     /// The environment the guest boots with: the plan's, plus the values
@@ -96,7 +109,7 @@ impl<E: Engine> AppState<E> {
 
     /// Quota check and one store transaction (new volumes, the row, its
     /// attachments), serialised with other creates.
-    fn reserve(&self, user: &User, plan: &Plan) -> ServiceResult<Reserved> {
+    pub(super) fn reserve(&self, user: &User, plan: &Plan) -> ServiceResult<Reserved> {
         let id = keys::new_id("sb-")?;
         let now = now_unix();
         let made = plan
@@ -151,7 +164,7 @@ impl<E: Engine> AppState<E> {
     /// Undoes a reservation whose boot failed: the row is marked destroyed
     /// (kept for audit) and the volumes it made are deleted, records and
     /// files.
-    async fn unreserve(&self, r: &Reserved) {
+    pub(super) async fn unreserve(&self, r: &Reserved) {
         let ids: Vec<String> = r.made.iter().map(|v| v.id.clone()).collect();
         if let Err(e) = self
             .store

@@ -13,7 +13,9 @@
 //! - [`plan`]: a create request merged with its template and validated;
 //! - [`validate`]: every input rule, once;
 //! - [`volumes`]: volumes outside a create;
-//! - [`lifetime`]: TTLs (and the task that applies them) and labels.
+//! - [`lifetime`]: TTLs (and the task that applies them) and labels;
+//! - [`snapshots`]: named snapshots (take, list, get, delete);
+//! - [`restore`]: sandboxes made from a snapshot, and fork.
 //!
 //! The engine owns a sandbox's state and files: the service asks the
 //! engine (including to delete a volume's file) and never touches the
@@ -28,7 +30,9 @@
 pub mod create;
 pub mod lifetime;
 pub mod plan;
+pub mod restore;
 pub mod sandboxes;
+pub mod snapshots;
 pub mod validate;
 pub mod volumes;
 

@@ -239,7 +239,7 @@ fn boot_file(f: FileIn) -> Result<FileSpec, Invalid> {
 }
 
 /// `adjective-noun-xxxx`.
-fn generate_name() -> ServiceResult<String> {
+pub(super) fn generate_name() -> ServiceResult<String> {
     const ADJ: [&str; 16] = [
         "amber", "brisk", "calm", "deft", "eager", "fond", "glad", "hazy", "idle", "jolly", "keen",
         "lucid", "mellow", "nimble", "quiet", "rapid",

@@ -68,6 +68,14 @@ pub enum Invalid {
     LabelCount(usize),
     #[error("invalid label filter {0:?}: use label=KEY=VALUE")]
     LabelFilter(String),
+    /// A create from a snapshot that asks for something the snapshot
+    /// fixes (size, image, disk) or cannot give (volumes, files, …).
+    #[error("with snapshot: {0}")]
+    FromSnapshot(String),
+    #[error("count must be 1-{max}, got {got}")]
+    ForkCount { max: usize, got: u32 },
+    #[error("names: {got} given for {count} children")]
+    ForkNames { count: u32, got: usize },
     #[error(transparent)]
     Spec(#[from] SpecError),
 }
