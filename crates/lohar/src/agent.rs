@@ -2,12 +2,19 @@
 //! user commands, limits, the TTY session registry and the activity clock.
 //!
 //! Held in one `Arc<Agent>`; everything mutable inside has its own small
-//! lock or is atomic (see [`crate::sessions`] for the session locks).
+//! lock or is atomic (see [`crate::sessions`] for the session locks). The
+//! AUTH token and the sandbox environment are replaced by an identify
+//! ([`crate::identify`]): the token lives in a `watch` channel, so every
+//! authenticated connection learns when it changes (and is closed), and
+//! the environment behind a `RwLock`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use bhatti_proto::config::GuestConfig;
+use tokio::sync::watch;
 
 use crate::env::Identity;
 use crate::rtc::Rtc;
@@ -44,10 +51,15 @@ impl Default for Limits {
 /// Everything a handler may need.
 #[derive(Debug)]
 pub struct Agent {
-    /// Required AUTH token; `None` accepts every connection.
-    pub token: Option<Vec<u8>>,
-    /// The config drive (sandbox env, init script, user…); default when
-    /// there is none.
+    /// Required AUTH token; `None` accepts every connection. A connection
+    /// keeps a receiver from its authentication on and ends when the token
+    /// is replaced (see [`Agent::replace_token`]).
+    token: watch::Sender<Option<Vec<u8>>>,
+    /// The sandbox environment every command starts with: the config
+    /// drive's `env` at boot, replaced by an identify that carries one.
+    env: RwLock<Arc<BTreeMap<String, String>>>,
+    /// The config drive (init script, user…; its `env` moved to
+    /// [`Agent::env`]); default when there is none.
     pub config: GuestConfig,
     /// Who user commands run as when neither the request nor the sandbox
     /// (`exec_user`) names a user: root in PID-1 mode (v1's rule), the
@@ -84,13 +96,15 @@ pub struct Agent {
 impl Agent {
     pub fn new(
         token: Option<Vec<u8>>,
-        config: GuestConfig,
+        mut config: GuestConfig,
         identity: Identity,
         limits: Limits,
     ) -> Self {
         let sessions = Sessions::new(limits.max_sessions, limits.max_exited_sessions);
+        let env = std::mem::take(&mut config.env);
         Self {
-            token,
+            token: watch::Sender::new(token),
+            env: RwLock::new(Arc::new(env)),
             config,
             init_identity: identity.clone(),
             identity,
@@ -104,6 +118,38 @@ impl Agent {
             sessions,
             last_activity: AtomicI64::new(0),
         }
+    }
+
+    /// The AUTH token, as a receiver whose `changed()` fires when an
+    /// identify replaces it (the receiver has seen the current token).
+    pub fn token(&self) -> watch::Receiver<Option<Vec<u8>>> {
+        self.token.subscribe()
+    }
+
+    /// Whether `presented` is the current token, compared in constant time
+    /// (no token: only the empty string matches).
+    pub fn token_matches(&self, presented: &[u8]) -> bool {
+        let current = self.token.borrow();
+        crate::server::constant_time_eq(presented, current.as_deref().unwrap_or_default())
+    }
+
+    /// Replaces the AUTH token; every connection authenticated before is
+    /// told, and closes (see `server::connection`).
+    pub fn replace_token(&self, token: Vec<u8>) {
+        self.token.send_replace(Some(token));
+    }
+
+    /// The sandbox environment commands start with now.
+    pub fn env(&self) -> Arc<BTreeMap<String, String>> {
+        self.env
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the sandbox environment for every later command.
+    pub fn set_env(&self, env: BTreeMap<String, String>) {
+        *self.env.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(env);
     }
 
     /// Records host activity now.

@@ -69,7 +69,7 @@ pub fn user_command(
     let Some(program) = argv.first() else {
         return Err(LookupError::NotFound(String::new()).into());
     };
-    let env = env::merge(id, &agent.config.env, req_env);
+    let env = env::merge(id, &agent.env(), req_env);
     let cwd: Option<PathBuf> = match cwd.filter(|c| !c.is_empty()) {
         Some(c) => Some(PathBuf::from(c)),
         None => id.default_cwd.clone(),

@@ -4,7 +4,8 @@
 //! Modes:
 //! - test mode (`LOHAR_TEST=1`): serves the protocol on the Unix sockets
 //!   `LOHAR_SOCK` (control) and `LOHAR_FWD_SOCK` (forward) as the current
-//!   user; see the crate README for the optional variables.
+//!   user; see the crate README for the optional variables
+//!   (`LOHAR_CONSOLE_INPUT` stands in for the console, [`identify`]).
 //! - PID-1 mode (`getpid() == 1`, or `--init`): boot duties ([`init`]),
 //!   then the same server on TCP (and vsock) ports 1024/1025.
 //!
@@ -22,6 +23,7 @@ mod conn;
 mod env;
 mod flush;
 mod handlers;
+mod identify;
 mod init;
 mod log;
 mod pty;
@@ -63,7 +65,8 @@ const USAGE: &str = "\
 lohar: the bhatti guest agent
   as PID 1 (or with --init): boots the sandbox and serves ports 1024/1025
   LOHAR_TEST=1 LOHAR_SOCK=<path> LOHAR_FWD_SOCK=<path> lohar: test mode on Unix sockets
-    optional: LOHAR_TOKEN=<token>  LOHAR_CONFIG=<config.json>  LOHAR_DEBUG=1";
+    optional: LOHAR_TOKEN=<token>  LOHAR_CONFIG=<config.json>  LOHAR_DEBUG=1
+      LOHAR_CONSOLE_INPUT=<fifo> (identify lines, as the console carries them in a VM)";
 
 /// Keeps glibc malloc from holding on to memory after bursts (large file
 /// and output buffers): big blocks come from mmap and go straight back,

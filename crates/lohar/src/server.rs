@@ -7,14 +7,22 @@
 //! auth (first frame AUTH within [`AUTH_DEADLINE`], constant-time compare),
 //! then reads its one request frame and runs the matching handler, which
 //! owns the connection until the operation ends.
+//!
+//! A connection authenticated before an identify ([`crate::identify`])
+//! replaced the token belonged to the parent sandbox's host: when the token
+//! changes, its socket is shut down both ways (through a duplicate of its
+//! descriptor taken at accept), so the peer sees the close at once and the
+//! handler sees a disconnect and ends as it would then (a TTY session
+//! detaches, a piped exec's child keeps running).
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bhatti_proto::ErrorCode;
 use bhatti_proto::frame::{Frame, FrameType};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 use crate::agent::Agent;
 use crate::conn::{BoxStream, Conn, ConnError};
@@ -48,17 +56,35 @@ impl Listener {
         }
     }
 
-    async fn accept(&self) -> std::io::Result<BoxStream> {
-        Ok(match self {
-            Listener::Unix(l) => Box::new(l.accept().await?.0),
+    /// The next connection, with a duplicate of its socket descriptor
+    /// (`None` if `dup` failed) to shut it down by (see the module doc).
+    async fn accept(&self) -> std::io::Result<(BoxStream, Option<OwnedFd>)> {
+        let (stream, fd): (BoxStream, _) = match self {
+            Listener::Unix(l) => {
+                let s = l.accept().await?.0;
+                let fd = dup(&s);
+                (Box::new(s), fd)
+            }
             Listener::Tcp(l) => {
                 let (s, _) = l.accept().await?;
                 let _ = s.set_nodelay(true);
-                Box::new(s)
+                let fd = dup(&s);
+                (Box::new(s), fd)
             }
-            Listener::Vsock(l) => Box::new(l.accept().await?),
-        })
+            Listener::Vsock(l) => {
+                let s = l.accept().await?;
+                let fd = dup(&s);
+                (Box::new(s), fd)
+            }
+        };
+        Ok((stream, fd))
     }
+}
+
+fn dup(s: &impl AsFd) -> Option<OwnedFd> {
+    rustix::io::fcntl_dupfd_cloexec(s, 0)
+        .map_err(|e| crate::log!("dup of a connection: {e}"))
+        .ok()
 }
 
 /// Serves `listeners` until the process ends.
@@ -75,7 +101,7 @@ pub async fn serve(agent: Arc<Agent>, listeners: Vec<(Port, Listener)>) {
 
 async fn accept_loop(agent: Arc<Agent>, port: Port, listener: Listener, permits: Arc<Semaphore>) {
     loop {
-        let stream = match listener.accept().await {
+        let (stream, closer) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -96,7 +122,7 @@ async fn accept_loop(agent: Arc<Agent>, port: Port, listener: Listener, permits:
                 let _ = write_error(&mut stream, ErrorCode::LimitReached, &msg).await;
                 return;
             };
-            if let Err(e) = connection(&agent, port, stream).await {
+            if let Err(e) = connection(&agent, port, stream, closer).await {
                 crate::debug!("connection ended: {e}");
             }
         });
@@ -118,10 +144,31 @@ async fn connection(
     agent: &Arc<Agent>,
     port: Port,
     mut stream: BoxStream,
+    closer: Option<OwnedFd>,
 ) -> Result<(), ServeError> {
-    let Some(first) = authenticate(agent, &mut stream).await? else {
+    let Some((first, mut token)) = authenticate(agent, &mut stream).await? else {
         return Err(ServeError::Closed);
     };
+    let work = handle(agent, port, stream, first);
+    tokio::pin!(work);
+    tokio::select! {
+        res = &mut work => return res,
+        Ok(()) = token.changed() => {}
+    }
+    // An identify replaced the token: this connection was the parent's.
+    crate::debug!("closing a connection authenticated before an identify");
+    if let Some(fd) = &closer {
+        let _ = rustix::net::shutdown(fd, rustix::net::Shutdown::Both);
+    }
+    work.await
+}
+
+async fn handle(
+    agent: &Arc<Agent>,
+    port: Port,
+    mut stream: BoxStream,
+    first: Frame,
+) -> Result<(), ServeError> {
     // A connection is what a wake leads to: the request sees the time the
     // host sees, not the time the VM stopped at.
     if let Some(rtc) = &agent.rtc {
@@ -215,30 +262,39 @@ async fn report_boxed(
     Ok(())
 }
 
+/// The token a connection authenticated with; `changed()` fires when an
+/// identify replaces it.
+type TokenWatch = watch::Receiver<Option<Vec<u8>>>;
+
 /// Reads the first frame, enforcing auth when a token is configured.
-/// Returns the request frame (the one after AUTH), or `None` on a clean
-/// close.
+/// Returns the request frame (the one after AUTH) with the token it was
+/// checked against, or `None` on a clean close.
 async fn authenticate<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
     agent: &Agent,
     stream: &mut S,
-) -> Result<Option<Frame>, ServeError> {
-    let Some(token) = &agent.token else {
+) -> Result<Option<(Frame, TokenWatch)>, ServeError> {
+    let mut token = agent.token();
+    if token.borrow().is_none() {
         // No token: an AUTH frame is accepted and skipped.
         let first = read(stream).await?;
-        return match first {
-            Some(f) if f.kind == FrameType::AUTH => read(stream).await,
-            other => Ok(other),
+        let req = match first {
+            Some(f) if f.kind == FrameType::AUTH => read(stream).await?,
+            other => other,
         };
-    };
+        return Ok(req.map(|f| (f, token)));
+    }
     let first = tokio::time::timeout(AUTH_DEADLINE, read(stream)).await;
-    let ok = matches!(&first, Ok(Ok(Some(f))) if f.kind == FrameType::AUTH && constant_time_eq(&f.payload, token));
+    // Checked against the token current when the frame arrived, which the
+    // receiver then counts as seen.
+    let ok = matches!(&first, Ok(Ok(Some(f))) if f.kind == FrameType::AUTH
+        && constant_time_eq(&f.payload, token.borrow_and_update().as_deref().unwrap_or_default()));
     if !ok {
         if !matches!(first, Ok(Ok(None))) {
             write_error(stream, ErrorCode::AuthRequired, "auth required").await?;
         }
         return Err(ServeError::Auth);
     }
-    read(stream).await
+    Ok(read(stream).await?.map(|f| (f, token)))
 }
 
 async fn read<S: AsyncRead + Unpin + ?Sized>(stream: &mut S) -> Result<Option<Frame>, ServeError> {

@@ -4,7 +4,10 @@
 //! (require this AUTH token), `LOHAR_CONFIG` (a `config.json` supplying the
 //! sandbox env, init script and, without `LOHAR_TOKEN`, the token),
 //! `LOHAR_ETC` (directory of the `passwd` and `group` files that request
-//! users are looked up in; default `/etc`). Commands run as the current
+//! users are looked up in; default `/etc`), `LOHAR_CONSOLE_INPUT` (a FIFO
+//! read for identify lines as the console is in a VM; only the token,
+//! environment and connection steps apply, see [`crate::identify`] — its
+//! result line goes to the log). Commands run as the current
 //! user with its `HOME` and working directory unless a request or the
 //! config's `exec_user` names a user: a root lohar switches to it, any
 //! other runs only its own uid (see [`crate::run_as`]).
@@ -77,6 +80,11 @@ fn start() -> Result<(), TestModeError> {
             agent.etc = PathBuf::from(etc);
         }
         let agent = Arc::new(agent);
+        if let Some(input) = std::env::var_os("LOHAR_CONSOLE_INPUT").filter(|v| !v.is_empty()) {
+            let mode = crate::identify::Mode::Test;
+            crate::identify::start(agent.clone(), Path::new(&input), mode)
+                .map_err(|e| TestModeError::Startup(e.to_string()))?;
+        }
         if let Some(script) = agent.config.init.clone().filter(|s| !s.trim().is_empty())
             && let Err(e) = crate::handlers::session::start_init(&agent, &script)
         {

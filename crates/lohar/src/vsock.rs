@@ -82,6 +82,12 @@ pub struct VsockStream {
     fd: AsyncFd<OwnedFd>,
 }
 
+impl AsFd for VsockStream {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.get_ref().as_fd()
+    }
+}
+
 impl AsyncRead for VsockStream {
     fn poll_read(
         self: Pin<&mut Self>,

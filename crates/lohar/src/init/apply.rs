@@ -57,7 +57,10 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ApplyError + '_ {
     }
 }
 
-/// Writes `/etc/hostname` and makes `/etc/hosts` resolve the hostname.
+/// Writes `/etc/hostname` and makes `/etc/hosts` resolve the hostname: an
+/// existing `127.0.1.1` line is replaced (a renamed sandbox, e.g. a fork
+/// child, drops its old name), else one is added unless another line
+/// already names the host.
 pub fn write_hostname(root: &Path, hostname: &str) -> Result<(), ApplyError> {
     let etc = root.join("etc");
     fs::create_dir_all(&etc).map_err(io_err(&etc))?;
@@ -65,19 +68,28 @@ pub fn write_hostname(root: &Path, hostname: &str) -> Result<(), ApplyError> {
     fs::write(&hn, format!("{hostname}\n")).map_err(io_err(&hn))?;
     let hosts = etc.join("hosts");
     let current = fs::read_to_string(&hosts).unwrap_or_default();
-    let has_name = current.lines().any(|l| {
+    let own_line = format!("127.0.1.1\t{hostname}\n");
+    let mut text = String::with_capacity(current.len() + own_line.len());
+    let (mut localhost, mut named) = (false, false);
+    for l in current.lines() {
         let mut words = l.split_whitespace();
-        words.next().is_some_and(|a| !a.starts_with('#')) && words.any(|w| w == hostname)
-    });
-    let mut text = current.clone();
-    if !current
-        .lines()
-        .any(|l| l.split_whitespace().any(|w| w == "localhost"))
-    {
+        let addr = words.next().filter(|a| !a.starts_with('#'));
+        if addr == Some("127.0.1.1") && !named {
+            text.push_str(&own_line);
+            named = true;
+            continue;
+        }
+        let names: Vec<&str> = words.collect();
+        localhost |= names.contains(&"localhost");
+        named |= addr.is_some() && names.contains(&hostname);
+        text.push_str(l);
+        text.push('\n');
+    }
+    if !localhost {
         text.push_str("127.0.0.1\tlocalhost\n");
     }
-    if !has_name {
-        text.push_str(&format!("127.0.1.1\t{hostname}\n"));
+    if !named {
+        text.push_str(&own_line);
     }
     if text != current {
         fs::write(&hosts, text).map_err(io_err(&hosts))?;
@@ -255,6 +267,17 @@ mod tests {
         assert!(hosts.contains("127.0.1.1\tbox-1"), "{hosts}");
         // Idempotent.
         write_hostname(r, "box-1").expect("again");
+        assert_eq!(
+            fs::read_to_string(r.join("etc/hosts")).expect("hosts"),
+            hosts
+        );
+        // Renamed (a fork child): the old name's line is replaced.
+        write_hostname(r, "child-2").expect("rename");
+        let renamed = fs::read_to_string(r.join("etc/hosts")).expect("hosts");
+        assert!(renamed.contains("127.0.1.1\tchild-2\n"), "{renamed}");
+        assert!(!renamed.contains("box-1"), "{renamed}");
+        assert_eq!(renamed.matches("localhost").count(), 1, "{renamed}");
+        write_hostname(r, "box-1").expect("back");
         assert_eq!(
             fs::read_to_string(r.join("etc/hosts")).expect("hosts"),
             hosts

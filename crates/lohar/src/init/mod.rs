@@ -6,7 +6,8 @@
 //! kernel command line → `lo` and the NIC up (finishing
 //! `ip=` if the kernel did not) → config drive (absent is fine) →
 //! hostname, volumes, resolv.conf, files → reaper → listeners (TCP 0.0.0.0:1024/1025, vsock when the kernel has it)
-//! → `init` session → serve. SIGTERM syncs and powers off. Every step logs
+//! → console reader for identify lines ([`crate::identify`]) → `init`
+//! session → serve. SIGTERM syncs and powers off. Every step logs
 //! its failure and boot goes on; lohar never exits (the kernel would
 //! panic), it parks instead.
 //!
@@ -44,6 +45,7 @@ pub fn run() -> ! {
     grow_root();
     let cmdline = cmdline::Cmdline::read();
     bring_up_network(&cmdline);
+    let iface = cmdline.net_device();
     let mut config = match mounts::read_config_drive(&cmdline.config_device, mounts::CONFIG_MOUNT) {
         Ok(Some(drive)) => {
             if let Some(t) = drive.written_at {
@@ -83,7 +85,7 @@ pub fn run() -> ! {
             // A panic escaping the server must not end PID 1 (the kernel
             // would panic); the hook has logged it, the reaper keeps going.
             let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                rt.block_on(serve(config));
+                rt.block_on(serve(config, iface));
             }));
             if served.is_err() {
                 crate::log!("server panicked");
@@ -216,7 +218,7 @@ pub fn identity(config: &GuestConfig, group_text: &str) -> Identity {
     crate::run_as::identity(switch_to, home, name)
 }
 
-async fn serve(config: GuestConfig) {
+async fn serve(config: GuestConfig, iface: String) {
     tokio::spawn(async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut term) => {
@@ -254,6 +256,11 @@ async fn serve(config: GuestConfig) {
         );
     }
     let agent = Arc::new(agent);
+    let console = Path::new(crate::identify::CONSOLE);
+    let mode = crate::identify::Mode::Vm { iface };
+    if let Err(e) = crate::identify::start(agent.clone(), console, mode) {
+        crate::log!("{e}");
+    }
     if let Some(script) = agent.config.init.clone().filter(|s| !s.trim().is_empty())
         && let Err(e) = crate::handlers::session::start_init(&agent, &script)
     {

@@ -1,5 +1,7 @@
 //! Network interfaces: bring `lo` and the guest NIC up, and assign the
-//! `ip=` address and default route when the kernel's autoconfig did not.
+//! `ip=` address and default route when the kernel's autoconfig did not;
+//! for an identify ([`crate::identify`]), set the NIC's MAC and replace
+//! its address and default route.
 //! Plain ioctls on an AF_INET datagram socket (the whole interface API a
 //! microVM needs; no netlink).
 
@@ -19,6 +21,8 @@ pub enum NetError {
         #[source]
         source: io::Error,
     },
+    #[error("prefix length {0} is over 32")]
+    Prefix(u8),
     #[error("interface name {0:?} is too long")]
     Name(String),
     #[error("socket: {0}")]
@@ -121,35 +125,131 @@ pub fn ensure_address(iface: &str, ip: &IpConfig) -> Result<(), NetError> {
         return Ok(());
     }
     crate::log!("{iface}: assigning {client} (kernel autoconfig did not)");
-    let mut req = ifreq(iface)?;
-    req.ifr_ifru.ifru_addr = sockaddr(client);
-    ioctl(&fd, libc::SIOCSIFADDR, &mut req, iface, "set address")?;
-    if let Some(mask) = ip.netmask {
-        let mut req = ifreq(iface)?;
-        req.ifr_ifru.ifru_netmask = sockaddr(mask);
-        ioctl(&fd, libc::SIOCSIFNETMASK, &mut req, iface, "set netmask")?;
-    }
+    set_address(&fd, iface, client, ip.netmask)?;
     bring_up(iface)?;
     if let Some(gw) = ip.gateway {
-        // SAFETY: rtentry is plain old data; all-zero is valid.
-        let mut rt: libc::rtentry = unsafe { std::mem::zeroed() };
-        rt.rt_dst = sockaddr(Ipv4Addr::UNSPECIFIED);
-        rt.rt_genmask = sockaddr(Ipv4Addr::UNSPECIFIED);
-        rt.rt_gateway = sockaddr(gw);
-        rt.rt_flags = (libc::RTF_UP | libc::RTF_GATEWAY) as libc::c_ushort;
-        // SAFETY: `rt` is a valid rtentry for SIOCADDRT, which only reads it.
-        let r =
-            unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCADDRT, std::ptr::from_mut(&mut rt)) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EEXIST) {
-                return Err(NetError::Ioctl {
-                    iface: iface.to_owned(),
-                    op: "add default route",
-                    source: e,
-                });
-            }
+        add_default_route(&fd, iface, gw)?;
+    }
+    Ok(())
+}
+
+/// Replaces `iface`'s IPv4 address and netmask (`prefix_len` bits) and
+/// adds the default route via `gateway` again (replacing the address drops
+/// the routes through it). The same address and mask again change nothing.
+pub fn replace_address(
+    iface: &str,
+    ip: Ipv4Addr,
+    prefix_len: u8,
+    gateway: Ipv4Addr,
+) -> Result<(), NetError> {
+    let mask = netmask(prefix_len).ok_or(NetError::Prefix(prefix_len))?;
+    let fd = socket()?;
+    set_address(&fd, iface, ip, Some(mask))?;
+    bring_up(iface)?;
+    add_default_route(&fd, iface, gateway)
+}
+
+/// The netmask of a prefix length, `None` over 32.
+pub fn netmask(prefix_len: u8) -> Option<Ipv4Addr> {
+    match prefix_len {
+        0 => Some(Ipv4Addr::UNSPECIFIED),
+        1..=32 => Some(Ipv4Addr::from(u32::MAX << (32 - prefix_len))),
+        _ => None,
+    }
+}
+
+fn set_address(
+    fd: &OwnedFd,
+    iface: &str,
+    ip: Ipv4Addr,
+    mask: Option<Ipv4Addr>,
+) -> Result<(), NetError> {
+    let mut req = ifreq(iface)?;
+    req.ifr_ifru.ifru_addr = sockaddr(ip);
+    ioctl(fd, libc::SIOCSIFADDR, &mut req, iface, "set address")?;
+    if let Some(mask) = mask {
+        let mut req = ifreq(iface)?;
+        req.ifr_ifru.ifru_netmask = sockaddr(mask);
+        ioctl(fd, libc::SIOCSIFNETMASK, &mut req, iface, "set netmask")?;
+    }
+    Ok(())
+}
+
+/// Adds the default route via `gw`; one already there is fine.
+fn add_default_route(fd: &OwnedFd, iface: &str, gw: Ipv4Addr) -> Result<(), NetError> {
+    // SAFETY: rtentry is plain old data; all-zero is valid.
+    let mut rt: libc::rtentry = unsafe { std::mem::zeroed() };
+    rt.rt_dst = sockaddr(Ipv4Addr::UNSPECIFIED);
+    rt.rt_genmask = sockaddr(Ipv4Addr::UNSPECIFIED);
+    rt.rt_gateway = sockaddr(gw);
+    rt.rt_flags = (libc::RTF_UP | libc::RTF_GATEWAY) as libc::c_ushort;
+    // SAFETY: `rt` is a valid rtentry for SIOCADDRT, which only reads it.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCADDRT, std::ptr::from_mut(&mut rt)) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EEXIST) {
+            return Err(NetError::Ioctl {
+                iface: iface.to_owned(),
+                op: "add default route",
+                source: e,
+            });
         }
     }
     Ok(())
+}
+
+/// Sets `iface`'s MAC address. Live when the driver allows it (virtio-net
+/// does); a driver that answers EBUSY gets it with the link down for the
+/// moment.
+pub fn set_mac(iface: &str, mac: [u8; 6]) -> Result<(), NetError> {
+    let fd = socket()?;
+    let mut req = ifreq(iface)?;
+    let mut data = [0 as libc::c_char; 14];
+    for (d, b) in data.iter_mut().zip(mac) {
+        *d = b as libc::c_char;
+    }
+    req.ifr_ifru.ifru_hwaddr = libc::sockaddr {
+        sa_family: libc::ARPHRD_ETHER,
+        sa_data: data,
+    };
+    let set = |req: &mut libc::ifreq| ioctl(&fd, libc::SIOCSIFHWADDR, req, iface, "set MAC");
+    match set(&mut req) {
+        Err(NetError::Ioctl { source, .. }) if source.raw_os_error() == Some(libc::EBUSY) => {
+            set_up(&fd, iface, false)?;
+            let res = set(&mut req);
+            set_up(&fd, iface, true)?;
+            res
+        }
+        other => other,
+    }
+}
+
+/// Sets or clears IFF_UP on `iface`.
+fn set_up(fd: &OwnedFd, iface: &str, up: bool) -> Result<(), NetError> {
+    let mut req = ifreq(iface)?;
+    ioctl(fd, libc::SIOCGIFFLAGS, &mut req, iface, "get flags")?;
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    let up_flag = libc::IFF_UP as libc::c_short;
+    req.ifr_ifru.ifru_flags = if up {
+        flags | up_flag
+    } else {
+        flags & !up_flag
+    };
+    ioctl(fd, libc::SIOCSIFFLAGS, &mut req, iface, "set flags")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netmasks_of_prefix_lengths() {
+        assert_eq!(netmask(24), Some(Ipv4Addr::new(255, 255, 255, 0)));
+        assert_eq!(netmask(32), Some(Ipv4Addr::BROADCAST));
+        assert_eq!(netmask(1), Some(Ipv4Addr::new(128, 0, 0, 0)));
+        assert_eq!(netmask(0), Some(Ipv4Addr::UNSPECIFIED));
+        assert_eq!(netmask(33), None);
+        assert_eq!(netmask(255), None);
+    }
 }

@@ -11,7 +11,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use bhatti_agent::{Client, Event, Events};
@@ -26,6 +26,9 @@ pub struct Options {
     pub token: Option<String>,
     pub config: Option<GuestConfig>,
     pub env: Vec<(String, String)>,
+    /// Make a FIFO `console` in the temp dir and pass it as
+    /// `LOHAR_CONSOLE_INPUT` (identify lines, see `identify.rs`).
+    pub console_input: bool,
 }
 
 /// A running lohar in test mode.
@@ -36,6 +39,8 @@ pub struct Lohar {
     pub forward: PathBuf,
     /// A client with the right token (if any).
     pub client: Client,
+    /// Every line lohar printed on stderr so far.
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Lohar {
@@ -74,14 +79,29 @@ impl Lohar {
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
+        if opts.console_input {
+            let fifo = dir.path().join("console");
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                &fifo,
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from(0o600),
+                0,
+            )
+            .unwrap();
+            cmd.env("LOHAR_CONSOLE_INPUT", &fifo);
+        }
         let mut child = cmd.spawn().expect("spawn lohar");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let lines = log.clone();
         std::thread::spawn(move || {
             let mut first = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 eprintln!("[lohar] {line}");
+                lines.lock().unwrap().push(line);
                 if let Some(tx) = first.take() {
                     let _ = tx.send(());
                 }
@@ -103,6 +123,7 @@ impl Lohar {
             control,
             forward,
             client,
+            log,
         };
         if let Err(e) = lohar.client.wait_ready(SOON).await {
             let status = lohar.child.try_wait().ok().flatten();
@@ -124,6 +145,21 @@ impl Lohar {
     /// `path(name)` as a `String` for requests.
     pub fn spath(&self, name: &str) -> String {
         self.path(name).to_str().unwrap().to_owned()
+    }
+
+    /// Waits until lohar has printed a line containing `needle`.
+    pub async fn wait_log(&self, needle: &str) {
+        let ok = eventually(SOON, || {
+            self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+        })
+        .await;
+        assert!(ok, "lohar did not log {needle:?} within {SOON:?}");
+    }
+
+    /// How many lines lohar printed that contain `needle`.
+    pub fn logged(&self, needle: &str) -> usize {
+        let log = self.log.lock().unwrap();
+        log.iter().filter(|l| l.contains(needle)).count()
     }
 
     /// lohar's pid.
