@@ -128,11 +128,14 @@ fn read_loop(mut console: File, agent: &Agent, mode: &Mode) {
         let n = match console.read(&mut buf) {
             Ok(n) if n > 0 => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => {
+            res => {
                 // End of file (a hung-up terminal) or an error: wait and
                 // read again, more slowly each time, logging the first.
                 if failures == 0 {
-                    crate::log!("identify: console read: {other:?}; retrying");
+                    let why = res
+                        .err()
+                        .map_or("end of file".to_owned(), |e| e.to_string());
+                    crate::log!("identify: console read: {why}; retrying");
                 }
                 failures = failures.saturating_add(1);
                 std::thread::sleep(Duration::from_millis(100) * failures.min(50));
@@ -294,6 +297,80 @@ mod tests {
         let out = split(&[&fits, b"\n"]);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].len(), MAX_LINE_LEN - 1);
+    }
+
+    /// VM mode on a PTY standing in for the serial console: the input
+    /// settings, no echo of the line, the steps that cannot succeed here
+    /// reported after the rest was done, the result line on the console.
+    #[test]
+    fn a_console_gets_raw_input_and_a_result_line() {
+        use bhatti_proto::config::GuestConfig;
+        use rustix::termios::{InputModes, LocalModes};
+        let pty = crate::pty::open(24, 80).expect("pty");
+        let name = rustix::pty::ptsname(&pty.master, Vec::new()).expect("ptsname");
+        let me = crate::env::Identity {
+            switch_to: None,
+            home: "/".into(),
+            user: None,
+            default_cwd: None,
+        };
+        let limits = crate::agent::Limits::default();
+        let agent = Arc::new(Agent::new(
+            Some(b"t1".to_vec()),
+            GuestConfig::default(),
+            me,
+            limits,
+        ));
+        let path = Path::new(name.to_str().expect("utf-8 pts name"));
+        let mode = Mode::Vm {
+            iface: "nosuchif0".into(),
+        };
+        start(agent.clone(), path, mode).expect("start");
+        let t = rustix::termios::tcgetattr(&pty.slave).expect("tcgetattr");
+        assert!(
+            !t.local_modes
+                .intersects(LocalModes::ICANON | LocalModes::ECHO | LocalModes::ISIG)
+        );
+        assert!(
+            !t.input_modes
+                .intersects(InputModes::ICRNL | InputModes::IXON)
+        );
+
+        let mut console = File::from(pty.master);
+        let mut reader = console.try_clone().expect("clone");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let mut b = [0u8; 1];
+            while !out.ends_with(b"\n") && reader.read(&mut b).is_ok_and(|n| n == 1) {
+                out.push(b[0]);
+            }
+            let _ = tx.send(String::from_utf8_lossy(&out).into_owned());
+        });
+        let id = Identity {
+            auth: "t1".into(),
+            token: "t2".into(),
+            sandbox_id: "child-1".into(),
+            // Empty: this test must not rename the machine it runs on.
+            hostname: String::new(),
+            mac: "not-a-mac".into(),
+            ip: std::net::Ipv4Addr::new(10, 0, 0, 5),
+            prefix_len: 24,
+            gateway: std::net::Ipv4Addr::new(10, 0, 0, 1),
+            entropy: String::new(),
+            env: None,
+        };
+        console.write_all(id.to_line().as_bytes()).expect("write");
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a result line");
+        // The first thing on the console is the result, not an echo.
+        assert!(line.starts_with("bhatti-identify: error MAC: "), "{line:?}");
+        assert!(line.contains("address: nosuchif0"), "{line:?}");
+        assert!(
+            agent.token_matches(b"t2"),
+            "the token is replaced all the same"
+        );
     }
 
     #[test]

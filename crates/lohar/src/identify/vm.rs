@@ -144,6 +144,23 @@ mod tests {
     }
 
     #[test]
+    fn entropy_is_added_and_the_crng_reseeded() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: RNDADDENTROPY needs root");
+            return;
+        }
+        // Real random bytes (the credit given to them is honest), an odd
+        // length to cover the last partial word.
+        let mut bytes = [0u8; 63];
+        std::io::Read::read_exact(
+            &mut std::fs::File::open("/dev/urandom").expect("urandom"),
+            &mut bytes,
+        )
+        .expect("random bytes");
+        add_entropy(&bytes).expect("RNDADDENTROPY and RNDRESEEDCRNG");
+    }
+
+    #[test]
     fn hostnames_are_checked() {
         assert!(valid_hostname("child-1.example"));
         assert!(!valid_hostname(""));

@@ -240,6 +240,9 @@ fn set_up(fd: &OwnedFd, iface: &str, up: bool) -> Result<(), NetError> {
 }
 
 #[cfg(test)]
+mod netns_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
