@@ -26,6 +26,7 @@ mod recovery;
 mod resources;
 mod sandboxes;
 mod shell;
+mod snapshots;
 mod state;
 mod support;
 mod thermal;
@@ -115,6 +116,6 @@ fn main() {
     ];
     trials.extend(v1::trials());
     trials.extend(ports::trials());
-    trials.extend(lifetime::trials());
+    trials.extend(lifetime::trials().into_iter().chain(snapshots::trials()));
     libtest_mimic::run(&args, trials).exit();
 }
