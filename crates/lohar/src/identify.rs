@@ -26,7 +26,11 @@
 //! 4. `token` becomes the AUTH token. That closes every connection
 //!    authenticated before (they were the parent's host's; see
 //!    [`crate::server`]); processes they started keep running. Last, so a
-//!    client that gets in with the new token sees everything else done.
+//!    client that gets in with the new token sees everything else done,
+//!    and after the address change, so what those sockets still send
+//!    (their FIN) carries a source address the guest no longer has and
+//!    never leaves it (the host's connections to the parent, whose
+//!    4-tuples and sequence numbers these share, are not disturbed).
 //! 5. `bhatti-identify: ok <sandbox_id>` (or `bhatti-identify: error
 //!    <why>`) goes to the console (test mode: lohar's log on stderr).
 //!

@@ -11,9 +11,10 @@
 //! A connection authenticated before an identify ([`crate::identify`])
 //! replaced the token belonged to the parent sandbox's host: when the token
 //! changes, its socket is shut down both ways (through a duplicate of its
-//! descriptor taken at accept), so the peer sees the close at once and the
-//! handler sees a disconnect and ends as it would then (a TTY session
-//! detaches, a piped exec's child keeps running).
+//! descriptor taken at accept): the handler sees a disconnect and ends as
+//! it would then (a TTY session detaches, a piped exec's child keeps
+//! running), and a peer that can still be reached sees the close (in a
+//! re-identified VM it cannot: the guest's address changed first).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
