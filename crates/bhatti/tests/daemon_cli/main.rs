@@ -15,6 +15,7 @@ mod exec;
 mod lifetime;
 mod resources;
 mod shell;
+mod snapshots;
 mod support;
 mod users;
 mod v1;
@@ -37,7 +38,7 @@ type Body = fn(&Daemon) -> Result<(), String>;
 
 fn main() {
     let args = Arguments::from_args();
-    let tests: [(&str, Body); 8] = [
+    let tests: [(&str, Body); 9] = [
         ("lifecycle_exec_and_json", exec::lifecycle_exec_and_json),
         ("exec_output_is_live", exec::exec_output_is_live),
         (
@@ -55,6 +56,7 @@ fn main() {
         ("v1_config_flags_and_output", v1::v1_config_flags_and_output),
         ("user_flags", users::user_flags),
         ("ttl_and_label_flags", lifetime::ttl_and_label_flags),
+        ("snapshot_commands", snapshots::snapshot_commands),
     ];
     let trials = tests
         .into_iter()

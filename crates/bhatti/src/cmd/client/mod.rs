@@ -21,6 +21,7 @@ mod secret;
 mod sessions;
 mod setup;
 mod shell;
+mod snapshot;
 mod template;
 mod terminal;
 mod version;
@@ -48,6 +49,9 @@ pub enum ClientCommand {
     /// Destroy sandboxes (their volumes survive).
     #[command(visible_alias = "rm")]
     Destroy(sandbox::DestroyArgs),
+    /// Make sandboxes from one snapshot of a sandbox taken now; prints
+    /// the children: ID, NAME, IP.
+    Fork(snapshot::ForkArgs),
     /// Stop a sandbox: snapshot it to disk and end its VM.
     Stop(args::Target),
     /// Start a stopped sandbox from its snapshot.
@@ -71,6 +75,9 @@ pub enum ClientCommand {
     Publish(ports::PublishArgs),
     /// Stop publishing a sandbox port.
     Unpublish(ports::UnpublishArgs),
+    /// Manage named snapshots of sandboxes (`create --snapshot` restores
+    /// one into a new sandbox).
+    Snapshot(snapshot::SnapshotArgs),
     /// Manage persistent volumes.
     Volume(volume::VolumeArgs),
     /// Manage secrets (encrypted at rest, injected only when asked for).
@@ -137,6 +144,7 @@ async fn dispatch(cmd: ClientCommand) -> anyhow::Result<Outcome> {
         C::Inspect(a) => sandbox::inspect(a).await,
         C::Edit(a) => sandbox::edit(a).await,
         C::Destroy(a) => sandbox::destroy(a).await,
+        C::Fork(a) => snapshot::fork(a).await,
         C::Stop(a) => sandbox::lifecycle(a, "stop").await,
         C::Start(a) => sandbox::lifecycle(a, "start").await,
         C::Exec(a) => exec::run(a).await,
@@ -147,6 +155,7 @@ async fn dispatch(cmd: ClientCommand) -> anyhow::Result<Outcome> {
         C::Ports(a) => ports::ports(a).await,
         C::Publish(a) => ports::publish(a).await,
         C::Unpublish(a) => ports::unpublish(a).await,
+        C::Snapshot(a) => snapshot::run(a).await,
         C::Volume(a) => volume::run(a).await,
         C::Secret(a) => secret::run(a).await,
         C::Template(a) => template::run(a).await,

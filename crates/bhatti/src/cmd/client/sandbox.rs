@@ -4,7 +4,8 @@
 //! widths), `list --wide` a richer table. `create --user` sets the
 //! sandbox's guest user; `inspect` shows it when set. `--ttl`,
 //! `--on-expire` and `--label` (create, edit) set a TTL and labels;
-//! `list --label K=V` filters on the server.
+//! `list --label K=V` filters on the server; `create --snapshot NAME`
+//! restores a snapshot into the new sandbox.
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -49,6 +50,10 @@ pub struct CreateArgs {
     /// Template to start from (name or id)
     #[arg(long)]
     pub template: Option<String>,
+    /// Restore one of your snapshots instead of booting an image (its
+    /// size, image and disk apply)
+    #[arg(long, value_name = "NAME")]
+    pub snapshot: Option<String>,
     /// Attach an existing volume (repeatable)
     #[arg(long = "volume", short = 'v', value_name = "NAME:/MOUNT[:ro]", value_parser = parse_volume)]
     pub volumes: Vec<VolumeMount>,
@@ -178,6 +183,9 @@ pub fn create_body(a: &CreateArgs) -> anyhow::Result<Value> {
     }
     if let Some(t) = &a.template {
         put("template_id", json!(t));
+    }
+    if let Some(s) = &a.snapshot {
+        put("snapshot", json!(s));
     }
     if let Some(c) = a.cpus {
         put("cpus", json!(c));
