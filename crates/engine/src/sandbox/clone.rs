@@ -110,7 +110,7 @@ impl<D: Driver> VmEngine<D> {
             let _ = self.driver.kill(vm).await;
             return Err(e.into());
         }
-        let (vm, agent) = self.await_agent(vm, &vm_config, &token).await?;
+        let (vm, agent) = self.await_agent(vm, &vm_config, &token, true).await?;
         let child = Meta {
             id: id.clone(),
             cpus: spec.cpus,

@@ -286,16 +286,20 @@ impl<D: Driver> VmEngine<D> {
         token: &str,
     ) -> EngineResult<(D::Vm, Client)> {
         let vm = self.driver.spawn(vm_config).await?;
-        self.await_agent(vm, vm_config, token).await
+        self.await_agent(vm, vm_config, token, false).await
     }
 
     /// Waits for the agent of `vm` to answer with `token`; a guest that
     /// never does is killed, with its console's last lines in the error.
+    /// A refused token ends the wait, unless `token_coming` (a restored
+    /// guest still has its source's token until it reads its identity,
+    /// and may have its source's address too).
     pub(super) async fn await_agent(
         &self,
         mut vm: D::Vm,
         vm_config: &VmConfig,
         token: &str,
+        token_coming: bool,
     ) -> EngineResult<(D::Vm, Client)> {
         let link = self.driver.agent_transport(vm_config);
         // Log lines about this agent name its sandbox (the run dir's name).
@@ -306,9 +310,12 @@ impl<D: Driver> VmEngine<D> {
         let agent = Client::new(NetnsConnector::for_transport(link, self.sockets.clone()))
             .with_token(token)
             .with_peer(peer);
-        let ready = wait_agent(&agent, self.config.agent_ready_timeout, || {
-            self.driver.exited(&mut vm)
-        })
+        let ready = wait_agent(
+            &agent,
+            self.config.agent_ready_timeout,
+            token_coming,
+            || self.driver.exited(&mut vm),
+        )
         .await;
         if let Err(e) = ready {
             let tail = self.driver.console_tail(vm_config, 20);
@@ -483,13 +490,16 @@ fn volume_letter(i: usize) -> char {
 async fn wait_agent(
     agent: &Client,
     timeout: Duration,
+    token_coming: bool,
     mut exited: impl FnMut() -> Option<String>,
 ) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let last = match tokio::time::timeout(READY_ATTEMPT, agent.activity()).await {
             Ok(Ok(_)) => return Ok(()),
-            Ok(Err(e @ bhatti_agent::Error::AuthRefused(_))) => return Err(e.to_string()),
+            Ok(Err(e @ bhatti_agent::Error::AuthRefused(_))) if !token_coming => {
+                return Err(e.to_string());
+            }
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {READY_ATTEMPT:?}"),
         };
@@ -508,7 +518,6 @@ const READY_POLL: Duration = Duration::from_millis(10);
 /// Longest single readiness attempt.
 const READY_ATTEMPT: Duration = Duration::from_millis(250);
 
-/// A fresh agent token ([`bhatti_proto::token::agent_token`]).
 /// What a restore-based create gives the guest besides the golden
 /// snapshot ([`super::golden`]).
 fn clone_of(spec: &SandboxSpec) -> CloneSpec {
@@ -521,6 +530,7 @@ fn clone_of(spec: &SandboxSpec) -> CloneSpec {
     }
 }
 
+/// A fresh agent token ([`bhatti_proto::token::agent_token`]).
 pub(super) fn random_token() -> EngineResult<String> {
     bhatti_proto::token::agent_token().map_err(|e| EngineError::Io {
         path: PathBuf::from("getrandom"),

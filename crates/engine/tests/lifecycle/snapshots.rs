@@ -250,7 +250,13 @@ fn golden_creates() -> TestResult {
         spec.env.insert("GREETING".into(), "hello".into());
         spec.hostname = Some("gold-host".into());
         e.create(a.clone(), spec).await?;
-        ensure(restored(&t, &a), || "the create booted".into())?;
+        ensure(restored(&t, &a), || {
+            format!(
+                "the create booted: {:?}",
+                std::fs::read_dir(t.sandbox_dir(&a))
+                    .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+            )
+        })?;
         let out = sh(e, &a, "echo $GREETING; hostname").await?;
         ensure(out == "hello\ngold-host\n", || {
             format!("restored guest: {out:?}")
