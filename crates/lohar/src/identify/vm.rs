@@ -61,13 +61,14 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     parts.next().is_none().then_some(mac)
 }
 
-/// Whether `name` can be a hostname: 1-64 bytes of letters, digits, `-`
-/// and `.` (nothing that could break `/etc/hosts`).
+/// Whether `name` can be a hostname: 1-64 bytes of letters, digits, `-`,
+/// `.` and `_` (sandbox names may hold `_`; nothing that could break
+/// `/etc/hosts`).
 pub fn valid_hostname(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
 }
 
 /// `sethostname`, `/etc/hostname` and `/etc/hosts`; an empty name keeps
@@ -163,8 +164,10 @@ mod tests {
     #[test]
     fn hostnames_are_checked() {
         assert!(valid_hostname("child-1.example"));
+        assert!(valid_hostname("my_box"));
         assert!(!valid_hostname(""));
         assert!(!valid_hostname("a b"));
+        assert!(!valid_hostname("a#b"));
         assert!(!valid_hostname("a\n127.0.0.1 evil"));
         assert!(!valid_hostname(&"a".repeat(65)));
     }
