@@ -128,10 +128,16 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-/// Rate-limit class of a request.
+/// Rate-limit class of a request: a create, a fork and a snapshot
+/// (each boots VMs or writes a VM's memory) are creates.
 fn class_of(req: &Request) -> Class {
     let m = req.method();
-    if m == Method::POST && req.uri().path().trim_end_matches('/') == "/sandboxes" {
+    let path = req.uri().path().trim_end_matches('/');
+    let heavy = || {
+        let parts: Vec<&str> = path.split('/').collect();
+        matches!(parts.as_slice(), ["", "sandboxes", _, "fork" | "snapshots"])
+    };
+    if m == Method::POST && (path == "/sandboxes" || heavy()) {
         Class::Create
     } else if m == Method::GET || m == Method::HEAD {
         Class::Read
@@ -189,5 +195,30 @@ mod tests {
             .body(Body::empty())
             .expect("request");
         assert_eq!(presented_key(&plain), None, "not an upgrade");
+    }
+
+    #[test]
+    fn creates_forks_and_snapshots_are_creates() {
+        let class = |m: Method, uri: &str| {
+            let req = Request::builder()
+                .method(m)
+                .uri(uri)
+                .body(Body::empty())
+                .expect("request");
+            class_of(&req)
+        };
+        assert_eq!(class(Method::POST, "/sandboxes"), Class::Create);
+        assert_eq!(class(Method::POST, "/sandboxes/web/fork"), Class::Create);
+        assert_eq!(
+            class(Method::POST, "/sandboxes/web/snapshots/"),
+            Class::Create
+        );
+        assert_eq!(class(Method::POST, "/sandboxes/web/exec"), Class::Write);
+        assert_eq!(
+            class(Method::POST, "/sandboxes/web/proxy/80/fork"),
+            Class::Write
+        );
+        assert_eq!(class(Method::GET, "/snapshots"), Class::Read);
+        assert_eq!(class(Method::DELETE, "/snapshots/s"), Class::Write);
     }
 }

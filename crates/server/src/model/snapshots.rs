@@ -23,7 +23,7 @@ pub struct CreateSnapshot {
 /// `POST /sandboxes/{id}/fork`.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct ForkSandbox {
-    /// How many children (default 1).
+    /// How many children (default: as many as `names`, else 1).
     #[schema(minimum = 1, maximum = 16)]
     pub count: Option<u32>,
     /// The children's names, one each (`count` of them); absent:

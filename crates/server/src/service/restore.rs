@@ -63,7 +63,10 @@ impl<E: Engine> AppState<E> {
         parent: &str,
         req: ForkSandbox,
     ) -> ServiceResult<Vec<Sandbox>> {
-        let count = req.count.unwrap_or(1);
+        let given = req.names.as_ref().map(Vec::len);
+        let count = req
+            .count
+            .unwrap_or_else(|| given.map_or(1, |n| u32::try_from(n).unwrap_or(u32::MAX)));
         if count == 0 || count as usize > MAX_FORK {
             return Err(Invalid::ForkCount {
                 max: MAX_FORK,
