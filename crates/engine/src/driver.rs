@@ -286,7 +286,8 @@ pub trait Driver: Send + Sync + std::fmt::Debug + 'static {
 
     /// Sends `line` (`bhatti_proto::identify`) to the guest agent of a VM
     /// made by [`Driver::restore_clone`] over a channel that is not its
-    /// network (QEMU: the serial console's input).
+    /// network (QEMU: the serial console's input), and waits for the
+    /// agent's answer: an error when it could not take the identity.
     fn send_identity(
         &self,
         vm: &mut Self::Vm,

@@ -73,6 +73,8 @@ pub enum QemuError {
     },
     #[error("waiting for QEMU: {0}")]
     Wait(#[source] io::Error),
+    #[error("the guest did not take its new identity: {0}")]
+    Identify(String),
 }
 
 /// Settings of the QEMU driver.
@@ -121,9 +123,6 @@ pub struct QemuVm {
     qmp: QmpClient,
     /// Its RAM is the run dir's shared RAM file ([`shared_ram`]).
     shared_ram: bool,
-    /// The console socket, once [`Driver::send_identity`] connected to it
-    /// (kept open while the VM lives: the guest reads at its own pace).
-    console: Option<tokio::net::UnixStream>,
 }
 
 impl QemuVm {
@@ -198,7 +197,6 @@ impl QemuDriver {
                 process,
                 qmp,
                 shared_ram: spec.memory_file.is_some(),
-                console: None,
             }),
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(QemuError::Qmp(QmpError::Timeout {

@@ -58,7 +58,6 @@ impl QemuDriver {
             process,
             qmp,
             shared_ram,
-            console: None,
         };
         let paused = match state {
             RunState::Running => false,

@@ -9,15 +9,17 @@
 //! - clone: the same argv as a boot of the new VM's config, with its
 //!   console as a Unix socket and `-incoming "exec:cat FILE"`; once the
 //!   state is in, `cont`. The file is only read.
-//! - identity: written to the console socket, which stays connected for
-//!   the VM's life (QEMU hands the bytes to the guest's UART as the guest
-//!   reads them).
+//! - identity: written to the console socket after a newline; QEMU hands
+//!   the bytes to the guest's UART as the guest reads them, and lohar
+//!   answers on the console (`bhatti-identify: ok|error`), which the
+//!   driver reads before it disconnects (output to a connected client that
+//!   does not read would stall the guest's console).
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::adopt::stream_problem;
 use super::{QemuDriver, QemuError, QemuVm, shared_ram};
@@ -86,18 +88,62 @@ impl QemuDriver {
     ) -> Result<(), QemuError> {
         let run_dir = vm.process.console_log().parent().unwrap_or(Path::new("."));
         let path = console_socket(run_dir);
-        let console = match vm.console.take() {
-            Some(c) => c,
-            None => tokio::net::UnixStream::connect(&path)
-                .await
-                .map_err(|e| file_err(&path, e))?,
-        };
-        let console = vm.console.insert(console);
-        console
-            .write_all(line)
+        let mut console = tokio::net::UnixStream::connect(&path)
             .await
             .map_err(|e| file_err(&path, e))?;
-        console.flush().await.map_err(|e| file_err(&path, e))
+        // A newline first: whatever was typed before the snapshot stays on
+        // a line of its own.
+        let mut out = Vec::with_capacity(line.len() + 1);
+        out.push(b'\n');
+        out.extend_from_slice(line);
+        console
+            .write_all(&out)
+            .await
+            .map_err(|e| file_err(&path, e))?;
+        // The guest's answer comes back on the console. The connection is
+        // closed once it has: a client that stopped reading would stall
+        // the guest's console output.
+        match tokio::time::timeout(IDENTIFY_TIMEOUT, answer(&mut console)).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(why))) => Err(QemuError::Identify(why)),
+            Ok(Err(e)) => Err(file_err(&path, e)),
+            Err(_) => Err(QemuError::Identify(format!(
+                "no answer within {IDENTIFY_TIMEOUT:?} (is the guest agent older than identify?)"
+            ))),
+        }
+    }
+}
+
+/// How long a guest may take to answer its identity.
+const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reads the console until lohar's result line: `Ok(Ok(()))` for
+/// `bhatti-identify: ok`, `Ok(Err(why))` for `bhatti-identify: error why`.
+async fn answer(console: &mut tokio::net::UnixStream) -> io::Result<Result<(), String>> {
+    const OK: &str = "bhatti-identify: ok";
+    const ERR: &str = "bhatti-identify: error ";
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = console.read(&mut buf).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        seen.extend_from_slice(&buf[..n]);
+        while let Some(i) = seen.iter().position(|&b| b == b'\n') {
+            let line = String::from_utf8_lossy(&seen[..i]).into_owned();
+            seen.drain(..=i);
+            if line.contains(OK) {
+                return Ok(Ok(()));
+            }
+            if let Some(at) = line.find(ERR) {
+                return Ok(Err(line[at + ERR.len()..].trim().to_owned()));
+            }
+        }
+        // Only the last (incomplete) line matters; bound what is kept.
+        if seen.len() > 64 * 1024 {
+            seen.clear();
+        }
     }
 }
 
