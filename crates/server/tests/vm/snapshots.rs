@@ -4,6 +4,7 @@
 //!   in `/tmp`, the guest's memory) leaves it running; it is listed and
 //!   shown with its size, filtered by label, private to its owner (404
 //!   for another user), its name unique (409), and gone after delete;
+//!   one of a stopped sandbox leaves it stopped, and restores and forks;
 //! - a sandbox made from it goes on from the snapshot's memory (the
 //!   counter file as it was, the loop still counting) with its own
 //!   address and hostname; sizes the snapshot fixes are refused (400);
@@ -164,8 +165,39 @@ pub fn snapshot_keeps_running_and_is_private() -> TestResult {
         let dir = d.state.settings.data_dir.join("snapshots");
         let id = s["id"].as_str().unwrap_or_default();
         ensure(!dir.join(id).exists(), || format!("{id}'s files remain"))?;
+        of_a_stopped_sandbox(&d).await?;
         d.finish().await
     })
+}
+
+/// A stopped sandbox's snapshot copies its saved state: no pause, the
+/// source stays stopped; a sandbox made from it runs with its memory; a
+/// fork of a stopped parent works too.
+async fn of_a_stopped_sandbox(d: &TestDaemon) -> TestResult {
+    d.sh("src", "echo asleep > /tmp/state").await?;
+    d.expect(d.req(Method::POST, "/sandboxes/src/stop"), 200)
+        .await?;
+    let s = snapshot(d, "src", json!({"name": "cold"})).await?;
+    ensure(s["status"] == "ready" && s["paused_ms"] == 0, || {
+        format!("of a stopped sandbox: {s}")
+    })?;
+    let src = d.expect(d.req(Method::GET, "/sandboxes/src"), 200).await?;
+    ensure(src["status"] == "stopped", || format!("source: {src}"))?;
+    let body = json!({"snapshot": "cold", "name": "woken"});
+    d.expect(d.req(Method::POST, "/sandboxes").json(&body), 201)
+        .await?;
+    let out = d.sh("woken", "cat /tmp/state").await?;
+    ensure(out == "asleep\n", || format!("woken: {out:?}"))?;
+    let v = d
+        .expect(
+            d.req(Method::POST, "/sandboxes/src/fork")
+                .json(&json!({"names": ["pup"]})),
+            201,
+        )
+        .await?;
+    ensure(names(&v["sandboxes"]) == ["pup"], || format!("fork: {v}"))?;
+    let out = d.sh("pup", "cat /tmp/state").await?;
+    ensure(out == "asleep\n", || format!("pup: {out:?}"))
 }
 
 /// Another user neither sees nor uses alice's snapshot `s1`, nor takes
