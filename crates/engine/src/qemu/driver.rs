@@ -196,7 +196,7 @@ impl QemuDriver {
             Ok(Ok(qmp)) => Ok(QemuVm {
                 process,
                 qmp,
-                shared_ram: spec.memory_file.is_some(),
+                shared_ram: spec.memory_file.is_some() && !spec.private_memory,
             }),
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(QemuError::Qmp(QmpError::Timeout {
@@ -373,7 +373,7 @@ impl Driver for QemuDriver {
         config: &VmConfig,
         snapshot: &Snapshot,
     ) -> Result<QemuVm, DriverError> {
-        self.do_clone_from(config, snapshot)
+        self.do_restore_clone(config, snapshot)
             .await
             .map_err(|e| DriverError::Restore {
                 driver: NAME,

@@ -188,6 +188,11 @@ pub struct LaunchSpec {
     /// `x-ignore-shared` capability then writes only device state, and a
     /// restore maps the same file. `None`: anonymous RAM.
     pub memory_file: Option<PathBuf>,
+    /// Map `memory_file` privately (`share=off`): the guest starts from
+    /// the file's content, its writes stay in its own memory, and the
+    /// file is never written (many VMs can map one snapshot's RAM file;
+    /// pages none of them wrote are one copy in the host's page cache).
+    pub private_memory: bool,
     /// The console's input as well as its output: the console chardev is
     /// a Unix socket at this path (`server=on,wait=off`) that still logs
     /// everything the guest prints to `console_log`. What the host writes
@@ -226,6 +231,7 @@ impl LaunchSpec {
             cgroup: Some(cgroup::name_for(run_dir)),
             seccomp: true,
             memory_file: None,
+            private_memory: false,
             console_socket: None,
         }
     }
@@ -281,9 +287,10 @@ impl LaunchSpec {
         if let Some(f) = &self.memory_file {
             let size = self.memory_mib.max(64);
             let path = escape(&text(f)?);
+            let share = if self.private_memory { "off" } else { "on" };
             push(&[
                 "-object",
-                &format!("memory-backend-file,id=ram0,size={size}M,mem-path={path},share=on"),
+                &format!("memory-backend-file,id=ram0,size={size}M,mem-path={path},share={share}"),
             ]);
             machine.push_str(",memory-backend=ram0");
         }

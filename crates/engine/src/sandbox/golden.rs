@@ -157,6 +157,7 @@ impl<D: Driver> VmEngine<D> {
             };
             let _ = self.driver.kill(vm).await;
             let captured = captured?;
+            keep_only(&tmp, &captured.files);
             let meta = SnapshotMeta {
                 id: name.parse()?,
                 source: id.clone(),
@@ -202,6 +203,23 @@ impl<D: Driver> VmEngine<D> {
             if e.file_name().to_string_lossy().starts_with('.') {
                 let _ = std::fs::remove_dir_all(e.path());
             }
+        }
+    }
+}
+
+/// Removes what the VMM left in the golden snapshot's dir (its logs and
+/// sockets: it ran there), keeping the captured files and the disks.
+fn keep_only(dir: &Path, captured: &[PathBuf]) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let disk = [ROOTFS_FILE, CONFIG_DRIVE_FILE]
+            .iter()
+            .any(|d| path == dir.join(d));
+        if !disk && !captured.contains(&path) {
+            let _ = std::fs::remove_file(&path);
         }
     }
 }

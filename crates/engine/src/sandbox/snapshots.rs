@@ -32,9 +32,6 @@ use crate::state::SandboxState;
 pub(super) const STATE_FILE: &str = "mem.snap";
 /// What the snapshot is of, in its dir.
 pub(super) const SNAPSHOT_META: &str = "snapshot.json";
-/// The marker a shared-RAM VM's saved state has next to it (its memory
-/// is a separate file, which a named snapshot does not copy).
-const SHARED_MARKER: &str = "mem.snap.shared";
 
 /// `snapshot.json`: what a restore needs besides the files. 0600: it
 /// holds the guest's agent token and boot environment.
@@ -153,10 +150,12 @@ impl<D: Driver> VmEngine<D> {
                 captured.took
             }
             (SandboxState::Cold | SandboxState::Stopped, None) => {
-                let saved = slot
+                let kept = slot
                     .snapshot
                     .clone()
                     .ok_or_else(|| EngineError::NoSnapshot(sb.id.clone()))?;
+                // The driver lists every file of it (a RAM file too).
+                let saved = self.driver.saved_snapshot(&sb.dir).unwrap_or(kept);
                 copy_saved(&sb.dir, &saved, tmp).await?;
                 Duration::ZERO
             }
@@ -274,12 +273,21 @@ pub(super) fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The driver's [`Snapshot`] of a snapshot dir's state file.
+/// The driver's [`Snapshot`] of a snapshot dir: its state file first,
+/// then the driver's other files (a RAM file), not the disks.
 pub(super) fn state_snapshot(dir: &Path) -> Snapshot {
     let file = dir.join(STATE_FILE);
     let size_bytes = std::fs::metadata(&file).map_or(0, |m| m.len());
+    let mut files = vec![file];
+    let mut others: Vec<_> = file_sizes(dir)
+        .into_keys()
+        .filter(|n| ![STATE_FILE, ROOTFS_FILE, CONFIG_DRIVE_FILE].contains(&n.as_str()))
+        .map(|n| dir.join(n))
+        .collect();
+    others.sort();
+    files.extend(others);
     Snapshot {
-        files: vec![file],
+        files,
         size_bytes,
         took: Duration::ZERO,
     }
@@ -311,28 +319,44 @@ pub(super) async fn copy_disks(from: &Path, to: &Path) -> EngineResult<()> {
     .await?
 }
 
-/// A stopped or cold sandbox's saved state and disks, copied.
+/// A stopped or cold sandbox's saved state (every file of it: the state
+/// and, for a shared-RAM VM, its RAM file) and disks, copied.
 async fn copy_saved(dir: &Path, saved: &Snapshot, to: &Path) -> EngineResult<()> {
-    if dir.join(SHARED_MARKER).exists() {
-        return Err(EngineError::Unsupported(
-            "this stopped sandbox keeps its memory in a shared RAM file, which snapshots do not copy yet; start it and snapshot it running".into(),
-        ));
+    let mut files = saved.files.clone();
+    if files.is_empty() {
+        files.push(dir.join(STATE_FILE));
     }
-    let state = saved
-        .files
-        .first()
-        .cloned()
-        .unwrap_or_else(|| dir.join(STATE_FILE));
-    let dest = to.join(STATE_FILE);
-    blocking(move || image::copy_rootfs(&state, &dest)).await??;
+    let to_dir = to.to_owned();
+    blocking(move || -> EngineResult<()> {
+        for (i, f) in files.iter().enumerate() {
+            // The state file keeps its name; the others (a RAM file) theirs.
+            let name = match i {
+                0 => std::ffi::OsString::from(STATE_FILE),
+                _ => f.file_name().map(ToOwned::to_owned).unwrap_or_default(),
+            };
+            image::copy_rootfs(f, &to_dir.join(name))?;
+        }
+        Ok(())
+    })
+    .await??;
     copy_disks(dir, to).await
 }
 
+/// Every file of a snapshot dir but its `snapshot.json`, with its size.
 pub(super) fn file_sizes(dir: &Path) -> BTreeMap<String, u64> {
-    [STATE_FILE, ROOTFS_FILE, CONFIG_DRIVE_FILE]
-        .into_iter()
-        .filter_map(|f| Some((f.to_owned(), std::fs::metadata(dir.join(f)).ok()?.len())))
-        .collect()
+    std::fs::read_dir(dir).map_or_else(
+        |_| BTreeMap::new(),
+        |entries| {
+            entries
+                .flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().into_string().ok()?;
+                    let m = e.metadata().ok().filter(std::fs::Metadata::is_file)?;
+                    (name != SNAPSHOT_META).then_some((name, m.len()))
+                })
+                .collect()
+        },
+    )
 }
 
 /// Bytes the files in `dir` take on disk (allocated blocks).

@@ -1,14 +1,18 @@
 //! Capture and clone of a [`QemuVm`]: what named snapshots and forks are
 //! made of (see the module docs of [`super`]).
 //!
-//! - capture: `stop`, a full migration (RAM included, also for a VM with
-//!   a shared RAM file: `x-ignore-shared` is switched off first, so the
-//!   file stands alone) to the given path, written by QEMU through a
-//!   passed descriptor; QEMU stays in `postmigrate` and `cont` resumes it
-//!   (which takes its disks back).
+//! - capture: `stop`, then a migration to the given path, written by QEMU
+//!   through a passed descriptor: the whole RAM for anonymous memory; for
+//!   a VM with a shared RAM file ([`shared_ram`]) device state only plus
+//!   a sparse copy of the RAM file next to it (`ram`). QEMU stays in
+//!   `postmigrate` and `cont` resumes it (which takes its disks back).
 //! - clone: the same argv as a boot of the new VM's config, with its
-//!   console as a Unix socket and `-incoming "exec:cat FILE"`; once the
-//!   state is in, `cont`. The file is only read.
+//!   console as a Unix socket; a full stream is loaded with
+//!   `-incoming "exec:cat FILE"`, a snapshot with a RAM file maps that
+//!   file privately (`share=off`: the clones of one snapshot share its
+//!   unmodified pages in the page cache, and never write the file) and
+//!   loads the device state with `x-ignore-shared`. Then `cont`. The
+//!   snapshot's files are only read.
 //! - identity: written to the console socket after a newline; QEMU hands
 //!   the bytes to the guest's UART as the guest reads them, and lohar
 //!   answers on the console (`bhatti-identify: ok|error`), which the
@@ -37,23 +41,35 @@ impl QemuDriver {
     ) -> Result<Snapshot, QemuError> {
         let start = Instant::now();
         vm.qmp.stop().await?;
+        let mut files = vec![dest.to_owned()];
         if vm.shared_ram {
-            vm.qmp
-                .set_migration_capability("x-ignore-shared", false)
-                .await?;
+            // Device state only, and a frozen copy of the RAM file.
+            shared_ram::before_snapshot(&mut vm.qmp).await?;
+            vm.qmp.migrate_to_file(dest, self.snapshot_timeout).await?;
+            let ram = dest.with_file_name(shared_ram::RAM_FILE);
+            let run_dir = vm.process.console_log().parent().unwrap_or(Path::new("."));
+            let run_dir = run_dir.to_owned();
+            let to = ram.clone();
+            tokio::task::spawn_blocking(move || shared_ram::copy(&run_dir, &to))
+                .await
+                .map_err(|e| QemuError::Wait(io::Error::other(e)))??;
+            files.push(ram);
+        } else {
+            vm.qmp.migrate_to_file(dest, self.snapshot_timeout).await?;
         }
-        vm.qmp.migrate_to_file(dest, self.snapshot_timeout).await?;
-        let size_bytes = std::fs::metadata(dest)
-            .map_err(|source| file_err(dest, source))?
-            .len();
+        let size_bytes = files
+            .iter()
+            .map(|f| std::fs::metadata(f).map(|m| m.len()))
+            .sum::<io::Result<u64>>()
+            .map_err(|source| file_err(dest, source))?;
         Ok(Snapshot {
-            files: vec![dest.to_owned()],
+            files,
             size_bytes,
             took: start.elapsed(),
         })
     }
 
-    pub(super) async fn do_clone_from(
+    pub(super) async fn do_restore_clone(
         &self,
         config: &VmConfig,
         snap: &Snapshot,
@@ -72,10 +88,22 @@ impl QemuDriver {
         }
         let mut spec = self.launch_spec(config);
         spec.console_socket = Some(console_socket(&config.run_dir));
-        spec.incoming = Some(incoming_uri(&file)?);
-        // A clone's RAM is its own anonymous memory, loaded from the file.
+        let uri = incoming_uri(&file)?;
+        // The clone's own RAM: the snapshot's RAM file mapped privately, or
+        // anonymous memory loaded from a full stream.
         shared_ram::remove(&shared_ram::ram_file(&config.run_dir))?;
+        let ram = snap.files.get(1).cloned();
+        if let Some(ram) = &ram {
+            spec.memory_file = Some(ram.clone());
+            spec.private_memory = true;
+            spec.incoming = Some("defer".into());
+        } else {
+            spec.incoming = Some(uri.clone());
+        }
         let mut vm = self.start(&spec).await?;
+        if ram.is_some() {
+            shared_ram::start_incoming(&mut vm.qmp, &uri).await?;
+        }
         vm.qmp.wait_incoming(self.snapshot_timeout).await?;
         vm.qmp.cont().await?;
         Ok(vm)

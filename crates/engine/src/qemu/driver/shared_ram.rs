@@ -73,11 +73,37 @@ pub async fn start_incoming(qmp: &mut QmpClient, uri: &str) -> Result<(), QemuEr
     Ok(qmp.migrate_incoming(uri).await?)
 }
 
-/// Whether the QEMU of `pid` was started with a shared RAM file.
+/// Whether the QEMU of `pid` was started with a shared RAM file (a
+/// private mapping of a snapshot's RAM file is not one).
 pub fn launched_shared(pid: Option<u32>) -> bool {
     pid.and_then(|p| std::fs::read(format!("/proc/{p}/cmdline")).ok())
         .is_some_and(|c| {
             c.split(|b| *b == 0)
-                .any(|a| a.ends_with(b"memory-backend=ram0"))
+                .any(|a| a.starts_with(b"memory-backend-file,") && a.ends_with(b",share=on"))
         })
+}
+
+/// Copies the RAM file of a paused VM (sparse: pages it never touched
+/// stay holes) to `to`, mode 0600.
+pub fn copy(run_dir: &Path, to: &Path) -> Result<(), QemuError> {
+    let from = ram_file(run_dir);
+    if from == to {
+        // Captured in place (a VM that ends right after, never to run on).
+        return Ok(());
+    }
+    crate::image::copy_rootfs(&from, to).map_err(|e| QemuError::File {
+        path: to.to_owned(),
+        source: io::Error::other(e),
+    })?;
+    private_file_mode(to)
+}
+
+fn private_file_mode(path: &Path) -> Result<(), QemuError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
+        QemuError::File {
+            path: path.to_owned(),
+            source,
+        }
+    })
 }
