@@ -45,6 +45,10 @@ pub fn trials() -> Vec<Trial> {
             "snapshots::broken_snapshot_and_volumes_are_refused",
             broken_snapshot_and_volumes_are_refused,
         ),
+        trial(
+            "snapshots::survive_a_restart",
+            crate::snapshots_restart::snapshots_survive_a_restart,
+        ),
     ]
 }
 
