@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use bhatti_engine::engine::{Engine, SandboxId};
+use bhatti_engine::engine::{Engine, EngineError, SandboxId};
 use bhatti_engine::image::Tier;
 use bhatti_engine::snapshot::{CloneSpec, MAX_FORK};
 use bhatti_store::sandboxes::Sandbox;
@@ -50,7 +50,15 @@ impl<E: Engine> AppState<E> {
                 tracing::warn!(sandbox = %r.row.id, snapshot = %snap.id, error = %e,
                     "create from snapshot failed");
                 self.unreserve(&r).await;
-                Err(e.into())
+                // The row is there, its files are not: broken, not absent.
+                Err(match e {
+                    EngineError::SnapshotNotFound(id) => EngineError::SnapshotBroken {
+                        id,
+                        problem: super::snapshots::MISSING.to_owned(),
+                    },
+                    e => e,
+                }
+                .into())
             }
         }
     }

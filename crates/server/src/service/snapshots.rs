@@ -23,7 +23,7 @@ use crate::model::snapshots::{CreateSnapshot, SnapshotView};
 use crate::state::AppState;
 
 /// What a row's files lack when the engine has none under its id.
-const MISSING: &str = "its files are missing";
+pub(super) const MISSING: &str = "its files are missing";
 
 impl<E: Engine> AppState<E> {
     /// Takes snapshot `req.name` of `user`'s sandbox `sandbox` (by id or

@@ -27,6 +27,7 @@ mod resources;
 mod sandboxes;
 mod shell;
 mod snapshots;
+mod snapshots_broken;
 mod snapshots_restart;
 mod state;
 mod support;

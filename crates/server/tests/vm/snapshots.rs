@@ -12,14 +12,12 @@
 //!   outlive the snapshot;
 //! - fork makes children with their own addresses, hostnames and files,
 //!   answering at once; a fork over the quota makes nothing;
-//! - a damaged snapshot is shown `broken` with the problem, a create
-//!   from it fails (422) and leaves no sandbox; a sandbox with a volume cannot
-//!   be snapshotted (409).
+//! - damaged snapshots and sandboxes with volumes: [`crate::snapshots_broken`];
+//! - across a daemon restart: [`crate::snapshots_restart`].
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use bhatti_engine::engine::Engine;
 use bhatti_store::users::Limits;
 use libtest_mimic::{Failed, Trial};
 use reqwest::Method;
@@ -43,7 +41,7 @@ pub fn trials() -> Vec<Trial> {
         ),
         trial(
             "snapshots::broken_snapshot_and_volumes_are_refused",
-            broken_snapshot_and_volumes_are_refused,
+            crate::snapshots_broken::broken_snapshot_and_volumes_are_refused,
         ),
         trial(
             "snapshots::survive_a_restart",
@@ -83,7 +81,7 @@ async fn wait_counter_above(d: &TestDaemon, sb: &str, floor: u64) -> Result<u64,
     .await
 }
 
-async fn snapshot(d: &TestDaemon, sb: &str, body: Value) -> Result<Value, Failed> {
+pub(crate) async fn snapshot(d: &TestDaemon, sb: &str, body: Value) -> Result<Value, Failed> {
     d.expect(
         d.req(Method::POST, &format!("/sandboxes/{sb}/snapshots"))
             .json(&body),
@@ -100,7 +98,7 @@ async fn hostname(d: &TestDaemon, sb: &str) -> Result<String, Failed> {
 }
 
 /// The names of a JSON list of objects.
-fn names(list: &Value) -> Vec<String> {
+pub(crate) fn names(list: &Value) -> Vec<String> {
     list.as_array()
         .map(|a| {
             a.iter()
@@ -411,66 +409,5 @@ async fn fork_over_quota_makes_nothing(d: &TestDaemon) -> TestResult {
         .await?;
     ensure(names(&list) == ["cp"], || {
         format!("after a refused fork: {list}")
-    })
-}
-
-pub fn broken_snapshot_and_volumes_are_refused() -> TestResult {
-    run(async {
-        let d = TestDaemon::start(Timers::default()).await?;
-        d.create("src").await?;
-        let s = snapshot(&d, "src", json!({"name": "bad"})).await?;
-        let id = s["id"].as_str().unwrap_or_default();
-        let mem = d
-            .state
-            .settings
-            .data_dir
-            .join("snapshots")
-            .join(id)
-            .join("mem.snap");
-        let len = std::fs::metadata(&mem)?.len();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&mem)?
-            .set_len(len / 2)?;
-        let one = d.expect(d.req(Method::GET, "/snapshots/bad"), 200).await?;
-        ensure(
-            one["status"] == "broken" && one["problem"].as_str().is_some_and(|p| !p.is_empty()),
-            || format!("damaged: {one}"),
-        )?;
-        let list = d.expect(d.req(Method::GET, "/snapshots"), 200).await?;
-        ensure(list[0]["status"] == "broken", || format!("list: {list}"))?;
-        let (status, v) = d
-            .call(
-                d.req(Method::POST, "/sandboxes")
-                    .json(&json!({"snapshot": "bad", "name": "from-bad"})),
-            )
-            .await?;
-        ensure(status == 422, || {
-            format!("create from a broken snapshot: {status} {v}")
-        })?;
-        ensure(v["error"].as_str().is_some_and(|e| !e.is_empty()), || {
-            format!("no message: {v}")
-        })?;
-        let list = d.expect(d.req(Method::GET, "/sandboxes"), 200).await?;
-        ensure(names(&list) == ["src"], || format!("left behind: {list}"))?;
-        ensure(d.state.engine.list().await.len() == 1, || {
-            "the engine holds more than src".into()
-        })?;
-        // Deleting a broken one works.
-        d.expect(d.req(Method::DELETE, "/snapshots/bad"), 204)
-            .await?;
-
-        let body = json!({"name": "vol", "memory_mb": 256,
-                          "new_volumes": [{"name": "data", "size_mb": 16, "mount": "/data"}]});
-        d.expect(d.req(Method::POST, "/sandboxes").json(&body), 201)
-            .await?;
-        d.expect(
-            d.req(Method::POST, "/sandboxes/vol/snapshots")
-                .json(&json!({"name": "v"})),
-            409,
-        )
-        .await?;
-        d.expect(d.req(Method::GET, "/snapshots/v"), 404).await?;
-        d.finish().await
     })
 }
