@@ -22,6 +22,10 @@
 //! counter, and each recovered sandbox's row is written from the engine's
 //! state (see [`crate::mirror`]); only `unknown` and interrupted creates
 //! are written here outright.
+//!
+//! Snapshots: one the engine has with no store row (taken, then the
+//! daemon died before it recorded it) can be reached by no one and is
+//! deleted; a row whose files are gone stays, shown `broken` by the API.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -91,6 +95,8 @@ pub struct Report {
     /// Creates that never finished, undone.
     pub undone: usize,
     pub orphans_removed: usize,
+    /// Snapshots the engine had that no store row owned, deleted.
+    pub snapshots_removed: usize,
 }
 
 /// Why recovery could not run at all.
@@ -242,7 +248,37 @@ pub async fn recover<D: Driver>(
             }
         }
     }
+    report.snapshots_removed = drop_unowned_snapshots(engine, store).await?;
     Ok(report)
+}
+
+/// Deletes the engine's snapshots that no store row owns; returns how
+/// many went.
+async fn drop_unowned_snapshots<D: Driver>(
+    engine: &VmEngine<D>,
+    store: &Store,
+) -> Result<usize, RecoveryError> {
+    let owned: std::collections::HashSet<String> = store
+        .list_all_snapshots()?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    let mut removed = 0;
+    for info in engine.list_snapshots().await {
+        if owned.contains(info.id.as_str()) {
+            continue;
+        }
+        match engine.delete_snapshot(&info.id).await {
+            Ok(()) => {
+                tracing::info!(snapshot = %info.id, "recovery: unrecorded snapshot deleted");
+                removed += 1;
+            }
+            Err(e) => {
+                tracing::warn!(snapshot = %info.id, error = %e, "recovery: unrecorded snapshot")
+            }
+        }
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]

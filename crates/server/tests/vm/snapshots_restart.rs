@@ -2,7 +2,8 @@
 //! (SIGKILL) and restart on the same data dir: the snapshot is still
 //! listed `ready` and restores again; a sandbox restored from it and a
 //! forked child are adopted with their memory (their VMMs kept running);
-//! and the host holds exactly the VMMs of the live sandboxes.
+//! a snapshot whose row was lost is deleted (no one could reach it); and
+//! the host holds exactly the VMMs of the live sandboxes.
 
 use libtest_mimic::Failed;
 use reqwest::Method;
@@ -47,8 +48,20 @@ async fn scenario(d: &mut Crashable) -> TestResult {
         v
     };
 
+    // Taken, but its row lost (as if the daemon died before writing it).
+    let orphan = post(d, "/sandboxes/src/snapshots", json!({"name": "o"}), 201).await?;
+    let orphan_id = orphan["id"].as_str().unwrap_or_default().to_owned();
+
+    let files = d.dir.join("snapshots").join(&orphan_id);
+    ensure(files.is_dir(), || format!("{} missing", files.display()))?;
     d.kill9()?;
+    bhatti_store::Store::open(&d.dir.join("state.db"))?.delete_snapshot(&orphan_id)?;
     d.start(None).await?;
+    ensure(!files.exists(), || format!("{orphan_id} left on disk"))?;
+    let (_, list) = d.call(Method::GET, "/snapshots", None).await?;
+    ensure(list.as_array().map(Vec::len) == Some(1), || {
+        format!("snapshots after restart: {list}")
+    })?;
 
     let (s, snap) = d.call(Method::GET, "/snapshots/s", None).await?;
     ensure(s == 200 && snap["status"] == "ready", || {
