@@ -4,6 +4,7 @@
 //! | step                                   | baseline                          |
 //! |----------------------------------------|-----------------------------------|
 //! | create from a snapshot → first exec    | create (boot) → first exec        |
+//! | create (restore-based) → first exec    | create (boot) → first exec        |
 //! | named snapshot of a hot sandbox: pause | stop (full snapshot to disk)      |
 //!
 //! and a fork of a 512 MiB sandbox into 4: time per child, and the host
@@ -112,6 +113,20 @@ async fn creates(e: &Eng) -> BenchResult {
         "create (boot) -> first exec",
         &boot,
     );
+    // Restore-based create: the engine's golden snapshot of the spec.
+    e.prepare(&spec(256)).await?;
+    let mut golden = Vec::new();
+    for i in 0..rounds() {
+        let g = id(&format!("golden-{i}"))?;
+        let t = Instant::now();
+        e.create(g.clone(), spec(256)).await?;
+        sh(e, &g, "true").await?;
+        golden.push(t.elapsed());
+        e.destroy(&g).await?;
+    }
+    if let (Some(g), Some(b)) = (Summary::of(&golden), Summary::of(&boot)) {
+        benchkit::report("create (restore-based) -> first exec", &g, Some(&b));
+    }
     Ok(())
 }
 

@@ -14,7 +14,8 @@
 //! - clone: the captured file restored into a new VMM whose console is a
 //!   Unix socket (`<run_dir>/console.sock`, still logged to `console.log`)
 //!   through which the guest gets its new identity ([`clone`]);
-//! - with [`QemuDriver::shared_ram`] (off by default) guest RAM is the run
+//! - with [`QemuDriver::shared_ram`] (on by default), from a VM's first
+//!   restore on (a boot runs on anonymous memory), guest RAM is the run
 //!   dir's `ram` file, a snapshot migrates device state only and a restore
 //!   maps the file again ([`shared_ram`]);
 //! - adopt (after an engine restart): the QEMU whose argv names the run
@@ -91,10 +92,10 @@ pub struct QemuDriver {
     pub start_timeout: Duration,
     /// Limit for a migration (snapshot) or an incoming restore.
     pub snapshot_timeout: Duration,
-    /// Guest RAM in a file mapped shared, so that a snapshot writes only
-    /// device state ([`shared_ram`]). Off by default (the engine's crash
-    /// handling is not yet tested with it); `BHATTI_SHARED_RAM=1` in the
-    /// environment turns it on, for trying it out.
+    /// From a VM's first restore on, its RAM is a file mapped shared, so
+    /// that its later snapshots write only device state ([`shared_ram`]).
+    /// On by default; `BHATTI_SHARED_RAM=0` in the environment turns it
+    /// off (every snapshot is then a full stream).
     pub shared_ram: bool,
 }
 
@@ -111,7 +112,7 @@ impl Default for QemuDriver {
             tcg_fast_timer: true,
             start_timeout: Duration::from_secs(10),
             snapshot_timeout: Duration::from_secs(120),
-            shared_ram: std::env::var("BHATTI_SHARED_RAM").is_ok_and(|v| v == "1"),
+            shared_ram: std::env::var("BHATTI_SHARED_RAM").map_or(true, |v| v != "0"),
         }
     }
 }
@@ -317,17 +318,12 @@ impl Driver for QemuDriver {
     }
 
     async fn spawn(&self, config: &VmConfig) -> Result<QemuVm, DriverError> {
-        let mut spec = self.launch_spec(config);
-        let ram = if self.shared_ram {
-            shared_ram::fresh(&config.run_dir).map(Some)
-        } else {
-            shared_ram::remove(&shared_ram::ram_file(&config.run_dir)).map(|()| None)
-        };
-        let started = match ram {
-            Ok(ram) => {
-                spec.memory_file = ram;
-                self.start(&spec).await
-            }
+        // A boot runs on anonymous memory (faster to fault in than a file,
+        // and no guest memory on disk before the first snapshot); an old
+        // RAM file is garbage.
+        let spec = self.launch_spec(config);
+        let started = match shared_ram::remove(&shared_ram::ram_file(&config.run_dir)) {
+            Ok(()) => self.start(&spec).await,
             Err(e) => Err(e),
         };
         started.map_err(|e| DriverError::Spawn {

@@ -133,6 +133,11 @@ pub struct Drive {
     pub readonly: bool,
 }
 
+/// The id of a RAM file's memory backend: the name QEMU gives a microvm's
+/// anonymous RAM, which the migration stream names its RAM block after,
+/// so that a stream of anonymous memory loads into a RAM file and back.
+pub const RAM_ID: &str = "microvm.ram";
+
 /// Everything needed to start one microVM.
 #[derive(Debug, Clone)]
 pub struct LaunchSpec {
@@ -290,9 +295,11 @@ impl LaunchSpec {
             let share = if self.private_memory { "off" } else { "on" };
             push(&[
                 "-object",
-                &format!("memory-backend-file,id=ram0,size={size}M,mem-path={path},share={share}"),
+                &format!(
+                    "memory-backend-file,id={RAM_ID},size={size}M,mem-path={path},share={share}"
+                ),
             ]);
-            machine.push_str(",memory-backend=ram0");
+            machine.push_str(&format!(",memory-backend={RAM_ID}"));
         }
         push(&["-M", &machine]);
         let accel = match self.accel {

@@ -112,6 +112,20 @@ fn restore_into_new_sandbox() -> TestResult {
             format!("child sees: {seen}")
         })?;
 
+        // A clone stops and starts like any sandbox; after its first
+        // restore its memory is a RAM file and its stops are small.
+        let cdir = t.sandbox_dir(&child);
+        e.stop(&child).await?;
+        e.start(&child).await?;
+        e.stop(&child).await?;
+        let state = std::fs::metadata(cdir.join("mem.snap"))?.len();
+        ensure(state < 1 << 20, || {
+            format!("second stop wrote {state} bytes")
+        })?;
+        e.start(&child).await?;
+        let out = sh(e, &child, "cat /tmp/m /tmp/only-child").await?;
+        ensure(out == "in-ram\nc\n", || format!("after two stops: {out:?}"))?;
+
         // The snapshot stays for more sandboxes; deleting it leaves them.
         let list = e.list_snapshots().await;
         ensure(list.len() == 1 && list[0].id == s, || format!("{list:?}"))?;

@@ -89,7 +89,13 @@ impl QemuDriver {
             spec.incoming = Some("defer".into());
         } else {
             // A full stream brings its memory; an old RAM file is garbage.
+            // With shared RAM on, the stream is loaded into a fresh one, so
+            // that from now on this VM's snapshots are device state only
+            // (a clone's first stop is a full stream; later ones are not).
             shared_ram::remove(&ram)?;
+            if self.shared_ram {
+                spec.memory_file = Some(shared_ram::fresh(&config.run_dir)?);
+            }
             spec.incoming = Some(uri.clone());
         }
         let mut vm = self.start(&spec).await?;

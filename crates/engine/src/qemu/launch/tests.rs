@@ -249,12 +249,12 @@ fn a_memory_file_backs_guest_ram_shared() {
     assert_eq!(
         values(&a, "-object"),
         vec![format!(
-            "memory-backend-file,id=ram0,size={}M,mem-path=/run/a,,b/ram,share=on",
+            "memory-backend-file,id=microvm.ram,size={}M,mem-path=/run/a,,b/ram,share=on",
             s.memory_mib
         )]
     );
     assert_eq!(
         values(&a, "-M"),
-        vec!["microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=off,memory-backend=ram0"]
+        vec!["microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=off,memory-backend=microvm.ram"]
     );
 }
