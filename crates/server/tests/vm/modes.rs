@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bhatti_engine::qemu::driver::SNAPSHOT_FILE;
+use bhatti_engine::qemu::driver::shared_ram::RAM_FILE;
 use bhatti_engine::sandbox::{CONFIG_DRIVE_FILE, META_FILE};
 use libtest_mimic::Failed;
 use reqwest::Method;
@@ -129,12 +130,14 @@ fn check_at_rest(
     })
 }
 
-/// Files under `root` that contain `needle`, except snapshots (guest
-/// memory holds everything the guest knows).
+/// Files under `root` that contain `needle`, except the files that are
+/// guest memory (a snapshot, and the RAM file a guest runs on after its
+/// first wake from one): memory holds everything the guest knows.
 fn files_containing(root: &Path, needle: &str) -> Result<Vec<PathBuf>, Failed> {
     let out = Command::new("grep")
         .args(["-r", "-l", "-a", "-F", "--exclude"])
         .arg(SNAPSHOT_FILE)
+        .args(["--exclude", RAM_FILE])
         .args(["-e", needle, "--"])
         .arg(root)
         .output()?;
