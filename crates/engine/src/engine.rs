@@ -410,6 +410,10 @@ pub trait Engine: Send + Sync + 'static {
     /// snapshot instead of booting (`crate::sandbox` golden snapshots);
     /// `true` when it made one. Boots a guest: run it in the background.
     fn prepare(&self, spec: &SandboxSpec) -> impl Future<Output = EngineResult<bool>> + Send;
+    /// Makes, in the background, what creates asked to be prepared (a
+    /// golden snapshot once creates of a kind had to boot), until the
+    /// future is dropped.
+    fn run_preparations(&self) -> impl Future<Output = ()> + Send;
     /// Writes snapshot `snap` of sandbox `id` ([`crate::snapshot`]): a hot
     /// sandbox is paused for it and runs on, a warm one stays warm, a
     /// stopped or cold one's saved state is copied.

@@ -123,6 +123,10 @@ pub struct ServerConfig {
     /// an ephemeral port on this address, relayed through the guest agent
     /// (see [`crate::hostports`]).
     pub host_port_bind: Option<std::net::IpAddr>,
+    /// Creates restore a pre-booted snapshot of their image, vCPUs and
+    /// memory instead of booting, once creates of that kind booted twice
+    /// (`bhatti_engine::sandbox::golden`); off: they always boot.
+    pub restore_creates: bool,
 }
 
 impl Default for ServerConfig {
@@ -144,6 +148,7 @@ impl Default for ServerConfig {
             max_pending_connections: 256,
             on_shutdown: OnShutdown::Keep,
             host_port_bind: Some(std::net::IpAddr::from([127, 0, 0, 1])),
+            restore_creates: true,
         }
     }
 }

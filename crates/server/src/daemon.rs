@@ -144,6 +144,7 @@ impl Daemon {
         };
         let mut engine_cfg = EngineConfig::new(dir.clone(), images, &cfg.netns);
         engine_cfg.network.egress = egress;
+        engine_cfg.restore_creates = cfg.restore_creates;
         let engine = VmEngine::start(driver(cfg)?, engine_cfg).await?;
         let recovery = crate::recovery::recover(&engine, &store, &secrets).await?;
         tracing::info!(?recovery, "recovered sandboxes");
@@ -218,6 +219,16 @@ impl Daemon {
                 },
             ))
         };
+        let preparations = {
+            let mut rx = rx.clone();
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = state.engine.run_preparations() => {}
+                    _ = rx.wait_for(|v| *v) => {}
+                }
+            })
+        };
         let app = crate::app::router(self.state.clone());
         let mut rx2 = rx.clone();
         let server = crate::listen::serve(self.listener, app, self.limits, async move {
@@ -243,6 +254,7 @@ impl Daemon {
         let _ = thermal.await;
         let _ = expiry.await;
         let _ = host_ports.await;
+        let _ = preparations.await;
         match self.on_shutdown {
             crate::config::OnShutdown::Snapshot => shutdown(&self.state).await,
             crate::config::OnShutdown::Keep => {

@@ -71,6 +71,7 @@ impl<D: Driver> VmEngine<D> {
         let res = self.build(&id, spec, &mut made).await;
         match res {
             Ok(sb) => {
+                self.booted(&sb.spec);
                 let sb = Arc::new(sb);
                 self.insert(sb.clone()).await;
                 Ok(self.info(&sb))

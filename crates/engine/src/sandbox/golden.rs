@@ -7,9 +7,13 @@
 //!   snapshot ([`super::snapshots`]). It is of a guest booted with no user
 //!   data at all (no environment, files, init script or volumes; its own
 //!   throwaway token and address), idle right after its agent answered.
-//! - It is made by [`VmEngine::prepare_golden`], which the daemon calls in
-//!   the background (after a create that had to boot); concurrent calls
-//!   for one key make it once.
+//! - It is made by [`VmEngine::prepare_golden`]: by the background task
+//!   [`VmEngine::run_goldens`] (the daemon runs it) once
+//!   [`GOLDEN_AFTER_BOOTS`] creates of one key had to boot; concurrent
+//!   calls for one key make it once. Without that task only an explicit
+//!   `prepare` makes one.
+//! - [`crate::sandbox::EngineConfig::restore_creates`] off: creates always
+//!   boot.
 //! - It records a fingerprint of the kernel and rootfs image files (size
 //!   and modification time; lohar lives in the image): a snapshot whose
 //!   fingerprint no longer matches is not used, and the next
@@ -19,6 +23,7 @@
 //!   environment, hostname and network place come with the identity.
 //! - A restore that fails removes the golden snapshot and the create boots.
 
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::PoisonError;
@@ -31,6 +36,9 @@ use crate::driver::Driver;
 use crate::engine::{EngineError, EngineResult, SandboxId, SandboxSpec};
 use crate::image::{self, config_drive};
 use crate::snapshot::SnapshotId;
+
+/// Boot-based creates of one key after which its golden snapshot is made.
+pub const GOLDEN_AFTER_BOOTS: u32 = 2;
 
 /// Where golden snapshots live, under the data dir.
 pub(super) const GOLDENS: &str = "goldens";
@@ -55,6 +63,17 @@ fn fingerprint(kernel: &Path, rootfs: &Path) -> Option<String> {
     Some(format!("kernel {} image {}", part(kernel)?, part(rootfs)?))
 }
 
+/// What the engine tracks of golden snapshots.
+#[derive(Debug, Default)]
+pub(super) struct Goldens {
+    /// Keys being made now.
+    building: HashSet<String>,
+    /// Boot-based creates per key since its last request.
+    boots: HashMap<String, u32>,
+    /// Keys to make, with a spec of each.
+    wanted: HashMap<String, SandboxSpec>,
+}
+
 impl<D: Driver> VmEngine<D> {
     fn goldens_root(&self) -> PathBuf {
         self.config.data_dir.join(GOLDENS)
@@ -70,12 +89,53 @@ impl<D: Driver> VmEngine<D> {
     /// The golden snapshot `spec` can be created from, if one is ready,
     /// current and whole.
     pub(super) fn golden_for(&self, spec: &SandboxSpec) -> Option<(SnapshotId, PathBuf)> {
+        if !self.config.restore_creates {
+            return None;
+        }
         let name = key(spec)?;
         let dir = self.goldens_root().join(&name);
         let id: SnapshotId = name.parse().ok()?;
         let (meta, info) = self.read_snapshot(&id, &dir).ok()?;
         let current = meta.fingerprint.is_some() && meta.fingerprint == self.fingerprint_of(spec);
         (current && info.problem.is_none()).then_some((id, dir))
+    }
+
+    /// Counts a create of `spec` that booted; asks [`VmEngine::run_goldens`]
+    /// for its golden snapshot once there were [`GOLDEN_AFTER_BOOTS`].
+    pub(super) fn booted(&self, spec: &SandboxSpec) {
+        let Some(name) = key(spec).filter(|_| self.config.restore_creates) else {
+            return;
+        };
+        let mut goldens = self.goldens.lock().unwrap_or_else(PoisonError::into_inner);
+        let boots = goldens.boots.entry(name.clone()).or_insert(0);
+        *boots += 1;
+        if *boots >= GOLDEN_AFTER_BOOTS {
+            *boots = 0;
+            goldens.wanted.insert(name, spec.clone());
+            self.golden_wanted.notify_one();
+        }
+    }
+
+    /// Makes the golden snapshots creates asked for ([`VmEngine::booted`]),
+    /// one at a time, until the future is dropped (which ends a build in
+    /// progress: its VMM is killed, and its leftovers are cleared at the
+    /// next start).
+    pub async fn run_goldens(&self) {
+        loop {
+            self.golden_wanted.notified().await;
+            let wanted = std::mem::take(
+                &mut self
+                    .goldens
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .wanted,
+            );
+            for (name, spec) in wanted {
+                if let Err(e) = self.prepare_golden(&spec).await {
+                    tracing::warn!(golden = %name, error = %e, "making a golden snapshot failed");
+                }
+            }
+        }
     }
 
     /// Forgets a golden snapshot that failed to restore.
@@ -95,18 +155,20 @@ impl<D: Driver> VmEngine<D> {
         if self.golden_for(spec).is_some() {
             return Ok(false);
         }
-        if !self
-            .goldening
+        let fresh = self
+            .goldens
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(name.clone())
-        {
+            .building
+            .insert(name.clone());
+        if !fresh {
             return Ok(false);
         }
         let res = self.build_golden(spec, &name).await;
-        self.goldening
+        self.goldens
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .building
             .remove(&name);
         res.map(|()| true)
     }

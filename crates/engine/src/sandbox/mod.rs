@@ -31,7 +31,7 @@
 mod clone;
 mod create;
 pub mod fault;
-mod golden;
+pub mod golden;
 mod ops;
 pub mod orphans;
 pub mod ports;
@@ -68,6 +68,9 @@ pub struct EngineConfig {
     pub network: NetworkConfig,
     /// How long a new sandbox's agent may take to answer.
     pub agent_ready_timeout: Duration,
+    /// Creates restore a golden snapshot of their kind when there is one
+    /// (`golden`); off: they always boot.
+    pub restore_creates: bool,
     /// DNS servers written into guests.
     pub dns: Vec<String>,
 }
@@ -84,6 +87,7 @@ impl EngineConfig {
                 ..NetworkConfig::default()
             },
             agent_ready_timeout: Duration::from_secs(60),
+            restore_creates: true,
             dns: Vec::new(),
         }
     }
@@ -100,8 +104,10 @@ pub struct VmEngine<D: Driver> {
     sandboxes: RwLock<HashMap<SandboxId, Arc<Sandbox<D>>>>,
     /// Ids being created (reserved, not in the map yet).
     creating: Mutex<HashSet<SandboxId>>,
-    /// Golden snapshots being made, by key ([`golden`]).
-    goldening: Mutex<HashSet<String>>,
+    /// Golden snapshots made, wanted and counted ([`golden`]).
+    goldens: Mutex<golden::Goldens>,
+    /// Wakes [`VmEngine::run_goldens`].
+    golden_wanted: tokio::sync::Notify,
     volumes: volume::Volumes,
     publisher: Arc<Publisher>,
 }
@@ -255,7 +261,8 @@ impl<D: Driver> VmEngine<D> {
             sockets,
             sandboxes: RwLock::new(HashMap::new()),
             creating: Mutex::new(HashSet::new()),
-            goldening: Mutex::new(HashSet::new()),
+            goldens: Mutex::new(golden::Goldens::default()),
+            golden_wanted: tokio::sync::Notify::new(),
             publisher: Arc::new(Publisher {
                 events: tokio::sync::broadcast::Sender::new(EVENT_BACKLOG),
                 seq: AtomicU64::new(0),

@@ -37,6 +37,10 @@ impl<D: Driver> Engine for VmEngine<D> {
         self.prepare_golden(spec).await
     }
 
+    async fn run_preparations(&self) {
+        self.run_goldens().await;
+    }
+
     async fn snapshot(&self, id: &SandboxId, snap: &SnapshotId) -> EngineResult<SnapshotInfo> {
         let dir = self.snapshots_root().join(snap.as_str());
         self.take_snapshot(id, snap, &dir).await
