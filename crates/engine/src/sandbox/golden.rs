@@ -41,7 +41,7 @@ use crate::snapshot::SnapshotId;
 pub const GOLDEN_AFTER_BOOTS: u32 = 2;
 
 /// Where golden snapshots live, under the data dir.
-pub(super) const GOLDENS: &str = "goldens";
+pub const GOLDENS: &str = "goldens";
 
 /// The golden snapshot a spec can be restored from, by name.
 fn key(spec: &SandboxSpec) -> Option<String> {

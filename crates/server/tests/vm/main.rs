@@ -16,6 +16,7 @@ mod exec;
 mod faults;
 mod files;
 mod fuzz;
+mod golden;
 mod hygiene;
 mod isolation;
 mod lifetime;
@@ -47,7 +48,21 @@ fn main() {
     if args.test_threads.is_none() {
         args.test_threads = Some(1);
     }
-    let mut trials = vec![
+    let mut trials = core_trials();
+    let more = [
+        v1::trials(),
+        ports::trials(),
+        lifetime::trials(),
+        snapshots::trials(),
+        golden::trials(),
+    ];
+    trials.extend(more.into_iter().flatten());
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// The trials listed here (the newer modules list their own).
+fn core_trials() -> Vec<libtest_mimic::Trial> {
+    vec![
         trial_needing(
             "isolation::tenants_cannot_reach_or_impersonate_each_other",
             isolation::NEEDS,
@@ -115,9 +130,5 @@ fn main() {
             "fuzz::long_input_is_not_echoed",
             fuzz::long_input_is_not_echoed,
         ),
-    ];
-    trials.extend(v1::trials());
-    trials.extend(ports::trials());
-    trials.extend(lifetime::trials().into_iter().chain(snapshots::trials()));
-    libtest_mimic::run(&args, trials).exit();
+    ]
 }

@@ -229,6 +229,7 @@ impl Drop for TestDaemon {
 /// Kills VMM processes of a data dir and deletes the namespace.
 pub fn cleanup(dir: &std::path::Path, netns: &str) {
     bhatti_engine::sandbox::orphans::kill_all(&dir.join("sandboxes"));
+    bhatti_engine::sandbox::orphans::kill_all(&dir.join(bhatti_engine::sandbox::golden::GOLDENS));
     if let Ok(ns) = NetNs::open(netns) {
         let _ = ns.delete();
     }
