@@ -37,6 +37,7 @@ pub mod orphans;
 pub mod ports;
 mod recover;
 mod snapshots;
+mod tasks;
 mod vmm;
 mod volume;
 
@@ -51,6 +52,7 @@ use bhatti_agent::Client;
 
 pub use create::{CONFIG_DRIVE_FILE, ROOTFS_FILE};
 pub use recover::{Lost, META_FILE, Recovery};
+use tasks::{blocking, remove_dir};
 
 use crate::agent_link::SocketFactory;
 use crate::driver::{Driver, Snapshot, VmConfig};
@@ -420,6 +422,12 @@ impl<D: Driver> VmEngine<D> {
                 fault::point("snapshot");
                 match self.driver.snapshot(vm, &sb.vm_config).await {
                     Ok(snap) => {
+                        tracing::info!(
+                            sandbox = %sb.id,
+                            bytes = snap.size_bytes,
+                            ms = snap.took.as_millis(),
+                            "snapshot written"
+                        );
                         slot.snapshot = Some(snap);
                         // The guest's memory is kept again.
                         slot.lost = None;
@@ -475,26 +483,4 @@ impl<D: Driver> VmEngine<D> {
             note: o.note,
         }
     }
-}
-
-/// Removes `dir` and everything in it, on the blocking pool.
-async fn remove_dir(dir: &std::path::Path) -> EngineResult<()> {
-    let d = dir.to_owned();
-    blocking(move || std::fs::remove_dir_all(&d))
-        .await?
-        .map_err(|source| EngineError::Io {
-            path: dir.to_owned(),
-            source,
-        })
-}
-
-/// Runs blocking work (commands, copies) off the async threads.
-async fn blocking<T, F>(f: F) -> EngineResult<T>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| EngineError::Inconsistent(format!("blocking task failed: {e}")))
 }
