@@ -2,7 +2,8 @@
 //! snapshotted: a damaged snapshot (its memory file cut short) or one
 //! whose files are gone is shown `broken` with the problem, a create from
 //! it fails (422) and leaves no sandbox, and it can still be deleted; a
-//! sandbox with a volume cannot be snapshotted (409).
+//! sandbox with a volume cannot be snapshotted or forked (409, and the
+//! fork leaves no sandbox).
 
 use bhatti_engine::engine::Engine;
 use reqwest::Method;
@@ -69,6 +70,18 @@ pub fn broken_snapshot_and_volumes_are_refused() -> TestResult {
         )
         .await?;
         d.expect(d.req(Method::GET, "/snapshots/v"), 404).await?;
+        d.expect(
+            d.req(Method::POST, "/sandboxes/vol/fork")
+                .json(&json!({"names": ["vol-kid"]})),
+            409,
+        )
+        .await?;
+        let list = d.expect(d.req(Method::GET, "/sandboxes"), 200).await?;
+        let mut have = names(&list);
+        have.sort();
+        ensure(have == ["src", "vol"], || {
+            format!("after a refused fork: {list}")
+        })?;
         d.finish().await
     })
 }
