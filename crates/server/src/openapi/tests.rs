@@ -174,9 +174,17 @@ fn schemas_come_from_the_real_types() {
         "SandboxView",
         "ExecBody",
         "ExecEvent",
+        "SnapshotView",
+        "CreateSnapshot",
+        "ForkSandbox",
+        "ForkReply",
     ] {
         assert!(s[name].is_object(), "{name} missing");
     }
+    assert!(
+        create["properties"]["snapshot"].is_object(),
+        "CreateSandbox.snapshot"
+    );
     let exec = &doc["paths"]["/sandboxes/{id}/exec"]["post"];
     assert_eq!(
         exec["responses"]["200"]["content"]["application/x-ndjson"]["schema"]["$ref"],

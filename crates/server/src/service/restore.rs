@@ -10,6 +10,13 @@
 //! request's `env` added over it. Each new sandbox gets its own address,
 //! hostname and agent token from the engine, and belongs to the caller
 //! (tenant, peers, egress as any of the caller's sandboxes).
+//!
+//! # Threads, locks, I/O
+//! As a create: each reservation takes `create_lock` for its quota check
+//! and store transaction only; the engine's restore or fork is awaited
+//! with no lock of ours held. A fork's children are reserved one by one
+//! (each counted against the quota with those before it), then made by
+//! one engine call.
 
 use std::collections::BTreeMap;
 

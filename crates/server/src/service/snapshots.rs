@@ -8,6 +8,12 @@
 //! ([`bhatti_engine::snapshot::SnapshotInfo::problem`]) is the `status`
 //! (`ready` or `broken`) of every listing. Delete removes the files, then
 //! the row. Another user's snapshot is not found, like their sandboxes.
+//!
+//! # Threads, locks, I/O
+//! Store calls are short; the engine's snapshot (which pauses a hot
+//! sandbox while its memory is written) and its check of every
+//! snapshot's files (on each list or get) are awaited with no lock of
+//! ours held.
 
 use std::collections::BTreeMap;
 
