@@ -121,7 +121,11 @@ impl<D: Driver> Engine for VmEngine<D> {
     }
 
     async fn exec(&self, id: &SandboxId, opts: ExecOptions) -> EngineResult<ExecResult> {
-        Ok(self.agent(id).await?.exec(opts).await?)
+        self.with_agent(id, |a| {
+            let opts = opts.clone();
+            async move { a.exec(opts).await }
+        })
+        .await
     }
 
     async fn exec_if_hot(
@@ -139,23 +143,34 @@ impl<D: Driver> Engine for VmEngine<D> {
     }
 
     async fn exec_stream(&self, id: &SandboxId, req: ExecRequest) -> EngineResult<ExecStream> {
-        Ok(self.agent(id).await?.exec_stream(&req).await?)
+        self.with_agent(id, |a| {
+            let req = req.clone();
+            async move { a.exec_stream(&req).await }
+        })
+        .await
     }
 
     async fn shell(&self, id: &SandboxId, opts: ShellOptions) -> EngineResult<Session> {
-        Ok(self.agent(id).await?.shell(&opts).await?)
+        self.with_agent(id, |a| {
+            let opts = opts.clone();
+            async move { a.shell(&opts).await }
+        })
+        .await
     }
 
     async fn attach(&self, id: &SandboxId, session_id: &str) -> EngineResult<Session> {
-        Ok(self.agent(id).await?.attach(session_id).await?)
+        self.with_agent(id, |a| async move { a.attach(session_id).await })
+            .await
     }
 
     async fn list_sessions(&self, id: &SandboxId) -> EngineResult<Vec<SessionInfo>> {
-        Ok(self.agent(id).await?.list_sessions().await?)
+        self.with_agent(id, |a| async move { a.list_sessions().await })
+            .await
     }
 
     async fn kill_session(&self, id: &SandboxId, session_id: &str) -> EngineResult<()> {
-        Ok(self.agent(id).await?.kill_session(session_id).await?)
+        self.with_agent(id, |a| async move { a.kill_session(session_id).await })
+            .await
     }
 
     async fn read_file(
@@ -164,7 +179,8 @@ impl<D: Driver> Engine for VmEngine<D> {
         path: &str,
         opts: ReadOptions,
     ) -> EngineResult<FileReader> {
-        Ok(self.agent(id).await?.read_file(path, opts).await?)
+        self.with_agent(id, |a| async move { a.read_file(path, opts).await })
+            .await
     }
 
     async fn write_file(
@@ -195,22 +211,25 @@ impl<D: Driver> Engine for VmEngine<D> {
     }
 
     async fn stat(&self, id: &SandboxId, path: &str) -> EngineResult<FileInfo> {
-        Ok(self.agent(id).await?.stat(path).await?)
+        self.with_agent(id, |a| async move { a.stat(path).await })
+            .await
     }
 
     async fn ls(&self, id: &SandboxId, path: &str) -> EngineResult<Vec<FileInfo>> {
-        Ok(self.agent(id).await?.ls(path).await?)
+        self.with_agent(id, |a| async move { a.ls(path).await })
+            .await
     }
 
     async fn activity(&self, id: &SandboxId) -> EngineResult<ActivityInfo> {
-        Ok(self.agent(id).await?.activity().await?)
+        self.with_agent(id, |a| async move { a.activity().await })
+            .await
     }
 
     async fn listening_ports(&self, id: &SandboxId) -> EngineResult<Vec<u16>> {
         let r = self
-            .agent(id)
-            .await?
-            .exec(ExecOptions::new(super::ports::COMMAND))
+            .with_agent(id, |a| async move {
+                a.exec(ExecOptions::new(super::ports::COMMAND)).await
+            })
             .await?;
         Ok(super::ports::parse_listening(&String::from_utf8_lossy(
             &r.stdout,
@@ -218,13 +237,42 @@ impl<D: Driver> Engine for VmEngine<D> {
     }
 
     async fn tunnel(&self, id: &SandboxId, port: u16) -> EngineResult<Tunnel> {
-        Ok(self.agent(id).await?.forward(port).await?)
+        self.with_agent(id, |a| async move { a.forward(port).await })
+            .await
     }
 }
 
 impl<D: Driver> VmEngine<D> {
+    /// Runs `op` with the sandbox's agent (waking it first). When the
+    /// connection could not even be made — the sandbox was stopped or
+    /// frozen between the wake and the connect (a TTL, the thermal
+    /// manager, its owner), so nothing reached the guest — it wakes it
+    /// again and retries once.
+    async fn with_agent<T, F, Fut>(&self, id: &SandboxId, op: F) -> EngineResult<T>
+    where
+        F: Fn(bhatti_agent::Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, bhatti_agent::Error>>,
+    {
+        match op(self.agent(id).await?).await {
+            Err(e) if never_connected(&e) => {
+                tracing::info!(sandbox = %id, error = %e, "agent unreachable; waking again");
+                Ok(op(self.agent(id).await?).await?)
+            }
+            r => Ok(r?),
+        }
+    }
+
     async fn lifecycle(&self, id: &SandboxId, op: Op) -> EngineResult<()> {
         let sb = self.get(id)?;
         self.apply(&sb, op).await.map(drop)
     }
+}
+
+/// Whether `e` says the connection to the agent was never made.
+fn never_connected(e: &bhatti_agent::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(e, bhatti_agent::Error::Transport(io) if matches!(
+        io.kind(),
+        K::ConnectionRefused | K::HostUnreachable | K::NetworkUnreachable
+    ))
 }
