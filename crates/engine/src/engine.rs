@@ -260,6 +260,10 @@ pub enum EngineError {
     /// A request this engine cannot carry out for this sandbox (yet).
     #[error("{0}")]
     Unsupported(String),
+    /// The sandbox's VM was stopped, frozen, destroyed or lost while an
+    /// agent request ran on it; whether the guest acted on it is unknown.
+    #[error("sandbox {0} was stopped while the request ran")]
+    Interrupted(SandboxId),
     #[error("internal inconsistency: {0}")]
     Inconsistent(String),
     #[error("the guest agent did not become ready: {0}")]

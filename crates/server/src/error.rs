@@ -166,7 +166,8 @@ impl From<EngineError> for ApiError {
             EngineError::State(s) => Self::Conflict(s.to_string()),
             EngineError::NoSnapshot(_)
             | EngineError::SnapshotExists(_)
-            | EngineError::Unsupported(_) => Self::Conflict(e.to_string()),
+            | EngineError::Unsupported(_)
+            | EngineError::Interrupted(_) => Self::Conflict(e.to_string()),
             EngineError::SnapshotNotFound(id) => Self::NotFound(format!("snapshot {id}")),
             EngineError::SnapshotBroken { .. } => Self::Unprocessable(e.to_string()),
             EngineError::Agent(a) => Self::from(a),

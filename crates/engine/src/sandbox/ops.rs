@@ -9,9 +9,9 @@ use std::sync::PoisonError;
 use super::VmEngine;
 use crate::driver::Driver;
 use crate::engine::{
-    ActivityInfo, Engine, EngineResult, ExecOptions, ExecRequest, ExecResult, ExecStream, FileInfo,
-    FileReader, FileSource, ReadOptions, SandboxId, SandboxInfo, SandboxSpec, Session, SessionInfo,
-    ShellOptions, Tunnel,
+    ActivityInfo, Engine, EngineError, EngineResult, ExecOptions, ExecRequest, ExecResult,
+    ExecStream, FileInfo, FileReader, FileSource, ReadOptions, SandboxId, SandboxInfo, SandboxSpec,
+    Session, SessionInfo, ShellOptions, Tunnel,
 };
 use crate::snapshot::{CloneSpec, SnapshotId, SnapshotInfo};
 use crate::state::Op;
@@ -243,8 +243,8 @@ impl<D: Driver> Engine for VmEngine<D> {
 }
 
 impl<D: Driver> VmEngine<D> {
-    /// Runs `op` with the sandbox's agent (waking it first). When the
-    /// connection could not even be made — the sandbox was stopped or
+    /// Runs `op` with the sandbox's agent (waking it first, see
+    /// [`VmEngine::agent_op`]). When the connection could not even be made — the sandbox was stopped or
     /// frozen between the wake and the connect (a TTL, the thermal
     /// manager, its owner), so nothing reached the guest — it wakes it
     /// again and retries once.
@@ -253,12 +253,36 @@ impl<D: Driver> VmEngine<D> {
         F: Fn(bhatti_agent::Client) -> Fut,
         Fut: std::future::Future<Output = Result<T, bhatti_agent::Error>>,
     {
-        match op(self.agent(id).await?).await {
+        match self.agent_op(id, &op).await? {
             Err(e) if never_connected(&e) => {
                 tracing::info!(sandbox = %id, error = %e, "agent unreachable; waking again");
-                Ok(op(self.agent(id).await?).await?)
+                Ok(self.agent_op(id, &op).await??)
             }
             r => Ok(r?),
+        }
+    }
+
+    /// Wakes the sandbox and runs `op` with its agent, ended early with
+    /// [`EngineError::Interrupted`] when the VMM it runs on goes away
+    /// (stopped, frozen, destroyed, died) before it is done: its
+    /// connection would otherwise wait for its timeout.
+    async fn agent_op<T, F, Fut>(
+        &self,
+        id: &SandboxId,
+        op: &F,
+    ) -> EngineResult<Result<T, bhatti_agent::Error>>
+    where
+        F: Fn(bhatti_agent::Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, bhatti_agent::Error>>,
+    {
+        let sb = self.get(id)?;
+        let mut seen = sb.observed.subscribe();
+        let agent = self.agent(id).await?;
+        let pid = seen.borrow_and_update().pid;
+        let gone = seen.wait_for(|o| !o.state.has_vmm() || o.pid != pid);
+        tokio::select! {
+            r = op(agent) => Ok(r),
+            _ = gone => Err(EngineError::Interrupted(id.clone())),
         }
     }
 

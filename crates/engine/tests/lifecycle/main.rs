@@ -17,6 +17,7 @@ mod disk;
 mod events;
 mod failures;
 mod guest;
+mod races;
 mod recovery;
 mod shared_ram;
 mod snapshots;
@@ -153,6 +154,7 @@ fn main() {
     let mut trials = users::trials(&vm);
     trials.extend(shared_ram::trials(&vm));
     trials.extend(snapshots::trials(&vm));
+    trials.extend(races::trials(&vm));
     trials.extend([
         trial("create_exec_destroy", &vm, thermal::create_exec_destroy),
         trial(
