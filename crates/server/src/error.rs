@@ -210,7 +210,7 @@ impl From<crate::service::ServiceError> for ApiError {
         use crate::service::ServiceError as S;
         match e {
             S::Invalid(_) => Self::BadRequest(e.to_string()),
-            S::Quota { .. } => Self::TooManyRequests(e.to_string()),
+            S::Quota { .. } | S::Storage { .. } => Self::TooManyRequests(e.to_string()),
             S::NoSecret(name) => Self::NotFound(format!("secret {name}")),
             S::Unavailable { .. } => Self::Conflict(e.to_string()),
             S::Store(s) => s.into(),

@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_engine_owns_state.sql"),
     include_str!("migrations/0004_lifetime_labels.sql"),
     include_str!("migrations/0005_snapshots.sql"),
+    include_str!("migrations/0006_storage_quota.sql"),
 ];
 
 /// How long a writer waits for another connection's lock before failing.

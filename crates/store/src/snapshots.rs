@@ -109,6 +109,17 @@ impl Store {
             .is_some())
     }
 
+    /// Bytes `user_id`'s snapshots take on disk, as recorded when each
+    /// was taken (what their storage quota counts).
+    pub fn snapshot_bytes(&self, user_id: &str) -> Result<u64> {
+        let sum: i64 = self.conn().query_row(
+            "SELECT COALESCE(SUM(size_bytes), 0) FROM snapshots WHERE user_id = ?1",
+            [user_id],
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(sum).unwrap_or(0))
+    }
+
     /// A user's snapshot by name (another user's is not found).
     pub fn find_snapshot(&self, user_id: &str, name: &str) -> Result<Snapshot> {
         self.conn()

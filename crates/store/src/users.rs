@@ -11,15 +11,19 @@ pub struct Limits {
     pub max_sandboxes: u32,
     pub max_cpus: u32,
     pub max_memory_mb: u32,
+    /// Most disk space the user's snapshots may take, MB.
+    pub max_storage_mb: u32,
 }
 
 impl Default for Limits {
-    /// The defaults of API.md: 5 sandboxes, 4 CPUs and 4096 MB each.
+    /// The defaults of API.md: 5 sandboxes, 4 CPUs and 4096 MB each; 20
+    /// GiB of snapshots.
     fn default() -> Self {
         Self {
             max_sandboxes: 5,
             max_cpus: 4,
             max_memory_mb: 4096,
+            max_storage_mb: 20 * 1024,
         }
     }
 }
@@ -35,7 +39,8 @@ pub struct User {
     pub created_at: i64,
 }
 
-const COLUMNS: &str = "id, name, key_hash, max_sandboxes, max_cpus, max_memory_mb, created_at";
+const COLUMNS: &str =
+    "id, name, key_hash, max_sandboxes, max_cpus, max_memory_mb, created_at, max_storage_mb";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
@@ -46,6 +51,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<User> {
             max_sandboxes: r.get(3)?,
             max_cpus: r.get(4)?,
             max_memory_mb: r.get(5)?,
+            max_storage_mb: r.get(7)?,
         },
         created_at: r.get(6)?,
     })
@@ -56,7 +62,7 @@ impl Store {
     pub fn create_user(&self, user: &User) -> Result<()> {
         self.conn()
             .execute(
-                &format!("INSERT INTO users ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                &format!("INSERT INTO users ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
                 params![
                     user.id,
                     user.name,
@@ -64,7 +70,8 @@ impl Store {
                     user.limits.max_sandboxes,
                     user.limits.max_cpus,
                     user.limits.max_memory_mb,
-                    user.created_at
+                    user.created_at,
+                    user.limits.max_storage_mb
                 ],
             )
             .map_err(conflict(format!("user {}", user.name)))?;

@@ -87,3 +87,37 @@ fn a_user_with_snapshots_cannot_be_deleted() {
     f.store.delete_snapshot("snap-1").expect("delete");
     f.store.delete_user("alice").expect("now deletable");
 }
+
+#[test]
+fn snapshot_bytes_sum_one_owner_and_start_at_zero() {
+    let f = common::store();
+    let alice = common::user(&f.store, "alice");
+    let bob = common::user(&f.store, "bob");
+    assert_eq!(f.store.snapshot_bytes(&alice.id).expect("none"), 0);
+    f.store
+        .insert_snapshot(&snap(&alice.id, "snap-q1", "one", 1))
+        .expect("one");
+    f.store
+        .insert_snapshot(&snap(&alice.id, "snap-q2", "two", 2))
+        .expect("two");
+    f.store
+        .insert_snapshot(&snap(&bob.id, "snap-q3", "bobs", 3))
+        .expect("bob's");
+    assert_eq!(
+        f.store.snapshot_bytes(&alice.id).expect("alice"),
+        2 * 123_456_789
+    );
+    f.store.delete_snapshot("snap-q1").expect("delete");
+    assert_eq!(
+        f.store.snapshot_bytes(&alice.id).expect("after"),
+        123_456_789
+    );
+    assert_eq!(
+        f.store
+            .user_by_name("alice")
+            .expect("alice")
+            .limits
+            .max_storage_mb,
+        20 * 1024
+    );
+}

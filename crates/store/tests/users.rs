@@ -20,7 +20,8 @@ fn create_and_find_by_key_hash_and_name() {
         Limits {
             max_sandboxes: 5,
             max_cpus: 4,
-            max_memory_mb: 4096
+            max_memory_mb: 4096,
+            max_storage_mb: 20480
         }
     );
     common::not_found(f.store.user_by_name("bob"));

@@ -29,6 +29,9 @@ pub enum UserAction {
         /// Most memory per sandbox, MB (v1's name: --max-memory).
         #[arg(long, visible_alias = "max-memory", value_name = "MB", default_value_t = Limits::default().max_memory_mb)]
         max_memory_mb: u32,
+        /// Most disk space the user's snapshots may take, MB.
+        #[arg(long, value_name = "MB", default_value_t = Limits::default().max_storage_mb)]
+        max_storage_mb: u32,
     },
     /// List users and their limits.
     #[command(visible_alias = "ls")]
@@ -54,11 +57,13 @@ pub fn run(data_dir: &Path, json_out: bool, action: UserAction) -> anyhow::Resul
             max_sandboxes,
             max_cpus,
             max_memory_mb,
+            max_storage_mb,
         } => {
             let limits = Limits {
                 max_sandboxes,
                 max_cpus,
                 max_memory_mb,
+                max_storage_mb,
             };
             let issued = users::create(&store, &name, limits, now())?;
             print_issued(&issued, json_out);
@@ -78,10 +83,14 @@ pub fn run(data_dir: &Path, json_out: bool, action: UserAction) -> anyhow::Resul
                             u.limits.max_sandboxes.to_string(),
                             u.limits.max_cpus.to_string(),
                             u.limits.max_memory_mb.to_string(),
+                            u.limits.max_storage_mb.to_string(),
                         ]
                     })
                     .collect();
-                output::table(&["NAME", "ID", "SANDBOXES", "CPUS", "MEMORY_MB"], &rows);
+                output::table(
+                    &["NAME", "ID", "SANDBOXES", "CPUS", "MEMORY_MB", "STORAGE_MB"],
+                    &rows,
+                );
             }
         }
         UserAction::Delete { name } => {
@@ -132,6 +141,7 @@ fn user_json(u: &User) -> serde_json::Value {
         "max_sandboxes": u.limits.max_sandboxes,
         "max_cpus": u.limits.max_cpus,
         "max_memory_mb": u.limits.max_memory_mb,
+        "max_storage_mb": u.limits.max_storage_mb,
         "created_at": u.created_at,
     })
 }

@@ -54,6 +54,10 @@ pub enum ServiceError {
     Invalid(#[from] Invalid),
     #[error("sandbox limit reached ({have}/{max})")]
     Quota { have: u32, max: u32 },
+    #[error(
+        "storage quota reached: your snapshots take {used_mb} MB of {max_mb} MB; delete some (bhatti snapshot rm NAME)"
+    )]
+    Storage { used_mb: u64, max_mb: u32 },
     #[error("secret {0} not found")]
     NoSecret(String),
     /// The engine does not hold the sandbox (its VM was lost).

@@ -47,6 +47,7 @@ impl<E: Engine> AppState<E> {
         if self.store.snapshot_name_taken(&user.id, &req.name)? {
             return Err(StoreError::Conflict(format!("snapshot {}", req.name)).into());
         }
+        self.check_storage(user)?;
         let sid = snapshot_id(&keys::new_id("snap-")?)?;
         let info = match self.engine.snapshot(&engine_id(&sb)?, &sid).await {
             Ok(info) => info,
@@ -135,6 +136,21 @@ impl<E: Engine> AppState<E> {
             .into_iter()
             .map(|SnapshotInfo { id, problem, .. }| (id.to_string(), problem))
             .collect()
+    }
+
+    /// Refuses a new snapshot once `user`'s snapshots take their storage
+    /// quota (the size of the next one is known only once it is taken).
+    fn check_storage(&self, user: &User) -> ServiceResult<()> {
+        const MB: u64 = 1024 * 1024;
+        let used = self.store.snapshot_bytes(&user.id)?;
+        let max_mb = user.limits.max_storage_mb;
+        if used >= u64::from(max_mb) * MB {
+            return Err(ServiceError::Storage {
+                used_mb: used.div_ceil(MB),
+                max_mb,
+            });
+        }
+        Ok(())
     }
 
     /// Deletes files the engine wrote for a snapshot that got no row.

@@ -247,6 +247,7 @@ mod tests {
             max_sandboxes: 5,
             max_cpus: 4,
             max_memory_mb: 4096,
+            ..Limits::default()
         };
         assert!(size(4, 4096, &l).is_ok());
         assert_eq!(size(0, 512, &l), Err(Invalid::Cpus { max: 4, got: 0 }));

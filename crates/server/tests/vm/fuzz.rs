@@ -97,6 +97,7 @@ fn schemathesis_against_a_daemon() -> TestResult {
             max_sandboxes: 2,
             max_cpus: 1,
             max_memory_mb: 256,
+            ..Limits::default()
         };
         d.key = d.user("fuzzer", limits)?;
         let other = d.user("fuzzer2", limits)?;

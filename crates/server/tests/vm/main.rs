@@ -31,6 +31,7 @@ mod snapshots;
 mod snapshots_broken;
 mod snapshots_restart;
 mod state;
+mod storage;
 mod support;
 mod thermal;
 mod users;
@@ -55,6 +56,7 @@ fn main() {
         lifetime::trials(),
         snapshots::trials(),
         golden::trials(),
+        storage::trials(),
     ];
     trials.extend(more.into_iter().flatten());
     libtest_mimic::run(&args, trials).exit();

@@ -121,6 +121,7 @@ pub fn auth_isolation_quota_bad_input() -> TestResult {
                 max_sandboxes: 1,
                 max_cpus: 1,
                 max_memory_mb: 512,
+                ..Limits::default()
             },
         )?;
         let (s, e) = d
