@@ -110,6 +110,22 @@ impl Identity {
     }
 }
 
+/// `text` (a console's output) with every line that holds an identify
+/// line replaced by a note: a guest whose console echoed its input (an
+/// agent older than identify) would otherwise show its new token and
+/// environment in error messages and logs built from the console.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        if line.contains(LINE_PREFIX.trim_end()) {
+            out.push_str("[identify line withheld]\n");
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
 /// Bytes of a hex string (either case); `None` on any other byte or an
 /// odd length.
 pub fn unhex(s: &[u8]) -> Option<Vec<u8>> {
@@ -157,6 +173,15 @@ mod tests {
         assert!(!body.iter().any(u8::is_ascii_control), "{line:?}");
         assert_eq!(Identity::from_line(line.as_bytes()).expect("parses"), id);
         assert_eq!(id.entropy_bytes(), Some(vec![7; ENTROPY_LEN]));
+    }
+
+    #[test]
+    fn redact_withholds_identify_lines_only() {
+        let line = sample().to_line();
+        let text = format!("boot ok\n{line}after\nlast");
+        let out = redact(&text);
+        assert_eq!(out, "boot ok\n[identify line withheld]\nafter\nlast");
+        assert!(!out.contains(&sample().token));
     }
 
     #[test]

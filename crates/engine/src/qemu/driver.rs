@@ -432,7 +432,8 @@ impl Driver for QemuDriver {
     }
 
     fn console_tail(&self, config: &VmConfig, lines: usize) -> String {
-        super::launch::tail_lines(&self.launch_spec(config).console_log, lines)
+        let tail = super::launch::tail_lines(&self.launch_spec(config).console_log, lines);
+        bhatti_proto::identify::redact(&tail)
     }
 }
 
