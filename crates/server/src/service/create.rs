@@ -89,7 +89,11 @@ impl<E: Engine> AppState<E> {
 
     /// The environment the guest boots with: the plan's, plus the values
     /// of its secrets (decrypted here, never stored in the row).
-    fn boot_env(&self, user: &User, plan: &Plan) -> ServiceResult<BTreeMap<String, String>> {
+    pub(super) fn boot_env(
+        &self,
+        user: &User,
+        plan: &Plan,
+    ) -> ServiceResult<BTreeMap<String, String>> {
         let mut env = plan.env.clone();
         for name in &plan.secrets {
             let ct = self

@@ -46,8 +46,9 @@ impl<E: Engine> AppState<E> {
         let name = req.snapshot.clone().unwrap_or_default();
         let snap = self.store.find_snapshot(&user.id, &name)?;
         let sid = snapshot_id(&snap.id)?;
-        let asked_env = req.env.clone().unwrap_or_default();
         let plan = snapshot_plan(user, req, &snap)?;
+        // The request's env and secrets, over the snapshot's env.
+        let asked_env = self.boot_env(user, &plan)?;
         let r = self.reserve(user, &plan)?;
         let spec = clone_spec(user, &plan, asked_env);
         let eid = engine_id(&r.row)?;
@@ -173,7 +174,8 @@ fn clone_spec(user: &User, plan: &Plan, env: BTreeMap<String, String>) -> CloneS
 
 /// The plan of a create from `snap`: its size, image and disk; a request
 /// that asks for others, or for what a snapshot cannot take (a template,
-/// volumes, files, init, secrets, a guest user), is refused.
+/// volumes, files, init, a guest user), is refused. Secrets, like `env`,
+/// are added to the snapshot's environment.
 fn snapshot_plan(user: &User, req: CreateSandbox, snap: &Snapshot) -> ServiceResult<Plan> {
     let refuse = |what: String| ServiceError::from(Invalid::FromSnapshot(what));
     let differs = |field: &str, got: Option<String>, have: String| match got {
@@ -210,10 +212,6 @@ fn snapshot_plan(user: &User, req: CreateSandbox, snap: &Snapshot) -> ServiceRes
         ),
         ("files", req.files.as_ref().is_some_and(|v| !v.is_empty())),
         ("init", req.init.is_some()),
-        (
-            "secrets",
-            req.secrets.as_ref().is_some_and(|v| !v.is_empty()),
-        ),
         ("user", req.user.is_some()),
     ];
     if let Some((field, _)) = given.iter().find(|(_, g)| *g) {
@@ -235,6 +233,7 @@ fn snapshot_plan(user: &User, req: CreateSandbox, snap: &Snapshot) -> ServiceRes
     let mut plan = base_plan(user, name, snap.cpus, snap.memory_mb, &snap.image)?;
     plan.disk_mb = snap.disk_mb.and_then(|d| u32::try_from(d).ok());
     plan.env = env;
+    plan.secrets = req.secrets.unwrap_or_default();
     plan.labels = labels;
     plan.ttl = ttl;
     plan.keep_hot = req.keep_hot.unwrap_or(false);

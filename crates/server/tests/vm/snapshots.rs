@@ -257,8 +257,12 @@ pub fn create_from_snapshot_goes_on_from_its_memory() -> TestResult {
             status == 400 && v["error"].as_str().is_some_and(|e| e.contains("memory_mb")),
             || format!("other memory: {status} {v}"),
         )?;
+        let secret = json!({"name": "SNAP_SECRET", "value": "s3"});
+        d.expect(d.req(Method::POST, "/secrets").json(&secret), 201)
+            .await?;
         let body = json!({"snapshot": "s", "name": "copy", "memory_mb": 256,
-                          "labels": {"from": "s"}, "ttl_sec": 3600, "env": {"X": "1"}});
+                          "labels": {"from": "s"}, "ttl_sec": 3600, "env": {"X": "1"},
+                          "secrets": ["SNAP_SECRET"]});
         let copy = d
             .expect(d.req(Method::POST, "/sandboxes").json(&body), 201)
             .await?;
@@ -275,8 +279,10 @@ pub fn create_from_snapshot_goes_on_from_its_memory() -> TestResult {
         })?;
         let (h_src, h_copy) = (hostname(&d, "src").await?, hostname(&d, "copy").await?);
         ensure(h_src != h_copy, || format!("hostnames: {h_src} = {h_copy}"))?;
-        let marker = d.sh("copy", "cat /tmp/marker; echo $X").await?;
-        ensure(marker == "before\n1\n", || {
+        let marker = d
+            .sh("copy", "cat /tmp/marker; echo $X $SNAP_SECRET")
+            .await?;
+        ensure(marker == "before\n1 s3\n", || {
             format!("copy's state: {marker:?}")
         })?;
         // The counter is where the snapshot caught it, and counts on.
