@@ -13,20 +13,18 @@
 //! child, in turn (each is CPU-bound under TCG), then the snapshot is
 //! deleted. All or nothing: a child that fails destroys its siblings.
 
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, PoisonError};
 
 use bhatti_proto::identify::{ENTROPY_LEN, Identity};
 
-use super::create::{Made, random_token};
+use super::create::{Made, hot_sandbox, random_token};
 use super::recover::{Meta, write_meta};
 use super::snapshots::{SnapshotMeta, copy_disks, state_snapshot};
-use super::{Sandbox, Slot, VmEngine, blocking, fault};
+use super::{Sandbox, VmEngine, blocking, fault};
 use crate::driver::Driver;
 use crate::engine::{EngineError, EngineResult, SandboxId, SandboxInfo, SandboxSpec};
 use crate::network::{guest_mac, mac_string};
 use crate::snapshot::{CloneSpec, MAX_FORK, SnapshotId};
-use crate::state::SandboxState;
 
 impl<D: Driver> VmEngine<D> {
     /// See [`crate::engine::Engine::create_from_snapshot`].
@@ -111,42 +109,13 @@ impl<D: Driver> VmEngine<D> {
             return Err(e.into());
         }
         let (vm, agent) = self.await_agent(vm, &vm_config, &token, true).await?;
-        let child = Meta {
-            id: id.clone(),
-            cpus: spec.cpus,
-            memory_mb: spec.memory_mb,
-            image: spec.image.name().to_owned(),
-            disk_mb: spec.disk_mb,
-            ip,
-            tap: tap.clone(),
-            token,
-            volumes: Vec::new(),
-            egress: spec.egress.unwrap_or(false),
-            tenant: spec.tenant.clone(),
-            peers: spec.peers,
-            hostname: spec.hostname.clone(),
-            init: spec.init.clone(),
-            exec_user: spec.exec_user.clone(),
-        };
+        let child = Meta::of(id, &spec, ip, &tap, token);
         fault::point("clone.vmm");
         if let Err(e) = write_meta(&dir, &child) {
             let _ = self.driver.kill(vm).await;
             return Err(e);
         }
-        Ok(Sandbox {
-            id: id.clone(),
-            ip,
-            tap,
-            dir,
-            vm_config,
-            agent,
-            volumes: Vec::new(),
-            boot_env: std::sync::Mutex::new(spec.env.clone()),
-            spec,
-            restores: AtomicU64::new(0),
-            observed: Sandbox::<D>::observed(SandboxState::Hot),
-            slot: tokio::sync::Mutex::new(Slot::new(SandboxState::Hot, Some(vm), None)),
-        })
+        Ok(hot_sandbox(id, spec, (ip, tap, dir), vm_config, agent, vm))
     }
 
     /// See [`crate::engine::Engine::fork`].

@@ -147,23 +147,7 @@ impl<D: Driver> VmEngine<D> {
 
         let vm_config = self.vm_config(&dir, &spec, kernel, ip, &tap, volume_paths);
         let (vm, agent) = self.boot(&vm_config, &token).await?;
-        let meta = Meta {
-            id: id.clone(),
-            cpus: spec.cpus,
-            memory_mb: spec.memory_mb,
-            image: spec.image.name().to_owned(),
-            disk_mb: spec.disk_mb,
-            ip,
-            tap: tap.clone(),
-            token,
-            volumes: spec.volumes.clone(),
-            egress: spec.egress.unwrap_or(false),
-            tenant: spec.tenant.clone(),
-            peers: spec.peers,
-            hostname: spec.hostname.clone(),
-            init: spec.init.clone(),
-            exec_user: spec.exec_user.clone(),
-        };
+        let meta = Meta::of(id, &spec, ip, &tap, token);
         fault::point("create.vmm");
         // The guest has read its config: no secret stays in the drive file.
         let kept = boot_drive
@@ -175,20 +159,7 @@ impl<D: Driver> VmEngine<D> {
             return Err(e);
         }
         fault::point("create.meta");
-        Ok(Sandbox {
-            id: id.clone(),
-            ip,
-            tap,
-            dir,
-            vm_config,
-            agent,
-            volumes: spec.volumes.iter().map(|v| v.name.clone()).collect(),
-            boot_env: std::sync::Mutex::new(spec.env.clone()),
-            spec,
-            restores: AtomicU64::new(0),
-            observed: Sandbox::<D>::observed(SandboxState::Hot),
-            slot: tokio::sync::Mutex::new(Slot::new(SandboxState::Hot, Some(vm), None)),
-        })
+        Ok(hot_sandbox(id, spec, (ip, tap, dir), vm_config, agent, vm))
     }
 
     /// The sandbox's own directory (a leftover one means the id is taken).
@@ -444,6 +415,31 @@ impl<D: Driver> VmEngine<D> {
         let net = self.network.clone();
         blocking(move || net.attach(&port)).await??;
         Ok(())
+    }
+}
+
+/// A new sandbox's entry (booted or restored), hot on `vm`.
+pub(super) fn hot_sandbox<D: Driver>(
+    id: &SandboxId,
+    spec: SandboxSpec,
+    (ip, tap, dir): (Ipv4Addr, String, PathBuf),
+    vm_config: VmConfig,
+    agent: Client,
+    vm: D::Vm,
+) -> Sandbox<D> {
+    Sandbox {
+        id: id.clone(),
+        ip,
+        tap,
+        dir,
+        vm_config,
+        agent,
+        volumes: spec.volumes.iter().map(|v| v.name.clone()).collect(),
+        boot_env: std::sync::Mutex::new(spec.env.clone()),
+        spec,
+        restores: AtomicU64::new(0),
+        observed: Sandbox::<D>::observed(SandboxState::Hot),
+        slot: tokio::sync::Mutex::new(Slot::new(SandboxState::Hot, Some(vm), None)),
     }
 }
 

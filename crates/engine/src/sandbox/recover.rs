@@ -81,6 +81,36 @@ pub(super) struct Meta {
     pub exec_user: Option<String>,
 }
 
+impl Meta {
+    /// The `sandbox.json` of a sandbox made from `spec` (booted or
+    /// restored) at `ip` on `tap` with agent token `token`.
+    pub(super) fn of(
+        id: &SandboxId,
+        spec: &SandboxSpec,
+        ip: Ipv4Addr,
+        tap: &str,
+        token: String,
+    ) -> Self {
+        Self {
+            id: id.clone(),
+            cpus: spec.cpus,
+            memory_mb: spec.memory_mb,
+            image: spec.image.name().to_owned(),
+            disk_mb: spec.disk_mb,
+            ip,
+            tap: tap.to_owned(),
+            token,
+            volumes: spec.volumes.clone(),
+            egress: spec.egress.unwrap_or(false),
+            tenant: spec.tenant.clone(),
+            peers: spec.peers,
+            hostname: spec.hostname.clone(),
+            init: spec.init.clone(),
+            exec_user: spec.exec_user.clone(),
+        }
+    }
+}
+
 fn yes() -> bool {
     true
 }
