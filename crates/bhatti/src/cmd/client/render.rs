@@ -80,6 +80,16 @@ pub fn fixed(items: &Value, cols: &[(&str, &str, usize)]) {
 /// `v[key]` as an age such as `5m ago`: Unix seconds (sessions, file
 /// entries) or an RFC 3339 string (sandboxes, secrets, volumes,
 /// templates); anything else as a plain cell.
+/// `v`'s `labels` as `k=v,k2=v2`; `None` when it has none.
+pub fn labels(v: &Value) -> Option<String> {
+    let labels = v.get("labels").and_then(Value::as_object)?;
+    let text: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    (!text.is_empty()).then(|| text.join(","))
+}
+
 pub fn age_cell(v: &Value, key: &str) -> String {
     match v.get(key).and_then(unix_time) {
         Some(ts) => age(ts, now()),

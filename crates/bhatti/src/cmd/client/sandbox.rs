@@ -407,14 +407,8 @@ fn show(ctx: &Ctx, sb: &Value) {
             format!("{} ({action})", render::cell(sb, "expires_at")),
         ));
     }
-    if let Some(labels) = sb.get("labels").and_then(Value::as_object)
-        && !labels.is_empty()
-    {
-        let text: Vec<String> = labels
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-            .collect();
-        pairs.push(("labels", text.join(",")));
+    if let Some(text) = render::labels(sb) {
+        pairs.push(("labels", text));
     }
     render::fields(&pairs);
 }

@@ -224,14 +224,8 @@ fn show(ctx: &Ctx, s: &Value) {
         pairs.push(("disk_size_mb", render::cell(&s, "disk_size_mb")));
     }
     pairs.push(("created", render::age_cell(&s, "created_at")));
-    if let Some(labels) = s.get("labels").and_then(Value::as_object)
-        && !labels.is_empty()
-    {
-        let text: Vec<String> = labels
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-            .collect();
-        pairs.push(("labels", text.join(",")));
+    if let Some(text) = render::labels(&s) {
+        pairs.push(("labels", text));
     }
     render::fields(&pairs);
 }
