@@ -77,9 +77,6 @@ pub fn fixed(items: &Value, cols: &[(&str, &str, usize)]) {
     }
 }
 
-/// `v[key]` as an age such as `5m ago`: Unix seconds (sessions, file
-/// entries) or an RFC 3339 string (sandboxes, secrets, volumes,
-/// templates); anything else as a plain cell.
 /// `v`'s `labels` as `k=v,k2=v2`; `None` when it has none.
 pub fn labels(v: &Value) -> Option<String> {
     let labels = v.get("labels").and_then(Value::as_object)?;
@@ -90,6 +87,9 @@ pub fn labels(v: &Value) -> Option<String> {
     (!text.is_empty()).then(|| text.join(","))
 }
 
+/// `v[key]` as an age such as `5m ago`: Unix seconds (sessions, file
+/// entries) or an RFC 3339 string (sandboxes, secrets, volumes,
+/// templates); anything else as a plain cell.
 pub fn age_cell(v: &Value, key: &str) -> String {
     match v.get(key).and_then(unix_time) {
         Some(ts) => age(ts, now()),
