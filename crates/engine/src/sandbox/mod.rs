@@ -28,6 +28,7 @@
 //!   that a mirror can always tell the newer of two states.
 //! - `ip`/`nft`, file copies and `mkfs` run on the blocking pool.
 
+mod boot;
 mod clone;
 mod create;
 pub mod fault;
