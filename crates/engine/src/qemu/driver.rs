@@ -14,8 +14,7 @@
 //! - clone: the captured file restored into a new VMM whose console is a
 //!   Unix socket (`<run_dir>/console.sock`, still logged to `console.log`)
 //!   through which the guest gets its new identity ([`clone`]);
-//! - with [`QemuDriver::shared_ram`] (on by default), from a VM's first
-//!   restore on (a boot runs on anonymous memory), guest RAM is the run
+//! - with [`QemuDriver::shared_ram`] (on by default) guest RAM is the run
 //!   dir's `ram` file, a snapshot migrates device state only and a restore
 //!   maps the file again ([`shared_ram`]);
 //! - adopt (after an engine restart): the QEMU whose argv names the run
@@ -92,10 +91,10 @@ pub struct QemuDriver {
     pub start_timeout: Duration,
     /// Limit for a migration (snapshot) or an incoming restore.
     pub snapshot_timeout: Duration,
-    /// From a VM's first restore on, its RAM is a file mapped shared, so
-    /// that its later snapshots write only device state ([`shared_ram`]).
-    /// On by default; `BHATTI_SHARED_RAM=0` in the environment turns it
-    /// off (every snapshot is then a full stream).
+    /// Guest RAM is a file mapped shared, so that snapshots write only
+    /// device state and clones can share a snapshot's pages
+    /// ([`shared_ram`]). On by default; `BHATTI_SHARED_RAM=0` in the
+    /// environment turns it off (every snapshot is then a full stream).
     pub shared_ram: bool,
 }
 
@@ -318,12 +317,19 @@ impl Driver for QemuDriver {
     }
 
     async fn spawn(&self, config: &VmConfig) -> Result<QemuVm, DriverError> {
-        // A boot runs on anonymous memory (faster to fault in than a file,
-        // and no guest memory on disk before the first snapshot); an old
-        // RAM file is garbage.
-        let spec = self.launch_spec(config);
-        let started = match shared_ram::remove(&shared_ram::ram_file(&config.run_dir)) {
-            Ok(()) => self.start(&spec).await,
+        // A boot starts from an empty RAM file (an old one is garbage), or
+        // anonymous memory without shared RAM.
+        let mut spec = self.launch_spec(config);
+        let ram = if self.shared_ram {
+            shared_ram::fresh(&config.run_dir).map(Some)
+        } else {
+            shared_ram::remove(&shared_ram::ram_file(&config.run_dir)).map(|()| None)
+        };
+        let started = match ram {
+            Ok(ram) => {
+                spec.memory_file = ram;
+                self.start(&spec).await
+            }
             Err(e) => Err(e),
         };
         started.map_err(|e| DriverError::Spawn {

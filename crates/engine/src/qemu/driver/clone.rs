@@ -105,6 +105,13 @@ impl QemuDriver {
             shared_ram::start_incoming(&mut vm.qmp, &uri).await?;
         }
         vm.qmp.wait_incoming(self.snapshot_timeout).await?;
+        if ram.is_some() {
+            // Its own RAM is private: its snapshots are full streams, which
+            // must not say that shared RAM was left out.
+            vm.qmp
+                .set_migration_capability("x-ignore-shared", false)
+                .await?;
+        }
         vm.qmp.cont().await?;
         Ok(vm)
     }

@@ -1,18 +1,17 @@
 //! Guest RAM in a file mapped shared (`QemuDriver::shared_ram`, on by
 //! default; see `crates/engine/docs/snapshots.md`).
 //!
-//! A VM boots on anonymous memory, so its first snapshot is a full
-//! stream. The restore of a full stream loads it into `<run_dir>/ram`
-//! (mode 0600: it holds the guest's secrets, like `mem.snap`), mapped
-//! shared, and from then on the VM's memory is that file: a snapshot
+//! A VM's memory is `<run_dir>/ram` (mode 0600: it holds the guest's
+//! secrets, like `mem.snap`), mapped shared: made empty at every boot,
+//! and the restore of a full stream (from a VM that ran without shared
+//! RAM, or a clone's first stop) loads it into a fresh one. A snapshot
 //! migrates device state only (`x-ignore-shared`), `mem.snap` is tens of
 //! KiB, and the RAM file is the memory image (the kernel writes back what
 //! the guest dirtied, at its own pace). `mem.snap.shared` marks such a
 //! snapshot, written before `mem.snap` is renamed into place, so a shared
 //! stream is never restored without its RAM file (that would run the
 //! guest on zeroed memory). A restore maps the same file: QEMU starts with
-//! `-incoming defer`, gets the capability, then `migrate-incoming`. A boot
-//! from disk discards the file.
+//! `-incoming defer`, gets the capability, then `migrate-incoming`.
 
 use std::io;
 use std::path::{Path, PathBuf};
