@@ -1,9 +1,10 @@
 //! The build cache outside the clone and its manifest.
 //!
 //! Layout under `$BHATTI_CACHE_DIR` (default `/var/cache/bhatti`):
-//! - `images/` — `vmlinux`, `busybox.ext4`, `minimal.ext4`, `manifest.json`
+//! - `images/` — `vmlinux`, `busybox.ext4`, `minimal.ext4`, `dev.ext4`,
+//!   `manifest.json`
 //! - `kernel/` — extracted kernel source and its out-of-tree build dir
-//! - `work/` — rootfs staging dirs and the cached debootstrap base
+//! - `work/` — rootfs staging dirs and the cached debootstrap bases
 //!
 //! `manifest.json` maps each artifact to the sha256 key of its inputs, its
 //! size and when it was built; an artifact whose recorded key matches the

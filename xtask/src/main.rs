@@ -29,9 +29,10 @@ struct Cli {
 enum Cmd {
     /// Build the guest kernel and rootfs images (cached).
     Images {
-        /// Which rootfs tier(s) to build.
-        #[arg(long, value_enum, default_value_t = TierArg::Busybox)]
-        tier: TierArg,
+        /// Which rootfs tier(s) to build, comma-separated (`all`: every
+        /// tier, `dev` included).
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "busybox")]
+        tier: Vec<TierArg>,
         /// Build only the kernel.
         #[arg(long)]
         kernel_only: bool,
@@ -51,8 +52,13 @@ enum Cmd {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum TierArg {
+    /// busybox + lohar (the VM tests').
     Busybox,
+    /// Debian minbase with a few tools (users' default).
     Minimal,
+    /// `minimal` + zsh, tmux, Node.js, build tools, … (large).
+    Dev,
+    /// Every tier (`dev` included).
     All,
 }
 
@@ -68,11 +74,15 @@ fn main() -> Result<()> {
             kernel::build(&cache, force)?;
             if !kernel_only {
                 let lohar = lohar::build()?;
-                if matches!(tier, TierArg::Busybox | TierArg::All) {
+                let wanted = |t| tier.contains(&t) || tier.contains(&TierArg::All);
+                if wanted(TierArg::Busybox) {
                     rootfs::busybox::build(&cache, &lohar, force)?;
                 }
-                if matches!(tier, TierArg::Minimal | TierArg::All) {
+                if wanted(TierArg::Minimal) {
                     rootfs::minimal::build(&cache, &lohar, force)?;
+                }
+                if wanted(TierArg::Dev) {
+                    rootfs::dev::build(&cache, &lohar, force)?;
                 }
             }
             cache.print_summary()?;

@@ -1,7 +1,8 @@
 //! `cargo xtask test`: build what the VM tests need (kernel, lohar, busybox
-//! tier, and the Debian `minimal` tier when its mirror answers), then run
-//! the whole workspace suite with nextest when installed, else `cargo
-//! test`. Without root the images cannot be built; the suite still runs
+//! tier, and the Debian `minimal` tier when its mirror answers; not the
+//! large `dev` tier, whose VM test runs once `cargo xtask images --tier
+//! dev` has built it), then run the whole workspace suite with nextest
+//! when installed, else `cargo test`. Without root the images cannot be built; the suite still runs
 //! and the VM tests report themselves as skipped (the host checks are
 //! `bhatti-testkit`'s, whose own test also holds every `.rs` file to 500
 //! lines).

@@ -3,6 +3,8 @@
 //! One module per tier; the shared steps live here.
 
 pub mod busybox;
+pub mod debian;
+pub mod dev;
 pub mod minimal;
 
 use std::fs;
