@@ -25,6 +25,9 @@ pub enum Need {
     Images,
     /// The `minimal` tier (`cargo xtask images --tier minimal`).
     MinimalImage,
+    /// The `dev` tier (`cargo xtask images --tier dev`; not built by
+    /// default).
+    DevImage,
 }
 
 /// What a real VM needs: root, QEMU and the busybox images.
@@ -74,6 +77,10 @@ pub fn check(need: Need) -> Result<(), Skip> {
         }
         Need::MinimalImage => {
             ImagePaths::from_env().rootfs(Tier::Minimal)?;
+            Ok(())
+        }
+        Need::DevImage => {
+            ImagePaths::from_env().rootfs(Tier::Dev)?;
             Ok(())
         }
     }

@@ -4,7 +4,8 @@
 //!
 //! The images themselves are built by `cargo xtask images` into
 //! `$BHATTI_CACHE_DIR/images/` (default `/var/cache/bhatti/images/`):
-//! `vmlinux`, `busybox.ext4`, `minimal.ext4` and `manifest.json`.
+//! `vmlinux`, `busybox.ext4`, `minimal.ext4`, `dev.ext4` (built only on
+//! request: `--tier dev`) and `manifest.json`.
 //!
 //! # Threads, locks, I/O
 //! Blocking filesystem I/O and child processes (`cp`, `mkfs.ext4`); no
@@ -36,7 +37,7 @@ pub enum ImageError {
     KernelMissing(PathBuf),
     #[error("rootfs tier `{tier}` not found at {}: build it with `{BUILD_COMMAND} --tier {tier}`", .path.display())]
     RootfsMissing { tier: Tier, path: PathBuf },
-    #[error("unknown rootfs tier {0:?} (expected `busybox` or `minimal`)")]
+    #[error("unknown rootfs tier {0:?} (expected `busybox`, `minimal` or `dev`)")]
     UnknownTier(String),
     #[error("could not copy {} to {}: {detail}", .from.display(), .to.display())]
     Copy {
@@ -63,17 +64,21 @@ pub enum Tier {
     /// Debian bookworm minbase + bash, coreutils, curl, git, python3, sudo,
     /// iproute2, procps, ca-certificates: the default for users.
     Minimal,
+    /// `minimal` + zsh, tmux, Node.js, npm, ripgrep, fd, pip, venv,
+    /// build-essential and other tools (bhatti v1's default image).
+    Dev,
 }
 
 impl Tier {
     /// Every tier, smallest first.
-    pub const ALL: [Tier; 2] = [Tier::Busybox, Tier::Minimal];
+    pub const ALL: [Tier; 3] = [Tier::Busybox, Tier::Minimal, Tier::Dev];
 
-    /// The tier's name (`busybox`, `minimal`).
+    /// The tier's name (`busybox`, `minimal`, `dev`).
     pub fn name(self) -> &'static str {
         match self {
             Tier::Busybox => "busybox",
             Tier::Minimal => "minimal",
+            Tier::Dev => "dev",
         }
     }
 

@@ -4,12 +4,14 @@
 //! Without root, QEMU or the built images (`cargo xtask images`), trials
 //! are reported as ignored with `SKIPPED: <reason>`.
 //!
-//! One file per theme: `host`, `agent`, `guest`; the trial list here.
+//! One file per theme: `host`, `agent`, `guest`, `dev` (the dev tier);
+//! the trial list here.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod agent;
+mod dev;
 mod guest;
 mod host;
 
@@ -68,6 +70,11 @@ fn main() {
             "minimal_tier_tools_and_sudo",
             &[Need::Root, Need::Qemu, Need::Images, Need::MinimalImage],
             guest::minimal_tier,
+        ),
+        trial(
+            "dev_tier_tools_sudo_and_zsh",
+            &[Need::Root, Need::Qemu, Need::Images, Need::DevImage],
+            dev::dev_tier,
         ),
     ];
     libtest_mimic::run(&args, trials).exit();
