@@ -47,7 +47,7 @@ pub struct ServeArgs {
     /// Thermal manager tick, seconds [config: tick_secs].
     #[arg(long)]
     tick: Option<u64>,
-    /// Default image tier of new sandboxes (minimal, busybox) [config: image].
+    /// Default image tier of new sandboxes (minimal, busybox, dev) [config: image].
     #[arg(long)]
     image: Option<String>,
 }

@@ -44,7 +44,7 @@ pub struct CreateArgs {
     /// reachable by default; other users' never are)
     #[arg(long)]
     pub isolated: bool,
-    /// Guest image (rootfs tier)
+    /// Guest image (rootfs tier: minimal, busybox or dev)
     #[arg(long)]
     pub image: Option<String>,
     /// Template to start from (name or id)

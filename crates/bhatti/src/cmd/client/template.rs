@@ -41,7 +41,7 @@ pub struct CreateTemplate {
     /// Memory in MB
     #[arg(long, value_name = "MB")]
     pub memory: Option<u32>,
-    /// Guest image (rootfs tier)
+    /// Guest image (rootfs tier: minimal, busybox or dev)
     #[arg(long)]
     pub image: Option<String>,
     /// Environment variables (repeatable, or comma-separated: A=1,B=2)
