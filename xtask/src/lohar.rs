@@ -46,6 +46,21 @@ pub fn build() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// Copies lohar to `images/lohar` (via a temporary name, so a running
+/// engine never reads half a binary): the engine injects it into the
+/// images it imports. Skipped when the copy is already the same.
+pub fn install(bin: &Path, images: &Path) -> Result<()> {
+    let dest = images.join("lohar");
+    if fs::read(&dest).ok() == Some(fs::read(bin)?) {
+        return Ok(());
+    }
+    let tmp = images.join(".lohar.tmp");
+    fs::copy(bin, &tmp).with_context(|| format!("cannot copy lohar to {}", tmp.display()))?;
+    fs::rename(&tmp, &dest)?;
+    println!("[lohar] installed {}", dest.display());
+    Ok(())
+}
+
 /// Fails if `bin` is not an x86-64 ELF without a program interpreter.
 fn check_static(bin: &Path) -> Result<()> {
     let data = fs::read(bin).with_context(|| format!("cannot read {}", bin.display()))?;

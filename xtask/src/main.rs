@@ -74,6 +74,8 @@ fn main() -> Result<()> {
             kernel::build(&cache, force)?;
             if !kernel_only {
                 let lohar = lohar::build()?;
+                // The engine injects this one into imported images.
+                lohar::install(&lohar, &cache.images)?;
                 let wanted = |t| tier.contains(&t) || tier.contains(&TierArg::All);
                 if wanted(TierArg::Busybox) {
                     rootfs::busybox::build(&cache, &lohar, force)?;

@@ -132,7 +132,7 @@ fn engine_creates(n: usize) -> Result<(), Box<dyn std::error::Error + Send + Syn
                 let spec = SandboxSpec {
                     cpus: 1,
                     memory_mb: 256,
-                    image: Tier::Busybox,
+                    image: Tier::Busybox.into(),
                     ..SandboxSpec::default()
                 };
                 let t = std::time::Instant::now();

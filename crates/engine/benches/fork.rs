@@ -41,7 +41,7 @@ fn spec(memory_mb: u32) -> SandboxSpec {
     SandboxSpec {
         cpus: 1,
         memory_mb,
-        image: Tier::Busybox,
+        image: Tier::Busybox.into(),
         ..SandboxSpec::default()
     }
 }

@@ -226,7 +226,7 @@ async fn sandbox(
     let spec = SandboxSpec {
         cpus: 1,
         memory_mb: 256,
-        image: Tier::Busybox,
+        image: Tier::Busybox.into(),
         ..SandboxSpec::default()
     };
     engine.create(id.clone(), spec).await?;

@@ -74,7 +74,7 @@ fn spec() -> SandboxSpec {
     SandboxSpec {
         cpus: 1,
         memory_mb: 256,
-        image: Tier::Busybox,
+        image: Tier::Busybox.into(),
         ..SandboxSpec::default()
     }
 }

@@ -181,7 +181,7 @@ async fn neighbours_child() -> BenchResult {
     let spec = SandboxSpec {
         cpus: 1,
         memory_mb: 256,
-        image: Tier::Busybox,
+        image: Tier::Busybox.into(),
         ..SandboxSpec::default()
     };
     let ids: Vec<SandboxId> = ["nb", "hog1", "hog2"]

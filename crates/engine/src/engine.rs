@@ -27,7 +27,7 @@ pub use bhatti_agent::{
 };
 
 use crate::driver::DriverError;
-use crate::image::{DiskLimits, ImageError, Tier};
+use crate::image::{DiskLimits, ImageError, ImageRef, Tier};
 use crate::network::NetworkError;
 use crate::snapshot::{CloneSpec, SnapshotId, SnapshotInfo};
 use crate::state::{SandboxState, StateError};
@@ -126,7 +126,7 @@ pub struct FileSpec {
 pub struct SandboxSpec {
     pub cpus: u32,
     pub memory_mb: u32,
-    pub image: Tier,
+    pub image: ImageRef,
     /// Size of the root disk in MiB (`None`: its image's size). The
     /// sandbox's copy of the image is grown to it (sparse) and lohar grows
     /// the root file system to fill it at boot. Never below the image's
@@ -164,7 +164,7 @@ impl Default for SandboxSpec {
         Self {
             cpus: 1,
             memory_mb: 512,
-            image: Tier::Minimal,
+            image: ImageRef::Tier(Tier::Minimal),
             disk_mb: None,
             hostname: None,
             env: BTreeMap::new(),
@@ -187,7 +187,7 @@ pub struct SandboxInfo {
     pub ip: Option<Ipv4Addr>,
     pub cpus: u32,
     pub memory_mb: u32,
-    pub image: Tier,
+    pub image: ImageRef,
     /// The VMM's process id while it has one.
     pub pid: Option<u32>,
     /// The engine's sequence number of this state ([`StateEvent::seq`]).

@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{SandboxId, SpecError};
-use crate::image::Tier;
+use crate::image::ImageRef;
 
 /// Most children one fork makes.
 pub const MAX_FORK: usize = 16;
@@ -73,7 +73,7 @@ pub struct SnapshotInfo {
     pub source: SandboxId,
     pub cpus: u32,
     pub memory_mb: u32,
-    pub image: Tier,
+    pub image: ImageRef,
     pub disk_mb: Option<u64>,
     /// Bytes its files take on disk (sparse files count what they use).
     pub size_bytes: u64,

@@ -190,7 +190,7 @@ fn vmm_cgroup_follows_the_vmm() -> TestResult {
         let spec = SandboxSpec {
             cpus: 2,
             memory_mb: 256,
-            image: Tier::Busybox,
+            image: Tier::Busybox.into(),
             ..SandboxSpec::default()
         };
         let limits = Limits {

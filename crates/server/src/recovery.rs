@@ -287,7 +287,7 @@ mod tests {
 
     #[test]
     fn decision_table() {
-        let lost = Found::Lost("its disk (rootfs.ext4) is missing".into());
+        let lost = Found::Lost("its disk (rootfs.qcow2) is missing".into());
         use Status::*;
         assert_eq!(decide(Some(Running), &Found::Held), Decision::Running);
         assert_eq!(decide(Some(Stopped), &Found::Held), Decision::Stopped);
@@ -295,7 +295,7 @@ mod tests {
         assert_eq!(decide(Some(Running), &Found::Abandoned), Decision::Undone);
         assert_eq!(
             decide(Some(Running), &lost),
-            Decision::Unknown("its disk (rootfs.ext4) is missing".into())
+            Decision::Unknown("its disk (rootfs.qcow2) is missing".into())
         );
         assert!(matches!(decide(Some(Stopped), &lost), Decision::Unknown(_)));
         assert!(

@@ -153,7 +153,7 @@ fn disk_size_is_checked_against_the_cap_and_the_image() {
     const MIB: u64 = 1 << 20;
     let disk = |mb| SandboxSpec {
         disk_mb: mb,
-        image: Tier::Busybox,
+        image: Tier::Busybox.into(),
         ..SandboxSpec::default()
     };
     assert_eq!(disk(Some(0)).validate(), Err(SpecError::DiskSize(0)));
@@ -176,7 +176,7 @@ fn disk_size_is_checked_against_the_cap_and_the_image() {
         small,
         Err(SpecError::DiskTooSmall {
             asked_mb: 63,
-            image: Tier::Busybox,
+            image: Tier::Busybox.into(),
             image_mb: 64
         })
     );
@@ -189,7 +189,7 @@ fn disk_size_is_checked_against_the_cap_and_the_image() {
         disk(Some(1025)).disk_bytes(limits),
         Err(SpecError::DiskTooLarge {
             asked_mb: 1025,
-            image: Tier::Busybox,
+            image: Tier::Busybox.into(),
             max_mb: 1024
         })
     );

@@ -11,7 +11,7 @@ use super::{
     DiskLimits, MAX_CPUS, MAX_DISK_MB, MAX_MEMORY_MB, MAX_VOLUMES, MIN_MEMORY_MB, SandboxId,
     SandboxSpec,
 };
-use crate::image::Tier;
+use crate::image::ImageRef;
 
 /// A request that cannot be carried out as written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,7 +29,7 @@ pub enum SpecError {
     )]
     DiskTooSmall {
         asked_mb: u64,
-        image: Tier,
+        image: ImageRef,
         image_mb: u64,
     },
     #[error(
@@ -37,7 +37,7 @@ pub enum SpecError {
     )]
     DiskTooLarge {
         asked_mb: u64,
-        image: Tier,
+        image: ImageRef,
         max_mb: u64,
     },
     #[error("invalid environment variable name {0:?}")]
@@ -125,14 +125,14 @@ impl SandboxSpec {
         if bytes < limits.min {
             return Err(SpecError::DiskTooSmall {
                 asked_mb: mb,
-                image: self.image,
+                image: self.image.clone(),
                 image_mb: limits.min.div_ceil(MIB),
             });
         }
         if bytes > limits.max {
             return Err(SpecError::DiskTooLarge {
                 asked_mb: mb,
-                image: self.image,
+                image: self.image.clone(),
                 max_mb: limits.max / MIB,
             });
         }

@@ -11,7 +11,14 @@
 //! Blocking filesystem I/O and child processes (`cp`, `mkfs.ext4`); no
 //! shared state. Call from `spawn_blocking` in async code.
 
+pub mod build;
 pub mod config_drive;
+pub mod overlay;
+mod reference;
+pub mod store;
+
+pub use reference::ImageRef;
+pub use store::{ImageStore, StoredImage};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -47,6 +54,24 @@ pub enum ImageError {
     },
     #[error("{}: not an ext4 image ({detail})", .path.display())]
     NotExt4 { path: PathBuf, detail: String },
+    #[error("{0:?} is not an image id (expected sha256: and 64 lowercase hex digits)")]
+    BadId(String),
+    #[error("image {0} is not in the image store")]
+    NotStored(String),
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {detail}", .path.display())]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("could not pack the image into {}: {detail}", .path.display())]
+    Pack { path: PathBuf, detail: String },
+    #[error("lohar to put into images not found at {}: build it with `{BUILD_COMMAND}`", .0.display())]
+    LoharMissing(PathBuf),
+    #[error(transparent)]
+    Overlay(#[from] overlay::OverlayError),
     #[error("could not grow {} to {size} bytes: {source}", .path.display())]
     Grow {
         path: PathBuf,
@@ -136,6 +161,16 @@ impl ImagePaths {
             Ok(p)
         } else {
             Err(ImageError::KernelMissing(p))
+        }
+    }
+
+    /// The lohar binary that imported images get (`images/lohar`).
+    pub fn lohar(&self) -> Result<PathBuf, ImageError> {
+        let p = self.dir.join("lohar");
+        if p.is_file() {
+            Ok(p)
+        } else {
+            Err(ImageError::LoharMissing(p))
         }
     }
 

@@ -329,9 +329,12 @@ impl LaunchSpec {
             let id = format!("vd{i}");
             let ro = if ro { ",readonly=on" } else { "" };
             let file = escape(&text(path)?);
+            // The format comes from the file's name, never from probing
+            // its bytes: a guest writes a raw disk's first sector.
+            let format = crate::image::overlay::format_of(path);
             push(&[
                 "-drive",
-                &format!("id={id},file={file},format=raw,if=none{ro}"),
+                &format!("id={id},file={file},format={format},if=none{ro}"),
             ]);
             push(&["-device", &format!("virtio-blk-device,drive={id}")]);
         }

@@ -27,8 +27,23 @@ use crate::network::{GuestPort, guest_mac};
 use crate::snapshot::CloneSpec;
 use crate::state::{Op, SandboxState};
 
-/// The sandbox's rootfs copy in its dir.
+/// The sandbox's root disk in its dir when it is a whole copy of its
+/// image (sandboxes made before the image store); newer ones have an
+/// overlay over the image ([`OVERLAY_FILE`]).
 pub const ROOTFS_FILE: &str = "rootfs.ext4";
+
+pub use crate::image::overlay::OVERLAY_FILE;
+
+/// The root disk in sandbox (or snapshot) dir `dir`: the overlay, or a
+/// whole copy when that is what the dir has.
+pub fn root_disk(dir: &Path) -> PathBuf {
+    let copy = dir.join(ROOTFS_FILE);
+    if copy.exists() && !dir.join(OVERLAY_FILE).exists() {
+        copy
+    } else {
+        dir.join(OVERLAY_FILE)
+    }
+}
 /// The sandbox's config drive in its dir.
 pub const CONFIG_DRIVE_FILE: &str = "config.ext4";
 
@@ -117,7 +132,7 @@ impl<D: Driver> VmEngine<D> {
         made: &mut Made,
     ) -> EngineResult<Sandbox<D>> {
         let kernel = self.config.images.kernel()?;
-        let base = self.config.images.rootfs(spec.image)?;
+        let base = self.image_base(&spec.image)?;
         let disk = match spec.disk_mb {
             Some(_) => spec.disk_bytes(image::disk_limits(&base)?)?,
             None => None,
@@ -127,15 +142,13 @@ impl<D: Driver> VmEngine<D> {
         let (volume_paths, guest_volumes) = self.attach_volumes(id, &spec, made).await?;
         let token = random_token()?;
         let guest = self.guest_config(id, &spec, &token, guest_volumes);
-        // The rootfs copy, the TAP and the config drive are independent:
+        // The root disk, the TAP and the config drive are independent:
         // make them at the same time on the blocking pool.
-        let (rootfs, cd) = (dir.join(ROOTFS_FILE), dir.join(CONFIG_DRIVE_FILE));
+        let (rootfs, cd) = (dir.join(OVERLAY_FILE), dir.join(CONFIG_DRIVE_FILE));
         let net = self.network.clone();
         let (copied, tapped, built) = tokio::join!(
-            blocking(move || {
-                image::copy_rootfs(&base, &rootfs)?;
-                disk.map_or(Ok(()), |size| image::grow_rootfs(&rootfs, size))
-            }),
+            blocking(move || image::overlay::create(&base, &rootfs, disk)
+                .map_err(image::ImageError::from)),
             blocking(move || net.attach(&port)),
             blocking(move || config_drive::build_for_boot(&guest, &cd)),
         );
@@ -158,6 +171,16 @@ impl<D: Driver> VmEngine<D> {
         }
         fault::point("create.meta");
         Ok(hot_sandbox(id, spec, (ip, tap, dir), vm_config, agent, vm))
+    }
+
+    /// The engine's image store (`<data_dir>/images`).
+    pub(crate) fn image_store(&self) -> image::ImageStore {
+        image::ImageStore::new(self.config.data_dir.join("images"))
+    }
+
+    /// The raw image a new root disk of `image` is an overlay over.
+    pub(super) fn image_base(&self, image: &image::ImageRef) -> EngineResult<PathBuf> {
+        Ok(self.image_store().base(image, &self.config.images)?)
     }
 
     /// The sandbox's own directory (a leftover one means the id is taken).
@@ -262,7 +285,7 @@ impl<D: Driver> VmEngine<D> {
             vcpus: spec.cpus,
             memory_mib: spec.memory_mb,
             kernel,
-            rootfs: dir.join(ROOTFS_FILE),
+            rootfs: root_disk(dir),
             config_drive: Some(dir.join(CONFIG_DRIVE_FILE)),
             volumes,
             net: Some(VmNet {

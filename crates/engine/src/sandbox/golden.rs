@@ -28,7 +28,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::PoisonError;
 
-use super::create::{CONFIG_DRIVE_FILE, Made, ROOTFS_FILE, random_token};
+use super::create::{CONFIG_DRIVE_FILE, Made, OVERLAY_FILE, ROOTFS_FILE, random_token};
 use super::recover::write_private_json;
 use super::snapshots::{SNAPSHOT_META, STATE_FILE, SnapshotMeta, file_sizes, make_private_dir};
 use super::{VmEngine, blocking, orphans};
@@ -50,7 +50,7 @@ fn key(spec: &SandboxSpec) -> Option<String> {
         && spec.init.is_none()
         && spec.exec_user.is_none()
         && spec.disk_mb.is_none();
-    plain.then(|| format!("{}-{}c-{}m", spec.image.name(), spec.cpus, spec.memory_mb))
+    plain.then(|| format!("{}-{}c-{}m", spec.image.short(), spec.cpus, spec.memory_mb))
 }
 
 /// Size and modification time of the kernel and the image: what makes a
@@ -82,7 +82,10 @@ impl<D: Driver> VmEngine<D> {
     /// The current fingerprint for `spec`'s image.
     fn fingerprint_of(&self, spec: &SandboxSpec) -> Option<String> {
         let kernel = self.config.images.kernel().ok()?;
-        let rootfs = self.config.images.rootfs(spec.image).ok()?;
+        let rootfs = match &spec.image {
+            image::ImageRef::Tier(t) => self.config.images.rootfs(*t).ok()?,
+            image::ImageRef::Stored(_) => self.image_base(&spec.image).ok()?,
+        };
         fingerprint(&kernel, &rootfs)
     }
 
@@ -177,14 +180,14 @@ impl<D: Driver> VmEngine<D> {
         let mut spec = SandboxSpec {
             cpus: asked.cpus,
             memory_mb: asked.memory_mb,
-            image: asked.image,
+            image: asked.image.clone(),
             egress: Some(false),
             peers: false,
             ..SandboxSpec::default()
         };
         let fingerprint = self.fingerprint_of(&spec);
         let kernel = self.config.images.kernel()?;
-        let base = self.config.images.rootfs(spec.image)?;
+        let base = self.image_base(&spec.image)?;
         let root = self.goldens_root();
         let (dir, tmp) = (root.join(name), root.join(format!(".{name}.tmp")));
         let _ = std::fs::remove_dir_all(&tmp);
@@ -198,10 +201,11 @@ impl<D: Driver> VmEngine<D> {
             let (ip, tap, port) = self.claim_address(&id, &mut spec, &mut made).await?;
             let token = random_token()?;
             let guest = self.guest_config(&id, &spec, &token, Vec::new());
-            let (rootfs, cd) = (tmp.join(ROOTFS_FILE), tmp.join(CONFIG_DRIVE_FILE));
+            let (rootfs, cd) = (tmp.join(OVERLAY_FILE), tmp.join(CONFIG_DRIVE_FILE));
             let net = self.network.clone();
             let (copied, tapped, built) = tokio::join!(
-                blocking(move || image::copy_rootfs(&base, &rootfs)),
+                blocking(move || image::overlay::create(&base, &rootfs, None)
+                    .map_err(image::ImageError::from)),
                 blocking(move || net.attach(&port)),
                 blocking(move || config_drive::build_for_boot(&guest, &cd)),
             );
@@ -225,7 +229,7 @@ impl<D: Driver> VmEngine<D> {
                 source: id.clone(),
                 cpus: spec.cpus,
                 memory_mb: spec.memory_mb,
-                image: spec.image.name().to_owned(),
+                image: spec.image.to_string(),
                 disk_mb: None,
                 token,
                 env: Default::default(),
@@ -277,7 +281,7 @@ fn keep_only(dir: &Path, captured: &[PathBuf]) {
     };
     for e in entries.flatten() {
         let path = e.path();
-        let disk = [ROOTFS_FILE, CONFIG_DRIVE_FILE]
+        let disk = [OVERLAY_FILE, ROOTFS_FILE, CONFIG_DRIVE_FILE]
             .iter()
             .any(|d| path == dir.join(d));
         if !disk && !captured.contains(&path) {

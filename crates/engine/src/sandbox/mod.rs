@@ -3,7 +3,9 @@
 //! agent client, state machine).
 //!
 //! Data layout: `<data_dir>/sandboxes/<id>/` holds the rootfs copy
-//! (`rootfs.ext4`), the config drive (`config.ext4`), the VMM's socket and
+//! (`rootfs.qcow2`, an overlay over its image in `<data_dir>/images/`;
+//! `rootfs.ext4`, a whole copy, in sandboxes made before the image
+//! store), the config drive (`config.ext4`), the VMM's socket and
 //! logs and the snapshot; `<data_dir>/volumes/<name>.ext4` the volumes.
 //!
 //! # Threads, locks, I/O
@@ -51,7 +53,7 @@ use std::time::Duration;
 
 use bhatti_agent::Client;
 
-pub use create::{CONFIG_DRIVE_FILE, ROOTFS_FILE};
+pub use create::{CONFIG_DRIVE_FILE, OVERLAY_FILE, ROOTFS_FILE, root_disk};
 pub use recover::{Lost, META_FILE, Recovery};
 use tasks::{blocking, remove_dir};
 
@@ -478,7 +480,7 @@ impl<D: Driver> VmEngine<D> {
             ip: Some(sb.ip),
             cpus: sb.spec.cpus,
             memory_mb: sb.spec.memory_mb,
-            image: sb.spec.image,
+            image: sb.spec.image.clone(),
             pid: o.pid,
             seq: o.seq,
             note: o.note,

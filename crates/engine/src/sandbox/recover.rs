@@ -35,7 +35,7 @@ use std::sync::atomic::AtomicU64;
 use bhatti_agent::Client;
 use serde::{Deserialize, Serialize};
 
-use super::create::{ROOTFS_FILE, guest_port};
+use super::create::{OVERLAY_FILE, guest_port, root_disk};
 use super::{Sandbox, Slot, VmEngine, blocking, orphans, remove_dir};
 use crate::agent_link::NetnsConnector;
 use crate::driver::{Driver, VmConfig};
@@ -95,7 +95,7 @@ impl Meta {
             id: id.clone(),
             cpus: spec.cpus,
             memory_mb: spec.memory_mb,
-            image: spec.image.name().to_owned(),
+            image: spec.image.to_string(),
             disk_mb: spec.disk_mb,
             ip,
             tap: tap.to_owned(),
@@ -138,7 +138,7 @@ pub enum Lost {
     BadMeta(#[source] serde_json::Error),
     #[error("{META_FILE} names another sandbox ({0})")]
     OtherSandbox(SandboxId),
-    #[error("its disk ({ROOTFS_FILE}) is missing")]
+    #[error("its disk ({}) is missing", OVERLAY_FILE)]
     NoDisk,
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
@@ -296,7 +296,7 @@ impl<D: Driver> VmEngine<D> {
         if name != meta.id.as_str() {
             return Err(Lost::OtherSandbox(meta.id));
         }
-        if !dir.join(ROOTFS_FILE).is_file() {
+        if !root_disk(dir).is_file() {
             return Err(Lost::NoDisk);
         }
         let image = meta.image.parse()?;

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::create::{CONFIG_DRIVE_FILE, ROOTFS_FILE};
+use super::create::{CONFIG_DRIVE_FILE, OVERLAY_FILE, ROOTFS_FILE};
 use super::recover::{read_meta, write_private_json};
 use super::{Sandbox, VmEngine, blocking};
 use crate::driver::{Driver, Snapshot};
@@ -176,7 +176,7 @@ impl<D: Driver> VmEngine<D> {
             source: sb.id.clone(),
             cpus: sb.spec.cpus,
             memory_mb: sb.spec.memory_mb,
-            image: sb.spec.image.name().to_owned(),
+            image: sb.spec.image.to_string(),
             disk_mb: sb.spec.disk_mb,
             token,
             env,
@@ -216,7 +216,10 @@ impl<D: Driver> VmEngine<D> {
             source: meta.source.clone(),
             cpus: meta.cpus,
             memory_mb: meta.memory_mb,
-            image: meta.image.parse().unwrap_or(image::Tier::Minimal),
+            image: meta
+                .image
+                .parse()
+                .unwrap_or(image::ImageRef::Tier(image::Tier::Minimal)),
             disk_mb: meta.disk_mb,
             size_bytes: disk_usage(dir),
             paused: Duration::from_millis(meta.paused_ms),
@@ -226,8 +229,14 @@ impl<D: Driver> VmEngine<D> {
     }
 
     fn snapshot_files_problem(&self, meta: &SnapshotMeta, dir: &Path) -> Option<String> {
-        if let Err(e) = meta.image.parse::<image::Tier>() {
-            return Some(e.to_string());
+        match meta.image.parse::<image::ImageRef>() {
+            Err(e) => return Some(e.to_string()),
+            Ok(image::ImageRef::Stored(id)) => {
+                if let Err(e) = self.image_store().get(&id) {
+                    return Some(e.to_string());
+                }
+            }
+            Ok(image::ImageRef::Tier(_)) => {}
         }
         for (name, size) in &meta.files {
             match std::fs::metadata(dir.join(name)) {
@@ -281,7 +290,9 @@ pub(super) fn state_snapshot(dir: &Path) -> Snapshot {
     let mut files = vec![file];
     let mut others: Vec<_> = file_sizes(dir)
         .into_keys()
-        .filter(|n| ![STATE_FILE, ROOTFS_FILE, CONFIG_DRIVE_FILE].contains(&n.as_str()))
+        .filter(|n| {
+            ![STATE_FILE, OVERLAY_FILE, ROOTFS_FILE, CONFIG_DRIVE_FILE].contains(&n.as_str())
+        })
         .map(|n| dir.join(n))
         .collect();
     others.sort();
@@ -309,7 +320,7 @@ pub(super) fn make_private_dir(dir: &Path) -> EngineResult<()> {
 pub(super) async fn copy_disks(from: &Path, to: &Path) -> EngineResult<()> {
     let (from, to) = (from.to_owned(), to.to_owned());
     blocking(move || -> EngineResult<()> {
-        for f in [ROOTFS_FILE, CONFIG_DRIVE_FILE] {
+        for f in [OVERLAY_FILE, ROOTFS_FILE, CONFIG_DRIVE_FILE] {
             if from.join(f).exists() {
                 image::copy_rootfs(&from.join(f), &to.join(f))?;
             }

@@ -98,11 +98,14 @@ pub(crate) fn larger_disk_grows_the_root_file_system() -> TestResult {
         ensure(grown() == (1, false), || {
             format!("console after create: {:?}", grown())
         })?;
-        let rootfs = t.sandbox_dir(&sb).join("rootfs.ext4");
-        let len = std::fs::metadata(&rootfs)?.len();
-        ensure(len == disk_mb << 20, || {
-            format!("rootfs.ext4 is {len} bytes")
-        })?;
+        // The root disk is a qcow2 overlay: its size is in the header.
+        let rootfs = t.sandbox_dir(&sb).join("rootfs.qcow2");
+        let header = std::fs::read(&rootfs)?;
+        let len = u64::from_be_bytes(header[24..32].try_into()?);
+        ensure(
+            header.starts_with(b"QFI\xfb") && len == disk_mb << 20,
+            || format!("rootfs.qcow2 is {len} bytes"),
+        )?;
         let meta = std::fs::read_to_string(t.sandbox_dir(&sb).join("sandbox.json"))?;
         ensure(meta.contains(&format!("\"disk_mb\": {disk_mb}")), || {
             format!("disk_mb not in sandbox.json: {meta}")

@@ -93,7 +93,7 @@ fn small() -> SandboxSpec {
     SandboxSpec {
         cpus: 1,
         memory_mb: 256,
-        image: Tier::Busybox,
+        image: Tier::Busybox.into(),
         ..SandboxSpec::default()
     }
 }

@@ -67,7 +67,7 @@ pub(crate) fn engine_restart_recovers_snapshotted_sandboxes() -> TestResult {
         drop(engine);
         // A sandbox whose disk is gone, an interrupted snapshot and an
         // interrupted create, for good measure.
-        std::fs::remove_file(dir.path().join("sandboxes/gone/rootfs.ext4"))?;
+        std::fs::remove_file(dir.path().join("sandboxes/gone/rootfs.qcow2"))?;
         std::fs::write(dir.path().join("sandboxes/kept/mem.snap.tmp"), b"QEVM")?;
         std::fs::create_dir_all(dir.path().join("sandboxes/halfmade"))?;
 

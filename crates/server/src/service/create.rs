@@ -223,7 +223,7 @@ fn new_row(
         memory_mb: plan.memory_mb,
         keep_hot: plan.keep_hot,
         template_id: plan.template_id.clone(),
-        image: plan.image.name().to_owned(),
+        image: plan.image.to_string(),
         spec: serde_json::to_value(&spec).unwrap_or_default(),
         created_at: now,
         stopped_at: None,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use bhatti_engine::engine::{Engine, FileSpec, SandboxSpec, VolumeSpec};
-use bhatti_engine::image::Tier;
+use bhatti_engine::image::{ImageRef, Tier};
 use bhatti_store::users::User;
 
 use super::validate::{self, Invalid, parse_mode};
@@ -21,7 +21,7 @@ pub struct Plan {
     pub name: String,
     pub cpus: u32,
     pub memory_mb: u32,
-    pub image: Tier,
+    pub image: ImageRef,
     /// Without secret values (those are added at boot only).
     pub env: BTreeMap<String, String>,
     pub secrets: Vec<String>,
@@ -63,7 +63,7 @@ impl Plan {
         let probe = SandboxSpec {
             cpus: self.cpus,
             memory_mb: self.memory_mb,
-            image: self.image,
+            image: self.image.clone(),
             disk_mb: self.disk_mb.map(u64::from),
             env: self.env.clone(),
             volumes: self
@@ -102,8 +102,9 @@ impl<E: Engine> AppState<E> {
         let image = match req.image.or(tspec.image) {
             Some(i) => i
                 .parse::<Tier>()
-                .map_err(|e| Invalid::Image(e.to_string()))?,
-            None => self.settings.default_image,
+                .map_err(|e| Invalid::Image(e.to_string()))?
+                .into(),
+            None => self.settings.default_image.into(),
         };
         let mut env = tspec.env;
         env.extend(req.env.unwrap_or_default());

@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 
 use bhatti_engine::engine::{Engine, EngineError, SandboxId};
-use bhatti_engine::image::Tier;
+use bhatti_engine::image::ImageRef;
 use bhatti_engine::snapshot::{CloneSpec, MAX_FORK};
 use bhatti_store::sandboxes::Sandbox;
 use bhatti_store::snapshots::Snapshot;
@@ -281,7 +281,7 @@ fn base_plan(
 ) -> ServiceResult<Plan> {
     validate::size(cpus, memory_mb, &user.limits)?;
     let image = image
-        .parse::<Tier>()
+        .parse::<ImageRef>()
         .map_err(|e| Invalid::Image(e.to_string()))?;
     Ok(Plan {
         name,

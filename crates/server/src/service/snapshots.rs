@@ -73,7 +73,7 @@ impl<E: Engine> AppState<E> {
             paused_ms: u64::try_from(info.paused.as_millis()).unwrap_or(u64::MAX),
             cpus: info.cpus,
             memory_mb: info.memory_mb,
-            image: info.image.name().to_owned(),
+            image: info.image.to_string(),
             disk_mb: info.disk_mb,
             created_at: i64::try_from(info.created_unix).unwrap_or(i64::MAX),
         };
