@@ -56,7 +56,9 @@ Sets up this host to run bhatti (see docs/install.md). Run it as root
   --operator NAME      the operator API user to create (default: the invoking
                        user, \$SUDO_USER under sudo)
   --cli-config PATH    the CLI config to write (default ~INVOKER/.bhatti/config.yaml)
-  --tiers T            image tiers a clone builds: busybox|minimal|all (default $TIERS)
+  --tiers T            image tiers a clone builds, comma-separated:
+                       busybox|minimal|dev|all (default $TIERS: every tier, the
+                       large dev one included)
   --from DIR           install from the release in DIR (default: a clone when
                        this script is in one, else the release next to it)
   --unit-dir DIR       where the unit goes (default $UNIT_DIR)
@@ -120,7 +122,8 @@ parse_args() {
     shift
   done
   case "$ON_SHUTDOWN" in keep|snapshot) ;; *) die "--on-shutdown: keep or snapshot" ;; esac
-  case "$TIERS" in busybox|minimal|all) ;; *) die "--tiers: busybox, minimal or all" ;; esac
+  [[ "$TIERS" =~ ^(busybox|minimal|dev|all)(,(busybox|minimal|dev|all))*$ ]] \
+    || die "--tiers: comma-separated busybox, minimal, dev or all"
   [[ "$LISTEN" =~ :[0-9]+$ ]] || die "--listen: HOST:PORT, not $LISTEN"
   [ -n "$OPERATOR" ] || OPERATOR=$INVOKER
   [[ "$OPERATOR" =~ ^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$ ]] \
@@ -204,10 +207,15 @@ step_binary() {
   run install -m 0755 "$BIN_SRC" "$BHATTI"
 }
 
-# The default image tier: minimal when it is (being) installed.
+# The default image tier: minimal when it is (being) installed, else dev
+# when that is, else busybox.
 default_image() {
   if [ "$MODE" = clone ]; then
-    [ "$TIERS" = busybox ] && echo busybox || echo minimal
+    case ",$TIERS," in
+      *,all,*|*,minimal,*) echo minimal ;;
+      *,dev,*) echo dev ;;
+      *) echo busybox ;;
+    esac
   else
     [ -f "$FROM/images/minimal.ext4" ] && echo minimal || echo busybox
   fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command to run bhatti on this host: installs prerequisites, builds the
-# guest images (including the Debian `minimal` tier users get by default),
+# guest images (every tier: the Debian `minimal` tier users get by default
+# and the larger `dev` tier; BHATTI_TIERS=busybox,minimal skips dev),
 # builds bhatti and starts the daemon in the foreground.
 #
 #   scripts/serve.sh [extra args for `bhatti serve`]

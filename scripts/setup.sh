@@ -6,9 +6,15 @@
 # /var/cache/bhatti, outside the clone).
 #
 #   scripts/setup.sh                 # packages + kernel + busybox tier
-#   BHATTI_TIERS=all scripts/setup.sh  # also the Debian `minimal` tier
+#   BHATTI_TIERS=busybox,minimal scripts/setup.sh  # + the Debian `minimal` tier
+#   BHATTI_TIERS=all scripts/setup.sh  # + `minimal` and the Debian `dev` tier
 #   scripts/setup.sh --packages          # system packages only (scripts/install.sh)
 #   scripts/setup.sh --runtime-packages  # only what `bhatti serve` needs (a release)
+#
+# BHATTI_TIERS is a comma-separated list of busybox, minimal, dev, all. The
+# default (what CI runs) does not build the `dev` tier: it is large (about
+# 700 MiB of files, a few hundred MB from the Debian mirror); its VM test
+# runs once it is built.
 #
 # Safe to run again: packages already present are skipped and images are
 # rebuilt only when their inputs changed.
