@@ -240,3 +240,20 @@ fn add_user(root: &Path, spec: &Spec) -> Result<()> {
     }
     chown_user(&mkdir(root, "workspace", 0o755)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{dev, minimal};
+
+    #[test]
+    fn minimal_base_key_is_the_one_before_dev_existed() {
+        // The key `minimal.rs` used before the Debian steps moved here: a
+        // cached base (and image) stays valid across the move.
+        assert!(minimal::SPEC.base_key().starts_with("afe65e1cb52ddbf9"));
+    }
+
+    #[test]
+    fn dev_base_key_differs_from_minimal() {
+        assert_ne!(dev::SPEC.base_key(), minimal::SPEC.base_key());
+    }
+}
