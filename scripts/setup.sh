@@ -34,6 +34,9 @@ PACKAGES=(
   file shellcheck
   # the OpenAPI document's validator (crates/server/tests/openapi.rs)
   python3 python3-venv
+  # OCI import tests (crates/oci/tests/fetch_registry.rs, fetch_local.rs):
+  # a local registry, and test images built with umoci, copied with skopeo
+  docker-registry skopeo umoci
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -153,9 +153,9 @@ fn pick_tag<'a>(
                     tags()
                 ))
             }),
-        None if entries.len() == 1 => entries.first().ok_or_else(|| unreachable_empty(name)),
         None if entries.is_empty() => Err(unreachable_empty(name)),
         None if entries.iter().all(|d| d.platform.is_some()) => manifest::choose(entries, platform),
+        None if entries.len() == 1 => entries.first().ok_or_else(|| unreachable_empty(name)),
         None => Err(FetchError::invalid(
             name,
             format_args!(

@@ -1,0 +1,249 @@
+//! Fetching from a real registry (Debian's docker-registry on 127.0.0.1):
+//! anonymous and basic auth, plain HTTP with and without `insecure`,
+//! blob reuse, corrupt and truncated blobs served by the registry.
+
+mod support;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use bhatti_oci::fetch::{Auth, ErrorClass, FetchError, FetchOptions, fetch};
+use bhatti_oci::{Event, Fetched, Limits, Progress, Source, no_progress};
+use support::{ENV, Registry, USER, WORKDIR};
+
+const TOOLS: [&str; 4] = [
+    "umoci",
+    "skopeo",
+    "/usr/bin/docker-registry",
+    support::BUSYBOX,
+];
+
+fn insecure() -> FetchOptions {
+    FetchOptions {
+        insecure: true,
+        ..FetchOptions::default()
+    }
+}
+
+async fn get(
+    reg: &Registry,
+    repo: &str,
+    opts: &FetchOptions,
+    blobs: &Path,
+) -> Result<Fetched, FetchError> {
+    get_with(reg, repo, opts, blobs, Limits::default(), no_progress()).await
+}
+
+async fn get_with(
+    reg: &Registry,
+    repo: &str,
+    opts: &FetchOptions,
+    blobs: &Path,
+    limits: Limits,
+    progress: Progress,
+) -> Result<Fetched, FetchError> {
+    let source = Source::parse(&format!("{}/{repo}", reg.addr)).expect("source");
+    fetch(&source, opts, blobs, limits, progress).await
+}
+
+/// A registry holding the test image as `test/busybox:1`, and the layout
+/// it came from.
+fn registry_with_image(tmp: &Path, creds: Option<(&str, &str)>) -> (Registry, std::path::PathBuf) {
+    let reg = Registry::start(creds);
+    let layout = support::build_image(tmp);
+    reg.push(&layout, "test/busybox:1", creds);
+    (reg, layout)
+}
+
+#[tokio::test]
+async fn anonymous_fetch_verifies_and_reuses_blobs() {
+    if !support::tools(&TOOLS) {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (reg, _layout) = registry_with_image(tmp.path(), None);
+    let blobs = tmp.path().join("blobs");
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&events);
+    let progress: Progress = Arc::new(move |e| sink.lock().expect("lock").push(e));
+    let f = get_with(
+        &reg,
+        "test/busybox:1",
+        &insecure(),
+        &blobs,
+        Limits::default(),
+        progress,
+    )
+    .await
+    .expect("fetch");
+    let d = &f.defaults;
+    assert_eq!(d.env.last(), Some(&(ENV.0.to_string(), ENV.1.to_string())));
+    assert_eq!(
+        (d.working_dir.as_deref(), d.user.as_deref()),
+        (Some(WORKDIR), Some(USER))
+    );
+    assert_eq!((d.entrypoint.len(), d.cmd.len()), (1, 3));
+    assert_eq!(f.layers.len(), 2);
+    for l in &f.layers {
+        let bytes = std::fs::read(&l.path).expect("layer");
+        assert_eq!(bytes.len() as u64, l.size);
+        assert!(l.path.ends_with(&l.digest[7..]));
+    }
+    assert!(f.manifest_digest.is_some());
+    let events = events.lock().expect("lock").clone();
+    assert!(
+        events.contains(&Event::Phase("fetching".into())),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Bytes { .. })),
+        "{events:?}"
+    );
+    // Again: the same image, its layers not written again.
+    let inode =
+        |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).expect("meta"));
+    let before: Vec<u64> = f.layers.iter().map(|l| inode(&l.path)).collect();
+    let again = get(&reg, "test/busybox:1", &insecure(), &blobs)
+        .await
+        .expect("again");
+    assert_eq!(again, f);
+    let after: Vec<u64> = again.layers.iter().map(|l| inode(&l.path)).collect();
+    assert_eq!(before, after);
+    // By digest, the same content.
+    let pinned = format!(
+        "test/busybox@{}",
+        f.manifest_digest.as_deref().expect("digest")
+    );
+    assert_eq!(
+        get(&reg, &pinned, &insecure(), &blobs)
+            .await
+            .expect("pinned")
+            .id,
+        f.id
+    );
+    let e = get(&reg, "test/busybox:nope", &insecure(), &blobs)
+        .await
+        .expect_err("no tag");
+    assert_eq!(e.class(), ErrorClass::NotFound, "{e}");
+}
+
+#[tokio::test]
+async fn plain_http_registry_needs_insecure() {
+    if !support::tools(&TOOLS) {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let reg = Registry::start(None);
+    let blobs = tmp.path().join("blobs");
+    let e = get(&reg, "test/busybox:1", &FetchOptions::default(), &blobs)
+        .await
+        .expect_err("https to a plain-HTTP registry");
+    assert_eq!(e.class(), ErrorClass::Upstream, "{e}");
+    let msg = e.to_string();
+    eprintln!("{msg}");
+    assert!(
+        msg.contains(&reg.addr) && msg.contains("--insecure"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn basic_auth() {
+    if !support::tools(&TOOLS) {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (reg, _) = registry_with_image(tmp.path(), Some(("alice", "s3cret")));
+    let blobs = tmp.path().join("blobs");
+    let with = |password: &str| FetchOptions {
+        auth: Some(Auth::Basic {
+            username: "alice".into(),
+            password: password.into(),
+        }),
+        ..insecure()
+    };
+    let f = get(&reg, "test/busybox:1", &with("s3cret"), &blobs)
+        .await
+        .expect("right password");
+    assert_eq!(f.layers.len(), 2);
+    for opts in [with("wrong"), insecure()] {
+        let e = get(&reg, "test/busybox:1", &opts, &blobs)
+            .await
+            .expect_err("refused");
+        assert_eq!(e.class(), ErrorClass::Unauthorized, "{e}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "registry {} answered 401 for test/busybox: check --username/--password",
+                reg.addr
+            )
+        );
+    }
+}
+
+#[tokio::test]
+async fn corrupt_and_truncated_blobs_from_the_registry() {
+    if !support::tools(&TOOLS) {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (reg, layout) = registry_with_image(tmp.path(), None);
+    let (_, manifest) = support::layout_manifest(&layout);
+    let big = manifest["layers"][0]["digest"]
+        .as_str()
+        .expect("layer")
+        .to_string();
+    let small = manifest["layers"][1]["digest"]
+        .as_str()
+        .expect("layer")
+        .to_string();
+    let blobs = tmp.path().join("blobs");
+
+    let limits = Limits {
+        max_layer_bytes: 64 << 10,
+        ..Limits::default()
+    };
+    let e = get_with(
+        &reg,
+        "test/busybox:1",
+        &insecure(),
+        &blobs,
+        limits,
+        no_progress(),
+    )
+    .await
+    .expect_err("over the limit");
+    eprintln!("{e}");
+    assert_eq!(e.class(), ErrorClass::TooLarge, "{e}");
+
+    support::flip_byte(&reg.blob_file(&big));
+    let e = get(&reg, "test/busybox:1", &insecure(), &blobs)
+        .await
+        .expect_err("corrupt");
+    eprintln!("{e}");
+    assert!(matches!(e, FetchError::Corrupt { remote: true, .. }), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("layer {big} is corrupt: expected digest {big}")),
+        "{e}"
+    );
+    assert_eq!(e.class(), ErrorClass::Upstream);
+    support::flip_byte(&reg.blob_file(&big)); // mended
+
+    support::truncate_half(&reg.blob_file(&small));
+    let e = get(&reg, "test/busybox:1", &insecure(), &blobs)
+        .await
+        .expect_err("truncated");
+    eprintln!("{e}");
+    assert!(
+        matches!(e, FetchError::Truncated { remote: true, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains(&small), "{e}");
+    assert!(
+        support::temp_files(&blobs).is_empty(),
+        "{:?}",
+        support::temp_files(&blobs)
+    );
+    assert!(!blobs.join("sha256").join(&small[7..]).exists());
+}
