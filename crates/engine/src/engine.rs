@@ -257,6 +257,8 @@ pub enum EngineError {
     SnapshotExists(SnapshotId),
     #[error("snapshot {id} cannot be restored: {problem}")]
     SnapshotBroken { id: SnapshotId, problem: String },
+    #[error("image {image} is in use by {}", users.join(", "))]
+    ImageInUse { image: String, users: Vec<String> },
     /// A request this engine cannot carry out for this sandbox (yet).
     #[error("{0}")]
     Unsupported(String),
@@ -444,6 +446,34 @@ pub trait Engine: Send + Sync + 'static {
         id: &SandboxId,
         children: Vec<(SandboxId, CloneSpec)>,
     ) -> impl Future<Output = EngineResult<Vec<SandboxInfo>>> + Send;
+
+    /// A private staging directory (0700) to unpack an image into: its
+    /// `root()` becomes the image ([`Engine::store_image`]). Removed when
+    /// dropped.
+    fn image_staging(&self) -> EngineResult<crate::image::store::Staging>;
+    /// Packs `staging`'s root into stored image `id` (`sha256:<hex>`, the
+    /// image's content id): lohar and the sandbox basics added
+    /// ([`crate::image::build`]). An image already stored under `id` is
+    /// returned as it is.
+    fn store_image(
+        &self,
+        staging: crate::image::store::Staging,
+        id: &str,
+        source: &str,
+    ) -> impl Future<Output = EngineResult<crate::image::StoredImage>> + Send;
+    /// Sandbox `id`'s root disk as it is now, as a new stored image (a
+    /// running sandbox is paused for the copy and runs on).
+    fn save_image(
+        &self,
+        id: &SandboxId,
+    ) -> impl Future<Output = EngineResult<crate::image::StoredImage>> + Send;
+    /// Every stored image.
+    fn list_images(&self) -> Vec<crate::image::StoredImage>;
+    /// Stored image `id` ([`ImageError::NotStored`] if absent).
+    fn image_info(&self, id: &str) -> EngineResult<crate::image::StoredImage>;
+    /// Deletes stored image `id`; [`EngineError::ImageInUse`] while a
+    /// sandbox or snapshot is made from it.
+    fn delete_image(&self, id: &str) -> impl Future<Output = EngineResult<()>> + Send;
 
     /// Lets the guest exchange packets with its tenant's other guests
     /// (that allow it too), or not: [`SandboxSpec::peers`] changed in

@@ -85,6 +85,9 @@ pub fn flatten(disk: &Path, out: &Path) -> Result<(), OverlayError> {
         &[
             "convert",
             "-q",
+            // Shared: a paused VMM still holds its disk's lock; pausing
+            // flushed what it cached.
+            "-U",
             "-f",
             format_of(disk),
             "-O",

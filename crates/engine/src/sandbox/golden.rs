@@ -258,6 +258,19 @@ impl<D: Driver> VmEngine<D> {
         res
     }
 
+    /// Removes the golden snapshots of `image` (it is being deleted).
+    pub(super) fn drop_goldens_of(&self, image: &image::ImageRef) {
+        let prefix = format!("{}-", image.short());
+        let Ok(entries) = std::fs::read_dir(self.goldens_root()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
     /// Ends golden builds an earlier run left (their VMMs, their dirs).
     pub(super) fn clear_partial_goldens(&self) {
         let root = self.goldens_root();

@@ -35,6 +35,7 @@ mod clone;
 mod create;
 pub mod fault;
 pub mod golden;
+mod images;
 mod ops;
 pub mod orphans;
 pub mod ports;

@@ -46,6 +46,35 @@ impl<D: Driver> Engine for VmEngine<D> {
         self.take_snapshot(id, snap, &dir).await
     }
 
+    fn image_staging(&self) -> EngineResult<crate::image::store::Staging> {
+        self.new_image_staging()
+    }
+
+    async fn store_image(
+        &self,
+        staging: crate::image::store::Staging,
+        id: &str,
+        source: &str,
+    ) -> EngineResult<crate::image::StoredImage> {
+        self.pack_image(staging, id, source).await
+    }
+
+    async fn save_image(&self, id: &SandboxId) -> EngineResult<crate::image::StoredImage> {
+        self.save_sandbox_image(id).await
+    }
+
+    fn list_images(&self) -> Vec<crate::image::StoredImage> {
+        self.image_store().list()
+    }
+
+    fn image_info(&self, id: &str) -> EngineResult<crate::image::StoredImage> {
+        Ok(self.image_store().get(id)?)
+    }
+
+    async fn delete_image(&self, id: &str) -> EngineResult<()> {
+        self.remove_image(id).await
+    }
+
     async fn list_snapshots(&self) -> Vec<SnapshotInfo> {
         self.all_snapshots()
     }

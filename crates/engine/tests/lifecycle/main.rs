@@ -6,7 +6,8 @@
 //!
 //! The engine runs the daemon's driver type, [`AnyDriver`] (QEMU), so the
 //! dispatch is exercised with real VMs. One file per theme: `thermal`,
-//! `events`, `failures`, `guest`, `recovery`, `agent`, `users`, `disk`;
+//! `events`, `failures`, `guest`, `recovery`, `agent`, `users`, `disk`,
+//! `images`;
 //! helpers here.
 
 #[path = "../support/mod.rs"]
@@ -17,6 +18,7 @@ mod disk;
 mod events;
 mod failures;
 mod guest;
+mod images;
 mod races;
 mod recovery;
 mod shared_ram;
@@ -155,6 +157,7 @@ fn main() {
     trials.extend(shared_ram::trials(&vm));
     trials.extend(snapshots::trials(&vm));
     trials.extend(races::trials(&vm));
+    trials.extend(images::trials(&vm));
     trials.extend([
         trial("create_exec_destroy", &vm, thermal::create_exec_destroy),
         trial(
