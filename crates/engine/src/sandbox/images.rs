@@ -92,7 +92,7 @@ impl<D: Driver> VmEngine<D> {
             }
         };
         drop(slot);
-        if let Err(e) = flattened.map_err(EngineError::from).and_then(|r| Ok(r?)) {
+        if let Err(e) = flattened.and_then(|r| Ok(r?)) {
             let _ = std::fs::remove_file(&out);
             return Err(e);
         }
