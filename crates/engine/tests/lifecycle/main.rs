@@ -156,8 +156,7 @@ fn main() {
     let mut trials = users::trials(&vm);
     trials.extend(shared_ram::trials(&vm));
     trials.extend(snapshots::trials(&vm));
-    trials.extend(races::trials(&vm));
-    trials.extend(images::trials(&vm));
+    trials.extend(races::trials(&vm).into_iter().chain(images::trials(&vm)));
     trials.extend([
         trial("create_exec_destroy", &vm, thermal::create_exec_destroy),
         trial(
