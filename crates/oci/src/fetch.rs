@@ -22,7 +22,7 @@
 //! tar. Foreign (non-distributable) layers, a manifest for another
 //! platform, a digest that does not match, a blob shorter than its
 //! descriptor and a layer over [`Limits::max_layer_bytes`] are each a
-//! [`FetchError`] that says so; [`FetchError::class`] sorts them for HTTP.
+//! [`FetchError`] that says so; [`FetchError::status_class`] sorts them for HTTP.
 
 mod archive;
 mod blobs;
@@ -286,7 +286,7 @@ pub enum FetchError {
 impl FetchError {
     /// How the daemon should answer this error.
     #[must_use]
-    pub fn class(&self) -> ErrorClass {
+    pub fn status_class(&self) -> ErrorClass {
         match self {
             FetchError::NotFound(_) => ErrorClass::NotFound,
             FetchError::Unauthorized { .. } => ErrorClass::Unauthorized,
@@ -336,7 +336,7 @@ impl FetchError {
 /// Fetches `source` into `blobs` (see the module docs).
 ///
 /// # Errors
-/// [`FetchError`]: its [`class`](FetchError::class) tells how to answer.
+/// [`FetchError`]: its [`status_class`](FetchError::status_class) tells how to answer.
 pub async fn fetch(
     source: &Source,
     opts: &FetchOptions,

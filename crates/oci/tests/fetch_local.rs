@@ -47,13 +47,7 @@ fn check_image(f: &Fetched) {
     assert!(f.id.starts_with("sha256:"), "{}", f.id);
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+use support::sha256_hex;
 
 #[tokio::test]
 async fn oci_layout_with_and_without_tag() {
@@ -96,7 +90,7 @@ async fn oci_layout_with_and_without_tag() {
     let e = get(&format!("oci:{}:nope", layout.display()), &blobs)
         .await
         .expect_err("no tag");
-    assert_eq!(e.class(), ErrorClass::NotFound, "{e}");
+    assert_eq!(e.status_class(), ErrorClass::NotFound, "{e}");
     assert!(
         e.to_string().contains("\"nope\"") && e.to_string().contains("test"),
         "{e}"
@@ -134,10 +128,10 @@ async fn oci_archive_and_docker_archive() {
     assert_eq!(get(&named, &blobs).await.expect("by tag"), from_docker);
     let other = format!("docker-archive:{}:other:2", docker_tar.display());
     let e = get(&other, &blobs).await.expect_err("no such tag");
-    assert_eq!(e.class(), ErrorClass::NotFound, "{e}");
+    assert_eq!(e.status_class(), ErrorClass::NotFound, "{e}");
     let missing = format!("oci-archive:{}", tmp.path().join("nope.tar").display());
     let e = get(&missing, &blobs).await.expect_err("no file");
-    assert_eq!(e.class(), ErrorClass::NotFound, "{e}");
+    assert_eq!(e.status_class(), ErrorClass::NotFound, "{e}");
     assert!(support::temp_files(&blobs).is_empty());
 }
 
@@ -170,7 +164,7 @@ async fn rootfs_tarball_is_one_layer() {
     let e = get(&format!("rootfs:{}", junk.display()), &blobs)
         .await
         .expect_err("junk");
-    assert_eq!(e.class(), ErrorClass::BadRequest, "{e}");
+    assert_eq!(e.status_class(), ErrorClass::BadRequest, "{e}");
     assert!(e.to_string().contains("not a tar"), "{e}");
     // Over the layer limit.
     let limits = Limits {
@@ -182,40 +176,21 @@ async fn rootfs_tarball_is_one_layer() {
     let e = get_with(&src, &blobs, limits, &opts)
         .await
         .expect_err("too big");
-    assert_eq!(e.class(), ErrorClass::TooLarge, "{e}");
+    assert_eq!(e.status_class(), ErrorClass::TooLarge, "{e}");
 }
 
-/// Rewrites the layout's manifest so its index entry and config say
-/// linux/s390x (the blobs get new digests, as a real s390x image's).
+/// Points the layout's only `index.json` entry at a copy of the image
+/// whose config says linux/s390x, the entry's platform saying so too.
 fn make_s390x(layout: &Path) {
-    let (old_digest, mut manifest) = support::layout_manifest(layout);
-    let config_digest = manifest["config"]["digest"]
-        .as_str()
-        .expect("config")
-        .to_string();
-    let mut config = support::layout_json(layout, &config_digest);
-    config["architecture"] = "s390x".into();
-    let config_bytes = serde_json::to_vec(&config).expect("json");
-    let config_digest = write_blob(layout, &config_bytes);
-    manifest["config"]["digest"] = config_digest.into();
-    manifest["config"]["size"] = config_bytes.len().into();
-    let manifest_bytes = serde_json::to_vec(&manifest).expect("json");
-    let manifest_digest = write_blob(layout, &manifest_bytes);
+    let (digest, size) = support::manifest_for_arch(layout, "s390x");
     let index_path = layout.join("index.json");
     let mut index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&index_path).expect("index")).expect("json");
     let entry = &mut index["manifests"][0];
-    assert_eq!(entry["digest"].as_str(), Some(old_digest.as_str()));
-    entry["digest"] = manifest_digest.into();
-    entry["size"] = manifest_bytes.len().into();
+    entry["digest"] = digest.into();
+    entry["size"] = size.into();
     entry["platform"] = serde_json::json!({"os": "linux", "architecture": "s390x"});
     std::fs::write(index_path, serde_json::to_vec(&index).expect("json")).expect("write");
-}
-
-fn write_blob(layout: &Path, bytes: &[u8]) -> String {
-    let digest = format!("sha256:{}", sha256_hex(bytes));
-    std::fs::write(support::layout_blob(layout, &digest), bytes).expect("write blob");
-    digest
 }
 
 #[tokio::test]
@@ -235,7 +210,7 @@ async fn another_architecture_is_a_clear_error() {
     let e = get_with(&src, &blobs, Limits::default(), &amd64)
         .await
         .expect_err("s390x only");
-    assert_eq!(e.class(), ErrorClass::BadRequest, "{e}");
+    assert_eq!(e.status_class(), ErrorClass::BadRequest, "{e}");
     assert_eq!(
         e.to_string(),
         "no linux/amd64 image in the index (found linux/s390x)"
@@ -285,7 +260,7 @@ async fn corrupt_truncated_and_oversized_layers() {
     let e = get_with(&src, &blobs, limits, &FetchOptions::default())
         .await
         .expect_err("limit");
-    assert_eq!(e.class(), ErrorClass::TooLarge, "{e}");
+    assert_eq!(e.status_class(), ErrorClass::TooLarge, "{e}");
     assert!(
         e.to_string().contains(&big) && e.to_string().contains("over the limit"),
         "{e}"
@@ -303,7 +278,7 @@ async fn corrupt_truncated_and_oversized_layers() {
         )),
         "{e}"
     );
-    assert_eq!(e.class(), ErrorClass::BadRequest);
+    assert_eq!(e.status_class(), ErrorClass::BadRequest);
 
     support::truncate_half(&support::layout_blob(&layout, &small));
     support::flip_byte(&support::layout_blob(&layout, &big)); // mended
@@ -317,4 +292,131 @@ async fn corrupt_truncated_and_oversized_layers() {
     );
     // Neither bad blob was kept.
     assert!(!blobs.join("sha256").join(&small[7..]).exists());
+}
+
+#[tokio::test]
+async fn an_index_is_followed_to_the_platform() {
+    if !support::tools(&TOOLS) {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let layout = support::build_image(tmp.path());
+    support::make_index(&layout, &["arm64", "amd64", "s390x"]);
+    let blobs = tmp.path().join("blobs");
+    let src = format!("oci:{}:test", layout.display());
+    let mut ids = Vec::new();
+    for arch in ["amd64", "s390x"] {
+        let opts = FetchOptions {
+            platform: Platform::linux(arch),
+            ..FetchOptions::default()
+        };
+        let f = get_with(&src, &blobs, Limits::default(), &opts)
+            .await
+            .expect(arch);
+        check_image(&f);
+        ids.push(f.id);
+    }
+    assert_ne!(ids[0], ids[1], "each platform has its own config");
+    let riscv = FetchOptions {
+        platform: Platform::linux("riscv64"),
+        ..FetchOptions::default()
+    };
+    let e = get_with(&src, &blobs, Limits::default(), &riscv)
+        .await
+        .expect_err("none");
+    assert_eq!(
+        e.to_string(),
+        "no linux/riscv64 image in the index (found linux/arm64, linux/amd64, linux/s390x)"
+    );
+}
+
+/// Sets the media type of the layout manifest's `i`th layer (a new
+/// manifest, the index entry pointing at it).
+fn set_layer_type(layout: &Path, i: usize, media_type: &str) {
+    let (_, mut manifest) = support::layout_manifest(layout);
+    manifest["layers"][i]["mediaType"] = media_type.into();
+    let bytes = serde_json::to_vec(&manifest).expect("json");
+    let digest = support::write_blob(layout, &bytes);
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).expect("index")).expect("json");
+    index["manifests"][0]["digest"] = digest.into();
+    index["manifests"][0]["size"] = bytes.len().into();
+    std::fs::write(index_path, serde_json::to_vec(&index).expect("json")).expect("write");
+}
+
+#[tokio::test]
+async fn foreign_layers_and_zstd() {
+    if !support::tools(&TOOLS) {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let layout = support::build_image(tmp.path());
+    let zstd = tmp.path().join("zstd");
+    support::run(std::process::Command::new("skopeo").args([
+        "--insecure-policy",
+        "copy",
+        "--quiet",
+        "--dest-compress-format=zstd",
+        &format!("oci:{}:test", layout.display()),
+        &format!("oci:{}:test", zstd.display()),
+    ]));
+    let blobs = tmp.path().join("blobs");
+    let f = get(&format!("oci:{}:test", zstd.display()), &blobs)
+        .await
+        .expect("zstd");
+    check_image(&f);
+    assert!(
+        f.layers.iter().all(|l| l.media_type.ends_with("+zstd")),
+        "{:?}",
+        f.layers
+    );
+    let foreign = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+    set_layer_type(&layout, 0, foreign);
+    let e = get(&format!("oci:{}", layout.display()), &blobs)
+        .await
+        .expect_err("foreign");
+    assert_eq!(e.status_class(), ErrorClass::BadRequest, "{e}");
+    assert!(e.to_string().contains("foreign/non-distributable"), "{e}");
+}
+
+/// A `docker save` of Docker 25+: an OCI layout plus `manifest.json`
+/// whose paths are `blobs/sha256/…`.
+#[tokio::test]
+async fn docker_archive_in_oci_layout_style() {
+    if !support::tools(&TOOLS) {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let layout = support::build_image(tmp.path());
+    let (_, manifest) = support::layout_manifest(&layout);
+    let path =
+        |d: &serde_json::Value| format!("blobs/sha256/{}", &d.as_str().expect("digest")[7..]);
+    let layers: Vec<String> = manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| path(&l["digest"]))
+        .collect();
+    let docker_manifest = serde_json::json!([{
+        "Config": path(&manifest["config"]["digest"]),
+        "RepoTags": ["test/busybox:1"],
+        "Layers": layers,
+    }]);
+    std::fs::write(layout.join("manifest.json"), docker_manifest.to_string()).expect("write");
+    let tarball = tmp.path().join("save.tar");
+    support::run(
+        std::process::Command::new("tar")
+            .arg("-C")
+            .arg(&layout)
+            .arg("-cf")
+            .arg(&tarball)
+            .arg("."),
+    );
+    let blobs = tmp.path().join("blobs");
+    let f = get(&format!("docker-archive:{}", tarball.display()), &blobs)
+        .await
+        .expect("save");
+    check_image(&f);
+    assert_eq!(f.id, manifest["config"]["digest"].as_str().expect("config"));
 }

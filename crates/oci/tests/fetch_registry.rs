@@ -124,7 +124,7 @@ async fn anonymous_fetch_verifies_and_reuses_blobs() {
     let e = get(&reg, "test/busybox:nope", &insecure(), &blobs)
         .await
         .expect_err("no tag");
-    assert_eq!(e.class(), ErrorClass::NotFound, "{e}");
+    assert_eq!(e.status_class(), ErrorClass::NotFound, "{e}");
 }
 
 #[tokio::test]
@@ -138,7 +138,7 @@ async fn plain_http_registry_needs_insecure() {
     let e = get(&reg, "test/busybox:1", &FetchOptions::default(), &blobs)
         .await
         .expect_err("https to a plain-HTTP registry");
-    assert_eq!(e.class(), ErrorClass::Upstream, "{e}");
+    assert_eq!(e.status_class(), ErrorClass::Upstream, "{e}");
     let msg = e.to_string();
     eprintln!("{msg}");
     assert!(
@@ -170,7 +170,7 @@ async fn basic_auth() {
         let e = get(&reg, "test/busybox:1", &opts, &blobs)
             .await
             .expect_err("refused");
-        assert_eq!(e.class(), ErrorClass::Unauthorized, "{e}");
+        assert_eq!(e.status_class(), ErrorClass::Unauthorized, "{e}");
         assert_eq!(
             e.to_string(),
             format!(
@@ -214,7 +214,7 @@ async fn corrupt_and_truncated_blobs_from_the_registry() {
     .await
     .expect_err("over the limit");
     eprintln!("{e}");
-    assert_eq!(e.class(), ErrorClass::TooLarge, "{e}");
+    assert_eq!(e.status_class(), ErrorClass::TooLarge, "{e}");
 
     support::flip_byte(&reg.blob_file(&big));
     let e = get(&reg, "test/busybox:1", &insecure(), &blobs)
@@ -227,7 +227,7 @@ async fn corrupt_and_truncated_blobs_from_the_registry() {
             .starts_with(&format!("layer {big} is corrupt: expected digest {big}")),
         "{e}"
     );
-    assert_eq!(e.class(), ErrorClass::Upstream);
+    assert_eq!(e.status_class(), ErrorClass::Upstream);
     support::flip_byte(&reg.blob_file(&big)); // mended
 
     support::truncate_half(&reg.blob_file(&small));
@@ -246,4 +246,66 @@ async fn corrupt_and_truncated_blobs_from_the_registry() {
         support::temp_files(&blobs)
     );
     assert!(!blobs.join("sha256").join(&small[7..]).exists());
+}
+
+#[tokio::test]
+async fn docker_v2s2_and_a_manifest_list() {
+    if !support::tools(&TOOLS) {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let reg = Registry::start(None);
+    let layout = support::build_image(tmp.path());
+    let from = format!("oci:{}:test", layout.display());
+    support::run(std::process::Command::new("skopeo").args([
+        "--insecure-policy",
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        "--format=v2s2",
+        &from,
+        &format!("docker://{}/test/v2s2:1", reg.addr),
+    ]));
+    let blobs = tmp.path().join("blobs");
+    let f = get(&reg, "test/v2s2:1", &insecure(), &blobs)
+        .await
+        .expect("v2s2");
+    assert_eq!(f.defaults.user.as_deref(), Some(USER));
+    let docker_gzip = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+    assert!(
+        f.layers.iter().all(|l| l.media_type == docker_gzip),
+        "{:?}",
+        f.layers
+    );
+
+    support::make_index(&layout, &["arm64", "amd64", "s390x"]);
+    support::run(std::process::Command::new("skopeo").args([
+        "--insecure-policy",
+        "copy",
+        "--quiet",
+        "--all",
+        "--dest-tls-verify=false",
+        &from,
+        &format!("docker://{}/test/multi:1", reg.addr),
+    ]));
+    let on = |arch: &str| FetchOptions {
+        platform: bhatti_oci::fetch::Platform::linux(arch),
+        ..insecure()
+    };
+    let amd64 = get(&reg, "test/multi:1", &on("amd64"), &blobs)
+        .await
+        .expect("amd64");
+    let s390x = get(&reg, "test/multi:1", &on("s390x"), &blobs)
+        .await
+        .expect("s390x");
+    assert_ne!(amd64.id, s390x.id);
+    assert_eq!(amd64.layers, s390x.layers, "the copies share their layers");
+    let e = get(&reg, "test/multi:1", &on("riscv64"), &blobs)
+        .await
+        .expect_err("riscv64");
+    assert_eq!(
+        e.to_string(),
+        "no linux/riscv64 image in the index (found linux/arm64, linux/amd64, linux/s390x)"
+    );
+    assert_eq!(e.status_class(), ErrorClass::BadRequest);
 }

@@ -266,3 +266,76 @@ pub fn write_tar(path: &Path, files: &[(&str, &[u8])]) {
     }
     b.finish().expect("finish tar");
 }
+
+/// Lower-case hex sha256 of `bytes`.
+#[must_use]
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Writes a blob into an OCI layout; returns its digest.
+pub fn write_blob(layout: &Path, bytes: &[u8]) -> String {
+    let digest = format!("sha256:{}", sha256_hex(bytes));
+    std::fs::write(layout_blob(layout, &digest), bytes).expect("write blob");
+    digest
+}
+
+/// Writes the layout's manifest again with its config's `architecture`
+/// set to `arch` (new config and manifest blobs, as a real image for that
+/// architecture would have); returns the new manifest's digest and size.
+pub fn manifest_for_arch(layout: &Path, arch: &str) -> (String, usize) {
+    let (_, mut manifest) = layout_manifest(layout);
+    let config_digest = manifest["config"]["digest"]
+        .as_str()
+        .expect("config")
+        .to_string();
+    let mut config = layout_json(layout, &config_digest);
+    config["architecture"] = arch.into();
+    let config_bytes = serde_json::to_vec(&config).expect("json");
+    manifest["config"]["digest"] = write_blob(layout, &config_bytes).into();
+    manifest["config"]["size"] = config_bytes.len().into();
+    let manifest_bytes = serde_json::to_vec(&manifest).expect("json");
+    (write_blob(layout, &manifest_bytes), manifest_bytes.len())
+}
+
+/// Points the layout's `test` tag at an image index of the given
+/// architectures (`"amd64"` etc.; each a copy of the image whose config
+/// says that architecture). Returns the index digest.
+pub fn make_index(layout: &Path, archs: &[&str]) -> String {
+    let manifests: Vec<serde_json::Value> = archs
+        .iter()
+        .map(|arch| {
+            let (digest, size) = manifest_for_arch(layout, arch);
+            serde_json::json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": digest, "size": size,
+                "platform": {"os": "linux", "architecture": arch},
+            })
+        })
+        .collect();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    });
+    let bytes = serde_json::to_vec(&index).expect("json");
+    let digest = write_blob(layout, &bytes);
+    let top = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": digest, "size": bytes.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "test"},
+        }],
+    });
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&top).expect("json"),
+    )
+    .expect("write index.json");
+    digest
+}
