@@ -1,0 +1,255 @@
+//! Hostile and broken layers: each a clear error (or, for symlink tricks,
+//! a write that stays inside the root), and nothing written outside the
+//! root, checked on disk against a sentinel directory beside it.
+
+#[path = "unpack/support.rs"]
+mod support;
+
+use bhatti_oci::Limits;
+use bhatti_oci::unpack::{ApplyError, ErrorClass, UnpackError, unpack};
+use support::{Pack, Scratch, Tar, exists, names};
+use tar::EntryType;
+
+fn layer_error(err: UnpackError) -> ApplyError {
+    match err {
+        UnpackError::Layer { source, .. } => source,
+        other => panic!("not a layer error: {other}"),
+    }
+}
+
+fn regular(len: usize) -> tar::Header {
+    let mut h = Tar::header_of(EntryType::Regular, 0o644);
+    h.set_size(len as u64);
+    h
+}
+
+#[test]
+fn names_that_climb_out_or_are_absolute_are_refused() {
+    let cases: [(&[u8], bool); 4] = [
+        (b"../escape", false),
+        (b"a/../../escape", false),
+        (b"./../sentinel/owned", false),
+        (b"/abs/path", true),
+    ];
+    for (name, absolute) in cases {
+        let mut s = Scratch::new();
+        let tar = Tar::new()
+            .file("fine", b"ok")
+            .raw(name, regular(5), b"owned")
+            .finish();
+        let layers = [
+            s.layer(Tar::new().dir("d", 0o755).finish(), Pack::Plain),
+            s.layer(tar, Pack::Plain),
+        ];
+        let err = s.unpack(&layers).expect_err("refused");
+        assert!(err.is_client_error(), "{err}");
+        let msg = err.to_string();
+        assert!(msg.starts_with("layer 2 (sha256:"), "{msg}");
+        assert!(msg.contains(&*String::from_utf8_lossy(name)), "{msg}");
+        match layer_error(err) {
+            ApplyError::Absolute { .. } => assert!(absolute),
+            ApplyError::LeavesRoot { .. } => assert!(!absolute),
+            other => panic!("wrong error: {other}"),
+        }
+        s.assert_nothing_outside();
+        assert!(!exists(&s.dir.path().join("escape")));
+        assert!(!exists(std::path::Path::new("/abs/path")));
+    }
+}
+
+#[test]
+fn a_symlink_to_a_host_directory_is_followed_inside_the_root() {
+    let mut s = Scratch::new();
+    let sentinel = s.sentinel.to_str().expect("utf-8").to_owned();
+    let lower = Tar::new()
+        .symlink("evil", &sentinel)
+        .symlink("up", "../../../..")
+        .finish();
+    let upper = Tar::new()
+        .file("evil/file", b"inside")
+        .file("evil/keep", b"not the sentinel's")
+        .file("up/etc/passwd", b"root::0:0")
+        .finish();
+    let layers = [s.layer(lower, Pack::Plain), s.layer(upper, Pack::Gzip)];
+    s.unpack(&layers).expect("symlinks resolve inside the root");
+    // `evil` points at the sentinel's absolute path: read in the root.
+    let inside = s.root.join(s.sentinel.strip_prefix("/").expect("absolute"));
+    assert_eq!(
+        std::fs::read(inside.join("file")).expect("inside"),
+        b"inside"
+    );
+    assert_eq!(
+        std::fs::read(s.path("etc/passwd")).expect("clamped"),
+        b"root::0:0"
+    );
+    s.assert_nothing_outside();
+}
+
+#[test]
+fn symlink_chains_stay_inside_the_root() {
+    let mut s = Scratch::new();
+    let tar = Tar::new()
+        .dir("x", 0o755)
+        .symlink("a", "../..")
+        .symlink("x/b", "../a/../../..")
+        .symlink("c", "x/b/sentinel")
+        .file("a/b/c", b"one")
+        .file("x/b/d", b"two")
+        .file("c/keep", b"three")
+        .finish();
+    let l1 = s.layer(tar, Pack::Plain);
+    s.unpack(&[l1]).expect("unpack");
+    assert_eq!(std::fs::read(s.path("b/c")).expect("a/b/c"), b"one");
+    assert_eq!(std::fs::read(s.path("d")).expect("x/b/d"), b"two");
+    assert_eq!(
+        std::fs::read(s.path("sentinel/keep")).expect("c/keep"),
+        b"three"
+    );
+    s.assert_nothing_outside();
+}
+
+#[test]
+fn whiteouts_and_opaque_markers_through_symlinks_stay_inside() {
+    let mut s = Scratch::new();
+    let sentinel = s.sentinel.to_str().expect("utf-8").to_owned();
+    let lower = Tar::new()
+        .symlink("evil", &sentinel)
+        .symlink("rel", "../sentinel")
+        .finish();
+    let upper = Tar::new()
+        .whiteout("evil", "keep")
+        .whiteout("rel", "keep")
+        .opaque("evil")
+        .opaque("rel")
+        .finish();
+    let layers = [s.layer(lower, Pack::Plain), s.layer(upper, Pack::Plain)];
+    s.unpack(&layers).expect("unpack");
+    s.assert_nothing_outside();
+}
+
+#[test]
+fn hard_links_out_of_the_root_are_refused() {
+    let passwd_links = std::fs::symlink_metadata("/etc/passwd").map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.nlink()
+    });
+    let cases: [(&[u8], &str); 4] = [
+        (b"/etc/passwd", "is an absolute path"),
+        (b"../sentinel/keep", "leaves the image root"),
+        // `hostetc -> /etc` reads as the root's etc/, which is not there.
+        (b"hostetc/passwd", "does not exist"),
+        // `etc -> /etc` inside the root is itself.
+        (b"etc/passwd", "is behind a symlink loop"),
+    ];
+    for (target, problem) in cases {
+        let mut s = Scratch::new();
+        let mut tar = Tar::new().symlink("hostetc", "/etc");
+        if target == b"etc/passwd" {
+            tar = tar.symlink("etc", "/etc");
+        }
+        let tar = tar.raw_hardlink(b"stolen", target).finish();
+        let l1 = s.layer(tar, Pack::Plain);
+        let err = layer_error(s.unpack(&[l1]).expect_err("refused"));
+        assert_eq!(err.class(), ErrorClass::BadImage);
+        match &err {
+            ApplyError::LinkTarget { problem: p, .. } => assert_eq!(*p, problem, "{err}"),
+            other => panic!("wrong error: {other}"),
+        }
+        assert!(!exists(&s.path("stolen")));
+        s.assert_nothing_outside();
+    }
+    let after = std::fs::symlink_metadata("/etc/passwd").map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.nlink()
+    });
+    assert_eq!(passwd_links.ok(), after.ok());
+}
+
+#[test]
+fn truncated_and_corrupt_layers_are_the_images_fault() {
+    let big: Vec<u8> = (0..400_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let tar = Tar::new().file("a", b"a").file("big", &big).finish();
+    let gz = support::gzip(&tar);
+    let plain_cut = tar[..tar.len() / 2].to_vec();
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            gz[..gz.len() / 2].to_vec(),
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+        ),
+        (
+            gz[..gz.len() - 4].to_vec(),
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+        ),
+        (plain_cut, "application/vnd.oci.image.layer.v1.tar"),
+        (
+            b"definitely not gzip".to_vec(),
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+        ),
+        (
+            vec![0x28, 0xb5, 0x2f, 0xfd, 1, 2, 3],
+            "application/vnd.oci.image.layer.v1.tar",
+        ),
+        (vec![b'x'; 512], "application/vnd.oci.image.layer.v1.tar"),
+    ];
+    for (i, (bytes, media_type)) in cases.into_iter().enumerate() {
+        let mut s = Scratch::new();
+        let layer = s.blob(&bytes, media_type);
+        let err = layer_error(s.unpack(&[layer]).expect_err("corrupt"));
+        assert!(matches!(err, ApplyError::Corrupt { .. }), "case {i}: {err}");
+        assert_eq!(err.class(), ErrorClass::BadImage);
+        s.assert_nothing_outside();
+    }
+}
+
+#[test]
+fn layers_over_the_size_limits_are_refused() {
+    let mut s = Scratch::new();
+    let tar = Tar::new()
+        .file("a", &[1; 4000])
+        .file("b", &[2; 4000])
+        .finish();
+    let layer = s.layer(tar, Pack::Gzip);
+    let limits = Limits {
+        max_layer_bytes: 1 << 20,
+        max_unpacked_bytes: 6000,
+    };
+    let err = unpack(
+        std::slice::from_ref(&layer),
+        &s.root,
+        limits,
+        &bhatti_oci::no_progress(),
+    )
+    .expect_err("big");
+    assert_eq!(err.class(), ErrorClass::TooLarge);
+    assert!(err.to_string().contains("entry `b`"), "{err}");
+    assert!(!exists(&s.path("b")));
+    s.assert_nothing_outside();
+
+    let small_blobs = Limits {
+        max_layer_bytes: 10,
+        max_unpacked_bytes: 1 << 30,
+    };
+    let err = unpack(&[layer], &s.root, small_blobs, &bhatti_oci::no_progress()).expect_err("blob");
+    assert!(matches!(err, UnpackError::LayerTooLarge { .. }), "{err}");
+    assert_eq!(err.class(), ErrorClass::TooLarge);
+}
+
+#[test]
+fn malformed_entries_and_media_types_are_refused() {
+    let mut s = Scratch::new();
+    let encrypted = s.blob(b"", "application/vnd.oci.image.layer.v1.tar+encrypted");
+    let err = s.unpack(&[encrypted]).expect_err("media type");
+    assert!(matches!(err, UnpackError::MediaType { .. }), "{err}");
+    assert!(err.is_client_error());
+
+    let bad_whiteout = Tar::new().file("d/.wh...", b"").finish();
+    let file_as_dir = Tar::new().file("f", b"").file("f/child", b"").finish();
+    for tar in [bad_whiteout, file_as_dir] {
+        let l = s.layer(tar, Pack::Plain);
+        let err = s.unpack(&[l]).expect_err("malformed");
+        assert!(err.is_client_error(), "{err}");
+        assert!(matches!(layer_error(err), ApplyError::Invalid { .. }));
+    }
+    s.assert_nothing_outside();
+    assert!(names(&s.root).len() <= 2);
+}
