@@ -39,8 +39,10 @@
 //!   name; it must exist and not be a directory; a final symlink is linked,
 //!   not followed. A hard link's own header metadata is not applied (it is
 //!   the target's inode).
-//! - Character and block devices and FIFOs are made with `mknod`; not
-//!   root, a device is skipped and counted in [`UnpackStats::skipped`].
+//! - Character and block devices and FIFOs are made with `mknod`; without
+//!   the privilege (not root, no `CAP_MKNOD`) a device is skipped with a
+//!   warning and counted in [`UnpackStats::skipped`].
+//! - A pre-POSIX regular file entry whose name ends in `/` is a directory.
 //! - Owner (uid/gid from the header or PAX, set only when we are root),
 //!   then mode with setuid/setgid/sticky (after the owner: `chown` clears
 //!   them), then xattrs (PAX `SCHILY.xattr.*`, `security.capability`
@@ -52,6 +54,11 @@
 //!   `.wh..wh.*` names (aufs bookkeeping) are ignored. No whiteout file
 //!   appears in the result.
 //! - The PAX global header is ignored; any other entry type is an error.
+//!
+//! # Trust
+//! A [`Layer`]'s blob is taken to match its digest: fetching verified it
+//! (the digest only names the layer in errors and progress here). Whether
+//! the blob is a valid archive, and what its names say, is not trusted.
 //!
 //! # Limits and errors
 //! The regular files' sizes add up against `max_unpacked_bytes` (checked

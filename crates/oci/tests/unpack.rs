@@ -66,7 +66,10 @@ fn non_utf8_and_long_names() {
     let long = format!("d/{}/{}", "x".repeat(150), "y".repeat(120));
     let mut h = Tar::header_of(EntryType::Regular, 0o644);
     h.set_size(3);
+    let mut old_dir = Tar::header_of(EntryType::Regular, 0o700);
+    old_dir.as_old_mut().linkflag = [0];
     let tar = Tar::new()
+        .raw(b"old-style-dir/", old_dir, b"")
         .raw(b"caf\xe9", h, b"abc")
         .file(&long, b"long")
         .finish();
@@ -79,6 +82,7 @@ fn non_utf8_and_long_names() {
         b"abc"
     );
     assert_eq!(std::fs::read(s.path(&long)).expect("long name"), b"long");
+    assert!(s.path("old-style-dir").is_dir());
 }
 
 #[test]
@@ -342,4 +346,49 @@ fn apply_layer_takes_a_plain_stream_and_a_shared_budget() {
     let err = apply_layer(&two[..], &s.root, &mut budget).expect_err("over budget");
     assert_eq!(err.class(), bhatti_oci::unpack::ErrorClass::TooLarge);
     assert!(!exists(&s.path("b")), "refused before it was written");
+}
+
+#[test]
+fn without_root_devices_capabilities_and_owners_are_let_go() {
+    if !is_root() {
+        eprintln!("skipped: the test drops root on its own thread");
+        return;
+    }
+    let mut s = Scratch::new();
+    let nobody = 65534;
+    std::fs::set_permissions(
+        s.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    std::os::unix::fs::chown(&s.root, Some(nobody), Some(nobody)).expect("chown");
+    let cap = [1u8, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let tar = Tar::new()
+        .file_owned("owned", b"x", 0o644, 1000, 1000)
+        .node("null", EntryType::Char, 0o666, 1, 3)
+        .node("fifo", EntryType::Fifo, 0o600, 0, 0)
+        .file_xattrs(
+            "ping",
+            b"elf",
+            &[("security.capability", &cap), ("user.a", b"b")],
+        )
+        .finish();
+    let l1 = s.layer(tar, Pack::Plain);
+    let root = s.root.clone();
+    // Credentials are per thread at the syscall level: only this one drops.
+    let stats = std::thread::spawn(move || {
+        let gid = rustix::process::Gid::from_raw(nobody);
+        let uid = rustix::process::Uid::from_raw(nobody);
+        rustix::thread::set_thread_res_gid(gid, gid, gid).expect("setresgid");
+        rustix::thread::set_thread_res_uid(uid, uid, uid).expect("setresuid");
+        unpack(&[l1], &root, Limits::default(), &bhatti_oci::no_progress())
+    })
+    .join()
+    .expect("thread")
+    .expect("unpack");
+    assert_eq!((stats.files, stats.devices, stats.skipped), (2, 1, 2));
+    assert!(!exists(&s.path("null")));
+    assert_eq!(lstat(&s.path("owned")).st_uid, nobody);
+    assert_eq!(xattr(&s.path("ping"), "user.a").as_deref(), Some(&b"b"[..]));
+    assert_eq!(xattr(&s.path("ping"), "security.capability"), None);
 }

@@ -253,3 +253,62 @@ fn malformed_entries_and_media_types_are_refused() {
     s.assert_nothing_outside();
     assert!(names(&s.root).len() <= 2);
 }
+
+#[test]
+fn entries_replace_symlinks_to_outside_rather_than_write_through_them() {
+    use std::os::unix::fs::MetadataExt;
+    let mut s = Scratch::new();
+    let keep = s.sentinel.join("keep");
+    let mode_before = std::fs::metadata(&s.sentinel).expect("sentinel").mode();
+    let lower = Tar::new()
+        .symlink("file", keep.to_str().expect("utf-8"))
+        .symlink("dir", s.sentinel.to_str().expect("utf-8"))
+        .symlink("node", keep.to_str().expect("utf-8"))
+        .symlink("rel", "../sentinel/keep")
+        .finish();
+    let upper = Tar::new()
+        .file_owned("file", b"overwritten?", 0o4777, 1000, 1000)
+        .dir("dir", 0o777)
+        .node("node", EntryType::Fifo, 0o666, 0, 0)
+        .hardlink("rel", "file")
+        .finish();
+    let layers = [s.layer(lower, Pack::Plain), s.layer(upper, Pack::Plain)];
+    s.unpack(&layers).expect("unpack");
+    assert_eq!(
+        std::fs::read(s.path("file")).expect("file"),
+        b"overwritten?"
+    );
+    assert!(
+        std::fs::symlink_metadata(s.path("dir"))
+            .expect("dir")
+            .is_dir()
+    );
+    assert_eq!(
+        std::fs::metadata(&s.sentinel).expect("sentinel").mode(),
+        mode_before
+    );
+    assert_eq!(
+        std::fs::metadata(&keep).expect("keep").mode() & 0o7777,
+        0o644
+    );
+    s.assert_nothing_outside();
+}
+
+#[test]
+fn errors_name_the_layer_and_the_entry() {
+    let mut s = Scratch::new();
+    let lower = s.layer(Tar::new().file("ok", b"").finish(), Pack::Plain);
+    let tar = Tar::new()
+        .raw(b"../../etc/passwd", regular(4), b"root")
+        .finish();
+    let upper = s.layer(tar, Pack::Gzip);
+    let err = s.unpack(&[lower, upper.clone()]).expect_err("refused");
+    let hex = upper.digest.strip_prefix("sha256:").expect("sha256");
+    let expected = format!(
+        "layer 2 (sha256:{}…): entry `../../etc/passwd` leaves the image root",
+        &hex[..12]
+    );
+    assert_eq!(err.to_string(), expected);
+    assert_eq!(err.class(), ErrorClass::BadImage);
+    s.assert_nothing_outside();
+}

@@ -150,7 +150,12 @@ impl Applier<'_> {
     ) -> Result<(), ApplyError> {
         let raw = entry.path_bytes().into_owned();
         let name = shown(&raw);
-        let kind = entry.header().entry_type();
+        let mut kind = entry.header().entry_type();
+        // A pre-POSIX regular file ('\0') named `…/` is a directory, as
+        // Go's archive/tar reads it.
+        if entry.header().as_old().linkflag[0] == 0 && raw.ends_with(b"/") {
+            kind = EntryType::Directory;
+        }
         if kind == EntryType::XGlobalHeader {
             return Ok(());
         }

@@ -65,7 +65,8 @@ impl Applier<'_> {
     }
 
     /// A character or block device or a FIFO. Without the privilege to
-    /// make device nodes (not root), a device is skipped and counted.
+    /// make device nodes (not root, or no `CAP_MKNOD`), a device is skipped
+    /// and counted.
     pub(super) fn node<R: Read>(
         &mut self,
         entry: &tar::Entry<'_, R>,
@@ -95,8 +96,8 @@ impl Applier<'_> {
         fs::remove_any(dir, leaf).map_err(fail(name, "replace what was there"))?;
         match rustix::fs::mknodat(dir, leaf, file_type, Mode::from_raw_mode(0o600), rdev) {
             Ok(()) => {}
-            Err(Errno::PERM) if dev && !self.chown => {
-                tracing::warn!(entry = name, "not root: device node skipped");
+            Err(Errno::PERM) if dev => {
+                tracing::warn!(entry = name, "no privilege to make device nodes: skipped");
                 self.stats.skipped += 1;
                 return Ok(());
             }
