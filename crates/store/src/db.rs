@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_lifetime_labels.sql"),
     include_str!("migrations/0005_snapshots.sql"),
     include_str!("migrations/0006_storage_quota.sql"),
+    include_str!("migrations/0007_images.sql"),
 ];
 
 /// How long a writer waits for another connection's lock before failing.

@@ -1,6 +1,6 @@
 //! The daemon's persistent state in SQLite: users, sandboxes, templates,
 //! secrets (ciphertext only), volumes with their attachments, published
-//! ports, and the owners and names of snapshots.
+//! ports, the owners and names of snapshots, and users' names for images.
 //!
 //! Everything SQLite-specific lives in [`db`]: pragmas (WAL, busy timeout,
 //! foreign keys), and migrations, one SQL file per migration under
@@ -19,6 +19,7 @@
 pub mod cache;
 mod db;
 mod error;
+pub mod images;
 pub mod lifetime;
 pub mod published;
 pub mod sandboxes;

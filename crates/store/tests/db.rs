@@ -7,7 +7,7 @@ use bhatti_store::{Store, StoreError};
 #[test]
 fn fresh_database_is_migrated_and_in_wal_mode() {
     let f = common::store();
-    assert_eq!(f.store.schema_version().expect("version"), 6);
+    assert_eq!(f.store.schema_version().expect("version"), 7);
     // A second, independent connection sees the journal mode on disk.
     let other = rusqlite::Connection::open(f.dir.path().join("state.db")).expect("open");
     let mode: String = other
@@ -17,7 +17,7 @@ fn fresh_database_is_migrated_and_in_wal_mode() {
     let version: i64 = other
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
 }
 
 #[test]
@@ -27,7 +27,7 @@ fn reopening_keeps_data_and_does_not_reapply_migrations() {
     let path = f.dir.path().join("state.db");
     drop(f.store);
     let again = Store::open(&path).expect("reopen");
-    assert_eq!(again.schema_version().expect("version"), 6);
+    assert_eq!(again.schema_version().expect("version"), 7);
     assert_eq!(again.list_users().expect("users").len(), 1);
 }
 
@@ -45,7 +45,7 @@ fn a_database_from_a_newer_build_is_refused() {
             err,
             StoreError::TooNew {
                 found: 99,
-                known: 6
+                known: 7
             }
         ),
         "{err}"

@@ -32,7 +32,7 @@ fn database_files_are_0600() {
         }
     }
     let again = Store::open(&db).expect("reopen");
-    assert_eq!(again.schema_version().expect("version"), 6);
+    assert_eq!(again.schema_version().expect("version"), 7);
     assert_eq!(mode(&db), 0o600);
     for suffix in ["-wal", "-shm"] {
         let p = f.dir.path().join(format!("state.db{suffix}"));

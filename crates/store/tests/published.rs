@@ -105,7 +105,7 @@ fn rows_published_before_per_user_aliases_are_kept() {
         .expect("v1 rows");
     }
     let store = Store::open(&path).expect("migrate");
-    assert_eq!(store.schema_version().expect("version"), 6);
+    assert_eq!(store.schema_version().expect("version"), 7);
     let ta = store
         .publish_tag("u-a")
         .expect("q")
