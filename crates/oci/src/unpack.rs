@@ -69,6 +69,11 @@
 //! 2 (sha256:ab12…)`) and the entry. On an error the root is left as it is,
 //! half-applied: the caller removes its staging directory.
 //!
+//! # Diff IDs
+//! [`unpack_verified`] also hashes each layer's uncompressed stream and
+//! checks it against the image config's `rootfs.diff_ids` (containerd's
+//! check); [`unpack`] does not (a `rootfs:` tarball has no config).
+//!
 //! # Progress
 //! `Phase("unpacking")`, then per layer `Bytes { what: digest, done,
 //! total: size }` counted on the blob as stored, about every MiB.
@@ -79,12 +84,15 @@ mod fs;
 mod links;
 mod meta;
 mod path;
+mod stream;
 mod whiteout;
 
-use std::cell::Cell;
-use std::io::{self, BufRead, BufReader, Read};
+use std::cell::{Cell, RefCell};
+use std::io::{BufReader, Read};
 use std::path::Path;
 use std::rc::Rc;
+
+use sha2::{Digest, Sha256};
 
 pub use error::{ApplyError, ErrorClass, UnpackError};
 
@@ -168,6 +176,37 @@ pub fn unpack(
     limits: Limits,
     progress: &Progress,
 ) -> Result<UnpackStats, UnpackError> {
+    unpack_inner(layers, None, root, limits, progress)
+}
+
+/// [`unpack`], and each layer's uncompressed stream must hash to the
+/// config's `rootfs.diff_ids` entry of the same index (as containerd
+/// checks): the config, whose digest is the image's id, then pins the
+/// content. A mismatch is found at the end of its layer, after it was
+/// applied; the caller discards the root on any error.
+pub fn unpack_verified(
+    layers: &[Layer],
+    diff_ids: &[String],
+    root: &Path,
+    limits: Limits,
+    progress: &Progress,
+) -> Result<UnpackStats, UnpackError> {
+    if diff_ids.len() != layers.len() {
+        return Err(UnpackError::DiffIdCount {
+            layers: layers.len(),
+            diff_ids: diff_ids.len(),
+        });
+    }
+    unpack_inner(layers, Some(diff_ids), root, limits, progress)
+}
+
+fn unpack_inner(
+    layers: &[Layer],
+    diff_ids: Option<&[String]>,
+    root: &Path,
+    limits: Limits,
+    progress: &Progress,
+) -> Result<UnpackStats, UnpackError> {
     let root_dir = fs::Root::open(root).map_err(|source| UnpackError::Root {
         path: root.to_owned(),
         source,
@@ -176,63 +215,112 @@ pub fn unpack(
     let mut budget = Budget::new(limits.max_unpacked_bytes);
     let mut stats = UnpackStats::default();
     for (i, layer) in layers.iter().enumerate() {
-        let label = format!("layer {} ({})", i + 1, short_digest(&layer.digest));
-        let layer_stats = unpack_one(layer, &label, &root_dir, limits, &mut budget, progress)?;
-        stats.add(&layer_stats);
+        let one = One {
+            layer,
+            label: format!("layer {} ({})", i + 1, stream::short_digest(&layer.digest)),
+            diff_id: diff_ids.map(|d| d[i].as_str()),
+            limits,
+        };
+        stats.add(&one.unpack(&root_dir, &mut budget, progress)?);
     }
     Ok(stats)
 }
 
-fn unpack_one(
-    layer: &Layer,
-    label: &str,
-    root: &fs::Root,
+/// One layer being unpacked.
+struct One<'a> {
+    layer: &'a Layer,
+    label: String,
+    diff_id: Option<&'a str>,
     limits: Limits,
-    budget: &mut Budget,
-    progress: &Progress,
-) -> Result<UnpackStats, UnpackError> {
-    let compression = compression(&layer.media_type).ok_or_else(|| UnpackError::MediaType {
-        layer: label.to_owned(),
-        media_type: layer.media_type.clone(),
-    })?;
-    let blob_err = |source| UnpackError::Blob {
-        layer: label.to_owned(),
-        path: layer.path.clone(),
-        source,
-    };
-    let file = std::fs::File::open(&layer.path).map_err(blob_err)?;
-    let size = file.metadata().map_err(blob_err)?.len();
-    if size > limits.max_layer_bytes {
-        return Err(UnpackError::LayerTooLarge {
-            layer: label.to_owned(),
-            size,
-            limit: limits.max_layer_bytes,
-        });
-    }
-    let failed = Rc::new(Cell::new(false));
-    let blob = Blob {
-        file,
-        done: 0,
-        reported: 0,
-        total: size,
-        what: &layer.digest,
-        progress,
-        failed: failed.clone(),
-    };
-    let res = decompressed(BufReader::with_capacity(256 << 10, blob), compression)
-        .and_then(|tar| apply::apply(tar, root, budget));
-    res.map_err(|e| {
-        // A read error of the blob file surfaces as a corrupt stream
-        // through the decoders; it is ours.
-        let source = match e {
-            ApplyError::Corrupt { source } if failed.get() => ApplyError::Read { source },
-            other => other,
+}
+
+impl One<'_> {
+    fn unpack(
+        &self,
+        root: &fs::Root,
+        budget: &mut Budget,
+        progress: &Progress,
+    ) -> Result<UnpackStats, UnpackError> {
+        let (layer, label) = (self.layer, &self.label);
+        let compression =
+            stream::compression(&layer.media_type).ok_or_else(|| UnpackError::MediaType {
+                layer: label.clone(),
+                media_type: layer.media_type.clone(),
+            })?;
+        let expected = match self.diff_id {
+            Some(d) => Some(
+                d.strip_prefix("sha256:")
+                    .ok_or_else(|| UnpackError::DiffId {
+                        layer: label.clone(),
+                        expected: d.to_owned(),
+                        actual: "a sha256 digest".into(),
+                    })?,
+            ),
+            None => None,
         };
-        UnpackError::Layer {
-            layer: label.to_owned(),
-            source,
+        let file = self.open()?;
+        let failed = Rc::new(Cell::new(false));
+        let blob = stream::Blob {
+            total: file.metadata().map(|m| m.len()).unwrap_or(layer.size),
+            file,
+            done: 0,
+            reported: 0,
+            what: &layer.digest,
+            progress,
+            failed: failed.clone(),
+        };
+        let hasher = Rc::new(RefCell::new(Sha256::new()));
+        let res = stream::decompressed(BufReader::with_capacity(256 << 10, blob), compression)
+            .and_then(|inner| {
+                let tar = stream::Hashing {
+                    inner,
+                    hasher: hasher.clone(),
+                };
+                apply::apply(tar, root, budget)
+            });
+        let stats = res.map_err(|e| {
+            // A read error of the blob file surfaces as a corrupt stream
+            // through the decoders; it is ours.
+            let source = match e {
+                ApplyError::Corrupt { source } if failed.get() => ApplyError::Read { source },
+                other => other,
+            };
+            UnpackError::Layer {
+                layer: label.clone(),
+                source,
+            }
+        })?;
+        if let Some(expected) = expected {
+            let actual = format!("{:x}", hasher.borrow_mut().finalize_reset());
+            if !actual.eq_ignore_ascii_case(expected) {
+                return Err(UnpackError::DiffId {
+                    layer: label.clone(),
+                    expected: format!("sha256:{expected}"),
+                    actual: format!("sha256:{actual}"),
+                });
+            }
         }
-    })
+        Ok(stats)
+    }
+
+    /// The blob, its size checked against `max_layer_bytes`.
+    fn open(&self) -> Result<std::fs::File, UnpackError> {
+        let blob_err = |source| UnpackError::Blob {
+            layer: self.label.clone(),
+            path: self.layer.path.clone(),
+            source,
+        };
+        let file = std::fs::File::open(&self.layer.path).map_err(blob_err)?;
+        let size = file.metadata().map_err(blob_err)?.len();
+        if size > self.limits.max_layer_bytes {
+            return Err(UnpackError::LayerTooLarge {
+                layer: self.label.clone(),
+                size,
+                limit: self.limits.max_layer_bytes,
+            });
+        }
+        Ok(file)
+    }
 }
 
 /// Apply one uncompressed tar stream to `root`, charging regular files to
@@ -248,132 +336,4 @@ pub fn apply_layer(
         source,
     })?;
     apply::apply(reader, &root_dir, budget)
-}
-
-/// How a layer is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Compression {
-    Gzip,
-    Zstd,
-    /// Plain tar or unknown: look at the magic bytes.
-    Sniff,
-}
-
-fn compression(media_type: &str) -> Option<Compression> {
-    let mt = media_type.trim().to_ascii_lowercase();
-    if mt.ends_with("+gzip") || mt.ends_with(".gzip") {
-        Some(Compression::Gzip)
-    } else if mt.ends_with("+zstd") || mt.ends_with(".zstd") {
-        Some(Compression::Zstd)
-    } else if mt.contains('+') {
-        None
-    } else {
-        Some(Compression::Sniff)
-    }
-}
-
-fn decompressed<'a, R: BufRead + 'a>(
-    mut reader: R,
-    compression: Compression,
-) -> Result<Box<dyn Read + 'a>, ApplyError> {
-    let corrupt = |source| ApplyError::Corrupt { source };
-    let compression = match compression {
-        Compression::Sniff => {
-            let head = reader.fill_buf().map_err(corrupt)?;
-            if head.starts_with(&[0x1f, 0x8b]) {
-                Compression::Gzip
-            } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-                Compression::Zstd
-            } else {
-                return Ok(Box::new(reader));
-            }
-        }
-        known => known,
-    };
-    Ok(match compression {
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
-        _ => Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(corrupt)?),
-    })
-}
-
-/// `sha256:0123456789ab…` for errors.
-fn short_digest(digest: &str) -> String {
-    match digest.split_once(':') {
-        Some((algo, hex)) if hex.len() > 12 && hex.is_char_boundary(12) => {
-            format!("{algo}:{}…", &hex[..12])
-        }
-        _ => digest.to_owned(),
-    }
-}
-
-/// The blob file, counting what is read for progress and remembering
-/// whether reading it failed.
-struct Blob<'a> {
-    file: std::fs::File,
-    done: u64,
-    reported: u64,
-    total: u64,
-    what: &'a str,
-    progress: &'a Progress,
-    failed: Rc<Cell<bool>>,
-}
-
-impl Read for Blob<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.file.read(buf) {
-            Ok(n) => {
-                self.done += n as u64;
-                if n == 0 || self.done - self.reported >= 1 << 20 {
-                    self.reported = self.done;
-                    (self.progress)(Event::Bytes {
-                        what: self.what.to_owned(),
-                        done: self.done,
-                        total: self.total,
-                    });
-                }
-                Ok(n)
-            }
-            Err(e) => {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    self.failed.set(true);
-                }
-                Err(e)
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{Compression, compression, short_digest};
-
-    #[test]
-    fn media_types_choose_the_decoder() {
-        let c = compression;
-        assert_eq!(
-            c("application/vnd.oci.image.layer.v1.tar+gzip"),
-            Some(Compression::Gzip)
-        );
-        assert_eq!(
-            c("application/vnd.docker.image.rootfs.diff.tar.gzip"),
-            Some(Compression::Gzip)
-        );
-        assert_eq!(
-            c("application/vnd.oci.image.layer.v1.tar+zstd"),
-            Some(Compression::Zstd)
-        );
-        assert_eq!(
-            c("application/vnd.oci.image.layer.v1.tar"),
-            Some(Compression::Sniff)
-        );
-        assert_eq!(c(""), Some(Compression::Sniff));
-        assert_eq!(c("application/vnd.oci.image.layer.v1.tar+encrypted"), None);
-    }
-
-    #[test]
-    fn digests_are_shortened() {
-        let d = format!("sha256:{}", "ab".repeat(32));
-        assert_eq!(short_digest(&d), "sha256:abababababab…");
-        assert_eq!(short_digest("x"), "x");
-    }
 }

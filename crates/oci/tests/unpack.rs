@@ -392,3 +392,40 @@ fn without_root_devices_capabilities_and_owners_are_let_go() {
     assert_eq!(xattr(&s.path("ping"), "user.a").as_deref(), Some(&b"b"[..]));
     assert_eq!(xattr(&s.path("ping"), "security.capability"), None);
 }
+
+#[test]
+fn diff_ids_are_checked_on_the_uncompressed_stream() {
+    use bhatti_oci::unpack::{UnpackError, unpack_verified};
+    use sha2::{Digest, Sha256};
+    let diff_id = |tar: &[u8]| format!("sha256:{:x}", Sha256::digest(tar));
+    let no = bhatti_oci::no_progress();
+    let mut s = Scratch::new();
+    let (one, two) = (
+        Tar::new().file("a", b"1").finish(),
+        Tar::new().file("b", b"2").finish(),
+    );
+    let ids = [diff_id(&one), diff_id(&two)];
+    let layers = [s.layer(one, Pack::Gzip), s.layer(two, Pack::Zstd)];
+    let stats = unpack_verified(&layers, &ids, &s.root, Limits::default(), &no).expect("match");
+    assert_eq!(stats.files, 2);
+
+    let swapped = [ids[1].clone(), ids[0].clone()];
+    let err =
+        unpack_verified(&layers, &swapped, &s.root, Limits::default(), &no).expect_err("mismatch");
+    assert!(matches!(err, UnpackError::DiffId { .. }), "{err}");
+    assert!(err.to_string().starts_with("layer 1 (sha256:"), "{err}");
+    assert!(err.is_client_error());
+
+    let err =
+        unpack_verified(&layers, &ids[..1], &s.root, Limits::default(), &no).expect_err("count");
+    assert!(
+        matches!(
+            err,
+            UnpackError::DiffIdCount {
+                layers: 2,
+                diff_ids: 1
+            }
+        ),
+        "{err}"
+    );
+}

@@ -109,6 +109,16 @@ pub enum UnpackError {
         #[source]
         source: io::Error,
     },
+    /// `unpack_verified` got a different number of diff_ids than layers.
+    #[error("the image config lists {diff_ids} diff_ids for {layers} layers")]
+    DiffIdCount { layers: usize, diff_ids: usize },
+    /// A layer's uncompressed stream does not hash to its diff_id.
+    #[error("{layer}: uncompressed, it is {actual}, not the config's diff_id {expected}")]
+    DiffId {
+        layer: String,
+        expected: String,
+        actual: String,
+    },
     /// A layer failed to apply.
     #[error("{layer}: {source}")]
     Layer {
@@ -124,7 +134,9 @@ impl UnpackError {
     pub fn class(&self) -> ErrorClass {
         match self {
             Self::Root { .. } | Self::Blob { .. } => ErrorClass::Internal,
-            Self::MediaType { .. } => ErrorClass::BadImage,
+            Self::MediaType { .. } | Self::DiffIdCount { .. } | Self::DiffId { .. } => {
+                ErrorClass::BadImage
+            }
             Self::LayerTooLarge { .. } => ErrorClass::TooLarge,
             Self::Layer { source, .. } => source.class(),
         }
