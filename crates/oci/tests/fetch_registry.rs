@@ -145,6 +145,25 @@ async fn plain_http_registry_needs_insecure() {
         msg.contains(&reg.addr) && msg.contains("--insecure"),
         "{msg}"
     );
+    // Nothing listening: no hint that --insecure would help.
+    let addr = reg.addr.clone();
+    drop(reg);
+    let source = Source::parse(&format!("{addr}/test/busybox:1")).expect("source");
+    let e = fetch(
+        &source,
+        &insecure(),
+        &blobs,
+        Limits::default(),
+        no_progress(),
+    )
+    .await
+    .expect_err("nothing listening");
+    eprintln!("{e}");
+    assert_eq!(e.status_class(), ErrorClass::Upstream, "{e}");
+    assert!(
+        e.to_string().contains(&addr) && !e.to_string().contains("--insecure"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -166,7 +185,11 @@ async fn basic_auth() {
         .await
         .expect("right password");
     assert_eq!(f.layers.len(), 2);
-    for opts in [with("wrong"), insecure()] {
+    let bearer = FetchOptions {
+        auth: Some(Auth::Bearer("not-a-token".into())),
+        ..insecure()
+    };
+    for opts in [with("wrong"), insecure(), bearer] {
         let e = get(&reg, "test/busybox:1", &opts, &blobs)
             .await
             .expect_err("refused");
@@ -308,4 +331,27 @@ async fn docker_v2s2_and_a_manifest_list() {
         "no linux/riscv64 image in the index (found linux/arm64, linux/amd64, linux/s390x)"
     );
     assert_eq!(e.status_class(), ErrorClass::BadRequest);
+}
+
+#[tokio::test]
+async fn self_signed_https_needs_insecure() {
+    if !support::tools(&TOOLS) || !support::tools(&["openssl"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let reg = Registry::start_with(None, true);
+    reg.push(&support::build_image(tmp.path()), "test/busybox:1", None);
+    let blobs = tmp.path().join("blobs");
+    let e = get(&reg, "test/busybox:1", &FetchOptions::default(), &blobs)
+        .await
+        .expect_err("an unknown certificate");
+    eprintln!("{e}");
+    assert_eq!(e.status_class(), ErrorClass::Upstream, "{e}");
+    assert!(e.to_string().contains("--insecure"), "{e}");
+    // insecure: HTTPS without verification (no fallback to plain HTTP
+    // needed).
+    let f = get(&reg, "test/busybox:1", &insecure(), &blobs)
+        .await
+        .expect("insecure");
+    assert_eq!(f.layers.len(), 2);
 }

@@ -7,6 +7,7 @@
 //! streams the layers asked for into the blob store, verified. Nothing is
 //! written by a path the archive chose.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
@@ -110,14 +111,27 @@ impl TarLayout {
         None
     }
 
-    /// A small file's contents.
-    fn small(&self, name: &str) -> Result<&[u8], FetchError> {
+    /// A small file's contents (kept from the first pass, or read again).
+    fn small(&self, name: &str) -> Result<Cow<'_, [u8]>, FetchError> {
         let missing = || self.bad(format_args!("no {name} in it"));
         let real = self.resolve(name).ok_or_else(missing)?;
-        self.kept
-            .get(&real)
-            .map(Vec::as_slice)
-            .ok_or_else(|| self.bad(format_args!("{name} is larger than {MAX_JSON_BYTES} bytes")))
+        if let Some(bytes) = self.kept.get(&real) {
+            return Ok(Cow::Borrowed(bytes.as_slice()));
+        }
+        if self.files.get(&real).is_some_and(|s| *s > MAX_JSON_BYTES) {
+            return Err(self.bad(format_args!("{name} is larger than {MAX_JSON_BYTES} bytes")));
+        }
+        let file = File::open(&self.path).map_err(|e| FetchError::open(&self.path, e))?;
+        let mut archive = tar::Archive::new(file);
+        for entry in archive.entries().map_err(|e| self.bad(e))? {
+            let mut entry = entry.map_err(|e| self.bad(e))?;
+            if entry.path().ok().and_then(|p| normalise(&p)).as_ref() == Some(&real) {
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes).map_err(|e| self.bad(e))?;
+                return Ok(Cow::Owned(bytes));
+            }
+        }
+        Err(missing())
     }
 
     /// Copies the named entries into the store (one pass for those not
@@ -191,7 +205,7 @@ impl Layout for TarLayout {
     }
 
     fn index_json(&mut self) -> Result<Vec<u8>, FetchError> {
-        self.small("index.json").map(<[u8]>::to_vec)
+        self.small("index.json").map(Cow::into_owned)
     }
 
     fn copy_blobs(
@@ -241,11 +255,11 @@ pub(crate) fn fetch_docker(
     ctx: &Ctx<'_>,
 ) -> Result<Fetched, FetchError> {
     let tar = TarLayout::open(path)?;
-    let entries: Vec<DockerEntry> = serde_json::from_slice(tar.small("manifest.json")?)
+    let entries: Vec<DockerEntry> = serde_json::from_slice(&tar.small("manifest.json")?)
         .map_err(|e| tar.bad(format_args!("manifest.json: {e}")))?;
     let entry = pick_docker(&entries, reference, path)?;
-    let config_bytes = tar.small(&entry.config)?;
-    let id = blobs::sha256_of(config_bytes);
+    let config_bytes = tar.small(&entry.config)?.into_owned();
+    let id = blobs::sha256_of(&config_bytes);
     if let Some(claimed) = digest_in_name(&entry.config).filter(|d| *d != id) {
         return Err(FetchError::Corrupt {
             what: "config",
@@ -254,13 +268,10 @@ pub(crate) fn fetch_docker(
             remote: false,
         });
     }
-    let image = layout::parse_config(config_bytes, ctx.platform)?;
-    let stored = ctx.store.copy_from(
-        config_bytes,
-        Verifier::new("config", &id, None, MAX_JSON_BYTES, false)?,
-        ctx.progress,
-    );
-    stored?;
+    let image = layout::parse_config(&config_bytes, ctx.platform)?;
+    let v = Verifier::new("config", &id, None, MAX_JSON_BYTES, false)?;
+    ctx.store
+        .copy_from(config_bytes.as_slice(), v, ctx.progress)?;
     let mut wanted = Vec::new();
     let mut descs = Vec::new();
     for (i, name) in entry.layers.iter().enumerate() {

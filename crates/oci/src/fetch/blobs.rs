@@ -138,7 +138,7 @@ impl BlobStore {
             want.update(chunk, progress)?;
             tmp.write(chunk)?;
         }
-        let size = want.finish()?;
+        let size = want.finish(progress)?;
         Ok((tmp.keep()?, size))
     }
 }
@@ -273,8 +273,8 @@ impl Verifier {
         format!("sha256:{}", hex(&self.hasher.clone().finalize()))
     }
 
-    /// Checks the whole blob; returns its size.
-    pub(crate) fn finish(self) -> Result<u64, FetchError> {
+    /// Checks the whole blob; returns its size. Reports it done.
+    pub(crate) fn finish(self, progress: &Progress) -> Result<u64, FetchError> {
         if let Some(expected) = self.declared.filter(|d| self.done < *d) {
             return Err(FetchError::Truncated {
                 what: self.what,
@@ -293,6 +293,11 @@ impl Verifier {
                 remote: self.remote,
             });
         }
+        progress(Event::Bytes {
+            what: self.digest,
+            done: self.done,
+            total: self.done,
+        });
         Ok(self.done)
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
@@ -40,10 +40,9 @@ pub(crate) async fn fetch(
     limits: Limits,
     progress: &Progress,
 ) -> Result<Fetched, FetchError> {
-    let remote = Remote::new(image, opts)?;
+    let mut remote = Remote::new(image, opts)?;
     let mut reference = image.to_reference();
-    remote.login(&reference).await?;
-    let (mut bytes, mut digest) = remote.manifest(&reference).await?;
+    let (mut bytes, mut digest) = remote.start(&reference).await?;
     for _ in 0..4 {
         match manifest::parse(&bytes, "manifest")? {
             Parsed::Index(entries) => {
@@ -67,22 +66,7 @@ pub(crate) async fn fetch(
 
 impl<'a> Remote<'a> {
     fn new(image: &'a ImageRef, opts: &FetchOptions) -> Result<Self, FetchError> {
-        // rustls needs a process-wide crypto provider; ring is the one the
-        // workspace builds. Another already installed is kept.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let config = ClientConfig {
-            protocol: if opts.insecure {
-                ClientProtocol::Http
-            } else {
-                ClientProtocol::Https
-            },
-            platform_resolver: None,
-            connect_timeout: Some(Duration::from_secs(30)),
-            read_timeout: Some(Duration::from_secs(120)),
-            ..ClientConfig::default()
-        };
-        let client = Client::try_from(config)
-            .map_err(|e| FetchError::io("registry client", std::io::Error::other(e.to_string())))?;
+        let client = client(opts.insecure, false)?;
         let auth = match &opts.auth {
             None => RegistryAuth::Anonymous,
             Some(Auth::Basic { username, password }) => {
@@ -97,6 +81,29 @@ impl<'a> Remote<'a> {
             insecure: opts.insecure,
             platform: opts.platform.clone(),
         })
+    }
+
+    /// Logs in and gets the first manifest. With `insecure`, HTTPS that
+    /// does not verify certificates is tried first, then plain HTTP (as
+    /// Docker and skopeo do for an insecure registry).
+    async fn start(&mut self, reference: &Reference) -> Result<(Vec<u8>, String), FetchError> {
+        let first = self.login_and_manifest(reference).await;
+        match first {
+            Err(FetchError::Connect { .. }) if self.insecure => {
+                tracing::debug!(registry = %self.image.registry, "HTTPS failed; plain HTTP");
+                self.client = client(true, true)?;
+                self.login_and_manifest(reference).await
+            }
+            other => other,
+        }
+    }
+
+    async fn login_and_manifest(
+        &self,
+        reference: &Reference,
+    ) -> Result<(Vec<u8>, String), FetchError> {
+        self.login(reference).await?;
+        self.manifest(reference).await
     }
 
     /// Asks for a token when the registry wants one (a refused one is an
@@ -227,7 +234,7 @@ impl<'a> Remote<'a> {
                 Err(e) => return Err(self.stream_error(v, &e)),
             }
         }
-        let size = v.finish()?;
+        let size = v.finish(progress)?;
         Ok((tmp.keep()?, size))
     }
 
@@ -236,7 +243,7 @@ impl<'a> Remote<'a> {
     fn stream_error(&self, v: Verifier, e: &std::io::Error) -> FetchError {
         let what = v.what;
         let digest = v.digest.clone();
-        match v.finish() {
+        match v.finish(&crate::no_progress()) {
             Err(corrupt) => corrupt,
             Ok(_) => FetchError::Registry {
                 registry: self.image.registry.clone(),
@@ -246,7 +253,7 @@ impl<'a> Remote<'a> {
     }
 
     /// A client error as a [`FetchError`]; `what` was being fetched.
-    fn error(&self, e: OciDistributionError, what: &str) -> FetchError {
+    fn error(&self, e: OciDistributionError, what: &'static str) -> FetchError {
         let registry = self.image.registry.clone();
         let unauthorized = || FetchError::Unauthorized {
             registry: registry.clone(),
@@ -295,15 +302,21 @@ impl<'a> Remote<'a> {
                 registry,
                 detail: format!("HTTP {code} for the {what}: {}", message.trim()),
             },
+            OciDistributionError::DigestError(DigestError::VerificationError {
+                expected,
+                actual,
+            }) => FetchError::Corrupt {
+                what,
+                digest: expected,
+                actual,
+                remote: true,
+            },
             OciDistributionError::RequestError(e) => {
-                let hint = if self.insecure {
-                    ""
-                } else {
-                    " (over HTTPS; a plain-HTTP registry needs --insecure)"
-                };
+                let detail = chain(&e);
+                let hint = connect_hint(&detail, self.insecure);
                 FetchError::Connect {
                     registry,
-                    detail: format!("{}{hint}", chain(&e)),
+                    detail: format!("{detail}{hint}"),
                 }
             }
             other => FetchError::Registry {
@@ -312,6 +325,40 @@ impl<'a> Remote<'a> {
             },
         }
     }
+}
+
+/// What to add to a connection error: `--insecure` when it may help.
+fn connect_hint(detail: &str, insecure: bool) -> &'static str {
+    let unreachable = ["Connection refused", "dns error", "timed out", "No route"];
+    if insecure || unreachable.iter().any(|u| detail.contains(u)) {
+        ""
+    } else if detail.contains("certificate") {
+        " (its TLS certificate is not trusted; --insecure skips the check)"
+    } else {
+        " (over HTTPS; a plain-HTTP registry needs --insecure)"
+    }
+}
+
+/// A client: HTTPS, or with `insecure` HTTPS without certificate checks
+/// (`plain`: HTTP).
+fn client(insecure: bool, plain: bool) -> Result<Client, FetchError> {
+    // rustls needs a process-wide crypto provider; ring is the one the
+    // workspace builds. Another already installed is kept.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = ClientConfig {
+        protocol: if plain {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        },
+        accept_invalid_certificates: insecure,
+        platform_resolver: None,
+        connect_timeout: Some(Duration::from_secs(30)),
+        read_timeout: Some(Duration::from_secs(120)),
+        ..ClientConfig::default()
+    };
+    Client::try_from(config)
+        .map_err(|e| FetchError::io("registry client", std::io::Error::other(e.to_string())))
 }
 
 /// An error and its sources, `: `-joined.

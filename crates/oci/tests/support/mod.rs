@@ -69,8 +69,15 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Starts a registry; with `auth`, only that user and password get in.
+    /// Starts a plain-HTTP registry; with `auth`, only that user and
+    /// password get in.
     pub fn start(auth: Option<(&str, &str)>) -> Self {
+        Self::start_with(auth, false)
+    }
+
+    /// Starts a registry; with `tls`, HTTPS with a self-signed certificate
+    /// for 127.0.0.1 (made with the `openssl` command).
+    pub fn start_with(auth: Option<(&str, &str)>, tls: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -82,6 +89,28 @@ impl Registry {
              http:\n  addr: {addr}\n",
             dir.path().join("storage").display()
         );
+        if tls {
+            let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+            run(Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                ])
+                .args([
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-addext",
+                    "subjectAltName=IP:127.0.0.1",
+                ])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert));
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ));
+        }
         if let Some((user, pass)) = auth {
             let hash = bcrypt::hash(pass, 4).expect("bcrypt");
             let htpasswd = dir.path().join("htpasswd");
