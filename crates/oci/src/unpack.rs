@@ -32,8 +32,12 @@
 //! # Entries
 //! - A regular file replaces whatever is there (a directory included).
 //! - A directory keeps an existing directory (its metadata updated) and
-//!   replaces anything else; directory times are set again when the layer
-//!   is done, since writing into a directory changes them.
+//!   replaces anything else. Directory times are set when the layer is
+//!   done (writing into a directory changes them): the entry's, or for a
+//!   directory the layer changed without an entry for it, the times it had
+//!   before the layer (as umoci does), so the tree does not depend on when
+//!   it was unpacked. Only a directory made for a missing parent gets the
+//!   time of the unpack.
 //! - A symlink keeps its target verbatim (it is never resolved here).
 //! - A hard link's target is a name of the root, checked like an entry
 //!   name; it must exist and not be a directory; a final symlink is linked,

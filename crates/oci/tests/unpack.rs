@@ -429,3 +429,28 @@ fn diff_ids_are_checked_on_the_uncompressed_stream() {
         "{err}"
     );
 }
+
+#[test]
+fn directories_changed_without_an_entry_keep_their_times() {
+    let mut s = Scratch::new();
+    let lower = Tar::new()
+        .dir("./", 0o755)
+        .dir("keep", 0o755)
+        .file("keep/a", b"a")
+        .dir("opq", 0o755)
+        .file("opq/old", b"old")
+        .finish();
+    let upper = Tar::new()
+        .file("keep/b", b"b")
+        .whiteout("keep", "a")
+        .opaque("opq")
+        .file("top", b"at the root")
+        .finish();
+    let layers = [s.layer(lower, Pack::Plain), s.layer(upper, Pack::Plain)];
+    s.unpack(&layers).expect("unpack");
+    assert_eq!(names(&s.path("keep")), ["b"]);
+    for dir in ["keep", "opq", ""] {
+        let m = std::fs::symlink_metadata(s.path(dir)).expect("dir");
+        assert_eq!(m.mtime(), MTIME as i64, "`{dir}`");
+    }
+}

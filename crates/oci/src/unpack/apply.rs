@@ -1,6 +1,6 @@
 //! One tar stream applied to the root, entry by entry.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 
@@ -40,6 +40,9 @@ pub(crate) struct Applier<'r> {
     /// Directory times, set again once the layer is done (writing into a
     /// directory changes its mtime).
     dir_times: Vec<(RelPath, Timestamps)>,
+    /// The times directories had before this layer changed them: put back
+    /// once the layer is done, unless the layer has an entry for them.
+    pub(super) prior: HashMap<Vec<u8>, Timestamps>,
     pub(crate) stats: UnpackStats,
 }
 
@@ -55,6 +58,7 @@ pub(crate) fn apply<R: Read>(
         chown: rustix::process::geteuid().is_root(),
         written: HashSet::new(),
         dir_times: Vec::new(),
+        prior: HashMap::new(),
         stats: UnpackStats::default(),
     };
     for entry in archive.entries().map_err(corrupt)? {
@@ -180,6 +184,7 @@ impl Applier<'_> {
             return self.root_entry(kind, &meta, &name);
         };
         let dir = self.ensure_dir(&parent, &name)?;
+        remember(&mut self.prior, &parent, &dir);
         match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 self.file(entry, &dir, leaf, &meta, budget, &name)
@@ -202,23 +207,17 @@ impl Applier<'_> {
 
     /// Record `path` and its ancestors as written by this layer.
     pub(super) fn mark(&mut self, path: &RelPath) {
-        if !self.written.insert(path.as_bytes().to_vec()) {
-            return;
-        }
-        for ancestor in path.ancestors() {
-            if !self.written.insert(ancestor.to_vec()) {
-                break;
-            }
-        }
+        mark(&mut self.written, path);
     }
 
     pub(super) fn ensure_dir(&mut self, rel: &RelPath, name: &str) -> Result<OwnedFd, ApplyError> {
-        let mut made = Vec::new();
-        let res = self.root.ensure_dir(rel, &mut |p| made.push(p.clone()));
-        for p in &made {
-            self.mark(p);
-        }
-        res.map_err(fail(name, "make its parent directory"))
+        let mut watch = Recorder {
+            written: &mut self.written,
+            prior: &mut self.prior,
+        };
+        self.root
+            .ensure_dir(rel, &mut watch)
+            .map_err(fail(name, "make its parent directory"))
     }
 
     fn root_entry(&mut self, kind: EntryType, meta: &Meta, name: &str) -> Result<(), ApplyError> {
@@ -316,11 +315,20 @@ impl Applier<'_> {
         Ok(())
     }
 
-    /// Set the directory times recorded in this layer, now that nothing
-    /// more is written into them. A directory removed or replaced later in
-    /// the layer is passed over.
+    /// Set the directory times, now that nothing more is written into them:
+    /// those of the layer's directory entries, and for a directory the
+    /// layer changed without an entry, the times it had before. A
+    /// directory removed or replaced later in the layer is passed over.
     fn finish(&mut self) -> Result<(), ApplyError> {
-        for (path, times) in std::mem::take(&mut self.dir_times) {
+        let explicit = std::mem::take(&mut self.dir_times);
+        let named: HashSet<&[u8]> = explicit.iter().map(|(p, _)| p.as_bytes()).collect();
+        let prior: Vec<_> = std::mem::take(&mut self.prior)
+            .into_iter()
+            .filter(|(p, _)| !named.contains(&p[..]))
+            .filter_map(|(p, t)| RelPath::parse(&p).ok().map(|p| (p, t)))
+            .collect();
+        drop(named);
+        for (path, times) in prior.into_iter().chain(explicit) {
             let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW;
             let fd = match self.root.open_in(&path, flags) {
                 Ok(fd) => fd,
@@ -362,5 +370,43 @@ fn copy<R: Read>(
             source,
         })?;
         total += n as u64;
+    }
+}
+
+/// Record `path` and its ancestors in `written`.
+fn mark(written: &mut HashSet<Vec<u8>>, path: &RelPath) {
+    if !written.insert(path.as_bytes().to_vec()) {
+        return;
+    }
+    for ancestor in path.ancestors() {
+        if !written.insert(ancestor.to_vec()) {
+            break;
+        }
+    }
+}
+
+/// Remember the times of the directory `rel` before this layer's first
+/// change to it.
+pub(super) fn remember(prior: &mut HashMap<Vec<u8>, Timestamps>, rel: &RelPath, fd: &OwnedFd) {
+    if !prior.contains_key(rel.as_bytes())
+        && let Ok(times) = fs::times_of(fd)
+    {
+        prior.insert(rel.as_bytes().to_vec(), times);
+    }
+}
+
+/// The applier's ears while `Root::ensure_dir` makes a path.
+struct Recorder<'a> {
+    written: &'a mut HashSet<Vec<u8>>,
+    prior: &'a mut HashMap<Vec<u8>, Timestamps>,
+}
+
+impl fs::Watch for Recorder<'_> {
+    fn changing(&mut self, rel: &RelPath, fd: &OwnedFd) {
+        remember(self.prior, rel, fd);
+    }
+
+    fn made(&mut self, rel: &RelPath) {
+        mark(self.written, rel);
     }
 }

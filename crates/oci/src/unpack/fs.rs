@@ -19,7 +19,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 
 use super::path::RelPath;
@@ -30,6 +30,14 @@ const MAX_HOPS: u32 = 40;
 
 /// Directory nesting `remove_all` descends into (each level holds an fd).
 const MAX_DEPTH: u32 = 256;
+
+/// Who hears of directories changing while a path is made.
+pub(crate) trait Watch {
+    /// The directory `rel` (open as `fd`) is about to change.
+    fn changing(&mut self, rel: &RelPath, fd: &OwnedFd);
+    /// The directory `rel` was made.
+    fn made(&mut self, rel: &RelPath);
+}
 
 /// The image root.
 #[derive(Debug)]
@@ -76,22 +84,22 @@ impl Root {
 
     /// The directory `rel`, created (0755, like `mkdir -p`) where missing.
     /// A missing component reached through a dangling symlink is created
-    /// where the symlink points, inside the root. `created` hears of every
-    /// directory made.
+    /// where the symlink points, inside the root. `watch` hears of every
+    /// directory about to get a new child and of every directory made.
     pub(crate) fn ensure_dir(
         &self,
         rel: &RelPath,
-        created: &mut dyn FnMut(&RelPath),
+        watch: &mut dyn Watch,
     ) -> Result<OwnedFd, Errno> {
         let mut hops = 0;
-        self.ensure_dir_hops(rel, &mut hops, created)
+        self.ensure_dir_hops(rel, &mut hops, watch)
     }
 
     fn ensure_dir_hops(
         &self,
         rel: &RelPath,
         hops: &mut u32,
-        created: &mut dyn FnMut(&RelPath),
+        watch: &mut dyn Watch,
     ) -> Result<OwnedFd, Errno> {
         match self.open_dir(rel) {
             Err(Errno::NOENT) => {}
@@ -100,10 +108,11 @@ impl Root {
         let Some((parent, name)) = rel.split_last() else {
             return Err(Errno::NOENT);
         };
-        let pfd = self.ensure_dir_hops(&parent, hops, created)?;
+        let pfd = self.ensure_dir_hops(&parent, hops, watch)?;
+        watch.changing(&parent, &pfd);
         match rustix::fs::mkdirat(&pfd, name, Mode::from_raw_mode(0o755)) {
             Ok(()) => {
-                created(rel);
+                watch.made(rel);
                 return open_child(&pfd, name, OFlags::PATH | OFlags::DIRECTORY);
             }
             Err(Errno::EXIST) => {}
@@ -123,7 +132,7 @@ impl Root {
         let target = rustix::fs::readlinkat(&pfd, name, Vec::new())?;
         let base = self.rel_of(pfd.as_fd())?;
         let next = base.join_clamped(target.as_bytes());
-        self.ensure_dir_hops(&next, hops, created)
+        self.ensure_dir_hops(&next, hops, watch)
     }
 
     /// Where an fd inside the root is, relative to the root.
@@ -181,16 +190,19 @@ fn remove_tree(dir: &OwnedFd, name: &[u8], depth: u32) -> Result<(), Errno> {
 
 /// Empty the directory `dir` (at `rel`) of everything `keep` says no to;
 /// a kept directory is emptied the same way, so what stays is exactly
-/// what `keep` names and their ancestors.
+/// what `keep` names and their ancestors. `changing` hears of each
+/// directory before it is emptied.
 pub(crate) fn clear_dir(
     dir: &OwnedFd,
     rel: &RelPath,
     keep: &dyn Fn(&RelPath) -> bool,
+    changing: &mut dyn FnMut(&RelPath, &OwnedFd),
     depth: u32,
 ) -> Result<(), Errno> {
     if depth > MAX_DEPTH {
         return Err(Errno::LOOP);
     }
+    changing(rel, dir);
     let readable = open_child(dir, b".", OFlags::RDONLY | OFlags::DIRECTORY)?;
     for child in list(&readable)? {
         let child_rel = rel.join(&child);
@@ -199,7 +211,7 @@ pub(crate) fn clear_dir(
             remove_any(&readable, &child)?;
         } else if kind == Some(FileType::Directory) {
             let sub = open_child(&readable, &child, OFlags::PATH | OFlags::DIRECTORY)?;
-            clear_dir(&sub, &child_rel, keep, depth + 1)?;
+            clear_dir(&sub, &child_rel, keep, changing, depth + 1)?;
         }
     }
     Ok(())
@@ -217,6 +229,21 @@ fn list(dir: &OwnedFd) -> Result<Vec<Vec<u8>>, Errno> {
         }
     }
     Ok(names)
+}
+
+/// The access and modification times of `fd`.
+pub(crate) fn times_of(fd: &OwnedFd) -> Result<Timestamps, Errno> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok(Timestamps {
+        last_access: Timespec {
+            tv_sec: st.st_atime,
+            tv_nsec: st.st_atime_nsec as _,
+        },
+        last_modification: Timespec {
+            tv_sec: st.st_mtime,
+            tv_nsec: st.st_mtime_nsec as _,
+        },
+    })
 }
 
 /// `/proc/self/fd/N` for `fd`: with an `O_PATH` directory fd and a name

@@ -7,7 +7,9 @@
 
 use rustix::io::Errno;
 
-use super::apply::{Applier, fail};
+use std::os::fd::OwnedFd;
+
+use super::apply::{Applier, fail, remember};
 use super::error::ApplyError;
 use super::fs;
 use super::path::RelPath;
@@ -30,6 +32,7 @@ impl Applier<'_> {
             Err(Errno::NOENT | Errno::NOTDIR) => return Ok(()),
             Err(e) => return Err(fail(name, "find the whited-out file")(e)),
         };
+        remember(&mut self.prior, dir, &dfd);
         fs::remove_any(&dfd, leaf).map_err(fail(name, "remove the whited-out file"))?;
         Ok(())
     }
@@ -40,8 +43,10 @@ impl Applier<'_> {
         self.stats.whiteouts += 1;
         self.mark(dir);
         let dfd = self.ensure_dir(dir, name)?;
-        let written = &self.written;
+        let (written, prior) = (&self.written, &mut self.prior);
         let keep = |p: &RelPath| written.contains(p.as_bytes());
-        fs::clear_dir(&dfd, dir, &keep, 0).map_err(fail(name, "empty the opaque directory"))
+        let mut changing = |p: &RelPath, fd: &OwnedFd| remember(prior, p, fd);
+        fs::clear_dir(&dfd, dir, &keep, &mut changing, 0)
+            .map_err(fail(name, "empty the opaque directory"))
     }
 }
