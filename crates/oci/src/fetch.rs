@@ -23,6 +23,16 @@
 //! platform, a digest that does not match, a blob shorter than its
 //! descriptor and a layer over [`Limits::max_layer_bytes`] are each a
 //! [`FetchError`] that says so; [`FetchError::status_class`] sorts them for HTTP.
+//!
+//! # Threads, locks, I/O
+//! A registry fetch runs on the caller's tokio runtime: network I/O is
+//! async, blob chunks are written with plain file writes as they arrive,
+//! and each blob's fsync and rename run on the blocking pool. Local
+//! sources (`oci:`, archives, `rootfs:`) run wholly on the blocking pool.
+//! No lock is held: concurrent fetches into one blob directory write
+//! distinct temporary names (process id and a counter) and the rename
+//! into place is atomic, so the last writer of a blob wins with the same
+//! bytes. Layers are fetched one after the other.
 
 mod archive;
 mod blobs;
@@ -273,6 +283,9 @@ pub enum FetchError {
         /// What is wrong.
         detail: String,
     },
+    /// The image config is not valid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// A local file or directory failed.
     #[error("{context}: {source}")]
     Io {
@@ -304,7 +317,8 @@ impl FetchError {
             FetchError::NoPlatform { .. }
             | FetchError::WrongPlatform { .. }
             | FetchError::Unsupported(_)
-            | FetchError::Invalid { .. } => ErrorClass::BadRequest,
+            | FetchError::Invalid { .. }
+            | FetchError::Config(_) => ErrorClass::BadRequest,
             FetchError::Io { .. } => ErrorClass::Internal,
         }
     }

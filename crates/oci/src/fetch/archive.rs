@@ -60,7 +60,7 @@ impl TarLayout {
         };
         let mut kept_bytes = 0;
         let mut archive = tar::Archive::new(file);
-        for entry in archive.entries().map_err(|e| me.bad(e))? {
+        for entry in archive.entries_with_seek().map_err(|e| me.bad(e))? {
             let mut entry = entry.map_err(|e| me.bad(e))?;
             let Some(name) = entry.path().ok().and_then(|p| normalise(&p)) else {
                 continue;
@@ -123,7 +123,7 @@ impl TarLayout {
         }
         let file = File::open(&self.path).map_err(|e| FetchError::open(&self.path, e))?;
         let mut archive = tar::Archive::new(file);
-        for entry in archive.entries().map_err(|e| self.bad(e))? {
+        for entry in archive.entries_with_seek().map_err(|e| self.bad(e))? {
             let mut entry = entry.map_err(|e| self.bad(e))?;
             if entry.path().ok().and_then(|p| normalise(&p)).as_ref() == Some(&real) {
                 let mut bytes = Vec::new();
@@ -172,7 +172,7 @@ impl TarLayout {
     ) -> Result<(), FetchError> {
         let file = File::open(&self.path).map_err(|e| FetchError::open(&self.path, e))?;
         let mut archive = tar::Archive::new(file);
-        for entry in archive.entries().map_err(|e| self.bad(e))? {
+        for entry in archive.entries_with_seek().map_err(|e| self.bad(e))? {
             let entry = entry.map_err(|e| self.bad(e))?;
             let Some(name) = entry.path().ok().and_then(|p| normalise(&p)) else {
                 continue;

@@ -211,8 +211,7 @@ fn fetch_image(
 
 /// Parses a config and checks its platform.
 pub(crate) fn parse_config(bytes: &[u8], platform: &Platform) -> Result<ImageConfig, FetchError> {
-    let image =
-        ImageConfig::from_json(bytes).map_err(|e| FetchError::invalid("image config", e))?;
+    let image = ImageConfig::from_json(bytes)?;
     manifest::check_platform(&image, platform)?;
     Ok(image)
 }

@@ -235,7 +235,11 @@ impl<'a> Remote<'a> {
             }
         }
         let size = v.finish(progress)?;
-        Ok((tmp.keep()?, size))
+        // fsync and rename off the async threads.
+        let path = tokio::task::spawn_blocking(move || tmp.keep())
+            .await
+            .map_err(|e| FetchError::io("storing a blob", std::io::Error::other(e)))??;
+        Ok((path, size))
     }
 
     /// An error mid-stream: a corrupt or short blob if it is one, else
