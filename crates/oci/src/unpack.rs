@@ -67,7 +67,10 @@
 //! # Limits and errors
 //! The regular files' sizes add up against `max_unpacked_bytes` (checked
 //! before a file is written and while it is); a blob over `max_layer_bytes`
-//! is refused before it is read. A truncated or corrupt stream, a hostile
+//! is refused before it is read. Memory is bounded too, whatever the
+//! archive says: an image has at most [`MAX_ENTRIES`] entries, one entry's
+//! headers (GNU long names, PAX records, which the tar crate reads whole)
+//! at most 16 MiB, and a layer's bookkeeping of names at most 256 MiB. A truncated or corrupt stream, a hostile
 //! name and a malformed entry are the image's fault, disk and I/O failures
 //! ours: [`UnpackError::class`] tells which. Errors name the layer (`layer
 //! 2 (sha256:ab12…)`) and the entry. On an error the root is left as it is,
@@ -137,17 +140,38 @@ impl UnpackStats {
     }
 }
 
-/// How many bytes of regular files may still be written, across layers.
+/// Entries an image may have, across its layers (whiteouts included). A
+/// big distribution image has a few hundred thousand.
+pub const MAX_ENTRIES: u64 = 1 << 22;
+
+/// How many bytes of regular files, and how many entries, may still be
+/// written, across layers.
 #[derive(Debug, Clone)]
 pub struct Budget {
     limit: u64,
     used: u64,
+    entries: u64,
 }
 
 impl Budget {
-    /// A budget of `limit` bytes.
+    /// A budget of `limit` bytes (and [`MAX_ENTRIES`] entries).
     pub fn new(limit: u64) -> Self {
-        Self { limit, used: 0 }
+        Self {
+            limit,
+            used: 0,
+            entries: 0,
+        }
+    }
+
+    fn count_entry(&mut self, entry: &str) -> Result<(), ApplyError> {
+        self.entries += 1;
+        if self.entries > MAX_ENTRIES {
+            return Err(ApplyError::Bounds {
+                entry: entry.to_owned(),
+                what: format!("the image has more than {MAX_ENTRIES} entries"),
+            });
+        }
+        Ok(())
     }
 
     /// Bytes charged so far.

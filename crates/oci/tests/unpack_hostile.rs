@@ -312,3 +312,21 @@ fn errors_name_the_layer_and_the_entry() {
     assert_eq!(err.class(), ErrorClass::BadImage);
     s.assert_nothing_outside();
 }
+
+#[test]
+fn huge_extension_headers_are_refused_before_they_fill_memory() {
+    let mut s = Scratch::new();
+    let huge = vec![b'a'; 20 << 20];
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_pax_extensions([("comment", &huge[..])])
+        .expect("pax");
+    let mut h = regular(1);
+    b.append_data(&mut h, "f", &b"x"[..]).expect("append");
+    let layer = s.layer(b.into_inner().expect("tar"), Pack::Gzip);
+    assert!(layer.size < 1 << 20, "a small blob: {}", layer.size);
+    let err = layer_error(s.unpack(&[layer]).expect_err("refused"));
+    assert!(matches!(err, ApplyError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("over 16 MiB"), "{err}");
+    assert!(!exists(&s.path("f")));
+    s.assert_nothing_outside();
+}

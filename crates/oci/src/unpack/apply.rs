@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
+use std::rc::Rc;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps};
 use rustix::io::Errno;
@@ -12,11 +13,19 @@ use super::error::ApplyError;
 use super::fs::{self, Root};
 use super::meta::{Meta, MetaError};
 use super::path::{PathError, RelPath};
+use super::stream::{Gap, Guarded};
 use super::{Budget, UnpackStats};
 
 const OPAQUE: &[u8] = b".wh..wh..opq";
 const WHITEOUT: &[u8] = b".wh.";
 const META_PREFIX: &[u8] = b".wh..wh.";
+
+/// Memory a layer's bookkeeping of names may take (paths written,
+/// directory times): a hostile layer of long names could take gigabytes.
+const MAX_NAME_BYTES: u64 = 256 << 20;
+
+/// What each name recorded costs besides its bytes.
+const NAME_OVERHEAD: u64 = 64;
 
 /// What a name means besides being a path.
 enum Special {
@@ -34,6 +43,11 @@ pub(crate) struct Applier<'r> {
     pub(super) root: &'r Root,
     /// Owners are set only when we are root.
     pub(super) chown: bool,
+    /// Reset as entry data arrives (see `stream::Gap`).
+    gap: Rc<Gap>,
+    /// Bytes held by `written`, `dir_times` and `prior`, bounded by
+    /// [`MAX_NAME_BYTES`].
+    pub(super) name_bytes: u64,
     /// Every path this layer wrote and their ancestors: a whiteout or an
     /// opaque marker of this layer leaves them alone.
     pub(super) written: HashSet<Vec<u8>>,
@@ -52,22 +66,30 @@ pub(crate) fn apply<R: Read>(
     root: &Root,
     budget: &mut Budget,
 ) -> Result<UnpackStats, ApplyError> {
-    let mut archive = tar::Archive::new(reader);
+    let gap = Rc::new(Gap::new());
+    let mut archive = tar::Archive::new(Guarded {
+        inner: reader,
+        gap: gap.clone(),
+    });
     let mut applier = Applier {
         root,
         chown: rustix::process::geteuid().is_root(),
+        gap: gap.clone(),
         written: HashSet::new(),
+        name_bytes: 0,
         dir_times: Vec::new(),
         prior: HashMap::new(),
         stats: UnpackStats::default(),
     };
     for entry in archive.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
+        gap.reset();
         applier.entry(&mut entry, budget)?;
     }
     applier.finish()?;
     // Read to the end: a compressed stream checks its trailer (CRC, size)
     // only there, and a cut one fails only there.
+    gap.lift();
     io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(corrupt)?;
     Ok(applier.stats)
 }
@@ -154,6 +176,13 @@ impl Applier<'_> {
     ) -> Result<(), ApplyError> {
         let raw = entry.path_bytes().into_owned();
         let name = shown(&raw);
+        budget.count_entry(&name)?;
+        if self.name_bytes > MAX_NAME_BYTES {
+            return Err(ApplyError::Bounds {
+                entry: name,
+                what: format!("the layer's names take more than {MAX_NAME_BYTES} bytes"),
+            });
+        }
         let mut kind = entry.header().entry_type();
         // A pre-POSIX regular file ('\0') named `…/` is a directory, as
         // Go's archive/tar reads it.
@@ -184,7 +213,7 @@ impl Applier<'_> {
             return self.root_entry(kind, &meta, &name);
         };
         let dir = self.ensure_dir(&parent, &name)?;
-        remember(&mut self.prior, &parent, &dir);
+        self.name_bytes += remember(&mut self.prior, &parent, &dir);
         match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 self.file(entry, &dir, leaf, &meta, budget, &name)
@@ -207,13 +236,14 @@ impl Applier<'_> {
 
     /// Record `path` and its ancestors as written by this layer.
     pub(super) fn mark(&mut self, path: &RelPath) {
-        mark(&mut self.written, path);
+        self.name_bytes += mark(&mut self.written, path);
     }
 
     pub(super) fn ensure_dir(&mut self, rel: &RelPath, name: &str) -> Result<OwnedFd, ApplyError> {
         let mut watch = Recorder {
             written: &mut self.written,
             prior: &mut self.prior,
+            bytes: &mut self.name_bytes,
         };
         self.root
             .ensure_dir(rel, &mut watch)
@@ -252,7 +282,7 @@ impl Applier<'_> {
         let fd = rustix::fs::openat(dir, leaf, flags, Mode::from_raw_mode(0o600))
             .map_err(fail(name, "create it"))?;
         let mut file = std::fs::File::from(fd);
-        let copied = copy(entry, &mut file, budget, name)?;
+        let copied = copy(entry, &mut file, budget, &self.gap, name)?;
         if copied < size {
             let source =
                 io::Error::new(io::ErrorKind::UnexpectedEof, format!("`{name}` ends early"));
@@ -287,6 +317,7 @@ impl Applier<'_> {
             .map_err(fail(name, "open it"))?;
         meta.apply_fd(&fd, self.chown, &mut self.stats.skipped)
             .map_err(meta_fail(name))?;
+        self.name_bytes += path.as_bytes().len() as u64 + NAME_OVERHEAD;
         self.dir_times.push((path.clone(), meta.times.clone()));
         self.stats.dirs += 1;
         Ok(())
@@ -352,6 +383,7 @@ fn copy<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     out: &mut std::fs::File,
     budget: &mut Budget,
+    gap: &Gap,
     name: &str,
 ) -> Result<u64, ApplyError> {
     let mut buf = vec![0u8; 128 << 10];
@@ -363,6 +395,7 @@ fn copy<R: Read>(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(corrupt(e)),
         };
+        gap.reset();
         budget.take(n as u64, name)?;
         out.write_all(&buf[..n]).map_err(|source| ApplyError::Io {
             entry: name.to_owned(),
@@ -373,40 +406,50 @@ fn copy<R: Read>(
     }
 }
 
-/// Record `path` and its ancestors in `written`.
-fn mark(written: &mut HashSet<Vec<u8>>, path: &RelPath) {
+/// Record `path` and its ancestors in `written`; the bytes that took.
+fn mark(written: &mut HashSet<Vec<u8>>, path: &RelPath) -> u64 {
     if !written.insert(path.as_bytes().to_vec()) {
-        return;
+        return 0;
     }
+    let mut bytes = path.as_bytes().len() as u64 + NAME_OVERHEAD;
     for ancestor in path.ancestors() {
         if !written.insert(ancestor.to_vec()) {
             break;
         }
+        bytes += ancestor.len() as u64 + NAME_OVERHEAD;
     }
+    bytes
 }
 
 /// Remember the times of the directory `rel` before this layer's first
-/// change to it.
-pub(super) fn remember(prior: &mut HashMap<Vec<u8>, Timestamps>, rel: &RelPath, fd: &OwnedFd) {
+/// change to it; the bytes that took.
+pub(super) fn remember(
+    prior: &mut HashMap<Vec<u8>, Timestamps>,
+    rel: &RelPath,
+    fd: &OwnedFd,
+) -> u64 {
     if !prior.contains_key(rel.as_bytes())
         && let Ok(times) = fs::times_of(fd)
     {
         prior.insert(rel.as_bytes().to_vec(), times);
+        return rel.as_bytes().len() as u64 + NAME_OVERHEAD;
     }
+    0
 }
 
 /// The applier's ears while `Root::ensure_dir` makes a path.
 struct Recorder<'a> {
     written: &'a mut HashSet<Vec<u8>>,
     prior: &'a mut HashMap<Vec<u8>, Timestamps>,
+    bytes: &'a mut u64,
 }
 
 impl fs::Watch for Recorder<'_> {
     fn changing(&mut self, rel: &RelPath, fd: &OwnedFd) {
-        remember(self.prior, rel, fd);
+        *self.bytes += remember(self.prior, rel, fd);
     }
 
     fn made(&mut self, rel: &RelPath) {
-        mark(self.written, rel);
+        *self.bytes += mark(self.written, rel);
     }
 }

@@ -52,6 +52,10 @@ pub enum ApplyError {
     /// The regular files add up to more than the limit.
     #[error("entry `{entry}`: the unpacked image is larger than the limit of {limit} bytes")]
     TooLarge { entry: String, limit: u64 },
+    /// The archive is too big in another way: too many entries, names
+    /// taking too much memory.
+    #[error("entry `{entry}`: {what}")]
+    Bounds { entry: String, what: String },
     /// An entry is malformed or cannot exist in a tree (a file where a
     /// directory is needed, a symlink loop, an unknown type, a bad xattr).
     #[error("entry `{entry}`: {problem}")]
@@ -75,7 +79,7 @@ impl ApplyError {
             | Self::LeavesRoot { .. }
             | Self::LinkTarget { .. }
             | Self::Invalid { .. } => ErrorClass::BadImage,
-            Self::TooLarge { .. } => ErrorClass::TooLarge,
+            Self::TooLarge { .. } | Self::Bounds { .. } => ErrorClass::TooLarge,
             Self::Root { .. } | Self::Read { .. } | Self::Io { .. } => ErrorClass::Internal,
         }
     }

@@ -118,6 +118,58 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
+/// What the tar reader may take between two entries that is no entry's
+/// data: the tar crate reads GNU long names and PAX records whole into
+/// memory, and a hostile one could be gigabytes.
+pub(super) const MAX_HEADER_BYTES: u64 = 16 << 20;
+
+/// What the tar reader took since the last entry or data chunk.
+#[derive(Debug)]
+pub(super) struct Gap {
+    taken: Cell<u64>,
+    limit: Cell<u64>,
+}
+
+impl Gap {
+    pub(super) fn new() -> Self {
+        Self {
+            taken: Cell::new(0),
+            limit: Cell::new(MAX_HEADER_BYTES),
+        }
+    }
+
+    /// An entry or a chunk of its data arrived.
+    pub(super) fn reset(&self) {
+        self.taken.set(0);
+    }
+
+    /// The archive is over: what follows is only read to its end.
+    pub(super) fn lift(&self) {
+        self.limit.set(u64::MAX);
+    }
+}
+
+/// The tar stream, refusing headers over [`MAX_HEADER_BYTES`].
+pub(super) struct Guarded<R> {
+    pub(super) inner: R,
+    pub(super) gap: Rc<Gap>,
+}
+
+impl<R: Read> Read for Guarded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let taken = self.gap.taken.get().saturating_add(n as u64);
+        if taken > self.gap.limit.get() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "an entry's headers (long names, PAX records) are over 16 MiB",
+            ));
+        }
+        self.gap.taken.set(taken);
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Compression, compression, short_digest};

@@ -32,7 +32,7 @@ impl Applier<'_> {
             Err(Errno::NOENT | Errno::NOTDIR) => return Ok(()),
             Err(e) => return Err(fail(name, "find the whited-out file")(e)),
         };
-        remember(&mut self.prior, dir, &dfd);
+        self.name_bytes += remember(&mut self.prior, dir, &dfd);
         fs::remove_any(&dfd, leaf).map_err(fail(name, "remove the whited-out file"))?;
         Ok(())
     }
@@ -43,9 +43,9 @@ impl Applier<'_> {
         self.stats.whiteouts += 1;
         self.mark(dir);
         let dfd = self.ensure_dir(dir, name)?;
-        let (written, prior) = (&self.written, &mut self.prior);
+        let (written, prior, bytes) = (&self.written, &mut self.prior, &mut self.name_bytes);
         let keep = |p: &RelPath| written.contains(p.as_bytes());
-        let mut changing = |p: &RelPath, fd: &OwnedFd| remember(prior, p, fd);
+        let mut changing = |p: &RelPath, fd: &OwnedFd| *bytes += remember(prior, p, fd);
         fs::clear_dir(&dfd, dir, &keep, &mut changing, 0)
             .map_err(fail(name, "empty the opaque directory"))
     }
