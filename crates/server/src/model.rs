@@ -11,6 +11,7 @@
 //! JSON Schema can say (name patterns, absolute paths, ranges), so that the
 //! document's clients and the API fuzzer send what the daemon accepts.
 
+pub mod images;
 pub mod replies;
 pub mod snapshots;
 pub mod time;
@@ -95,7 +96,12 @@ impl From<&Sandbox> for SandboxView {
             memory_mb: s.memory_mb,
             keep_hot: s.keep_hot,
             peers: StoredSpec::peers_of(&s.spec),
-            image: s.image.clone(),
+            image: s
+                .spec
+                .get("image_name")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or(&s.image)
+                .to_owned(),
             template_id: s.template_id.clone(),
             engine_id: s.id.clone(),
             created_by: s.user_id.clone(),
@@ -318,6 +324,13 @@ pub struct StoredSpec {
     /// request had none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_size_mb: Option<u32>,
+    /// The caller's name for the stored image it was made from (the row's
+    /// `image` is the engine's `sha256:…`): what the API shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_name: Option<String>,
+    /// The image config's working directory: the default `cwd` of exec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
 }
 
 fn yes() -> bool {

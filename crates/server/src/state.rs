@@ -53,6 +53,8 @@ pub struct AppState<E> {
     /// Forwards of listening guest ports to host ports.
     pub host_ports: HostPorts,
     pub started: Instant,
+    /// Image import jobs ([`crate::service::import`]).
+    pub imports: Arc<crate::service::import::Jobs>,
     pub(crate) create_lock: std::sync::Mutex<()>,
 }
 
@@ -69,6 +71,7 @@ impl<E> AppState<E> {
             activity: Arc::new(Activity::new()),
             host_ports: HostPorts::new(settings.host_port_bind),
             started: Instant::now(),
+            imports: Arc::new(crate::service::import::Jobs::new(&settings.data_dir)),
             create_lock: std::sync::Mutex::new(()),
             settings,
         }

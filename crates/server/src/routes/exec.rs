@@ -111,7 +111,7 @@ async fn exec<E: Engine>(
     let req = ExecRequest {
         argv: body.cmd,
         env: body.env,
-        cwd: body.cwd,
+        cwd: body.cwd.or_else(|| crate::service::images::workdir_of(&sb)),
         user: body.user,
         ..ExecRequest::default()
     };

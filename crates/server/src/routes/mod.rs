@@ -11,6 +11,7 @@
 pub mod exec;
 pub mod files;
 pub mod health;
+pub mod images;
 pub mod ports;
 pub mod proxy;
 pub mod publish;
@@ -111,6 +112,7 @@ pub fn table<E: Engine>() -> Vec<RouteDef<E>> {
     all.extend(health::routes());
     all.extend(sandboxes::routes());
     all.extend(snapshots::routes());
+    all.extend(images::routes());
     all.extend(exec::routes());
     all.extend(shell::routes());
     all.extend(files::routes());

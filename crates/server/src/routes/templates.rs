@@ -7,7 +7,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use bhatti_engine::engine::Engine;
-use bhatti_engine::image::Tier;
 use bhatti_store::templates::Template;
 use serde::Deserialize;
 
@@ -17,7 +16,7 @@ use crate::extract::{ApiJson, ApiPath, ApiResult, AuthUser};
 use crate::keys;
 use crate::model::replies::{Status, TemplateView};
 use crate::model::{Mount, TemplateSpec};
-use crate::service::validate::{self, Invalid};
+use crate::service::validate;
 use crate::state::{Shared, now_unix};
 
 pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
@@ -103,8 +102,8 @@ async fn create<E: Engine>(
 ) -> ApiResult<(StatusCode, Json<TemplateView>)> {
     validate::name(&req.name)?;
     if let Some(i) = &req.image {
-        i.parse::<Tier>()
-            .map_err(|e| Invalid::Image(e.to_string()))?;
+        // One of the caller's images, or a tier.
+        st.resolve_image(&u, i)?;
     }
     let spec = TemplateSpec {
         cpus: req.cpus,

@@ -209,6 +209,8 @@ fn new_row(
         peers: plan.peers,
         user: plan.user.clone(),
         disk_size_mb: plan.disk_mb,
+        image_name: plan.image_name.clone(),
+        workdir: plan.workdir.clone(),
     };
     Sandbox {
         id,

@@ -15,7 +15,9 @@
 //! - [`volumes`]: volumes outside a create;
 //! - [`lifetime`]: TTLs (and the task that applies them) and labels;
 //! - [`snapshots`]: named snapshots (take, list, get, delete);
-//! - [`restore`]: sandboxes made from a snapshot, and fork.
+//! - [`restore`]: sandboxes made from a snapshot, and fork;
+//! - [`images`]: users' images (list, get, delete, save a sandbox's disk,
+//!   what a create's `image` names); [`import`]: import jobs.
 //!
 //! The engine owns a sandbox's state and files: the service asks the
 //! engine (including to delete a volume's file) and never touches the
@@ -28,6 +30,8 @@
 //! quota check and its store transaction (never the VM boot).
 
 pub mod create;
+pub mod images;
+pub mod import;
 pub mod lifetime;
 pub mod plan;
 pub mod restore;
@@ -55,7 +59,7 @@ pub enum ServiceError {
     #[error("sandbox limit reached ({have}/{max})")]
     Quota { have: u32, max: u32 },
     #[error(
-        "storage quota reached: your snapshots take {used_mb} MB of {max_mb} MB; delete some (bhatti snapshot rm NAME)"
+        "storage quota reached: your snapshots and images take {used_mb} MB of {max_mb} MB; delete some (bhatti snapshot rm NAME, bhatti image rm NAME)"
     )]
     Storage { used_mb: u64, max_mb: u32 },
     #[error("secret {0} not found")]

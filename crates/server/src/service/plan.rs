@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use bhatti_engine::engine::{Engine, FileSpec, SandboxSpec, VolumeSpec};
-use bhatti_engine::image::{ImageRef, Tier};
+use bhatti_engine::image::ImageRef;
 use bhatti_store::users::User;
 
 use super::validate::{self, Invalid, parse_mode};
@@ -22,6 +22,10 @@ pub struct Plan {
     pub cpus: u32,
     pub memory_mb: u32,
     pub image: ImageRef,
+    /// The caller's name for a stored image (`None`: a tier).
+    pub image_name: Option<String>,
+    /// The image config's working directory: the default `cwd` of exec.
+    pub workdir: Option<String>,
     /// Without secret values (those are added at boot only).
     pub env: BTreeMap<String, String>,
     pub secrets: Vec<String>,
@@ -99,14 +103,11 @@ impl<E: Engine> AppState<E> {
         let cpus = req.cpus.or(tspec.cpus).unwrap_or(1);
         let memory_mb = req.memory_mb.or(tspec.memory_mb).unwrap_or(512);
         validate::size(cpus, memory_mb, &user.limits)?;
-        let image = match req.image.or(tspec.image) {
-            Some(i) => i
-                .parse::<Tier>()
-                .map_err(|e| Invalid::Image(e.to_string()))?
-                .into(),
-            None => self.settings.default_image.into(),
-        };
-        let mut env = tspec.env;
+        let resolved = self.image_of(user, req.image.or(tspec.image))?;
+        let image_init = resolved.init();
+        // The image's env under the template's, under the request's.
+        let mut env = resolved.config.env;
+        env.extend(tspec.env);
         env.extend(req.env.unwrap_or_default());
         validate::env(env.keys())?;
         let mut secrets = tspec.secrets;
@@ -131,7 +132,7 @@ impl<E: Engine> AppState<E> {
         for nv in &new_volumes {
             validate::volume(&nv.name, nv.size_mb)?;
         }
-        let guest_user = req.user.or(tspec.user);
+        let guest_user = req.user.or(tspec.user).or(resolved.config.user);
         if let Some(u) = &guest_user {
             validate::user(u)?;
         }
@@ -149,10 +150,12 @@ impl<E: Engine> AppState<E> {
             name,
             cpus,
             memory_mb,
-            image,
+            image: resolved.image,
+            image_name: resolved.name,
+            workdir: resolved.config.working_dir,
             env,
             secrets,
-            init: req.init.or(tspec.init),
+            init: req.init.or(tspec.init).or(image_init),
             keep_hot: req.keep_hot.unwrap_or(false),
             peers: req.peers.unwrap_or(true),
             mounts,

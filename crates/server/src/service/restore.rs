@@ -288,6 +288,8 @@ fn base_plan(
         cpus,
         memory_mb,
         image,
+        image_name: None,
+        workdir: None,
         env: BTreeMap::new(),
         secrets: Vec::new(),
         init: None,
