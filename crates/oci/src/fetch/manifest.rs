@@ -270,6 +270,42 @@ mod tests {
     }
 
     #[test]
+    fn docker_list_and_v2s2_manifest_parse() {
+        let d = format!("sha256:{}", "1".repeat(64));
+        let list = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[
+            {{"mediaType":"{}","digest":"{d}","size":9,
+              "platform":{{"architecture":"arm","os":"linux","variant":"v7"}}}}]}}"#,
+            mt::DOCKER_LIST,
+            mt::DOCKER_MANIFEST
+        );
+        let Ok(Parsed::Index(entries)) = parse(list.as_bytes(), "list") else {
+            panic!("a list");
+        };
+        let mut arm = Platform::linux("arm");
+        assert!(choose(&entries, &arm).is_ok(), "any variant matches");
+        arm.variant = Some("v6".into());
+        let e = choose(&entries, &arm).expect_err("v6");
+        assert_eq!(
+            e.to_string(),
+            "no linux/arm/v6 image in the index (found linux/arm/v7)"
+        );
+        let v2s2 = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}",
+            "config":{{"mediaType":"{}","digest":"{d}","size":9}},
+            "layers":[{{"mediaType":"{}","digest":"{d}","size":9}}]}}"#,
+            mt::DOCKER_MANIFEST,
+            mt::DOCKER_CONFIG,
+            mt::DOCKER_LAYER_GZIP
+        );
+        let Ok(Parsed::Image { config, layers }) = parse(v2s2.as_bytes(), "manifest") else {
+            panic!("a manifest");
+        };
+        assert!(check_config(&config).is_ok());
+        assert!(layers.iter().all(|l| check_layer(l).is_ok()));
+    }
+
+    #[test]
     fn foreign_layers_are_refused() {
         let mut d = entry("linux", "amd64");
         d.media_type = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip".into();
