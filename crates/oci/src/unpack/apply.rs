@@ -48,6 +48,8 @@ pub(crate) struct Applier<'r> {
     /// Bytes held by `written`, `dir_times` and `prior`, bounded by
     /// [`MAX_NAME_BYTES`].
     pub(super) name_bytes: u64,
+    /// The copy buffer, reused for every file.
+    buf: Vec<u8>,
     /// Every path this layer wrote and their ancestors: a whiteout or an
     /// opaque marker of this layer leaves them alone.
     pub(super) written: HashSet<Vec<u8>>,
@@ -77,6 +79,7 @@ pub(crate) fn apply<R: Read>(
         gap: gap.clone(),
         written: HashSet::new(),
         name_bytes: 0,
+        buf: vec![0; 128 << 10],
         dir_times: Vec::new(),
         prior: HashMap::new(),
         stats: UnpackStats::default(),
@@ -282,7 +285,7 @@ impl Applier<'_> {
         let fd = rustix::fs::openat(dir, leaf, flags, Mode::from_raw_mode(0o600))
             .map_err(fail(name, "create it"))?;
         let mut file = std::fs::File::from(fd);
-        let copied = copy(entry, &mut file, budget, &self.gap, name)?;
+        let copied = copy(entry, &mut file, budget, &self.gap, &mut self.buf, name)?;
         if copied < size {
             let source =
                 io::Error::new(io::ErrorKind::UnexpectedEof, format!("`{name}` ends early"));
@@ -384,12 +387,12 @@ fn copy<R: Read>(
     out: &mut std::fs::File,
     budget: &mut Budget,
     gap: &Gap,
+    buf: &mut [u8],
     name: &str,
 ) -> Result<u64, ApplyError> {
-    let mut buf = vec![0u8; 128 << 10];
     let mut total = 0u64;
     loop {
-        let n = match entry.read(&mut buf) {
+        let n = match entry.read(buf) {
             Ok(0) => return Ok(total),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

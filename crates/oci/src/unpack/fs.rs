@@ -55,7 +55,12 @@ impl Root {
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        Ok(Self { fd, real })
+        let root = Self { fd, real };
+        // Everything rests on openat2 (Linux 5.6): fail here, clearly.
+        root.open_dir(&RelPath::root()).map_err(|e| {
+            io::Error::new(e.kind(), format!("openat2(RESOLVE_IN_ROOT) is needed: {e}"))
+        })?;
+        Ok(root)
     }
 
     /// The directory `rel`, resolved inside the root (an `O_PATH` fd).
