@@ -59,6 +59,12 @@
 //!   appears in the result.
 //! - The PAX global header is ignored; any other entry type is an error.
 //!
+//! # The root
+//! [`unpack`] first makes the root directory `0755`, owned by root (when
+//! we are root), as an image's `/` is unless a layer has a `./` entry
+//! saying otherwise: the caller's fresh directory may have been made
+//! `0700`, and `mkfs.ext4 -d` copies the root's metadata.
+//!
 //! # Trust
 //! A [`Layer`]'s blob is taken to match its digest: fetching verified it
 //! (the digest only names the layer in errors and progress here). Whether
@@ -235,10 +241,12 @@ fn unpack_inner(
     limits: Limits,
     progress: &Progress,
 ) -> Result<UnpackStats, UnpackError> {
-    let root_dir = fs::Root::open(root).map_err(|source| UnpackError::Root {
+    let root_err = |source| UnpackError::Root {
         path: root.to_owned(),
         source,
-    })?;
+    };
+    let root_dir = fs::Root::open(root).map_err(root_err)?;
+    root_dir.reset_metadata().map_err(root_err)?;
     progress(Event::Phase("unpacking".into()));
     let mut budget = Budget::new(limits.max_unpacked_bytes);
     let mut stats = UnpackStats::default();

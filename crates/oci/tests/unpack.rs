@@ -61,6 +61,16 @@ fn files_dirs_symlinks_and_their_metadata() {
 }
 
 #[test]
+fn the_root_starts_as_0755_whatever_the_caller_made() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut s = Scratch::new();
+    std::fs::set_permissions(&s.root, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let l1 = s.layer(Tar::new().file("f", b"no ./ entry").finish(), Pack::Plain);
+    s.unpack(&[l1]).expect("unpack");
+    assert_eq!(lstat(&s.root).st_mode & 0o7777, 0o755);
+}
+
+#[test]
 fn non_utf8_and_long_names() {
     let mut s = Scratch::new();
     let long = format!("d/{}/{}", "x".repeat(150), "y".repeat(120));

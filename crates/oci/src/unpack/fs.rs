@@ -19,7 +19,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Timespec, Timestamps, Uid};
 use rustix::io::Errno;
 
 use super::path::RelPath;
@@ -61,6 +61,16 @@ impl Root {
             io::Error::new(e.kind(), format!("openat2(RESOLVE_IN_ROOT) is needed: {e}"))
         })?;
         Ok(root)
+    }
+
+    /// Make the root itself `0755`, owned by root when we are root.
+    pub(crate) fn reset_metadata(&self) -> io::Result<()> {
+        let fd = self.open_in(&RelPath::root(), OFlags::RDONLY | OFlags::DIRECTORY)?;
+        if rustix::process::geteuid().is_root() {
+            rustix::fs::fchown(&fd, Some(Uid::ROOT), Some(Gid::ROOT))?;
+        }
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o755))?;
+        Ok(())
     }
 
     /// The directory `rel`, resolved inside the root (an `O_PATH` fd).
