@@ -27,12 +27,15 @@
 //! # Threads, locks, I/O
 //! A registry fetch runs on the caller's tokio runtime: network I/O is
 //! async, blob chunks are written with plain file writes as they arrive,
-//! and each blob's fsync and rename run on the blocking pool. Local
+//! and each blob's fsync and rename run in place (`block_in_place` on a
+//! multi-threaded runtime), so dropping the fetch future leaves no
+//! temporary file. Local
 //! sources (`oci:`, archives, `rootfs:`) run wholly on the blocking pool.
 //! No lock is held: concurrent fetches into one blob directory write
 //! distinct temporary names (process id and a counter) and the rename
 //! into place is atomic, so the last writer of a blob wins with the same
-//! bytes. Layers are fetched one after the other.
+//! bytes. A registry's layers are fetched three at a time; a failed one
+//! ends the fetch (the others' temporary files removed as they drop).
 
 mod archive;
 mod blobs;

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
 use oci_client::manifest::OciDescriptor;
@@ -22,6 +22,9 @@ use super::manifest::{self, Descriptor, MAX_JSON_BYTES, Parsed, media_types};
 use super::{Auth, FetchError, FetchOptions};
 use crate::source::ImageRef;
 use crate::{Event, Fetched, Limits, Progress};
+
+/// Layers fetched at once.
+const PARALLEL_BLOBS: usize = 3;
 
 /// One registry conversation.
 struct Remote<'a> {
@@ -168,13 +171,12 @@ impl<'a> Remote<'a> {
             layout::parse_config(&blobs::read_small(&path, MAX_JSON_BYTES)?, &self.platform)?;
         let wanted = layout::layer_verifiers(layers, limits, true)?;
         progress(Event::Phase("fetching".into()));
-        let mut stored = Vec::with_capacity(wanted.len());
-        for (v, d) in wanted.into_iter().zip(layers) {
-            stored.push(
-                self.blob(reference, v, &d.media_type, store, progress)
-                    .await?,
-            );
-        }
+        let stored: Vec<(PathBuf, u64)> =
+            futures_util::stream::iter(wanted.into_iter().zip(layers))
+                .map(|(v, d)| self.blob(reference, v, &d.media_type, store, progress))
+                .buffered(PARALLEL_BLOBS)
+                .try_collect()
+                .await?;
         Ok(layout::fetched(
             config.digest.clone(),
             Some(manifest_digest),
@@ -235,10 +237,15 @@ impl<'a> Remote<'a> {
             }
         }
         let size = v.finish(progress)?;
-        // fsync and rename off the async threads.
-        let path = tokio::task::spawn_blocking(move || tmp.keep())
-            .await
-            .map_err(|e| FetchError::io("storing a blob", std::io::Error::other(e)))??;
+        // fsync and rename: within this poll (so a dropped fetch leaves no
+        // temporary file behind), telling a multi-threaded runtime it blocks.
+        let multi = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let path = if multi {
+            tokio::task::block_in_place(|| tmp.keep())?
+        } else {
+            tmp.keep()?
+        };
         Ok((path, size))
     }
 
