@@ -14,6 +14,7 @@ mod config;
 mod exec;
 mod files;
 mod http;
+mod image;
 mod ports;
 mod render;
 mod sandbox;
@@ -78,6 +79,9 @@ pub enum ClientCommand {
     /// Manage named snapshots of sandboxes (`create --snapshot` restores
     /// one into a new sandbox).
     Snapshot(snapshot::SnapshotArgs),
+    /// Import container images and save sandboxes as images (`create
+    /// --image NAME` boots one).
+    Image(image::ImageArgs),
     /// Manage persistent volumes.
     Volume(volume::VolumeArgs),
     /// Manage secrets (encrypted at rest, injected only when asked for).
@@ -156,6 +160,7 @@ async fn dispatch(cmd: ClientCommand) -> anyhow::Result<Outcome> {
         C::Publish(a) => ports::publish(a).await,
         C::Unpublish(a) => ports::unpublish(a).await,
         C::Snapshot(a) => snapshot::run(a).await,
+        C::Image(a) => image::run(a).await,
         C::Volume(a) => volume::run(a).await,
         C::Secret(a) => secret::run(a).await,
         C::Template(a) => template::run(a).await,

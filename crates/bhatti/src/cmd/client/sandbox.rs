@@ -44,8 +44,9 @@ pub struct CreateArgs {
     /// reachable by default; other users' never are)
     #[arg(long)]
     pub isolated: bool,
-    /// Guest image (rootfs tier: minimal, busybox or dev)
-    #[arg(long)]
+    /// Guest image: a built-in tier (minimal, busybox or dev) or an image
+    /// of yours (`bhatti image list`: imported or saved)
+    #[arg(long, value_name = "NAME")]
     pub image: Option<String>,
     /// Template to start from (name or id)
     #[arg(long)]
