@@ -118,6 +118,14 @@ async fn oci_archive_and_docker_archive() {
         .await
         .expect("oci");
     check_image(&from_oci);
+    let tagged_tar = tmp.path().join("tagged.oci.tar");
+    support::skopeo_copy(
+        &from,
+        &format!("oci-archive:{}:v1", tagged_tar.display()),
+        None,
+    );
+    let tagged = format!("oci-archive:{}:v1", tagged_tar.display());
+    assert_eq!(get(&tagged, &blobs).await.expect("by tag"), from_oci);
     let from_docker = get(&format!("docker-archive:{}", docker_tar.display()), &blobs)
         .await
         .expect("docker");
