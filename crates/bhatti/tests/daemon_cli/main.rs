@@ -3,7 +3,7 @@
 //! network namespace), a user from `bhatti user create --json`, then the
 //! client commands as real processes, their `--json` output parsed, exit
 //! codes and streams checked, and `shell` driven through a pseudo-terminal.
-//! The trials live in [`exec`], [`resources`], [`shell`], [`users`] and [`v1`] (a
+//! The trials live in [`exec`], [`images`], [`resources`], [`shell`], [`users`] and [`v1`] (a
 //! v1 user: the daemon runs from a v1 config file, the client reads a v1
 //! `~/.bhatti/config.yaml`, v1 flags and output).
 //!
@@ -12,6 +12,7 @@
 //! `bhatti-testkit`'s.
 
 mod exec;
+mod images;
 mod lifetime;
 mod resources;
 mod shell;
@@ -38,7 +39,7 @@ type Body = fn(&Daemon) -> Result<(), String>;
 
 fn main() {
     let args = Arguments::from_args();
-    let tests: [(&str, Body); 9] = [
+    let tests: [(&str, Body); 10] = [
         ("lifecycle_exec_and_json", exec::lifecycle_exec_and_json),
         ("exec_output_is_live", exec::exec_output_is_live),
         (
@@ -57,6 +58,7 @@ fn main() {
         ("user_flags", users::user_flags),
         ("ttl_and_label_flags", lifetime::ttl_and_label_flags),
         ("snapshot_commands", snapshots::snapshot_commands),
+        ("image_commands", images::image_commands),
     ];
     let trials = tests
         .into_iter()
