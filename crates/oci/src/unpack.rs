@@ -76,10 +76,13 @@
 //! is refused before it is read. Memory is bounded too, whatever the
 //! archive says: an image has at most [`MAX_ENTRIES`] entries, one entry's
 //! headers (GNU long names, PAX records, which the tar crate reads whole)
-//! at most 16 MiB, and a layer's bookkeeping of names at most 256 MiB. A truncated or corrupt stream, a hostile
-//! name and a malformed entry are the image's fault, disk and I/O failures
-//! ours: [`UnpackError::class`] tells which. Errors name the layer (`layer
-//! 2 (sha256:ab12…)`) and the entry. On an error the root is left as it is,
+//! at most 16 MiB, and a layer's bookkeeping of names at most 256 MiB.
+//!
+//! A truncated or corrupt stream, a hostile name and a malformed entry (a
+//! file where a directory is needed, a symlink loop, a bad xattr) are the
+//! image's fault, disk and I/O failures ours: [`UnpackError::class`] tells
+//! which. Errors name the layer (`layer 2 (sha256:ab12…)`, counted from 1,
+//! bottom first) and the entry. On an error the root is left as it is,
 //! half-applied: the caller removes its staging directory.
 //!
 //! # Diff IDs
@@ -90,6 +93,15 @@
 //! # Progress
 //! `Phase("unpacking")`, then per layer `Bytes { what: digest, done,
 //! total: size }` counted on the blob as stored, about every MiB.
+//!
+//! # Threads, locks, I/O
+//! All on the calling thread, no locks; blocking reads of the blob and
+//! syscalls on the root. The caller must be the only writer in the root
+//! while it runs (a fresh directory in a 0700 staging directory): the
+//! confinement does not depend on it (no call follows a final symlink),
+//! but that each node gets exactly its entry's metadata does. `/proc/self/fd` is used for
+//! xattrs on symlinks and device nodes and to follow a dangling relative
+//! symlink when making a missing parent.
 
 mod apply;
 mod error;

@@ -7,11 +7,14 @@
 //! earlier entry planted, the fd it returns is inside the root. The last
 //! component of an entry is then handled with `*at()` calls on that
 //! directory fd that never follow it (`O_NOFOLLOW`, `AT_SYMLINK_NOFOLLOW`,
-//! `unlinkat`, `linkat` without `AT_SYMLINK_FOLLOW`). Only this process
-//! writes in the root while it is being unpacked (the caller gives a fresh
-//! directory in a 0700 staging directory), which is what makes the few
-//! name-based calls on a node just created (`chmodat` of a device node,
-//! `lsetxattr` through `/proc/self/fd/N/name`) exact.
+//! `unlinkat`, `linkat` without `AT_SYMLINK_FOLLOW`; the mode of a device
+//! node or FIFO through `/proc/self/fd/N` of an `O_PATH` fd checked to be
+//! no symlink). Only this process writes in the root while it is being
+//! unpacked (the caller gives a fresh directory in a 0700 staging
+//! directory), which makes the name-based calls on a node just created
+//! (`lsetxattr` through `/proc/self/fd/N/name`, which does not follow it
+//! either) land on that node; nothing here relies on it to stay inside
+//! the root.
 
 use std::ffi::OsStr;
 use std::io;

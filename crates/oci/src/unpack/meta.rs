@@ -13,9 +13,9 @@
 //! archive's error.
 
 use std::io::Read;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
-use rustix::fs::{AtFlags, Gid, Mode, Timestamps, Uid, XattrFlags};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timestamps, Uid, XattrFlags};
 use rustix::io::Errno;
 use rustix::thread::{Nsecs, Secs, Timespec};
 
@@ -135,9 +135,20 @@ impl Meta {
             .map_err(host("chown"))?;
         }
         if !symlink {
-            // Follows a final symlink, but `name` was made by us just now
-            // and is a device node or a FIFO (see the module docs of fs).
-            rustix::fs::chmodat(dir, name, Mode::from_raw_mode(self.mode), AtFlags::empty())
+            // No chmod that would not follow a symlink is everywhere
+            // (fchmodat2 is Linux 6.6), and a device node must not be
+            // opened: chmod the O_PATH fd's inode through /proc, after
+            // checking it is no symlink.
+            let fd = fs::open_child(dir, name, OFlags::PATH).map_err(host("open"))?;
+            let st = rustix::fs::fstat(&fd).map_err(host("stat"))?;
+            if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
+                return Err(MetaError {
+                    op: "chmod",
+                    errno: Errno::LOOP,
+                    archive: false,
+                });
+            }
+            rustix::fs::chmod(fs::proc_fd(fd.as_fd()), Mode::from_raw_mode(self.mode))
                 .map_err(host("chmod"))?;
         }
         if !self.xattrs.is_empty() {
