@@ -368,7 +368,7 @@ fn a_concurrent_writer_in_the_root_cannot_redirect_writes_outside() {
             // stays one for its own next step (it must not write outside
             // through its own symlinks either).
             let a = root.join("a");
-            if std::fs::symlink_metadata(&a).is_ok_and(|m| m.is_dir()) && i % 2 == 0 {
+            if std::fs::symlink_metadata(&a).is_ok_and(|m| m.is_dir()) && i.is_multiple_of(2) {
                 swap(&a.join("b"), target);
             } else {
                 swap(&a, target);
