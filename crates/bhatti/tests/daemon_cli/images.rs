@@ -23,7 +23,7 @@ fn run(what: &str, cmd: &mut Command) -> Result<(), String> {
 
 /// An OCI layout `tmp/lay` with the image `t` (busybox, `/hello`, a
 /// config) and beside it `d.tar`, the same image as a docker-archive.
-fn build_image(tmp: &Path) -> Result<(), String> {
+pub fn build_image(tmp: &Path) -> Result<(), String> {
     let root = tmp.join("root");
     let bin = root.join("bin");
     std::fs::create_dir_all(&bin).map_err(|e| e.to_string())?;
@@ -85,14 +85,14 @@ fn build_image(tmp: &Path) -> Result<(), String> {
     )
 }
 
-fn have(tool: &str) -> bool {
+pub fn have(tool: &str) -> bool {
     Command::new(tool)
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success())
 }
 
-fn names(list: &serde_json::Value) -> Vec<String> {
+pub fn names(list: &serde_json::Value) -> Vec<String> {
     list.as_array()
         .map(|a| {
             a.iter()

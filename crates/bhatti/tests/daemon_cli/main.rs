@@ -3,7 +3,7 @@
 //! network namespace), a user from `bhatti user create --json`, then the
 //! client commands as real processes, their `--json` output parsed, exit
 //! codes and streams checked, and `shell` driven through a pseudo-terminal.
-//! The trials live in [`exec`], [`images`], [`resources`], [`shell`], [`users`] and [`v1`] (a
+//! The trials live in [`exec`], [`images`], [`images_registry`], [`resources`], [`shell`], [`users`] and [`v1`] (a
 //! v1 user: the daemon runs from a v1 config file, the client reads a v1
 //! `~/.bhatti/config.yaml`, v1 flags and output).
 //!
@@ -13,6 +13,7 @@
 
 mod exec;
 mod images;
+mod images_registry;
 mod lifetime;
 mod resources;
 mod shell;
@@ -39,7 +40,7 @@ type Body = fn(&Daemon) -> Result<(), String>;
 
 fn main() {
     let args = Arguments::from_args();
-    let tests: [(&str, Body); 10] = [
+    let tests: [(&str, Body); 11] = [
         ("lifecycle_exec_and_json", exec::lifecycle_exec_and_json),
         ("exec_output_is_live", exec::exec_output_is_live),
         (
@@ -59,6 +60,10 @@ fn main() {
         ("ttl_and_label_flags", lifetime::ttl_and_label_flags),
         ("snapshot_commands", snapshots::snapshot_commands),
         ("image_commands", images::image_commands),
+        (
+            "image_import_from_registry",
+            images_registry::import_from_registry,
+        ),
     ];
     let trials = tests
         .into_iter()
