@@ -52,6 +52,14 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// The image config's `User` as the sandbox's exec user: its user
+    /// part (`user[:group]`; the group is the user's own), when the guest
+    /// can name it.
+    pub fn exec_user(&self) -> Option<String> {
+        let u = self.config.user.as_deref()?.split(':').next()?;
+        bhatti_engine::engine::guest_user_ok(u).then(|| u.to_owned())
+    }
+
     /// The image config's `Entrypoint` and `Cmd` as an init command.
     pub fn init(&self) -> Option<String> {
         let argv = [self.config.entrypoint.clone(), self.config.cmd.clone()].concat();
@@ -203,9 +211,9 @@ impl<E: Engine> AppState<E> {
         req: SaveImage,
     ) -> ServiceResult<ImageView> {
         validate::name(&req.name)?;
+        self.check_image_storage(user, Over::AtAll)?;
         let sb = self.find(user, sandbox)?;
         self.image_name_free(user, &req.name)?;
-        self.check_image_storage(user, Over::AtAll)?;
         let stored = self.engine.save_image(&engine_id(&sb)?).await?;
         let row = Image {
             user_id: user.id.clone(),

@@ -263,6 +263,35 @@ impl Request {
     }
 }
 
+/// [`bhatti_oci::fetch::fetch`] on a blocking thread that drives it on
+/// the daemon's runtime: its future is not always `Send` (it holds
+/// borrows across awaits that the compiler cannot prove are), so it
+/// cannot be a task of its own.
+async fn fetch(
+    req: &Request,
+    blobs: &Path,
+    limits: Limits,
+    progress: Progress,
+) -> Result<bhatti_oci::Fetched, JobError> {
+    let (source, opts, blobs) = (req.source.clone(), req.opts.clone(), blobs.to_owned());
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        rt.block_on(bhatti_oci::fetch::fetch(
+            &source, &opts, &blobs, limits, progress,
+        ))
+    })
+    .await
+    .map_err(|e| job_error("internal", e))?
+    .map_err(|e| fetch_error(&e))
+}
+
+/// Removes a request's uploaded file, if any.
+fn cleanup(r: &Request) {
+    if let Some(p) = &r.upload {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
 /// A failed step of an import, as the job reports it.
 fn job_error(code: &str, message: impl std::fmt::Display) -> JobError {
     JobError {
@@ -308,11 +337,6 @@ impl<E: Engine> AppState<E> {
     /// Starts importing `req` for `user`: checks the name and the storage
     /// quota, then runs the import as a task. Returns the new job.
     pub fn start_import(st: &Shared<E>, user: &User, req: Request) -> ServiceResult<JobView> {
-        let cleanup = |r: &Request| {
-            if let Some(p) = &r.upload {
-                let _ = std::fs::remove_file(p);
-            }
-        };
         let name = match req.name.clone() {
             Some(n) => n,
             None => req.default_name()?,
@@ -362,15 +386,7 @@ impl<E: Engine> AppState<E> {
         let jobs = &self.imports;
         let progress = jobs.progress(&job.id);
         let limits = jobs.limits;
-        let fetched = bhatti_oci::fetch::fetch(
-            &req.source,
-            &req.opts,
-            &jobs.blobs,
-            limits,
-            progress.clone(),
-        )
-        .await
-        .map_err(|e| fetch_error(&e))?;
+        let fetched = fetch(req, &jobs.blobs, limits, progress.clone()).await?;
         let stored = match self.engine.image_info(&fetched.id) {
             Ok(stored) => stored,
             Err(_) => {

@@ -104,7 +104,7 @@ impl<E: Engine> AppState<E> {
         let memory_mb = req.memory_mb.or(tspec.memory_mb).unwrap_or(512);
         validate::size(cpus, memory_mb, &user.limits)?;
         let resolved = self.image_of(user, req.image.or(tspec.image))?;
-        let image_init = resolved.init();
+        let (image_init, image_user) = (resolved.init(), resolved.exec_user());
         // The image's env under the template's, under the request's.
         let mut env = resolved.config.env;
         env.extend(tspec.env);
@@ -132,10 +132,11 @@ impl<E: Engine> AppState<E> {
         for nv in &new_volumes {
             validate::volume(&nv.name, nv.size_mb)?;
         }
-        let guest_user = req.user.or(tspec.user).or(resolved.config.user);
+        let guest_user = req.user.or(tspec.user);
         if let Some(u) = &guest_user {
             validate::user(u)?;
         }
+        let guest_user = guest_user.or(image_user);
         let files = req
             .files
             .unwrap_or_default()

@@ -18,9 +18,13 @@ mod files;
 mod fuzz;
 mod golden;
 mod hygiene;
+mod images;
+mod images_more;
 mod isolation;
 mod lifetime;
 mod modes;
+#[path = "../../../oci/tests/support/mod.rs"]
+mod oci_support;
 mod ports;
 mod proxy;
 mod recovery;
@@ -57,6 +61,7 @@ fn main() {
         snapshots::trials(),
         golden::trials(),
         storage::trials(),
+        images::trials(),
     ];
     trials.extend(more.into_iter().flatten());
     libtest_mimic::run(&args, trials).exit();

@@ -1,0 +1,184 @@
+//! Images (issue 12), the rest ([`crate::images`] has the registry):
+//! - an uploaded `rootfs` tarball whose names climb out of the root
+//!   (`../escape`, …) fails its job with a 4xx-class code (`bad_image`),
+//!   and no file of that name appears anywhere under the data dir, nor
+//!   is the upload left behind;
+//! - a sandbox's disk saved as an image (`POST /sandboxes/{id}/image`)
+//!   makes sandboxes with the file written before the save;
+//! - a user whose storage quota is used up gets 429 for an import and a
+//!   save.
+
+use std::path::Path;
+
+use bhatti_store::users::Limits;
+use reqwest::Method;
+use serde_json::json;
+
+use crate::images::wait_job;
+use crate::support::{TestDaemon, TestResult, Timers, ensure, run};
+
+/// Every file under `dir` called `name`.
+fn find_named(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.file_name().is_some_and(|n| n == name) {
+            out.push(p.clone());
+        }
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(find_named(&p, name));
+        }
+    }
+    out
+}
+
+/// A tar whose entries are named `names` verbatim (the tar crate's
+/// builder refuses `..`, so the names are written into the header).
+fn hostile_tar(names: &[&str]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for name in names {
+        let mut h = tar::Header::new_old();
+        let data = b"escaped\n";
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        b.append(&h, &data[..]).expect("append");
+    }
+    b.into_inner().expect("tar")
+}
+
+pub fn hostile_upload_fails_and_writes_nothing() -> TestResult {
+    run(async {
+        let d = TestDaemon::start(Timers::default()).await?;
+        let data_dir = d.state.settings.data_dir.clone();
+        let body = hostile_tar(&[
+            "../escape",
+            "../../escape",
+            "../../../escape",
+            "../../../../escape",
+            "../../../../../../../../tmp/escape",
+        ]);
+        let resp = d
+            .req(Method::POST, "/images?format=rootfs&name=evil")
+            .header("content-type", "application/x-tar")
+            .body(body)
+            .send()
+            .await?;
+        ensure(resp.status() == 202, || {
+            format!("upload: {}", resp.status())
+        })?;
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or("no Location")?
+            .to_owned();
+        let job = wait_job(&d, &d.key, &location).await?;
+        ensure(
+            job["state"] == "failed" && job["error"]["code"] == "bad_image",
+            || format!("hostile job: {job}"),
+        )?;
+        let escaped = find_named(&data_dir, "escape");
+        ensure(escaped.is_empty(), || format!("written: {escaped:?}"))?;
+        ensure(!Path::new("/tmp/escape").exists(), || "/tmp/escape".into())?;
+        let uploads = find_named(&data_dir, "image-uploads");
+        let left: Vec<_> = uploads
+            .iter()
+            .flat_map(|u| std::fs::read_dir(u).into_iter().flatten().flatten())
+            .collect();
+        ensure(left.is_empty(), || format!("uploads left: {left:?}"))?;
+        d.expect(d.req(Method::GET, "/images/evil"), 404).await?;
+        // An unknown format is refused before anything is read.
+        let (s, v) = d
+            .call(
+                d.req(Method::POST, "/images?format=zip&name=z")
+                    .body(b"x".to_vec()),
+            )
+            .await?;
+        ensure(s == 400, || format!("format zip: {s} {v}"))?;
+        d.finish().await
+    })
+}
+
+pub fn save_a_sandbox_as_an_image_and_quota() -> TestResult {
+    run(async {
+        let d = TestDaemon::start(Timers::default()).await?;
+        d.create("src").await?;
+        d.sh("src", "echo saved > /marker && sync").await?;
+        let img = d
+            .expect(
+                d.req(Method::POST, "/sandboxes/src/image")
+                    .json(&json!({"name": "saved"})),
+                201,
+            )
+            .await?;
+        ensure(
+            img["name"] == "saved"
+                && img["id"].as_str().is_some_and(|i| i.starts_with("sha256:"))
+                && img["source"] == "sandbox:src",
+            || format!("saved: {img}"),
+        )?;
+        // The name is taken now.
+        d.expect(
+            d.req(Method::POST, "/sandboxes/src/image")
+                .json(&json!({"name": "saved"})),
+            409,
+        )
+        .await?;
+        let body = json!({"name": "copy", "image": "saved", "memory_mb": 256});
+        let sb = d
+            .expect(d.req(Method::POST, "/sandboxes").json(&body), 201)
+            .await?;
+        ensure(sb["image"] == "saved", || format!("copy: {sb}"))?;
+        let got = d.sh("copy", "cat /marker").await?;
+        ensure(got.trim() == "saved", || format!("marker: {got:?}"))?;
+        let (s, v) = d.call(d.req(Method::DELETE, "/images/saved")).await?;
+        ensure(
+            s == 409
+                && v["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("sandbox copy")),
+            || format!("delete in use: {s} {v}"),
+        )?;
+        // Built-in tiers cannot be deleted.
+        let (s, _) = d.call(d.req(Method::DELETE, "/images/busybox")).await?;
+        ensure(s == 400, || format!("delete busybox: {s}"))?;
+        quota(&d).await?;
+        d.finish().await
+    })
+}
+
+/// A user with no storage left gets 429 for imports and saves.
+async fn quota(d: &TestDaemon) -> TestResult {
+    let carol = d.user(
+        "carol",
+        Limits {
+            max_storage_mb: 0,
+            ..Limits::default()
+        },
+    )?;
+    let body = json!({"source": "docker://127.0.0.1:1/x/y:1", "insecure": true});
+    let (s, v) = d
+        .call(d.req_as(&carol, Method::POST, "/images").json(&body))
+        .await?;
+    ensure(
+        s == 429
+            && v["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("storage quota")),
+        || format!("import over quota: {s} {v}"),
+    )?;
+    let (s, v) = d
+        .call(
+            d.req_as(&carol, Method::POST, "/sandboxes/any/image")
+                .json(&json!({"name": "x"})),
+        )
+        .await?;
+    ensure(s == 429, || format!("save over quota: {s} {v}"))?;
+    Ok(())
+}
