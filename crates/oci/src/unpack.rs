@@ -57,6 +57,8 @@
 //!   comes in its layer: what the same layer writes is kept. Other
 //!   `.wh..wh.*` names (aufs bookkeeping) are ignored. No whiteout file
 //!   appears in the result.
+//! - Old GNU sparse files are written out whole (their size counts in
+//!   full); GNU tar's PAX sparse files (`GNU.sparse.*`) are refused.
 //! - The PAX global header is ignored; any other entry type is an error.
 //!
 //! # The root

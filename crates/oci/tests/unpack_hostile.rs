@@ -243,8 +243,15 @@ fn malformed_entries_and_media_types_are_refused() {
     assert!(err.is_client_error());
 
     let bad_whiteout = Tar::new().file("d/.wh...", b"").finish();
+    let mut sparse = tar::Builder::new(Vec::new());
+    let pax = [("GNU.sparse.major", &b"1"[..]), ("GNU.sparse.name", b"big")];
+    sparse.append_pax_extensions(pax).expect("pax");
+    sparse
+        .append_data(&mut regular(1), "GNUSparseFile.0/big", &b"x"[..])
+        .expect("append");
+    let sparse = sparse.into_inner().expect("tar");
     let file_as_dir = Tar::new().file("f", b"").file("f/child", b"").finish();
-    for tar in [bad_whiteout, file_as_dir] {
+    for tar in [bad_whiteout, file_as_dir, sparse] {
         let l = s.layer(tar, Pack::Plain);
         let err = s.unpack(&[l]).expect_err("malformed");
         assert!(err.is_client_error(), "{err}");

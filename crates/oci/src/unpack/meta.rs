@@ -72,6 +72,10 @@ impl Meta {
                     if !name.starts_with(b"trusted.overlay.") {
                         xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
                     }
+                } else if key.starts_with(b"GNU.sparse.") {
+                    // GNU tar's PAX sparse formats: the data holds a map the
+                    // tar crate does not read; refuse rather than write it.
+                    return Err("a PAX sparse file (GNU tar --sparse) is not supported".into());
                 } else if key == b"mtime" {
                     mtime = pax_time(ext.value_bytes()).ok_or("bad PAX mtime")?;
                 } else if key == b"atime" {
