@@ -1,8 +1,9 @@
 //! `bhatti image import|list|inspect|save|rm` and `create --image`
 //! against the daemon: a bare busybox image built here with umoci (a
 //! file, a config with env, working dir and command) imported as a
-//! `docker-archive:` file made by `skopeo copy` and as an `oci:DIR:TAG`
-//! layout the CLI streams as an oci-archive; listed, inspected, booted,
+//! `docker-archive:` file made by `skopeo copy`, as an `oci:DIR:TAG`
+//! layout the CLI streams as an oci-archive and as a `rootfs:` tarball;
+//! listed, inspected, booted,
 //! saved from the sandbox, refused deletion while used, deleted. Nothing
 //! leaves the machine (no registry). Passes with a note on stderr when
 //! umoci or skopeo is missing (scripts/setup.sh installs both).
@@ -150,6 +151,7 @@ pub fn image_commands(d: &Daemon) -> Result<(), String> {
         || format!("image list: {table}"),
     )?;
     bad_imports(d, tmp.path())?;
+    rootfs_import(d, tmp.path())?;
     boot_save_and_remove(d)
 }
 
@@ -175,7 +177,35 @@ fn bad_imports(d: &Daemon, tmp: &Path) -> Result<(), String> {
         !out.status.success() && text(&out.stderr).contains("\"nope\""),
         || format!("a missing tag: {}", text(&out.stderr)),
     )?;
+    let out = d.run(&["image", "import", "rootfs:x.tar", "--insecure"]);
+    ensure(
+        out.status.code() == Some(1) && text(&out.stderr).contains("registry sources only"),
+        || format!("--insecure with a file: {}", text(&out.stderr)),
+    )?;
     Ok(())
+}
+
+/// `rootfs:FILE.tar.gz`: a plain tarball, named after the file, no config.
+fn rootfs_import(d: &Daemon, tmp: &Path) -> Result<(), String> {
+    let file = tmp.join("plain-root.tar.gz");
+    run(
+        "tar",
+        Command::new("tar")
+            .arg("-czf")
+            .arg(&file)
+            .arg("-C")
+            .arg(tmp.join("root"))
+            .arg("."),
+    )?;
+    let img = d.json(&["image", "import", &format!("rootfs:{}", file.display())])?;
+    ensure(
+        img["name"] == "plain-root"
+            && img["config"]["entrypoint"]
+                .as_array()
+                .is_some_and(Vec::is_empty),
+        || format!("rootfs import: {img}"),
+    )?;
+    d.ok(&["image", "rm", "plain-root"]).map(drop)
 }
 
 /// `create --image`, `image save`, `rm` refused while used, then done.

@@ -257,14 +257,15 @@ fn flat(items: &Value) -> Value {
     Value::Array(rows)
 }
 
-/// `NAME (id 0123456789ab, 120 MiB)`.
+/// `NAME (id 0123456789ab, 1.0 GiB disk, 37 MiB used)`.
 fn summary(img: &Value) -> String {
     let f = flat_one(img);
     format!(
-        "{} (id {}, {})",
+        "{} (id {}, {} disk, {} used)",
         render::cell(&f, "name"),
         render::cell(&f, "short_id"),
-        render::cell(&f, "size")
+        render::cell(&f, "size"),
+        render::cell(&f, "used")
     )
 }
 
@@ -342,7 +343,7 @@ mod tests {
         assert!(f["used"].is_null());
         let b = flat_one(&json!({"name": "minimal", "builtin": true, "source": null}));
         assert_eq!(b["source_cell"], "builtin");
-        assert_eq!(summary(&img), "py (id abcdef012345, 2.0 KiB)");
+        assert_eq!(summary(&img), "py (id abcdef012345, 2.0 KiB disk, - used)");
     }
 
     #[test]

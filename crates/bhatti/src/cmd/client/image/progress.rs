@@ -34,7 +34,7 @@ fn bytes_style() -> ProgressStyle {
 }
 
 fn spinner_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner} {msg} {bytes}")
+    ProgressStyle::with_template("{spinner} {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
@@ -131,6 +131,9 @@ impl Progress {
             }
             if let Some(d) = done {
                 pb.set_position(d);
+                if total.is_none() && d > 0 {
+                    pb.set_message(format!("{phase} {}", human_bytes(d)));
+                }
             }
         }
     }
