@@ -362,23 +362,28 @@ fn a_concurrent_writer_in_the_root_cannot_redirect_writes_outside() {
     let done = Arc::new(AtomicBool::new(false));
     let (root, flag) = (s.root.clone(), done.clone());
     let attacker = std::thread::spawn(move || {
+        use rustix::fs::{AtFlags, Mode, OFlags};
         let targets = [sentinel.as_str(), "../sentinel", "/", "../../.."];
-        let mut i = 0usize;
-        let swap = |p: &std::path::Path, target: &str| {
-            let _ = std::fs::remove_dir_all(p).or_else(|_| std::fs::remove_file(p));
-            let _ = std::os::unix::fs::symlink(target, p);
+        let dir = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let rootfd = rustix::fs::open(&root, dir, Mode::empty()).expect("root");
+        // The attacker itself must not write outside through the symlinks
+        // it plants: *at() calls only, a directory moved aside (inside the
+        // root) rather than removed.
+        let swap = |fd: &std::os::fd::OwnedFd, name: &str, target: &str, n: usize| {
+            let trash = format!("trash{n}");
+            if rustix::fs::unlinkat(fd, name, AtFlags::empty()).is_err() {
+                let _ = rustix::fs::renameat(fd, name, &rootfd, trash.as_str());
+            }
+            let _ = rustix::fs::symlinkat(target, fd, name);
         };
+        let mut i = 0usize;
         while !flag.load(Ordering::Relaxed) {
             i += 1;
             let target = targets[i % targets.len()];
-            // Only this thread makes symlinks, so `a` seen as a directory
-            // stays one for its own next step (it must not write outside
-            // through its own symlinks either).
-            let a = root.join("a");
-            if std::fs::symlink_metadata(&a).is_ok_and(|m| m.is_dir()) && i.is_multiple_of(2) {
-                swap(&a.join("b"), target);
-            } else {
-                swap(&a, target);
+            let a = rustix::fs::openat(&rootfd, "a", dir | OFlags::NOFOLLOW, Mode::empty());
+            match a {
+                Ok(afd) if i.is_multiple_of(2) => swap(&afd, "b", target, i),
+                _ => swap(&rootfd, "a", target, i),
             }
             std::thread::yield_now();
         }
@@ -391,6 +396,9 @@ fn a_concurrent_writer_in_the_root_cannot_redirect_writes_outside() {
     done.store(true, Ordering::Relaxed);
     attacker.join().expect("attacker");
     s.assert_nothing_outside();
+    for host in ["/a", "/b", "/f0", "/n0", "/x0", "/etc/b", "/etc/f0"] {
+        assert!(!exists(std::path::Path::new(host)), "{host} was made");
+    }
     use std::os::unix::fs::MetadataExt;
     let keep = std::fs::metadata(s.sentinel.join("keep")).expect("keep");
     assert_eq!((keep.mode() & 0o7777, keep.nlink()), (0o644, 1));
