@@ -85,19 +85,24 @@ impl Root {
     /// is followed (inside the root) unless `flags` has `NOFOLLOW`.
     pub(crate) fn open_in(&self, rel: &RelPath, flags: OFlags) -> Result<OwnedFd, Errno> {
         let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-        loop {
-            let res = rustix::fs::openat2(
+        let open = || {
+            rustix::fs::openat2(
                 &self.fd,
                 rel.as_arg(),
                 flags | OFlags::CLOEXEC,
                 Mode::empty(),
                 resolve,
-            );
-            // EAGAIN: a rename raced the lookup; it is safe to retry.
+            )
+        };
+        // EAGAIN: a rename raced a `..` in the lookup; it is safe to retry.
+        let mut res = open();
+        for _ in 0..64 {
             if !matches!(res, Err(Errno::AGAIN)) {
-                return res;
+                break;
             }
+            res = open();
         }
+        res
     }
 
     /// The directory `rel`, created (0755, like `mkdir -p`) where missing.
