@@ -464,3 +464,35 @@ fn directories_changed_without_an_entry_keep_their_times() {
         assert_eq!(m.mtime(), MTIME as i64, "`{dir}`");
     }
 }
+
+#[test]
+fn failures_on_our_side_are_internal() {
+    use bhatti_oci::unpack::{ApplyError, ErrorClass, UnpackError};
+    let s = Scratch::new();
+    let layer = |path: std::path::PathBuf| bhatti_oci::Layer {
+        path,
+        digest: "sha256:00".into(),
+        media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+        size: 0,
+    };
+    // A blob that cannot be read (a directory: EISDIR) is not a corrupt image.
+    let err = s
+        .unpack(&[layer(s.sentinel.clone())])
+        .expect_err("unreadable");
+    assert!(
+        matches!(
+            &err,
+            UnpackError::Layer {
+                source: ApplyError::Read { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.class(), ErrorClass::Internal);
+    let err = s
+        .unpack(&[layer(s.dir.path().join("gone"))])
+        .expect_err("missing");
+    assert!(matches!(err, UnpackError::Blob { .. }), "{err}");
+    assert_eq!(err.class(), ErrorClass::Internal);
+}
