@@ -50,8 +50,8 @@
 //! - Owner (uid/gid from the header or PAX, set only when we are root),
 //!   then mode with setuid/setgid/sticky (after the owner: `chown` clears
 //!   them), then xattrs (PAX `SCHILY.xattr.*`, `security.capability`
-//!   included; `trusted.overlay.*` left out), then times (PAX times with
-//!   their fraction).
+//!   included; `trusted.overlay.*` and `security.selinux` left out), then
+//!   times (PAX times with their fraction).
 //! - Whiteouts: `DIR/.wh.NAME` removes `NAME` from lower layers;
 //!   `DIR/.wh..wh..opq` empties `DIR` of lower layers' content, wherever it
 //!   comes in its layer: what the same layer writes is kept. Other

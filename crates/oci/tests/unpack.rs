@@ -147,6 +147,7 @@ fn xattrs_and_file_capabilities_survive_chown() {
                 ("security.capability", &cap),
                 ("user.note", b"hi"),
                 ("trusted.overlay.opaque", b"y"),
+                ("security.selinux", b"system_u:object_r:bin_t:s0"),
             ],
         )
         .finish();
@@ -159,6 +160,7 @@ fn xattrs_and_file_capabilities_survive_chown() {
     );
     assert_eq!(xattr(&ping, "user.note").as_deref(), Some(&b"hi"[..]));
     assert_eq!(xattr(&ping, "trusted.overlay.opaque"), None);
+    assert_eq!(xattr(&ping, "security.selinux"), None);
     assert_eq!(lstat(&ping).st_mode & 0o7777, 0o755);
 }
 

@@ -6,7 +6,9 @@
 //! xattrs come from PAX `SCHILY.xattr.NAME` records (what Docker, BuildKit
 //! and GNU tar write); `trusted.overlay.*` is left out (overlayfs's own
 //! bookkeeping, meaningless in an image and harmful if the image is later
-//! an overlay layer). An xattr the filesystem does not support
+//! an overlay layer), and so is `security.selinux` (a label of the host
+//! that built the image, which an SELinux host here may refuse; Docker
+//! does not put it in layers). An xattr the filesystem does not support
 //! (`EOPNOTSUPP`) or refuses (`EPERM`, e.g. `user.*` on a symlink) is
 //! skipped and counted, as containerd does; one the kernel finds malformed
 //! (`EINVAL`, `ERANGE`, `E2BIG`, such as a bad capability blob) is the
@@ -69,7 +71,7 @@ impl Meta {
                     if name.contains(&0) || name.is_empty() {
                         return Err("an xattr name is empty or holds a NUL byte".into());
                     }
-                    if !name.starts_with(b"trusted.overlay.") {
+                    if !name.starts_with(b"trusted.overlay.") && name != b"security.selinux" {
                         xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
                     }
                 } else if key.starts_with(b"GNU.sparse.") {
