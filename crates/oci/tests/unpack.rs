@@ -47,6 +47,11 @@ fn files_dirs_symlinks_and_their_metadata() {
     let abs = std::fs::read_link(s.path("etc/abs")).expect("abs");
     assert_eq!(abs.as_os_str(), "/usr/bin/env");
     assert_eq!(
+        lstat(&s.path("etc/abs")).st_mtime,
+        MTIME as i64,
+        "a symlink's own time"
+    );
+    assert_eq!(
         std::fs::read_link(s.path("etc/rel"))
             .expect("rel")
             .as_os_str(),
