@@ -170,6 +170,10 @@ impl From<EngineError> for ApiError {
             | EngineError::Interrupted(_) => Self::Conflict(e.to_string()),
             EngineError::SnapshotNotFound(id) => Self::NotFound(format!("snapshot {id}")),
             EngineError::SnapshotBroken { .. } => Self::Unprocessable(e.to_string()),
+            EngineError::ImageInUse { .. } => Self::Conflict(e.to_string()),
+            EngineError::Image(bhatti_engine::image::ImageError::NotStored(_)) => {
+                Self::Missing(e.to_string())
+            }
             EngineError::Agent(a) => Self::from(a),
             EngineError::NotReady(_) => Self::Unavailable(e.to_string()),
             EngineError::Network(NetworkError::Pool(PoolError::Exhausted(_))) => {
@@ -402,6 +406,19 @@ mod tests {
             500,
             "the text does not decide"
         );
+    }
+
+    #[test]
+    fn image_errors_map_to_statuses() {
+        let in_use = EngineError::ImageInUse {
+            image: "sha256:ab".into(),
+            users: vec!["sb-1".into()],
+        };
+        let e = ApiError::from(in_use);
+        assert_eq!(e.status(), 409);
+        assert!(e.body().error.contains("sb-1"), "{}", e.body().error);
+        let gone = EngineError::Image(bhatti_engine::image::ImageError::NotStored("x".into()));
+        assert_eq!(ApiError::from(gone).status(), 404);
     }
 
     #[test]

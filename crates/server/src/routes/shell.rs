@@ -108,13 +108,21 @@ async fn ws<E: Engine>(
     }
     let upgrade = upgrade.map_err(|e| ApiError::BadRequest(format!("WebSocket upgrade: {e}")))?;
     let (sb, eid) = st.live(&u, &id).await?;
-    let session = open(&*st.engine, &eid, &q).await?;
+    let workdir = crate::service::images::workdir_of(&sb);
+    let session = open(&*st.engine, &eid, &q, workdir).await?;
     let busy = st.activity.busy(&sb.id);
     let control = q.control;
     Ok(upgrade.on_upgrade(move |socket| bridge(socket, session, control, busy)))
 }
 
-async fn open<E: Engine>(engine: &E, id: &SandboxId, q: &WsQuery) -> ApiResult<Session> {
+/// Attaches to a session, or opens a shell (in `cwd`, the image's
+/// working directory, when there is one).
+async fn open<E: Engine>(
+    engine: &E,
+    id: &SandboxId,
+    q: &WsQuery,
+    cwd: Option<String>,
+) -> ApiResult<Session> {
     if let Some(sid) = &q.session {
         return Ok(engine.attach(id, sid).await?);
     }
@@ -130,6 +138,7 @@ async fn open<E: Engine>(engine: &E, id: &SandboxId, q: &WsQuery) -> ApiResult<S
         }
     }
     let mut opts = ShellOptions::new(SHELL);
+    opts.cwd = cwd;
     if let (Some(r), Some(c)) = (q.rows, q.cols) {
         opts = opts.size(r, c);
     }

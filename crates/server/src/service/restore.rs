@@ -263,6 +263,8 @@ fn fork_plan(
     plan.secrets = spec.secrets;
     plan.init = spec.init;
     plan.user = spec.user;
+    plan.image_name = spec.image_name;
+    plan.workdir = spec.workdir;
     plan.disk_mb = spec.disk_size_mb;
     plan.peers = spec.peers;
     plan.labels = labels;

@@ -331,14 +331,23 @@ async fn boot_and_check(d: &TestDaemon) -> TestResult {
             format!("`{script}`: {got:?}, want {want:?}")
         })?;
     }
+    // A template names the image too; the image's users are named.
+    let t = json!({"name": "t2", "image": "app", "memory_mb": 256});
+    d.expect(d.req(Method::POST, "/templates").json(&t), 201)
+        .await?;
+    let bad = json!({"name": "t3", "image": "nope"});
+    d.expect(d.req(Method::POST, "/templates").json(&bad), 400)
+        .await?;
     let (s, v) = d.call(d.req(Method::DELETE, "/images/app")).await?;
     ensure(
         s == 409
             && v["error"]
                 .as_str()
-                .is_some_and(|e| e.contains("sandbox s1")),
+                .is_some_and(|e| e.contains("sandbox s1") && e.contains("template t2")),
         || format!("delete in use: {s} {v}"),
     )?;
+    d.expect(d.req(Method::DELETE, "/templates/t2"), 200)
+        .await?;
     Ok(())
 }
 
