@@ -2,7 +2,9 @@
 //! against the daemon: a bare busybox image built here with umoci (a
 //! file, a config with env, working dir and command) imported as a
 //! `docker-archive:` file made by `skopeo copy`, as an `oci:DIR:TAG`
-//! layout the CLI streams as an oci-archive and as a `rootfs:` tarball;
+//! layout the CLI streams as an oci-archive, from archives naming the
+//! image (`oci-archive:FILE:TAG`, `docker-archive:FILE:REF|@N`) and as a
+//! `rootfs:` tarball;
 //! listed, inspected, booted,
 //! saved from the sandbox, refused deletion while used, deleted. Nothing
 //! leaves the machine (no registry). Passes with a note on stderr when
@@ -150,9 +152,45 @@ pub fn image_commands(d: &Daemon) -> Result<(), String> {
         table.starts_with("NAME") && table.contains("from-layout") && table.contains("builtin"),
         || format!("image list: {table}"),
     )?;
+    archive_picks(d, tmp.path())?;
     bad_imports(d, tmp.path())?;
     rootfs_import(d, tmp.path())?;
     boot_save_and_remove(d)
+}
+
+/// An image named inside an archive: `oci-archive:FILE:TAG` and
+/// `docker-archive:FILE:REF` (the CLI cuts the archive's image list).
+fn archive_picks(d: &Daemon, tmp: &Path) -> Result<(), String> {
+    let oci = tmp.join("o.tar");
+    run(
+        "skopeo copy",
+        Command::new("skopeo").args([
+            "copy",
+            &format!("oci:{}:t", tmp.join("lay").display()),
+            &format!("oci-archive:{}:t", oci.display()),
+        ]),
+    )?;
+    let d_tar = tmp.join("d.tar").display().to_string();
+    for (src, name) in [
+        (format!("oci-archive:{}:t", oci.display()), "o-t"),
+        (format!("docker-archive:{d_tar}:test/bare:1"), "d-ref"),
+        (format!("docker-archive:{d_tar}:@0"), "d-0"),
+    ] {
+        let img = d.json(&["image", "import", &src, "--name", name])?;
+        ensure(img["config"]["env"]["GREETING"] == "namaste", || {
+            format!("import {src}: {img}")
+        })?;
+    }
+    let out = d.run(&[
+        "image",
+        "import",
+        &format!("docker-archive:{d_tar}:other:2"),
+    ]);
+    ensure(
+        out.status.code() == Some(1) && text(&out.stderr).contains("test/bare:1"),
+        || format!("a tag not in the archive: {}", text(&out.stderr)),
+    )?;
+    d.ok(&["image", "rm", "o-t", "d-ref", "d-0"]).map(drop)
 }
 
 /// Failures say why and exit non-zero.

@@ -5,10 +5,12 @@
 //! The import is a job on the daemon, followed with progress
 //! ([`import`]); the source syntax and default names are in [`plan`].
 
+mod chan;
 mod import;
 mod layout;
 mod plan;
 mod progress;
+mod rewrite;
 
 use clap::{Args, Subcommand};
 use reqwest::Method;
@@ -33,7 +35,8 @@ pub enum ImageAction {
     #[command(after_help = IMPORT_HELP)]
     Import {
         /// What to import: docker://HOST/REPO:TAG, REPO:TAG, oci:DIR[:TAG],
-        /// oci-archive:FILE, docker-archive:FILE or rootfs:FILE.tar (below)
+        /// oci-archive:FILE[:TAG], docker-archive:FILE[:REF] or
+        /// rootfs:FILE.tar (below)
         source: String,
         /// Image name; [a-zA-Z0-9][a-zA-Z0-9._-]{0,62} [default: from SOURCE]
         #[arg(long)]
@@ -88,14 +91,18 @@ Sources (skopeo's transport names):
                            docker.io/library/python:3.12)
   oci:DIR[:TAG]            an OCI image layout directory (TAG picks its
                            org.opencontainers.image.ref.name entry)
-  oci-archive:FILE         a tar of an OCI image layout
-  docker-archive:FILE      `docker save` output
+  oci-archive:FILE[:TAG]   a tar of an OCI image layout
+  docker-archive:FILE[:REF]
+                           `docker save` output; REF picks an image by its tag
+                           (RepoTags), :@N the N-th (from 0)
   rootfs:FILE.tar          a tarball of a root filesystem (also .tar.gz)
-Local sources are uploaded to the daemon (a layout directory as an oci-archive).
+Local sources are uploaded to the daemon (a layout directory as an oci-archive;
+an archive with TAG or REF with only that image in its list).
 
 Default NAME: the repository's last component, plus -TAG unless the tag is
 latest (python:3.12-slim is python-3.12-slim, ghcr.io/o/app is app); for files
-and layouts, the name without .tar/.tar.gz (plus -TAG for oci:DIR:TAG).";
+and layouts, the name without .tar/.tar.gz, plus -TAG when a TAG is given (-N
+for :@N); a docker-archive's REF names it as that registry reference would.";
 
 const COLUMNS: &[(&str, &str)] = &[
     ("NAME", "name"),

@@ -4,7 +4,8 @@
 //! A registry source is `POST /images` with JSON (the reference, the
 //! name, `insecure`, and credentials read from stdin or a hidden prompt —
 //! never from the command line). A local source is uploaded as the body
-//! of `POST /images?format=…&name=…`, streamed from disk. Either answers
+//! of `POST /images?format=…&name=…`, streamed from disk (a layout made
+//! into a tar, an archive with its image list cut, on the fly). Either answers
 //! 202 with a job, polled at `GET /images/jobs/{id}` until it is `done`
 //! (its image is the result) or `failed` (its error message is ours, exit
 //! 1). Progress goes to stderr: a bar on a terminal (the upload, then the
@@ -18,12 +19,15 @@ use futures_util::StreamExt;
 use reqwest::Method;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
 
 use super::super::http::{HttpError, read_json};
 use super::super::{Ctx, secret::trim_newline, terminal};
+use super::chan::Chunk;
 use super::layout::{Layout, LayoutError};
 use super::plan::{Plan, PlanError, default_name, plan};
 use super::progress::Progress;
+use super::rewrite::{Rewrite, RewriteError};
 
 /// How often a running job is polled.
 const POLL: Duration = Duration::from_millis(300);
@@ -64,6 +68,8 @@ pub enum ImportError {
     #[error(transparent)]
     Layout(#[from] LayoutError),
     #[error(transparent)]
+    Rewrite(#[from] RewriteError),
+    #[error(transparent)]
     Http(#[from] HttpError),
     #[error("the daemon answered without an import job: {0}")]
     NoJob(String),
@@ -100,10 +106,21 @@ pub async fn import(ctx: &Ctx, req: Request) -> Result<Value, ImportError> {
         }
         Plan::OciDir { dir, tag } => {
             let layout = Layout::open(&dir, tag.as_deref())?;
-            upload_layout(ctx, layout, &name, &mut progress).await?
+            let len = layout.archive_len();
+            let what = dir.display().to_string();
+            let up = Upload::new(&what, "oci-archive", &name, Some(len));
+            up.send(ctx, layout.stream(), &mut progress).await?
+        }
+        Plan::Rewrite { path, format, pick } => {
+            let rewrite = Rewrite::open(&path, &pick)?;
+            // About the file's size (one member is cut).
+            let len = std::fs::metadata(&path).ok().map(|m| m.len());
+            let what = path.display().to_string();
+            let up = Upload::new(&what, format, &name, len);
+            up.send(ctx, rewrite.stream(), &mut progress).await?
         }
     };
-    let image = follow(ctx, job, &mut progress).await;
+    let image = follow(ctx, job, &req.source, &mut progress).await;
     progress.finish();
     image
 }
@@ -194,35 +211,61 @@ async fn upload_file(
     Ok(read_json(resp?).await?)
 }
 
-/// `POST /images?format=oci-archive` with the layout made into a tar on
-/// the fly.
-async fn upload_layout(
-    ctx: &Ctx,
-    layout: Layout,
-    name: &str,
-    progress: &mut Progress,
-) -> Result<Value, ImportError> {
-    let bar = progress.upload("the layout", Some(layout.archive_len()));
-    let rx = layout.stream();
-    let stream =
-        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
+/// An upload of a stream made on the fly (a layout, a cut archive).
+struct Upload<'a> {
+    what: &'a str,
+    format: &'a str,
+    name: &'a str,
+    len: Option<u64>,
+}
+
+impl<'a> Upload<'a> {
+    fn new(what: &'a str, format: &'a str, name: &'a str, len: Option<u64>) -> Self {
+        Upload {
+            what,
+            format,
+            name,
+            len,
+        }
+    }
+
+    /// `POST /images?format=…` with the chunks of `rx` as the body.
+    async fn send(
+        &self,
+        ctx: &Ctx,
+        rx: mpsc::Receiver<Chunk>,
+        progress: &mut Progress,
+    ) -> Result<Value, ImportError> {
+        let bar = progress.upload(self.what, self.len);
+        let stream =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|c| (c, rx)) },
+            )
             .inspect(move |c| {
                 if let (Some(b), Ok(c)) = (&bar, c) {
                     b.inc(c.len() as u64);
                 }
             });
-    let rb = ctx
-        .api
-        .request(Method::POST, upload_url(ctx, "oci-archive", name))
-        .header(CONTENT_TYPE, "application/x-tar")
-        .body(reqwest::Body::wrap_stream(stream));
-    let resp = ctx.api.send(rb).await;
-    progress.uploaded();
-    Ok(read_json(resp?).await?)
+        let rb = ctx
+            .api
+            .request(Method::POST, upload_url(ctx, self.format, self.name))
+            .header(CONTENT_TYPE, "application/x-tar")
+            .body(reqwest::Body::wrap_stream(stream));
+        let resp = ctx.api.send(rb).await;
+        progress.uploaded();
+        Ok(read_json(resp?).await?)
+    }
 }
 
-/// Polls `job` until it ends; its image, or its error.
-async fn follow(ctx: &Ctx, mut job: Value, progress: &mut Progress) -> Result<Value, ImportError> {
+/// Polls `job` until it ends; its image, or its error (naming `source`
+/// as the user gave it).
+async fn follow(
+    ctx: &Ctx,
+    mut job: Value,
+    source: &str,
+    progress: &mut Progress,
+) -> Result<Value, ImportError> {
     // A daemon that imported at once may answer with the image itself.
     if job.get("state").is_none() && job.get("name").is_some() && job.get("id").is_some() {
         return Ok(job);
@@ -246,7 +289,7 @@ async fn follow(ctx: &Ctx, mut job: Value, progress: &mut Progress) -> Result<Va
             Some("failed") => {
                 let err = &job["error"];
                 return Err(ImportError::Failed {
-                    what: job["source"].as_str().unwrap_or("the image").to_owned(),
+                    what: source.to_owned(),
                     code: err["code"].as_str().map(str::to_owned),
                     message: err["message"]
                         .as_str()

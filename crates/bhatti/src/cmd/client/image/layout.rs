@@ -15,14 +15,10 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::chan::{self, Chunk};
+
 /// The annotation naming an entry of an OCI index.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
-
-/// Bytes per chunk sent to the request body.
-const CHUNK: usize = 256 * 1024;
-
-/// One chunk of the stream, or the error that ended it.
-pub type Chunk = Result<Vec<u8>, io::Error>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
@@ -139,21 +135,9 @@ impl Layout {
             .map_err(io_err(&self.dir))
     }
 
-    /// Streams the archive: chunks arrive on the receiver as a blocking
-    /// thread writes them; an error ends the stream as its last item.
+    /// Streams the archive ([`chan::spawn`]).
     pub fn stream(self) -> mpsc::Receiver<Chunk> {
-        let (tx, rx) = mpsc::channel(4);
-        tokio::task::spawn_blocking(move || {
-            let mut w = ChanWriter {
-                tx: tx.clone(),
-                buf: Vec::with_capacity(CHUNK),
-            };
-            if let Err(e) = self.write_to(&mut w) {
-                // The receiver may be gone already (the request failed).
-                let _ = tx.blocking_send(Err(io::Error::other(e.to_string())));
-            }
-        });
-        rx
+        chan::spawn(move |w| self.write_to(w).map_err(|e| e.to_string()))
     }
 }
 
@@ -216,39 +200,6 @@ pub fn select_tag(index: &[u8], tag: &str) -> Result<Vec<u8>, Select> {
     let keep = manifests.swap_remove(pos);
     *manifests = vec![keep];
     serde_json::to_vec(&v).map_err(|_| Select::BadIndex)
-}
-
-/// A `Write` that sends full chunks down a channel (blocking).
-struct ChanWriter {
-    tx: mpsc::Sender<Chunk>,
-    buf: Vec<u8>,
-}
-
-impl ChanWriter {
-    fn send(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload ended"))
-    }
-}
-
-impl Write for ChanWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = data.len().min(CHUNK - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() >= CHUNK {
-            self.send()?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.send()
-    }
 }
 
 #[cfg(test)]

@@ -4,21 +4,27 @@
 //! the daemon's own parser). A registry reference goes to the daemon as
 //! JSON in its canonical `docker://` form; everything on this machine is
 //! uploaded, because the daemon never reads paths on its host: a file as
-//! it is (`oci-archive:`, `docker-archive:`, `rootfs:`), an `oci:DIR`
-//! layout as an oci-archive stream ([`super::layout`]).
+//! it is (`oci-archive:`, `docker-archive:`, `rootfs:`), an archive with
+//! an image named in it (`oci-archive:FILE:TAG`, `docker-archive:FILE:REF`
+//! or `:@N`) with its image list cut to that one ([`super::rewrite`]), an
+//! `oci:DIR` layout as an oci-archive stream ([`super::layout`]).
 //!
 //! Default names ([`default_name`]): for a registry reference, the last
 //! component of its repository, then `-TAG` unless the tag is `latest`
 //! (`python:3.12-slim` → `python-3.12-slim`, `ghcr.io/o/app` → `app`, a
 //! digest-only reference → `app-` and the digest's first 12 hex digits);
 //! for a file, its name without `.tar`, `.tar.gz`, `.tgz` (`alpine.tar` →
-//! `alpine`); for `oci:DIR[:TAG]`, the directory's name and `-TAG` the same
-//! way. Characters outside `[A-Za-z0-9._-]` become `-`; the name starts
+//! `alpine`), and `-TAG` the same way for `oci-archive:FILE:TAG`
+//! (`-N` for `docker-archive:FILE:@N`; `docker-archive:FILE:REF` is named
+//! as the registry reference REF would be); for `oci:DIR[:TAG]`, the
+//! directory's name and `-TAG`. Characters outside `[A-Za-z0-9._-]` become `-`; the name starts
 //! with a letter or digit and has at most 63 characters.
 
 use std::path::{Path, PathBuf};
 
 use bhatti_oci::source::{ImageRef, Source, SourceError};
+
+use super::rewrite::Pick;
 
 /// Longest image name the daemon takes.
 const MAX_NAME: usize = 63;
@@ -32,17 +38,27 @@ pub enum Plan {
     File { path: PathBuf, format: &'static str },
     /// `POST /images?format=oci-archive` with the layout made into a tar.
     OciDir { dir: PathBuf, tag: Option<String> },
+    /// `POST /images?format=FORMAT` with the archive, its image list cut
+    /// to the one picked ([`super::rewrite`]).
+    Rewrite {
+        path: PathBuf,
+        format: &'static str,
+        pick: Pick,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error("{0}")]
     Source(#[from] SourceError),
-    #[error(
-        "{given}: naming an image inside an archive is not supported; give an archive that holds \
-         one image (or use oci:DIR:TAG for a layout)"
-    )]
-    InnerName { given: String },
+}
+
+/// `@N` (the N-th image) or a reference.
+fn docker_pick(r: &str) -> Pick {
+    match r.strip_prefix('@').and_then(|n| n.parse().ok()) {
+        Some(n) => Pick::DockerIndex(n),
+        None => Pick::DockerRef(r.to_owned()),
+    }
 }
 
 /// The plan for `source`.
@@ -54,14 +70,19 @@ pub fn plan(source: &str) -> Result<(Plan, Source), PlanError> {
             dir: path.clone(),
             tag: tag.clone(),
         },
-        Source::OciArchive { tag: Some(_), .. }
-        | Source::DockerArchive {
-            reference: Some(_), ..
-        } => {
-            return Err(PlanError::InnerName {
-                given: source.to_owned(),
-            });
-        }
+        Source::OciArchive { path, tag: Some(t) } => Plan::Rewrite {
+            path: path.clone(),
+            format: "oci-archive",
+            pick: Pick::OciTag(t.clone()),
+        },
+        Source::DockerArchive {
+            path,
+            reference: Some(r),
+        } => Plan::Rewrite {
+            path: path.clone(),
+            format: "docker-archive",
+            pick: docker_pick(r),
+        },
         Source::OciArchive { path, tag: None } => Plan::File {
             path: path.clone(),
             format: "oci-archive",
@@ -87,9 +108,16 @@ pub fn default_name(src: &Source) -> Option<String> {
     let raw = match src {
         Source::Registry(r) => registry_name(r),
         Source::OciDir { path, tag } => with_tag(dir_name(path)?, tag.as_deref()),
-        Source::OciArchive { path, .. }
-        | Source::DockerArchive { path, .. }
-        | Source::Rootfs(path) => file_stem(path)?,
+        Source::OciArchive { path, tag } => with_tag(file_stem(path)?, tag.as_deref()),
+        Source::DockerArchive {
+            reference: Some(r),
+            path,
+        } => match (r.strip_prefix('@'), ImageRef::parse(r)) {
+            (Some(n), _) => format!("{}-{n}", file_stem(path)?),
+            (None, Ok(r)) => registry_name(&r),
+            (None, Err(_)) => file_stem(path)?,
+        },
+        Source::DockerArchive { path, .. } | Source::Rootfs(path) => file_stem(path)?,
     };
     sanitize(&raw)
 }
@@ -194,6 +222,12 @@ mod tests {
         assert_eq!(name("rootfs:r.tgz").as_deref(), Some("r"));
         assert_eq!(name("oci:/srv/layouts/deb:12").as_deref(), Some("deb-12"));
         assert_eq!(name("oci:/srv/layouts/deb").as_deref(), Some("deb"));
+        assert_eq!(name("oci-archive:o.tar:v1").as_deref(), Some("o-v1"));
+        assert_eq!(
+            name("docker-archive:d.tar:test/bare:1").as_deref(),
+            Some("bare-1")
+        );
+        assert_eq!(name("docker-archive:d.tar:@1").as_deref(), Some("d-1"));
         assert_eq!(name("rootfs:/x/+.tar"), None);
     }
 
@@ -243,10 +277,23 @@ mod tests {
                 tag: Some("v2".into())
             }
         );
-        for bad in ["docker-archive:d.tar:foo:1", "oci-archive:o.tar:v1"] {
-            let e = plan(bad).expect_err(bad);
-            assert!(e.to_string().contains("one image"), "{e}");
-        }
+        let rw = |path: &str, format, pick| Plan::Rewrite {
+            path: path.into(),
+            format,
+            pick,
+        };
+        assert_eq!(
+            p("docker-archive:d.tar:foo:1"),
+            rw("d.tar", "docker-archive", Pick::DockerRef("foo:1".into()))
+        );
+        assert_eq!(
+            p("docker-archive:d.tar:@2"),
+            rw("d.tar", "docker-archive", Pick::DockerIndex(2))
+        );
+        assert_eq!(
+            p("oci-archive:o.tar:v1"),
+            rw("o.tar", "oci-archive", Pick::OciTag("v1".into()))
+        );
         let e = plan("ftp://x/y").expect_err("ftp");
         assert!(e.to_string().contains("unknown transport"), "{e}");
     }
