@@ -42,6 +42,10 @@ pub fn trials() -> Vec<Trial> {
             "images::save_a_sandbox_as_an_image_and_quota",
             crate::images_more::save_a_sandbox_as_an_image_and_quota,
         ),
+        trial(
+            "images::archives_upload_to_one_image",
+            crate::images_more::archives_upload_to_one_image,
+        ),
     ]
 }
 

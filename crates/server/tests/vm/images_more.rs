@@ -6,7 +6,10 @@
 //! - a sandbox's disk saved as an image (`POST /sandboxes/{id}/image`)
 //!   makes sandboxes with the file written before the save;
 //! - a user whose storage quota is used up gets 429 for an import and a
-//!   save.
+//!   save;
+//! - `oci-archive` and `docker-archive` uploads (made by `skopeo` from
+//!   the registry test's image) import to one content id, stored once and
+//!   counted once, and boot.
 
 use std::path::Path;
 
@@ -14,7 +17,8 @@ use bhatti_store::users::Limits;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::images::wait_job;
+use crate::images::{TOOLS, bsh, build, wait_job};
+use crate::oci_support as oci;
 use crate::support::{TestDaemon, TestResult, Timers, ensure, run};
 
 /// Every file under `dir` called `name`.
@@ -181,4 +185,78 @@ async fn quota(d: &TestDaemon) -> TestResult {
         .await?;
     ensure(s == 429, || format!("save over quota: {s} {v}"))?;
     Ok(())
+}
+
+/// Uploads `file` as `format` named `name`; returns the finished job.
+async fn upload(
+    d: &TestDaemon,
+    file: &Path,
+    format: &str,
+    name: &str,
+) -> Result<serde_json::Value, libtest_mimic::Failed> {
+    let bytes = tokio::fs::read(file).await?;
+    let resp = d
+        .req(
+            Method::POST,
+            &format!("/images?format={format}&name={name}"),
+        )
+        .header("content-type", "application/octet-stream")
+        .body(bytes)
+        .send()
+        .await?;
+    ensure(resp.status() == 202, || {
+        format!("{format}: {}", resp.status())
+    })?;
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .ok_or("no Location")?
+        .to_owned();
+    wait_job(d, &d.key, &location).await
+}
+
+pub fn archives_upload_to_one_image() -> TestResult {
+    if !oci::tools(&TOOLS) {
+        return Ok(());
+    }
+    let tmp = tempfile::tempdir()?;
+    let layout = build(tmp.path())?;
+    let (oa, da) = (tmp.path().join("oci.tar"), tmp.path().join("docker.tar"));
+    let from = format!("oci:{}:test", layout.display());
+    oci::skopeo_copy(&from, &format!("oci-archive:{}", oa.display()), None);
+    oci::skopeo_copy(
+        &from,
+        &format!("docker-archive:{}:app:1", da.display()),
+        None,
+    );
+    run(async {
+        let d = TestDaemon::start(Timers::default()).await?;
+        let a = upload(&d, &oa, "oci-archive", "a").await?;
+        let b = upload(&d, &da, "docker-archive", "b").await?;
+        ensure(a["state"] == "done" && b["state"] == "done", || {
+            format!("jobs: {a} {b}")
+        })?;
+        ensure(a["image"]["id"] == b["image"]["id"], || {
+            format!("ids differ: {a} {b}")
+        })?;
+        ensure(a["image"]["source"] == "upload:oci-archive", || {
+            format!("{a}")
+        })?;
+        let body = json!({"name": "u1", "image": "b", "memory_mb": 256});
+        d.expect(d.req(Method::POST, "/sandboxes").json(&body), 201)
+            .await?;
+        let got = bsh(
+            &d,
+            &d.key,
+            "u1",
+            "busybox cat /data/keep.txt; busybox id -u",
+        )
+        .await?;
+        ensure(got == "keep\n1000", || format!("u1: {got:?}"))?;
+        // Deleting one name keeps the image for the other.
+        d.expect(d.req(Method::DELETE, "/images/a"), 204).await?;
+        d.expect(d.req(Method::GET, "/images/b"), 200).await?;
+        d.finish().await
+    })
 }
