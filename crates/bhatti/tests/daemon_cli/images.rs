@@ -215,6 +215,14 @@ fn bad_imports(d: &Daemon, tmp: &Path) -> Result<(), String> {
         !out.status.success() && text(&out.stderr).contains("\"nope\""),
         || format!("a missing tag: {}", text(&out.stderr)),
     )?;
+    // A name taken: refused before the upload is read (HTTP 409), and
+    // the client reports the daemon's answer, not a broken upload.
+    let again = format!("docker-archive:{}", tmp.join("d.tar").display());
+    let out = d.run(&["image", "import", &again]);
+    ensure(
+        out.status.code() == Some(1) && text(&out.stderr).contains("409"),
+        || format!("a taken name: {}", text(&out.stderr)),
+    )?;
     let out = d.run(&["image", "import", "rootfs:x.tar", "--insecure"]);
     ensure(
         out.status.code() == Some(1) && text(&out.stderr).contains("registry sources only"),
