@@ -16,7 +16,11 @@
 //!
 //! # Threads, locks, I/O
 //! Store calls are short; the engine's save (a copy of the disk, the
-//! sandbox paused meanwhile) and delete are awaited with no lock held.
+//! sandbox paused meanwhile) is awaited with no lock held. The async
+//! lock `imports.names` is held while a row is written and its image
+//! checked, and while a name is deleted with (when it was the id's last)
+//! the engine's image: an import of the same content that finishes then
+//! never records an image being deleted.
 
 use bhatti_engine::engine::{Engine, EngineError};
 use bhatti_engine::image::{ImageError, ImagePaths, ImageRef, Tier};
@@ -153,6 +157,7 @@ impl<E: Engine> AppState<E> {
                 StoreError::InUse(format!("image {name} is used by {}", users.join(", "))).into(),
             );
         }
+        let _names = self.imports.names.lock().await;
         if self.store.image_id_refs(&row.image_id)? <= 1 {
             match self.engine.delete_image(&row.image_id).await {
                 Ok(()) | Err(EngineError::Image(ImageError::NotStored(_))) => {}
@@ -244,6 +249,7 @@ impl<E: Engine> AppState<E> {
     /// the user over their storage quota or the name was taken meanwhile;
     /// then the engine's image goes again if nothing else names it.
     pub(super) async fn record_image(&self, user: &User, row: Image) -> ServiceResult<ImageView> {
+        let _names = self.imports.names.lock().await;
         let has_id = self.store.image_name_of(&user.id, &row.image_id)?.is_some();
         let adding = if has_id { 0 } else { row.used_bytes };
         let recorded = self
@@ -253,12 +259,21 @@ impl<E: Engine> AppState<E> {
             self.drop_unnamed(&row.image_id).await;
             return Err(e);
         }
+        // Deleted by another user's delete before the row was written.
+        if let Err(e) = self.engine.image_info(&row.image_id) {
+            self.store.delete_image(&user.id, &row.name)?;
+            return Err(ServiceError::Corrupt {
+                what: "image",
+                detail: format!("{} was deleted meanwhile ({e}); import it again", row.name),
+            });
+        }
         tracing::info!(image = %row.image_id, name = %row.name, user = %user.id,
             used = row.used_bytes, "image recorded");
         Ok(ImageView::from(&row))
     }
 
-    /// Deletes engine image `id` if no row names it.
+    /// Deletes engine image `id` if no row names it (the caller holds
+    /// `imports.names`).
     async fn drop_unnamed(&self, id: &str) {
         if matches!(self.store.image_id_refs(id), Ok(0))
             && let Err(e) = self.engine.delete_image(id).await

@@ -8,7 +8,8 @@
 //! content id (an id the engine already has is not unpacked again), and
 //! recorded as the user's name for it. Progress events update the job.
 //!
-//! Jobs live in memory ([`Jobs`]): a daemon restart forgets running
+//! At most [`MAX_RUNNING`] imports run at once; the others wait in the
+//! `queued` phase. Jobs live in memory ([`Jobs`]): a daemon restart forgets running
 //! imports; their leftovers (the engine's staging directories, uploaded
 //! archives under `image-uploads/`) are removed when the daemon starts.
 //! Finished jobs are forgotten an hour after they end.
@@ -66,7 +67,17 @@ pub struct Jobs {
     uploads: PathBuf,
     blobs: PathBuf,
     limits: Limits,
+    /// Imports that fetch, unpack and pack at once (the others wait,
+    /// `queued`).
+    running: tokio::sync::Semaphore,
+    /// Held while a row naming an image is written and checked, and while
+    /// the engine's image of an id no row names is deleted, so that an
+    /// import of the same content never records an image being deleted.
+    pub(crate) names: tokio::sync::Mutex<()>,
 }
+
+/// How many imports run at once.
+const MAX_RUNNING: usize = 2;
 
 impl Jobs {
     /// The jobs of a daemon over `data_dir`: none. Uploads left by a
@@ -83,6 +94,8 @@ impl Jobs {
             uploads,
             blobs: data_dir.join(BLOBS),
             limits: Limits::default(),
+            running: tokio::sync::Semaphore::new(MAX_RUNNING),
+            names: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -384,6 +397,11 @@ impl<E: Engine> AppState<E> {
         req: &Request,
     ) -> Result<ImageView, JobError> {
         let jobs = &self.imports;
+        let _running = jobs
+            .running
+            .acquire()
+            .await
+            .map_err(|e| job_error("internal", e))?;
         let progress = jobs.progress(&job.id);
         let limits = jobs.limits;
         let fetched = fetch(req, &jobs.blobs, limits, progress.clone()).await?;
