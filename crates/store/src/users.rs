@@ -151,10 +151,15 @@ impl Store {
             [&id],
             |r| r.get(0),
         )?;
-        if live > 0 || volumes > 0 || snapshots > 0 {
+        let images: i64 = tx.query_row(
+            "SELECT count(*) FROM images WHERE user_id = ?1",
+            [&id],
+            |r| r.get(0),
+        )?;
+        if live > 0 || volumes > 0 || snapshots > 0 || images > 0 {
             return Err(StoreError::InUse(format!(
-                "user {name} still owns {live} sandbox(es), {volumes} volume(s) and \
-                 {snapshots} snapshot(s); delete them first"
+                "user {name} still owns {live} sandbox(es), {volumes} volume(s), \
+                 {snapshots} snapshot(s) and {images} image(s); delete them first"
             )));
         }
         tx.execute("DELETE FROM users WHERE id = ?1", [&id])?;

@@ -64,3 +64,19 @@ fn images_round_trip_per_user_and_names_are_unique_per_user() {
     assert_eq!(f.store.image_id_refs("sha256:aa").expect("refs"), 2);
     assert!(f.store.find_image(&bob.id, "py").is_ok());
 }
+
+#[test]
+fn a_user_with_images_is_not_deleted() {
+    let f = common::store();
+    let alice = common::user(&f.store, "alice");
+    f.store
+        .insert_image(&image(&alice.id, "py", "sha256:aa", 1, 1))
+        .expect("insert");
+    let err = f.store.delete_user("alice").expect_err("owns an image");
+    assert!(
+        matches!(&err, StoreError::InUse(m) if m.contains("1 image(s)")),
+        "{err}"
+    );
+    f.store.delete_image(&alice.id, "py").expect("delete");
+    f.store.delete_user("alice").expect("deleted");
+}
