@@ -64,10 +64,20 @@ impl Resolved {
         bhatti_engine::engine::guest_user_ok(u).then(|| u.to_owned())
     }
 
-    /// The image config's `Entrypoint` and `Cmd` as an init command.
+    /// The image config's `Entrypoint` and `Cmd` as an init command, run
+    /// in its `WorkingDir`.
     pub fn init(&self) -> Option<String> {
         let argv = [self.config.entrypoint.clone(), self.config.cmd.clone()].concat();
-        (!argv.is_empty()).then(|| shell_line(&argv))
+        if argv.is_empty() {
+            return None;
+        }
+        let cd = self
+            .config
+            .working_dir
+            .as_ref()
+            .map(|w| format!("cd {} && ", quote(w)))
+            .unwrap_or_default();
+        Some(format!("{cd}{}", shell_line(&argv)))
     }
 }
 
@@ -339,11 +349,13 @@ fn builtin_view(t: Tier) -> Option<ImageView> {
 
 /// `argv` as one shell command line (`exec` and each word quoted).
 pub fn shell_line(argv: &[String]) -> String {
-    let words: Vec<String> = argv
-        .iter()
-        .map(|w| format!("'{}'", w.replace('\'', r"'\''")))
-        .collect();
+    let words: Vec<String> = argv.iter().map(|w| quote(w)).collect();
     format!("exec {}", words.join(" "))
+}
+
+/// `w` as one single-quoted shell word.
+fn quote(w: &str) -> String {
+    format!("'{}'", w.replace('\'', r"'\''"))
 }
 
 #[cfg(test)]
@@ -357,5 +369,25 @@ mod tests {
             shell_line(&argv),
             r"exec '/bin/sh' '-c' 'echo '\''hi'\'' $HOME'"
         );
+    }
+
+    #[test]
+    fn init_runs_the_entrypoint_and_cmd_in_the_working_dir() {
+        let mut r = Resolved {
+            image: Tier::Busybox.into(),
+            name: None,
+            config: ImageConfig::default(),
+        };
+        assert_eq!(r.init(), None);
+        r.config.entrypoint = vec!["/entry".into()];
+        r.config.cmd = vec!["run".into()];
+        assert_eq!(r.init().as_deref(), Some("exec '/entry' 'run'"));
+        r.config.working_dir = Some("/my app".into());
+        r.config.user = Some("app:staff".into());
+        assert_eq!(
+            r.init().as_deref(),
+            Some("cd '/my app' && exec '/entry' 'run'")
+        );
+        assert_eq!(r.exec_user().as_deref(), Some("app"));
     }
 }

@@ -6,7 +6,8 @@
 //!   removed a lower file, an opaque directory holds only the upper
 //!   layer's files, a hard link shares its inode, a symlink resolves, a
 //!   setuid file keeps its mode) and the config's defaults (exec as the
-//!   image's non-root `User`, in its `WorkingDir`, with its `Env`);
+//!   image's non-root `User`, in its `WorkingDir`, with its `Env`; its
+//!   `Entrypoint` and `Cmd` ran at boot, in the `WorkingDir`);
 //! - a file source in JSON is refused (400): files are uploaded;
 //! - deleting an image a sandbox uses is refused (409, naming it);
 //! - another user neither sees nor uses it (404, 400), nor its job
@@ -131,7 +132,8 @@ fn layer(path: &Path, entries: &[Entry<'_>]) -> TestResult {
 /// which unpacking rightly refuses as truncated): busybox and
 /// `/etc/hello.txt`, a layer of files, one of whiteouts over it, and the
 /// config of the OCI crate's test image (Env, WorkingDir, User,
-/// Entrypoint, Cmd). Returns the layout (tag `test`).
+/// Entrypoint), its Cmd writing the directory it ran in to
+/// `/tmp/init-ran`. Returns the layout (tag `test`).
 pub fn build(dir_: &Path) -> Result<std::path::PathBuf, Failed> {
     let layout = dir_.join("layout");
     let image = format!("{}:test", layout.display());
@@ -195,7 +197,7 @@ pub fn build(dir_: &Path) -> Result<std::path::PathBuf, Failed> {
         "--config.entrypoint=/bin/busybox",
         "--config.cmd=sh",
         "--config.cmd=-c",
-        "--config.cmd=echo hi",
+        "--config.cmd=pwd > /tmp/init-ran",
     ]));
     Ok(layout)
 }
@@ -335,6 +337,12 @@ async fn boot_and_check(d: &TestDaemon) -> TestResult {
             format!("`{script}`: {got:?}, want {want:?}")
         })?;
     }
+    // The entrypoint and cmd ran at boot, in the working dir.
+    eventually(Duration::from_secs(120), || async {
+        let out = bsh(d, k, "s1", "busybox cat /tmp/init-ran 2>/dev/null; true").await?;
+        Ok((out == oci::WORKDIR).then_some(()))
+    })
+    .await?;
     // A template names the image too; the image's users are named.
     let t = json!({"name": "t2", "image": "app", "memory_mb": 256});
     d.expect(d.req(Method::POST, "/templates").json(&t), 201)
