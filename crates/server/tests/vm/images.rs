@@ -47,6 +47,10 @@ pub fn trials() -> Vec<Trial> {
             "images::archives_upload_to_one_image",
             crate::images_more::archives_upload_to_one_image,
         ),
+        trial(
+            "images::registry_credentials_and_errors",
+            crate::images_more::registry_credentials_and_errors,
+        ),
     ]
 }
 

@@ -9,7 +9,10 @@
 //!   save;
 //! - `oci-archive` and `docker-archive` uploads (made by `skopeo` from
 //!   the registry test's image) import to one content id, stored once and
-//!   counted once, and boot.
+//!   counted once, and boot;
+//! - registry credentials: the right ones import, wrong ones fail the job
+//!   with `unauthorized`, a missing tag with `not_found`, a user name
+//!   without a password is a 400.
 
 use std::path::Path;
 
@@ -17,7 +20,7 @@ use bhatti_store::users::Limits;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::images::{TOOLS, bsh, build, wait_job};
+use crate::images::{TOOLS, bsh, build, start_import, wait_job};
 use crate::oci_support as oci;
 use crate::support::{TestDaemon, TestResult, Timers, ensure, run};
 
@@ -257,6 +260,45 @@ pub fn archives_upload_to_one_image() -> TestResult {
         // Deleting one name keeps the image for the other.
         d.expect(d.req(Method::DELETE, "/images/a"), 204).await?;
         d.expect(d.req(Method::GET, "/images/b"), 200).await?;
+        d.finish().await
+    })
+}
+
+pub fn registry_credentials_and_errors() -> TestResult {
+    if !oci::tools(&TOOLS) {
+        return Ok(());
+    }
+    let tmp = tempfile::tempdir()?;
+    let layout = build(tmp.path())?;
+    let creds = ("puller", "s3cret");
+    let registry = oci::Registry::start(Some(creds));
+    registry.push(&layout, "priv/app:1", Some(creds));
+    run(async {
+        let d = TestDaemon::start(Timers::default()).await?;
+        let source = format!("docker://{}/priv/app:1", registry.addr);
+        let job = |name: &str, user: &str, pass: &str, source: &str| {
+            json!({"source": source, "name": name, "insecure": true,
+                   "username": user, "password": pass})
+        };
+        let k = d.key.clone();
+        let bad = job("bad", creds.0, "wrong", &source);
+        let v = wait_job(&d, &k, &start_import(&d, &k, &bad).await?).await?;
+        ensure(
+            v["state"] == "failed" && v["error"]["code"] == "unauthorized",
+            || format!("wrong password: {v}"),
+        )?;
+        let missing = job("missing", creds.0, creds.1, &format!("{source}-nope"));
+        let v = wait_job(&d, &k, &start_import(&d, &k, &missing).await?).await?;
+        ensure(
+            v["state"] == "failed" && v["error"]["code"] == "not_found",
+            || format!("missing tag: {v}"),
+        )?;
+        let good = job("good", creds.0, creds.1, &source);
+        let v = wait_job(&d, &k, &start_import(&d, &k, &good).await?).await?;
+        ensure(v["state"] == "done", || format!("right password: {v}"))?;
+        let half = json!({"source": source, "username": "x"});
+        d.expect(d.req(Method::POST, "/images").json(&half), 400)
+            .await?;
         d.finish().await
     })
 }
