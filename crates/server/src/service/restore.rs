@@ -46,7 +46,9 @@ impl<E: Engine> AppState<E> {
         let name = req.snapshot.clone().unwrap_or_default();
         let snap = self.store.find_snapshot(&user.id, &name)?;
         let sid = snapshot_id(&snap.id)?;
-        let plan = snapshot_plan(user, req, &snap)?;
+        let (req, image_name, workdir) = self.snapshot_image(user, req, &snap)?;
+        let mut plan = snapshot_plan(user, req, &snap)?;
+        (plan.image_name, plan.workdir) = (image_name, workdir);
         // The request's env and secrets, over the snapshot's env.
         let asked_env = self.boot_env(user, &plan)?;
         let r = self.reserve(user, &plan)?;
@@ -69,6 +71,33 @@ impl<E: Engine> AppState<E> {
                 .into())
             }
         }
+    }
+
+    /// The caller's name for `snap`'s image and its working directory;
+    /// a request's `image` that names the same image is taken as the
+    /// snapshot's.
+    fn snapshot_image(
+        &self,
+        user: &User,
+        mut req: CreateSandbox,
+        snap: &Snapshot,
+    ) -> ServiceResult<(CreateSandbox, Option<String>, Option<String>)> {
+        let same = |i: &String| {
+            self.resolve_image(user, i)
+                .is_ok_and(|r| r.image.to_string() == snap.image)
+        };
+        if req.image.as_ref().is_some_and(same) {
+            req.image = Some(snap.image.clone());
+        }
+        let Some(name) = self.store.image_name_of(&user.id, &snap.image)? else {
+            return Ok((req, None, None));
+        };
+        let workdir = self
+            .store
+            .find_image(&user.id, &name)
+            .ok()
+            .and_then(|row| crate::model::images::ImageConfig::of_row(&row).working_dir);
+        Ok((req, Some(name), workdir))
     }
 
     /// Makes `req.count` children of `user`'s sandbox `parent` (by id or

@@ -4,7 +4,8 @@
 //!   and no file of that name appears anywhere under the data dir, nor
 //!   is the upload left behind;
 //! - a sandbox's disk saved as an image (`POST /sandboxes/{id}/image`)
-//!   makes sandboxes with the file written before the save;
+//!   makes sandboxes with the file written before the save; a snapshot
+//!   of one restores naming the image, and the delete names them all;
 //! - a user whose storage quota is used up gets 429 for an import and a
 //!   save;
 //! - `oci-archive` and `docker-archive` uploads (made by `skopeo` from
@@ -144,12 +145,26 @@ pub fn save_a_sandbox_as_an_image_and_quota() -> TestResult {
         ensure(sb["image"] == "saved", || format!("copy: {sb}"))?;
         let got = d.sh("copy", "cat /marker").await?;
         ensure(got.trim() == "saved", || format!("marker: {got:?}"))?;
+        // A snapshot of it restores by the image's name too.
+        d.expect(
+            d.req(Method::POST, "/sandboxes/copy/snapshots")
+                .json(&json!({"name": "snap1"})),
+            201,
+        )
+        .await?;
+        let body = json!({"name": "again", "snapshot": "snap1", "image": "saved"});
+        let sb = d
+            .expect(d.req(Method::POST, "/sandboxes").json(&body), 201)
+            .await?;
+        ensure(sb["image"] == "saved", || format!("restored: {sb}"))?;
         let (s, v) = d.call(d.req(Method::DELETE, "/images/saved")).await?;
         ensure(
             s == 409
-                && v["error"]
-                    .as_str()
-                    .is_some_and(|e| e.contains("sandbox copy")),
+                && v["error"].as_str().is_some_and(|e| {
+                    e.contains("sandbox copy")
+                        && e.contains("sandbox again")
+                        && e.contains("snapshot snap1")
+                }),
             || format!("delete in use: {s} {v}"),
         )?;
         // Built-in tiers cannot be deleted.
