@@ -4,7 +4,9 @@
 //! with [`bhatti_oci::fetch::fetch`] into a blob cache under the data dir
 //! (`oci-blobs/`, content addressed, shared by every user), unpacked
 //! (blocking, on the blocking pool) into a staging directory of the
-//! engine, packed by the engine into its image store under the image's
+//! engine, each layer checked against the config's `rootfs.diff_ids`
+//! (the image's id is its config's digest, shared between users: the
+//! config must pin the content), packed by the engine into its image store under the image's
 //! content id (an id the engine already has is not unpacked again), and
 //! recorded as the user's name for it. Progress events update the job.
 //!
@@ -298,6 +300,27 @@ async fn fetch(
     .map_err(|e| fetch_error(&e))
 }
 
+/// The config's `rootfs.diff_ids`, which the layers must match: the id
+/// an image is stored (and shared between users) under is its config's
+/// digest, so the config must pin the content, or an image with a copied
+/// config and other layers would be taken for the real one. `None` for
+/// a rootfs tarball, whose id is its own digest.
+fn diff_ids(
+    req: &Request,
+    blobs: &Path,
+    fetched: &bhatti_oci::Fetched,
+) -> Result<Option<Vec<String>>, JobError> {
+    if matches!(req.source, Source::Rootfs(_)) {
+        return Ok(None);
+    }
+    let path = bhatti_oci::fetch::blob_path(blobs, &fetched.id);
+    let bytes = std::fs::read(&path)
+        .map_err(|e| job_error("internal", format!("reading the image config: {e}")))?;
+    let config = bhatti_oci::config::ImageConfig::from_json(&bytes)
+        .map_err(|e| job_error("bad_image", e))?;
+    Ok(Some(config.diff_ids))
+}
+
 /// Removes a request's uploaded file, if any.
 fn cleanup(r: &Request) {
     if let Some(p) = &r.upload {
@@ -412,11 +435,15 @@ impl<E: Engine> AppState<E> {
                     .engine
                     .image_staging()
                     .map_err(|e| job_error("internal", e))?;
+                let pins = diff_ids(req, &jobs.blobs, &fetched)?;
                 let (layers, root, p) = (fetched.layers.clone(), staging.root(), progress.clone());
-                tokio::task::spawn_blocking(move || unpack::unpack(&layers, &root, limits, &p))
-                    .await
-                    .map_err(|e| job_error("internal", e))?
-                    .map_err(|e| unpack_error(&e))?;
+                tokio::task::spawn_blocking(move || match pins {
+                    Some(ids) => unpack::unpack_verified(&layers, &ids, &root, limits, &p),
+                    None => unpack::unpack(&layers, &root, limits, &p),
+                })
+                .await
+                .map_err(|e| job_error("internal", e))?
+                .map_err(|e| unpack_error(&e))?;
                 progress(Event::Phase("packing".into()));
                 self.engine
                     .store_image(staging, &fetched.id, &req.source_text)
