@@ -12,7 +12,8 @@
 //! - deleting an image a sandbox uses is refused (409, naming it);
 //! - another user neither sees nor uses it (404, 400), nor its job
 //!   (404), and gets their own name for the same content;
-//! - hostile uploads, save-as-image and quotas: [`crate::images_more`].
+//! - hostile uploads, save-as-image and quotas: [`crate::images_more`];
+//!   a copied config over other layers: [`crate::images_spoof`].
 
 use std::path::Path;
 use std::process::Command;
@@ -50,6 +51,10 @@ pub fn trials() -> Vec<Trial> {
         trial(
             "images::registry_credentials_and_errors",
             crate::images_more::registry_credentials_and_errors,
+        ),
+        trial(
+            "images::a_copied_config_does_not_take_the_image_id",
+            crate::images_spoof::a_copied_config_does_not_take_the_image_id,
         ),
     ]
 }

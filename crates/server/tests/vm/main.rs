@@ -20,6 +20,7 @@ mod golden;
 mod hygiene;
 mod images;
 mod images_more;
+mod images_spoof;
 mod isolation;
 mod lifetime;
 mod modes;
