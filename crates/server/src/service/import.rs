@@ -1,20 +1,25 @@
 //! Image imports (issue 12): a job per `POST /images`, run as a task.
 //!
-//! The pipeline: the source (parsed when the job is made) is fetched
-//! with [`bhatti_oci::fetch::fetch`] into a blob cache under the data dir
-//! (`oci-blobs/`, content addressed, shared by every user), unpacked
-//! (blocking, on the blocking pool) into a staging directory of the
-//! engine, each layer checked against the config's `rootfs.diff_ids`
+//! The pipeline: the source (parsed when the job is made) is fetched with
+//! [`bhatti_oci::fetch::fetch`] into the user's blob cache under the data
+//! dir (`oci-blobs/<user id>/`, content addressed; not shared between
+//! users: a blob present is reused by its digest alone, so a shared cache
+//! would hand a user another's private layer for knowing its digest),
+//! unpacked (blocking, on the blocking pool) into a staging directory of
+//! the engine, each layer checked against the config's `rootfs.diff_ids`
 //! (the image's id is its config's digest, shared between users: the
-//! config must pin the content), packed by the engine into its image store under the image's
-//! content id (an id the engine already has is not unpacked again), and
-//! recorded as the user's name for it. Progress events update the job.
+//! config must pin the content), packed by the engine into its image
+//! store under that id (an id the engine already has is kept as it is,
+//! but the import is unpacked and checked all the same: that proves the
+//! caller has the content, not only its config), and recorded as the
+//! user's name for it. Progress events update the job.
 //!
 //! At most [`MAX_RUNNING`] imports run at once; the others wait in the
-//! `queued` phase. Jobs live in memory ([`Jobs`]): a daemon restart forgets running
-//! imports; their leftovers (the engine's staging directories, uploaded
-//! archives under `image-uploads/`) are removed when the daemon starts.
-//! Finished jobs are forgotten an hour after they end.
+//! `queued` phase. Jobs live in memory ([`Jobs`]): a daemon restart
+//! forgets running imports; their leftovers (the engine's staging
+//! directories, uploaded archives under `image-uploads/`) are removed
+//! when the daemon starts. Finished jobs are forgotten an hour after they
+//! end.
 //!
 //! Registry sources come as JSON; archives are uploaded (the route
 //! streams the body to a file under `image-uploads/`, which the job
@@ -47,7 +52,7 @@ use crate::state::{AppState, Shared, now_unix};
 
 /// Directory (under the data dir) of uploaded archives being imported.
 pub const UPLOADS: &str = "image-uploads";
-/// Directory (under the data dir) of the shared blob cache.
+/// Directory (under the data dir) of the users' blob caches.
 pub const BLOBS: &str = "oci-blobs";
 /// How long a finished job stays readable.
 const KEEP_FINISHED: Duration = Duration::from_secs(3600);
@@ -427,30 +432,30 @@ impl<E: Engine> AppState<E> {
             .map_err(|e| job_error("internal", e))?;
         let progress = jobs.progress(&job.id);
         let limits = jobs.limits;
-        let fetched = fetch(req, &jobs.blobs, limits, progress.clone()).await?;
-        let stored = match self.engine.image_info(&fetched.id) {
-            Ok(stored) => stored,
-            Err(_) => {
-                let staging = self
-                    .engine
-                    .image_staging()
-                    .map_err(|e| job_error("internal", e))?;
-                let pins = diff_ids(req, &jobs.blobs, &fetched)?;
-                let (layers, root, p) = (fetched.layers.clone(), staging.root(), progress.clone());
-                tokio::task::spawn_blocking(move || match pins {
-                    Some(ids) => unpack::unpack_verified(&layers, &ids, &root, limits, &p),
-                    None => unpack::unpack(&layers, &root, limits, &p),
-                })
-                .await
-                .map_err(|e| job_error("internal", e))?
-                .map_err(|e| unpack_error(&e))?;
-                progress(Event::Phase("packing".into()));
-                self.engine
-                    .store_image(staging, &fetched.id, &req.source_text)
-                    .await
-                    .map_err(|e| job_error("internal", e))?
-            }
-        };
+        let blobs = jobs.blobs.join(&user.id);
+        let fetched = fetch(req, &blobs, limits, progress.clone()).await?;
+        // Unpacked even when the engine has the id: the check against the
+        // config is what proves the caller has the content, not only its
+        // config (then the engine keeps the image it has).
+        let staging = self
+            .engine
+            .image_staging()
+            .map_err(|e| job_error("internal", e))?;
+        let pins = diff_ids(req, &blobs, &fetched)?;
+        let (layers, root, p) = (fetched.layers.clone(), staging.root(), progress.clone());
+        tokio::task::spawn_blocking(move || match pins {
+            Some(ids) => unpack::unpack_verified(&layers, &ids, &root, limits, &p),
+            None => unpack::unpack(&layers, &root, limits, &p),
+        })
+        .await
+        .map_err(|e| job_error("internal", e))?
+        .map_err(|e| unpack_error(&e))?;
+        progress(Event::Phase("packing".into()));
+        let stored = self
+            .engine
+            .store_image(staging, &fetched.id, &req.source_text)
+            .await
+            .map_err(|e| job_error("internal", e))?;
         let row = Image {
             user_id: user.id.clone(),
             name: job.name.clone(),
@@ -468,46 +473,4 @@ impl<E: Engine> AppState<E> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn json(source: &str) -> ImportImage {
-        ImportImage {
-            source: source.into(),
-            name: None,
-            insecure: None,
-            username: None,
-            password: None,
-            token: None,
-        }
-    }
-
-    #[test]
-    fn json_imports_take_registries_only_and_name_them_by_repository() {
-        for file in [
-            "oci:/etc",
-            "oci-archive:/x.tar",
-            "docker-archive:/x",
-            "rootfs:/x.tar",
-        ] {
-            assert!(Request::registry(json(file)).is_err(), "{file}");
-        }
-        let r = Request::registry(json("docker://127.0.0.1:5000/lib/py:3")).expect("registry");
-        assert_eq!(r.default_name().expect("name"), "py");
-        let mut half = json("py:3");
-        half.username = Some("u".into());
-        assert!(Request::registry(half).is_err());
-        assert!(Request::upload("zip", None, PathBuf::from("/nonexistent")).is_err());
-    }
-
-    #[test]
-    fn stale_uploads_are_removed_when_the_daemon_starts() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let stale = dir.path().join(UPLOADS).join("up-1.tar");
-        std::fs::create_dir_all(stale.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&stale, b"x").expect("write");
-        let jobs = Jobs::new(dir.path());
-        assert!(!stale.exists());
-        assert!(jobs.get("u-1", "imp-1").is_none());
-    }
-}
+mod tests;
