@@ -17,9 +17,12 @@
 //! At most [`MAX_RUNNING`] imports run at once; the others wait in the
 //! `queued` phase. Jobs live in memory ([`Jobs`]): a daemon restart
 //! forgets running imports; their leftovers (the engine's staging
-//! directories, uploaded archives under `image-uploads/`) are removed
-//! when the daemon starts. Finished jobs are forgotten an hour after they
-//! end.
+//! directories, uploaded archives under `image-uploads/`, blob caches)
+//! are removed when the daemon starts. Finished jobs are forgotten an
+//! hour after they end. A user's blob cache is removed when their last
+//! running import ends (the image store keeps what was imported; the
+//! cache counts in no quota), so it only serves imports that run at the
+//! same time.
 //!
 //! Registry sources come as JSON; archives are uploaded (the route
 //! streams the body to a file under `image-uploads/`, which the job
@@ -36,17 +39,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bhatti_engine::engine::Engine;
-use bhatti_oci::fetch::{Auth, FetchError, FetchOptions};
+use bhatti_oci::fetch::FetchError;
 use bhatti_oci::unpack::{self, UnpackError};
 use bhatti_oci::{Event, Limits, Progress, Source};
 use bhatti_store::images::Image;
 use bhatti_store::users::User;
 
 use super::images::Over;
-use super::validate::{self, Invalid};
+use super::validate;
 use super::{ServiceError, ServiceResult};
 use crate::keys;
-use crate::model::images::{ImageConfig, ImageView, ImportImage, JobError, JobView};
+use crate::model::images::{ImageConfig, ImageView, JobError, JobView};
 use crate::model::time;
 use crate::state::{AppState, Shared, now_unix};
 
@@ -71,6 +74,8 @@ struct Job {
 #[derive(Debug)]
 pub struct Jobs {
     jobs: Mutex<HashMap<String, Job>>,
+    /// Running jobs per user: a user's blob cache goes when none runs.
+    active: Mutex<HashMap<String, usize>>,
     uploads: PathBuf,
     blobs: PathBuf,
     limits: Limits,
@@ -90,16 +95,19 @@ impl Jobs {
     /// The jobs of a daemon over `data_dir`: none. Uploads left by a
     /// daemon that stopped mid-import are removed.
     pub fn new(data_dir: &Path) -> Self {
-        let uploads = data_dir.join(UPLOADS);
-        if uploads.exists()
-            && let Err(e) = std::fs::remove_dir_all(&uploads)
-        {
-            tracing::warn!(dir = %uploads.display(), error = %e, "removing stale uploads");
+        let (uploads, blobs) = (data_dir.join(UPLOADS), data_dir.join(BLOBS));
+        for dir in [&uploads, &blobs] {
+            if dir.exists()
+                && let Err(e) = std::fs::remove_dir_all(dir)
+            {
+                tracing::warn!(dir = %dir.display(), error = %e, "removing stale import files");
+            }
         }
         Self {
             jobs: Mutex::new(HashMap::new()),
+            active: Mutex::new(HashMap::new()),
             uploads,
-            blobs: data_dir.join(BLOBS),
+            blobs,
             limits: Limits::default(),
             running: tokio::sync::Semaphore::new(MAX_RUNNING),
             names: tokio::sync::Mutex::new(()),
@@ -133,6 +141,36 @@ impl Jobs {
             .get(id)
             .filter(|j| j.user_id == user_id)
             .map(|j| j.view.clone())
+    }
+
+    /// Counts a job of `user_id` that starts running.
+    fn enter(&self, user_id: &str) {
+        let mut active = self
+            .active
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *active.entry(user_id.to_owned()).or_default() += 1;
+    }
+
+    /// Counts a job of `user_id` that ended; the user's blob cache is
+    /// removed when it was their last (the image store keeps what was
+    /// imported, and the cache is not counted in any quota).
+    fn leave(&self, user_id: &str) {
+        let mut active = self
+            .active
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = active.entry(user_id.to_owned()).or_default();
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            active.remove(user_id);
+            let dir = self.blobs.join(user_id);
+            if dir.exists()
+                && let Err(e) = std::fs::remove_dir_all(&dir)
+            {
+                tracing::warn!(dir = %dir.display(), error = %e, "removing a blob cache");
+            }
+        }
     }
 
     fn add(&self, user_id: &str, view: JobView) {
@@ -190,96 +228,6 @@ impl Jobs {
                 }
             }
         });
-    }
-}
-
-/// What an import job gets: whose, what to call it, from where.
-#[derive(Debug)]
-pub struct Request {
-    pub name: Option<String>,
-    pub source: Source,
-    /// As the job and the image show it.
-    pub source_text: String,
-    pub opts: FetchOptions,
-    /// An uploaded file the job removes when it ends.
-    pub upload: Option<PathBuf>,
-}
-
-impl Request {
-    /// A registry import of a JSON body; file sources are refused.
-    pub fn registry(req: ImportImage) -> ServiceResult<Self> {
-        let source = Source::parse(&req.source).map_err(|e| {
-            Invalid::Image(format!("source {}: {e}", validate::excerpt(&req.source)))
-        })?;
-        if !matches!(source, Source::Registry(_)) {
-            return Err(Invalid::Image(
-                "only registry sources (docker://HOST/REPO:TAG or REPO:TAG) are imported by JSON; \
-                 the daemon never reads files on its own host: upload an archive as the body \
-                 (POST /images?format=oci-archive|docker-archive|rootfs; `bhatti image import` does)"
-                    .into(),
-            )
-            .into());
-        }
-        let auth = match (req.username, req.password, req.token) {
-            (_, _, Some(t)) => Some(Auth::Bearer(t)),
-            (Some(username), Some(password), None) => Some(Auth::Basic { username, password }),
-            (None, None, None) => None,
-            _ => {
-                return Err(Invalid::Image("username and password go together".into()).into());
-            }
-        };
-        Ok(Self {
-            name: req.name,
-            source_text: req.source,
-            source,
-            opts: FetchOptions {
-                auth,
-                insecure: req.insecure.unwrap_or(false),
-                ..FetchOptions::default()
-            },
-            upload: None,
-        })
-    }
-
-    /// An import of an uploaded archive of `format` at `path`.
-    pub fn upload(format: &str, name: Option<String>, path: PathBuf) -> ServiceResult<Self> {
-        let source = match format {
-            "oci-archive" => Source::OciArchive {
-                path: path.clone(),
-                tag: None,
-            },
-            "docker-archive" => Source::DockerArchive {
-                path: path.clone(),
-                reference: None,
-            },
-            "rootfs" => Source::Rootfs(path.clone()),
-            other => {
-                let _ = std::fs::remove_file(&path);
-                return Err(Invalid::Image(format!(
-                    "format {}: expected oci-archive, docker-archive or rootfs",
-                    validate::excerpt(other)
-                ))
-                .into());
-            }
-        };
-        Ok(Self {
-            name,
-            source,
-            source_text: format!("upload:{format}"),
-            opts: FetchOptions::default(),
-            upload: Some(path),
-        })
-    }
-
-    /// The name to give the image when the request gives none.
-    fn default_name(&self) -> ServiceResult<String> {
-        if let Source::Registry(r) = &self.source {
-            let last = r.repository.rsplit('/').next().unwrap_or_default();
-            if validate::name(last).is_ok() {
-                return Ok(last.to_owned());
-            }
-        }
-        Ok(format!("image-{}", &keys::new_id("")?[..8]))
     }
 }
 
@@ -404,9 +352,11 @@ impl<E: Engine> AppState<E> {
         };
         st.imports.add(&user.id, view.clone());
         let (st2, user2, job) = (Arc::clone(st), user.clone(), view.clone());
+        st.imports.enter(&user.id);
         tokio::spawn(async move {
             let outcome = st2.run_import(&user2, &job, &req).await;
             cleanup(&req);
+            st2.imports.leave(&user2.id);
             match &outcome {
                 Ok(i) => tracing::info!(job = %job.id, image = %i.id, name = %i.name, "imported"),
                 Err(e) => tracing::warn!(job = %job.id, code = %e.code, error = %e.message,
@@ -472,5 +422,8 @@ impl<E: Engine> AppState<E> {
     }
 }
 
+mod request;
 #[cfg(test)]
 mod tests;
+
+pub use request::Request;

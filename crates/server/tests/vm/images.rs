@@ -272,6 +272,17 @@ fn import_from_a_registry_and_boot_it() -> TestResult {
         let body = json!({"source": source, "name": "app", "insecure": true});
         let job = wait_job(&d, &d.key, &start_import(&d, &d.key, &body).await?).await?;
         ensure(job["state"] == "done", || format!("job: {job}"))?;
+        // The blob cache went with the user's last running import.
+        let blobs = d.state.settings.data_dir.join("oci-blobs");
+        let cached: Vec<_> = std::fs::read_dir(&blobs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        ensure(cached.is_empty(), || {
+            format!("blob caches left: {cached:?}")
+        })?;
         let image = &job["image"];
         ensure(
             image["id"]

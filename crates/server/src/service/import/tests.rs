@@ -1,6 +1,7 @@
 //! Unit tests of import requests and jobs.
 
 use super::*;
+use crate::model::images::ImportImage;
 
 fn json(source: &str) -> ImportImage {
     ImportImage {
@@ -40,4 +41,22 @@ fn stale_uploads_are_removed_when_the_daemon_starts() {
     let jobs = Jobs::new(dir.path());
     assert!(!stale.exists());
     assert!(jobs.get("u-1", "imp-1").is_none());
+}
+
+#[test]
+fn a_blob_cache_goes_with_its_users_last_running_import() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jobs = Jobs::new(dir.path());
+    let cache = dir.path().join(BLOBS).join("u-1");
+    std::fs::create_dir_all(&cache).expect("mkdir");
+    jobs.enter("u-1");
+    jobs.enter("u-1");
+    jobs.leave("u-1");
+    assert!(cache.exists(), "another import of the user still runs");
+    jobs.leave("u-1");
+    assert!(!cache.exists());
+    // A daemon start removes what a stopped one left.
+    std::fs::create_dir_all(&cache).expect("mkdir");
+    drop(Jobs::new(dir.path()));
+    assert!(!dir.path().join(BLOBS).exists());
 }
