@@ -20,7 +20,8 @@
 //! # Threads, locks, I/O
 //! Blocking: runs `qemu-img`. Call from `spawn_blocking`.
 
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// File name of a root disk that is an overlay over its image.
@@ -98,4 +99,24 @@ pub fn flatten(disk: &Path, out: &Path) -> Result<(), OverlayError> {
             text(out)?,
         ],
     )
+}
+
+/// The backing file an overlay names (from its qcow2 header; only files
+/// this engine made are read this way), or `None`.
+pub fn backing_of(overlay: &Path) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let f = std::fs::File::open(overlay).ok()?;
+    let mut h = [0u8; 20];
+    f.read_exact_at(&mut h, 0).ok()?;
+    if &h[..4] != b"QFI\xfb" {
+        return None;
+    }
+    let offset = u64::from_be_bytes(h[8..16].try_into().ok()?);
+    let len = u32::from_be_bytes(h[16..20].try_into().ok()?);
+    if offset == 0 || len == 0 || len > 4096 {
+        return None;
+    }
+    let mut name = vec![0u8; len as usize];
+    f.read_exact_at(&mut name, offset).ok()?;
+    Some(PathBuf::from(std::ffi::OsString::from_vec(name)))
 }

@@ -265,6 +265,29 @@ impl ImageStore {
         Ok(tmp.join(format!("{}.{ext}", random_hex()?)))
     }
 
+    /// Removes pinned tier versions that no overlay in `used` names, but
+    /// the current version of each tier (so the next create links none).
+    pub fn prune_tiers(&self, used: &std::collections::HashSet<PathBuf>, cache: &ImagePaths) {
+        let current: Vec<PathBuf> = super::Tier::ALL
+            .iter()
+            .filter_map(|t| {
+                let file = cache.rootfs(*t).ok()?;
+                fs::metadata(&file).ok()?;
+                self.pin(&file, t.name()).ok()
+            })
+            .collect();
+        let Ok(entries) = fs::read_dir(self.dir.join("tiers")) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if !used.contains(&p) && !current.contains(&p) {
+                tracing::info!(file = %p.display(), "removing an unused tier version");
+                let _ = fs::remove_file(&p);
+            }
+        }
+    }
+
     /// Removes leftovers of builds an earlier run did not finish.
     pub fn clear_tmp(&self) {
         let _ = fs::remove_dir_all(self.dir.join("tmp"));

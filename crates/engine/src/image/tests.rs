@@ -110,3 +110,81 @@ fn disk_limits_come_from_the_image_size_and_its_block_groups() {
     let err = disk_limits(&dir.path().join("absent")).expect_err("absent");
     assert!(matches!(err, ImageError::NotExt4 { .. }), "{err:?}");
 }
+
+#[test]
+fn image_refs_are_tiers_or_sha256_ids() {
+    let id = format!("sha256:{}", "ab".repeat(32));
+    for text in ["busybox", "minimal", "dev", id.as_str()] {
+        let r: ImageRef = text.parse().expect(text);
+        assert_eq!(r.to_string(), text);
+        let json = serde_json::to_string(&r).expect("json");
+        assert_eq!(serde_json::from_str::<ImageRef>(&json).expect("back"), r);
+    }
+    assert_eq!(
+        ImageRef::stored(&id).expect("id").short(),
+        "abababababababab"
+    );
+    for bad in ["sha256:", "sha256:AB", "sha256:../x", "sha512:00", "ubuntu"] {
+        assert!(bad.parse::<ImageRef>().is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn overlays_name_their_image_and_never_copy_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = dir.path().join("base.ext4");
+    fs::File::create(&base)
+        .and_then(|f| f.set_len(64 << 20))
+        .expect("base");
+    let ov = dir.path().join(overlay::OVERLAY_FILE);
+    overlay::create(&base, &ov, Some(128 << 20)).expect("overlay");
+    assert_eq!(overlay::format_of(&ov), "qcow2");
+    assert_eq!(overlay::format_of(&base), "raw");
+    assert_eq!(overlay::backing_of(&ov), Some(base.clone()));
+    assert!(fs::metadata(&ov).expect("meta").len() < 1 << 20);
+    // A raw file is never read as an overlay, whatever it holds.
+    assert_eq!(overlay::backing_of(&base), None);
+    let flat = dir.path().join("flat.ext4");
+    overlay::flatten(&ov, &flat).expect("flatten");
+    assert_eq!(fs::metadata(&flat).expect("meta").len(), 128 << 20);
+    // Sparse: an all-zero disk takes (almost) nothing.
+    assert!(fs::metadata(&flat).expect("meta").blocks() <= 64);
+}
+
+#[test]
+fn the_store_pins_tier_versions_and_keeps_images_by_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = ImagePaths::new(dir.path().join("cache"));
+    fs::create_dir_all(cache.dir()).expect("cache");
+    let tier = cache.dir().join("busybox.ext4");
+    fs::write(&tier, b"v1").expect("tier");
+    let store = ImageStore::new(dir.path().join("images"));
+    let pinned = store.base(&Tier::Busybox.into(), &cache).expect("pin");
+    assert_eq!(
+        store.base(&Tier::Busybox.into(), &cache).expect("again"),
+        pinned
+    );
+    // xtask replaces the tier: the old version stays pinned while used.
+    let next = cache.dir().join(".next");
+    fs::write(&next, b"v2 longer").expect("next");
+    fs::rename(&next, &tier).expect("rename");
+    let newer = store.base(&Tier::Busybox.into(), &cache).expect("pin v2");
+    assert_ne!(newer, pinned);
+    assert_eq!(fs::read(&pinned).expect("old"), b"v1");
+    store.prune_tiers(&std::collections::HashSet::new(), &cache);
+    assert!(!pinned.exists() && newer.exists());
+
+    let id = format!("sha256:{}", "0".repeat(64));
+    let missing = store.base(&ImageRef::stored(&id).expect("id"), &cache);
+    assert!(
+        matches!(missing, Err(ImageError::NotStored(_))),
+        "{missing:?}"
+    );
+    let disk = store.scratch_file("ext4").expect("scratch");
+    fs::write(&disk, b"disk").expect("disk");
+    let stored = store.store(&disk, &id, "test").expect("store");
+    assert_eq!(store.get(&id).expect("get"), stored);
+    assert_eq!(store.list(), vec![stored]);
+    store.remove(&id).expect("remove");
+    assert!(store.list().is_empty());
+}

@@ -133,4 +133,22 @@ impl<D: Driver> VmEngine<D> {
         let id = id.to_owned();
         Ok(blocking(move || store.remove(&id)).await??)
     }
+
+    /// Clears unfinished image builds and removes tier versions no disk
+    /// of a sandbox, snapshot or golden snapshot is an overlay over.
+    pub(super) fn tidy_images(&self) {
+        let store = self.image_store();
+        store.clear_tmp();
+        let mut used = std::collections::HashSet::new();
+        for sub in ["sandboxes", "snapshots", "goldens", "forks"] {
+            let Ok(dirs) = std::fs::read_dir(self.config.data_dir.join(sub)) else {
+                continue;
+            };
+            for d in dirs.flatten() {
+                let overlay = d.path().join(image::overlay::OVERLAY_FILE);
+                used.extend(image::overlay::backing_of(&overlay));
+            }
+        }
+        store.prune_tiers(&used, &self.config.images);
+    }
 }

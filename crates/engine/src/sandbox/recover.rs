@@ -223,6 +223,7 @@ impl<D: Driver> VmEngine<D> {
     pub async fn recover(&self) -> EngineResult<Vec<Recovery>> {
         self.clear_partial_snapshots();
         self.clear_partial_goldens();
+        self.tidy_images();
         let root = self.config.data_dir.join("sandboxes");
         let entries = std::fs::read_dir(&root).map_err(|source| EngineError::Io {
             path: root.clone(),
