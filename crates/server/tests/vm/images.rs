@@ -220,13 +220,9 @@ pub async fn wait_job(d: &TestDaemon, key: &str, location: &str) -> Result<Value
     .await
 }
 
-/// Starts an import as `key`; returns the job's location.
-pub async fn start_import(d: &TestDaemon, key: &str, body: &Value) -> Result<String, Failed> {
-    let resp = d
-        .req_as(key, Method::POST, "/images")
-        .json(body)
-        .send()
-        .await?;
+/// The job of a 202 answer to an import, and its location (which must
+/// name that job).
+async fn accepted(resp: reqwest::Response) -> Result<(String, Value), Failed> {
     let status = resp.status();
     let location = resp
         .headers()
@@ -240,8 +236,39 @@ pub async fn start_import(d: &TestDaemon, key: &str, body: &Value) -> Result<Str
         location == format!("/images/jobs/{}", v["id"].as_str().unwrap_or("")),
         || format!("Location {location} for job {v}"),
     )?;
+    Ok((location, v))
+}
+
+/// Starts an import as `key`; returns the job's location.
+pub async fn start_import(d: &TestDaemon, key: &str, body: &Value) -> Result<String, Failed> {
+    let resp = d
+        .req_as(key, Method::POST, "/images")
+        .json(body)
+        .send()
+        .await?;
+    let (location, v) = accepted(resp).await?;
     ensure(v["state"] == "running", || format!("new job: {v}"))?;
     Ok(location)
+}
+
+/// Uploads `body` as a `format` archive named `name`; the finished job.
+pub async fn upload(
+    d: &TestDaemon,
+    format: &str,
+    name: &str,
+    body: Vec<u8>,
+) -> Result<Value, Failed> {
+    let resp = d
+        .req(
+            Method::POST,
+            &format!("/images?format={format}&name={name}"),
+        )
+        .header("content-type", "application/x-tar")
+        .body(body)
+        .send()
+        .await?;
+    let (location, _) = accepted(resp).await?;
+    wait_job(d, &d.key, &location).await
 }
 
 /// `busybox sh -c script` in `sb` as `key`: (exit code, stdout).

@@ -21,7 +21,7 @@ use bhatti_store::users::Limits;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::images::{TOOLS, bsh, build, start_import, wait_job};
+use crate::images::{TOOLS, bsh, build, start_import, upload, wait_job};
 use crate::oci_support as oci;
 use crate::support::{TestDaemon, TestResult, Timers, ensure, run};
 
@@ -71,22 +71,7 @@ pub fn hostile_upload_fails_and_writes_nothing() -> TestResult {
             "../../../../escape",
             "../../../../../../../../tmp/escape",
         ]);
-        let resp = d
-            .req(Method::POST, "/images?format=rootfs&name=evil")
-            .header("content-type", "application/x-tar")
-            .body(body)
-            .send()
-            .await?;
-        ensure(resp.status() == 202, || {
-            format!("upload: {}", resp.status())
-        })?;
-        let location = resp
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .ok_or("no Location")?
-            .to_owned();
-        let job = wait_job(&d, &d.key, &location).await?;
+        let job = upload(&d, "rootfs", "evil", body).await?;
         ensure(
             job["state"] == "failed" && job["error"]["code"] == "bad_image",
             || format!("hostile job: {job}"),
@@ -205,35 +190,6 @@ async fn quota(d: &TestDaemon) -> TestResult {
     Ok(())
 }
 
-/// Uploads `file` as `format` named `name`; returns the finished job.
-async fn upload(
-    d: &TestDaemon,
-    file: &Path,
-    format: &str,
-    name: &str,
-) -> Result<serde_json::Value, libtest_mimic::Failed> {
-    let bytes = tokio::fs::read(file).await?;
-    let resp = d
-        .req(
-            Method::POST,
-            &format!("/images?format={format}&name={name}"),
-        )
-        .header("content-type", "application/octet-stream")
-        .body(bytes)
-        .send()
-        .await?;
-    ensure(resp.status() == 202, || {
-        format!("{format}: {}", resp.status())
-    })?;
-    let location = resp
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .ok_or("no Location")?
-        .to_owned();
-    wait_job(d, &d.key, &location).await
-}
-
 pub fn archives_upload_to_one_image() -> TestResult {
     if !oci::tools(&TOOLS) {
         return Ok(());
@@ -250,8 +206,8 @@ pub fn archives_upload_to_one_image() -> TestResult {
     );
     run(async {
         let d = TestDaemon::start(Timers::default()).await?;
-        let a = upload(&d, &oa, "oci-archive", "a").await?;
-        let b = upload(&d, &da, "docker-archive", "b").await?;
+        let a = upload(&d, "oci-archive", "a", tokio::fs::read(&oa).await?).await?;
+        let b = upload(&d, "docker-archive", "b", tokio::fs::read(&da).await?).await?;
         ensure(a["state"] == "done" && b["state"] == "done", || {
             format!("jobs: {a} {b}")
         })?;

@@ -11,9 +11,9 @@
 use std::path::Path;
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::images::{TOOLS, bsh, build, wait_job};
+use crate::images::{TOOLS, bsh, build, upload};
 use crate::oci_support as oci;
 use crate::support::{TestDaemon, TestResult, Timers, ensure, run};
 
@@ -68,28 +68,6 @@ fn archive(layout: &Path) -> Result<Vec<u8>, libtest_mimic::Failed> {
     Ok(b.into_inner()?)
 }
 
-/// Uploads `body` as an oci-archive named `name`; the finished job.
-async fn upload(d: &TestDaemon, body: Vec<u8>, name: &str) -> Result<Value, libtest_mimic::Failed> {
-    let resp = d
-        .req(
-            Method::POST,
-            &format!("/images?format=oci-archive&name={name}"),
-        )
-        .body(body)
-        .send()
-        .await?;
-    ensure(resp.status() == 202, || {
-        format!("{name}: {}", resp.status())
-    })?;
-    let location = resp
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .ok_or("no Location")?
-        .to_owned();
-    wait_job(d, &d.key, &location).await
-}
-
 pub fn a_copied_config_does_not_take_the_image_id() -> TestResult {
     if !oci::tools(&TOOLS) {
         return Ok(());
@@ -100,16 +78,16 @@ pub fn a_copied_config_does_not_take_the_image_id() -> TestResult {
     spoof(&real, &fake)?;
     run(async {
         let d = TestDaemon::start(Timers::default()).await?;
-        let v = upload(&d, archive(&fake)?, "fake").await?;
+        let v = upload(&d, "oci-archive", "fake", archive(&fake)?).await?;
         ensure(
             v["state"] == "failed" && v["error"]["code"] == "bad_image",
             || format!("spoof first: {v}"),
         )?;
-        let r = upload(&d, archive(&real)?, "real").await?;
+        let r = upload(&d, "oci-archive", "real", archive(&real)?).await?;
         ensure(r["state"] == "done", || format!("real: {r}"))?;
         // The engine has the id now: the spoof still fails (the content
         // is checked whatever the engine has), the real image stays.
-        let v = upload(&d, archive(&fake)?, "fake").await?;
+        let v = upload(&d, "oci-archive", "fake", archive(&fake)?).await?;
         ensure(
             v["state"] == "failed" && v["error"]["code"] == "bad_image",
             || format!("spoof after: {v}"),
