@@ -17,7 +17,6 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::args::Global;
-use super::http::HttpError;
 use super::{Ctx, Outcome, render};
 
 #[derive(Debug, Args)]
@@ -176,34 +175,10 @@ pub async fn run(a: ImageArgs) -> anyhow::Result<Outcome> {
 /// `image rm`: each name in turn; a failure is reported and the rest go
 /// on (exit 1 at the end), as `destroy` does.
 async fn rm(ctx: &Ctx, names: &[String]) -> anyhow::Result<Outcome> {
-    let mut results = Vec::new();
-    let mut failed = 0;
-    for n in names {
-        match ctx.api.json(Method::DELETE, &["images", n], None).await {
-            Ok(_) => {
-                if !ctx.json {
-                    println!("deleted image {n}");
-                }
-                results.push(json!({"name": n, "status": "deleted"}));
-            }
-            Err(e) => {
-                if matches!(e, HttpError::NotRunning { .. }) {
-                    return Err(e.into());
-                }
-                eprintln!("bhatti: {n}: {e}");
-                failed += 1;
-                results.push(json!({"name": n, "error": e.to_string()}));
-            }
-        }
-    }
-    if ctx.json {
-        render::json(&Value::Array(results));
-    }
-    Ok(if failed == 0 {
-        Outcome::Success
-    } else {
-        Outcome::Exit(1)
+    ctx.delete_each("images", names, ("name", "deleted"), |n| {
+        format!("deleted image {n}")
     })
+    .await
 }
 
 /// `1.5 GiB`, `320 MiB`, `12 KiB`, `512 B`.

@@ -120,6 +120,54 @@ impl Ctx {
             json: g.json,
         })
     }
+
+    /// Deletes each of `names` under `collection` in turn. A failure is
+    /// reported on stderr and the rest go on (exit 1 at the end); a daemon
+    /// that is not running ends it at once (it would fail them all the
+    /// same way: say it once). Prints `done(name)` for each deleted, or
+    /// with `--json` one array of `{key: name, "status": status}` and
+    /// `{key: name, "error": …}`.
+    pub async fn delete_each(
+        &self,
+        collection: &str,
+        names: &[String],
+        (key, status): (&str, &str),
+        done: impl Fn(&str) -> String,
+    ) -> anyhow::Result<Outcome> {
+        use serde_json::{Value, json};
+        let mut results = Vec::new();
+        let mut failed = 0;
+        for n in names {
+            let res = self
+                .api
+                .json(reqwest::Method::DELETE, &[collection, n], None)
+                .await;
+            match res {
+                Ok(_) => {
+                    if !self.json {
+                        println!("{}", done(n));
+                    }
+                    results.push(json!({key: n, "status": status}));
+                }
+                Err(e) => {
+                    if matches!(e, http::HttpError::NotRunning { .. }) {
+                        return Err(e.into());
+                    }
+                    eprintln!("bhatti: {n}: {e}");
+                    failed += 1;
+                    results.push(json!({key: n, "error": e.to_string()}));
+                }
+            }
+        }
+        if self.json {
+            render::json(&Value::Array(results));
+        }
+        Ok(if failed == 0 {
+            Outcome::Success
+        } else {
+            Outcome::Exit(1)
+        })
+    }
 }
 
 pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {

@@ -325,35 +325,10 @@ pub async fn edit(a: EditArgs) -> anyhow::Result<Outcome> {
 
 pub async fn destroy(a: DestroyArgs) -> anyhow::Result<Outcome> {
     let ctx = Ctx::new(&a.g)?;
-    let mut results = Vec::new();
-    let mut failed = 0;
-    for s in &a.sandboxes {
-        match ctx.api.json(Method::DELETE, &["sandboxes", s], None).await {
-            Ok(_) => {
-                if !ctx.json {
-                    println!("destroyed {s}");
-                }
-                results.push(json!({"sandbox": s, "status": "destroyed"}));
-            }
-            Err(e) => {
-                // A dead daemon fails every one the same way: say it once.
-                if matches!(e, super::http::HttpError::NotRunning { .. }) {
-                    return Err(e.into());
-                }
-                eprintln!("bhatti: {s}: {e}");
-                failed += 1;
-                results.push(json!({"sandbox": s, "error": e.to_string()}));
-            }
-        }
-    }
-    if ctx.json {
-        render::json(&Value::Array(results));
-    }
-    Ok(if failed == 0 {
-        Outcome::Success
-    } else {
-        Outcome::Exit(1)
+    ctx.delete_each("sandboxes", &a.sandboxes, ("sandbox", "destroyed"), |s| {
+        format!("destroyed {s}")
     })
+    .await
 }
 
 /// `stop` or `start`.
