@@ -171,12 +171,18 @@ impl<'a> Remote<'a> {
             layout::parse_config(&blobs::read_small(&path, MAX_JSON_BYTES)?, &self.platform)?;
         let wanted = layout::layer_verifiers(layers, limits, true)?;
         progress(Event::Phase("fetching".into()));
-        let stored: Vec<(PathBuf, u64)> =
-            futures_util::stream::iter(wanted.into_iter().zip(layers))
-                .map(|(v, d)| self.blob(reference, v, &d.media_type, store, progress))
-                .buffered(PARALLEL_BLOBS)
-                .try_collect()
-                .await?;
+        // Owned media types, collected: a closure (of the stream or of an
+        // iterator adapter) that borrows a descriptor makes this future
+        // not `Send` (a higher-ranked lifetime the compiler cannot
+        // prove), and the daemon runs imports as tasks.
+        let types: Vec<String> = layers.iter().map(|d| d.media_type.clone()).collect();
+        let stored: Vec<(PathBuf, u64)> = futures_util::stream::iter(wanted.into_iter().zip(types))
+            .map(|(v, media_type)| async move {
+                self.blob(reference, v, &media_type, store, progress).await
+            })
+            .buffered(PARALLEL_BLOBS)
+            .try_collect()
+            .await?;
         Ok(layout::fetched(
             config.digest.clone(),
             Some(manifest_digest),

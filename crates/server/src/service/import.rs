@@ -231,26 +231,16 @@ impl Jobs {
     }
 }
 
-/// [`bhatti_oci::fetch::fetch`] on a blocking thread that drives it on
-/// the daemon's runtime: its future is not always `Send` (it holds
-/// borrows across awaits that the compiler cannot prove are), so it
-/// cannot be a task of its own.
+/// [`bhatti_oci::fetch::fetch`], its error as the job's.
 async fn fetch(
     req: &Request,
     blobs: &Path,
     limits: Limits,
     progress: Progress,
 ) -> Result<bhatti_oci::Fetched, JobError> {
-    let (source, opts, blobs) = (req.source.clone(), req.opts.clone(), blobs.to_owned());
-    let rt = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        rt.block_on(bhatti_oci::fetch::fetch(
-            &source, &opts, &blobs, limits, progress,
-        ))
-    })
-    .await
-    .map_err(|e| job_error("internal", e))?
-    .map_err(|e| fetch_error(&e))
+    bhatti_oci::fetch::fetch(&req.source, &req.opts, blobs, limits, progress)
+        .await
+        .map_err(|e| fetch_error(&e))
 }
 
 /// The config's `rootfs.diff_ids`, which the layers must match: the id
