@@ -53,6 +53,10 @@ pub struct Fetched {
     pub defaults: ImageDefaults,
     /// Layers, bottom first.
     pub layers: Vec<Layer>,
+    /// The config's `rootfs.diff_ids` (each layer's uncompressed sha256),
+    /// which [`unpack::unpack_verified`] holds the layers to; `None` for a
+    /// `rootfs:` tarball, whose id is its own digest.
+    pub diff_ids: Option<Vec<String>>,
 }
 
 /// Bounds on what an import may take.

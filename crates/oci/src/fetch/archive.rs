@@ -384,6 +384,7 @@ pub(crate) fn fetch_rootfs(path: &Path, ctx: &Ctx<'_>) -> Result<Fetched, FetchE
         id: id.clone(),
         manifest_digest: None,
         defaults: crate::ImageDefaults::default(),
+        diff_ids: None,
         layers: vec![Layer {
             path: stored,
             digest: id,

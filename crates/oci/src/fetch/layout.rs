@@ -249,6 +249,7 @@ pub(crate) fn fetched(
         id,
         manifest_digest,
         defaults: image.defaults,
+        diff_ids: Some(image.diff_ids),
         layers: layers
             .iter()
             .zip(stored)

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use bhatti_engine::engine::Engine;
 use bhatti_oci::fetch::FetchError;
 use bhatti_oci::unpack::{self, UnpackError};
-use bhatti_oci::{Event, Limits, Progress, Source};
+use bhatti_oci::{Event, Limits, Progress};
 use bhatti_store::images::Image;
 use bhatti_store::users::User;
 
@@ -243,27 +243,6 @@ async fn fetch(
         .map_err(|e| fetch_error(&e))
 }
 
-/// The config's `rootfs.diff_ids`, which the layers must match: the id
-/// an image is stored (and shared between users) under is its config's
-/// digest, so the config must pin the content, or an image with a copied
-/// config and other layers would be taken for the real one. `None` for
-/// a rootfs tarball, whose id is its own digest.
-fn diff_ids(
-    req: &Request,
-    blobs: &Path,
-    fetched: &bhatti_oci::Fetched,
-) -> Result<Option<Vec<String>>, JobError> {
-    if matches!(req.source, Source::Rootfs(_)) {
-        return Ok(None);
-    }
-    let path = bhatti_oci::fetch::blob_path(blobs, &fetched.id);
-    let bytes = std::fs::read(&path)
-        .map_err(|e| job_error("internal", format!("reading the image config: {e}")))?;
-    let config = bhatti_oci::config::ImageConfig::from_json(&bytes)
-        .map_err(|e| job_error("bad_image", e))?;
-    Ok(Some(config.diff_ids))
-}
-
 /// Removes a request's uploaded file, if any.
 fn cleanup(r: &Request) {
     if let Some(p) = &r.upload {
@@ -381,7 +360,11 @@ impl<E: Engine> AppState<E> {
             .engine
             .image_staging()
             .map_err(|e| job_error("internal", e))?;
-        let pins = diff_ids(req, &blobs, &fetched)?;
+        // The id an image is stored (and shared between users) under is
+        // its config's digest, so the config's diff_ids must pin the
+        // layers, or a copied config with other layers would be taken for
+        // the real image.
+        let pins = fetched.diff_ids.clone();
         let (layers, root, p) = (fetched.layers.clone(), staging.root(), progress.clone());
         tokio::task::spawn_blocking(move || match pins {
             Some(ids) => unpack::unpack_verified(&layers, &ids, &root, limits, &p),
