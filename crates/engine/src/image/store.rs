@@ -146,10 +146,11 @@ impl ImageStore {
         let m = fs::metadata(file).map_err(io(file))?;
         let tiers = self.dir.join("tiers");
         let pinned = tiers.join(format!(
-            "{name}-{:x}-{:x}-{:x}.ext4",
+            "{name}-{:x}-{:x}-{}.{:09}.ext4",
             m.ino(),
             m.size(),
-            m.mtime_nsec() as u64 ^ ((m.mtime() as u64) << 30)
+            m.mtime(),
+            m.mtime_nsec()
         ));
         if pinned.is_file() {
             return Ok(pinned);
