@@ -64,6 +64,23 @@ fn files_dirs_symlinks_and_their_metadata() {
     assert!(s.path("deep/a/b").is_dir());
 }
 
+/// umoci writes the root directory as an entry named `/`; it is the root,
+/// as Docker and containerd read it, not an absolute name.
+#[test]
+fn a_root_entry_named_slash_is_the_root() {
+    let mut s = Scratch::new();
+    let tar = Tar::new()
+        .raw(b"/", Tar::header_of(EntryType::Directory, 0o700), b"")
+        .file("etc/hostname", b"box")
+        .finish();
+    let l1 = s.layer(tar, Pack::Plain);
+    s.unpack(&[l1]).expect("unpack");
+    let root_mode = std::fs::symlink_metadata(&s.root).expect("root").mode();
+    assert_eq!(root_mode & 0o7777, 0o700);
+    assert_eq!(std::fs::read(s.path("etc/hostname")).expect("read"), b"box");
+    s.assert_nothing_outside();
+}
+
 #[test]
 fn the_root_starts_as_0755_whatever_the_caller_made() {
     use std::os::unix::fs::PermissionsExt;

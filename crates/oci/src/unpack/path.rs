@@ -3,7 +3,8 @@
 //! A name is a byte string (non-UTF-8 is fine). A leading `./` and empty or
 //! `.` components are dropped; `..` removes the component before it, and a
 //! `..` with nothing left to remove climbs above the root: an error, as is
-//! an absolute name. Symlinks play no part here (that is the resolver's
+//! an absolute name, except a name made only of `/`: that is the root
+//! itself (umoci writes the root directory as `/`). Symlinks play no part here (that is the resolver's
 //! job, see `fs.rs`); this is lexical, like containerd's `filepath.Clean`.
 
 /// Why a name was refused.
@@ -32,6 +33,9 @@ impl RelPath {
     pub(crate) fn parse(raw: &[u8]) -> Result<Self, PathError> {
         if raw.contains(&0) {
             return Err(PathError::Nul);
+        }
+        if !raw.is_empty() && raw.iter().all(|&b| b == b'/') {
+            return Ok(Self::root());
         }
         if raw.first() == Some(&b'/') {
             return Err(PathError::Absolute);
@@ -158,6 +162,9 @@ mod tests {
         assert_eq!(ok("../escape"), "LeavesRoot");
         assert_eq!(ok("a/../../escape"), "LeavesRoot");
         assert_eq!(ok("/abs/path"), "Absolute");
+        assert_eq!(ok("/"), "");
+        assert_eq!(ok("//"), "");
+        assert_eq!(ok("/."), "Absolute");
         assert_eq!(ok("a\0b"), "Nul");
     }
 
