@@ -1,12 +1,14 @@
-//! `oci:DIR[:TAG]` made into an oci-archive stream for the upload: the
-//! layout's files (`oci-layout` and `index.json` first, then every other
-//! regular file under the directory in name order) as a tar written on a
-//! blocking thread into a channel, which the request body reads — nothing
-//! is held in memory beyond a chunk or two. With a TAG the stream's
-//! `index.json` keeps only the manifest entry whose
-//! `org.opencontainers.image.ref.name` annotation is TAG (the daemon then
-//! imports that one); no entry of that name is an error before anything is
-//! sent. A read error while streaming ends the body with that error, so
+//! `oci:DIR[:TAG]` made into an oci-archive stream for the upload:
+//! `oci-layout` and `index.json` first, then the blobs that index reaches
+//! (through nested indexes and manifests to configs and layers) in name
+//! order, as a tar written on a blocking thread into a channel, which the
+//! request body reads — nothing is held in memory beyond a chunk or two.
+//! With a TAG the stream's `index.json` keeps only the manifest entry
+//! whose `org.opencontainers.image.ref.name` annotation is TAG (the daemon
+//! then imports that one), so the other images' blobs are not sent; no
+//! entry of that name is an error before anything is sent. A blob the
+//! layout lacks is left out (an index may name platforms never copied);
+//! the daemon says so if it needs it. A read error while streaming ends the body with that error, so
 //! the daemon never takes a truncated archive for a whole one.
 
 use std::io::{self, Write};
@@ -75,11 +77,11 @@ impl Layout {
                 },
             })?,
         };
-        let mut files = Vec::new();
-        walk(dir, Path::new(""), &mut files)?;
-        files.retain(|(p, _)| p != Path::new("index.json"));
+        let layout_file = dir.join("oci-layout");
+        let meta = std::fs::metadata(&layout_file).map_err(io_err(&layout_file))?;
         // oci-layout first: a reader learns early what it reads.
-        files.sort_by_key(|(p, _)| (p != Path::new("oci-layout"), p.clone()));
+        let mut files = vec![(PathBuf::from("oci-layout"), meta.len())];
+        files.extend(reachable(dir, &index));
         Ok(Layout {
             dir: dir.to_owned(),
             index,
@@ -146,21 +148,70 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, dir: &Path, rel: &Path) -> Result
     tar.append_path_with_name(&path, rel).map_err(io_err(&path))
 }
 
-/// Regular files under `dir/rel` (symbolic links followed), with sizes.
-fn walk(dir: &Path, rel: &Path, out: &mut Vec<(PathBuf, u64)>) -> Result<(), LayoutError> {
-    let here = dir.join(rel);
-    for e in std::fs::read_dir(&here).map_err(io_err(&here))? {
-        let e = e.map_err(io_err(&here))?;
-        let r = rel.join(e.file_name());
-        let path = dir.join(&r);
-        let meta = std::fs::metadata(&path).map_err(io_err(&path))?;
-        if meta.is_dir() {
-            walk(dir, &r, out)?;
-        } else if meta.is_file() {
-            out.push((r, meta.len()));
+/// The largest index or manifest blob read to follow its descriptors.
+const MAX_JSON_BLOB: u64 = 4 << 20;
+
+/// The blob files (relative to `dir`, with sizes, in name order) that
+/// `index` reaches and the layout has: its manifests, their nested
+/// indexes and manifests, configs and layers. Only index and manifest
+/// blobs are read, and only those up to [`MAX_JSON_BLOB`].
+fn reachable(dir: &Path, index: &[u8]) -> Vec<(PathBuf, u64)> {
+    let mut found = std::collections::BTreeMap::new();
+    let mut todo: Vec<Value> = serde_json::from_slice::<Value>(index)
+        .map(|v| children(&v))
+        .unwrap_or_default();
+    while let Some(desc) = todo.pop() {
+        let Some(rel) = desc
+            .get("digest")
+            .and_then(Value::as_str)
+            .and_then(blob_path)
+        else {
+            continue;
+        };
+        if found.contains_key(&rel) {
+            continue;
+        }
+        let path = dir.join(&rel);
+        let Some(meta) = std::fs::metadata(&path).ok().filter(|m| m.is_file()) else {
+            continue;
+        };
+        found.insert(rel, meta.len());
+        let media = desc.get("mediaType").and_then(Value::as_str).unwrap_or("");
+        let listing = media.contains("manifest") || media.contains("index");
+        if listing && meta.len() <= MAX_JSON_BLOB {
+            if let Ok(v) = std::fs::read(&path).and_then(|b| Ok(serde_json::from_slice(&b)?)) {
+                todo.extend(children(&v));
+            }
         }
     }
-    Ok(())
+    found.into_iter().collect()
+}
+
+/// The descriptors an index or manifest names.
+fn children(v: &Value) -> Vec<Value> {
+    let list = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut out = list("manifests");
+    out.extend(list("layers"));
+    out.extend(v.get("config").cloned());
+    out
+}
+
+/// `blobs/ALG/HEX` for a digest, or `None` if it could name anything else.
+fn blob_path(digest: &str) -> Option<PathBuf> {
+    let (alg, hex) = digest.split_once(':')?;
+    let alg_ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "+._-".contains(c);
+    let hex_ok = |c: char| c.is_ascii_alphanumeric() || "=_-".contains(c);
+    let ok = !alg.is_empty()
+        && !hex.is_empty()
+        && alg.chars().all(alg_ok)
+        && hex.chars().all(hex_ok)
+        && !alg.starts_with('.');
+    ok.then(|| Path::new("blobs").join(alg).join(hex))
 }
 
 /// Why [`select_tag`] found nothing.
@@ -206,8 +257,8 @@ pub fn select_tag(index: &[u8], tag: &str) -> Result<Vec<u8>, Select> {
 mod tests {
     use super::*;
 
-    /// A layout by hand: two tagged manifests, a blob, a file with a name
-    /// over 100 bytes.
+    /// A layout by hand: two tagged manifests (`b`'s names a config with
+    /// a path over 100 bytes), and a blob neither reaches.
     fn layout() -> tempfile::TempDir {
         let d = tempfile::tempdir().expect("tempdir");
         let p = d.path();
@@ -219,10 +270,21 @@ mod tests {
         };
         let index = serde_json::json!({"schemaVersion": 2, "manifests": [entry("a"), entry("b")]});
         std::fs::write(p.join("index.json"), index.to_string()).expect("w");
+        for alg in ["sha256", "sha512"] {
+            std::fs::create_dir_all(p.join("blobs").join(alg)).expect("mkdir");
+        }
         let blobs = p.join("blobs/sha256");
-        std::fs::create_dir_all(&blobs).expect("mkdir");
         std::fs::write(blobs.join("a".repeat(64)), "{}").expect("w");
-        std::fs::write(blobs.join("c".repeat(120)), vec![7u8; 1000]).expect("w");
+        let config = format!("sha512:{}", "c".repeat(128));
+        let b = serde_json::json!({"config": {"digest": config, "mediaType": "x"},
+            "layers": [{"digest": "sha256:../../oci-layout"}]});
+        std::fs::write(blobs.join("b".repeat(64)), b.to_string()).expect("w");
+        std::fs::write(
+            p.join("blobs/sha512").join("c".repeat(128)),
+            vec![7u8; 1000],
+        )
+        .expect("w");
+        std::fs::write(blobs.join("d".repeat(64)), "stale").expect("w");
         d
     }
 
@@ -250,9 +312,10 @@ mod tests {
         assert_eq!(out.len() as u64, l.archive_len());
         let got = entries(&out);
         let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
-        let long = format!("blobs/sha256/{}", "c".repeat(120));
-        let short = format!("blobs/sha256/{}", "a".repeat(64));
-        assert_eq!(names, ["oci-layout", "index.json", &short, &long]);
+        let long = format!("blobs/sha512/{}", "c".repeat(128));
+        let manifest = format!("blobs/sha256/{}", "b".repeat(64));
+        // Not `a`'s manifest, not the stale blob, not the bad digest.
+        assert_eq!(names, ["oci-layout", "index.json", &manifest, &long]);
         let index: Value = serde_json::from_slice(&got[1].1).expect("index");
         let m = index["manifests"].as_array().expect("manifests");
         assert_eq!(m.len(), 1);
@@ -267,9 +330,11 @@ mod tests {
         let l = Layout::open(d.path(), None).expect("open");
         let mut out = Vec::new();
         l.write_to(&mut out).expect("write");
+        assert_eq!(out.len() as u64, l.archive_len());
         let got = entries(&out);
         let original = std::fs::read(d.path().join("index.json")).expect("read");
         assert_eq!(got[1], ("index.json".to_owned(), original));
+        assert_eq!(got.len(), 5, "both images' blobs, not the stale one");
     }
 
     #[test]
