@@ -178,10 +178,11 @@ fn reachable(dir: &Path, index: &[u8]) -> Vec<(PathBuf, u64)> {
         found.insert(rel, meta.len());
         let media = desc.get("mediaType").and_then(Value::as_str).unwrap_or("");
         let listing = media.contains("manifest") || media.contains("index");
-        if listing && meta.len() <= MAX_JSON_BLOB {
-            if let Ok(v) = std::fs::read(&path).and_then(|b| Ok(serde_json::from_slice(&b)?)) {
-                todo.extend(children(&v));
-            }
+        if listing
+            && meta.len() <= MAX_JSON_BLOB
+            && let Ok(v) = std::fs::read(&path).and_then(|b| Ok(serde_json::from_slice(&b)?))
+        {
+            todo.extend(children(&v));
         }
     }
     found.into_iter().collect()
