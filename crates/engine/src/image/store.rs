@@ -254,7 +254,10 @@ impl ImageStore {
             return Err(ImageError::NotStored(id.to_owned()));
         }
         // Renamed away first, so a half-deleted image is never listed.
-        let gone = self.dir.join("tmp").join(format!("{}.gone", random_hex()?));
+        // `tmp/` is gone after a start ([`Self::clear_tmp`]) until a build.
+        let tmp = self.dir.join("tmp");
+        fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        let gone = tmp.join(format!("{}.gone", random_hex()?));
         fs::rename(&dir, &gone).map_err(io(&dir))?;
         fs::remove_dir_all(&gone).map_err(io(&gone))
     }

@@ -185,6 +185,8 @@ fn the_store_pins_tier_versions_and_keeps_images_by_id() {
     let stored = store.store(&disk, &id, "test").expect("store");
     assert_eq!(store.get(&id).expect("get"), stored);
     assert_eq!(store.list(), vec![stored]);
+    // A start clears tmp/; a delete right after must still work.
+    store.clear_tmp();
     store.remove(&id).expect("remove");
     assert!(store.list().is_empty());
 }
