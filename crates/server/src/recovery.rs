@@ -26,6 +26,11 @@
 //! Snapshots: one the engine has with no store row (taken, then the
 //! daemon died before it recorded it) can be reached by no one and is
 //! deleted; a row whose files are gone stays, shown `broken` by the API.
+//!
+//! Images: one the engine stored that no user's image row names (an
+//! import or a save the daemon died in before it recorded the name) is
+//! deleted, unless a sandbox or snapshot the engine holds was made from
+//! it (the engine refuses; it is kept and logged).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -97,6 +102,8 @@ pub struct Report {
     pub orphans_removed: usize,
     /// Snapshots the engine had that no store row owned, deleted.
     pub snapshots_removed: usize,
+    /// Stored images no image row named, deleted.
+    pub images_removed: usize,
 }
 
 /// Why recovery could not run at all.
@@ -249,7 +256,32 @@ pub async fn recover<D: Driver>(
         }
     }
     report.snapshots_removed = drop_unowned_snapshots(engine, store).await?;
+    report.images_removed = drop_unnamed_images(engine, store).await?;
     Ok(report)
+}
+
+/// Deletes the engine's stored images that no image row names; returns
+/// how many went. One still in use by a sandbox or snapshot stays.
+async fn drop_unnamed_images<D: Driver>(
+    engine: &VmEngine<D>,
+    store: &Store,
+) -> Result<usize, RecoveryError> {
+    let mut removed = 0;
+    for image in engine.list_images() {
+        if store.image_id_refs(&image.id)? > 0 {
+            continue;
+        }
+        match engine.delete_image(&image.id).await {
+            Ok(()) => {
+                tracing::info!(image = %image.id, source = %image.source,
+                    "recovery: unnamed image deleted");
+                removed += 1;
+            }
+            Err(e) => tracing::warn!(image = %image.id, error = %e,
+                "recovery: unnamed image kept"),
+        }
+    }
+    Ok(removed)
 }
 
 /// Deletes the engine's snapshots that no store row owns; returns how

@@ -2,7 +2,8 @@
 //! (SIGKILL) and restart on the same data dir: the snapshot is still
 //! listed `ready` and restores again; a sandbox restored from it and a
 //! forked child are adopted with their memory (their VMMs kept running);
-//! a snapshot whose row was lost is deleted (no one could reach it); and
+//! a snapshot whose row was lost is deleted (no one could reach it), as
+//! is a saved image whose name row was lost, while a named one stays; and
 //! the host holds exactly the VMMs of the live sandboxes.
 
 use libtest_mimic::Failed;
@@ -21,6 +22,26 @@ async fn post(d: &Crashable, path: &str, body: Value, want: u16) -> Result<Value
     let (s, v) = d.call(Method::POST, path, Some(body)).await?;
     ensure(s == want, || format!("POST {path}: {s} {v}"))?;
     Ok(v)
+}
+
+/// Saves `src` as images `kept` and `lost` (each with its own content);
+/// returns their dirs in the engine's image store. The test then drops
+/// `lost`'s row, as if the daemon died between storing the image and
+/// recording its name.
+async fn save_two_images(d: &Crashable) -> Result<Vec<std::path::PathBuf>, Failed> {
+    let mut dirs = Vec::new();
+    for name in ["kept", "lost"] {
+        d.sh("src", &format!("echo {name} > /which && sync"))
+            .await?;
+        let v = post(d, "/sandboxes/src/image", json!({"name": name}), 201).await?;
+        let id = v["id"].as_str().unwrap_or_default();
+        let hex = id.strip_prefix("sha256:").unwrap_or(id);
+        dirs.push(d.dir.join("images").join(hex));
+    }
+    ensure(dirs.iter().all(|p| p.is_dir()), || {
+        format!("saved images missing: {dirs:?}")
+    })?;
+    Ok(dirs)
 }
 
 async fn scenario(d: &mut Crashable) -> TestResult {
@@ -54,10 +75,21 @@ async fn scenario(d: &mut Crashable) -> TestResult {
 
     let files = d.dir.join("snapshots").join(&orphan_id);
     ensure(files.is_dir(), || format!("{} missing", files.display()))?;
+    let image_dirs = save_two_images(d).await?;
     d.kill9()?;
-    bhatti_store::Store::open(&d.dir.join("state.db"))?.delete_snapshot(&orphan_id)?;
+    let store = bhatti_store::Store::open(&d.dir.join("state.db"))?;
+    store.delete_snapshot(&orphan_id)?;
+    for user in store.list_users()? {
+        let _ = store.delete_image(&user.id, "lost");
+    }
+    drop(store);
     d.start(None).await?;
     ensure(!files.exists(), || format!("{orphan_id} left on disk"))?;
+    ensure(image_dirs[0].is_dir() && !image_dirs[1].exists(), || {
+        format!("after restart, want only the first of {image_dirs:?}")
+    })?;
+    let (s, v) = d.call(Method::GET, "/images/kept", None).await?;
+    ensure(s == 200, || format!("kept after restart: {s} {v}"))?;
     let (_, list) = d.call(Method::GET, "/snapshots", None).await?;
     ensure(list.as_array().map(Vec::len) == Some(1), || {
         format!("snapshots after restart: {list}")
@@ -91,11 +123,16 @@ async fn scenario(d: &mut Crashable) -> TestResult {
     ensure(d.all_vmm_pids().len() == 4, || {
         format!("VMMs: {:?}", d.all_vmm_pids())
     })?;
-    for sb in ["src", "copy", "kid", "late"] {
+    destroy_all(d, &["src", "copy", "kid", "late"]).await?;
+    d.term().await
+}
+
+async fn destroy_all(d: &Crashable, names: &[&str]) -> TestResult {
+    for sb in names {
         let (s, v) = d
             .call(Method::DELETE, &format!("/sandboxes/{sb}"), None)
             .await?;
         ensure(s == 200, || format!("destroy {sb}: {s} {v}"))?;
     }
-    d.term().await
+    Ok(())
 }
