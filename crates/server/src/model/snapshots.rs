@@ -65,6 +65,8 @@ pub struct SnapshotView {
     /// What a sandbox made from it has (a create may not ask for others).
     pub cpus: u32,
     pub memory_mb: u32,
+    /// The image it was made from: a built-in tier, or the caller's name
+    /// for the stored image (its `sha256:` id when they have none left).
     pub image: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub disk_size_mb: Option<u64>,
@@ -100,5 +102,14 @@ impl SnapshotView {
             status: if problem.is_some() { "broken" } else { "ready" }.to_owned(),
             problem,
         }
+    }
+
+    /// The view with the caller's name for its image, from `names` (engine
+    /// image id → name).
+    pub fn named(mut self, names: &std::collections::HashMap<String, String>) -> Self {
+        if let Some(name) = names.get(&self.image) {
+            self.image = name.clone();
+        }
+        self
     }
 }

@@ -15,7 +15,7 @@
 //! snapshot's files (on each list or get) are awaited with no lock of
 //! ours held.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bhatti_engine::engine::{Engine, EngineError};
 use bhatti_engine::snapshot::{SnapshotId, SnapshotInfo};
@@ -84,7 +84,7 @@ impl<E: Engine> AppState<E> {
         }
         tracing::info!(snapshot = %row.id, name = %row.name, sandbox = %sb.id,
             size = info.size_bytes, "snapshot taken");
-        Ok(SnapshotView::new(&row, info.problem))
+        Ok(SnapshotView::new(&row, info.problem).named(&self.image_names(user)?))
     }
 
     /// `user`'s snapshots, newest first, with every `(key, value)` of
@@ -96,6 +96,7 @@ impl<E: Engine> AppState<E> {
     ) -> ServiceResult<Vec<SnapshotView>> {
         let rows = self.store.list_snapshots(&user.id)?;
         let problems = self.problems().await;
+        let names = self.image_names(user)?;
         Ok(rows
             .iter()
             .filter(|s| {
@@ -103,7 +104,7 @@ impl<E: Engine> AppState<E> {
                     .iter()
                     .all(|(k, v)| s.labels.get(k).is_some_and(|have| have == v))
             })
-            .map(|s| SnapshotView::new(s, problem_of(&problems, &s.id)))
+            .map(|s| SnapshotView::new(s, problem_of(&problems, &s.id)).named(&names))
             .collect())
     }
 
@@ -111,7 +112,19 @@ impl<E: Engine> AppState<E> {
     pub async fn snapshot_view(&self, user: &User, name: &str) -> ServiceResult<SnapshotView> {
         let row = self.store.find_snapshot(&user.id, name)?;
         let problems = self.problems().await;
-        Ok(SnapshotView::new(&row, problem_of(&problems, &row.id)))
+        Ok(SnapshotView::new(&row, problem_of(&problems, &row.id)).named(&self.image_names(user)?))
+    }
+
+    /// `user`'s names of stored images by engine image id (the oldest name
+    /// of an id that has several).
+    fn image_names(&self, user: &User) -> ServiceResult<HashMap<String, String>> {
+        // Newest first: the oldest name of an id is written last.
+        Ok(self
+            .store
+            .list_images(&user.id)?
+            .into_iter()
+            .map(|i| (i.image_id, i.name))
+            .collect())
     }
 
     /// Deletes one of `user`'s snapshots: its files, then its row.

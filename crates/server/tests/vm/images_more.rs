@@ -130,13 +130,19 @@ pub fn save_a_sandbox_as_an_image_and_quota() -> TestResult {
         ensure(sb["image"] == "saved", || format!("copy: {sb}"))?;
         let got = d.sh("copy", "cat /marker").await?;
         ensure(got.trim() == "saved", || format!("marker: {got:?}"))?;
-        // A snapshot of it restores by the image's name too.
-        d.expect(
-            d.req(Method::POST, "/sandboxes/copy/snapshots")
-                .json(&json!({"name": "snap1"})),
-            201,
-        )
-        .await?;
+        // A snapshot of it shows the image's name and restores by it too.
+        let snap = d
+            .expect(
+                d.req(Method::POST, "/sandboxes/copy/snapshots")
+                    .json(&json!({"name": "snap1"})),
+                201,
+            )
+            .await?;
+        ensure(snap["image"] == "saved", || format!("snapshot: {snap}"))?;
+        let listed = d.expect(d.req(Method::GET, "/snapshots"), 200).await?;
+        ensure(listed[0]["image"] == "saved", || {
+            format!("listed: {listed}")
+        })?;
         let body = json!({"name": "again", "snapshot": "snap1", "image": "saved"});
         let sb = d
             .expect(d.req(Method::POST, "/sandboxes").json(&body), 201)
