@@ -44,6 +44,9 @@ pub struct Reply {
 #[derive(Debug, Clone, Default)]
 pub struct Doc {
     pub body: Option<Body>,
+    /// Another media type the request body may have (`POST /images`
+    /// takes JSON or an uploaded archive).
+    pub alt_body: Option<Body>,
     pub reply: Option<Reply>,
     /// The route's query parameters, as OpenAPI parameter objects.
     pub query: Option<fn() -> Vec<Value>>,
@@ -118,6 +121,15 @@ impl<E: Engine> RouteDef<E> {
     /// A request body of raw bytes of `media` type.
     pub fn raw_body(mut self, media: &'static str) -> Self {
         self.doc.body = Some(Body {
+            media,
+            schema: binary,
+        });
+        self
+    }
+
+    /// The request body may instead be raw bytes of `media` type.
+    pub fn or_raw_body(mut self, media: &'static str) -> Self {
+        self.doc.alt_body = Some(Body {
             media,
             schema: binary,
         });

@@ -141,6 +141,26 @@ fn every_body_and_success_reply_has_a_schema() {
     }
 }
 
+/// `POST /images` takes a registry source as JSON or an archive upload.
+#[test]
+fn image_import_takes_json_or_an_upload() {
+    let doc = doc();
+    let body = &doc["paths"]["/images"]["post"]["requestBody"]["content"];
+    assert!(
+        body["application/json"]["schema"]["$ref"].is_string(),
+        "{body}"
+    );
+    assert_eq!(
+        body["application/octet-stream"]["schema"]["format"],
+        "binary"
+    );
+    let params = doc["paths"]["/images"]["post"]["parameters"].to_string();
+    assert!(
+        params.contains("\"format\"") && params.contains("\"name\""),
+        "{params}"
+    );
+}
+
 #[test]
 fn schemas_come_from_the_real_types() {
     let doc = doc();

@@ -41,6 +41,7 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
         )
         .query::<UploadQuery>()
         .body::<ImportImage>()
+        .or_raw_body("application/octet-stream")
         .reply::<JobView>(202)
         .header("Location", "The job: /images/jobs/{id}"),
         user(
