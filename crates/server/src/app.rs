@@ -52,6 +52,7 @@ pub fn router<E: Engine>(state: Shared<E>) -> Router {
     let request_id = axum::http::HeaderName::from_static("x-request-id");
     public
         .merge(private)
+        .nest_service("/e2b", crate::e2b::service(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(JSON_LIMIT))

@@ -22,6 +22,7 @@ pub mod app;
 pub mod config;
 pub mod daemon;
 pub mod datadir;
+pub mod e2b;
 pub mod error;
 pub mod extract;
 pub mod hostports;

@@ -101,6 +101,24 @@ impl SecretBox {
         age::encrypt(&recipient, plaintext).map_err(|e| SecretError::Encrypt(e.to_string()))
     }
 
+    /// HMAC-SHA256 of `context`, a NUL, and `data`, keyed by a key derived
+    /// from this daemon's identity: tokens the daemon can recompute and
+    /// check without storing them (e.g. a sandbox's E2B access token).
+    pub fn mac(&self, context: &str, data: &str) -> [u8; 32] {
+        use hmac::Mac;
+        use sha2::Digest;
+        let key = sha2::Sha256::new()
+            .chain_update(b"bhatti mac key\0")
+            .chain_update(self.identity.to_string().expose_secret().as_bytes())
+            .finalize();
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        mac.update(context.as_bytes());
+        mac.update(b"\0");
+        mac.update(data.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// Decrypts a value encrypted by [`SecretBox::encrypt`].
     pub fn decrypt(&self, ciphertext: &[u8]) -> Result<Vec<u8>, SecretError> {
         age::decrypt(&self.identity, ciphertext).map_err(|e| SecretError::Decrypt(e.to_string()))

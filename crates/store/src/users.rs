@@ -90,6 +90,18 @@ impl Store {
         })
     }
 
+    /// The user with id `id`.
+    pub fn user_by_id(&self, id: &str) -> Result<User> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM users WHERE id = ?1"),
+                [id],
+                from_row,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("user {id}")))
+    }
+
     /// The user called `name`.
     pub fn user_by_name(&self, name: &str) -> Result<User> {
         self.conn()
