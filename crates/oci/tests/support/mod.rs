@@ -78,6 +78,28 @@ impl Registry {
     /// Starts a registry; with `tls`, HTTPS with a self-signed certificate
     /// for 127.0.0.1 (made with the `openssl` command).
     pub fn start_with(auth: Option<(&str, &str)>, tls: bool) -> Self {
+        Self::start_config(tls, |dir| {
+            auth.map_or_else(String::new, |(user, pass)| {
+                let hash = bcrypt::hash(pass, 4).expect("bcrypt");
+                let htpasswd = dir.join("htpasswd");
+                std::fs::write(&htpasswd, format!("{user}:{hash}\n")).expect("htpasswd");
+                format!(
+                    "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                    htpasswd.display()
+                )
+            })
+        })
+    }
+
+    /// Starts a plain-HTTP registry whose config has `auth` as its `auth:`
+    /// section (e.g. `support/token.rs`'s `TokenServer::registry_auth`).
+    pub fn start_with_auth(auth: &str) -> Self {
+        Self::start_config(false, |_| auth.to_string())
+    }
+
+    /// Starts a registry; `auth` gives its config's `auth:` section (it
+    /// may write files in the registry's directory).
+    fn start_config(tls: bool, auth: impl FnOnce(&Path) -> String) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -111,15 +133,7 @@ impl Registry {
                 key.display()
             ));
         }
-        if let Some((user, pass)) = auth {
-            let hash = bcrypt::hash(pass, 4).expect("bcrypt");
-            let htpasswd = dir.path().join("htpasswd");
-            std::fs::write(&htpasswd, format!("{user}:{hash}\n")).expect("htpasswd");
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
-                htpasswd.display()
-            ));
-        }
+        config.push_str(&auth(dir.path()));
         let conf = dir.path().join("config.yml");
         std::fs::write(&conf, config).expect("config");
         let log = std::fs::File::create(dir.path().join("log")).expect("log");
