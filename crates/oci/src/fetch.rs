@@ -186,7 +186,9 @@ pub enum FetchError {
     #[error("{0}")]
     NotFound(String),
     /// The registry refused us.
-    #[error("registry {registry} answered 401 for {repository}: check --username/--password")]
+    #[error(
+        "registry {registry} answered 401 for {repository}: the credentials are wrong, missing, or do not grant pull on it (check --username/--password)"
+    )]
     Unauthorized {
         /// The registry host.
         registry: String,

@@ -85,7 +85,7 @@ impl Setup {
     /// The registry's 401, as the fetch words it.
     fn refused(&self, repo: &str) -> String {
         format!(
-            "registry {} answered 401 for {repo}: check --username/--password",
+            "registry {} answered 401 for {repo}: the credentials are wrong, missing, or do not grant pull on it (check --username/--password)",
             self.reg.addr
         )
     }

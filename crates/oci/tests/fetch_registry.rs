@@ -198,7 +198,7 @@ async fn basic_auth() {
         assert_eq!(
             e.to_string(),
             format!(
-                "registry {} answered 401 for test/busybox: check --username/--password",
+                "registry {} answered 401 for test/busybox: the credentials are wrong, missing, or do not grant pull on it (check --username/--password)",
                 reg.addr
             )
         );
