@@ -199,6 +199,22 @@ impl Input {
         self.send(FrameType::KILL, &[]).await
     }
 
+    /// Sends SIGNAL (protocol version 4): signal `signal` (e.g. 15 for
+    /// SIGTERM, 2 SIGINT, 1 SIGHUP, 9 SIGKILL) to the process group of the
+    /// piped exec or TTY session. A number outside 1..=64 is
+    /// [`Error::InvalidRequest`]. An agent without the `signal` feature
+    /// ([`crate::Client::caps`]) ignores the frame; the agent ignores a
+    /// signal number it does not know.
+    pub async fn signal(&mut self, signal: i32) -> Result<()> {
+        if !(1..=64).contains(&signal) {
+            return Err(Error::InvalidRequest(format!(
+                "signal {signal}: not a signal number (1..=64)"
+            )));
+        }
+        let payload = format!(r#"{{"signal":{signal}}}"#);
+        self.send(FrameType::SIGNAL, payload.as_bytes()).await
+    }
+
     /// Sets a TTY session's window size (ignored by piped execs).
     pub async fn resize(&mut self, rows: u16, cols: u16) -> Result<()> {
         self.send(FrameType::RESIZE, &encode_resize(rows, cols))

@@ -13,7 +13,14 @@
 //! - [`session`]: TTY sessions (shell, attach, list, kill);
 //! - [`files`]: read (streaming, cancellable), write (streamed), stat, ls;
 //! - [`forward`]: raw tunnels to guest TCP ports;
-//! - [`activity`]: activity info and wait-until-ready.
+//! - [`activity`]: activity info and wait-until-ready;
+//! - [`fsops`]: protocol version 4 — capabilities ([`Client::caps`]),
+//!   mkdir, move, remove, extended stat and listing;
+//! - [`watch`]: protocol version 4 — directory watches.
+//!
+//! Version 4 operations need an agent that lists them in
+//! [`Client::caps`]; a v1 agent refuses their frames as unexpected.
+//! Signals other than KILL go through [`Input::signal`].
 //!
 //! Shared pieces: [`connector`] (transports), [`conn`] (one connection,
 //! the event reader task, the stdin writer), [`error`] (the error type).
@@ -59,8 +66,10 @@ pub mod error;
 pub mod exec;
 pub mod files;
 pub mod forward;
+pub mod fsops;
 pub mod session;
 pub mod supervise;
+pub mod watch;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -70,6 +79,9 @@ use std::time::Duration;
 
 use bhatti_proto::FrameType;
 
+pub use bhatti_proto::ext::{
+    Caps, EntryInfo, EntryType, Ls2Response, MkdirResponse, WatchEvent, WatchEventType, feature,
+};
 pub use bhatti_proto::messages::{ActivityInfo, ExecRequest, FileInfo, SessionInfo};
 pub use conn::{Event, Events, Input};
 pub use connector::{AgentStream, BoxStream, Connector, TcpConnector, UnixConnector};
@@ -79,6 +91,7 @@ pub use files::{FileReader, ReadOptions};
 pub use forward::Tunnel;
 pub use session::{Session, ShellOptions};
 pub use supervise::Supervised;
+pub use watch::Watch;
 
 use conn::Conn;
 

@@ -125,6 +125,12 @@ impl Session {
         self.input.kill().await
     }
 
+    /// Sends `signal` to the session's process group (protocol version
+    /// 4, see [`Input::signal`]).
+    pub async fn signal(&mut self, signal: i32) -> Result<()> {
+        self.input.signal(signal).await
+    }
+
     /// Waits for the exit code, discarding output.
     pub async fn wait(&mut self) -> Result<i32> {
         self.events.wait().await

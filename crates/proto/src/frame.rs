@@ -48,6 +48,41 @@ impl FrameType {
     /// code of the ERROR frame that follows, `{"code":"not_found"}`. v1
     /// hosts skip it as an unknown type. See [`crate::error_code`].
     pub const ERROR_CODE: Self = Self(0x08);
+    /// Extension (protocol version 4, host → guest, on a piped exec's or a
+    /// TTY session's connection): `{"signal": 15}` for the process group.
+    /// See [`crate::ext`].
+    pub const SIGNAL: Self = Self(0x09);
+    /// Extension (v4): `{"path", "mode"?, "user"?}` → MKDIR_RESP.
+    pub const MKDIR_REQ: Self = Self(0x58);
+    /// Extension (v4): `{"created": bool, "entry": EntryInfo}`.
+    pub const MKDIR_RESP: Self = Self(0x59);
+    /// Extension (v4): `{"source", "destination", "user"?}` → MOVE_RESP.
+    pub const MOVE_REQ: Self = Self(0x5a);
+    /// Extension (v4): EntryInfo of the destination.
+    pub const MOVE_RESP: Self = Self(0x5b);
+    /// Extension (v4): `{"path"}` → REMOVE_RESP.
+    pub const REMOVE_REQ: Self = Self(0x5c);
+    /// Extension (v4): `{"status":"ok"}`.
+    pub const REMOVE_RESP: Self = Self(0x5d);
+    /// Extension (v4): `{"path"}` → STAT2_RESP (lstat, extended).
+    pub const STAT2_REQ: Self = Self(0x5e);
+    /// Extension (v4): EntryInfo.
+    pub const STAT2_RESP: Self = Self(0x5f);
+    /// Extension (v4): `{"path", "depth"?}` → LS2_RESP.
+    pub const LS2_REQ: Self = Self(0x60);
+    /// Extension (v4): `{"entries": [EntryInfo], "truncated": bool}`.
+    pub const LS2_RESP: Self = Self(0x61);
+    /// Extension (v4): `{"path", "recursive"?}` → WATCH_RESP, then
+    /// WATCH_EVENT frames until the host closes.
+    pub const WATCH_REQ: Self = Self(0x62);
+    /// Extension (v4): `{"path": "<watched directory>"}`: the watch is set.
+    pub const WATCH_RESP: Self = Self(0x63);
+    /// Extension (v4): `{"type": "create", "name": "a/b.txt", "is_dir"?}`.
+    pub const WATCH_EVENT: Self = Self(0x64);
+    /// Extension (v4): empty → CAPS_RESP.
+    pub const CAPS_REQ: Self = Self(0x70);
+    /// Extension (v4): `{"version": 4, "features": [...]}`.
+    pub const CAPS_RESP: Self = Self(0x71);
 
     /// Every frame type of the frozen v1 table in PROTOCOL.md, in table order.
     pub const ALL: [Self; 25] = [
@@ -79,7 +114,25 @@ impl FrameType {
     ];
 
     /// Frame types added after v1 (`docs/protocol.md`), in the order added.
-    pub const EXTENSIONS: [Self; 1] = [Self::ERROR_CODE];
+    pub const EXTENSIONS: [Self; 17] = [
+        Self::ERROR_CODE,
+        Self::SIGNAL,
+        Self::MKDIR_REQ,
+        Self::MKDIR_RESP,
+        Self::MOVE_REQ,
+        Self::MOVE_RESP,
+        Self::REMOVE_REQ,
+        Self::REMOVE_RESP,
+        Self::STAT2_REQ,
+        Self::STAT2_RESP,
+        Self::LS2_REQ,
+        Self::LS2_RESP,
+        Self::WATCH_REQ,
+        Self::WATCH_RESP,
+        Self::WATCH_EVENT,
+        Self::CAPS_REQ,
+        Self::CAPS_RESP,
+    ];
 
     /// The protocol name of a known type, `None` for unknown bytes.
     pub fn name(self) -> Option<&'static str> {
@@ -110,6 +163,22 @@ impl FrameType {
             Self::FILE_LS_REQ => "FILE_LS_REQ",
             Self::FILE_LS_RESP => "FILE_LS_RESP",
             Self::ERROR_CODE => "ERROR_CODE",
+            Self::SIGNAL => "SIGNAL",
+            Self::MKDIR_REQ => "MKDIR_REQ",
+            Self::MKDIR_RESP => "MKDIR_RESP",
+            Self::MOVE_REQ => "MOVE_REQ",
+            Self::MOVE_RESP => "MOVE_RESP",
+            Self::REMOVE_REQ => "REMOVE_REQ",
+            Self::REMOVE_RESP => "REMOVE_RESP",
+            Self::STAT2_REQ => "STAT2_REQ",
+            Self::STAT2_RESP => "STAT2_RESP",
+            Self::LS2_REQ => "LS2_REQ",
+            Self::LS2_RESP => "LS2_RESP",
+            Self::WATCH_REQ => "WATCH_REQ",
+            Self::WATCH_RESP => "WATCH_RESP",
+            Self::WATCH_EVENT => "WATCH_EVENT",
+            Self::CAPS_REQ => "CAPS_REQ",
+            Self::CAPS_RESP => "CAPS_RESP",
             _ => return None,
         })
     }

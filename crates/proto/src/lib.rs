@@ -14,11 +14,13 @@
 //!   another sandbox's snapshot (sent over its serial console).
 //! - [`error_code`]: machine-readable error codes and the ERROR_CODE frame
 //!   that carries them (protocol version 2; `docs/protocol.md`).
+//! - [`ext`]: the messages of protocol version 4 (capabilities, mkdir,
+//!   move, remove, extended stat and listing, signals, watches).
 //! - [`text`]: quoting untrusted input in error messages (a short prefix,
 //!   never the whole input).
 //!
 //! Versions: v1 is the frozen table of `../shared/PROTOCOL.md`, which v1
-//! peers speak. [`PROTOCOL_VERSION`] 2 and 3 add only frame types a v1
+//! peers speak. [`PROTOCOL_VERSION`] 2, 3 and 4 add only frame types a v1
 //! peer skips as unknown and optional JSON fields it ignores, so either
 //! side interoperates with a v1 peer.
 //!
@@ -30,6 +32,7 @@
 pub mod async_io;
 pub mod config;
 pub mod error_code;
+pub mod ext;
 pub mod frame;
 pub mod identify;
 pub mod messages;
@@ -42,8 +45,9 @@ pub use frame::{Frame, FrameError, FrameType, HEADER_LEN, MAX_FRAME_LEN, MAX_PAY
 
 /// The protocol version this crate speaks: 1 is PROTOCOL.md's frozen table,
 /// 2 adds the ERROR_CODE frame, 3 the optional `user` fields of EXEC_REQ,
-/// FILE_WRITE_REQ and `config.json` (`docs/protocol.md`).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// FILE_WRITE_REQ and `config.json`, 4 the frames of [`ext`] (CAPS, MKDIR,
+/// MOVE, REMOVE, STAT2, LS2, SIGNAL, WATCH) (`docs/protocol.md`).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// TCP/vsock port of the agent's control listener.
 pub const CONTROL_PORT: u16 = 1024;
