@@ -1,0 +1,299 @@
+//! `filesystem.Filesystem`: Stat, ListDir, MakeDir, Move, Remove (unary)
+//! and the watchers ([`super::watch`]).
+//!
+//! Stat and ListDir use the agent's FILE_STAT and FILE_LS (stat follows
+//! symlinks; listings are lstat'ed); EntryInfo has no owner or group (the
+//! agent does not report them) and never marks symlinks. MakeDir, Move
+//! and Remove run `mkdir -p`, `mv` and `rm -rf` in the guest as the call's
+//! user; a failure's code is read from the tool's message (`No such
+//! file` → `not_found`, `Permission denied` → `permission_denied`, `File
+//! exists` → `already_exists`).
+//!
+//! Paths may be relative (to the user's home, [`super::users`]).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::post;
+use bhatti_agent::ErrorCode;
+use bhatti_engine::engine::{Engine, ExecOptions, FileInfo, SandboxId};
+
+use super::connect::{self, Code, RpcError, unary_reply};
+use super::fs_pb::{
+    EntryInfo, EntryResponse, FileType, ListDirRequest, ListDirResponse, MoveRequest, PathRequest,
+};
+use super::process_pb::Empty;
+use super::{Call, users};
+use crate::state::Shared;
+
+/// Most entries one ListDir returns.
+pub const MAX_ENTRIES: usize = 100_000;
+/// Longest a helper command (mkdir, mv, rm) may run.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub fn routes<E: Engine>() -> axum::Router<Shared<E>> {
+    axum::Router::new()
+        .route("/filesystem.Filesystem/Stat", post(stat::<E>))
+        .route("/filesystem.Filesystem/ListDir", post(list_dir::<E>))
+        .route("/filesystem.Filesystem/MakeDir", post(make_dir::<E>))
+        .route("/filesystem.Filesystem/Move", post(move_rpc::<E>))
+        .route("/filesystem.Filesystem/Remove", post(remove::<E>))
+        .merge(super::watch::routes::<E>())
+}
+
+/// An entry from the agent's FileInfo of `path`.
+pub fn entry(info: &FileInfo, path: &str) -> EntryInfo {
+    let mode = u32::from_str_radix(info.mode.trim_start_matches("0o"), 8).unwrap_or(0) & 0o7777;
+    let name = if info.name.is_empty() {
+        path.rsplit('/').next().unwrap_or_default().to_owned()
+    } else {
+        info.name.clone()
+    };
+    EntryInfo {
+        name,
+        kind: if info.is_dir {
+            FileType::Directory
+        } else {
+            FileType::File
+        },
+        path: path.to_owned(),
+        size: info.size,
+        mode,
+        permissions: permissions(info.is_dir, mode),
+        owner: String::new(),
+        group: String::new(),
+        modified_time: super::pbjson::timestamp(info.mtime),
+        metadata: BTreeMap::new(),
+        is_symlink: false,
+    }
+}
+
+/// `drwxr-xr-x` and the like.
+fn permissions(dir: bool, mode: u32) -> String {
+    let mut s = String::with_capacity(10);
+    s.push(if dir { 'd' } else { '-' });
+    for shift in [6, 3, 0] {
+        let bits = (mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+/// The resolved path of a call and the sandbox, woken.
+async fn target<E: Engine>(call: &Call<E>, path: &str) -> Result<(SandboxId, String), RpcError> {
+    if path.is_empty() {
+        return Err(RpcError::invalid("path must not be empty"));
+    }
+    let eid = call.wake().await?;
+    let p = users::resolve(&call.st, &call.sb, &eid, call.user.as_deref(), path).await?;
+    Ok((eid, p))
+}
+
+/// The entry at `path` (following symlinks).
+pub async fn stat_entry<E: Engine>(
+    call: &Call<E>,
+    eid: &SandboxId,
+    path: &str,
+) -> Result<EntryInfo, RpcError> {
+    let info = call.st.engine.stat(eid, path).await.map_err(|e| {
+        let e = RpcError::from(e);
+        if e.code == Code::NotFound {
+            RpcError::new(Code::NotFound, format!("path '{path}' does not exist"))
+        } else {
+            e
+        }
+    })?;
+    Ok(entry(&info, path))
+}
+
+async fn stat<E: Engine>(State(st): State<Shared<E>>, headers: HeaderMap, body: Bytes) -> Response {
+    let run = async {
+        let call = Call::new(&st, &headers)?;
+        let req: PathRequest = connect::unary_request(&body)?;
+        let (eid, path) = target(&call, &req.path).await?;
+        Ok(EntryResponse {
+            entry: stat_entry(&call, &eid, &path).await?,
+        })
+    };
+    unary_reply(run.await)
+}
+
+/// The entries under `dir`, `depth` levels deep (1: its own).
+pub async fn walk<E: Engine>(
+    call: &Call<E>,
+    eid: &SandboxId,
+    dir: &str,
+    depth: u32,
+) -> Result<Vec<EntryInfo>, RpcError> {
+    let mut out = Vec::new();
+    let mut todo = vec![(dir.to_owned(), depth.max(1))];
+    while let Some((d, left)) = todo.pop() {
+        let list = match call.st.engine.ls(eid, &d).await {
+            Ok(l) => l,
+            // A subdirectory that went away meanwhile is skipped.
+            Err(_) if d != dir => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for info in list.iter().filter(|i| !i.name.starts_with("... truncated")) {
+            let path = format!("{}/{}", d.trim_end_matches('/'), info.name);
+            if info.is_dir && left > 1 {
+                todo.push((path.clone(), left - 1));
+            }
+            out.push(entry(info, &path));
+            if out.len() >= MAX_ENTRIES {
+                return Ok(out);
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn list_dir<E: Engine>(
+    State(st): State<Shared<E>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let run = async {
+        let call = Call::new(&st, &headers)?;
+        let req: ListDirRequest = connect::unary_request(&body)?;
+        let (eid, path) = target(&call, &req.path).await?;
+        let top = stat_entry(&call, &eid, &path).await?;
+        if top.kind != FileType::Directory {
+            return Err(RpcError::invalid(format!(
+                "path '{path}' is not a directory"
+            )));
+        }
+        Ok(ListDirResponse {
+            entries: walk(&call, &eid, &path, req.depth).await?,
+        })
+    };
+    unary_reply(run.await)
+}
+
+/// Runs a helper tool in the guest as the call's user.
+async fn tool<E: Engine>(call: &Call<E>, eid: &SandboxId, argv: &[&str]) -> Result<(), RpcError> {
+    let mut opts = ExecOptions::new(argv.iter().copied()).timeout(TOOL_TIMEOUT);
+    opts.user.clone_from(&call.user);
+    opts.stdin = Some(Vec::new());
+    let r = call.st.engine.exec(eid, opts).await?;
+    if r.exit_code == 0 {
+        return Ok(());
+    }
+    let msg = String::from_utf8_lossy(&r.stderr).trim().to_owned();
+    let code = if msg.contains("No such file") {
+        Code::NotFound
+    } else if msg.contains("Permission denied") || msg.contains("Operation not permitted") {
+        Code::PermissionDenied
+    } else if msg.contains("File exists") {
+        Code::AlreadyExists
+    } else if msg.contains("Not a directory") || msg.contains("Directory not empty") {
+        Code::InvalidArgument
+    } else {
+        Code::Internal
+    };
+    Err(RpcError::new(code, format!("{}: {msg}", argv[0])))
+}
+
+async fn make_dir<E: Engine>(
+    State(st): State<Shared<E>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let run = async {
+        let call = Call::new(&st, &headers)?;
+        let req: PathRequest = connect::unary_request(&body)?;
+        let (eid, path) = target(&call, &req.path).await?;
+        match call.st.engine.stat(&eid, &path).await {
+            Ok(i) if i.is_dir => {
+                return Err(RpcError::new(
+                    Code::AlreadyExists,
+                    format!("directory '{path}' already exists"),
+                ));
+            }
+            Ok(_) => {
+                return Err(RpcError::invalid(format!("path '{path}' is a file")));
+            }
+            Err(e) if not_found(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+        tool(&call, &eid, &["mkdir", "-p", "--", &path]).await?;
+        Ok(EntryResponse {
+            entry: stat_entry(&call, &eid, &path).await?,
+        })
+    };
+    unary_reply(run.await)
+}
+
+fn not_found(e: &bhatti_engine::engine::EngineError) -> bool {
+    matches!(e, bhatti_engine::engine::EngineError::Agent(a) if a.agent_code() == Some(ErrorCode::NotFound))
+}
+
+async fn move_rpc<E: Engine>(
+    State(st): State<Shared<E>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let run = async {
+        let call = Call::new(&st, &headers)?;
+        let req: MoveRequest = connect::unary_request(&body)?;
+        let (eid, from) = target(&call, &req.source).await?;
+        let (_, to) = target(&call, &req.destination).await?;
+        stat_entry(&call, &eid, &from).await?;
+        let parent = to
+            .rsplit_once('/')
+            .map_or("/", |(p, _)| if p.is_empty() { "/" } else { p });
+        tool(&call, &eid, &["mkdir", "-p", "--", parent]).await?;
+        tool(&call, &eid, &["mv", "-f", "--", &from, &to]).await?;
+        Ok(EntryResponse {
+            entry: stat_entry(&call, &eid, &to).await?,
+        })
+    };
+    unary_reply(run.await)
+}
+
+async fn remove<E: Engine>(
+    State(st): State<Shared<E>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let run = async {
+        let call = Call::new(&st, &headers)?;
+        let req: PathRequest = connect::unary_request(&body)?;
+        let (eid, path) = target(&call, &req.path).await?;
+        if path == "/" {
+            return Err(RpcError::new(
+                Code::PermissionDenied,
+                "refusing to remove /",
+            ));
+        }
+        tool(&call, &eid, &["rm", "-rf", "--", &path]).await?;
+        Ok(Empty {})
+    };
+    unary_reply(run.await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_from_agent_file_info() {
+        let info = FileInfo {
+            name: "d".into(),
+            size: 4096,
+            mode: "0755".into(),
+            is_dir: true,
+            mtime: 0,
+        };
+        let e = entry(&info, "/x/d");
+        assert_eq!((e.mode, e.permissions.as_str()), (0o755, "drwxr-xr-x"));
+        assert_eq!(e.kind, FileType::Directory);
+        assert_eq!(permissions(false, 0o640), "-rw-r-----");
+    }
+}

@@ -1,0 +1,324 @@
+//! `process.Process`: Start and Connect (server streams), List,
+//! SendInput, CloseStdin, SendSignal, Update (unary). StreamInput (a
+//! client stream) is not served: `unimplemented`.
+//!
+//! Start runs `cmd args` as a piped exec, or as a TTY session when the
+//! request has `pty` (its output is `pty` data, its input `pty` bytes).
+//! With `stdin: false` the command reads `/dev/null` (it is started
+//! through `/bin/sh -c 'exec "$@" </dev/null'`, so that the connection
+//! stays open for signals). The SDK always runs `/bin/bash`; in a guest
+//! without it, `/bin/sh` runs instead.
+//!
+//! Signals: SIGKILL and SIGTERM both reach a piped command as the agent's
+//! KILL (SIGKILL to its process group) — the agent has no other signal
+//! for it yet; a TTY session gets SIGTERM from KILL and SIGKILL from
+//! EXEC_KILL. After CloseStdin a piped command cannot be signalled
+//! (`failed_precondition`): closing stdin half-closes its connection.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::post;
+use axum::{Extension, Router};
+use bhatti_engine::engine::{Engine, ExecRequest, SandboxId, ShellOptions};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::Call;
+use super::connect::{self, Code, RpcError, stream_error, stream_reply, unary_reply};
+use super::process_pb::{
+    Empty, EventResponse, ListResponse, ProcessEvent, SelectRequest, SendInputRequest,
+    SendSignalRequest, Signal, StartEvent, StartRequest, UpdateRequest,
+};
+use super::procs::{Out, Proc, Registry};
+use crate::state::Shared;
+
+/// Silence after which a process stream sends a keepalive event.
+const KEEPALIVE: Duration = Duration::from_secs(50);
+
+type Reg = Extension<Arc<Registry>>;
+
+pub fn routes<E: Engine>() -> Router<Shared<E>> {
+    Router::new()
+        .route("/process.Process/Start", post(start::<E>))
+        .route("/process.Process/Connect", post(connect_rpc::<E>))
+        .route("/process.Process/List", post(list::<E>))
+        .route("/process.Process/SendInput", post(send_input::<E>))
+        .route("/process.Process/CloseStdin", post(close_stdin::<E>))
+        .route("/process.Process/SendSignal", post(send_signal::<E>))
+        .route("/process.Process/Update", post(update::<E>))
+        .route("/process.Process/StreamInput", post(stream_input))
+}
+
+async fn start<E: Engine>(
+    State(st): State<Shared<E>>,
+    Extension(reg): Reg,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let run = async {
+        let call = Call::new(&st, &headers)?;
+        let req: StartRequest = connect::stream_request(&body)?;
+        let eid = call.wake().await?;
+        let (proc, rx) = spawn(&call, &eid, &reg, req).await?;
+        if let Some(at) = call.deadline {
+            let (st, proc) = (st.clone(), proc.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep_until(at).await;
+                let _ = signal(&st, &eid, &proc, Signal::Kill).await;
+            });
+        }
+        Ok::<_, RpcError>((call.deadline, proc, rx))
+    };
+    match run.await {
+        Ok((deadline, proc, rx)) => follow(proc.pid, rx, deadline),
+        Err(e) => stream_error(e),
+    }
+}
+
+/// Starts the command of `req` and registers it (its pump running); the
+/// receiver is the Start stream's subscription, made before any output.
+async fn spawn<E: Engine>(
+    call: &Call<E>,
+    eid: &SandboxId,
+    reg: &Arc<Registry>,
+    req: StartRequest,
+) -> Result<(Arc<Proc>, mpsc::Receiver<Out>), RpcError> {
+    let config = req.process.clone();
+    if config.cmd.is_empty() || config.cmd.contains('\0') {
+        return Err(RpcError::invalid("cmd must name a program"));
+    }
+    let engine = &call.st.engine;
+    let mut argv = vec![program(call, eid, &config.cmd).await];
+    argv.extend(config.args.iter().cloned());
+    let cwd = config
+        .cwd
+        .clone()
+        .filter(|c| !c.is_empty())
+        .or_else(|| crate::service::images::workdir_of(&call.sb));
+    let env = config.envs.clone();
+    let (session, input, events) = if let Some(pty) = req.pty {
+        let size = pty.size.unwrap_or_default();
+        let mut opts = ShellOptions::new(argv).size(clamp(size.rows, 24), clamp(size.cols, 80));
+        opts.env = env;
+        opts.cwd = cwd;
+        opts.user = call.user.clone();
+        let (info, input, events) = engine.shell(eid, opts).await?.into_split();
+        (Some(info.session_id), input, events)
+    } else {
+        if !req.stdin.unwrap_or(true) {
+            let sh = ["/bin/sh", "-c", "exec \"$@\" </dev/null", "sh"];
+            argv.splice(0..0, sh.map(String::from));
+        }
+        let r = ExecRequest {
+            argv,
+            env,
+            cwd,
+            user: call.user.clone(),
+            ..ExecRequest::default()
+        };
+        let (input, events) = engine.exec_stream(eid, r).await?.into_split();
+        (None, input, events)
+    };
+    let proc = reg.add(&call.sb.id, config, req.tag, session, input);
+    let rx = proc.subscribe();
+    reg.pump(call.sb.id.clone(), proc.clone(), events);
+    Ok((proc, rx))
+}
+
+fn clamp(v: u32, default: u16) -> u16 {
+    match v {
+        0 => default,
+        v => u16::try_from(v).unwrap_or(u16::MAX),
+    }
+}
+
+/// `cmd`, or `/bin/sh` for a `/bin/bash` the guest does not have.
+async fn program<E: Engine>(call: &Call<E>, eid: &SandboxId, cmd: &str) -> String {
+    if cmd == "/bin/bash" && call.st.engine.stat(eid, cmd).await.is_err() {
+        return "/bin/sh".into();
+    }
+    cmd.to_owned()
+}
+
+/// The event stream of a Start or Connect call: `start` with the pid,
+/// the output, the end.
+fn follow(pid: u32, rx: mpsc::Receiver<Out>, deadline: Option<tokio::time::Instant>) -> Response {
+    let first = ProcessEvent::Start(StartEvent { pid });
+    let rest = futures_util::stream::unfold((rx, false), |(mut rx, done)| async move {
+        if done {
+            return None;
+        }
+        let ev = match rx.recv().await {
+            Some(Out::Data(d)) => Ok(ProcessEvent::Data(d)),
+            Some(Out::End(e)) => {
+                return Some((Ok(ProcessEvent::End(e)), (rx, true)));
+            }
+            None => Err(RpcError::new(
+                Code::Unavailable,
+                "the process's output was dropped: the stream did not read it in time",
+            )),
+        };
+        let done = ev.is_err();
+        Some((ev, (rx, done)))
+    });
+    let events = futures_util::stream::once(async { Ok(first) })
+        .chain(rest)
+        .map(|ev| ev.map(|event| EventResponse { event }));
+    let ping = EventResponse {
+        event: ProcessEvent::Keepalive(Empty {}),
+    };
+    stream_reply(events, deadline, Some((ping, KEEPALIVE)))
+}
+
+async fn connect_rpc<E: Engine>(
+    State(st): State<Shared<E>>,
+    Extension(reg): Reg,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let run = || {
+        let call = Call::new(&st, &headers)?;
+        let req: SelectRequest = connect::stream_request(&body)?;
+        let proc = reg.find(&call.sb.id, &req.process)?;
+        Ok::<_, RpcError>((call.deadline, proc.pid, proc.subscribe()))
+    };
+    match run() {
+        Ok((deadline, pid, rx)) => follow(pid, rx, deadline),
+        Err(e) => stream_error(e),
+    }
+}
+
+async fn list<E: Engine>(
+    State(st): State<Shared<E>>,
+    Extension(reg): Reg,
+    headers: HeaderMap,
+) -> Response {
+    unary_reply(Call::new(&st, &headers).map(|call| ListResponse {
+        processes: reg.list(&call.sb.id),
+    }))
+}
+
+async fn send_input<E: Engine>(
+    State(st): State<Shared<E>>,
+    Extension(reg): Reg,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let run = async {
+        let call = Call::new(&st, &headers)?;
+        let req: SendInputRequest = connect::unary_request(&body)?;
+        let proc = reg.find(&call.sb.id, &req.process)?;
+        let mut input = proc.input.lock().await;
+        let w = input
+            .as_mut()
+            .ok_or_else(|| RpcError::new(Code::FailedPrecondition, "stdin is closed"))?;
+        w.write_stdin(req.input.bytes()).await?;
+        Ok(Empty {})
+    };
+    unary_reply(run.await)
+}
+
+async fn close_stdin<E: Engine>(
+    State(st): State<Shared<E>>,
+    Extension(reg): Reg,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let run = async {
+        let call = Call::new(&st, &headers)?;
+        let req: SelectRequest = connect::unary_request(&body)?;
+        let proc = reg.find(&call.sb.id, &req.process)?;
+        if proc.session.is_some() {
+            return Err(RpcError::new(
+                Code::FailedPrecondition,
+                "a PTY has no stdin to close",
+            ));
+        }
+        if let Some(mut w) = proc.input.lock().await.take() {
+            w.close_stdin().await?;
+        }
+        Ok(Empty {})
+    };
+    unary_reply(run.await)
+}
+
+async fn send_signal<E: Engine>(
+    State(st): State<Shared<E>>,
+    Extension(reg): Reg,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let run = async {
+        let call = Call::new(&st, &headers)?;
+        let req: SendSignalRequest = connect::unary_request(&body)?;
+        let proc = reg.find(&call.sb.id, &req.process)?;
+        let eid = call.wake().await?;
+        signal(&st, &eid, &proc, req.signal).await?;
+        Ok(Empty {})
+    };
+    unary_reply(run.await)
+}
+
+/// Sends `sig` to a process (see the module docs for what reaches it).
+async fn signal<E: Engine>(
+    st: &Shared<E>,
+    eid: &SandboxId,
+    proc: &Proc,
+    sig: Signal,
+) -> Result<(), RpcError> {
+    if sig == Signal::Unspecified {
+        return Err(RpcError::invalid("signal must be SIGTERM or SIGKILL"));
+    }
+    proc.signalled.store(true, Ordering::SeqCst);
+    if let (Some(session), Signal::Kill) = (&proc.session, sig) {
+        return Ok(st.engine.kill_session(eid, session).await?);
+    }
+    let mut input = proc.input.lock().await;
+    let w = input.as_mut().ok_or_else(|| {
+        RpcError::new(
+            Code::FailedPrecondition,
+            "the command's stdin was closed; it can no longer be signalled",
+        )
+    })?;
+    Ok(w.kill().await?)
+}
+
+async fn update<E: Engine>(
+    State(st): State<Shared<E>>,
+    Extension(reg): Reg,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let run = async {
+        let call = Call::new(&st, &headers)?;
+        let req: UpdateRequest = connect::unary_request(&body)?;
+        let proc = reg.find(&call.sb.id, &req.process)?;
+        let Some(size) = req.pty.and_then(|p| p.size) else {
+            return Ok(Empty {});
+        };
+        if proc.session.is_none() {
+            return Err(RpcError::new(
+                Code::FailedPrecondition,
+                "the process has no PTY",
+            ));
+        }
+        if let Some(w) = proc.input.lock().await.as_mut() {
+            w.resize(clamp(size.rows, 24), clamp(size.cols, 80)).await?;
+        }
+        Ok(Empty {})
+    };
+    unary_reply(run.await)
+}
+
+async fn stream_input() -> Response {
+    stream_error(RpcError::new(
+        Code::Unimplemented,
+        "StreamInput is not supported; use SendInput",
+    ))
+}

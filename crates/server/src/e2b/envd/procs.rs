@@ -1,0 +1,235 @@
+//! The processes envd started, per sandbox.
+//!
+//! A [`Proc`] holds the agent connection of one command (a piped exec or a
+//! TTY session): its input half behind an async mutex (stdin, KILL,
+//! resize go through it in order), and the list of subscribers its
+//! output goes to. One pump task per process reads the agent's events and
+//! sends each to every subscriber (bounded queues, so a slow reader slows
+//! the command rather than growing memory; one that has not taken an event
+//! for [`STALL`] is dropped), then the end event, then removes the process
+//! from the registry. A subscriber that goes away (its stream dropped) is
+//! only removed from the list: the process keeps running.
+//!
+//! Pids are per-sandbox counters from 1; no lock is held across an await.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bhatti_agent::{Event, Events, Input};
+use tokio::sync::mpsc;
+
+use super::connect::{Code, RpcError};
+use super::process_pb::{DataEvent, EndEvent, ProcessConfig, ProcessInfo, ProcessSelector};
+
+/// Events queued per subscriber.
+const QUEUE: usize = 256;
+/// Longest a subscriber may leave its queue full before it is dropped.
+pub const STALL: Duration = Duration::from_secs(30);
+
+/// What a subscriber receives: output, then the end.
+#[derive(Debug, Clone)]
+pub enum Out {
+    Data(DataEvent),
+    End(EndEvent),
+}
+
+/// One process envd started.
+#[derive(Debug)]
+pub struct Proc {
+    pub pid: u32,
+    pub config: ProcessConfig,
+    pub tag: Option<String>,
+    /// A TTY session's id; `None` for a piped exec.
+    pub session: Option<String>,
+    /// The agent connection's write half; `None` once stdin was closed.
+    pub input: tokio::sync::Mutex<Option<Input>>,
+    subs: Mutex<Vec<mpsc::Sender<Out>>>,
+    /// A signal was sent: an exit by it is reported as a signal death.
+    pub signalled: AtomicBool,
+}
+
+impl Proc {
+    /// A new subscriber to the process's further output.
+    pub fn subscribe(&self) -> mpsc::Receiver<Out> {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        self.subs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(tx);
+        rx
+    }
+
+    pub fn info(&self) -> ProcessInfo {
+        ProcessInfo {
+            config: self.config.clone(),
+            pid: self.pid,
+            tag: self.tag.clone(),
+        }
+    }
+
+    /// Sends `out` to every subscriber; drops the gone and the stalled.
+    async fn publish(&self, out: Out) {
+        let subs = self
+            .subs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut dead = Vec::new();
+        for tx in &subs {
+            if tx.send_timeout(out.clone(), STALL).await.is_err() {
+                dead.push(tx.clone());
+            }
+        }
+        if !dead.is_empty() {
+            self.subs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|t| !dead.iter().any(|d| d.same_channel(t)) && !t.is_closed());
+        }
+    }
+}
+
+/// One sandbox's processes.
+#[derive(Debug, Default)]
+struct Table {
+    next_pid: u32,
+    procs: BTreeMap<u32, Arc<Proc>>,
+}
+
+/// Every sandbox's processes.
+#[derive(Debug, Default)]
+pub struct Registry {
+    sandboxes: Mutex<HashMap<String, Table>>,
+}
+
+impl Registry {
+    fn with<T>(&self, sandbox: &str, f: impl FnOnce(&mut Table) -> T) -> T {
+        let mut map = self
+            .sandboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        f(map.entry(sandbox.to_owned()).or_default())
+    }
+
+    /// Registers a started process under a new pid; the pump (see
+    /// [`Registry::pump`]) must be started with the returned process.
+    pub fn add(
+        &self,
+        sandbox: &str,
+        config: ProcessConfig,
+        tag: Option<String>,
+        session: Option<String>,
+        input: Input,
+    ) -> Arc<Proc> {
+        self.with(sandbox, |t| {
+            t.next_pid += 1;
+            let p = Arc::new(Proc {
+                pid: t.next_pid,
+                config,
+                tag,
+                session,
+                input: tokio::sync::Mutex::new(Some(input)),
+                subs: Mutex::new(Vec::new()),
+                signalled: AtomicBool::new(false),
+            });
+            t.procs.insert(p.pid, p.clone());
+            p
+        })
+    }
+
+    /// The running process `sel` names.
+    pub fn find(&self, sandbox: &str, sel: &ProcessSelector) -> Result<Arc<Proc>, RpcError> {
+        self.with(sandbox, |t| match sel {
+            ProcessSelector::Pid(pid) => t.procs.get(pid).cloned(),
+            ProcessSelector::Tag(tag) => t
+                .procs
+                .values()
+                .find(|p| p.tag.as_deref() == Some(tag))
+                .cloned(),
+        })
+        .ok_or_else(|| RpcError::new(Code::NotFound, format!("process {sel:?} not found")))
+    }
+
+    /// Every running process of a sandbox.
+    pub fn list(&self, sandbox: &str) -> Vec<ProcessInfo> {
+        self.with(sandbox, |t| t.procs.values().map(|p| p.info()).collect())
+    }
+
+    fn remove(&self, sandbox: &str, pid: u32) {
+        let mut map = self
+            .sandboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(t) = map.get_mut(sandbox) {
+            t.procs.remove(&pid);
+        }
+    }
+
+    /// Runs the process's pump on its own task: events to subscribers,
+    /// then the end, then the process leaves the registry.
+    pub fn pump(self: &Arc<Self>, sandbox: String, proc: Arc<Proc>, mut events: Events) {
+        let reg = self.clone();
+        tokio::spawn(async move {
+            let end = loop {
+                match events.next().await {
+                    Ok(Some(Event::Stdout(d))) if proc.session.is_some() => {
+                        proc.publish(Out::Data(DataEvent::Pty(d))).await;
+                    }
+                    Ok(Some(Event::Stdout(d))) => {
+                        proc.publish(Out::Data(DataEvent::Stdout(d))).await
+                    }
+                    Ok(Some(Event::Stderr(d))) => {
+                        proc.publish(Out::Data(DataEvent::Stderr(d))).await
+                    }
+                    Ok(Some(Event::Exit(code))) => break exit_event(code, &proc),
+                    Ok(Some(Event::Error(f))) => break failed(f.message),
+                    Ok(None) => {
+                        break failed("the agent ended the stream without an exit code".into());
+                    }
+                    Err(e) => break failed(e.to_string()),
+                }
+            };
+            // Gone from List and Connect before the end is seen.
+            reg.remove(&sandbox, proc.pid);
+            proc.publish(Out::End(end)).await;
+        });
+    }
+}
+
+/// The end event of an exit code; after a signal we sent, the code the
+/// agent gives a signal death (128 + n) is reported as envd does (-1,
+/// not exited, `signal: …`).
+pub fn exit_event(code: i32, proc: &Proc) -> EndEvent {
+    let by_signal = proc.signalled.load(Ordering::SeqCst);
+    match code {
+        137 if by_signal => signal_end("killed"),
+        143 if by_signal => signal_end("terminated"),
+        129 if by_signal && proc.session.is_some() => signal_end("hangup"),
+        c => EndEvent {
+            exit_code: c,
+            exited: true,
+            status: format!("exit status {c}"),
+            error: None,
+        },
+    }
+}
+
+fn signal_end(name: &str) -> EndEvent {
+    EndEvent {
+        exit_code: -1,
+        exited: false,
+        status: format!("signal: {name}"),
+        error: None,
+    }
+}
+
+fn failed(message: String) -> EndEvent {
+    EndEvent {
+        exit_code: -1,
+        exited: false,
+        status: "error".into(),
+        error: Some(message),
+    }
+}
