@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # Installs every system package bhatti needs on a Debian/Ubuntu host, the
-# Python tools the tests run (PyPI's openapi-spec-validator and schemathesis,
-# in a venv at $BHATTI_CACHE_DIR/venv), then builds the guest images (kernel,
-# rootfs tiers) into the image cache ($BHATTI_CACHE_DIR, default
-# /var/cache/bhatti, outside the clone).
+# Python tools the tests run (PyPI's openapi-spec-validator, schemathesis and
+# the E2B SDK, in a venv at $BHATTI_CACHE_DIR/venv), then builds the guest
+# images (kernel, rootfs tiers) into the image cache ($BHATTI_CACHE_DIR,
+# default /var/cache/bhatti, outside the clone).
 #
-#   scripts/setup.sh                 # packages + kernel + busybox tier
-#   BHATTI_TIERS=busybox,minimal scripts/setup.sh  # + the Debian `minimal` tier
-#   BHATTI_TIERS=all scripts/setup.sh  # + `minimal` and the Debian `dev` tier
+#   scripts/setup.sh                 # packages + kernel + busybox and minimal tiers
+#   BHATTI_TIERS=busybox scripts/setup.sh  # only the busybox tier
+#   BHATTI_TIERS=all scripts/setup.sh  # + the Debian `dev` tier
 #   scripts/setup.sh --packages          # system packages only (scripts/install.sh)
 #   scripts/setup.sh --runtime-packages  # only what `bhatti serve` needs (a release)
 #
 # BHATTI_TIERS is a comma-separated list of busybox, minimal, dev, all. The
-# default (what CI runs) does not build the `dev` tier: it is large (about
-# 700 MiB of files, a few hundred MB from the Debian mirror); its VM test
-# runs once it is built.
+# default (what CI runs) builds `minimal` too (the E2B SDK's tests run
+# commands with bash, which busybox lacks), not the `dev` tier: that is
+# large (about 700 MiB of files, a few hundred MB from the Debian mirror);
+# its VM test runs once it is built.
 #
 # Safe to run again: packages already present are skipped and images are
 # rebuilt only when their inputs changed.
@@ -71,10 +72,12 @@ check_rust() {
   fi
 }
 
-# PyPI's openapi-spec-validator and schemathesis, pinned, in a venv under
-# the cache dir (not the system Python); crates/server/tests/openapi.rs runs
-# the validator, the VM test fuzz::schemathesis_against_a_daemon the fuzzer.
-PY_TOOLS=(openapi-spec-validator==0.9.0 schemathesis==4.32.5)
+# PyPI's openapi-spec-validator, schemathesis and e2b (the E2B SDK), pinned,
+# in a venv under the cache dir (not the system Python);
+# crates/server/tests/openapi.rs runs the validator, the VM test
+# fuzz::schemathesis_against_a_daemon the fuzzer, e2b::python_sdk the SDK's
+# tests (tests/e2b).
+PY_TOOLS=(openapi-spec-validator==0.9.0 schemathesis==4.32.5 e2b==2.63.0)
 install_validator() {
   local venv="${BHATTI_CACHE_DIR:-/var/cache/bhatti}/venv"
   local missing=() t have
@@ -102,5 +105,5 @@ esac
 install_packages
 install_validator
 check_rust
-say "building guest images (kernel, rootfs tiers: ${BHATTI_TIERS:-busybox})"
-cargo xtask images --tier "${BHATTI_TIERS:-busybox}"
+say "building guest images (kernel, rootfs tiers: ${BHATTI_TIERS:-busybox,minimal})"
+cargo xtask images --tier "${BHATTI_TIERS:-busybox,minimal}"

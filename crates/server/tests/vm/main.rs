@@ -12,6 +12,7 @@ mod crash;
 mod crash_cycles;
 mod cycles;
 mod disk;
+mod e2b;
 mod exec;
 mod faults;
 mod files;
@@ -63,6 +64,7 @@ fn main() {
         golden::trials(),
         storage::trials(),
         images::trials(),
+        e2b::trials(),
     ];
     trials.extend(more.into_iter().flatten());
     libtest_mimic::run(&args, trials).exit();

@@ -1,14 +1,75 @@
-//! The E2B control plane: sandbox lifecycle in E2B's JSON (camelCase),
-//! authenticated by `X-API-Key` (a bhatti API key).
+//! The E2B control plane: sandbox lifecycle in E2B's JSON (camelCase,
+//! [`model`]), authenticated by `X-API-Key` (a bhatti API key, [`auth`]),
+//! errors as `{"code", "message"}` ([`error`]). Paths are relative to
+//! `/e2b`, as the SDK builds them from `E2B_API_URL`:
+//!
+//! | route | does |
+//! |-------|------|
+//! | `POST /sandboxes`, `POST /v2/sandboxes` | create (201): `templateID` ([`template`]), `timeout` → TTL, `autoPause` → stop instead of destroy at the timeout, `metadata` → labels, `envVars` → env |
+//! | `GET /v2/sandboxes` | list: metadata, state, time and template filters, pages ([`list`]) |
+//! | `GET /sandboxes` | list the running ones (older SDKs) |
+//! | `GET /sandboxes/{id}` | detail, with the envd access token |
+//! | `DELETE /sandboxes/{id}` | kill = destroy (204) |
+//! | `POST /sandboxes/{id}/timeout` | a new timeout from now (204) |
+//! | `POST /sandboxes/{id}/refreshes` | keep alive for `duration` (204) |
+//! | `POST /sandboxes/{id}/pause` | stop (204; 409 when paused) |
+//! | `POST /sandboxes/{id}/resume` | start (201; 409 when running) |
+//! | `POST /sandboxes/{id}/connect`, `POST /v2/sandboxes/{id}/connect` | 200 when running, else start, 201 |
+//! | `GET /sandboxes/{id}/metrics`, `GET /sandboxes/metrics` | no samples yet |
+//!
+//! Sandbox ids are bhatti's. Snapshots, forks, templates builds, volumes,
+//! logs and network updates of E2B are not served (404).
 
+pub mod auth;
+pub mod error;
+pub mod list;
+pub mod model;
 pub mod ports;
+pub mod sandboxes;
+pub mod template;
 
 use axum::Router;
+use axum::extract::Request;
+use axum::routing::{get, post};
 use bhatti_engine::engine::Engine;
 
+use self::error::ControlError;
 use crate::state::Shared;
+
+/// The envd version the control plane advertises (`envdVersion`). The
+/// SDK gates features on it (`e2b/envd/versions.py`): below 0.1.0 it
+/// refuses the sandbox, below 0.1.5 `get_metrics`, below 0.3.0 a
+/// command's `stdin` flag, below 0.4.0 it sends every command and file
+/// operation as the user `user` (which bhatti's images do not have)
+/// instead of leaving the default user to envd. 0.4.0 is the lowest
+/// version whose features the daemon's envd serves; the next gates are
+/// closing stdin (0.5.2), octet-stream uploads (0.5.7) and file metadata
+/// (0.6.2), bumped here when envd serves them.
+pub const ENVD_VERSION: &str = "0.4.0";
 
 /// The control-plane routes (paths relative to `/e2b`).
 pub fn router<E: Engine>() -> Router<Shared<E>> {
+    use self::sandboxes as s;
     Router::new()
+        .route("/sandboxes", post(s::create::<E>).get(s::list_v1::<E>))
+        .route("/v2/sandboxes", post(s::create::<E>).get(s::list_v2::<E>))
+        .route("/sandboxes/metrics", get(s::metrics_all))
+        .route("/sandboxes/{id}", get(s::get::<E>).delete(s::kill::<E>))
+        .route("/sandboxes/{id}/timeout", post(s::timeout::<E>))
+        .route("/sandboxes/{id}/refreshes", post(s::refresh::<E>))
+        .route("/sandboxes/{id}/pause", post(s::pause::<E>))
+        .route("/sandboxes/{id}/resume", post(s::resume::<E>))
+        .route("/sandboxes/{id}/connect", post(s::connect::<E>))
+        .route("/v2/sandboxes/{id}/connect", post(s::connect::<E>))
+        .route("/sandboxes/{id}/metrics", get(s::metrics::<E>))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn no_route(req: Request) -> ControlError {
+    ControlError::NoRoute(format!("{} {}", req.method(), req.uri().path()))
+}
+
+async fn method_not_allowed() -> ControlError {
+    ControlError::MethodNotAllowed
 }
