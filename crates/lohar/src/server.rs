@@ -212,6 +212,13 @@ fn is_control_request(kind: FrameType) -> bool {
             | FrameType::FILE_WRITE_REQ
             | FrameType::FILE_STAT_REQ
             | FrameType::FILE_LS_REQ
+            | FrameType::CAPS_REQ
+            | FrameType::MKDIR_REQ
+            | FrameType::MOVE_REQ
+            | FrameType::REMOVE_REQ
+            | FrameType::STAT2_REQ
+            | FrameType::LS2_REQ
+            | FrameType::WATCH_REQ
     )
 }
 
@@ -238,6 +245,13 @@ async fn dispatch(agent: &Arc<Agent>, conn: Conn, req: Frame) -> HandlerResult {
         FrameType::FILE_WRITE_REQ => boxed(file_write::handle(agent, conn, p).await),
         FrameType::FILE_STAT_REQ => boxed(file_stat::handle(agent, conn, p).await),
         FrameType::FILE_LS_REQ => boxed(file_ls::handle(agent, conn, p).await),
+        FrameType::CAPS_REQ => boxed(caps::handle(agent, conn, p).await),
+        FrameType::MKDIR_REQ => boxed(fsops::mkdir(agent, conn, p).await),
+        FrameType::MOVE_REQ => boxed(fsops::mv(agent, conn, p).await),
+        FrameType::REMOVE_REQ => boxed(fsops::remove(agent, conn, p).await),
+        FrameType::STAT2_REQ => boxed(fsops::stat2(agent, conn, p).await),
+        FrameType::LS2_REQ => boxed(ls2::handle(agent, conn, p).await),
+        FrameType::WATCH_REQ => boxed(watch::handle(agent, conn, p).await),
         // Filtered by `is_control_request`.
         _ => Ok(()),
     }

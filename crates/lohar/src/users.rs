@@ -57,9 +57,10 @@ pub struct PasswdEntry {
     pub home: String,
 }
 
-/// One `/etc/group` line: gid and member names.
+/// One `/etc/group` line: name, gid and member names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupEntry {
+    pub name: String,
     pub gid: u32,
     pub members: Vec<String>,
 }
@@ -93,6 +94,7 @@ pub fn parse_group(text: &str) -> Vec<GroupEntry> {
                 return None;
             }
             Some(GroupEntry {
+                name: f[0].to_owned(),
                 gid: f[2].parse().ok()?,
                 members: f[3]
                     .split(',')

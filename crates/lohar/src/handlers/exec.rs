@@ -4,9 +4,11 @@
 //! frames through the connection's one [`FrameWriter`]), a stdin feeder
 //! (bounded channel → child stdin; started by the first non-empty STDIN
 //! frame, so an exec without input never registers its stdin pipe), and
-//! this handler's loop, which reads host frames (STDIN, KILL) and waits
+//! this handler's loop, which reads host frames (STDIN, KILL, SIGNAL —
+//! protocol version 4, any named signal) and waits
 //! for the reaper's exit status. The
-//! child is in its own process group; KILL signals the whole group. A host
+//! child is in its own process group; KILL and SIGNAL signal the whole
+//! group. A host
 //! disconnect closes the child's stdin but does not kill it: the pumps keep
 //! draining (and discarding) output so the child can finish.
 
@@ -193,6 +195,7 @@ async fn relay_input(
                         FrameType::STDIN if f.payload.is_empty() => stdin.close(),
                         FrameType::STDIN => stdin.send(f.payload).await,
                         FrameType::KILL => kill_group(pgid),
+                        FrameType::SIGNAL => signal_group(pgid, &f.payload),
                         _ => {}
                     }
                 }
@@ -216,6 +219,7 @@ async fn drain(
             frame = frames.recv(), if input_open => match frame {
                 None => input_open = false,
                 Some(f) if f.kind == FrameType::KILL => kill_group(pgid),
+                Some(f) if f.kind == FrameType::SIGNAL => signal_group(pgid, &f.payload),
                 Some(_) => {}
             },
         }
@@ -225,6 +229,13 @@ async fn drain(
 fn kill_group(pgid: Option<Pid>) {
     if let Some(pgid) = pgid {
         let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
+    }
+}
+
+/// SIGNAL (protocol version 4): the frame's signal to the process group.
+fn signal_group(pgid: Option<Pid>, payload: &[u8]) {
+    if let (Some(pgid), Some(sig)) = (pgid, crate::handlers::parse_signal(payload)) {
+        let _ = rustix::process::kill_process_group(pgid, sig);
     }
 }
 

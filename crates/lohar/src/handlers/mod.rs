@@ -18,15 +18,21 @@
 //! handshake the connection is no longer framed.
 
 pub mod activity;
+pub mod caps;
+pub mod entry;
 pub mod exec;
 pub mod file_ls;
 pub mod file_read;
 pub mod file_stat;
 pub mod file_write;
 pub mod forward;
+pub mod fsops;
+pub mod ls2;
+pub mod remove_tree;
 pub mod session;
 pub mod session_kill;
 pub mod session_list;
+pub mod watch;
 
 use std::fmt;
 use std::io;
@@ -67,6 +73,19 @@ impl Reply for crate::sessions::SessionError {
             Self::NotFound => ErrorCode::SessionNotFound,
         })
     }
+}
+
+/// The signal of a SIGNAL frame (protocol version 4): a named signal
+/// (1–31); anything else, or a payload that is not `{"signal": n}`, is
+/// `None` and the frame is ignored (a stream has no way to refuse one
+/// frame without ending).
+pub fn parse_signal(payload: &[u8]) -> Option<rustix::process::Signal> {
+    let req: bhatti_proto::ext::SignalRequest = serde_json::from_slice(payload).ok()?;
+    let sig = rustix::process::Signal::from_named_raw(req.signal);
+    if sig.is_none() {
+        crate::debug!("SIGNAL {}: not a signal, ignored", req.signal);
+    }
+    sig
 }
 
 /// An OS error as the client hears it: the short text of [`io_text`] and

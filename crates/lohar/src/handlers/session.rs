@@ -194,6 +194,11 @@ async fn relay(agent: &Arc<Agent>, conn: Conn, mut attached: Attached) -> Result
                         }
                     }
                     FrameType::KILL => session.signal(Signal::TERM),
+                    FrameType::SIGNAL => {
+                        if let Some(sig) = crate::handlers::parse_signal(&frame.payload) {
+                            session.signal(sig);
+                        }
+                    }
                     _ => {}
                 }
             }

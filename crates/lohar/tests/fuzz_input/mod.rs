@@ -13,6 +13,7 @@
 
 use std::path::{Component, Path};
 
+use bhatti_proto::ext::{Ls2Request, MkdirRequest, MoveRequest, WatchRequest};
 use bhatti_proto::frame::{self, Frame, ParseResult};
 use bhatti_proto::messages::{
     ExecKillRequest, ExecRequest, FileReadRequest, FileWriteRequest, PathRequest, decode_json,
@@ -77,7 +78,31 @@ fn request(kind: FrameType, payload: &[u8]) -> Option<Expect> {
             }
         }
         FrameType::EXEC_KILL => decode_json::<ExecKillRequest>("fuzz", payload).is_ok(),
-        FrameType::EXEC_LIST_REQ | FrameType::ACTIVITY_REQ => true,
+        FrameType::EXEC_LIST_REQ | FrameType::ACTIVITY_REQ | FrameType::CAPS_REQ => true,
+        // Protocol version 4: paths below the working directory only (a
+        // watch ends when the harness half-closes).
+        FrameType::REMOVE_REQ | FrameType::STAT2_REQ => {
+            match decode_json::<PathRequest>("fuzz", payload) {
+                Ok(r) => return local(&r.path).then_some(Expect::Served),
+                Err(_) => false,
+            }
+        }
+        FrameType::MKDIR_REQ => match decode_json::<MkdirRequest>("fuzz", payload) {
+            Ok(r) => return local(&r.path).then_some(Expect::Served),
+            Err(_) => false,
+        },
+        FrameType::MOVE_REQ => match decode_json::<MoveRequest>("fuzz", payload) {
+            Ok(r) => return (local(&r.source) && local(&r.destination)).then_some(Expect::Served),
+            Err(_) => false,
+        },
+        FrameType::LS2_REQ => match decode_json::<Ls2Request>("fuzz", payload) {
+            Ok(r) => return local(&r.path).then_some(Expect::Served),
+            Err(_) => false,
+        },
+        FrameType::WATCH_REQ => match decode_json::<WatchRequest>("fuzz", payload) {
+            Ok(r) => return local(&r.path).then_some(Expect::Served),
+            Err(_) => false,
+        },
         _ => return Some(Expect::UnexpectedFrame),
     };
     Some(if decoded {
@@ -181,6 +206,16 @@ pub fn seeds() -> Vec<Vec<u8>> {
             FrameType::FILE_WRITE_REQ,
             r#"{"path":"w/g","mode":"","size":0}"#,
         ),
+        (FrameType::CAPS_REQ, ""),
+        (FrameType::STAT2_REQ, r#"{"path":"d/e/x"}"#),
+        (FrameType::LS2_REQ, r#"{"path":"d","depth":2}"#),
+        (FrameType::MKDIR_REQ, r#"{"path":"m/n","mode":"0700"}"#),
+        (
+            FrameType::MOVE_REQ,
+            r#"{"source":"w/f","destination":"w/h"}"#,
+        ),
+        (FrameType::REMOVE_REQ, r#"{"path":"w/g"}"#),
+        (FrameType::WATCH_REQ, r#"{"path":"d","recursive":true}"#),
     ];
     let mut out = Vec::new();
     for (kind, payload) in json {
