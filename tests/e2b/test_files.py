@@ -1,0 +1,140 @@
+"""Files through the unmodified E2B SDK against the daemon's envd (/files
+and filesystem.Filesystem over the lohar agent): read, write, write_files,
+list, exists, get_info, make_dir, rename, remove, watch_dir, relative
+paths, a 50 MB round trip.
+
+Fixtures: conftest.py (`sandbox`, `eventually`).
+"""
+
+import hashlib
+import io
+import os
+
+import pytest
+from e2b import FileType, NotFoundException
+from e2b.sandbox.filesystem.filesystem import WriteEntry
+from e2b.sandbox.filesystem.watch_handle import FilesystemEventType
+
+from conftest import eventually
+
+
+def test_write_and_read_text_and_bytes(sandbox):
+    info = sandbox.files.write("/tmp/t/hello.txt", "héllo\n")
+    assert (info.path, info.name) == ("/tmp/t/hello.txt", "hello.txt")
+    assert sandbox.files.read("/tmp/t/hello.txt") == "héllo\n"
+    blob = bytes(range(256)) * 4
+    sandbox.files.write("/tmp/t/blob.bin", blob)
+    assert bytes(sandbox.files.read("/tmp/t/blob.bin", format="bytes")) == blob
+    streamed = b"".join(sandbox.files.read("/tmp/t/blob.bin", format="stream"))
+    assert streamed == blob
+    # Overwrite, and an empty file.
+    sandbox.files.write("/tmp/t/hello.txt", "again")
+    assert sandbox.files.read("/tmp/t/hello.txt") == "again"
+    sandbox.files.write("/tmp/t/empty", b"")
+    assert sandbox.files.read("/tmp/t/empty") == ""
+
+
+def test_missing_files_and_directories(sandbox):
+    with pytest.raises(NotFoundException):
+        sandbox.files.read("/tmp/no/such/file")
+    assert sandbox.files.exists("/tmp/no/such/file") is False
+    with pytest.raises(NotFoundException):
+        sandbox.files.get_info("/tmp/no/such/file")
+    with pytest.raises(NotFoundException):
+        sandbox.files.list("/tmp/no/such/dir")
+    with pytest.raises(Exception):
+        sandbox.files.read("/tmp")
+
+
+def test_write_files_and_list(sandbox):
+    written = sandbox.files.write_files(
+        [
+            WriteEntry(path="/tmp/many/a.txt", data="A"),
+            WriteEntry(path="/tmp/many/sub/b.txt", data=b"BB"),
+            WriteEntry(path="/tmp/many/c.txt", data=io.BytesIO(b"CCC")),
+        ]
+    )
+    assert sorted(w.path for w in written) == [
+        "/tmp/many/a.txt",
+        "/tmp/many/c.txt",
+        "/tmp/many/sub/b.txt",
+    ]
+    assert sandbox.files.read("/tmp/many/sub/b.txt") == "BB"
+    assert sandbox.files.read("/tmp/many/c.txt") == "CCC"
+    top = {e.name: e for e in sandbox.files.list("/tmp/many")}
+    assert set(top) == {"a.txt", "c.txt", "sub"}
+    assert top["sub"].type == FileType.DIR
+    assert top["a.txt"].type == FileType.FILE
+    assert top["a.txt"].size == 1
+    assert top["a.txt"].path == "/tmp/many/a.txt"
+    deep = {e.path for e in sandbox.files.list("/tmp/many", depth=2)}
+    assert "/tmp/many/sub/b.txt" in deep
+
+
+def test_info_make_dir_rename_remove(sandbox):
+    assert sandbox.files.make_dir("/tmp/d1/d2") is True
+    assert sandbox.files.make_dir("/tmp/d1/d2") is False
+    info = sandbox.files.get_info("/tmp/d1/d2")
+    assert (info.type, info.name, info.path) == (FileType.DIR, "d2", "/tmp/d1/d2")
+    assert info.permissions.startswith("d")
+    sandbox.files.write("/tmp/d1/f.txt", "12345")
+    f = sandbox.files.get_info("/tmp/d1/f.txt")
+    assert (f.type, f.size) == (FileType.FILE, 5)
+    assert f.modified_time.year >= 2020
+    moved = sandbox.files.rename("/tmp/d1/f.txt", "/tmp/d1/d2/g.txt")
+    assert moved.path == "/tmp/d1/d2/g.txt"
+    assert sandbox.files.exists("/tmp/d1/f.txt") is False
+    assert sandbox.files.read("/tmp/d1/d2/g.txt") == "12345"
+    with pytest.raises(NotFoundException):
+        sandbox.files.rename("/tmp/d1/nothing", "/tmp/d1/else")
+    sandbox.files.remove("/tmp/d1")
+    assert sandbox.files.exists("/tmp/d1") is False
+
+
+def test_relative_paths_are_under_the_users_home(sandbox):
+    sandbox.files.write("rel/note.txt", "home", user="root")
+    assert sandbox.files.read("/root/rel/note.txt") == "home"
+    info = sandbox.files.get_info("rel/note.txt", user="root")
+    assert info.path == "/root/rel/note.txt"
+    sandbox.files.write("mine.txt", "x", user="lohar")
+    assert sandbox.files.exists("/home/lohar/mine.txt")
+    owner = sandbox.commands.run("stat -c %U /home/lohar/mine.txt").stdout.strip()
+    assert owner == "lohar"
+
+
+def test_watch_dir_reports_changes(sandbox):
+    sandbox.files.make_dir("/tmp/watched")
+    sandbox.files.write("/tmp/watched/old.txt", "1")
+    handle = sandbox.files.watch_dir("/tmp/watched")
+    try:
+        sandbox.files.write("/tmp/watched/new.txt", "2")
+        sandbox.files.remove("/tmp/watched/old.txt")
+        seen = []
+
+        def both():
+            seen.extend((e.name, e.type) for e in handle.get_new_events())
+            return ("new.txt", FilesystemEventType.CREATE) in seen and (
+                "old.txt",
+                FilesystemEventType.REMOVE,
+            ) in seen
+
+        eventually(both, limit=60)
+    finally:
+        handle.stop()
+    with pytest.raises(Exception):
+        handle.get_new_events()
+
+
+def test_fifty_megabytes_round_trip(sandbox):
+    data = os.urandom(50 * 1024 * 1024)
+    digest = hashlib.sha256(data).hexdigest()
+    sandbox.files.write("/tmp/big.bin", data)
+    r = sandbox.commands.run("sha256sum /tmp/big.bin", timeout=300)
+    assert r.stdout.split()[0] == digest
+    back = sandbox.files.read("/tmp/big.bin", format="bytes", request_timeout=300)
+    assert len(back) == len(data)
+    assert hashlib.sha256(back).hexdigest() == digest
+    streamed = hashlib.sha256()
+    for chunk in sandbox.files.read("/tmp/big.bin", format="stream"):
+        streamed.update(chunk)
+    assert streamed.hexdigest() == digest
