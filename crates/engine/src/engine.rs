@@ -388,6 +388,21 @@ pub trait Engine: Send + Sync + 'static {
         path: &str,
     ) -> impl Future<Output = EngineResult<Vec<FileInfo>>> + Send;
     fn activity(&self, id: &SandboxId) -> impl Future<Output = EngineResult<ActivityInfo>> + Send;
+    /// Runs `op` with the sandbox's agent client, as every agent
+    /// operation above does (woken first, ended with
+    /// [`EngineError::Interrupted`] when its VMM goes away, retried once
+    /// when the connection was never made): for the agent's requests the
+    /// trait has no method of its own (protocol extensions a caller checks
+    /// with [`bhatti_agent::Client::caps`]).
+    fn agent_call<T, F, Fut>(
+        &self,
+        id: &SandboxId,
+        op: F,
+    ) -> impl Future<Output = EngineResult<T>> + Send
+    where
+        T: Send,
+        F: Fn(bhatti_agent::Client) -> Fut + Send + Sync,
+        Fut: Future<Output = bhatti_agent::Result<T>> + Send;
     /// [`Engine::exec`] only on a sandbox hot now with no lifecycle
     /// operation in progress (`None` otherwise): it never wakes one.
     fn exec_if_hot(

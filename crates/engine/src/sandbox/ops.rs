@@ -254,6 +254,15 @@ impl<D: Driver> Engine for VmEngine<D> {
             .await
     }
 
+    async fn agent_call<T, F, Fut>(&self, id: &SandboxId, op: F) -> EngineResult<T>
+    where
+        T: Send,
+        F: Fn(bhatti_agent::Client) -> Fut + Send + Sync,
+        Fut: std::future::Future<Output = bhatti_agent::Result<T>> + Send,
+    {
+        self.with_agent(id, op).await
+    }
+
     async fn listening_ports(&self, id: &SandboxId) -> EngineResult<Vec<u16>> {
         let r = self
             .with_agent(id, |a| async move {
