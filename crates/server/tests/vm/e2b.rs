@@ -7,8 +7,9 @@
 //! (start a server in the guest for the port relay).
 //!
 //! Without the SDK in the venv the trial is reported ignored, with the
-//! reason. `BHATTI_E2B_PYTEST_ARGS` adds pytest arguments for a run by
-//! hand (e.g. `-k lifecycle`).
+//! reason. For a run by hand, `BHATTI_E2B_K` selects tests (pytest's
+//! `-k` expression, e.g. `lifecycle or routes`) and
+//! `BHATTI_E2B_PYTEST_ARGS` adds whitespace-separated pytest arguments.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -84,6 +85,13 @@ fn python_sdk() -> TestResult {
                 std::env::var("BHATTI_E2B_PYTEST_ARGS")
                     .unwrap_or_default()
                     .split_whitespace(),
+            )
+            .args(
+                std::env::var("BHATTI_E2B_K")
+                    .ok()
+                    .map(|k| ["-k".to_owned(), k])
+                    .into_iter()
+                    .flatten(),
             )
             .current_dir(&root)
             .env("E2B_API_KEY", &d.key)
