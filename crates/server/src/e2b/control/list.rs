@@ -193,6 +193,8 @@ pub fn rfc3339(s: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+    use bhatti_store::sandboxes::{OnExpire, Status, Thermal};
+
     use super::*;
 
     fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -230,6 +232,71 @@ mod tests {
         let f = parse(&q(&[("nextToken", "17.sb-a")])).expect("token");
         assert_eq!(f.after, Some((17, "sb-a".into())));
         assert!(parse(&q(&[("nextToken", "x")])).is_err());
+    }
+
+    fn row(id: &str, created_at: i64, status: Status) -> Sandbox {
+        Sandbox {
+            id: id.into(),
+            user_id: "u-1".into(),
+            name: id.into(),
+            status,
+            thermal: Thermal::Hot,
+            status_reason: None,
+            ip: None,
+            cpus: 1,
+            memory_mb: 512,
+            keep_hot: false,
+            template_id: None,
+            image: "busybox".into(),
+            spec: serde_json::Value::Null,
+            created_at,
+            stopped_at: None,
+            destroyed_at: None,
+            labels: [("k".to_owned(), id.to_owned())].into(),
+            expires_at: None,
+            on_expire: OnExpire::Destroy,
+        }
+    }
+
+    #[test]
+    fn pages_follow_tokens_in_either_order() {
+        let rows = vec![
+            row("sb-b", 10, Status::Running),
+            row("sb-a", 10, Status::Stopped),
+            row("sb-c", 20, Status::Running),
+        ];
+        for (order, want) in [
+            ("asc", ["sb-a", "sb-b", "sb-c"]),
+            ("desc", ["sb-c", "sb-b", "sb-a"]),
+        ] {
+            let mut f = parse(&q(&[("order", order), ("limit", "2")])).expect("parse");
+            let (page1, next) = page(&f, rows.clone());
+            let ids: Vec<&str> = page1.iter().map(|s| s.id.as_str()).collect();
+            assert_eq!(ids, want[..2], "{order}");
+            let next = next.expect("a second page");
+            f = parse(&q(&[
+                ("order", order),
+                ("limit", "2"),
+                ("nextToken", &next),
+            ]))
+            .expect("p");
+            let (page2, last) = page(&f, rows.clone());
+            let ids: Vec<&str> = page2.iter().map(|s| s.id.as_str()).collect();
+            assert_eq!((ids, last), (vec![want[2]], None), "{order}");
+        }
+    }
+
+    #[test]
+    fn rows_filter_by_state_time_and_labels() {
+        let f = parse(&q(&[("state", "paused")])).expect("parse");
+        assert!(!keeps(&f, &row("sb-a", 10, Status::Running)));
+        assert!(keeps(&f, &row("sb-a", 10, Status::Stopped)));
+        let f = parse(&q(&[("startedAfter", "1970-01-01T00:00:15Z")])).expect("parse");
+        assert!(!keeps(&f, &row("sb-a", 10, Status::Running)));
+        assert!(keeps(&f, &row("sb-a", 20, Status::Running)));
+        let f = parse(&q(&[("metadata", "k=sb-a")])).expect("parse");
+        assert!(keeps(&f, &row("sb-a", 10, Status::Running)));
+        assert!(!keeps(&f, &row("sb-b", 10, Status::Running)));
     }
 
     #[test]
