@@ -1,4 +1,6 @@
-//! Request handlers, one module per request type, all of one shape:
+//! Request handlers, one module per request type (`fsops` serves the four
+//! small file requests of protocol version 4: MKDIR, MOVE, REMOVE, STAT2),
+//! all of one shape:
 //!
 //! ```text
 //! pub async fn handle(agent: &Arc<Agent>, conn: Conn, payload: &[u8]) -> Result<(), Error>
