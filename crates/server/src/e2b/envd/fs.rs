@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -26,9 +27,12 @@ use super::connect::{self, Code, RpcError, unary_reply};
 use super::fs_pb::{
     EntryInfo, EntryResponse, FileType, ListDirRequest, ListDirResponse, MoveRequest, PathRequest,
 };
+use super::native::{self, Agents, feature};
 use super::process_pb::Empty;
 use super::{Call, users};
 use crate::state::Shared;
+
+type Ext = Extension<std::sync::Arc<Agents>>;
 
 /// Most entries one ListDir returns.
 pub const MAX_ENTRIES: usize = 100_000;
@@ -67,6 +71,7 @@ pub fn entry(info: &FileInfo, path: &str) -> EntryInfo {
         owner: String::new(),
         group: String::new(),
         modified_time: super::pbjson::timestamp(info.mtime),
+        symlink_target: None,
         metadata: BTreeMap::new(),
         is_symlink: false,
     }
@@ -95,42 +100,67 @@ async fn target<E: Engine>(call: &Call<E>, path: &str) -> Result<(SandboxId, Str
     Ok((eid, p))
 }
 
-/// The entry at `path` (following symlinks).
+/// The entry at `path`: the agent's extended stat (lstat) when it has
+/// one, else FILE_STAT (following symlinks).
 pub async fn stat_entry<E: Engine>(
     call: &Call<E>,
+    agents: &Agents,
     eid: &SandboxId,
     path: &str,
 ) -> Result<EntryInfo, RpcError> {
-    let info = call.st.engine.stat(eid, path).await.map_err(|e| {
-        let e = RpcError::from(e);
-        if e.code == Code::NotFound {
-            RpcError::new(Code::NotFound, format!("path '{path}' does not exist"))
-        } else {
-            e
+    let r = if agents.has(call, eid, feature::STAT2).await {
+        native::stat2(call, eid, path).await
+    } else {
+        match call.st.engine.stat(eid, path).await {
+            Ok(info) => Ok(entry(&info, path)),
+            Err(e) => Err(RpcError::from(e)),
         }
-    })?;
-    Ok(entry(&info, path))
+    };
+    r.map_err(|e| match e.code {
+        Code::NotFound => RpcError::new(Code::NotFound, format!("path '{path}' does not exist")),
+        _ => e,
+    })
 }
 
-async fn stat<E: Engine>(State(st): State<Shared<E>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn stat<E: Engine>(
+    State(st): State<Shared<E>>,
+    Extension(agents): Ext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let run = async {
         let call = Call::new(&st, &headers)?;
         let req: PathRequest = connect::unary_request(&body)?;
         let (eid, path) = target(&call, &req.path).await?;
         Ok(EntryResponse {
-            entry: stat_entry(&call, &eid, &path).await?,
+            entry: stat_entry(&call, &agents, &eid, &path).await?,
         })
     };
     unary_reply(run.await)
 }
 
-/// The entries under `dir`, `depth` levels deep (1: its own).
+/// The entries under `dir`, `depth` levels deep (1: its own): the agent's
+/// LS2 when it has it, else FILE_LS per directory.
 pub async fn walk<E: Engine>(
     call: &Call<E>,
+    agents: &Agents,
     eid: &SandboxId,
     dir: &str,
     depth: u32,
 ) -> Result<Vec<EntryInfo>, RpcError> {
+    if agents.has(call, eid, feature::LS2).await {
+        let d = dir.to_owned();
+        let depth = depth.max(1);
+        let r = call
+            .st
+            .engine
+            .agent_call(eid, move |a| {
+                let d = d.clone();
+                async move { a.ls2(&d, depth).await }
+            })
+            .await?;
+        return Ok(r.entries.iter().map(native::entry).collect());
+    }
     let mut out = Vec::new();
     let mut todo = vec![(dir.to_owned(), depth.max(1))];
     while let Some((d, left)) = todo.pop() {
@@ -156,6 +186,7 @@ pub async fn walk<E: Engine>(
 
 async fn list_dir<E: Engine>(
     State(st): State<Shared<E>>,
+    Extension(agents): Ext,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -163,14 +194,14 @@ async fn list_dir<E: Engine>(
         let call = Call::new(&st, &headers)?;
         let req: ListDirRequest = connect::unary_request(&body)?;
         let (eid, path) = target(&call, &req.path).await?;
-        let top = stat_entry(&call, &eid, &path).await?;
+        let top = stat_entry(&call, &agents, &eid, &path).await?;
         if top.kind != FileType::Directory {
             return Err(RpcError::invalid(format!(
                 "path '{path}' is not a directory"
             )));
         }
         Ok(ListDirResponse {
-            entries: walk(&call, &eid, &path, req.depth).await?,
+            entries: walk(&call, &agents, &eid, &path, req.depth).await?,
         })
     };
     unary_reply(run.await)
@@ -202,6 +233,7 @@ async fn tool<E: Engine>(call: &Call<E>, eid: &SandboxId, argv: &[&str]) -> Resu
 
 async fn make_dir<E: Engine>(
     State(st): State<Shared<E>>,
+    Extension(agents): Ext,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -209,22 +241,33 @@ async fn make_dir<E: Engine>(
         let call = Call::new(&st, &headers)?;
         let req: PathRequest = connect::unary_request(&body)?;
         let (eid, path) = target(&call, &req.path).await?;
+        let exists = || RpcError::new(Code::AlreadyExists, format!("path '{path}' already exists"));
+        if agents.has(&call, &eid, feature::MKDIR).await {
+            let (p, u) = (path.clone(), call.user.clone());
+            let r = call
+                .st
+                .engine
+                .agent_call(&eid, move |a| {
+                    let (p, u) = (p.clone(), u.clone());
+                    async move { a.mkdir(&p, u.as_deref()).await }
+                })
+                .await?;
+            return if r.created {
+                Ok(EntryResponse {
+                    entry: native::entry(&r.entry),
+                })
+            } else {
+                Err(exists())
+            };
+        }
         match call.st.engine.stat(&eid, &path).await {
-            Ok(i) if i.is_dir => {
-                return Err(RpcError::new(
-                    Code::AlreadyExists,
-                    format!("directory '{path}' already exists"),
-                ));
-            }
-            Ok(_) => {
-                return Err(RpcError::invalid(format!("path '{path}' is a file")));
-            }
+            Ok(_) => return Err(exists()),
             Err(e) if not_found(&e) => {}
             Err(e) => return Err(e.into()),
         }
         tool(&call, &eid, &["mkdir", "-p", "--", &path]).await?;
         Ok(EntryResponse {
-            entry: stat_entry(&call, &eid, &path).await?,
+            entry: stat_entry(&call, &agents, &eid, &path).await?,
         })
     };
     unary_reply(run.await)
@@ -236,6 +279,7 @@ fn not_found(e: &bhatti_engine::engine::EngineError) -> bool {
 
 async fn move_rpc<E: Engine>(
     State(st): State<Shared<E>>,
+    Extension(agents): Ext,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -244,21 +288,45 @@ async fn move_rpc<E: Engine>(
         let req: MoveRequest = connect::unary_request(&body)?;
         let (eid, from) = target(&call, &req.source).await?;
         let (_, to) = target(&call, &req.destination).await?;
-        stat_entry(&call, &eid, &from).await?;
+        if agents.has(&call, &eid, feature::MOVE).await {
+            let (f, t, u) = (from.clone(), to.clone(), call.user.clone());
+            let e = call
+                .st
+                .engine
+                .agent_call(&eid, move |a| {
+                    let (f, t, u) = (f.clone(), t.clone(), u.clone());
+                    async move { a.mv(&f, &t, u.as_deref()).await }
+                })
+                .await
+                .map_err(|e| missing(e.into(), &from))?;
+            return Ok(EntryResponse {
+                entry: native::entry(&e),
+            });
+        }
+        stat_entry(&call, &agents, &eid, &from).await?;
         let parent = to
             .rsplit_once('/')
             .map_or("/", |(p, _)| if p.is_empty() { "/" } else { p });
         tool(&call, &eid, &["mkdir", "-p", "--", parent]).await?;
         tool(&call, &eid, &["mv", "-f", "--", &from, &to]).await?;
         Ok(EntryResponse {
-            entry: stat_entry(&call, &eid, &to).await?,
+            entry: stat_entry(&call, &agents, &eid, &to).await?,
         })
     };
     unary_reply(run.await)
 }
 
+/// `e` with envd's message when it says `path` is missing.
+fn missing(e: RpcError, path: &str) -> RpcError {
+    match e.code {
+        Code::NotFound => RpcError::new(Code::NotFound, format!("path '{path}' does not exist")),
+        _ => e,
+    }
+}
+
 async fn remove<E: Engine>(
     State(st): State<Shared<E>>,
+    Extension(agents): Ext,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -271,6 +339,22 @@ async fn remove<E: Engine>(
                 Code::PermissionDenied,
                 "refusing to remove /",
             ));
+        }
+        if agents.has(&call, &eid, feature::REMOVE).await {
+            let p = path.clone();
+            let r = call
+                .st
+                .engine
+                .agent_call(&eid, move |a| {
+                    let p = p.clone();
+                    async move { a.remove(&p).await }
+                })
+                .await;
+            // Like envd (RemoveAll), a missing path is no error.
+            return match r.map_err(RpcError::from) {
+                Err(e) if e.code != Code::NotFound => Err(e),
+                _ => Ok(Empty {}),
+            };
         }
         tool(&call, &eid, &["rm", "-rf", "--", &path]).await?;
         Ok(Empty {})

@@ -82,6 +82,8 @@ pub struct EntryInfo {
     pub owner: String,
     pub group: String,
     pub modified_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub symlink_target: Option<String>,
     pub metadata: BTreeMap<String, String>,
     pub is_symlink: bool,
 }
@@ -108,6 +110,10 @@ pub enum EventType {
     Write,
     #[serde(rename = "EVENT_TYPE_REMOVE")]
     Remove,
+    #[serde(rename = "EVENT_TYPE_RENAME")]
+    Rename,
+    #[serde(rename = "EVENT_TYPE_CHMOD")]
+    Chmod,
 }
 
 /// `filesystem.FilesystemEvent`.
@@ -159,6 +165,7 @@ mod tests {
             owner: String::new(),
             group: String::new(),
             modified_time: "1970-01-01T00:00:00Z".into(),
+            symlink_target: None,
             metadata: BTreeMap::new(),
             is_symlink: false,
         };

@@ -11,7 +11,11 @@
 //! - [`process`]: `process.Process` over [`procs`], the per-sandbox
 //!   registry of the processes envd started (pids are per-sandbox
 //!   counters; output fanned out to every stream that follows a process).
-//! - [`fs`]: `filesystem.Filesystem`; [`watch`]: its watchers.
+//! - [`fs`]: `filesystem.Filesystem`; [`watch`]: its watchers
+//!   ([`poll`]: by comparing listings).
+//! - [`native`]: the agent's protocol-v4 requests (extended stat and
+//!   listing, mkdir, move, remove, signal, watch), used when the agent
+//!   lists them (`caps`), with fallbacks for older agents.
 //! - [`files`]: `GET`/`POST /files`, `GET /health`.
 //! - [`users`]: the guest user of a call (`Authorization: Basic` with
 //!   `user:`, or `?username=`) and relative paths (against its home).
@@ -25,7 +29,9 @@ pub mod connect;
 pub mod files;
 pub mod fs;
 pub mod fs_pb;
+pub mod native;
 pub mod pbjson;
+pub mod poll;
 pub mod process;
 pub mod process_pb;
 pub mod procs;
@@ -57,6 +63,7 @@ pub const ENVD_VERSION: &str = "0.5.7";
 pub fn router<E: Engine>() -> Router<Shared<E>> {
     let procs = Arc::new(procs::Registry::default());
     let watchers = Arc::new(watch::Watchers::default());
+    let agents = Arc::new(native::Agents::default());
     Router::new()
         .merge(process::routes::<E>())
         .merge(fs::routes::<E>())
@@ -69,6 +76,7 @@ pub fn router<E: Engine>() -> Router<Shared<E>> {
         .route("/health", get(files::health::<E>))
         .layer(Extension(procs))
         .layer(Extension(watchers))
+        .layer(Extension(agents))
 }
 
 /// One authenticated call: the sandbox, the guest user it asks for, its

@@ -31,6 +31,7 @@ use tokio::sync::mpsc;
 
 use super::Call;
 use super::connect::{self, Code, RpcError, stream_error, stream_reply, unary_reply};
+use super::native::{Agents, feature};
 use super::process_pb::{
     Empty, EventResponse, ListResponse, ProcessEvent, SelectRequest, SendInputRequest,
     SendSignalRequest, Signal, StartEvent, StartRequest, UpdateRequest,
@@ -70,7 +71,7 @@ async fn start<E: Engine>(
             let (st, proc) = (st.clone(), proc.clone());
             tokio::spawn(async move {
                 tokio::time::sleep_until(at).await;
-                let _ = signal(&st, &eid, &proc, Signal::Kill).await;
+                let _ = signal(&st, &eid, &proc, Sig::HardKill).await;
             });
         }
         Ok::<_, RpcError>((call.deadline, proc, rx))
@@ -251,6 +252,7 @@ async fn close_stdin<E: Engine>(
 async fn send_signal<E: Engine>(
     State(st): State<Shared<E>>,
     Extension(reg): Reg,
+    Extension(agents): Extension<Arc<Agents>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -259,10 +261,38 @@ async fn send_signal<E: Engine>(
         let req: SendSignalRequest = connect::unary_request(&body)?;
         let proc = reg.find(&call.sb.id, &req.process)?;
         let eid = call.wake().await?;
-        signal(&st, &eid, &proc, req.signal).await?;
+        let sig = if req.signal == Signal::Term && agents.has(&call, &eid, feature::SIGNAL).await {
+            Sig::Term
+        } else {
+            Sig::from(req.signal)
+        };
+        signal(&st, &eid, &proc, sig).await?;
         Ok(Empty {})
     };
     unary_reply(run.await)
+}
+
+/// What a signal request becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sig {
+    /// KILL: SIGKILL to a piped command, SIGTERM to a TTY session.
+    Kill,
+    /// SIGKILL however the process runs.
+    HardKill,
+    /// SIGTERM through the agent's SIGNAL request.
+    Term,
+    Invalid,
+}
+
+impl From<Signal> for Sig {
+    /// Without the agent's SIGNAL request, SIGTERM is KILL.
+    fn from(s: Signal) -> Self {
+        match s {
+            Signal::Kill => Self::HardKill,
+            Signal::Term => Self::Kill,
+            Signal::Unspecified => Self::Invalid,
+        }
+    }
 }
 
 /// Sends `sig` to a process (see the module docs for what reaches it).
@@ -270,13 +300,13 @@ async fn signal<E: Engine>(
     st: &Shared<E>,
     eid: &SandboxId,
     proc: &Proc,
-    sig: Signal,
+    sig: Sig,
 ) -> Result<(), RpcError> {
-    if sig == Signal::Unspecified {
+    if sig == Sig::Invalid {
         return Err(RpcError::invalid("signal must be SIGTERM or SIGKILL"));
     }
     proc.signalled.store(true, Ordering::SeqCst);
-    if let (Some(session), Signal::Kill) = (&proc.session, sig) {
+    if let (Some(session), Sig::HardKill) = (&proc.session, sig) {
         return Ok(st.engine.kill_session(eid, session).await?);
     }
     let mut input = proc.input.lock().await;
@@ -286,7 +316,10 @@ async fn signal<E: Engine>(
             "the command's stdin was closed; it can no longer be signalled",
         )
     })?;
-    Ok(w.kill().await?)
+    match sig {
+        Sig::Term => Ok(w.signal(15).await?),
+        _ => Ok(w.kill().await?),
+    }
 }
 
 async fn update<E: Engine>(
