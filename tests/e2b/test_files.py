@@ -6,10 +6,12 @@ paths, a 50 MB round trip.
 Fixtures: conftest.py (`sandbox`, `eventually`).
 """
 
+import gzip
 import hashlib
 import io
 import os
 
+import httpx
 import pytest
 from e2b import FileType, NotFoundException
 from e2b.sandbox.filesystem.filesystem import WriteEntry
@@ -138,3 +140,66 @@ def test_fifty_megabytes_round_trip(sandbox):
     for chunk in sandbox.files.read("/tmp/big.bin", format="stream"):
         streamed.update(chunk)
     assert streamed.hexdigest() == digest
+
+
+def test_octet_stream_gzip_and_chunked_uploads(sandbox):
+    """The daemon's /files takes what envd >= 0.5.7 takes, whatever
+    envdVersion the control plane advertises (which decides whether the
+    SDK sends it): raw bodies, gzip bodies, bodies without a length. Sent
+    with the SDK's own envd client (base URL and headers)."""
+    api = sandbox._envd_api
+    raw = {"Content-Type": "application/octet-stream"}
+    r = api.post("/files", params={"path": "/tmp/up/raw.bin"}, content=b"raw", headers=raw)
+    assert r.status_code == 200, r.text
+    assert r.json() == [{"name": "raw.bin", "type": "file", "path": "/tmp/up/raw.bin"}]
+    text = "zipped " * 20000
+    r = api.post(
+        "/files",
+        params={"path": "/tmp/up/z.txt"},
+        content=gzip.compress(text.encode()),
+        headers={**raw, "Content-Encoding": "gzip"},
+    )
+    assert r.status_code == 200, r.text
+    assert sandbox.files.read("/tmp/up/z.txt") == text
+    r = api.post(
+        "/files",
+        params={"path": "/tmp/up/chunked"},
+        content=iter([b"a" * 70000, b"b" * 70000]),
+        headers=raw,
+    )
+    assert r.status_code == 200, r.text
+    assert sandbox.files.read("/tmp/up/chunked") == "a" * 70000 + "b" * 70000
+    bad = api.post(
+        "/files",
+        params={"path": "/tmp/up/bad"},
+        content=b"not gzip",
+        headers={**raw, "Content-Encoding": "gzip"},
+    )
+    assert bad.status_code == 400
+    assert sandbox.files.exists("/tmp/up/bad") is False
+    # The SDK's own octet-stream path, when the advertised version has it.
+    sandbox.files.write("/tmp/up/sdk.txt", io.BytesIO(b"via sdk"), gzip=False)
+    assert sandbox.files.read("/tmp/up/sdk.txt") == "via sdk"
+
+
+def test_wrong_token_and_unknown_sandbox(sandbox):
+    base = sandbox.envd_api_url
+    headers = dict(sandbox.connection_config.sandbox_headers or {})
+    headers["E2b-Sandbox-Id"] = sandbox.sandbox_id
+    headers["E2b-Sandbox-Port"] = "49983"
+    headers["X-Access-Token"] = "0" * 64
+    with httpx.Client(base_url=base, headers=headers, timeout=60) as c:
+        r = c.get("/files", params={"path": "/etc/hostname"})
+        assert r.status_code == 401
+        r = c.post(
+            "/filesystem.Filesystem/Stat",
+            json={"path": "/"},
+            headers={"Connect-Protocol-Version": "1"},
+        )
+        assert r.status_code == 401
+        assert r.json()["code"] == "unauthenticated"
+        headers["E2b-Sandbox-Id"] = "no-such-sandbox"
+        r = c.post("/filesystem.Filesystem/Stat", json={"path": "/"}, headers=headers)
+        assert r.status_code == 404
+        assert r.json()["code"] == "not_found"
+        assert c.get("/health", headers=headers).status_code == 502

@@ -9,15 +9,14 @@
 //!   with one or more `file` parts (the target is `?path=` for a single
 //!   part, else each part's file name). The agent's write needs the size
 //!   first, so a body of unknown length (multipart parts, chunked octet
-//!   streams) is spooled to a file under the daemon's data dir, never held
-//!   in memory. Each file is at most [`UPLOAD_LIMIT`]; gzip bodies are
-//!   refused (400). The reply lists `{name, type: "file", path}` per file.
+//!   streams, gzip bodies: `Content-Encoding: gzip`, octet-stream only) is
+//!   spooled to a file under the daemon's data dir ([`super::spool`]),
+//!   never held in memory. Each file is at most [`UPLOAD_LIMIT`]. The
+//!   reply lists `{name, type: "file", path}` per file.
 //! - Errors are JSON `{"code": <status>, "message": "…"}` as envd sends
 //!   them.
 //! - Health: 204 while the sandbox exists (no token needed), 502 `… was
 //!   not found` otherwise (the SDK reads that as "not running").
-
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Json;
 use axum::body::Body;
@@ -28,10 +27,10 @@ use bhatti_engine::engine::{Engine, FileSource, ReadOptions, SandboxId};
 use bhatti_store::sandboxes::Status;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
 use tokio_util::io::{ReaderStream, StreamReader};
 
 use super::connect::{Code, RpcError};
+use super::spool::Spool;
 use super::{Call, users};
 use crate::state::Shared;
 
@@ -144,14 +143,7 @@ pub async fn upload<E: Engine>(
     let run = async {
         let headers = req.headers().clone();
         let call = call_of(&st, &headers, &q)?;
-        if headers
-            .get(header::CONTENT_ENCODING)
-            .is_some_and(|v| v != "identity")
-        {
-            return Err(RpcError::invalid(
-                "compressed uploads (Content-Encoding) are not supported",
-            ));
-        }
+        let gzip = gzip_of(&headers)?;
         let ctype = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -166,8 +158,17 @@ pub async fn upload<E: Engine>(
                 .into_body()
                 .into_data_stream()
                 .map_err(std::io::Error::other);
-            write(&call, &eid, &path, body, len).await?;
+            if gzip {
+                write_gzip(&call, &eid, &path, body).await?;
+            } else {
+                write(&call, &eid, &path, body, len).await?;
+            }
             return Ok(vec![written(path)]);
+        }
+        if gzip {
+            return Err(RpcError::invalid(
+                "gzip is only taken with application/octet-stream",
+            ));
         }
         if ctype.starts_with("multipart/") {
             return multipart(&call, &eid, q.path.as_deref(), req).await;
@@ -179,6 +180,27 @@ pub async fn upload<E: Engine>(
     match run.await {
         Ok(files) => Json(files).into_response(),
         Err(e) => HttpError(e).into_response(),
+    }
+}
+
+/// Whether the body is gzip (`Content-Encoding`); other codings are
+/// refused.
+fn gzip_of(headers: &HeaderMap) -> Result<bool, RpcError> {
+    let Some(v) = headers.get(header::CONTENT_ENCODING) else {
+        return Ok(false);
+    };
+    match v
+        .to_str()
+        .unwrap_or("?")
+        .trim()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "" | "identity" => Ok(false),
+        "gzip" | "x-gzip" => Ok(true),
+        e => Err(RpcError::invalid(format!(
+            "unsupported Content-Encoding {e:?} (gzip or identity)"
+        ))),
     }
 }
 
@@ -277,13 +299,41 @@ where
     S: Stream<Item = std::io::Result<axum::body::Bytes>> + Unpin,
 {
     let spool = Spool::fill(&call.st.settings.data_dir, body).await?;
-    let f = tokio::fs::File::open(&spool.path).await.map_err(internal)?;
+    write_spool(call, eid, path, &spool).await
+}
+
+/// Writes a spooled body to `path`.
+async fn write_spool<E: Engine>(
+    call: &Call<E>,
+    eid: &SandboxId,
+    path: &str,
+    spool: &Spool,
+) -> Result<(), RpcError> {
+    let f = tokio::fs::File::open(&spool.path)
+        .await
+        .map_err(|e| RpcError::new(Code::Internal, format!("reading the spooled upload: {e}")))?;
     let owner = call.user.as_deref();
     call.st
         .engine
         .write_file_as(eid, path, 0o644, spool.len, Box::new(f), owner)
         .await?;
     Ok(())
+}
+
+/// Decompresses a gzip body (spooled twice), then writes it to `path`.
+async fn write_gzip<E, S>(
+    call: &Call<E>,
+    eid: &SandboxId,
+    path: &str,
+    body: S,
+) -> Result<(), RpcError>
+where
+    E: Engine,
+    S: Stream<Item = std::io::Result<axum::body::Bytes>> + Unpin,
+{
+    let dir = &call.st.settings.data_dir;
+    let plain = Spool::fill(dir, body).await?.gunzip(dir).await?;
+    write_spool(call, eid, path, &plain).await
 }
 
 fn check_size(n: u64) -> Result<(), RpcError> {
@@ -294,50 +344,6 @@ fn check_size(n: u64) -> Result<(), RpcError> {
         ));
     }
     Ok(())
-}
-
-fn internal(e: std::io::Error) -> RpcError {
-    RpcError::new(Code::Internal, format!("spooling the upload: {e}"))
-}
-
-/// A body of unknown length on the host's disk; removed when dropped.
-struct Spool {
-    path: std::path::PathBuf,
-    len: u64,
-}
-
-static SPOOLS: AtomicU64 = AtomicU64::new(0);
-
-impl Spool {
-    async fn fill<S>(data_dir: &std::path::Path, mut body: S) -> Result<Self, RpcError>
-    where
-        S: Stream<Item = std::io::Result<axum::body::Bytes>> + Unpin,
-    {
-        let dir = data_dir.join("e2b-uploads");
-        tokio::fs::create_dir_all(&dir).await.map_err(internal)?;
-        let n = SPOOLS.fetch_add(1, Ordering::Relaxed);
-        let mut spool = Self {
-            path: dir.join(format!("{}-{n}", std::process::id())),
-            len: 0,
-        };
-        let mut f = tokio::fs::File::create(&spool.path)
-            .await
-            .map_err(internal)?;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| RpcError::invalid(format!("reading the upload: {e}")))?;
-            spool.len += chunk.len() as u64;
-            check_size(spool.len)?;
-            f.write_all(&chunk).await.map_err(internal)?;
-        }
-        f.flush().await.map_err(internal)?;
-        Ok(spool)
-    }
-}
-
-impl Drop for Spool {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
 }
 
 pub async fn health<E: Engine>(State(st): State<Shared<E>>, headers: HeaderMap) -> Response {

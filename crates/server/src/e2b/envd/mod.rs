@@ -35,6 +35,7 @@ pub mod poll;
 pub mod process;
 pub mod process_pb;
 pub mod procs;
+pub mod spool;
 pub mod users;
 pub mod watch;
 

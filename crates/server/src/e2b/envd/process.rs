@@ -128,7 +128,8 @@ async fn spawn<E: Engine>(
     };
     let proc = reg.add(&call.sb.id, config, req.tag, session, input);
     let rx = proc.subscribe();
-    reg.pump(call.sb.id.clone(), proc.clone(), events);
+    let busy = call.st.activity.busy(&call.sb.id);
+    reg.pump(call.sb.id.clone(), proc.clone(), events, busy);
     Ok((proc, rx))
 }
 

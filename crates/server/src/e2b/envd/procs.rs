@@ -10,7 +10,9 @@
 //! from the registry. A subscriber that goes away (its stream dropped) is
 //! only removed from the list: the process keeps running.
 //!
-//! Pids are per-sandbox counters from 1; no lock is held across an await.
+//! A running process keeps its sandbox busy (the thermal manager does not
+//! freeze it under a command). Pids are per-sandbox counters from 1; no
+//! lock is held across an await.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +24,7 @@ use tokio::sync::mpsc;
 
 use super::connect::{Code, RpcError};
 use super::process_pb::{DataEvent, EndEvent, ProcessConfig, ProcessInfo, ProcessSelector};
+use crate::activity::BusyGuard;
 
 /// Events queued per subscriber.
 const QUEUE: usize = 256;
@@ -169,9 +172,17 @@ impl Registry {
 
     /// Runs the process's pump on its own task: events to subscribers,
     /// then the end, then the process leaves the registry.
-    pub fn pump(self: &Arc<Self>, sandbox: String, proc: Arc<Proc>, mut events: Events) {
+    /// `busy` keeps the sandbox from being frozen while the process runs.
+    pub fn pump(
+        self: &Arc<Self>,
+        sandbox: String,
+        proc: Arc<Proc>,
+        mut events: Events,
+        busy: BusyGuard,
+    ) {
         let reg = self.clone();
         tokio::spawn(async move {
+            let _busy = busy;
             let end = loop {
                 match events.next().await {
                     Ok(Some(Event::Stdout(d))) if proc.session.is_some() => {
