@@ -6,6 +6,7 @@ paths, a 50 MB round trip.
 Fixtures: conftest.py (`sandbox`, `eventually`).
 """
 
+import asyncio
 import gzip
 import hashlib
 import io
@@ -17,7 +18,7 @@ from e2b import FileType, NotFoundException
 from e2b.sandbox.filesystem.filesystem import WriteEntry
 from e2b.sandbox.filesystem.watch_handle import FilesystemEventType
 
-from conftest import eventually
+from conftest import TIMEOUT, AsyncSandbox, eventually
 
 
 def test_write_and_read_text_and_bytes(sandbox):
@@ -203,3 +204,30 @@ def test_wrong_token_and_unknown_sandbox(sandbox):
         assert r.status_code == 404
         assert r.json()["code"] == "not_found"
         assert c.get("/health", headers=headers).status_code == 502
+
+
+def test_async_watch_dir_streams_events(async_sandbox_ids):
+    """AsyncSandbox watches with the WatchDir stream (the sync SDK polls)."""
+
+    async def main():
+        sb = await AsyncSandbox.create(timeout=TIMEOUT)
+        async_sandbox_ids.append(sb.sandbox_id)
+        await sb.files.make_dir("/tmp/aw")
+        got = []
+        handle = await sb.files.watch_dir("/tmp/aw", on_event=got.append, recursive=True)
+        await sb.files.write("/tmp/aw/x.txt", "1")
+        await sb.files.make_dir("/tmp/aw/sub")
+        await asyncio.sleep(1.5)
+        await sb.files.write("/tmp/aw/sub/y.txt", "2")
+        want = {("x.txt", FilesystemEventType.CREATE), ("sub/y.txt", FilesystemEventType.CREATE)}
+        for _ in range(240):
+            if want <= {(e.name, e.type) for e in got}:
+                break
+            await asyncio.sleep(0.5)
+        await handle.stop()
+        assert want <= {(e.name, e.type) for e in got}, got
+        out = []
+        r = await sb.commands.run("echo async; exit 0", on_stdout=out.append)
+        assert (r.stdout, "".join(out)) == ("async\n", "async\n")
+
+    asyncio.run(main())

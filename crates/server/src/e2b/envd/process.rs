@@ -68,10 +68,14 @@ async fn start<E: Engine>(
         let eid = call.wake().await?;
         let (proc, rx) = spawn(&call, &eid, &reg, req).await?;
         if let Some(at) = call.deadline {
-            let (st, proc) = (st.clone(), proc.clone());
+            // Weak: a process that ended meanwhile is not kept (nor its
+            // agent connection) until the deadline.
+            let (st, weak) = (st.clone(), Arc::downgrade(&proc));
             tokio::spawn(async move {
                 tokio::time::sleep_until(at).await;
-                let _ = signal(&st, &eid, &proc, Sig::HardKill).await;
+                if let Some(proc) = weak.upgrade() {
+                    let _ = signal(&st, &eid, &proc, Sig::HardKill).await;
+                }
             });
         }
         Ok::<_, RpcError>((call.deadline, proc, rx))
