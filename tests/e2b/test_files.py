@@ -94,6 +94,28 @@ def test_info_make_dir_rename_remove(sandbox):
     assert sandbox.files.exists("/tmp/d1") is False
 
 
+def test_symlinks_and_owners(sandbox):
+    sandbox.commands.run(
+        "mkdir -p /tmp/ln && ln -sfn /etc /tmp/ln/etc-link"
+        " && echo x > /tmp/ln/f && chown lohar /tmp/ln/f"
+    )
+    info = sandbox.files.get_info("/tmp/ln/etc-link")
+    listed = {e.name: e for e in sandbox.files.list("/tmp/ln")}
+    if info.owner:
+        # An agent with the extended stat (protocol v4) describes the link
+        # itself, as envd does, and names owners.
+        assert info.type == FileType.SYMLINK
+        assert info.symlink_target == "/etc"
+        assert info.owner == "root"
+        assert listed["f"].owner == "lohar"
+        assert listed["etc-link"].type == FileType.SYMLINK
+    else:
+        # An older agent's stat follows the link.
+        assert info.type == FileType.DIR
+    assert listed["f"].type == FileType.FILE
+    assert listed["f"].size == 2
+
+
 def test_relative_paths_are_under_the_users_home(sandbox):
     sandbox.files.write("rel/note.txt", "home", user="root")
     assert sandbox.files.read("/root/rel/note.txt") == "home"
