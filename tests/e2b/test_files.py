@@ -226,6 +226,8 @@ def test_wrong_token_and_unknown_sandbox(sandbox):
         assert r.status_code == 404
         assert r.json()["code"] == "not_found"
         assert c.get("/health", headers=headers).status_code == 502
+        r = c.post("/process.Process/NoSuchMethod", json={})
+        assert (r.status_code, r.json()["code"]) == (501, "unimplemented")
 
 
 def test_async_watch_dir_streams_events(async_sandbox_ids):

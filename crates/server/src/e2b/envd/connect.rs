@@ -202,6 +202,33 @@ pub fn stream_request<T: DeserializeOwned>(body: &[u8]) -> Result<T, RpcError> {
     unary_request(msg)
 }
 
+/// Runs a unary call within its `Connect-Timeout-Ms` and replies.
+pub async fn unary<T, F>(headers: &HeaderMap, call: F) -> Response
+where
+    T: Serialize,
+    F: std::future::Future<Output = Result<T, RpcError>>,
+{
+    let r = match deadline(headers) {
+        Some(at) => tokio::time::timeout_at(at, call)
+            .await
+            .unwrap_or_else(|_| Err(timed_out())),
+        None => call.await,
+    };
+    unary_reply(r)
+}
+
+fn timed_out() -> RpcError {
+    RpcError::new(
+        Code::DeadlineExceeded,
+        "the call's timeout (Connect-Timeout-Ms) passed",
+    )
+}
+
+/// The reply to a method envd does not have.
+pub async fn unknown_method() -> Response {
+    RpcError::new(Code::Unimplemented, "no such method").into_response()
+}
+
 /// A unary reply.
 pub fn unary_reply<T: Serialize>(r: Result<T, RpcError>) -> Response {
     match r.and_then(|m| {
@@ -299,9 +326,7 @@ where
     };
     tokio::select! {
         m = s.next() => m,
-        () = tokio::time::sleep_until(until) => {
-            Some(Err(RpcError::new(Code::DeadlineExceeded, "the call's timeout (Connect-Timeout-Ms) passed")))
-        }
+        () = tokio::time::sleep_until(until) => Some(Err(timed_out())),
         () = tokio::time::sleep(every), if ping.is_some() => ping.map(Ok),
     }
 }
@@ -321,6 +346,24 @@ mod tests {
         let err = end_stream(Some(&RpcError::new(Code::NotFound, "x")));
         let v: serde_json::Value = serde_json::from_slice(&err[5..]).expect("json");
         assert_eq!(v["error"]["code"], "not_found");
+    }
+
+    #[tokio::test]
+    async fn unary_calls_end_at_their_timeout() {
+        let mut h = HeaderMap::new();
+        h.insert("connect-timeout-ms", "20".parse().expect("value"));
+        let slow = async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(serde_json::json!({}))
+        };
+        let r = unary(&h, slow).await;
+        assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
+        let quick = async { Ok(serde_json::json!({"a": 1})) };
+        assert_eq!(
+            unary(&HeaderMap::new(), quick).await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(unknown_method().await.status(), StatusCode::NOT_IMPLEMENTED);
     }
 
     #[test]

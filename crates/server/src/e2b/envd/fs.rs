@@ -23,7 +23,7 @@ use axum::routing::post;
 use bhatti_agent::ErrorCode;
 use bhatti_engine::engine::{Engine, ExecOptions, FileInfo, SandboxId};
 
-use super::connect::{self, Code, RpcError, unary_reply};
+use super::connect::{self, Code, RpcError};
 use super::fs_pb::{
     EntryInfo, EntryResponse, FileType, ListDirRequest, ListDirResponse, MoveRequest, PathRequest,
 };
@@ -136,7 +136,7 @@ async fn stat<E: Engine>(
             entry: stat_entry(&call, &agents, &eid, &path).await?,
         })
     };
-    unary_reply(run.await)
+    connect::unary(&headers, run).await
 }
 
 /// The entries under `dir`, `depth` levels deep (1: its own): the agent's
@@ -204,7 +204,7 @@ async fn list_dir<E: Engine>(
             entries: walk(&call, &agents, &eid, &path, req.depth).await?,
         })
     };
-    unary_reply(run.await)
+    connect::unary(&headers, run).await
 }
 
 /// Runs a helper tool in the guest as the call's user.
@@ -270,7 +270,7 @@ async fn make_dir<E: Engine>(
             entry: stat_entry(&call, &agents, &eid, &path).await?,
         })
     };
-    unary_reply(run.await)
+    connect::unary(&headers, run).await
 }
 
 fn not_found(e: &bhatti_engine::engine::EngineError) -> bool {
@@ -313,7 +313,7 @@ async fn move_rpc<E: Engine>(
             entry: stat_entry(&call, &agents, &eid, &to).await?,
         })
     };
-    unary_reply(run.await)
+    connect::unary(&headers, run).await
 }
 
 /// `e` with envd's message when it says `path` is missing.
@@ -359,7 +359,7 @@ async fn remove<E: Engine>(
         tool(&call, &eid, &["rm", "-rf", "--", &path]).await?;
         Ok(Empty {})
     };
-    unary_reply(run.await)
+    connect::unary(&headers, run).await
 }
 
 #[cfg(test)]

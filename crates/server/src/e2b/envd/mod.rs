@@ -75,6 +75,7 @@ pub fn router<E: Engine>() -> Router<Shared<E>> {
                 .layer(DefaultBodyLimit::disable()),
         )
         .route("/health", get(files::health::<E>))
+        .fallback(connect::unknown_method)
         .layer(Extension(procs))
         .layer(Extension(watchers))
         .layer(Extension(agents))

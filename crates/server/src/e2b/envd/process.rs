@@ -227,7 +227,7 @@ async fn send_input<E: Engine>(
         w.write_stdin(req.input.bytes()).await?;
         Ok(Empty {})
     };
-    unary_reply(run.await)
+    connect::unary(&headers, run).await
 }
 
 async fn close_stdin<E: Engine>(
@@ -251,7 +251,7 @@ async fn close_stdin<E: Engine>(
         }
         Ok(Empty {})
     };
-    unary_reply(run.await)
+    connect::unary(&headers, run).await
 }
 
 async fn send_signal<E: Engine>(
@@ -274,7 +274,7 @@ async fn send_signal<E: Engine>(
         signal(&st, &eid, &proc, sig).await?;
         Ok(Empty {})
     };
-    unary_reply(run.await)
+    connect::unary(&headers, run).await
 }
 
 /// What a signal request becomes.
@@ -351,7 +351,7 @@ async fn update<E: Engine>(
         }
         Ok(Empty {})
     };
-    unary_reply(run.await)
+    connect::unary(&headers, run).await
 }
 
 async fn stream_input() -> Response {

@@ -292,7 +292,7 @@ async fn create<E: Engine>(
         map.insert(id.clone(), Watcher { sandbox, source });
         Ok(CreateWatcherResponse { watcher_id: id })
     };
-    unary_reply(run.await)
+    connect::unary(&headers, run).await
 }
 
 /// What asking a watcher needs, taken out of the map.
@@ -349,7 +349,7 @@ async fn events<E: Engine>(
         };
         Ok(WatcherEventsResponse { events })
     };
-    unary_reply(run.await)
+    connect::unary(&headers, run).await
 }
 
 async fn remove<E: Engine>(
