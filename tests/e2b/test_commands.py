@@ -87,6 +87,14 @@ def test_stdin_is_sent_to_the_command(sandbox):
     assert sandbox.commands.run("cat; echo eof").stdout == "eof\n"
 
 
+def test_stream_input_feeds_stdin_in_order(sandbox):
+    h = sandbox.commands.run("head -n 3", background=True, stdin=True)
+    sandbox.commands.stream_input(h.pid, iter(["one\n", b"two\n", "three\n"]))
+    assert h.wait().stdout == "one\ntwo\nthree\n"
+    with pytest.raises(Exception):
+        sandbox.commands.stream_input(h.pid, ["late\n"])
+
+
 def test_close_stdin_ends_the_input(sandbox):
     # The daemon's envd serves CloseStdin (envd 0.5.2); the SDK refuses to
     # send it below the advertised 0.5.2, so the test lifts its gate.

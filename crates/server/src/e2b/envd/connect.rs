@@ -229,6 +229,70 @@ pub async fn unknown_method() -> Response {
     RpcError::new(Code::Unimplemented, "no such method").into_response()
 }
 
+/// Splits a request body that arrives in chunks into envelopes (a
+/// client stream).
+#[derive(Debug, Default)]
+pub struct Envelopes {
+    buf: Vec<u8>,
+}
+
+impl Envelopes {
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// The next complete message, if one has arrived; `None` also for an
+    /// end-of-stream envelope.
+    pub fn take<T: DeserializeOwned>(&mut self) -> Result<Option<T>, RpcError> {
+        if self.buf.len() < 5 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
+        if len > MAX_MESSAGE {
+            return Err(RpcError::new(
+                Code::ResourceExhausted,
+                "message larger than 1 MiB",
+            ));
+        }
+        if self.buf.len() < 5 + len {
+            return Ok(None);
+        }
+        let flags = self.buf[0];
+        let msg: Vec<u8> = self.buf.drain(..5 + len).skip(5).collect();
+        if flags & COMPRESSED != 0 {
+            return Err(RpcError::new(
+                Code::Unimplemented,
+                "compression is not supported",
+            ));
+        }
+        if flags & END_STREAM != 0 {
+            return Ok(None);
+        }
+        unary_request(&msg).map(Some)
+    }
+
+    /// Whether bytes of an incomplete envelope are left.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+}
+
+/// The reply of a client stream: one message, then the end of the
+/// stream (or only the end, with the error).
+pub fn client_stream_reply<T: Serialize>(r: Result<T, RpcError>) -> Response {
+    let body = match r.and_then(|m| {
+        serde_json::to_vec(&m).map_err(|e| RpcError::new(Code::Internal, e.to_string()))
+    }) {
+        Ok(json) => {
+            let mut out = envelope(0, &json).to_vec();
+            out.extend_from_slice(&end_stream(None));
+            Body::from(out)
+        }
+        Err(e) => Body::from(end_stream(Some(&e))),
+    };
+    stream_response(body)
+}
+
 /// A unary reply.
 pub fn unary_reply<T: Serialize>(r: Result<T, RpcError>) -> Response {
     match r.and_then(|m| {
@@ -364,6 +428,20 @@ mod tests {
             StatusCode::OK
         );
         assert_eq!(unknown_method().await.status(), StatusCode::NOT_IMPLEMENTED);
+    }
+
+    #[test]
+    fn client_streams_split_into_messages() {
+        let mut all = envelope(0, br#"{"a":1}"#).to_vec();
+        all.extend_from_slice(&envelope(0, br#"{"a":2}"#));
+        let mut e = Envelopes::default();
+        e.push(&all[..7]);
+        assert!(e.take::<serde_json::Value>().expect("partial").is_none());
+        e.push(&all[7..]);
+        let one: serde_json::Value = e.take().expect("one").expect("some");
+        let two: serde_json::Value = e.take().expect("two").expect("some");
+        assert_eq!((one["a"].as_i64(), two["a"].as_i64()), (Some(1), Some(2)));
+        assert!(e.is_empty());
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod connect;
 pub mod files;
 pub mod fs;
 pub mod fs_pb;
+pub mod input;
 pub mod native;
 pub mod pbjson;
 pub mod poll;

@@ -1,6 +1,6 @@
 //! `process.Process`: Start and Connect (server streams), List,
-//! SendInput, CloseStdin, SendSignal, Update (unary). StreamInput (a
-//! client stream) is not served: `unimplemented`.
+//! SendInput, CloseStdin, SendSignal, Update (unary); StreamInput (a
+//! client stream) is [`super::input`].
 //!
 //! Start runs `cmd args` as a piped exec, or as a TTY session when the
 //! request has `pty` (its output is `pty` data, its input `pty` bytes).
@@ -53,7 +53,10 @@ pub fn routes<E: Engine>() -> Router<Shared<E>> {
         .route("/process.Process/CloseStdin", post(close_stdin::<E>))
         .route("/process.Process/SendSignal", post(send_signal::<E>))
         .route("/process.Process/Update", post(update::<E>))
-        .route("/process.Process/StreamInput", post(stream_input))
+        .route(
+            "/process.Process/StreamInput",
+            post(super::input::stream_input::<E>),
+        )
 }
 
 async fn start<E: Engine>(
@@ -352,11 +355,4 @@ async fn update<E: Engine>(
         Ok(Empty {})
     };
     connect::unary(&headers, run).await
-}
-
-async fn stream_input() -> Response {
-    stream_error(RpcError::new(
-        Code::Unimplemented,
-        "StreamInput is not supported; use SendInput",
-    ))
 }

@@ -110,6 +110,21 @@ impl<'de> Deserialize<'de> for Signal {
     }
 }
 
+/// `process.StreamInputRequest.DataEvent`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InputData {
+    pub input: ProcessInput,
+}
+
+/// `process.StreamInputRequest` (oneof `event`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StreamInputRequest {
+    Start(SelectRequest),
+    Data(InputData),
+    Keepalive(Empty),
+}
+
 /// `process.SendSignalRequest`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SendSignalRequest {
@@ -209,6 +224,18 @@ mod tests {
         .expect("pty");
         let size = p.pty.and_then(|p| p.size).expect("size");
         assert_eq!((size.rows, size.cols), (24, 80));
+    }
+
+    #[test]
+    fn stream_input_events() {
+        let s: StreamInputRequest =
+            serde_json::from_str(r#"{"start":{"process":{"pid":2}}}"#).expect("start");
+        assert!(matches!(s, StreamInputRequest::Start(_)));
+        let d: StreamInputRequest =
+            serde_json::from_str(r#"{"data":{"input":{"stdin":"aGk="}}}"#).expect("data");
+        assert!(matches!(d, StreamInputRequest::Data(x) if x.input.bytes() == b"hi"));
+        let k: StreamInputRequest = serde_json::from_str(r#"{"keepalive":{}}"#).expect("ka");
+        assert!(matches!(k, StreamInputRequest::Keepalive(_)));
     }
 
     #[test]
