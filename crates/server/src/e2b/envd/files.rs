@@ -122,7 +122,7 @@ pub async fn download<E: Engine>(
             })?;
         let size = reader.size();
         let busy = st.activity.busy(&call.sb.id);
-        let body = ReaderStream::new(reader).map(move |chunk| {
+        let body = ReaderStream::with_capacity(reader, 64 << 10).map(move |chunk| {
             let _keep = &busy;
             chunk
         });

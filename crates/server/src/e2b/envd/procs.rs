@@ -49,18 +49,30 @@ pub struct Proc {
     /// The agent connection's write half; `None` once stdin was closed.
     pub input: tokio::sync::Mutex<Option<Input>>,
     subs: Mutex<Vec<mpsc::Sender<Out>>>,
+    /// The end, once the process ended (for a subscriber that comes
+    /// after the end was sent).
+    end: Mutex<Option<EndEvent>>,
     /// A signal was sent: an exit by it is reported as a signal death.
     pub signalled: AtomicBool,
 }
 
 impl Proc {
-    /// A new subscriber to the process's further output.
+    /// A new subscriber to the process's further output (just the end,
+    /// possibly twice, when it comes as the process ends).
     pub fn subscribe(&self) -> mpsc::Receiver<Out> {
         let (tx, rx) = mpsc::channel(QUEUE);
         self.subs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(tx);
+            .push(tx.clone());
+        let end = self
+            .end
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(end) = end {
+            let _ = tx.try_send(Out::End(end));
+        }
         rx
     }
 
@@ -135,6 +147,7 @@ impl Registry {
                 session,
                 input: tokio::sync::Mutex::new(Some(input)),
                 subs: Mutex::new(Vec::new()),
+                end: Mutex::new(None),
                 signalled: AtomicBool::new(false),
             });
             t.procs.insert(p.pid, p.clone());
@@ -204,6 +217,7 @@ impl Registry {
             };
             // Gone from List and Connect before the end is seen.
             reg.remove(&sandbox, proc.pid);
+            *proc.end.lock().unwrap_or_else(PoisonError::into_inner) = Some(end.clone());
             proc.publish(Out::End(end)).await;
         });
     }
@@ -213,11 +227,13 @@ impl Registry {
 /// agent gives a signal death (128 + n) is reported as envd does (-1,
 /// not exited, `signal: …`).
 pub fn exit_event(code: i32, proc: &Proc) -> EndEvent {
-    let by_signal = proc.signalled.load(Ordering::SeqCst);
+    end_of(code, proc.signalled.load(Ordering::SeqCst))
+}
+
+fn end_of(code: i32, by_signal: bool) -> EndEvent {
     match code {
         137 if by_signal => signal_end("killed"),
         143 if by_signal => signal_end("terminated"),
-        129 if by_signal && proc.session.is_some() => signal_end("hangup"),
         c => EndEvent {
             exit_code: c,
             exited: true,
@@ -242,5 +258,24 @@ fn failed(message: String) -> EndEvent {
         exited: false,
         status: "error".into(),
         error: Some(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exits_after_our_signals_read_as_envds() {
+        assert_eq!(end_of(137, true).exit_code, -1);
+        assert_eq!(end_of(137, true).status, "signal: killed");
+        assert!(!end_of(143, true).exited);
+        // Not signalled by us: the code as the command gave it.
+        let e = end_of(137, false);
+        assert_eq!(
+            (e.exit_code, e.exited, e.status.as_str()),
+            (137, true, "exit status 137")
+        );
+        assert_eq!(failed("x".into()).error.as_deref(), Some("x"));
     }
 }
