@@ -13,6 +13,7 @@ mod crash_cycles;
 mod cycles;
 mod disk;
 mod e2b;
+mod e2b_envd;
 mod exec;
 mod faults;
 mod files;
@@ -65,6 +66,7 @@ fn main() {
         storage::trials(),
         images::trials(),
         e2b::trials(),
+        e2b_envd::trials(),
     ];
     trials.extend(more.into_iter().flatten());
     libtest_mimic::run(&args, trials).exit();

@@ -1,0 +1,218 @@
+//! The daemon's envd (Connect-JSON under `/e2b`) against a real VM, spoken
+//! by hand — no SDK, so it runs wherever the VM tests run: a sandbox from
+//! the E2B control plane, then a server stream (Start: start, stdout and
+//! stderr data, end), unary calls (Stat, List, SendSignal of an unknown
+//! pid), an upload and download through `/files`, and the errors of a
+//! wrong token and a stream for an unknown process. The SDK's view is
+//! `tests/e2b/test_{commands,files,pty}.py` (trial `e2b::python_sdk`).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use libtest_mimic::Trial;
+use serde_json::{Value, json};
+
+use crate::support::{TestDaemon, TestResult, Timers, ensure, run, trial};
+
+pub fn trials() -> Vec<Trial> {
+    vec![trial("e2b_envd::connect_protocol", connect_protocol)]
+}
+
+/// One Connect envelope around `msg`.
+fn envelope(msg: &Value) -> Vec<u8> {
+    let json = msg.to_string().into_bytes();
+    let mut out = vec![0u8];
+    out.extend_from_slice(&u32::try_from(json.len()).unwrap_or(0).to_be_bytes());
+    out.extend_from_slice(&json);
+    out
+}
+
+/// The (flags, message) envelopes of a stream's body.
+fn envelopes(mut body: &[u8]) -> Result<Vec<(u8, Value)>, String> {
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        if body.len() < 5 {
+            return Err(format!("{} stray bytes", body.len()));
+        }
+        let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+        let msg = body.get(5..5 + len).ok_or("short envelope")?;
+        let v = serde_json::from_slice(msg).map_err(|e| e.to_string())?;
+        out.push((body[0], v));
+        body = &body[5 + len..];
+    }
+    Ok(out)
+}
+
+/// A sandbox request's builder: the sandbox header and its token.
+struct Envd<'a> {
+    d: &'a TestDaemon,
+    id: String,
+    token: String,
+}
+
+impl Envd<'_> {
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.d
+            .http
+            .post(format!("{}/e2b{path}", self.d.url))
+            .header("E2b-Sandbox-Id", &self.id)
+            .header("X-Access-Token", &self.token)
+    }
+
+    async fn stream(&self, method: &str, msg: &Value) -> Result<Vec<(u8, Value)>, String> {
+        let r = self
+            .post(method)
+            .header("Content-Type", "application/connect+json")
+            .header("Connect-Timeout-Ms", "120000")
+            .body(envelope(msg))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if r.status() != 200 {
+            return Err(format!("stream status {}", r.status()));
+        }
+        envelopes(&r.bytes().await.map_err(|e| e.to_string())?)
+    }
+
+    async fn unary(&self, method: &str, msg: &Value) -> Result<(u16, Value), String> {
+        let r = self
+            .post(method)
+            .json(msg)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status().as_u16();
+        Ok((status, r.json().await.map_err(|e| e.to_string())?))
+    }
+}
+
+fn connect_protocol() -> TestResult {
+    run(async {
+        let d = TestDaemon::start(Timers::default()).await?;
+        let created: Value = d
+            .http
+            .post(format!("{}/e2b/sandboxes", d.url))
+            .header("X-API-Key", &d.key)
+            .json(&json!({"timeout": 600}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let field = |k: &str| created[k].as_str().unwrap_or_default().to_owned();
+        let envd = Envd {
+            d: &d,
+            id: field("sandboxID"),
+            token: field("envdAccessToken"),
+        };
+        ensure(!envd.id.is_empty(), || format!("create: {created}"))?;
+        start_stream(&envd).await?;
+        unary_calls(&envd).await?;
+        files(&envd).await?;
+        errors(&envd).await?;
+        d.finish().await
+    })
+}
+
+async fn start_stream(envd: &Envd<'_>) -> TestResult {
+    let start = json!({
+        "process": {"cmd": "/bin/sh", "args": ["-c", "echo out; echo err >&2; exit 3"]},
+        "stdin": false
+    });
+    let msgs = envd.stream("/process.Process/Start", &start).await?;
+    let events: Vec<&Value> = msgs.iter().map(|(_, m)| &m["event"]).collect();
+    ensure(events[0]["start"]["pid"].as_u64().is_some(), || {
+        format!("first event: {:?}", msgs.first())
+    })?;
+    let data = |k: &str| -> Vec<u8> {
+        events
+            .iter()
+            .filter_map(|e| e["data"][k].as_str())
+            .flat_map(|b| STANDARD.decode(b).unwrap_or_default())
+            .collect()
+    };
+    ensure(data("stdout") == b"out\n", || format!("stdout of {msgs:?}"))?;
+    ensure(data("stderr") == b"err\n", || format!("stderr of {msgs:?}"))?;
+    let end = events
+        .iter()
+        .find_map(|e| e.get("end"))
+        .ok_or("no end event")?;
+    ensure(end["exitCode"] == 3 && end["exited"] == true, || {
+        format!("end: {end}")
+    })?;
+    let last = msgs.last().ok_or("empty stream")?;
+    ensure(last.0 == 2 && last.1 == json!({}), || {
+        format!("end of stream: {last:?}")
+    })
+}
+
+async fn unary_calls(envd: &Envd<'_>) -> TestResult {
+    let (status, stat) = envd
+        .unary("/filesystem.Filesystem/Stat", &json!({"path": "/etc"}))
+        .await?;
+    ensure(status == 200, || format!("stat: {status} {stat}"))?;
+    ensure(stat["entry"]["type"] == "FILE_TYPE_DIRECTORY", || {
+        format!("stat: {stat}")
+    })?;
+    let (status, list) = envd.unary("/process.Process/List", &json!({})).await?;
+    ensure(status == 200 && list.get("processes").is_some(), || {
+        format!("list: {status} {list}")
+    })?;
+    let kill = json!({"process": {"pid": 999_999}, "signal": "SIGNAL_SIGKILL"});
+    let (status, err) = envd.unary("/process.Process/SendSignal", &kill).await?;
+    ensure(status == 404 && err["code"] == "not_found", || {
+        format!("signal to nobody: {status} {err}")
+    })
+}
+
+async fn files(envd: &Envd<'_>) -> TestResult {
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let r = envd
+        .post("/files?path=/tmp/envd/blob")
+        .header("Content-Type", "application/octet-stream")
+        .body(data.clone())
+        .send()
+        .await?;
+    let status = r.status();
+    let written: Value = r.json().await?;
+    ensure(
+        status == 200 && written[0]["path"] == "/tmp/envd/blob",
+        || format!("upload: {status} {written}"),
+    )?;
+    let back = envd
+        .d
+        .http
+        .get(format!("{}/e2b/files?path=/tmp/envd/blob", envd.d.url))
+        .header("E2b-Sandbox-Id", &envd.id)
+        .header("X-Access-Token", &envd.token)
+        .send()
+        .await?
+        .bytes()
+        .await?;
+    ensure(back[..] == data[..], || {
+        format!("downloaded {} bytes", back.len())
+    })
+}
+
+async fn errors(envd: &Envd<'_>) -> TestResult {
+    let wrong = Envd {
+        d: envd.d,
+        id: envd.id.clone(),
+        token: "0".repeat(64),
+    };
+    let (status, err) = wrong
+        .unary("/filesystem.Filesystem/Stat", &json!({"path": "/"}))
+        .await?;
+    ensure(status == 401 && err["code"] == "unauthenticated", || {
+        format!("wrong token: {status} {err}")
+    })?;
+    let msgs = envd
+        .stream(
+            "/process.Process/Connect",
+            &json!({"process": {"pid": 999_999}}),
+        )
+        .await?;
+    let last = msgs.last().ok_or("empty stream")?;
+    ensure(
+        msgs.len() == 1 && last.0 == 2 && last.1["error"]["code"] == "not_found",
+        || format!("connect to nobody: {msgs:?}"),
+    )
+}
