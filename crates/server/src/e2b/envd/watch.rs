@@ -8,8 +8,9 @@
 //! dropped) until asked. Otherwise a watcher compares listings
 //! ([`super::poll`]): a stream looks every [`POLL`], a polled watcher when
 //! asked. Events carry no entry (`include_entry` needs envd 0.6.3, above
-//! what we advertise). Watchers are per daemon (lost on restart) and
-//! capped at [`MAX_WATCHERS`] per sandbox.
+//! what we advertise). An open WatchDir stream keeps its sandbox busy (not
+//! frozen). Watchers are per daemon (lost on restart) and capped at
+//! [`MAX_WATCHERS`] per sandbox.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -187,6 +188,8 @@ async fn watch_dir<E: Engine>(
         Err(e) => return stream_error(e),
     };
     let deadline = call.deadline;
+    // An open watch keeps the sandbox from being frozen under it.
+    let busy = call.st.activity.busy(&call.sb.id);
     let events = match opened {
         Opened::Agent(w) => futures_util::stream::unfold(w, |mut w| async move {
             next_of(&mut w).await.map(|ev| (ev, w))
@@ -194,7 +197,10 @@ async fn watch_dir<E: Engine>(
         .boxed(),
         Opened::Polled(dir, depth, seen) => polled(call, agents, eid, dir, depth, seen).boxed(),
     };
-    let events = events.map(|r| r.map(|e| WatchDirResponse::Filesystem(Box::new(e))));
+    let events = events.map(move |r| {
+        let _keep = &busy;
+        r.map(|e| WatchDirResponse::Filesystem(Box::new(e)))
+    });
     let all =
         futures_util::stream::once(async { Ok(WatchDirResponse::Start(Empty {})) }).chain(events);
     let ping = WatchDirResponse::Keepalive(Empty {});
