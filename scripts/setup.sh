@@ -38,6 +38,9 @@ PACKAGES=(
   # OCI import tests (crates/oci/tests/fetch_registry.rs, fetch_local.rs):
   # a local registry, and test images built with umoci, copied with skopeo
   docker-registry skopeo umoci
+  # the web UI: npm installs the pinned xterm.js (web/package-lock.json); the
+  # browser tests (tests/web) drive Debian's headless Chromium
+  nodejs npm chromium chromium-driver
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -66,6 +69,13 @@ install_packages() {
     "${missing[@]}" >/dev/null
 }
 
+# web/node_modules from the committed lock file (the UI embeds the copies in
+# web/assets/vendor; `npm run vendor` in web/ refreshes them after an upgrade).
+install_web() {
+  say "npm ci in web/ (xterm.js)"
+  (cd web && npm ci --no-audit --no-fund --silent)
+}
+
 check_rust() {
   if ! command -v cargo >/dev/null; then
     echo "cargo not found: install Rust 1.95 (rustup) first" >&2; exit 1
@@ -76,8 +86,8 @@ check_rust() {
 # in a venv under the cache dir (not the system Python);
 # crates/server/tests/openapi.rs runs the validator, the VM test
 # fuzz::schemathesis_against_a_daemon the fuzzer, e2b::python_sdk the SDK's
-# tests (tests/e2b).
-PY_TOOLS=(openapi-spec-validator==0.9.0 schemathesis==4.32.5 e2b==2.63.0)
+# tests (tests/e2b), web_ui::browser the UI's browser tests (tests/web, selenium).
+PY_TOOLS=(openapi-spec-validator==0.9.0 schemathesis==4.32.5 e2b==2.63.0 selenium==4.50.0)
 install_validator() {
   local venv="${BHATTI_CACHE_DIR:-/var/cache/bhatti}/venv"
   local missing=() t have
@@ -104,6 +114,7 @@ case "${1:-}" in
 esac
 install_packages
 install_validator
+install_web
 check_rust
 say "building guest images (kernel, rootfs tiers: ${BHATTI_TIERS:-busybox,minimal})"
 cargo xtask images --tier "${BHATTI_TIERS:-busybox,minimal}"

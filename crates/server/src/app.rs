@@ -13,6 +13,8 @@
 //!    operator CLI from another process fails on the next request: see
 //!    `bhatti_store::cache`).
 //!
+//! The web UI ([`crate::ui`]) is public: static files at `/ui/`.
+//!
 //! Unknown routes and methods get JSON errors like everything else.
 
 use std::sync::Arc;
@@ -52,6 +54,7 @@ pub fn router<E: Engine>(state: Shared<E>) -> Router {
     let request_id = axum::http::HeaderName::from_static("x-request-id");
     public
         .merge(private)
+        .merge(crate::ui::router())
         .nest_service("/e2b", crate::e2b::service(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -14,6 +14,7 @@
 //! - [`listen`]: the accept loop and connection hygiene (header timeout,
 //!   cap on connections without a request);
 //! - [`openapi`]: the API document generated from the route table;
+//! - [`ui`]: the web UI's embedded files, at `/ui/`;
 //! - foundations: [`config`], [`keys`], [`users`], [`secrets`],
 //!   [`ratelimit`], [`activity`], [`error`] (the one status mapping).
 
@@ -38,4 +39,5 @@ pub mod secrets;
 pub mod service;
 pub mod state;
 pub mod thermal;
+pub mod ui;
 pub mod users;
