@@ -23,7 +23,8 @@
 //! Behaviour that follows envd: a process started by `Start` outlives its
 //! stream (background commands); the stream's `Connect-Timeout-Ms` is the
 //! command's timeout and SIGKILLs it; a process leaves the registry when it
-//! exits. We advertise envd version [`ENVD_VERSION`].
+//! exits. [`ENVD_VERSION`] is the envd version whose features this envd
+//! serves; the SDK uses what the control plane's `envdVersion` allows.
 
 pub mod connect;
 pub mod files;
@@ -54,11 +55,11 @@ use self::connect::{Code, RpcError};
 use super::SandboxAccessError;
 use crate::state::Shared;
 
-/// The envd version the control plane reports (`envdVersion`): it gates
-/// the SDK's features. 0.5.7: no default user sent (0.4.0), stdin
-/// optional (0.3.0), CloseStdin (0.5.2), octet-stream uploads (0.5.7);
-/// below file metadata (0.6.2) and watch entry info (0.6.3), which we do
-/// not serve.
+/// The envd version whose features this envd serves, for the control
+/// plane's `envdVersion` (the SDK gates features on it,
+/// `e2b/envd/versions.py`): no default user sent (0.4.0), the stdin flag
+/// (0.3.0), CloseStdin (0.5.2), octet-stream and gzip uploads (0.5.7);
+/// not file metadata (0.6.2, xattrs) nor watch entry info (0.6.3).
 pub const ENVD_VERSION: &str = "0.5.7";
 
 /// envd's routes.
