@@ -7,7 +7,8 @@
 //!    the sandbox's port with no API key; see [`crate::routes::publish`]);
 //! 3. the JSON body limit (1 MiB; file uploads check their own);
 //! 4. on user routes: authentication (Bearer key; `?token=`, percent-decoded,
-//!    only on a WebSocket upgrade) and the per-user rate limit. The key's
+//!    only on a WebSocket upgrade or an event stream — browsers set no
+//!    headers on either) and the per-user rate limit. The key's
 //!    user comes from the store's cache while no row has changed (one
 //!    `PRAGMA data_version`, no query; a key rotated or deleted by the
 //!    operator CLI from another process fails on the next request: see
@@ -109,8 +110,19 @@ pub fn is_websocket_upgrade(req: &Request) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
+/// Whether the request asks for Server-Sent Events (`GET /events` from
+/// a browser's `EventSource`).
+fn is_event_stream(req: &Request) -> bool {
+    req.method() == Method::GET
+        && req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/event-stream"))
+}
+
 /// The API key of a request: `Authorization: Bearer`, or `?token=` on a
-/// WebSocket upgrade only.
+/// WebSocket upgrade or an event stream only.
 fn presented_key(req: &Request) -> Option<String> {
     if let Some(v) = req.headers().get(header::AUTHORIZATION) {
         let v = v.to_str().ok()?;
@@ -119,7 +131,7 @@ fn presented_key(req: &Request) -> Option<String> {
             .eq_ignore_ascii_case("bearer")
             .then(|| key.trim().to_owned());
     }
-    if !is_websocket_upgrade(req) {
+    if !is_websocket_upgrade(req) && !is_event_stream(req) {
         return None;
     }
     Query::<TokenQuery>::try_from_uri(req.uri()).ok()?.0.token

@@ -234,10 +234,7 @@ impl Daemon {
         let server = crate::listen::serve(self.listener, app, self.limits, async move {
             let _ = rx2.wait_for(|v| *v).await;
         });
-        tokio::spawn(async move {
-            stop.await;
-            let _ = tx.send(true);
-        });
+        tokio::spawn(signal_stop(stop, tx, self.state.clone()));
         // In-flight requests get DRAIN to finish (a streaming exec or a
         // proxied stream may never end on its own).
         let mut rx3 = rx.clone();
@@ -266,6 +263,18 @@ impl Daemon {
         let _ = mirror.await;
         Ok(())
     }
+}
+
+/// Waits for `stop`, then tells every task; event streams first, as they
+/// never end on their own.
+async fn signal_stop<E: Engine>(
+    stop: impl Future<Output = ()>,
+    tx: tokio::sync::watch::Sender<bool>,
+    state: Arc<AppState<E>>,
+) {
+    stop.await;
+    state.events.close();
+    let _ = tx.send(true);
 }
 
 /// Snapshots every VM that has a VMM (hot → warm → cold) and records it

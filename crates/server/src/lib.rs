@@ -7,6 +7,7 @@
 //!   volumes, validation), with its own typed errors;
 //! - [`thermal`]: the manager that cools idle sandboxes;
 //! - [`mirror`]: the store's copy of the engine's sandbox state;
+//! - [`events`]: live sandbox events (`GET /events`);
 //! - [`hostports`]: host TCP ports forwarded to listening guest ports
 //!   (v1's `host_port`), and their scanner;
 //! - [`recovery`]: reconciling the store with the engine on start;
@@ -25,6 +26,7 @@ pub mod daemon;
 pub mod datadir;
 pub mod e2b;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod hostports;
 pub mod keys;

@@ -21,6 +21,9 @@
 //! `unknown` (the engine does not hold the sandbox) is written by recovery
 //! alone.
 //!
+//! Every event mirrored is also handed to the live event hub
+//! ([`crate::events`]), which publishes each change once, in `seq` order.
+//!
 //! # Threads, locks, I/O
 //! One task, woken by the engine's broadcast channel; each event is one
 //! short store update. If the task falls behind the channel's backlog it
@@ -69,6 +72,14 @@ pub fn apply(store: &Store, ev: &StateEvent) -> Result<bool, StoreError> {
 }
 
 impl<E: Engine> AppState<E> {
+    /// [`apply`], then tells the event hub.
+    pub fn mirror(&self, ev: &StateEvent) -> Result<bool, StoreError> {
+        let applied = apply(&self.store, ev);
+        let row = self.store.sandbox_by_id(ev.id.as_str()).ok();
+        self.events.engine_state(ev, row.as_ref());
+        applied
+    }
+
     /// Mirrors the engine's current state of one sandbox into the store
     /// (read-your-writes for a request that just changed it). A sandbox
     /// the engine does not hold is left as the store has it.
@@ -76,7 +87,7 @@ impl<E: Engine> AppState<E> {
         // `status` never waits for the sandbox lock: it answers with the
         // last published state.
         match self.engine.status(id).await {
-            Ok(info) => apply(&self.store, &info.event()).map(drop),
+            Ok(info) => self.mirror(&info.event()).map(drop),
             Err(_) => Ok(()),
         }
     }
@@ -85,7 +96,7 @@ impl<E: Engine> AppState<E> {
     pub async fn sync_all(&self) {
         for info in self.engine.list().await {
             let ev = info.event();
-            if let Err(e) = apply(&self.store, &ev) {
+            if let Err(e) = self.mirror(&ev) {
                 tracing::warn!(sandbox = %ev.id, error = %e, "mirroring state");
             }
         }
@@ -106,7 +117,7 @@ pub async fn run<E: Engine>(
         };
         match ev {
             Ok(ev) => {
-                if let Err(e) = apply(&state.store, &ev) {
+                if let Err(e) = state.mirror(&ev) {
                     tracing::warn!(sandbox = %ev.id, error = %e, "mirroring state");
                 }
             }

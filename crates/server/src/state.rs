@@ -55,6 +55,8 @@ pub struct AppState<E> {
     pub started: Instant,
     /// Image import jobs ([`crate::service::import`]).
     pub imports: Arc<crate::service::import::Jobs>,
+    /// Live sandbox events ([`crate::events`]).
+    pub events: Arc<crate::events::Events>,
     pub(crate) create_lock: std::sync::Mutex<()>,
 }
 
@@ -63,15 +65,20 @@ pub type Shared<E> = Arc<AppState<E>>;
 
 impl<E> AppState<E> {
     pub fn new(engine: Arc<E>, store: Arc<Store>, secrets: SecretBox, settings: Settings) -> Self {
+        let events = Arc::new(crate::events::Events::new(&store).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "events: sandboxes that exist are not announced");
+            crate::events::Events::empty()
+        }));
         Self {
             engine,
             store,
             secrets,
             limiter: RateLimiter::new(),
             activity: Arc::new(Activity::new()),
-            host_ports: HostPorts::new(settings.host_port_bind),
+            host_ports: HostPorts::new(settings.host_port_bind).with_events(events.clone()),
             started: Instant::now(),
             imports: Arc::new(crate::service::import::Jobs::new(&settings.data_dir)),
+            events,
             create_lock: std::sync::Mutex::new(()),
             settings,
         }

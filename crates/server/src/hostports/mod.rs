@@ -24,6 +24,10 @@
 //!   round), and when the daemon stops ([`HostPorts::close`]). Closing a
 //!   forward closes its listener and cuts its relayed connections.
 //!
+//! Guest ports that start or stop listening (a scan's difference, or a
+//! sandbox forgotten) are published as `port_opened` / `port_closed`
+//! events ([`crate::events`]).
+//!
 //! A guest port whose host bind failed (address not on this host, port
 //! table full) is recorded without a forward (`host_port: null`), logged
 //! once, and not retried while it keeps listening.
@@ -79,6 +83,7 @@ struct Inner {
 pub struct HostPorts {
     bind: Option<IpAddr>,
     inner: Mutex<Inner>,
+    events: Option<Arc<crate::events::Events>>,
 }
 
 impl HostPorts {
@@ -88,6 +93,20 @@ impl HostPorts {
         Self {
             bind,
             inner: Mutex::new(Inner::default()),
+            events: None,
+        }
+    }
+
+    /// The registry, publishing port events to `events`.
+    #[must_use]
+    pub fn with_events(mut self, events: Arc<crate::events::Events>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    fn announce(&self, id: &str, ports: impl IntoIterator<Item = u16>, open: bool) {
+        if let Some(ev) = &self.events {
+            ports.into_iter().for_each(|p| ev.port(id, p, open));
         }
     }
 
@@ -109,18 +128,30 @@ impl HostPorts {
         id: &str,
         ports: &BTreeSet<u16>,
     ) -> PortMap {
-        self.with(|inner| {
+        let (map, closed) = self.with(|inner| {
             if inner.closed {
-                return ports.iter().map(|p| (*p, None)).collect();
+                return (ports.iter().map(|p| (*p, None)).collect(), Vec::new());
             }
             let entry = inner.sandboxes.entry(id.to_owned()).or_default();
+            let closed: Vec<u16> = entry
+                .keys()
+                .filter(|p| !ports.contains(p))
+                .copied()
+                .collect();
             // Dropping a Forward aborts its accept task and relays.
             entry.retain(|p, _| ports.contains(p));
             for &port in ports {
-                entry.entry(port).or_insert_with(|| self.open(st, id, port));
+                entry.entry(port).or_insert_with(|| {
+                    if let Some(ev) = &self.events {
+                        ev.port(id, port, true);
+                    }
+                    self.open(st, id, port)
+                });
             }
-            view(entry)
-        })
+            (view(entry), closed)
+        });
+        self.announce(id, closed, false);
+        map
     }
 
     /// Binds a forward for `port` of sandbox `id` (`None` when forwards
@@ -160,6 +191,9 @@ impl HostPorts {
     /// Drops everything known of sandbox `id`, closing its forwards.
     pub fn forget(&self, id: &str) {
         let gone = self.with(|inner| inner.sandboxes.remove(id));
+        if let Some(g) = &gone {
+            self.announce(id, g.keys().copied(), false);
+        }
         if gone.is_some_and(|g| g.values().any(Option::is_some)) {
             tracing::info!(sandbox = %id, "host port forwards closed");
         }

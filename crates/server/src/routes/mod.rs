@@ -8,6 +8,7 @@
 //! `.reply::<SandboxView>(201)`) whose schemas utoipa generates from the
 //! real Rust types.
 
+pub mod events;
 pub mod exec;
 pub mod files;
 pub mod health;
@@ -110,6 +111,7 @@ pub fn user<E: Engine>(
 pub fn table<E: Engine>() -> Vec<RouteDef<E>> {
     let mut all = Vec::new();
     all.extend(health::routes());
+    all.extend(events::routes());
     all.extend(sandboxes::routes());
     all.extend(snapshots::routes());
     all.extend(images::routes());

@@ -84,7 +84,9 @@ impl<E: Engine> AppState<E> {
         self.sync_state(&info.id).await?;
         self.activity.touch(&row.id);
         tracing::info!(sandbox = %row.id, name = %row.name, "created");
-        Ok(self.store.sandbox_by_id(&row.id)?)
+        let row = self.store.sandbox_by_id(&row.id)?;
+        self.events.created(&row, info.seq);
+        Ok(row)
     }
 
     /// The environment the guest boots with: the plan's, plus the values

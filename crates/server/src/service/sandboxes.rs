@@ -93,6 +93,7 @@ impl<E: Engine> AppState<E> {
             Err(e) => return Err(e.into()),
         }
         self.activity.forget(&sb.id);
+        self.events.destroyed(&sb.id);
         tracing::info!(sandbox = %sb.id, name = %sb.name, "destroyed");
         Ok(())
     }
