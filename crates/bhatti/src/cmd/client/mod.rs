@@ -11,6 +11,7 @@
 mod args;
 mod completion;
 mod config;
+mod events;
 mod exec;
 mod files;
 mod http;
@@ -90,6 +91,9 @@ pub enum ClientCommand {
     Template(template::TemplateArgs),
     /// Configure the daemon URL and API key (~/.bhatti/config.yaml).
     Setup(setup::SetupArgs),
+    /// Print live events of your sandboxes (created, state changes,
+    /// ports, destroyed), one line each, until Ctrl-C.
+    Events(events::EventsArgs),
     /// Print the client and server versions.
     Version(version::VersionArgs),
     /// Print a shell completion script.
@@ -213,6 +217,7 @@ async fn dispatch(cmd: ClientCommand) -> anyhow::Result<Outcome> {
         C::Secret(a) => secret::run(a).await,
         C::Template(a) => template::run(a).await,
         C::Setup(a) => setup::run(a).await,
+        C::Events(a) => events::run(a).await,
         C::Version(a) => version::run(a).await,
         C::Completion(a) => completion::run(a),
     }
