@@ -119,9 +119,21 @@ function portsCard(id) {
           : api("GET", "/ports").then((all) => all.filter((p) => p.sandbox_id === id || p.sandbox_name === id)),
         api("GET", `/sandboxes/${enc(id)}/publish`).catch(() => []),
       ]);
+      const publish = async (port) => {
+        try {
+          const r = await api("POST", `/sandboxes/${enc(id)}/publish`, { port });
+          say(`Published port ${port} at ${r.url}`);
+        } catch (e) {
+          say(`Publish ${port}: ${e.message}`, true);
+        }
+        load(false);
+      };
       body.replaceChildren(
-        h("p", {}, "Listening: ", portLinks(ports),
-          ...ports.filter((p) => p.host_port).map((p) => h("span", { class: "muted" }, ` (${p.container_port} on host port ${p.host_port})`))),
+        h("p", {}, "Listening: ", portLinks(ports)),
+        ports.length ? h("ul", { class: "plain" }, ports.map((p) => h("li", {},
+          h("code", {}, p.proxy_url), p.host_port ? h("span", { class: "muted" }, `host port ${p.host_port}`) : null,
+          published.some((x) => x.port === p.container_port) ? null
+            : h("button", { type: "button", onclick: () => publish(p.container_port) }, `Publish ${p.container_port}`)))) : null,
         h("p", {}, "Published: ", published.length ? published.map((p) =>
           h("a", { href: p.url, target: "_blank", rel: "noopener" }, `${p.alias} → ${p.port}`)) : "—"));
     } catch (e) {

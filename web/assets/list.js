@@ -38,12 +38,18 @@ export function actions(sb, done) {
     b("destroy", "Destroy", "danger"));
 }
 
-/** Port links of a sandbox from GET /ports rows. */
+/**
+ * Port links of a sandbox from GET /ports rows: a browser cannot send the
+ * API key the proxy route needs, so a port links to its host port (the
+ * daemon forwards it on this host) when it has one; otherwise it shows
+ * the number with its proxy path (for API clients).
+ */
 export function portLinks(ports) {
   if (!ports || !ports.length) return "—";
-  return h("span", { class: "ports" }, ports.map((p) =>
-    h("a", { href: p.proxy_url, target: "_blank", rel: "noopener",
-      "aria-label": `Port ${p.container_port} (opens a new tab)` }, `:${p.container_port}`)));
+  return h("span", { class: "ports" }, ports.map((p) => p.host_port
+    ? h("a", { href: `${location.protocol}//${location.hostname}:${p.host_port}/`, target: "_blank", rel: "noopener",
+      "data-port": p.container_port, "aria-label": `Port ${p.container_port} (opens a new tab)` }, `:${p.container_port}`)
+    : h("span", { "data-port": p.container_port, title: `proxy: ${p.proxy_url} (with the API key)` }, `:${p.container_port}`)));
 }
 
 const state = (sb) => sb.status === "running" && sb.thermal ? `running/${sb.thermal}` : sb.status;

@@ -43,6 +43,7 @@ mod support;
 mod thermal;
 mod users;
 mod v1;
+mod web_ui;
 
 use libtest_mimic::Arguments;
 use support::{trial, trial_needing};
@@ -66,6 +67,7 @@ fn main() {
         storage::trials(),
         images::trials(),
         e2b::trials(),
+        web_ui::trials(),
         e2b_envd::trials(),
     ];
     trials.extend(more.into_iter().flatten());
