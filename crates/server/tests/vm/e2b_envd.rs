@@ -1,7 +1,7 @@
 //! The daemon's envd (Connect-JSON under `/e2b`) against a real VM, spoken
 //! by hand — no SDK, so it runs wherever the VM tests run: a sandbox from
-//! the E2B control plane, then a server stream (Start: start, stdout and
-//! stderr data, end), unary calls (Stat, List, SendSignal of an unknown
+//! the E2B control plane, then server streams (Start: start, stdout and
+//! stderr data, end; keepalives in a silence), unary calls (Stat, List, SendSignal of an unknown
 //! pid), an upload and download through `/files`, and the errors of a
 //! wrong token and a stream for an unknown process. The SDK's view is
 //! `tests/e2b/test_{commands,files,pty}.py` (trial `e2b::python_sdk`).
@@ -59,8 +59,19 @@ impl Envd<'_> {
     }
 
     async fn stream(&self, method: &str, msg: &Value) -> Result<Vec<(u8, Value)>, String> {
+        self.stream_with(method, msg, "50").await
+    }
+
+    /// A stream whose silences are broken by keepalives every `ping` s.
+    async fn stream_with(
+        &self,
+        method: &str,
+        msg: &Value,
+        ping: &str,
+    ) -> Result<Vec<(u8, Value)>, String> {
         let r = self
             .post(method)
+            .header("Keepalive-Ping-Interval", ping)
             .header("Content-Type", "application/connect+json")
             .header("Connect-Timeout-Ms", "120000")
             .body(envelope(msg))
@@ -141,7 +152,17 @@ async fn start_stream(envd: &Envd<'_>) -> TestResult {
     let last = msgs.last().ok_or("empty stream")?;
     ensure(last.0 == 2 && last.1 == json!({}), || {
         format!("end of stream: {last:?}")
-    })
+    })?;
+    // A silent command's stream carries keepalives.
+    let quiet = json!({"process": {"cmd": "/bin/sh", "args": ["-c", "sleep 3"]}});
+    let msgs = envd
+        .stream_with("/process.Process/Start", &quiet, "1")
+        .await?;
+    ensure(
+        msgs.iter()
+            .any(|(_, m)| m["event"].get("keepalive").is_some()),
+        || format!("no keepalive in {msgs:?}"),
+    )
 }
 
 async fn unary_calls(envd: &Envd<'_>) -> TestResult {

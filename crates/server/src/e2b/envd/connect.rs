@@ -174,6 +174,17 @@ pub fn deadline(headers: &HeaderMap) -> Option<Instant> {
     Some(Instant::now() + Duration::from_millis(ms))
 }
 
+/// How often a server stream pings while silent: the SDK's
+/// `Keepalive-Ping-Interval` (seconds, 1-3600), else 50 s.
+pub fn keepalive(headers: &HeaderMap) -> Duration {
+    let secs = headers
+        .get("keepalive-ping-interval")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(50, |s| s.clamp(1, 3600));
+    Duration::from_secs(secs)
+}
+
 /// Decodes a unary request body.
 pub fn unary_request<T: DeserializeOwned>(body: &[u8]) -> Result<T, RpcError> {
     let body = if body.is_empty() {
@@ -428,6 +439,9 @@ mod tests {
             StatusCode::OK
         );
         assert_eq!(unknown_method().await.status(), StatusCode::NOT_IMPLEMENTED);
+        assert_eq!(keepalive(&HeaderMap::new()), Duration::from_secs(50));
+        h.insert("keepalive-ping-interval", "0".parse().expect("value"));
+        assert_eq!(keepalive(&h), Duration::from_secs(1));
     }
 
     #[test]

@@ -39,9 +39,6 @@ use super::process_pb::{
 use super::procs::{Out, Proc, Registry};
 use crate::state::Shared;
 
-/// Silence after which a process stream sends a keepalive event.
-const KEEPALIVE: Duration = Duration::from_secs(50);
-
 type Reg = Extension<Arc<Registry>>;
 
 pub fn routes<E: Engine>() -> Router<Shared<E>> {
@@ -84,7 +81,7 @@ async fn start<E: Engine>(
         Ok::<_, RpcError>((call.deadline, proc, rx))
     };
     match run.await {
-        Ok((deadline, proc, rx)) => follow(proc.pid, rx, deadline),
+        Ok((deadline, proc, rx)) => follow(proc.pid, rx, deadline, connect::keepalive(&headers)),
         Err(e) => stream_error(e),
     }
 }
@@ -157,7 +154,12 @@ async fn program<E: Engine>(call: &Call<E>, eid: &SandboxId, cmd: &str) -> Strin
 
 /// The event stream of a Start or Connect call: `start` with the pid,
 /// the output, the end.
-fn follow(pid: u32, rx: mpsc::Receiver<Out>, deadline: Option<tokio::time::Instant>) -> Response {
+fn follow(
+    pid: u32,
+    rx: mpsc::Receiver<Out>,
+    deadline: Option<tokio::time::Instant>,
+    every: Duration,
+) -> Response {
     let first = ProcessEvent::Start(StartEvent { pid });
     let rest = futures_util::stream::unfold((rx, false), |(mut rx, done)| async move {
         if done {
@@ -182,7 +184,7 @@ fn follow(pid: u32, rx: mpsc::Receiver<Out>, deadline: Option<tokio::time::Insta
     let ping = EventResponse {
         event: ProcessEvent::Keepalive(Empty {}),
     };
-    stream_reply(events, deadline, Some((ping, KEEPALIVE)))
+    stream_reply(events, deadline, Some((ping, every)))
 }
 
 async fn connect_rpc<E: Engine>(
@@ -198,7 +200,7 @@ async fn connect_rpc<E: Engine>(
         Ok::<_, RpcError>((call.deadline, proc.pid, proc.subscribe()))
     };
     match run() {
-        Ok((deadline, pid, rx)) => follow(pid, rx, deadline),
+        Ok((deadline, pid, rx)) => follow(pid, rx, deadline, connect::keepalive(&headers)),
         Err(e) => stream_error(e),
     }
 }

@@ -187,7 +187,7 @@ async fn watch_dir<E: Engine>(
         Ok(v) => v,
         Err(e) => return stream_error(e),
     };
-    let deadline = call.deadline;
+    let (deadline, every) = (call.deadline, connect::keepalive(&headers));
     // An open watch keeps the sandbox from being frozen under it.
     let busy = call.st.activity.busy(&call.sb.id);
     let events = match opened {
@@ -204,7 +204,7 @@ async fn watch_dir<E: Engine>(
     let all =
         futures_util::stream::once(async { Ok(WatchDirResponse::Start(Empty {})) }).chain(events);
     let ping = WatchDirResponse::Keepalive(Empty {});
-    stream_reply(all, deadline, Some((ping, Duration::from_secs(50))))
+    stream_reply(all, deadline, Some((ping, every)))
 }
 
 /// The events of a polling stream: a look every [`POLL`].
