@@ -1,6 +1,7 @@
 """The web UI in a real browser, in order (each test goes on from the
 last one's page and sandbox): log in, create a sandbox, the terminal
-(echo, resize and `stty size`, scrollback after a reload), files (upload,
+(echo, resize and `stty size`, scrollback after a reload, a dropped
+connection reattached), files (upload,
 view, download), exec, a port link that appears when the guest listens
 (and opens the guest's page), stop and start, the resource lists, destroy. Each
 page's screenshot is saved. Every wait is a WebDriverWait on what the
@@ -113,6 +114,17 @@ def test_reload_keeps_scrollback(driver, wait, shots):
     # The daemon replays the session's scrollback on the reattach.
     wait.until(lambda d: "scroll-42" in term_lines(d))
     shot(driver, shots, "05-terminal-reloaded")
+
+
+def test_dropped_connection_reattaches(driver, wait):
+    driver.execute_script("window.oldSocket = window.bhattiTermSocket(); window.oldSocket.close();")
+    wait.until(lambda d: d.execute_script(
+        "const s = window.bhattiTermSocket(); return s !== window.oldSocket && s.readyState === 1"))
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, '#terminal[data-state="connected"]')))
+    type_in_terminal(driver, "echo again-$((2+3))\n")
+    wait.until(lambda d: "again-5" in term_lines(d))
+    # Reattached, not a new shell: the earlier output is still there.
+    assert "scroll-42" in term_lines(driver)
 
 
 def test_files_upload_view_download(driver, wait, base, shots, downloads, tmp_path):

@@ -5,7 +5,8 @@
 // dropped connection is reattached to the same session on its own (with
 // backoff; the daemon replays the scrollback, so the screen is reset
 // first); an ended shell offers a new one. window.bhattiTerm is the
-// Terminal (tests read its buffer), window.bhattiTermText() its text.
+// Terminal (tests read its buffer), window.bhattiTermText() its text,
+// window.bhattiTermSocket() the WebSocket of the moment.
 
 import { Terminal } from "./vendor/xterm.mjs";
 import { FitAddon } from "./vendor/addon-fit.mjs";
@@ -59,6 +60,7 @@ export function termPage(id, q) {
   fit.fit();
   window.bhattiTerm = term;
   window.bhattiTermText = () => text(term);
+  window.bhattiTermSocket = () => conn.ws;
   const onTheme = () => { term.options.theme = isDark() ? themes.dark : themes.light; };
   window.addEventListener("bhatti:theme", onTheme);
   sr.addEventListener("change", () => {
@@ -144,5 +146,6 @@ export function termPage(id, q) {
     if (conn.ws) conn.ws.close();
     term.dispose();
     delete window.bhattiTerm;
+    delete window.bhattiTermSocket;
   };
 }
