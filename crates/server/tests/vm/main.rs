@@ -14,6 +14,7 @@ mod cycles;
 mod disk;
 mod e2b;
 mod e2b_envd;
+mod events;
 mod exec;
 mod faults;
 mod files;
@@ -69,6 +70,7 @@ fn main() {
         e2b::trials(),
         web_ui::trials(),
         e2b_envd::trials(),
+        events::trials(),
     ];
     trials.extend(more.into_iter().flatten());
     libtest_mimic::run(&args, trials).exit();
