@@ -162,15 +162,63 @@ mod tests {
                 "{pkg}: VERSIONS says {v}, the lock file differs"
             );
         }
-        let installed = web.join("node_modules/@xterm/addon-fit/lib/addon-fit.mjs");
-        if let Ok(js) = std::fs::read_to_string(installed) {
-            let vendored =
-                std::fs::read_to_string(web.join("assets/vendor/addon-fit.mjs")).unwrap();
+        for (installed, vendored) in [
+            ("@xterm/xterm/lib/xterm.mjs", "xterm.mjs"),
+            ("@xterm/addon-fit/lib/addon-fit.mjs", "addon-fit.mjs"),
+        ] {
+            let Ok(js) = std::fs::read_to_string(web.join("node_modules").join(installed)) else {
+                continue;
+            };
+            let ours = std::fs::read_to_string(web.join("assets/vendor").join(vendored))
+                .expect("vendored file");
             assert!(
-                js.starts_with(vendored.trim_end()),
-                "web/assets/vendor is stale: run `npm run vendor` in web/"
+                js.starts_with(ours.trim_end()),
+                "web/assets/vendor/{vendored} is stale: run `npm run vendor` in web/"
             );
         }
+    }
+
+    async fn get(path: &str, headers: &[(&str, &str)]) -> Response {
+        use tower::ServiceExt;
+        let mut req = axum::http::Request::get(path);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(axum::body::Body::empty()).expect("request");
+        router::<()>().oneshot(req).await.expect("infallible")
+    }
+
+    /// Browsers at `/` go to the UI; API clients get a 404; the files come
+    /// with their type, policy and ETag, and a matching ETag is a 304.
+    #[tokio::test]
+    async fn serving() {
+        let r = get("/", &[("accept", "text/html,application/xhtml+xml")]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(r.headers()[header::LOCATION], PREFIX);
+        assert_eq!(get("/", &[]).await.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            get("/ui", &[]).await.status(),
+            StatusCode::PERMANENT_REDIRECT
+        );
+        let r = get("/ui/", &[]).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
+        assert!(r.headers().contains_key(header::CONTENT_SECURITY_POLICY));
+        let etag = r.headers()[header::ETAG].to_str().expect("etag").to_owned();
+        let r = get("/ui/index.html", &[("if-none-match", &etag)]).await;
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+        let r = get("/ui/vendor/xterm.mjs", &[]).await;
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(
+            get("/ui/nope.js", &[]).await.status(),
+            StatusCode::NOT_FOUND
+        );
     }
 
     #[test]
