@@ -71,7 +71,12 @@ def test_create(driver, wait, shots):
     css(driver, "#c-name").send_keys(NAME)
     css(driver, "#create-form button[type=submit]").click()
     wait.until(lambda d: "running" in row(d).text)
-    assert css(driver, "#live").text in ("● live", "○ polling")
+    if css(driver, "#live").text == "● live":
+        # The event stream's `created` of this sandbox is in the activity list.
+        wait.until(EC.presence_of_element_located(
+            (By.CSS_SELECTOR, f'#events li[data-type="created"][data-name="{NAME}"]')))
+    else:
+        assert css(driver, "#live").text == "○ polling"
     shot(driver, shots, "02-list")
 
 

@@ -154,11 +154,27 @@ export function listPage() {
       if (again) { again = false; refresh(); }
     }
   };
+  const log = h("ol", { id: "events", class: "plain events" });
+  const logNote = h("p", { class: "muted" }, "Waiting for events…");
   mount(h("h1", {}, "Sandboxes"), createForm(refresh), h("section", { "aria-labelledby": "list-title" },
-    h("h2", { id: "list-title", class: "sr-only" }, "List"), holder));
+    h("h2", { id: "list-title", class: "sr-only" }, "List"), holder),
+  h("section", { class: "card", "aria-labelledby": "events-title" },
+    h("h2", { id: "events-title" }, "Recent events"), logNote, log));
   const mode = document.getElementById("live");
-  const stop = live(() => refresh(), (m) => {
+  const stop = live((ev) => {
+    refresh();
+    if (ev && ev.sandbox) {
+      const what = ev.type === "state" ? ev.state : ev.port ? `${ev.type} ${ev.port}` : ev.type;
+      const at = ev.at ? new Date(ev.at).toLocaleTimeString() : "";
+      log.prepend(h("li", { "data-type": ev.type, "data-name": ev.sandbox.name },
+        h("span", { class: "muted" }, at), h("strong", {}, ev.sandbox.name), what));
+      while (log.children.length > 10) log.lastChild.remove();
+      logNote.hidden = true;
+    }
+  }, (m) => {
     mode.textContent = m === "events" ? "● live" : "○ polling";
+    mode.title = m === "events" ? "Updated by the daemon's event stream" : "Updated by polling every 3 s";
+    if (m !== "events") logNote.textContent = "This daemon sends no events: the list is polled.";
   });
   return stop;
 }
