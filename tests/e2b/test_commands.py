@@ -9,7 +9,7 @@ Fixtures: conftest.py (`sandbox`, `eventually`).
 import time
 
 import pytest
-from e2b import CommandExitException, TimeoutException
+from e2b import CommandExitException, SandboxNotRunningException, TimeoutException
 from packaging.version import Version
 
 from conftest import eventually
@@ -131,3 +131,13 @@ def test_connect_to_a_running_command(sandbox):
     assert r.stdout.endswith("two\n")
     with pytest.raises(Exception):
         sandbox.commands.connect(h.pid).wait()
+
+
+def test_killing_the_sandbox_ends_its_commands(make_sandbox):
+    sb = make_sandbox()
+    h = sb.commands.run("sleep 600", background=True)
+    sb.kill()
+    # The stream breaks (UNAVAILABLE); the SDK's health probe then finds
+    # the sandbox gone.
+    with pytest.raises(SandboxNotRunningException):
+        h.wait()

@@ -99,6 +99,8 @@ async fn spawn<E: Engine>(
         return Err(RpcError::invalid("cmd must name a program"));
     }
     let engine = &call.st.engine;
+    // Subscribed before the start: a stop meanwhile is seen.
+    let states = engine.subscribe();
     let mut argv = vec![program(call, eid, &config.cmd).await];
     argv.extend(config.args.iter().cloned());
     let cwd = config
@@ -133,7 +135,8 @@ async fn spawn<E: Engine>(
     let proc = reg.add(&call.sb.id, config, req.tag, session, input);
     let rx = proc.subscribe();
     let busy = call.st.activity.busy(&call.sb.id);
-    reg.pump(call.sb.id.clone(), proc.clone(), events, busy);
+    let gone = super::procs::vmm_gone(states, eid.clone());
+    reg.pump(call.sb.id.clone(), proc.clone(), events, gone, busy);
     Ok((proc, rx))
 }
 
@@ -170,6 +173,7 @@ fn follow(
             Some(Out::End(e)) => {
                 return Some((Ok(ProcessEvent::End(e)), (rx, true)));
             }
+            Some(Out::Lost(why)) => Err(RpcError::new(Code::Unavailable, why)),
             None => Err(RpcError::new(
                 Code::Unavailable,
                 "the process's output was dropped: the stream did not read it in time",

@@ -15,12 +15,14 @@
 //! lock is held across an await.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bhatti_agent::{Event, Events, Input};
-use tokio::sync::mpsc;
+use bhatti_engine::engine::{SandboxId, StateEvent};
+use tokio::sync::{broadcast, mpsc};
 
 use super::connect::{Code, RpcError};
 use super::process_pb::{DataEvent, EndEvent, ProcessConfig, ProcessInfo, ProcessSelector};
@@ -31,11 +33,14 @@ const QUEUE: usize = 256;
 /// Longest a subscriber may leave its queue full before it is dropped.
 pub const STALL: Duration = Duration::from_secs(30);
 
-/// What a subscriber receives: output, then the end.
+/// What a subscriber receives: output, then the end, or `Lost` when the
+/// agent connection broke first (the sandbox stopped or died): the SDK
+/// then asks `/health` whether the sandbox is gone.
 #[derive(Debug, Clone)]
 pub enum Out {
     Data(DataEvent),
     End(EndEvent),
+    Lost(String),
 }
 
 /// One process envd started.
@@ -49,9 +54,9 @@ pub struct Proc {
     /// The agent connection's write half; `None` once stdin was closed.
     pub input: tokio::sync::Mutex<Option<Input>>,
     subs: Mutex<Vec<mpsc::Sender<Out>>>,
-    /// The end, once the process ended (for a subscriber that comes
-    /// after the end was sent).
-    end: Mutex<Option<EndEvent>>,
+    /// The last event, once the process ended (for a subscriber that
+    /// comes after it was sent).
+    end: Mutex<Option<Out>>,
     /// A signal was sent: an exit by it is reported as a signal death.
     pub signalled: AtomicBool,
 }
@@ -71,7 +76,7 @@ impl Proc {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         if let Some(end) = end {
-            let _ = tx.try_send(Out::End(end));
+            let _ = tx.try_send(end);
         }
         rx
     }
@@ -184,42 +189,61 @@ impl Registry {
     }
 
     /// Runs the process's pump on its own task: events to subscribers,
-    /// then the end, then the process leaves the registry.
-    /// `busy` keeps the sandbox from being frozen while the process runs.
-    pub fn pump(
+    /// then the end, then the process leaves the registry. `gone`
+    /// resolves when the sandbox's VMM goes away (destroyed, stopped,
+    /// frozen): a guest connection is then cut without a word, so the
+    /// pump stops waiting for it. `busy` keeps the sandbox from being
+    /// frozen while the process runs.
+    pub fn pump<G>(
         self: &Arc<Self>,
         sandbox: String,
         proc: Arc<Proc>,
-        mut events: Events,
+        events: Events,
+        gone: G,
         busy: BusyGuard,
-    ) {
+    ) where
+        G: Future<Output = ()> + Send + 'static,
+    {
         let reg = self.clone();
         tokio::spawn(async move {
             let _busy = busy;
-            let end = loop {
-                match events.next().await {
-                    Ok(Some(Event::Stdout(d))) if proc.session.is_some() => {
-                        proc.publish(Out::Data(DataEvent::Pty(d))).await;
-                    }
-                    Ok(Some(Event::Stdout(d))) => {
-                        proc.publish(Out::Data(DataEvent::Stdout(d))).await
-                    }
-                    Ok(Some(Event::Stderr(d))) => {
-                        proc.publish(Out::Data(DataEvent::Stderr(d))).await
-                    }
-                    Ok(Some(Event::Exit(code))) => break exit_event(code, &proc),
-                    Ok(Some(Event::Error(f))) => break failed(f.message),
-                    Ok(None) => {
-                        break failed("the agent ended the stream without an exit code".into());
-                    }
-                    Err(e) => break failed(e.to_string()),
-                }
+            let end = tokio::select! {
+                end = forward(&proc, events, &sandbox) => end,
+                () = gone => lost(&sandbox, "its VM went away"),
             };
             // Gone from List and Connect before the end is seen.
             reg.remove(&sandbox, proc.pid);
             *proc.end.lock().unwrap_or_else(PoisonError::into_inner) = Some(end.clone());
-            proc.publish(Out::End(end)).await;
+            proc.publish(end).await;
         });
+    }
+}
+
+/// Sends the process's output to its subscribers; returns its last event.
+async fn forward(proc: &Proc, mut events: Events, sandbox: &str) -> Out {
+    loop {
+        let out = match events.next().await {
+            Ok(Some(Event::Stdout(d))) if proc.session.is_some() => DataEvent::Pty(d),
+            Ok(Some(Event::Stdout(d))) => DataEvent::Stdout(d),
+            Ok(Some(Event::Stderr(d))) => DataEvent::Stderr(d),
+            Ok(Some(Event::Exit(code))) => return Out::End(exit_event(code, proc)),
+            Ok(Some(Event::Error(f))) => return Out::End(failed(f.message)),
+            Ok(None) => return lost(sandbox, "closed"),
+            Err(e) => return lost(sandbox, &e.to_string()),
+        };
+        proc.publish(Out::Data(out)).await;
+    }
+}
+
+/// Resolves when sandbox `id` leaves the states with a VMM (a missed
+/// event, when the receiver lags, is not seen).
+pub async fn vmm_gone(mut rx: broadcast::Receiver<StateEvent>, id: SandboxId) {
+    loop {
+        match rx.recv().await {
+            Ok(ev) if ev.id == id && !ev.state.has_vmm() => return,
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+        }
     }
 }
 
@@ -250,6 +274,12 @@ fn signal_end(name: &str) -> EndEvent {
         status: format!("signal: {name}"),
         error: None,
     }
+}
+
+fn lost(sandbox: &str, why: &str) -> Out {
+    Out::Lost(format!(
+        "the connection to sandbox {sandbox} ended before the process did ({why})"
+    ))
 }
 
 fn failed(message: String) -> EndEvent {
