@@ -253,5 +253,14 @@ def test_async_watch_dir_streams_events(async_sandbox_ids):
         out = []
         r = await sb.commands.run("echo async; exit 0", on_stdout=out.append)
         assert (r.stdout, "".join(out)) == ("async\n", "async\n")
+        # A watch open while the sandbox is killed ends with an error.
+        exited = []
+        await sb.files.watch_dir("/tmp", on_event=lambda e: None, on_exit=exited.append)
+        await sb.kill()
+        for _ in range(240):
+            if exited:
+                break
+            await asyncio.sleep(0.5)
+        assert exited and exited[0] is not None, exited
 
     asyncio.run(main())

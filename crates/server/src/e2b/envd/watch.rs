@@ -36,6 +36,7 @@ use super::fs_pb::{
 use super::native::{Agents, feature};
 use super::poll::{Seen, diff, look};
 use super::process_pb::Empty;
+use super::procs::vmm_gone;
 use super::{Call, users};
 use crate::state::Shared;
 
@@ -177,6 +178,8 @@ async fn watch_dir<E: Engine>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // Subscribed before the watch is set: a stop meanwhile is seen.
+    let states = st.engine.subscribe();
     let run = async {
         let call = Call::new(&st, &headers)?;
         let req: WatchRequest = connect::stream_request(&body)?;
@@ -191,10 +194,7 @@ async fn watch_dir<E: Engine>(
     // An open watch keeps the sandbox from being frozen under it.
     let busy = call.st.activity.busy(&call.sb.id);
     let events = match opened {
-        Opened::Agent(w) => futures_util::stream::unfold(w, |mut w| async move {
-            next_of(&mut w).await.map(|ev| (ev, w))
-        })
-        .boxed(),
+        Opened::Agent(w) => agent_stream(w, vmm_gone(states, eid.clone())).boxed(),
         Opened::Polled(dir, depth, seen) => polled(call, agents, eid, dir, depth, seen).boxed(),
     };
     let events = events.map(move |r| {
@@ -205,6 +205,28 @@ async fn watch_dir<E: Engine>(
         futures_util::stream::once(async { Ok(WatchDirResponse::Start(Empty {})) }).chain(events);
     let ping = WatchDirResponse::Keepalive(Empty {});
     stream_reply(all, deadline, Some((ping, every)))
+}
+
+/// The events of an agent watch, cut with `unavailable` when the
+/// sandbox's VMM goes away (its connection would hang).
+fn agent_stream<G>(
+    w: Watch,
+    gone: G,
+) -> impl futures_util::Stream<Item = Result<FilesystemEvent, RpcError>> + Send
+where
+    G: std::future::Future<Output = ()> + Send + 'static,
+{
+    let gone = Box::pin(gone);
+    futures_util::stream::unfold(Some((w, gone)), |state| async move {
+        let (mut w, mut gone) = state?;
+        tokio::select! {
+            ev = next_of(&mut w) => ev.map(|ev| (ev, Some((w, gone)))),
+            () = &mut gone => {
+                let why = "the sandbox's VM went away during the watch";
+                Some((Err(RpcError::new(Code::Unavailable, why)), None))
+            }
+        }
+    })
 }
 
 /// The events of a polling stream: a look every [`POLL`].
