@@ -16,7 +16,10 @@
 //!
 //! The web UI ([`crate::ui`]) is public: static files at `/ui/`.
 //!
-//! Unknown routes and methods get JSON errors like everything else.
+//! Every request is counted and timed by its matched route template
+//! ([`crate::metrics::track`], outermost, so auth failures and published
+//! ports count too). Unknown routes and methods get JSON errors like
+//! everything else.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,6 +77,10 @@ pub fn router<E: Engine>(state: Shared<E>) -> Router {
             tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
         }))
         .layer(SetRequestIdLayer::new(request_id, Counter::default()))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track::<E>,
+        ))
         .with_state(state)
 }
 

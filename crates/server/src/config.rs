@@ -85,6 +85,18 @@ pub enum OnShutdown {
     Snapshot,
 }
 
+/// Who may read `GET /metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsAuth {
+    /// Any valid API key (`Authorization: Bearer`).
+    #[default]
+    Key,
+    /// Anyone who reaches the listen address (for a scraper on a trusted
+    /// network; the metrics name sandboxes by id and name).
+    None,
+}
+
 /// The daemon's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -127,6 +139,9 @@ pub struct ServerConfig {
     /// memory instead of booting, once creates of that kind booted twice
     /// (`bhatti_engine::sandbox::golden`); off: they always boot.
     pub restore_creates: bool,
+    /// Who may read `GET /metrics` ([`MetricsAuth`]): `key` (default) or
+    /// `none`.
+    pub metrics_auth: MetricsAuth,
 }
 
 impl Default for ServerConfig {
@@ -149,6 +164,7 @@ impl Default for ServerConfig {
             on_shutdown: OnShutdown::Keep,
             host_port_bind: Some(std::net::IpAddr::from([127, 0, 0, 1])),
             restore_creates: true,
+            metrics_auth: MetricsAuth::Key,
         }
     }
 }

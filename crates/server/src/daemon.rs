@@ -166,6 +166,7 @@ impl Daemon {
             cold_after: Duration::from_secs(cfg.cold_after_secs),
             tick: Duration::from_secs(cfg.tick_secs),
             host_port_bind: cfg.host_port_bind,
+            metrics_auth: cfg.metrics_auth,
         };
         let state = Arc::new(AppState::new(Arc::new(engine), store, secrets, settings));
         Ok(Self {

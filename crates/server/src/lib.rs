@@ -7,7 +7,8 @@
 //!   volumes, validation), with its own typed errors;
 //! - [`thermal`]: the manager that cools idle sandboxes;
 //! - [`mirror`]: the store's copy of the engine's sandbox state;
-//! - [`events`]: live sandbox events (`GET /events`);
+//! - [`events`]: live sandbox events (`GET /events`); [`metrics`]:
+//!   Prometheus metrics (`GET /metrics`) and resource readings;
 //! - [`hostports`]: host TCP ports forwarded to listening guest ports
 //!   (v1's `host_port`), and their scanner;
 //! - [`recovery`]: reconciling the store with the engine on start;
@@ -31,6 +32,7 @@ pub mod extract;
 pub mod hostports;
 pub mod keys;
 pub mod listen;
+pub mod metrics;
 pub mod mirror;
 pub mod model;
 pub mod openapi;

@@ -39,6 +39,8 @@ pub struct Settings {
     /// The address host-port forwards bind (`None`: off); see
     /// [`crate::hostports`].
     pub host_port_bind: Option<std::net::IpAddr>,
+    /// Who may read `GET /metrics`.
+    pub metrics_auth: crate::config::MetricsAuth,
 }
 
 /// Shared state of the daemon.
@@ -57,6 +59,8 @@ pub struct AppState<E> {
     pub imports: Arc<crate::service::import::Jobs>,
     /// Live sandbox events ([`crate::events`]).
     pub events: Arc<crate::events::Events>,
+    /// Prometheus instruments ([`crate::metrics`]).
+    pub metrics: crate::metrics::Metrics,
     pub(crate) create_lock: std::sync::Mutex<()>,
 }
 
@@ -79,6 +83,7 @@ impl<E> AppState<E> {
             started: Instant::now(),
             imports: Arc::new(crate::service::import::Jobs::new(&settings.data_dir)),
             events,
+            metrics: crate::metrics::Metrics::new(),
             create_lock: std::sync::Mutex::new(()),
             settings,
         }

@@ -247,6 +247,11 @@ impl Events {
         self.with(|i| self.publish(i, kind, id, Some(port)));
     }
 
+    /// Open feeds.
+    pub fn subscribers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
     /// The seq the next event will get.
     pub fn next_seq(&self) -> u64 {
         self.with(|i| i.next)

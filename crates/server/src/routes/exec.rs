@@ -115,12 +115,14 @@ async fn exec<E: Engine>(
         user: body.user,
         ..ExecRequest::default()
     };
+    let start = std::time::Instant::now();
     let stream = st.engine.exec_stream(&eid, req).await?;
     let run = Supervised::new(stream, body.timeout_sec.map(Duration::from_secs)).await;
     if wants_ndjson(&headers) {
         return Ok(streaming(run, busy));
     }
     let r = run.collect(OUTPUT_CAP).await?;
+    st.metrics.exec(start.elapsed());
     drop(busy);
     Ok(Json(ExecResult {
         exit_code: r.exit_code,

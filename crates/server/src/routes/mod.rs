@@ -13,6 +13,7 @@ pub mod exec;
 pub mod files;
 pub mod health;
 pub mod images;
+pub mod metrics;
 pub mod ports;
 pub mod proxy;
 pub mod publish;
@@ -21,6 +22,7 @@ pub mod secrets;
 pub mod sessions;
 pub mod shell;
 pub mod snapshots;
+pub mod stats;
 pub mod templates;
 pub mod volumes;
 
@@ -112,6 +114,8 @@ pub fn table<E: Engine>() -> Vec<RouteDef<E>> {
     let mut all = Vec::new();
     all.extend(health::routes());
     all.extend(events::routes());
+    all.extend(metrics::routes());
+    all.extend(stats::routes());
     all.extend(sandboxes::routes());
     all.extend(snapshots::routes());
     all.extend(images::routes());

@@ -31,8 +31,11 @@ impl<E: Engine> AppState<E> {
     /// With [`CreateSandbox::snapshot`], the sandbox is restored from
     /// that snapshot instead ([`super::restore`]).
     pub async fn create_sandbox(&self, user: &User, req: CreateSandbox) -> ServiceResult<Sandbox> {
+        let start = std::time::Instant::now();
         if req.snapshot.is_some() {
-            return self.restore_sandbox(user, req).await;
+            let sb = self.restore_sandbox(user, req).await?;
+            self.metrics.created(start.elapsed(), true);
+            return Ok(sb);
         }
         let plan = self.plan(user, req)?;
         let env = self.boot_env(user, &plan)?;
@@ -63,7 +66,11 @@ impl<E: Engine> AppState<E> {
         };
         let eid = engine_id(&r.row)?;
         match self.engine.create(eid.clone(), spec).await {
-            Ok(info) => self.created(&r.row, &info).await,
+            Ok(info) => {
+                let sb = self.created(&r.row, &info).await?;
+                self.metrics.created(start.elapsed(), false);
+                Ok(sb)
+            }
             Err(e) => {
                 tracing::warn!(sandbox = %r.row.id, error = %e, "create failed");
                 self.unreserve(&r).await;

@@ -46,6 +46,7 @@ impl<E: Engine> AppState<E> {
         // lifecycle operation in progress); the row only gives the reason.
         let was = self.engine_state(sb, &id).await?;
         self.activity.touch(&sb.id);
+        let start = std::time::Instant::now();
         if was == SandboxState::Stopped {
             match self.engine.start(&id).await {
                 // Someone else started it meanwhile: it is running now.
@@ -54,6 +55,9 @@ impl<E: Engine> AppState<E> {
             }
         }
         self.engine.ensure_hot(&id).await?;
+        if let Some(from) = crate::metrics::wake_from(was) {
+            self.metrics.woke(from, start.elapsed());
+        }
         if was != SandboxState::Hot || sb.thermal != Thermal::Hot {
             self.sync_state(&id).await?;
         }

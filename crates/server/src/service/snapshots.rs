@@ -49,8 +49,12 @@ impl<E: Engine> AppState<E> {
         }
         self.check_storage(user)?;
         let sid = snapshot_id(&keys::new_id("snap-")?)?;
+        let start = std::time::Instant::now();
         let info = match self.engine.snapshot(&engine_id(&sb)?, &sid).await {
-            Ok(info) => info,
+            Ok(info) => {
+                self.metrics.snapshotted(start.elapsed());
+                info
+            }
             Err(EngineError::NotFound(_)) => {
                 return Err(ServiceError::Unavailable {
                     name: sb.name.clone(),

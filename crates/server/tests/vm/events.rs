@@ -79,13 +79,11 @@ impl Stream {
 
     /// The next `sandbox` event within `limit` (`None`: none came).
     async fn next(&mut self, limit: Duration) -> Result<Option<Value>, Failed> {
-        loop {
-            match tokio::time::timeout(limit, self.rx.recv()).await {
-                Err(_) => return Ok(None),
-                Ok(None) => return Err("the event stream ended".into()),
-                Ok(Some((name, v))) if name == "sandbox" => return Ok(Some(v)),
-                Ok(Some((name, v))) => return Err(format!("unexpected {name}: {v}").into()),
-            }
+        match tokio::time::timeout(limit, self.rx.recv()).await {
+            Err(_) => Ok(None),
+            Ok(None) => Err("the event stream ended".into()),
+            Ok(Some((name, v))) if name == "sandbox" => Ok(Some(v)),
+            Ok(Some((name, v))) => Err(format!("unexpected {name}: {v}").into()),
         }
     }
 
