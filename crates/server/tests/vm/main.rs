@@ -26,6 +26,7 @@ mod images_more;
 mod images_spoof;
 mod isolation;
 mod lifetime;
+mod metrics;
 mod modes;
 #[path = "../../../oci/tests/support/mod.rs"]
 mod oci_support;
@@ -71,6 +72,7 @@ fn main() {
         web_ui::trials(),
         e2b_envd::trials(),
         events::trials(),
+        metrics::trials(),
     ];
     trials.extend(more.into_iter().flatten());
     libtest_mimic::run(&args, trials).exit();
