@@ -221,6 +221,22 @@ mod tests {
     }
 
     #[test]
+    fn event_streams_take_a_query_token() {
+        let req = |m: Method, accept: &str| {
+            Request::builder()
+                .method(m)
+                .uri("/events?token=bh_abc")
+                .header(header::ACCEPT, accept)
+                .body(Body::empty())
+                .expect("request")
+        };
+        let es = req(Method::GET, "text/event-stream");
+        assert_eq!(presented_key(&es).as_deref(), Some("bh_abc"));
+        assert_eq!(presented_key(&req(Method::GET, "application/json")), None);
+        assert_eq!(presented_key(&req(Method::POST, "text/event-stream")), None);
+    }
+
+    #[test]
     fn creates_forks_and_snapshots_are_creates() {
         let class = |m: Method, uri: &str| {
             let req = Request::builder()

@@ -156,3 +156,28 @@ fn events_serialise_as_documented() {
         (Some("port_opened"), Some(80))
     );
 }
+
+#[tokio::test]
+async fn a_slow_subscriber_is_told_it_lagged_and_goes_on() {
+    let hub = Events::empty();
+    hub.created(&row("sb-a", "alice", "a"), 1);
+    let mut f = hub.subscribe("alice", None);
+    for n in 0..=CHANNEL {
+        hub.port("sb-a", u16::try_from(n + 1).unwrap_or(1), true);
+    }
+    assert!(matches!(
+        f.next().await,
+        Some(Item::Lagged { missed: Some(1) })
+    ));
+    let next = f.next().await;
+    assert!(
+        matches!(&next, Some(Item::Event(e)) if e.port == Some(2)),
+        "{next:?}"
+    );
+    hub.close();
+    let mut rest = 0;
+    while f.next().await.is_some() {
+        rest += 1;
+    }
+    assert!(rest < CHANNEL, "ends once closed");
+}
