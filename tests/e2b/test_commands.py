@@ -96,10 +96,8 @@ def test_stream_input_feeds_stdin_in_order(sandbox):
 
 
 def test_close_stdin_ends_the_input(sandbox):
-    # The daemon's envd serves CloseStdin (envd 0.5.2); the SDK refuses to
-    # send it below the advertised 0.5.2, so the test lifts its gate.
-    if sandbox._envd_version < Version("0.5.2"):
-        sandbox.commands._envd_version = Version("0.5.2")
+    # The daemon advertises envd 0.5.7, so the SDK sends CloseStdin (0.5.2).
+    assert sandbox._envd_version >= Version("0.5.2")
     h = sandbox.commands.run("cat; echo closed", background=True, stdin=True)
     h.send_stdin(b"abc")
     h.close_stdin()

@@ -200,9 +200,11 @@ def test_octet_stream_gzip_and_chunked_uploads(sandbox):
     )
     assert bad.status_code == 400
     assert sandbox.files.exists("/tmp/up/bad") is False
-    # The SDK's own octet-stream path, when the advertised version has it.
+    # The SDK's own octet-stream path (advertised envd 0.5.7), plain and gzip.
     sandbox.files.write("/tmp/up/sdk.txt", io.BytesIO(b"via sdk"), gzip=False)
     assert sandbox.files.read("/tmp/up/sdk.txt") == "via sdk"
+    sandbox.files.write("/tmp/up/sdk.gz.txt", io.BytesIO(b"via sdk gz"), gzip=True)
+    assert sandbox.files.read("/tmp/up/sdk.gz.txt") == "via sdk gz"
 
 
 def test_wrong_token_and_unknown_sandbox(sandbox):

@@ -18,7 +18,7 @@ from e2b import (
 
 from conftest import TIMEOUT, eventually
 
-ENVD_VERSION = "0.4.0"
+ENVD_VERSION = "0.5.7"
 
 
 def ids(paginator):

@@ -36,16 +36,11 @@ use bhatti_engine::engine::Engine;
 use self::error::ControlError;
 use crate::state::Shared;
 
-/// The envd version the control plane advertises (`envdVersion`). The
-/// SDK gates features on it (`e2b/envd/versions.py`): below 0.1.0 it
-/// refuses the sandbox, below 0.1.5 `get_metrics`, below 0.3.0 a
-/// command's `stdin` flag, below 0.4.0 it sends every command and file
-/// operation as the user `user` (which bhatti's images do not have)
-/// instead of leaving the default user to envd. 0.4.0 is the lowest
-/// version whose features the daemon's envd serves; the next gates are
-/// closing stdin (0.5.2), octet-stream uploads (0.5.7) and file metadata
-/// (0.6.2), bumped here when envd serves them.
-pub const ENVD_VERSION: &str = "0.4.0";
+/// The envd version the control plane advertises (`envdVersion`): the
+/// one whose features the daemon's envd serves ([`crate::e2b::envd`]).
+/// The SDK gates features on it (`e2b/envd/versions.py`); see there for
+/// why it is this version.
+pub use crate::e2b::envd::ENVD_VERSION;
 
 /// The control-plane routes (paths relative to `/e2b`).
 pub fn router<E: Engine>() -> Router<Shared<E>> {

@@ -1,18 +1,17 @@
 //! `filesystem.Filesystem`: Stat, ListDir, MakeDir, Move, Remove (unary)
 //! and the watchers ([`super::watch`]).
 //!
-//! Stat and ListDir use the agent's FILE_STAT and FILE_LS (stat follows
-//! symlinks; listings are lstat'ed); EntryInfo has no owner or group (the
-//! agent does not report them) and never marks symlinks. MakeDir, Move
-//! and Remove run `mkdir -p`, `mv` and `rm -rf` in the guest as the call's
-//! user; a failure's code is read from the tool's message (`No such
-//! file` → `not_found`, `Permission denied` → `permission_denied`, `File
-//! exists` → `already_exists`).
+//! Stat and ListDir use the agent's STAT2 and LS2 when it has them (owner
+//! and group names, symlinks with their targets); an older agent's
+//! FILE_STAT and FILE_LS give entries with no owner or group that never
+//! mark symlinks (stat follows them). MakeDir, Move
+//! and Remove need the agent's MKDIR, MOVE and REMOVE (protocol version
+//! 4); an older agent gets `unimplemented` — nothing is faked with tools
+//! run in the guest.
 //!
 //! Paths may be relative (to the user's home, [`super::users`]).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use axum::Extension;
 use axum::body::Bytes;
@@ -20,8 +19,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::post;
-use bhatti_agent::ErrorCode;
-use bhatti_engine::engine::{Engine, ExecOptions, FileInfo, SandboxId};
+use bhatti_engine::engine::{Engine, FileInfo, SandboxId};
 
 use super::connect::{self, Code, RpcError};
 use super::fs_pb::{
@@ -36,8 +34,6 @@ type Ext = Extension<std::sync::Arc<Agents>>;
 
 /// Most entries one ListDir returns.
 pub const MAX_ENTRIES: usize = 100_000;
-/// Longest a helper command (mkdir, mv, rm) may run.
-const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub fn routes<E: Engine>() -> axum::Router<Shared<E>> {
     axum::Router::new()
@@ -207,28 +203,17 @@ async fn list_dir<E: Engine>(
     connect::unary(&headers, run).await
 }
 
-/// Runs a helper tool in the guest as the call's user.
-async fn tool<E: Engine>(call: &Call<E>, eid: &SandboxId, argv: &[&str]) -> Result<(), RpcError> {
-    let mut opts = ExecOptions::new(argv.iter().copied()).timeout(TOOL_TIMEOUT);
-    opts.user.clone_from(&call.user);
-    opts.stdin = Some(Vec::new());
-    let r = call.st.engine.exec(eid, opts).await?;
-    if r.exit_code == 0 {
-        return Ok(());
-    }
-    let msg = String::from_utf8_lossy(&r.stderr).trim().to_owned();
-    let code = if msg.contains("No such file") {
-        Code::NotFound
-    } else if msg.contains("Permission denied") || msg.contains("Operation not permitted") {
-        Code::PermissionDenied
-    } else if msg.contains("File exists") {
-        Code::AlreadyExists
-    } else if msg.contains("Not a directory") || msg.contains("Directory not empty") {
-        Code::InvalidArgument
-    } else {
-        Code::Internal
-    };
-    Err(RpcError::new(code, format!("{}: {msg}", argv[0])))
+/// The error for an agent that lacks `feature` (a guest whose lohar is
+/// older than protocol version 4): the operation is refused, never faked
+/// with tools run in the guest.
+fn lacks(feature: &str) -> RpcError {
+    RpcError::new(
+        Code::Unimplemented,
+        format!(
+            "this sandbox's guest agent does not support {feature} (it needs agent protocol \
+             version 4); recreate the sandbox from a current image"
+        ),
+    )
 }
 
 async fn make_dir<E: Engine>(
@@ -260,21 +245,9 @@ async fn make_dir<E: Engine>(
                 Err(exists())
             };
         }
-        match call.st.engine.stat(&eid, &path).await {
-            Ok(_) => return Err(exists()),
-            Err(e) if not_found(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
-        tool(&call, &eid, &["mkdir", "-p", "--", &path]).await?;
-        Ok(EntryResponse {
-            entry: stat_entry(&call, &agents, &eid, &path).await?,
-        })
+        Err(lacks(feature::MKDIR))
     };
     connect::unary(&headers, run).await
-}
-
-fn not_found(e: &bhatti_engine::engine::EngineError) -> bool {
-    matches!(e, bhatti_engine::engine::EngineError::Agent(a) if a.agent_code() == Some(ErrorCode::NotFound))
 }
 
 async fn move_rpc<E: Engine>(
@@ -303,15 +276,7 @@ async fn move_rpc<E: Engine>(
                 entry: native::entry(&e),
             });
         }
-        stat_entry(&call, &agents, &eid, &from).await?;
-        let parent = to
-            .rsplit_once('/')
-            .map_or("/", |(p, _)| if p.is_empty() { "/" } else { p });
-        tool(&call, &eid, &["mkdir", "-p", "--", parent]).await?;
-        tool(&call, &eid, &["mv", "-f", "--", &from, &to]).await?;
-        Ok(EntryResponse {
-            entry: stat_entry(&call, &agents, &eid, &to).await?,
-        })
+        Err(lacks(feature::MOVE))
     };
     connect::unary(&headers, run).await
 }
@@ -356,8 +321,7 @@ async fn remove<E: Engine>(
                 _ => Ok(Empty {}),
             };
         }
-        tool(&call, &eid, &["rm", "-rf", "--", &path]).await?;
-        Ok(Empty {})
+        Err(lacks(feature::REMOVE))
     };
     connect::unary(&headers, run).await
 }

@@ -15,7 +15,9 @@
 //!   ([`poll`]: by comparing listings).
 //! - [`native`]: the agent's protocol-v4 requests (extended stat and
 //!   listing, mkdir, move, remove, signal, watch), used when the agent
-//!   lists them (`caps`), with fallbacks for older agents.
+//!   lists them (`caps`). An older agent gets plain stat and listings,
+//!   KILL for every signal and polled watches; mkdir, move and remove are
+//!   `unimplemented` for it (never faked with tools in the guest).
 //! - [`files`]: `GET`/`POST /files`, `GET /health`.
 //! - [`users`]: the guest user of a call (`Authorization: Basic` with
 //!   `user:`, or `?username=`) and relative paths (against its home).
@@ -24,7 +26,7 @@
 //! stream (background commands); the stream's `Connect-Timeout-Ms` is the
 //! command's timeout and SIGKILLs it; a process leaves the registry when it
 //! exits. [`ENVD_VERSION`] is the envd version whose features this envd
-//! serves; the SDK uses what the control plane's `envdVersion` allows.
+//! serves, and what the control plane advertises as `envdVersion`.
 
 pub mod connect;
 pub mod files;
@@ -55,11 +57,13 @@ use self::connect::{Code, RpcError};
 use super::SandboxAccessError;
 use crate::state::Shared;
 
-/// The envd version whose features this envd serves, for the control
-/// plane's `envdVersion` (the SDK gates features on it,
-/// `e2b/envd/versions.py`): no default user sent (0.4.0), the stdin flag
-/// (0.3.0), CloseStdin (0.5.2), octet-stream and gzip uploads (0.5.7);
-/// not file metadata (0.6.2, xattrs) nor watch entry info (0.6.3).
+/// The envd version whose features this envd serves, advertised by the
+/// control plane as `envdVersion` (the SDK gates features on it,
+/// `e2b/envd/versions.py`): below 0.1.0 it refuses the sandbox, below
+/// 0.4.0 it sends every call as the user `user` (bhatti's images have
+/// none); served: the stdin flag (0.3.0), no default user (0.4.0),
+/// CloseStdin (0.5.2), octet-stream and gzip uploads (0.5.7); not file
+/// metadata (0.6.2, xattrs) nor watch entry info (0.6.3), so not higher.
 pub const ENVD_VERSION: &str = "0.5.7";
 
 /// envd's routes.
