@@ -61,6 +61,7 @@ pub enum EventsError {
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = EventType)]
 pub enum Kind {
     Created,
     State,
