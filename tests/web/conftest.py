@@ -16,6 +16,7 @@ import tempfile
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMIUM = "/usr/bin/chromium"
@@ -94,4 +95,7 @@ def driver(downloads):
 
 @pytest.fixture(scope="session")
 def wait(driver):
-    return WebDriverWait(driver, WAIT, poll_frequency=0.25)
+    # The live list is rebuilt on every event: an element found a moment
+    # ago may be gone; look again.
+    return WebDriverWait(driver, WAIT, poll_frequency=0.25,
+                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))

@@ -26,6 +26,11 @@ def css(driver, sel):
     return driver.find_element(By.CSS_SELECTOR, sel)
 
 
+def click(wait, sel):
+    """Clicks `sel`, finding it again if the live list replaced it."""
+    wait.until(lambda d: css(d, sel).click() or True)
+
+
 def row(driver):
     return css(driver, f'tr[data-name="{NAME}"]')
 
@@ -172,8 +177,22 @@ def test_port_link_appears_and_opens(driver, wait, base, shots):
     link = f'tr[data-name="{NAME}"] a[data-port="8000"]'
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, link)))
     shot(driver, shots, "08-list-port")
-    driver.get(css(driver, link).get_attribute("href"))
+    driver.get(wait.until(lambda d: css(d, link).get_attribute("href")))
     wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "page-from-guest"))
+
+
+def test_session_attach_shows_scrollback(driver, wait, base, shots):
+    driver.get(f"{base}/ui/#/sb/{NAME}")
+    wait.until(EC.element_to_be_clickable((By.ID, "sessions-show"))).click()
+    try:
+        attach = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, '#sessions a[aria-label^="Attach"]')))
+    except Exception:
+        print("sessions:", css(driver, "#sessions").get_attribute("innerHTML"))
+        raise
+    shot(driver, shots, "09-detail-sessions")
+    attach.click()
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, '#terminal[data-state="connected"]')))
+    wait.until(lambda d: "scroll-42" in term_lines(d))
 
 
 def confirm(driver, wait):
@@ -184,20 +203,20 @@ def confirm(driver, wait):
 def test_stop_and_start(driver, wait, base, shots):
     driver.get(f"{base}/ui/#/")
     wait.until(lambda d: "running" in row(d).text)
-    css(driver, f'tr[data-name="{NAME}"] [data-action="stop"]').click()
-    shot(driver, shots, "09-confirm-stop")
+    click(wait, f'tr[data-name="{NAME}"] [data-action="stop"]')
+    shot(driver, shots, "10-confirm-stop")
     confirm(driver, wait)
     wait.until(lambda d: "stopped" in row(d).text)
-    css(driver, f'tr[data-name="{NAME}"] [data-action="start"]').click()
+    click(wait, f'tr[data-name="{NAME}"] [data-action="start"]')
     wait.until(lambda d: "running" in row(d).text)
-    shot(driver, shots, "10-list-restarted")
+    shot(driver, shots, "11-list-restarted")
 
 
 def test_resources_page(driver, wait, base, shots):
     driver.get(f"{base}/ui/#/resources")
     for name in ("snapshots", "templates", "volumes", "secrets"):
         wait.until(lambda d: css(d, f"#res-{name}").text not in ("", "Loading…"))
-    shot(driver, shots, "11-resources")
+    shot(driver, shots, "12-resources")
 
 
 def test_theme_toggle_and_phone(driver, wait, base, shots):
@@ -207,13 +226,13 @@ def test_theme_toggle_and_phone(driver, wait, base, shots):
     assert driver.execute_script("return document.documentElement.dataset.theme") == "dark"
     driver.set_window_size(390, 844)
     wait.until(lambda d: "running" in row(d).text)
-    shot(driver, shots, "12-phone-dark")
+    shot(driver, shots, "13-phone-dark")
     css(driver, "#theme").click()
     driver.set_window_size(1200, 900)
 
 
 def test_destroy(driver, wait, shots):
-    css(driver, f'tr[data-name="{NAME}"] [data-action="destroy"]').click()
+    click(wait, f'tr[data-name="{NAME}"] [data-action="destroy"]')
     confirm(driver, wait)
     wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, f'tr[data-name="{NAME}"]'))
-    shot(driver, shots, "13-list-empty")
+    shot(driver, shots, "14-list-empty")

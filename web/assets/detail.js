@@ -34,7 +34,9 @@ function info(sb, refresh) {
 
 function statsCard(id) {
   const body = h("div", { id: "stats" }, "…");
+  let unsupported = false;
   const load = async () => {
+    if (unsupported) return;
     try {
       const s = await api("GET", `/sandboxes/${enc(id)}/stats`);
       body.replaceChildren(h("dl", { class: "kv" },
@@ -43,8 +45,10 @@ function statsCard(id) {
         row("Disk used", bytes(s.disk_used_bytes)),
         row("Thermal", s.thermal), row("Sampled", s.sampled_at)));
     } catch (e) {
+      // A 404 naming no route: a daemon without the stats route.
+      unsupported = e.status === 405 || (e.status === 404 && /no route/.test(e.message));
       body.replaceChildren(h("p", { class: "muted" },
-        e.status === 404 || e.status === 405 ? "This daemon does not report usage." : `Usage: ${e.message}`));
+        unsupported ? "This daemon does not report usage." : `Usage: ${e.message}`));
     }
   };
   load();
@@ -59,7 +63,7 @@ function sessionsCard(id) {
       const list = await api("GET", `/sandboxes/${enc(id)}/sessions`);
       if (!list.length) return body.replaceChildren(h("p", { class: "muted" }, "No sessions."));
       body.replaceChildren(h("ul", { class: "plain" }, list.map((s) => h("li", {},
-        h("code", {}, s.session_id), " ", (s.argv || []).join(" ").slice(0, 60), " ",
+        h("code", {}, s.session_id), " ", (Array.isArray(s.argv) ? s.argv.join(" ") : String(s.argv ?? "")).slice(0, 60), " ",
         h("span", { class: "muted" }, s.running ? (s.attached ? "running, attached" : "running") : `ended (${s.exit_code})`), " ",
         s.tty && s.running ? h("a", { class: "button", href: sbHref(id, `/term?session=${enc(s.session_id)}`), "aria-label": `Attach to session ${s.session_id}` }, "Attach") : null,
         s.running ? h("button", { type: "button", "aria-label": `Kill session ${s.session_id}`, onclick: async () => {
@@ -73,7 +77,7 @@ function sessionsCard(id) {
   return h("section", { class: "card", "aria-labelledby": "sessions-title" },
     h("h2", { id: "sessions-title" }, "Sessions"),
     h("div", { class: "row" },
-      h("button", { type: "button", onclick: load }, "Show sessions"),
+      h("button", { type: "button", id: "sessions-show", onclick: load }, "Show sessions"),
       h("a", { class: "button", href: sbHref(id, "/term?new=1") }, "New shell")),
     body);
 }
@@ -173,7 +177,9 @@ export function detailPage(id) {
     if (ev && ev.sandbox && ev.sandbox.id !== id && ev.sandbox.name !== id) return;
     refresh();
     if (ev && (ev.type === "port_opened" || ev.type === "port_closed")) ports.load(false);
-    if (!ev && ++tick % 5 === 0) { stats.load(); ports.load(false); }
+    if (!ev && ++tick % 5 === 0) ports.load(false);
   }, () => {});
-  return () => { stop(); document.title = "bhatti"; };
+  // Usage changes without events: sampled every 5 s while the page is shown.
+  const sampler = setInterval(() => { if (!document.hidden) stats.load(); }, 5000);
+  return () => { stop(); clearInterval(sampler); document.title = "bhatti"; };
 }
