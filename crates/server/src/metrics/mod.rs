@@ -4,7 +4,7 @@
 //!
 //! | metric | type | labels |
 //! |--------|------|--------|
-//! | `bhatti_http_requests_total` | counter | `method`, `route` (the matched route template, e.g. `/sandboxes/{id}/exec`; `unmatched` for unknown paths), `status` |
+//! | `bhatti_http_requests_total` | counter | `method`, `route` (the matched route template, e.g. `/sandboxes/{id}/exec`; `/e2b/*` for the E2B face; `unmatched` for unknown paths), `status` |
 //! | `bhatti_http_request_duration_seconds` | histogram | `method`, `route`, `class` (`2xx`…`5xx`): until the response head (a stream's body is not counted) |
 //! | `bhatti_sandbox_create_duration_seconds` | histogram | `source` (`boot`, `snapshot`): successful creates, request to usable |
 //! | `bhatti_sandbox_wake_duration_seconds` | histogram | `from` (`warm`, `cold`, `stopped`): wakes that had work to do |
@@ -230,10 +230,7 @@ impl Metrics {
 pub async fn track<E: Engine>(State(st): State<Shared<E>>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let route = route_of(&req);
     let resp = next.run(req).await;
     st.metrics
         .request(&method, &route, resp.status().as_u16(), start.elapsed());
@@ -249,6 +246,22 @@ pub fn wake_from(state: bhatti_engine::state::SandboxState) -> Option<&'static s
         S::Cold => Some("cold"),
         S::Stopped => Some("stopped"),
         S::Hot | S::Destroyed => None,
+    }
+}
+
+/// The `route` label of a request: its matched route template. Nested
+/// services set none: the E2B face counts as one route, `/e2b/*`; any
+/// other path matched no route (`unmatched`; never the raw path, which
+/// would make a label per URL).
+fn route_of(req: &Request) -> String {
+    if let Some(m) = req.extensions().get::<MatchedPath>() {
+        return m.as_str().to_owned();
+    }
+    let path = req.uri().path();
+    if path == "/e2b" || path.starts_with("/e2b/") {
+        "/e2b/*".to_owned()
+    } else {
+        "unmatched".to_owned()
     }
 }
 

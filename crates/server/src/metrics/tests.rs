@@ -45,6 +45,35 @@ fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<Value> {
         .map(|x| x.value.clone())
 }
 
+#[tokio::test]
+async fn requests_are_labelled_by_route_template_never_by_raw_path() {
+    use axum::Router;
+    use axum::routing::get;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let app = Router::new()
+        .route("/sandboxes/{id}", get(|| async { "ok" }))
+        .nest_service("/e2b", get(|| async { "e2b" }))
+        .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
+        .layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| {
+                s2.lock().expect("lock").push(route_of(&req));
+                next.run(req)
+            },
+        ));
+    for uri in ["/sandboxes/web", "/e2b/sandboxes/x", "/nothing/here"] {
+        let req = axum::http::Request::builder()
+            .uri(uri)
+            .body(axum::body::Body::empty())
+            .expect("request");
+        tower::ServiceExt::oneshot(app.clone(), req)
+            .await
+            .expect("call");
+    }
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(seen, ["/sandboxes/{id}", "/e2b/*", "unmatched"]);
+}
+
 #[test]
 fn renders_what_was_recorded_in_the_prometheus_text_format() {
     let m = Metrics::new();
