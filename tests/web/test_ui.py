@@ -144,6 +144,8 @@ def test_files_upload_view_download(driver, wait, base, shots, downloads, tmp_pa
     path.clear()
     path.send_keys("/tmp\n")
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#files-list table")))
+    # Usage, where the daemon serves GET /sandboxes/ID/stats.
+    wait.until(lambda d: any(t in css(d, "#stats").text for t in ("Disk used", "does not report usage")))
     local = tmp_path / "hello-web.txt"
     content = "uploaded from the browser\nline 2\n"
     local.write_text(content)

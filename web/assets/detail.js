@@ -7,7 +7,7 @@
 // a cooled sandbox transparently), so those load when asked.
 
 import { api, raw, enc, h, lines, live, bytes } from "./api.js";
-import { say, mount, sbHref } from "./ui.js";
+import { say, mount, sbHref, setLive } from "./ui.js";
 import { actions, portLinks } from "./list.js";
 import { filesCard } from "./files.js";
 
@@ -178,7 +178,7 @@ export function detailPage(id) {
     refresh();
     if (ev && (ev.type === "port_opened" || ev.type === "port_closed")) ports.load(false);
     if (!ev && ++tick % 5 === 0) ports.load(false);
-  }, () => {});
+  }, setLive);
   // Usage changes without events: sampled every 5 s while the page is shown.
   const sampler = setInterval(() => { if (!document.hidden) stats.load(); }, 5000);
   return () => { stop(); clearInterval(sampler); document.title = "bhatti"; };

@@ -2,7 +2,7 @@
 // stop/start/destroy actions with a confirmation.
 
 import { api, live, h, enc } from "./api.js";
-import { say, mount, confirmDialog, sbHref } from "./ui.js";
+import { say, mount, confirmDialog, sbHref, setLive } from "./ui.js";
 
 /** Runs a sandbox action from a button; refreshes with `done`. */
 export async function act(id, name, what, done) {
@@ -160,7 +160,6 @@ export function listPage() {
     h("h2", { id: "list-title", class: "sr-only" }, "List"), holder),
   h("section", { class: "card", "aria-labelledby": "events-title" },
     h("h2", { id: "events-title" }, "Recent events"), logNote, log));
-  const mode = document.getElementById("live");
   const stop = live((ev) => {
     refresh();
     if (ev && ev.sandbox) {
@@ -172,8 +171,7 @@ export function listPage() {
       logNote.hidden = true;
     }
   }, (m) => {
-    mode.textContent = m === "events" ? "● live" : "○ polling";
-    mode.title = m === "events" ? "Updated by the daemon's event stream" : "Updated by polling every 3 s";
+    setLive(m);
     if (m !== "events") logNote.textContent = "This daemon sends no events: the list is polled.";
   });
   return stop;

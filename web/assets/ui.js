@@ -46,3 +46,10 @@ export function isDark() {
   return matchMedia("(prefers-color-scheme: dark)").matches;
 }
 
+
+/** Shows in the header how lists stay up to date: "events" or "polling". */
+export function setLive(mode) {
+  const el = document.getElementById("live");
+  el.textContent = mode === "events" ? "● live" : "○ polling";
+  el.title = mode === "events" ? "Updated by the daemon's event stream" : "Updated by polling every 3 s";
+}
