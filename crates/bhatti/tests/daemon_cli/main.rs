@@ -3,7 +3,7 @@
 //! network namespace), a user from `bhatti user create --json`, then the
 //! client commands as real processes, their `--json` output parsed, exit
 //! codes and streams checked, and `shell` driven through a pseudo-terminal.
-//! The trials live in [`exec`], [`images`], [`images_registry`], [`resources`], [`shell`], [`users`] and [`v1`] (a
+//! The trials live in [`events`], [`exec`], [`images`], [`images_registry`], [`resources`], [`shell`], [`users`] and [`v1`] (a
 //! v1 user: the daemon runs from a v1 config file, the client reads a v1
 //! `~/.bhatti/config.yaml`, v1 flags and output).
 //!
@@ -11,6 +11,7 @@
 //! iproute2 or the guest images (`cargo xtask images`): the checks are
 //! `bhatti-testkit`'s.
 
+mod events;
 mod exec;
 mod images;
 mod images_registry;
@@ -40,7 +41,7 @@ type Body = fn(&Daemon) -> Result<(), String>;
 
 fn main() {
     let args = Arguments::from_args();
-    let tests: [(&str, Body); 11] = [
+    let tests: [(&str, Body); 12] = [
         ("lifecycle_exec_and_json", exec::lifecycle_exec_and_json),
         ("exec_output_is_live", exec::exec_output_is_live),
         (
@@ -59,6 +60,7 @@ fn main() {
         ("user_flags", users::user_flags),
         ("ttl_and_label_flags", lifetime::ttl_and_label_flags),
         ("snapshot_commands", snapshots::snapshot_commands),
+        ("events_command", events::events_command),
         ("image_commands", images::image_commands),
         (
             "image_import_from_registry",
