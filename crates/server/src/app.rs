@@ -3,8 +3,10 @@
 //!
 //! 1. request id (`x-request-id`, taken from the client or made here) and
 //!    a tracing span per request carrying it;
-//! 2. published-port routing by `Host` (`<alias>-<tag>.<public domain>` goes to
-//!    the sandbox's port with no API key; see [`crate::routes::publish`]);
+//! 2. per-sandbox E2B hosts (`<port>-<sandbox id>.<domain>` go to the E2B
+//!    face, [`crate::e2b::hosts`]), then published-port routing by `Host`
+//!    (`<alias>-<tag>.<public domain>` goes to the sandbox's port with no
+//!    API key; see [`crate::routes::publish`]);
 //! 3. the JSON body limit (1 MiB; file uploads check their own);
 //! 4. on user routes: authentication (Bearer key; `?token=`, percent-decoded,
 //!    only on a WebSocket upgrade or an event stream — browsers set no
@@ -56,16 +58,25 @@ pub fn router<E: Engine>(state: Shared<E>) -> Router {
     }
     let private = private.route_layer(middleware::from_fn_with_state(state.clone(), auth::<E>));
     let request_id = axum::http::HeaderName::from_static("x-request-id");
+    let e2b = crate::e2b::service(state.clone());
+    let signed = axum::routing::get(crate::e2b::signed::files::<E>)
+        .post(crate::e2b::signed::files::<E>)
+        .with_state((state.clone(), e2b.clone()));
     public
         .merge(private)
         .merge(crate::ui::router())
-        .nest_service("/e2b", crate::e2b::service(state.clone()))
+        .nest_service("/e2b", e2b.clone())
+        .route_service("/files", signed)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::routes::publish::host_routing::<E>,
+        ))
+        .layer(middleware::from_fn_with_state(
+            (state.clone(), e2b),
+            crate::e2b::hosts::route::<E>,
         ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {

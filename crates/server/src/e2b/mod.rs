@@ -10,7 +10,10 @@
 //! | `E2b-Sandbox-Id`, port 49983 (envd)   | the in-daemon envd ([`envd`]): Connect-JSON RPCs, `/files`, `/health`, with the sandbox's `X-Access-Token` |
 //! | `E2b-Sandbox-Id`, another port        | that port in the guest ([`control::ports`]) |
 //!
-//! The port comes from `E2b-Sandbox-Port` (absent: envd).
+//! The port comes from `E2b-Sandbox-Port` (absent: envd). Two more ways
+//! in, for what the SDK builds without `/e2b`: per-sandbox hosts
+//! `<port>-<id>.<domain>` ([`hosts`]) and signed file URLs at `/files`
+//! ([`signed`]); both end in the same face.
 //!
 //! There is no envd process in the guest: the daemon answers envd's
 //! RPCs itself over the lohar agent protocol, so every bhatti image (and
@@ -21,6 +24,8 @@
 
 pub mod control;
 pub mod envd;
+pub mod hosts;
+pub mod signed;
 
 use axum::Router;
 use axum::extract::Request;

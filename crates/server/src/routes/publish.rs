@@ -98,7 +98,7 @@ impl<E> AppState<E> {
         }
     }
 
-    fn domain(&self) -> &str {
+    pub(crate) fn domain(&self) -> &str {
         self.settings
             .public_domain
             .as_deref()
