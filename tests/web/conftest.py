@@ -87,6 +87,8 @@ def driver(downloads):
         "download.prompt_for_download": False,
         "safebrowsing.enabled": False,
     })
+    # The console is read by the last test (script errors, CSP violations).
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     d = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
     d.set_page_load_timeout(WAIT)
     yield d

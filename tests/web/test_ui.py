@@ -238,3 +238,11 @@ def test_destroy(driver, wait, shots):
     confirm(driver, wait)
     wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, f'tr[data-name="{NAME}"]'))
     shot(driver, shots, "14-list-empty")
+
+
+def test_no_script_errors_or_policy_violations(driver):
+    """Nothing the UI did threw, and nothing broke its Content Security
+    Policy (which allows this origin only: no CDN, nothing from outside)."""
+    bad = [e["message"] for e in driver.get_log("browser")
+           if "Uncaught" in e["message"] or "Content Security Policy" in e["message"]]
+    assert not bad, bad

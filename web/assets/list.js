@@ -90,7 +90,7 @@ function createForm(refresh) {
   const form = h("form", { id: "create-form", class: "card create", "aria-labelledby": "create-title" },
     h("h2", { id: "create-title" }, "New sandbox"),
     h("div", { class: "fields" },
-      h("label", { for: "c-name" }, "Name", h("input", { id: "c-name", name: "name", placeholder: "generated", pattern: "[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}", autocomplete: "off", spellcheck: "false" })),
+      h("label", { for: "c-name" }, "Name", h("input", { id: "c-name", name: "name", placeholder: "generated", pattern: "[a-zA-Z0-9][a-zA-Z0-9._\\-]{0,62}", autocomplete: "off", spellcheck: "false" })),
       h("label", { for: "c-image" }, "Image", image),
       h("label", { for: "c-template" }, "Template", tpl),
       h("label", { for: "c-volume" }, "Volume (optional)", h("input", { id: "c-volume", name: "volume", list: "c-volumes", placeholder: "none", autocomplete: "off" })),

@@ -73,6 +73,12 @@ export function termPage(id, q) {
   const send = (data) => {
     if (conn.ws && conn.ws.readyState === WebSocket.OPEN) conn.ws.send(data);
   };
+  // Tab belongs to the shell; F6 leaves the terminal for the page's controls.
+  term.attachCustomKeyEventHandler((e) => {
+    if (e.key !== "F6") return true;
+    if (e.type === "keydown") document.querySelector(".termbar a").focus();
+    return false;
+  });
   term.onData((d) => send(encoder.encode(d)));
   term.onBinary((d) => send(Uint8Array.from(d, (c) => c.charCodeAt(0))));
   term.onResize(({ rows, cols }) => send(JSON.stringify({ type: "resize", rows, cols })));
