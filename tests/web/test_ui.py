@@ -3,17 +3,21 @@ last one's page and sandbox): log in, create a sandbox, the terminal
 (echo, resize and `stty size`, scrollback after a reload, a dropped
 connection reattached), files (upload,
 view, download), exec, a port link that appears when the guest listens
-(and opens the guest's page), stop and start, the resource lists, destroy. Each
+(and opens the guest's page), stop and start, the resource lists, destroy,
+a create from a template with a new volume. Each
 page's screenshot is saved. Every wait is a WebDriverWait on what the
 page shows, never a fixed sleep.
 """
 
+import json
 import os
 import re
+import urllib.request
 
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import Select
 
 NAME = "webui"
 
@@ -238,6 +242,30 @@ def test_destroy(driver, wait, shots):
     confirm(driver, wait)
     wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, f'tr[data-name="{NAME}"]'))
     shot(driver, shots, "14-list-empty")
+
+
+def test_create_from_template_with_volume(driver, wait, base, api_key, shots):
+    req = urllib.request.Request(
+        f"{base}/templates", method="POST", data=json.dumps({"name": "webtpl", "memory_mb": 256}).encode(),
+        headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"})
+    # Straight to the daemon on loopback, whatever proxy the environment names.
+    urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req).read()
+    driver.get(f"{base}/ui/#/")
+    driver.refresh()
+    wait.until(lambda d: [o.text for o in d.find_elements(By.CSS_SELECTOR, "#c-template option")].count("webtpl") == 1)
+    Select(css(driver, "#c-template")).select_by_visible_text("webtpl")
+    css(driver, "#c-name").send_keys("webvol")
+    css(driver, "#c-volume").send_keys("webdata")
+    css(driver, "#create-form button[type=submit]").click()
+    sel = 'tr[data-name="webvol"]'
+    wait.until(lambda d: "running" in css(d, sel).text and "256 MB" in css(d, sel).text)
+    click(wait, f'{sel} [data-action="destroy"]')
+    confirm(driver, wait)
+    wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, sel))
+    # The volume outlives its sandbox.
+    driver.get(f"{base}/ui/#/resources")
+    wait.until(EC.text_to_be_present_in_element((By.ID, "res-volumes"), "webdata"))
+    wait.until(EC.text_to_be_present_in_element((By.ID, "res-templates"), "webtpl"))
 
 
 def test_no_script_errors_or_policy_violations(driver):
