@@ -225,6 +225,26 @@ def test_resources_page(driver, wait, base, shots):
     shot(driver, shots, "12-resources")
 
 
+UNNAMED = """
+const named = (el) => (el.labels && el.labels.length) || el.getAttribute("aria-label")
+  || el.getAttribute("aria-labelledby") || (el.textContent || "").trim() || el.title;
+return [...document.querySelectorAll("input, select, textarea, button, a[href]")]
+  .filter((el) => !el.closest(".xterm") && el.offsetParent !== null && !named(el))
+  .map((el) => el.outerHTML.slice(0, 120));
+"""
+
+
+def test_every_control_has_a_name(driver, wait, base):
+    """Screen readers: every visible form control, button and link of the
+    list and a sandbox's page has a label or a name."""
+    driver.get(f"{base}/ui/#/")
+    wait.until(lambda d: "running" in row(d).text)
+    assert driver.execute_script(UNNAMED) == []
+    driver.get(f"{base}/ui/#/sb/{NAME}")
+    wait.until(EC.presence_of_element_located((By.ID, "sb-state")))
+    assert driver.execute_script(UNNAMED) == []
+
+
 def test_theme_toggle_and_phone(driver, wait, base, shots):
     driver.get(f"{base}/ui/#/")
     wait.until(lambda d: "running" in row(d).text)
