@@ -157,8 +157,14 @@ def test_pause_then_connect_resumes(sandbox):
     assert datetime.timedelta(seconds=TIMEOUT - 120) < left
 
 
-def test_metrics_are_an_empty_list(sandbox):
-    assert sandbox.get_metrics() == []
+def test_metrics_are_one_sample_of_now(sandbox):
+    info = sandbox.get_info()
+    [m] = sandbox.get_metrics()
+    assert m.cpu_count == info.cpu_count
+    assert m.mem_total == info.memory_mb * 1024 * 1024
+    assert 0 < m.mem_used  # the VMM's resident memory: it is running
+    assert 0 <= m.cpu_used_pct
+    assert 0 < m.disk_used and 0 < m.disk_total
 
 
 def test_unknown_template_is_refused():

@@ -66,8 +66,10 @@ def test_v1_create_list_resume_and_refresh(api):
         assert r.status_code == 200, r.text
         # A connect never shortens the timeout.
         assert api.get(f"/sandboxes/{sid}").json()["endAt"] == detail["endAt"]
-        assert api.get(f"/sandboxes/{sid}/metrics").json() == []
-        assert api.get("/sandboxes/metrics").json() == {"sandboxes": {}}
+        [m] = api.get(f"/sandboxes/{sid}/metrics").json()
+        assert m["cpuCount"] >= 1 and m["memTotal"] > 0, m
+        many = api.get("/sandboxes/metrics", params={"sandbox_ids": f"{sid},sb-0"})
+        assert list(many.json()["sandboxes"]) == [sid], many.text
         assert api.delete(f"/sandboxes/{sid}").status_code == 204
         error(api.delete(f"/sandboxes/{sid}"), 404)
     finally:

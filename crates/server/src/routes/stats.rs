@@ -84,8 +84,16 @@ async fn stats<E: Engine>(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<SandboxStats>> {
     let sb = st.find(&u, &id)?;
-    let usage = match vmm_pid(&st, &sb).await {
-        Some(pid) => vmm_usage(&st, &sb.id, pid).await,
+    Ok(Json(sample(&st, &sb).await?))
+}
+
+/// What sandbox `sb` uses now (does not wake it).
+pub async fn sample<E: Engine>(
+    st: &Shared<E>,
+    sb: &bhatti_store::sandboxes::Sandbox,
+) -> Result<SandboxStats, bhatti_store::StoreError> {
+    let usage = match vmm_pid(st, sb).await {
+        Some(pid) => vmm_usage(st, &sb.id, pid).await,
         None => None,
     };
     if usage.is_none() {
@@ -98,7 +106,7 @@ async fn stats<E: Engine>(
         .unwrap_or(0);
     // The state now (the row may lag the engine by a mirror step).
     let sb = st.store.sandbox_by_id(&sb.id)?;
-    Ok(Json(SandboxStats {
+    Ok(SandboxStats {
         cpu_percent,
         memory_bytes,
         memory_mb: sb.memory_mb,
@@ -106,5 +114,5 @@ async fn stats<E: Engine>(
         status: sb.status.as_str().to_owned(),
         thermal: sb.thermal.as_str().to_owned(),
         sampled_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-    }))
+    })
 }

@@ -15,7 +15,7 @@
 //! | `POST /sandboxes/{id}/pause` | stop (204; 409 when paused) |
 //! | `POST /sandboxes/{id}/resume` | start (201; 409 when running) |
 //! | `POST /sandboxes/{id}/connect`, `POST /v2/sandboxes/{id}/connect` | 200 when running, else start, 201 |
-//! | `GET /sandboxes/{id}/metrics`, `GET /sandboxes/metrics` | no samples yet |
+//! | `GET /sandboxes/{id}/metrics`, `GET /sandboxes/metrics` | one sample taken now ([`metrics`]) |
 //!
 //! Sandbox ids are bhatti's. Snapshots, forks, templates builds, volumes,
 //! logs and network updates of E2B are not served (404).
@@ -23,6 +23,7 @@
 pub mod auth;
 pub mod error;
 pub mod list;
+pub mod metrics;
 pub mod model;
 pub mod ports;
 pub mod sandboxes;
@@ -48,7 +49,7 @@ pub fn router<E: Engine>() -> Router<Shared<E>> {
     Router::new()
         .route("/sandboxes", post(s::create::<E>).get(s::list_v1::<E>))
         .route("/v2/sandboxes", post(s::create::<E>).get(s::list_v2::<E>))
-        .route("/sandboxes/metrics", get(s::metrics_all))
+        .route("/sandboxes/metrics", get(metrics::many::<E>))
         .route("/sandboxes/{id}", get(s::get::<E>).delete(s::kill::<E>))
         .route("/sandboxes/{id}/timeout", post(s::timeout::<E>))
         .route("/sandboxes/{id}/refreshes", post(s::refresh::<E>))
@@ -56,7 +57,7 @@ pub fn router<E: Engine>() -> Router<Shared<E>> {
         .route("/sandboxes/{id}/resume", post(s::resume::<E>))
         .route("/sandboxes/{id}/connect", post(s::connect::<E>))
         .route("/v2/sandboxes/{id}/connect", post(s::connect::<E>))
-        .route("/sandboxes/{id}/metrics", get(s::metrics::<E>))
+        .route("/sandboxes/{id}/metrics", get(metrics::one::<E>))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -146,7 +146,7 @@ fn template_of<E>(st: &Shared<E>, sb: &Sandbox) -> (String, Option<String>) {
 }
 
 /// The root disk's size in MB (see the module docs).
-fn disk_mb(sb: &Sandbox) -> u64 {
+pub fn disk_mb(sb: &Sandbox) -> u64 {
     if let Some(mb) = sb
         .spec
         .get("disk_size_mb")

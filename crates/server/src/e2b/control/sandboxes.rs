@@ -45,7 +45,7 @@ fn body<T: DeserializeOwned + Default>(bytes: &Bytes) -> ControlResult<T> {
 }
 
 /// The caller's sandbox `id` (another user's is not found).
-fn find<E: Engine>(st: &Shared<E>, user: &User, id: &str) -> ControlResult<Sandbox> {
+pub(super) fn find<E: Engine>(st: &Shared<E>, user: &User, id: &str) -> ControlResult<Sandbox> {
     match st.find(user, id) {
         Ok(sb) => Ok(sb),
         Err(crate::service::ServiceError::Store(StoreError::NotFound(_))) => Err(
@@ -292,20 +292,4 @@ async fn wake<E: Engine>(
     let sb = st.start_sandbox(sb).await?;
     set_timeout(st, &sb, timeout, on_expire)?;
     Ok(st.store.sandbox_by_id(&sb.id)?)
-}
-
-/// `GET /sandboxes/{id}/metrics`: bhatti keeps no metrics yet, so the
-/// list is empty (what E2B answers for a sandbox with no samples).
-pub async fn metrics<E: Engine>(
-    State(st): State<Shared<E>>,
-    Caller(user): Caller,
-    Path(id): Path<String>,
-) -> ControlResult<Json<Vec<serde_json::Value>>> {
-    find(&st, &user, &id)?;
-    Ok(Json(Vec::new()))
-}
-
-/// `GET /sandboxes/metrics`: no samples for any sandbox.
-pub async fn metrics_all(Caller(_): Caller) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "sandboxes": {} }))
 }
