@@ -201,6 +201,28 @@ def test_session_attach_shows_scrollback(driver, wait, base, shots):
     wait.until(lambda d: "scroll-42" in term_lines(d))
 
 
+def test_two_windows_do_not_fight_over_a_session(driver, wait, shots):
+    first = driver.current_window_handle
+    url = driver.current_url
+    driver.switch_to.new_window("tab")
+    driver.get(url)
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, '#terminal[data-state="connected"]')))
+    driver.switch_to.window(first)
+    # Detached by the second window, the first asks instead of taking the
+    # session back.
+    wait.until(EC.visibility_of_element_located((By.ID, "term-again")))
+    shot(driver, shots, "10-terminal-displaced")
+    driver.switch_to.window(driver.window_handles[-1])
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, '#terminal[data-state="connected"]')))
+    type_in_terminal(driver, "echo two-$((1+1))\n")
+    wait.until(lambda d: "two-2" in term_lines(d))
+    driver.close()
+    driver.switch_to.window(first)
+    css(driver, "#term-again").click()
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, '#terminal[data-state="connected"]')))
+    wait.until(lambda d: "two-2" in term_lines(d))
+
+
 def confirm(driver, wait):
     ok = wait.until(EC.element_to_be_clickable((By.ID, "confirm-ok")))
     ok.click()
@@ -210,19 +232,19 @@ def test_stop_and_start(driver, wait, base, shots):
     driver.get(f"{base}/ui/#/")
     wait.until(lambda d: "running" in row(d).text)
     click(wait, f'tr[data-name="{NAME}"] [data-action="stop"]')
-    shot(driver, shots, "10-confirm-stop")
+    shot(driver, shots, "11-confirm-stop")
     confirm(driver, wait)
     wait.until(lambda d: "stopped" in row(d).text)
     click(wait, f'tr[data-name="{NAME}"] [data-action="start"]')
     wait.until(lambda d: "running" in row(d).text)
-    shot(driver, shots, "11-list-restarted")
+    shot(driver, shots, "12-list-restarted")
 
 
 def test_resources_page(driver, wait, base, shots):
     driver.get(f"{base}/ui/#/resources")
     for name in ("snapshots", "templates", "volumes", "secrets"):
         wait.until(lambda d: css(d, f"#res-{name}").text not in ("", "Loading…"))
-    shot(driver, shots, "12-resources")
+    shot(driver, shots, "13-resources")
 
 
 UNNAMED = """
@@ -252,7 +274,7 @@ def test_theme_toggle_and_phone(driver, wait, base, shots):
     assert driver.execute_script("return document.documentElement.dataset.theme") == "dark"
     driver.set_window_size(390, 844)
     wait.until(lambda d: "running" in row(d).text)
-    shot(driver, shots, "13-phone-dark")
+    shot(driver, shots, "14-phone-dark")
     css(driver, "#theme").click()
     driver.set_window_size(1200, 900)
 
@@ -261,7 +283,7 @@ def test_destroy(driver, wait, shots):
     click(wait, f'tr[data-name="{NAME}"] [data-action="destroy"]')
     confirm(driver, wait)
     wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, f'tr[data-name="{NAME}"]'))
-    shot(driver, shots, "14-list-empty")
+    shot(driver, shots, "15-list-empty")
 
 
 def test_create_from_template_with_volume(driver, wait, base, api_key, shots):

@@ -4,7 +4,9 @@
 // resize of the terminal (it fits its box, which follows the window). A
 // dropped connection is reattached to the same session on its own (with
 // backoff; the daemon replays the scrollback, so the screen is reset
-// first); an ended shell offers a new one. window.bhattiTerm is the
+// first); a window displaced by another that attached the same session
+// (exit code -1) does not take it back on its own (Reconnect does); an
+// ended shell offers a new one. window.bhattiTerm is the
 // Terminal (tests read its buffer), window.bhattiTermText() its text,
 // window.bhattiTermSocket() the WebSocket of the moment.
 
@@ -12,6 +14,9 @@ import { Terminal } from "./vendor/xterm.mjs";
 import { FitAddon } from "./vendor/addon-fit.mjs";
 import { api, key, enc, h } from "./api.js";
 import { say, mount, sbHref, isDark } from "./ui.js";
+
+/** The exit code of a client displaced by another attach (lohar's DISPLACED_EXIT). */
+const DISPLACED = -1;
 
 const themes = {
   dark: { background: "#14161a", foreground: "#e6e6e6", cursor: "#f0c674", selectionBackground: "#44475a" },
@@ -37,14 +42,15 @@ function text(term) {
 
 export function termPage(id, q) {
   const state = h("span", { class: "conn", role: "status", "aria-live": "polite" }, "connecting…");
-  const newBtn = h("button", { type: "button", hidden: true }, "New shell");
+  const newBtn = h("button", { type: "button", id: "term-new", hidden: true }, "New shell");
+  const againBtn = h("button", { type: "button", id: "term-again", hidden: true }, "Reconnect");
   const box = h("div", { class: "term", id: "terminal", role: "application", "aria-label": "Terminal" });
   const title = h("h1", {}, "Terminal ", h("span", { class: "muted", id: "term-sb" }, id));
   const sr = h("input", { type: "checkbox", id: "sr-mode" });
   sr.checked = localStorage.getItem("bhatti.sr") === "1";
   mount(h("div", { class: "termpage" },
     h("div", { class: "termbar" },
-      h("a", { href: sbHref(id), class: "button" }, "← Details"), title, state, newBtn,
+      h("a", { href: sbHref(id), class: "button" }, "← Details"), title, state, newBtn, againBtn,
       h("label", { for: "sr-mode", class: "check" }, sr, "Screen reader mode")),
     box));
   api("GET", `/sandboxes/${enc(id)}`).then((sb) => { title.lastChild.textContent = sb.name; }).catch(() => {});
@@ -93,6 +99,7 @@ export function termPage(id, q) {
     conn.ws = ws;
     ws.binaryType = "arraybuffer";
     let ended = false;
+    let displaced = false;
     let opened = false;
     ws.onopen = () => {
       opened = true;
@@ -112,6 +119,9 @@ export function termPage(id, q) {
         conn.fresh = false;
         state.textContent = `connected (session ${m.session_id})`;
         history.replaceState(null, "", sbHref(id, `/term?session=${enc(m.session_id)}`));
+      } else if (m.type === "exit" && m.exit_code === DISPLACED) {
+        displaced = true;
+        term.write("\r\n\x1b[2m[detached: another window attached this session]\x1b[0m\r\n");
       } else if (m.type === "exit" || m.type === "error") {
         ended = true;
         term.write(`\r\n\x1b[2m[shell ${m.type === "exit" ? `exited with ${m.exit_code}` : `failed: ${m.message || m.error || ""}`}]\x1b[0m\r\n`);
@@ -120,6 +130,14 @@ export function termPage(id, q) {
     ws.onclose = (ev) => {
       if (conn.done || conn.ws !== ws) return;
       box.dataset.state = "closed";
+      if (displaced) {
+        // No tug of war with the other window: the user decides.
+        state.textContent = "detached (another window has this session)";
+        againBtn.hidden = false;
+        newBtn.hidden = false;
+        againBtn.focus();
+        return;
+      }
       if (ended) {
         state.textContent = "the shell ended";
         conn.sid = null;
@@ -136,6 +154,11 @@ export function termPage(id, q) {
       conn.timer = setTimeout(connect, wait);
     };
   };
+  againBtn.addEventListener("click", () => {
+    againBtn.hidden = true;
+    newBtn.hidden = true;
+    connect();
+  });
   newBtn.addEventListener("click", () => {
     newBtn.hidden = true;
     conn.sid = null;
