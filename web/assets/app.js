@@ -37,6 +37,7 @@ async function route() {
   if (cleanup) { cleanup(); cleanup = null; }
   if (!key.get()) return login();
   document.getElementById("logout").hidden = false;
+  document.getElementById("live").textContent = "";
   const path = location.hash.replace(/^#/, "") || "/";
   const [p, query = ""] = path.split("?");
   const q = new URLSearchParams(query);
