@@ -38,6 +38,8 @@ PACKAGES=(
   # OCI import tests (crates/oci/tests/fetch_registry.rs, fetch_local.rs):
   # a local registry, and test images built with umoci, copied with skopeo
   docker-registry skopeo umoci
+  # their self-signed TLS and token-server keys (fetch_registry.rs, fetch_bearer.rs)
+  openssl
   # the web UI: npm installs the pinned xterm.js (web/package-lock.json); the
   # browser tests (tests/web) drive Debian's headless Chromium
   nodejs npm chromium chromium-driver
