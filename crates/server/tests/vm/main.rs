@@ -32,6 +32,7 @@ mod modes;
 mod oci_support;
 mod ports;
 mod proxy;
+mod pytest;
 mod recovery;
 mod resources;
 mod sandboxes;

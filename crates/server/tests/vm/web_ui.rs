@@ -10,13 +10,14 @@
 //! Without Chromium, its driver or selenium the trial is reported ignored,
 //! with the reason. `BHATTI_WEB_K` selects tests by hand (pytest's `-k`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use libtest_mimic::{Completion, Trial};
+use libtest_mimic::Trial;
 
-use crate::support::{TestDaemon, TestResult, Timers, ensure, run};
+use crate::pytest;
+use crate::support::{TestDaemon, TestResult, Timers, run};
 
 const NAME: &str = "web_ui::browser";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -25,24 +26,7 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const BUDGET: Duration = Duration::from_secs(1200);
 
 pub fn trials() -> Vec<Trial> {
-    if let Err(reason) = present() {
-        eprintln!("SKIPPED: {NAME}: {reason}");
-        return vec![
-            Trial::ignorable_test(NAME, move || {
-                println!("SKIPPED: {reason}");
-                Ok(Completion::ignored_with(reason))
-            })
-            .with_ignored_flag(true),
-        ];
-    }
-    vec![crate::support::trial(NAME, browser)]
-}
-
-/// `$BHATTI_CACHE_DIR/venv` (default `/var/cache/bhatti/venv`).
-fn venv() -> PathBuf {
-    std::env::var_os("BHATTI_CACHE_DIR")
-        .map_or_else(|| PathBuf::from("/var/cache/bhatti"), PathBuf::from)
-        .join("venv")
+    pytest::trial_if(NAME, present(), browser)
 }
 
 /// Whether Chromium, chromedriver, pytest and selenium are installed.
@@ -54,14 +38,8 @@ fn present() -> Result<(), String> {
             ));
         }
     }
-    let venv = venv();
-    if !venv.join("bin/pytest").is_file() {
-        return Err(format!(
-            "{} has no pytest (scripts/setup.sh installs it)",
-            venv.display()
-        ));
-    }
-    let ok = std::process::Command::new(venv.join("bin/python"))
+    pytest::has_pytest()?;
+    let ok = std::process::Command::new(pytest::venv().join("bin/python"))
         .args(["-c", "import selenium.webdriver"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -72,7 +50,7 @@ fn present() -> Result<(), String> {
     } else {
         Err(format!(
             "{} has no selenium (scripts/setup.sh installs it)",
-            venv.display()
+            pytest::venv().display()
         ))
     }
 }
@@ -80,36 +58,19 @@ fn present() -> Result<(), String> {
 fn browser() -> TestResult {
     run(async {
         let d = TestDaemon::start(Timers::default()).await?;
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let shots = root.join("target/web-screenshots");
+        let shots = pytest::repo_root().join("target/web-screenshots");
         std::fs::create_dir_all(&shots)?;
-        let mut cmd = tokio::process::Command::new(venv().join("bin/pytest"));
-        cmd.args(["tests/web", "-q", "-x", "-p", "no:cacheprovider"])
-            .args(
-                std::env::var("BHATTI_WEB_K")
-                    .ok()
-                    .map(|k| ["-k".to_owned(), k])
-                    .into_iter()
-                    .flatten(),
-            )
-            .current_dir(&root)
-            .env("BHATTI_URL", &d.url)
+        let mut cmd = pytest::command("web", "BHATTI_WEB_K");
+        cmd.env("BHATTI_URL", &d.url)
             .env("BHATTI_KEY", &d.key)
             .env("BHATTI_SCREENSHOTS", &shots)
             // Selenium Manager never runs (the driver's path is given), and
             // would stay offline if it did.
             .env("SE_OFFLINE", "true")
-            .env("SE_AVOID_STATS", "true")
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        let out = tokio::time::timeout(BUDGET, cmd.output()).await??;
-        println!("{}", String::from_utf8_lossy(&out.stdout));
-        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+            .env("SE_AVOID_STATS", "true");
+        let result = pytest::finish(cmd, "web", BUDGET).await;
         println!("screenshots: {}", shots.display());
-        ensure(out.status.success(), || {
-            format!("pytest tests/web failed: {}", out.status)
-        })?;
+        result?;
         d.finish().await
     })
 }
