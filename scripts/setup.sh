@@ -40,9 +40,10 @@ PACKAGES=(
   docker-registry skopeo umoci
   # their self-signed TLS and token-server keys (fetch_registry.rs, fetch_bearer.rs)
   openssl
-  # the web UI: npm installs the pinned xterm.js (web/package-lock.json); the
-  # browser tests (tests/web) drive Debian's headless Chromium
-  nodejs npm chromium chromium-driver
+  # the web UI's browser tests (tests/web) drive Debian's headless Chromium
+  # (npm, for web/, is installed by install_web only where it is missing:
+  # a Node.js from elsewhere brings its own and conflicts with Debian's)
+  chromium chromium-driver
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -74,6 +75,10 @@ install_packages() {
 # web/node_modules from the committed lock file (the UI embeds the copies in
 # web/assets/vendor; `npm run vendor` in web/ refreshes them after an upgrade).
 install_web() {
+  if ! command -v npm >/dev/null; then
+    PACKAGES=(nodejs npm)
+    install_packages
+  fi
   say "npm ci in web/ (xterm.js)"
   (cd web && npm ci --no-audit --no-fund --silent)
 }
