@@ -71,6 +71,10 @@ pub enum ImportError {
     Rewrite(#[from] RewriteError),
     #[error(transparent)]
     Http(#[from] HttpError),
+    #[error(
+        "image {0} already exists (409 Conflict): pick another --name, or remove it with `bhatti image rm {0}`"
+    )]
+    Taken(String),
     #[error("the daemon answered without an import job: {0}")]
     NoJob(String),
     #[error("import of {what} failed: {message}{}", code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
@@ -91,6 +95,9 @@ pub async fn import(ctx: &Ctx, req: Request) -> Result<Value, ImportError> {
     let registry = matches!(plan, Plan::Registry(_));
     if !registry && (req.insecure || req.username.is_some() || req.token_stdin) {
         return Err(ImportError::NotRegistry);
+    }
+    if !registry {
+        name_free(ctx, &name).await?;
     }
     let mut progress = Progress::new(ctx.json);
     let job = match plan {
@@ -165,6 +172,18 @@ fn read_secret(what: &'static str) -> Result<String, ImportError> {
     let mut s = String::new();
     stdin.lock().read_to_string(&mut s).map_err(err)?;
     Ok(trim_newline(s))
+}
+
+/// Refuses a name the caller already has before an upload starts: the
+/// daemon refuses it too, but at once, while the client may still be
+/// sending the body, which then ends in a broken pipe instead of the 409.
+async fn name_free(ctx: &Ctx, name: &str) -> Result<(), ImportError> {
+    match ctx.api.json(Method::GET, &["images", name], None).await {
+        Ok(_) => Err(ImportError::Taken(name.to_owned())),
+        // Not found, or anything else: the daemon's answer to the upload
+        // decides.
+        Err(_) => Ok(()),
+    }
 }
 
 fn upload_url(ctx: &Ctx, format: &str, name: &str) -> reqwest::Url {
