@@ -112,10 +112,7 @@ pub async fn stat_entry<E: Engine>(
             Err(e) => Err(RpcError::from(e)),
         }
     };
-    r.map_err(|e| match e.code {
-        Code::NotFound => RpcError::new(Code::NotFound, format!("path '{path}' does not exist")),
-        _ => e,
-    })
+    r.map_err(|e| missing(e, path))
 }
 
 async fn stat<E: Engine>(
