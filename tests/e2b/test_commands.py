@@ -55,6 +55,9 @@ def test_envs_cwd_and_user(sandbox):
     # bhatti's images have the user lohar (uid 1000).
     r = sandbox.commands.run("id -un; echo $HOME", user="lohar")
     assert r.stdout.split() == ["lohar", "/home/lohar"]
+    # and `user` (uid 1001), E2B's default user name, as E2B's templates do.
+    r = sandbox.commands.run("id -un; echo $HOME; pwd", user="user")
+    assert r.stdout.split() == ["user", "/home/user", "/home/user"]
     # Binary-safe output: bytes split across frames come back whole.
     r = sandbox.commands.run("head -c 300000 /dev/zero | tr '\\0' x")
     assert r.stdout == "x" * 300000

@@ -125,6 +125,11 @@ def test_relative_paths_are_under_the_users_home(sandbox):
     assert sandbox.files.exists("/home/lohar/mine.txt")
     owner = sandbox.commands.run("stat -c %U /home/lohar/mine.txt").stdout.strip()
     assert owner == "lohar"
+    # E2B programs write under /home/user as the user `user`.
+    sandbox.files.write("main.py", "print(1)", user="user")
+    assert sandbox.files.read("/home/user/main.py") == "print(1)"
+    r = sandbox.commands.run("stat -c %U main.py", user="user")
+    assert r.stdout.strip() == "user"
 
 
 def test_watch_dir_reports_changes(sandbox):

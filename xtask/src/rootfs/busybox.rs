@@ -1,5 +1,5 @@
 //! The busybox tier: busybox-static with its applet links, lohar, users
-//! root and lohar (1000), `/workspace`. Small (64 MiB sparse) and fast to
+//! root, lohar (1000) and user (1001), `/workspace`. Small (64 MiB sparse) and fast to
 //! boot; used by the VM tests.
 
 use std::fs;
@@ -9,7 +9,10 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use super::{chown_user, copy_skeleton, force_symlink, install_lohar, mkdir, mkfs, skeleton_dir};
+use super::{
+    E2B_USER_UID, chown_user, copy_skeleton, force_symlink, install_lohar, mkdir, mkfs,
+    skeleton_dir,
+};
 use crate::cache::{Cache, Key};
 use crate::{prereq, run};
 
@@ -58,6 +61,8 @@ pub fn build(cache: &Cache, lohar: &Path, force: bool) -> Result<()> {
     }
     chown_user(&mkdir(&staging, "home/lohar", 0o755)?)?;
     chown_user(&mkdir(&staging, "workspace", 0o755)?)?;
+    let home = mkdir(&staging, "home/user", 0o755)?;
+    std::os::unix::fs::chown(&home, Some(E2B_USER_UID), Some(E2B_USER_UID))?;
 
     fs::copy(BUSYBOX, staging.join("bin/busybox"))?;
     let list = run::output(Command::new(BUSYBOX).arg("--list-full"))?;

@@ -16,8 +16,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use super::{
-    USER_UID, chown_user, copy_skeleton, du_bytes, force_symlink, install_lohar, mkdir, mkfs,
-    round_up, skeleton_dir,
+    E2B_USER_UID, USER_UID, chown_user, copy_skeleton, du_bytes, force_symlink, install_lohar,
+    mkdir, mkfs, round_up, skeleton_dir,
 };
 use crate::cache::{Cache, Key};
 use crate::{prereq, run};
@@ -94,6 +94,7 @@ pub fn build(cache: &Cache, lohar: &Path, force: bool, spec: &Spec) -> Result<()
         .bytes("base", base_key.as_bytes())
         .file("lohar", lohar)?
         .tree(&skeleton_dir(spec.skeleton))?
+        .bytes("e2b-user", E2B_USER_UID.to_string().as_bytes())
         .finish();
     if !force && cache.is_fresh(name, &key) {
         println!("[{name}] up to date");
@@ -109,6 +110,7 @@ pub fn build(cache: &Cache, lohar: &Path, force: bool, spec: &Spec) -> Result<()
     }
     install_lohar(&base, lohar)?;
     copy_skeleton(spec.skeleton, &base)?;
+    add_e2b_user(&base, spec)?;
     fs::set_permissions(
         base.join("etc/sudoers.d/lohar"),
         std::os::unix::fs::PermissionsExt::from_mode(0o440),
@@ -239,6 +241,28 @@ fn add_user(root: &Path, spec: &Spec) -> Result<()> {
         chown_user(&p)?;
     }
     chown_user(&mkdir(root, "workspace", 0o755)?)
+}
+
+/// Adds `user` (uid 1001, home `/home/user`), the account E2B's SDK names
+/// by default, unless the tree has it: done on the cached base at each
+/// image build (outside the base's key, so no new debootstrap).
+fn add_e2b_user(root: &Path, spec: &Spec) -> Result<()> {
+    let passwd = fs::read_to_string(root.join("etc/passwd"))?;
+    if passwd.lines().any(|l| l.starts_with("user:")) {
+        return Ok(());
+    }
+    println!("[{}] adding user user ({E2B_USER_UID})", spec.name);
+    run::output(Command::new("chroot").arg(root).args([
+        "useradd",
+        "--create-home",
+        "--uid",
+        &E2B_USER_UID.to_string(),
+        "--user-group",
+        "--shell",
+        spec.shell,
+        "user",
+    ]))
+    .map(drop)
 }
 
 #[cfg(test)]

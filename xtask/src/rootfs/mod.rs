@@ -19,6 +19,9 @@ use crate::run;
 
 /// The sandbox user.
 pub const USER_UID: u32 = 1000;
+/// uid of `user`, the account E2B's SDK names by default (home
+/// `/home/user`, as in E2B's base template).
+pub const E2B_USER_UID: u32 = 1001;
 
 /// Where lohar lives in every tier.
 pub const LOHAR_PATH: &str = "usr/local/bin/lohar";

@@ -60,8 +60,7 @@ use crate::state::Shared;
 /// The envd version whose features this envd serves, advertised by the
 /// control plane as `envdVersion` (the SDK gates features on it,
 /// `e2b/envd/versions.py`): below 0.1.0 it refuses the sandbox, below
-/// 0.4.0 it sends every call as the user `user` (bhatti's images have
-/// none); served: the stdin flag (0.3.0), no default user (0.4.0),
+/// 0.4.0 it sends every call as the user `user`; served: the stdin flag (0.3.0), no default user (0.4.0),
 /// CloseStdin (0.5.2), octet-stream and gzip uploads (0.5.7); not file
 /// metadata (0.6.2, xattrs) nor watch entry info (0.6.3), so not higher.
 pub const ENVD_VERSION: &str = "0.5.7";
