@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs every system package bhatti needs on a Debian/Ubuntu host, the
 # Python tools the tests run (PyPI's openapi-spec-validator, schemathesis and
-# the E2B SDK, in a venv at $BHATTI_CACHE_DIR/venv), then builds the guest
+# the E2B SDK, in a venv at $BHATTI_CACHE_DIR/venv), the npm packages of web/
+# (xterm.js) and tests/e2b-js/ (the E2B JS SDK), then builds the guest
 # images (kernel, rootfs tiers) into the image cache ($BHATTI_CACHE_DIR,
 # default /var/cache/bhatti, outside the clone).
 #
@@ -81,6 +82,8 @@ install_web() {
   fi
   say "npm ci in web/ (xterm.js)"
   (cd web && npm ci --no-audit --no-fund --silent)
+  say "npm ci in tests/e2b-js/ (the E2B JS SDK)"
+  (cd tests/e2b-js && npm ci --no-audit --no-fund --silent)
 }
 
 check_rust() {

@@ -8,12 +8,14 @@
 //! Run: `cargo test -p bhatti-server --test vm` (as root).
 
 mod cache;
+mod console;
 mod crash;
 mod crash_cycles;
 mod cycles;
 mod disk;
 mod e2b;
 mod e2b_envd;
+mod e2b_js;
 mod events;
 mod exec;
 mod faults;
@@ -72,8 +74,10 @@ fn main() {
         e2b::trials(),
         web_ui::trials(),
         e2b_envd::trials(),
+        e2b_js::trials(),
         events::trials(),
         metrics::trials(),
+        console::trials(),
     ];
     trials.extend(more.into_iter().flatten());
     libtest_mimic::run(&args, trials).exit();
