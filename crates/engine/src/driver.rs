@@ -309,6 +309,9 @@ pub trait Driver: Send + Sync + std::fmt::Debug + 'static {
     /// The VMM's process id, for host memory accounting and recovery.
     fn pid(&self, vm: &Self::Vm) -> Option<u32>;
 
-    /// The last `lines` lines of the guest's serial console (for errors).
+    /// The last `lines` lines of the guest's serial console, from its log
+    /// in `config.run_dir` (kept across the VM's boots and restores), with
+    /// identity secrets redacted; empty without a log. Reads only the end
+    /// of a big log. Blocking file I/O.
     fn console_tail(&self, config: &VmConfig, lines: usize) -> String;
 }

@@ -363,6 +363,19 @@ pub trait Engine: Send + Sync + 'static {
         id: &SandboxId,
         opts: ExecOptions,
     ) -> impl Future<Output = EngineResult<Option<ExecResult>>> + Send;
+    /// How many agent operations, since the engine started, found the
+    /// agent's connection refused (the sandbox stopped or froze between
+    /// the wake and the connect), woke it again and dialled it anew.
+    fn agent_redials(&self) -> u64;
+    /// The last `lines` lines the guest printed on its serial console,
+    /// read from the host's log of it ([`crate::driver::Driver::console_tail`]):
+    /// never wakes the sandbox, whatever its state; empty when the log is
+    /// missing or empty.
+    fn console(
+        &self,
+        id: &SandboxId,
+        lines: usize,
+    ) -> impl Future<Output = EngineResult<String>> + Send;
     /// TCP ports the guest listens on (the agent's own left out).
     fn listening_ports(
         &self,

@@ -138,6 +138,9 @@ pub struct Drive {
 /// so that a stream of anonymous memory loads into a RAM file and back.
 pub const RAM_ID: &str = "microvm.ram";
 
+/// A console log this large is started afresh at the VM's next launch.
+pub const CONSOLE_LOG_MAX: u64 = 16 << 20;
+
 /// Everything needed to start one microVM.
 #[derive(Debug, Clone)]
 pub struct LaunchSpec {
@@ -156,7 +159,9 @@ pub struct LaunchSpec {
     pub init: String,
     /// Extra kernel arguments, appended last.
     pub extra_cmdline: Vec<String>,
-    /// Serial console output goes here (truncated at start).
+    /// Serial console output goes here, appended: the log runs on across
+    /// the VM's boots and restores, and starts afresh at a launch that
+    /// finds it over [`CONSOLE_LOG_MAX`].
     pub console_log: PathBuf,
     /// QEMU's own stderr goes here.
     pub stderr_log: PathBuf,
@@ -248,9 +253,11 @@ impl LaunchSpec {
         Ok(match &self.console_socket {
             Some(sock) => {
                 let sock = escape(&text(sock)?);
-                format!("socket,id=console,path={sock},server=on,wait=off,logfile={console}")
+                format!(
+                    "socket,id=console,path={sock},server=on,wait=off,logfile={console},logappend=on"
+                )
             }
-            None => format!("file,id=console,path={console}"),
+            None => format!("file,id=console,path={console},append=on"),
         })
     }
 
@@ -399,7 +406,7 @@ impl LaunchSpec {
                 source,
             })
         };
-        create(&self.console_log)?;
+        console_log(&self.console_log)?;
         let stderr = create(&self.stderr_log)?;
         if let Some(qmp) = &self.qmp_socket {
             let _ = fs::remove_file(qmp);
@@ -449,6 +456,23 @@ impl LaunchSpec {
             cgroup,
         ))
     }
+}
+
+/// Makes the console log exist for QEMU to append to, emptied first if it
+/// reached [`CONSOLE_LOG_MAX`].
+fn console_log(path: &Path) -> Result<(), LaunchError> {
+    let big = fs::metadata(path).is_ok_and(|m| m.len() >= CONSOLE_LOG_MAX);
+    fs::OpenOptions::new()
+        .create(true)
+        .append(!big)
+        .write(true)
+        .truncate(big)
+        .open(path)
+        .map(drop)
+        .map_err(|source| LaunchError::Io {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 fn text(p: &Path) -> Result<String, LaunchError> {

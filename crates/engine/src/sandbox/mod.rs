@@ -116,6 +116,8 @@ pub struct VmEngine<D: Driver> {
     golden_wanted: tokio::sync::Notify,
     volumes: volume::Volumes,
     publisher: Arc<Publisher>,
+    /// Agent operations dialled again after a refused connection ([`ops`]).
+    redials: AtomicU64,
 }
 
 /// Where state changes go: each sandbox's `watch` channel and the one
@@ -273,6 +275,7 @@ impl<D: Driver> VmEngine<D> {
                 events: tokio::sync::broadcast::Sender::new(EVENT_BACKLOG),
                 seq: AtomicU64::new(0),
             }),
+            redials: AtomicU64::new(0),
         })
     }
 

@@ -5,6 +5,7 @@
 //! is taken: background work never wakes one).
 
 use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
 
 use super::VmEngine;
 use crate::driver::Driver;
@@ -263,6 +264,16 @@ impl<D: Driver> Engine for VmEngine<D> {
         self.with_agent(id, op).await
     }
 
+    fn agent_redials(&self) -> u64 {
+        self.redials.load(Ordering::Relaxed)
+    }
+
+    async fn console(&self, id: &SandboxId, lines: usize) -> EngineResult<String> {
+        let sb = self.get(id)?;
+        let driver = self.driver.clone();
+        super::blocking(move || driver.console_tail(&sb.vm_config, lines)).await
+    }
+
     async fn listening_ports(&self, id: &SandboxId) -> EngineResult<Vec<u16>> {
         let r = self
             .with_agent(id, |a| async move {
@@ -294,6 +305,7 @@ impl<D: Driver> VmEngine<D> {
         match self.agent_op(id, &op).await? {
             Err(e) if never_connected(&e) => {
                 tracing::info!(sandbox = %id, error = %e, "agent unreachable; waking again");
+                self.redials.fetch_add(1, Ordering::Relaxed);
                 Ok(self.agent_op(id, &op).await??)
             }
             r => Ok(r?),

@@ -8,6 +8,7 @@
 //! `.reply::<SandboxView>(201)`) whose schemas utoipa generates from the
 //! real Rust types.
 
+pub mod console;
 pub mod events;
 pub mod exec;
 pub mod files;
@@ -116,6 +117,7 @@ pub fn table<E: Engine>() -> Vec<RouteDef<E>> {
     all.extend(events::routes());
     all.extend(metrics::routes());
     all.extend(stats::routes());
+    all.extend(console::routes());
     all.extend(sandboxes::routes());
     all.extend(snapshots::routes());
     all.extend(images::routes());

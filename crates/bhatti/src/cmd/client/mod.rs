@@ -11,6 +11,7 @@
 mod args;
 mod completion;
 mod config;
+mod console;
 mod events;
 mod exec;
 mod files;
@@ -70,6 +71,9 @@ pub enum ClientCommand {
     KillSession(sessions::KillArgs),
     /// Read, write or list files in a sandbox.
     File(files::FileArgs),
+    /// Print the last lines of a sandbox's serial console (kernel and
+    /// agent messages; does not wake it).
+    Console(console::ConsoleArgs),
     /// List TCP ports listening in a sandbox (or in all your running
     /// sandboxes), with their proxy URLs and host ports.
     Ports(ports::PortsArgs),
@@ -208,6 +212,7 @@ async fn dispatch(cmd: ClientCommand) -> anyhow::Result<Outcome> {
         C::Ps(a) => sessions::ps(a).await,
         C::KillSession(a) => sessions::kill(a).await,
         C::File(a) => files::run(a).await,
+        C::Console(a) => console::run(a).await,
         C::Ports(a) => ports::ports(a).await,
         C::Publish(a) => ports::publish(a).await,
         C::Unpublish(a) => ports::unpublish(a).await,

@@ -324,22 +324,59 @@ impl Drop for VmProcess {
     }
 }
 
-/// The last `lines` lines of `path` (reads at most its last 64 KiB).
+/// Most bytes [`tail_lines`] reads back from the end of a file.
+pub const TAIL_MAX_BYTES: u64 = 4 << 20;
+
+/// The last `lines` lines of `path`, without `\r`s. The file is read
+/// backwards from its end, 64 KiB at a time, until `lines` whole lines are
+/// in or [`TAIL_MAX_BYTES`] were read: a huge log costs its tail alone.
+/// Only a regular file is read (a symlink in its place is not followed, a
+/// FIFO not waited on); anything else, or no file, reads as empty.
 pub fn tail_lines(path: &Path, lines: usize) -> String {
-    const WINDOW: u64 = 64 << 10;
-    let Ok(mut f) = fs::File::open(path) else {
+    if lines == 0 {
+        return String::new();
+    }
+    let Ok(buf) = read_tail(path, lines) else {
         return String::new();
     };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    if f.seek(SeekFrom::Start(len.saturating_sub(WINDOW))).is_err() {
-        return String::new();
-    }
-    let mut buf = Vec::new();
-    if f.read_to_end(&mut buf).is_err() {
-        return String::new();
-    }
-    let text = String::from_utf8_lossy(&buf);
-    let text = text.replace('\r', "");
+    let text = String::from_utf8_lossy(&buf).replace('\r', "");
     let all: Vec<&str> = text.trim_end_matches('\n').lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The end of `path`: enough bytes for `lines` whole lines (more than
+/// `lines` newlines, or the whole file), at most [`TAIL_MAX_BYTES`],
+/// starting at a line's start.
+fn read_tail(path: &Path, lines: usize) -> std::io::Result<Vec<u8>> {
+    use rustix::fs::{Mode, OFlags};
+    const BLOCK: u64 = 64 << 10;
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let mut f = fs::File::from(rustix::fs::open(path, flags, Mode::empty())?);
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Ok(Vec::new());
+    }
+    let len = meta.len();
+    let floor = len.saturating_sub(TAIL_MAX_BYTES);
+    let (mut start, mut newlines) = (len, 0usize);
+    let mut blocks = Vec::new();
+    while start > floor && newlines <= lines {
+        let from = start.saturating_sub(BLOCK).max(floor);
+        let mut block = vec![0; usize::try_from(start - from).unwrap_or(0)];
+        f.seek(SeekFrom::Start(from))?;
+        f.read_exact(&mut block)?;
+        newlines += block.iter().filter(|&&b| b == b'\n').count();
+        blocks.push(block);
+        start = from;
+    }
+    let mut buf: Vec<u8> = blocks.into_iter().rev().flatten().collect();
+    if start > 0 {
+        // Cut mid-line: the first line is not whole.
+        let first = buf
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(buf.len(), |i| i + 1);
+        buf.drain(..first);
+    }
+    Ok(buf)
 }

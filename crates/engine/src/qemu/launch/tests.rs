@@ -95,7 +95,7 @@ fn argv_orders_drives_and_escapes_commas() {
     );
     assert_eq!(
         values(&a, "-chardev"),
-        vec!["file,id=console,path=/run/vm/console.log"]
+        vec!["file,id=console,path=/run/vm/console.log,append=on"]
     );
     assert_eq!(
         values(&a, "-append"),
@@ -169,6 +169,57 @@ fn tail_keeps_last_lines() {
     let t = tail_lines(&p, 3);
     assert_eq!(t, "line 97\nline 98\nline 99");
     assert_eq!(tail_lines(&dir.path().join("absent"), 3), "");
+}
+
+#[test]
+fn tail_of_a_big_file_spans_blocks_and_stops_at_the_cap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("c.log");
+    let mut f = std::io::BufWriter::new(fs::File::create(&p).expect("create"));
+    // ~6 MiB: more than TAIL_MAX_BYTES, lines crossing 64 KiB blocks.
+    let n = 120_000;
+    for i in 0..n {
+        writeln!(f, "console line {i:08} {}", "x".repeat(32)).expect("write");
+    }
+    drop(f);
+    let t = tail_lines(&p, 5000);
+    let lines: Vec<&str> = t.lines().collect();
+    assert_eq!(lines.len(), 5000);
+    assert!(lines[0].starts_with(&format!("console line {:08} ", n - 5000)));
+    assert!(lines[4999].starts_with(&format!("console line {:08} ", n - 1)));
+    // More lines than the cap holds: whole lines from the last 4 MiB.
+    let t = tail_lines(&p, usize::MAX);
+    let first = t.lines().next().expect("a line");
+    assert!(first.starts_with("console line "), "{first}");
+    assert!(t.len() as u64 <= super::process::TAIL_MAX_BYTES);
+    assert_eq!(tail_lines(&p, 0), "");
+}
+
+#[test]
+fn tail_does_not_follow_a_symlink_or_read_a_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("secret");
+    fs::write(&secret, "host secret\n").expect("write");
+    let link = dir.path().join("console.log");
+    std::os::unix::fs::symlink(&secret, &link).expect("symlink");
+    assert_eq!(tail_lines(&link, 10), "");
+    assert_eq!(tail_lines(dir.path(), 10), "");
+}
+
+#[test]
+fn console_log_is_kept_across_launches_until_it_is_big() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("console.log");
+    fs::write(&p, "first boot\n").expect("write");
+    super::console_log(&p).expect("open");
+    assert_eq!(fs::read_to_string(&p).expect("read"), "first boot\n");
+    let big = fs::File::options().write(true).open(&p).expect("open");
+    big.set_len(super::CONSOLE_LOG_MAX).expect("grow");
+    super::console_log(&p).expect("open");
+    assert_eq!(fs::metadata(&p).expect("stat").len(), 0);
+    let fresh = dir.path().join("new.log");
+    super::console_log(&fresh).expect("create");
+    assert!(fresh.is_file());
 }
 
 #[test]
