@@ -185,12 +185,24 @@ impl Input {
         Ok(())
     }
 
-    /// Half-closes the connection, which closes the process's stdin. The
-    /// protocol has no other way to signal end of input, so nothing (not
-    /// even [`Input::kill`] or [`Input::resize`]) can be sent afterwards.
+    /// Half-closes the connection, which closes a piped exec's stdin (v1's
+    /// only way to end input): nothing (not even [`Input::kill`] or
+    /// [`Input::signal`]) can be sent afterwards. On a kept exec
+    /// ([`crate::Kept`]) it only detaches. See [`Input::end_stdin`].
     pub async fn close_stdin(&mut self) -> Result<()> {
         self.w.shutdown().await?;
         Ok(())
+    }
+
+    /// Closes the process's stdin with an empty STDIN frame (protocol
+    /// version 5, feature `stdin_eof`), keeping the connection open: KILL
+    /// and SIGNAL still reach the command afterwards, and on a kept exec
+    /// this is how stdin is closed at all. An agent without the feature
+    /// ignores the frame (v1 writes nothing to the pipe), so check
+    /// [`crate::Client::caps`] first and use [`Input::close_stdin`]
+    /// otherwise.
+    pub async fn end_stdin(&mut self) -> Result<()> {
+        self.send(FrameType::STDIN, &[]).await
     }
 
     /// Sends KILL: SIGKILL to a piped exec's process group, SIGTERM to a

@@ -16,11 +16,15 @@
 //! - [`activity`]: activity info and wait-until-ready;
 //! - [`fsops`]: protocol version 4 — capabilities ([`Client::caps`]),
 //!   mkdir, move, remove, extended stat and listing;
-//! - [`watch`]: protocol version 4 — directory watches.
+//! - [`watch`]: protocol version 4 — directory watches;
+//! - [`kept`]: protocol version 5 — kept piped execs (start, attach with
+//!   replay, list).
 //!
 //! Version 4 operations need an agent that lists them in
 //! [`Client::caps`]; a v1 agent refuses their frames as unexpected.
-//! Signals other than KILL go through [`Input::signal`].
+//! Signals other than KILL go through [`Input::signal`]; end of input
+//! without a half-close (so that KILL and SIGNAL can still be sent) is
+//! [`Input::end_stdin`] (version 5, feature `stdin_eof`).
 //!
 //! Shared pieces: [`connector`] (transports), [`conn`] (one connection,
 //! the event reader task, the stdin writer), [`error`] (the error type).
@@ -67,6 +71,7 @@ pub mod exec;
 pub mod files;
 pub mod forward;
 pub mod fsops;
+pub mod kept;
 pub mod session;
 pub mod supervise;
 pub mod watch;
@@ -82,6 +87,7 @@ use bhatti_proto::FrameType;
 pub use bhatti_proto::ext::{
     Caps, EntryInfo, EntryType, Ls2Response, MkdirResponse, WatchEvent, WatchEventType, feature,
 };
+pub use bhatti_proto::kept::{KeptInfo, KeptList};
 pub use bhatti_proto::messages::{ActivityInfo, ExecRequest, FileInfo, SessionInfo};
 pub use conn::{Event, Events, Input};
 pub use connector::{AgentStream, BoxStream, Connector, TcpConnector, UnixConnector};
@@ -89,6 +95,7 @@ pub use error::{AgentFailure, Error, ErrorCode, Result};
 pub use exec::{ExecOptions, ExecResult, ExecStream};
 pub use files::{FileReader, ReadOptions};
 pub use forward::Tunnel;
+pub use kept::Kept;
 pub use session::{Session, ShellOptions};
 pub use supervise::Supervised;
 pub use watch::Watch;

@@ -83,6 +83,7 @@ impl ShellOptions {
             session_id: None,
             max_idle_sec: self.max_idle_sec,
             user: self.user.clone(),
+            ..ExecRequest::default()
         }
     }
 }

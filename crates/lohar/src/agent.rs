@@ -1,5 +1,6 @@
 //! Agent-wide state shared by every connection: configuration, identity of
-//! user commands, limits, the TTY session registry and the activity clock.
+//! user commands, limits, the TTY session and kept exec registries and the
+//! activity clock.
 //!
 //! Held in one `Arc<Agent>`; everything mutable inside has its own small
 //! lock or is atomic (see [`crate::sessions`] for the session locks). The
@@ -17,6 +18,7 @@ use bhatti_proto::config::GuestConfig;
 use tokio::sync::watch;
 
 use crate::env::Identity;
+use crate::kept::Kept;
 use crate::rtc::Rtc;
 use crate::sessions::Sessions;
 
@@ -34,6 +36,14 @@ pub struct Limits {
     pub max_unsized_read: usize,
     /// Exited sessions kept for listing and late attach; oldest go first.
     pub max_exited_sessions: usize,
+    /// Kept piped execs (protocol version 5) still running.
+    pub max_kept: usize,
+    /// Exited kept execs still listed and attachable; oldest go first.
+    pub max_kept_exited: usize,
+    /// How long an exited kept exec stays listed and attachable.
+    pub kept_retain: std::time::Duration,
+    /// Output bytes kept per kept exec for a replay.
+    pub kept_ring: usize,
 }
 
 impl Default for Limits {
@@ -44,6 +54,10 @@ impl Default for Limits {
             max_write_bytes: 16 << 30,
             max_unsized_read: 8 << 20,
             max_exited_sessions: 64,
+            max_kept: 64,
+            max_kept_exited: 16,
+            kept_retain: std::time::Duration::from_secs(600),
+            kept_ring: crate::ring::SCROLLBACK,
         }
     }
 }
@@ -90,6 +104,8 @@ pub struct Agent {
     /// each connection is handled (see [`crate::rtc`]).
     pub rtc: Option<Rtc>,
     pub sessions: Sessions,
+    /// Kept piped execs (protocol version 5).
+    pub kept: Kept,
     last_activity: AtomicI64,
 }
 
@@ -102,6 +118,7 @@ impl Agent {
     ) -> Self {
         let sessions = Sessions::new(limits.max_sessions, limits.max_exited_sessions);
         let env = std::mem::take(&mut config.env);
+        let kept = Kept::new(limits.clone());
         Self {
             token: watch::Sender::new(token),
             env: RwLock::new(Arc::new(env)),
@@ -116,6 +133,7 @@ impl Agent {
             sync_after_exec: true,
             rtc: None,
             sessions,
+            kept,
             last_activity: AtomicI64::new(0),
         }
     }

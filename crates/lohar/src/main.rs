@@ -25,6 +25,7 @@ mod flush;
 mod handlers;
 mod identify;
 mod init;
+mod kept;
 mod log;
 mod pty;
 mod ring;

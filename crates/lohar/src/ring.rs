@@ -1,7 +1,14 @@
-//! Fixed-capacity byte ring: the scrollback of a TTY session.
+//! Fixed-capacity byte rings: [`Ring`], the scrollback of a TTY session,
+//! and [`ChunkRing`], the output of a kept piped exec (stdout and stderr
+//! chunks in the order they were read, protocol version 5).
 //!
-//! Plain data, no locking of its own; the owning session keeps it under its
-//! state mutex. Writes never fail: when full, the oldest bytes are dropped.
+//! Plain data, no locking of their own; the owner keeps them under its
+//! state mutex. Writes never fail: when full, the oldest bytes are dropped
+//! (a [`ChunkRing`] counts them).
+
+use std::collections::VecDeque;
+
+use bhatti_proto::FrameType;
 
 /// Scrollback capacity of every TTY session (PROTOCOL.md: 64 KiB).
 pub const SCROLLBACK: usize = 64 * 1024;
@@ -70,9 +77,96 @@ impl Ring {
     }
 }
 
+/// Adjacent chunks of one kind are merged up to this size (fewer frames
+/// in a replay).
+const MERGE: usize = 64 * 1024;
+
+/// A ring of output chunks, each tagged with its frame type, keeping the
+/// most recent `capacity` bytes over all of them in arrival order.
+#[derive(Debug)]
+pub struct ChunkRing {
+    chunks: VecDeque<(FrameType, Vec<u8>)>,
+    len: usize,
+    capacity: usize,
+    dropped: u64,
+}
+
+impl ChunkRing {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            chunks: VecDeque::new(),
+            len: 0,
+            capacity: capacity.max(1),
+            dropped: 0,
+        }
+    }
+
+    /// Appends `data` of `kind`, dropping the oldest bytes beyond the
+    /// capacity (a chunk may be cut at its front).
+    pub fn push(&mut self, kind: FrameType, data: &[u8]) {
+        let keep = &data[data.len().saturating_sub(self.capacity)..];
+        self.dropped += (data.len() - keep.len()) as u64;
+        match self.chunks.back_mut() {
+            Some((k, last)) if *k == kind && last.len() + keep.len() <= MERGE => {
+                last.extend_from_slice(keep);
+            }
+            _ => self.chunks.push_back((kind, keep.to_vec())),
+        }
+        self.len += keep.len();
+        while self.len > self.capacity {
+            let excess = self.len - self.capacity;
+            let Some((_, front)) = self.chunks.front_mut() else {
+                break;
+            };
+            let n = excess.min(front.len());
+            if n == front.len() {
+                self.chunks.pop_front();
+            } else {
+                front.drain(..n);
+            }
+            self.len -= n;
+            self.dropped += n as u64;
+        }
+    }
+
+    /// Bytes dropped from the front so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// The held chunks, oldest first.
+    pub fn chunks(&self) -> impl Iterator<Item = (FrameType, &[u8])> {
+        self.chunks.iter().map(|(k, d)| (*k, d.as_slice()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunk_ring_keeps_order_kinds_and_counts_what_it_drops() {
+        let (o, e) = (FrameType::STDOUT, FrameType::STDERR);
+        let mut r = ChunkRing::new(8);
+        r.push(o, b"ab");
+        r.push(o, b"cd");
+        r.push(e, b"EF");
+        let got: Vec<_> = r.chunks().map(|(k, d)| (k, d.to_vec())).collect();
+        assert_eq!(got, [(o, b"abcd".to_vec()), (e, b"EF".to_vec())]);
+        r.push(o, b"ghijk");
+        let got: Vec<_> = r.chunks().map(|(k, d)| (k, d.to_vec())).collect();
+        let want = [
+            (o, b"d".to_vec()),
+            (e, b"EF".to_vec()),
+            (o, b"ghijk".to_vec()),
+        ];
+        assert_eq!(got, want);
+        assert_eq!(r.dropped(), 3);
+        r.push(e, b"0123456789");
+        let got: Vec<_> = r.chunks().map(|(k, d)| (k, d.to_vec())).collect();
+        assert_eq!(got, [(e, b"23456789".to_vec())]);
+        assert_eq!(r.dropped(), 3 + 2 + 8);
+    }
 
     #[test]
     fn keeps_everything_below_capacity() {

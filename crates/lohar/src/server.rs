@@ -219,6 +219,8 @@ fn is_control_request(kind: FrameType) -> bool {
             | FrameType::STAT2_REQ
             | FrameType::LS2_REQ
             | FrameType::WATCH_REQ
+            | FrameType::KEPT_LIST_REQ
+            | FrameType::KEPT_ATTACH
     )
 }
 
@@ -252,6 +254,8 @@ async fn dispatch(agent: &Arc<Agent>, conn: Conn, req: Frame) -> HandlerResult {
         FrameType::STAT2_REQ => boxed(fsops::stat2(agent, conn, p).await),
         FrameType::LS2_REQ => boxed(ls2::handle(agent, conn, p).await),
         FrameType::WATCH_REQ => boxed(watch::handle(agent, conn, p).await),
+        FrameType::KEPT_LIST_REQ => boxed(kept::list(agent, conn, p).await),
+        FrameType::KEPT_ATTACH => boxed(kept::attach(agent, conn, p).await),
         // Filtered by `is_control_request`.
         _ => Ok(()),
     }

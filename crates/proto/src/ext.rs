@@ -39,11 +39,17 @@ pub mod feature {
     pub const LS2: &str = "ls2";
     pub const SIGNAL: &str = "signal";
     pub const WATCH: &str = "watch";
+    /// An empty STDIN frame closes a piped exec's stdin and leaves the
+    /// connection open for KILL and SIGNAL (version 5).
+    pub const STDIN_EOF: &str = "stdin_eof";
+    /// `keep` in EXEC_REQ, KEPT_LIST, KEPT_ATTACH (version 5).
+    pub const KEEP: &str = "keep";
 
     /// Everything an agent of this crate's version offers, in the order
     /// added.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 13] = [
         ERROR_CODE, USER, IDENTIFY, CAPS, MKDIR, MOVE, REMOVE, STAT2, LS2, SIGNAL, WATCH,
+        STDIN_EOF, KEEP,
     ];
 }
 

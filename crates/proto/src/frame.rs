@@ -83,6 +83,15 @@ impl FrameType {
     pub const CAPS_REQ: Self = Self(0x70);
     /// Extension (v4): `{"version": 4, "features": [...]}`.
     pub const CAPS_RESP: Self = Self(0x71);
+    /// Extension (v5, guest → host): KeptInfo, the first frame of a kept
+    /// exec (`"keep": true`) and of a KEPT_ATTACH. See [`crate::kept`].
+    pub const KEPT_INFO: Self = Self(0x34);
+    /// Extension (v5): empty → KEPT_LIST_RESP.
+    pub const KEPT_LIST_REQ: Self = Self(0x35);
+    /// Extension (v5): `{"commands": [KeptInfo]}`.
+    pub const KEPT_LIST_RESP: Self = Self(0x36);
+    /// Extension (v5): `{"id": "k1"}` → KEPT_INFO, replay, live output, EXIT.
+    pub const KEPT_ATTACH: Self = Self(0x37);
 
     /// Every frame type of the frozen v1 table in PROTOCOL.md, in table order.
     pub const ALL: [Self; 25] = [
@@ -114,7 +123,7 @@ impl FrameType {
     ];
 
     /// Frame types added after v1 (`docs/protocol.md`), in the order added.
-    pub const EXTENSIONS: [Self; 17] = [
+    pub const EXTENSIONS: [Self; 21] = [
         Self::ERROR_CODE,
         Self::SIGNAL,
         Self::MKDIR_REQ,
@@ -132,6 +141,10 @@ impl FrameType {
         Self::WATCH_EVENT,
         Self::CAPS_REQ,
         Self::CAPS_RESP,
+        Self::KEPT_INFO,
+        Self::KEPT_LIST_REQ,
+        Self::KEPT_LIST_RESP,
+        Self::KEPT_ATTACH,
     ];
 
     /// The protocol name of a known type, `None` for unknown bytes.
@@ -179,6 +192,10 @@ impl FrameType {
             Self::WATCH_EVENT => "WATCH_EVENT",
             Self::CAPS_REQ => "CAPS_REQ",
             Self::CAPS_RESP => "CAPS_RESP",
+            Self::KEPT_INFO => "KEPT_INFO",
+            Self::KEPT_LIST_REQ => "KEPT_LIST_REQ",
+            Self::KEPT_LIST_RESP => "KEPT_LIST_RESP",
+            Self::KEPT_ATTACH => "KEPT_ATTACH",
             _ => return None,
         })
     }

@@ -16,6 +16,8 @@
 //!   that carries them (protocol version 2; `docs/protocol.md`).
 //! - [`ext`]: the messages of protocol version 4 (capabilities, mkdir,
 //!   move, remove, extended stat and listing, signals, watches).
+//! - [`kept`]: the messages of protocol version 5 (kept piped execs:
+//!   list, attach, replay).
 //! - [`text`]: quoting untrusted input in error messages (a short prefix,
 //!   never the whole input).
 //!
@@ -35,6 +37,7 @@ pub mod error_code;
 pub mod ext;
 pub mod frame;
 pub mod identify;
+pub mod kept;
 pub mod messages;
 pub mod sync_io;
 pub mod text;
@@ -46,8 +49,10 @@ pub use frame::{Frame, FrameError, FrameType, HEADER_LEN, MAX_FRAME_LEN, MAX_PAY
 /// The protocol version this crate speaks: 1 is PROTOCOL.md's frozen table,
 /// 2 adds the ERROR_CODE frame, 3 the optional `user` fields of EXEC_REQ,
 /// FILE_WRITE_REQ and `config.json`, 4 the frames of [`ext`] (CAPS, MKDIR,
-/// MOVE, REMOVE, STAT2, LS2, SIGNAL, WATCH) (`docs/protocol.md`).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// MOVE, REMOVE, STAT2, LS2, SIGNAL, WATCH), 5 kept piped execs
+/// ([`kept`]) and the empty STDIN frame as end of input
+/// (`docs/protocol.md`).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// TCP/vsock port of the agent's control listener.
 pub const CONTROL_PORT: u16 = 1024;

@@ -63,6 +63,16 @@ pub struct ExecRequest {
     /// Ignored on attach. A v1 agent ignores the field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Extension (`docs/protocol.md`, version 5): keep the piped exec
+    /// reconnectable (KEPT_INFO first, output kept in a ring for
+    /// KEPT_ATTACH). Ignored for TTY sessions and on attach. A v1 agent
+    /// ignores the field; send it only to an agent listing `keep`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub keep: bool,
+    /// Extension (version 5): the host's label of a kept exec, echoed in
+    /// KeptInfo (at most [`crate::kept::MAX_TAG`] bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 impl ExecRequest {

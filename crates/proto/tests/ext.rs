@@ -36,8 +36,8 @@ where
 }
 
 #[test]
-fn version_4_frame_bytes_and_names() {
-    let table: [(FrameType, u8, &str); 17] = [
+fn extension_frame_bytes_and_names() {
+    let table: [(FrameType, u8, &str); 21] = [
         (FrameType::ERROR_CODE, 0x08, "ERROR_CODE"),
         (FrameType::SIGNAL, 0x09, "SIGNAL"),
         (FrameType::MKDIR_REQ, 0x58, "MKDIR_REQ"),
@@ -55,6 +55,10 @@ fn version_4_frame_bytes_and_names() {
         (FrameType::WATCH_EVENT, 0x64, "WATCH_EVENT"),
         (FrameType::CAPS_REQ, 0x70, "CAPS_REQ"),
         (FrameType::CAPS_RESP, 0x71, "CAPS_RESP"),
+        (FrameType::KEPT_INFO, 0x34, "KEPT_INFO"),
+        (FrameType::KEPT_LIST_REQ, 0x35, "KEPT_LIST_REQ"),
+        (FrameType::KEPT_LIST_RESP, 0x36, "KEPT_LIST_RESP"),
+        (FrameType::KEPT_ATTACH, 0x37, "KEPT_ATTACH"),
     ];
     assert_eq!(table.len(), FrameType::EXTENSIONS.len());
     for ((kind, byte, name), ext) in table.iter().zip(FrameType::EXTENSIONS) {
@@ -72,7 +76,7 @@ fn version_4_frame_bytes_and_names() {
         all.len(),
         FrameType::ALL.len() + FrameType::EXTENSIONS.len()
     );
-    assert_eq!(PROTOCOL_VERSION, 4);
+    assert_eq!(PROTOCOL_VERSION, 5);
 }
 
 #[test]
@@ -81,7 +85,7 @@ fn caps_golden_and_legacy() {
     golden(
         FrameType::CAPS_RESP,
         &caps,
-        r#"{"version":4,"features":["error_code","user","identify","caps","mkdir","move","remove","stat2","ls2","signal","watch"]}"#,
+        r#"{"version":5,"features":["error_code","user","identify","caps","mkdir","move","remove","stat2","ls2","signal","watch","stdin_eof","keep"]}"#,
     );
     assert!(caps.has(feature::WATCH) && !caps.has("teleport"));
     assert_eq!(

@@ -54,9 +54,11 @@ fn exec_request_with_every_field() {
         cwd: Some("/workspace".into()),
         session_id: Some("s3".into()),
         max_idle_sec: Some(300),
-        // The v1 fields only: `user` (an extension) has its own goldens
-        // below.
+        // The v1 fields only: `user`, `keep` and `tag` (extensions) have
+        // their own goldens (below, `tests/kept.rs`).
         user: None,
+        keep: false,
+        tag: None,
     };
     golden(
         FrameType::EXEC_REQ,

@@ -1,5 +1,9 @@
 //! EXEC_REQ: dispatch (attach / empty argv / TTY / piped) and piped exec.
 //!
+//! With `keep` (protocol version 5) the started command is handed to
+//! [`kept`] instead, which serves this connection as its first attached
+//! one.
+//!
 //! Piped exec tasks: two output pumps (stdout, stderr → STDOUT/STDERR
 //! frames through the connection's one [`FrameWriter`]), a stdin feeder
 //! (bounded channel → child stdin; started by the first non-empty STDIN
@@ -26,7 +30,7 @@ use crate::agent::Agent;
 use crate::children::{self, ChildError, ExitCode};
 use crate::command;
 use crate::conn::{Conn, ConnError, FrameBuf, FrameWriter, Frames};
-use crate::handlers::{ErrorCode, Reply, io_text, session};
+use crate::handlers::{ErrorCode, Reply, io_text, kept, session};
 use crate::spawn;
 
 /// Output read per frame, at most.
@@ -49,6 +53,8 @@ pub enum Error {
     #[error(transparent)]
     Session(#[from] session::Error),
     #[error(transparent)]
+    Kept(#[from] kept::Error),
+    #[error(transparent)]
     Conn(#[from] ConnError),
 }
 
@@ -60,6 +66,7 @@ impl Reply for Error {
             Error::Start(_) => Some(ErrorCode::StartFailed),
             Error::User(e) => e.code(),
             Error::Session(e) => e.code(),
+            Error::Kept(e) => e.code(),
             Error::Conn(e) => e.code(),
         }
     }
@@ -83,9 +90,16 @@ pub async fn dispatch(agent: &Arc<Agent>, conn: Conn, payload: &[u8]) -> Result<
 /// Piped exec of `req` (non-empty argv, no TTY), as the user
 /// [`crate::run_as`] picks.
 pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<(), Error> {
+    if req.keep {
+        agent
+            .kept
+            .check(req.tag.as_deref())
+            .map_err(kept::Error::from)?;
+    }
     let id = agent.command_identity(req.user.as_deref())?;
     let cmd = command::user_command(agent, &id, &req.argv, &req.env, req.cwd.as_deref())
         .map_err(|e| Error::Start(e.to_string()))?;
+    let cwd = cmd.cwd.as_ref().map(|d| d.display().to_string());
     // On a spawner thread (see `crate::spawner`): concurrent execs spawn
     // in parallel, and the runtime's thread never stalls in the vfork.
     let spawned = crate::spawner::run(move || {
@@ -97,6 +111,16 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<
         ChildError::Spawn(io) => Error::Start(io_text(&io)),
         other => Error::Start(other.to_string()),
     })?;
+    if req.keep {
+        let spec = crate::kept::Spec {
+            pid,
+            argv: req.argv,
+            cwd,
+            tag: req.tag,
+            user: req.user,
+        };
+        return Ok(kept::start(agent, conn, spec, stdio, exit).await?);
+    }
     let pgid = Pid::from_raw(pid);
 
     let (mut frames, writer) = conn.into_frames();
@@ -134,7 +158,8 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<
 }
 
 /// The child's stdin as the host has used it so far.
-enum Stdin {
+#[derive(Debug)]
+pub enum Stdin {
     /// No input yet: the pipe's write end, not registered anywhere.
     Unopened(OwnedFd),
     /// Input flows through the feeder task.
@@ -146,7 +171,7 @@ enum Stdin {
 
 impl Stdin {
     /// Passes `data` on to the child, starting the feeder on first use.
-    async fn send(&mut self, data: Vec<u8>) {
+    pub async fn send(&mut self, data: Vec<u8>) {
         if let Stdin::Unopened(_) = self
             && let Stdin::Unopened(fd) = std::mem::replace(self, Stdin::Closed)
         {
@@ -163,7 +188,7 @@ impl Stdin {
     /// Closes the child's stdin (after what the feeder still holds):
     /// dropping the sender ends the feeder once its queue is written, and
     /// dropping an unopened write end closes it at once.
-    fn close(&mut self) {
+    pub fn close(&mut self) {
         *self = Stdin::Closed;
     }
 }
@@ -226,14 +251,14 @@ async fn drain(
     }
 }
 
-fn kill_group(pgid: Option<Pid>) {
+pub fn kill_group(pgid: Option<Pid>) {
     if let Some(pgid) = pgid {
         let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
     }
 }
 
 /// SIGNAL (protocol version 4): the frame's signal to the process group.
-fn signal_group(pgid: Option<Pid>, payload: &[u8]) {
+pub fn signal_group(pgid: Option<Pid>, payload: &[u8]) {
     if let (Some(pgid), Some(sig)) = (pgid, crate::handlers::parse_signal(payload)) {
         let _ = rustix::process::kill_process_group(pgid, sig);
     }
@@ -292,7 +317,7 @@ async fn feed_stdin(fd: OwnedFd, mut rx: mpsc::Receiver<Vec<u8>>) {
 /// Makes the agent's end of a stdio pipe non-blocking, for tokio. One
 /// `fcntl`: the end was made by `pipe2` with no status flags, and tokio's
 /// checked constructors would add an `fstat` and an `F_GETFL` per pipe.
-fn nonblocking(fd: OwnedFd) -> std::io::Result<OwnedFd> {
+pub fn nonblocking(fd: OwnedFd) -> std::io::Result<OwnedFd> {
     rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK)?;
     Ok(fd)
 }

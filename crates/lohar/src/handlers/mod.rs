@@ -29,6 +29,7 @@ pub mod file_stat;
 pub mod file_write;
 pub mod forward;
 pub mod fsops;
+pub mod kept;
 pub mod ls2;
 pub mod remove_tree;
 pub mod session;
