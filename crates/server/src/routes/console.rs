@@ -1,6 +1,9 @@
 //! `GET /sandboxes/{id}/console?lines=N`: the last `N` lines (default
 //! [`DEFAULT_LINES`], at most [`MAX_LINES`]) the guest printed on its
-//! serial console — kernel boot messages, lohar's own lines — as
+//! serial console — lohar's own lines (its start, its readiness), and
+//! the kernel's warnings and errors (a panic, an oops: guests boot with
+//! `quiet`, which keeps the kernel's informational lines off the
+//! console, and the boot faster) — as
 //! `text/plain`, read from the host's log of the console
 //! ([`bhatti_engine::engine::Engine::console`]). It never wakes the
 //! sandbox: a running, paused, cold or stopped sandbox shows its log as

@@ -1,8 +1,8 @@
-//! `GET /sandboxes/{id}/console` against a real VM: the kernel's boot
-//! lines are there; `lines` bounds the reply and a bad `lines` is 400;
-//! another user's sandbox is 404; reading the console of a warm, cold or
+//! `GET /sandboxes/{id}/console` against a real VM: the guest's boot line
+//! (lohar's first; the kernel boots `quiet`) is there; `lines` bounds the
+//! reply and a bad `lines` is 400; another user's sandbox is 404; reading the console of a warm, cold or
 //! stopped sandbox wakes nothing (no restore, same state), and the log
-//! runs on across a stop and start (the boot lines are still there).
+//! runs on across a stop and start (the boot line is still there).
 
 use bhatti_engine::engine::{Engine, SandboxId};
 use bhatti_engine::state::SandboxState;
@@ -19,7 +19,8 @@ pub fn trials() -> Vec<Trial> {
     )]
 }
 
-const BOOT_LINE: &str = "Linux version";
+/// lohar's first line (`lohar: lohar 0.1.0 starting as PID 1`).
+const BOOT_LINE: &str = "starting as PID 1";
 
 /// The console as `key` sees it: (status, content type, body).
 async fn console(d: &TestDaemon, key: &str, query: &str) -> Result<(u16, String, String), Failed> {

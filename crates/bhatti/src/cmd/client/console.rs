@@ -1,6 +1,6 @@
 //! `console SANDBOX [-n N]`: the last lines of a sandbox's serial console
-//! (`GET /sandboxes/{id}/console`: kernel boot messages and the agent's
-//! own lines), printed as they are. It never wakes the sandbox; a sandbox
+//! (`GET /sandboxes/{id}/console`: the agent's own lines, the kernel's
+//! warnings and errors), printed as they are. It never wakes the sandbox; a sandbox
 //! without a log prints nothing. (v1 had no such command.)
 
 use clap::Args;

@@ -71,8 +71,8 @@ pub enum ClientCommand {
     KillSession(sessions::KillArgs),
     /// Read, write or list files in a sandbox.
     File(files::FileArgs),
-    /// Print the last lines of a sandbox's serial console (kernel and
-    /// agent messages; does not wake it).
+    /// Print the last lines of a sandbox's serial console (agent lines,
+    /// kernel warnings and errors; does not wake it).
     Console(console::ConsoleArgs),
     /// List TCP ports listening in a sandbox (or in all your running
     /// sandboxes), with their proxy URLs and host ports.
