@@ -236,6 +236,7 @@ impl KeptCmd {
                 .unwrap_or(u32::MAX),
             created_at: self.created_at,
             dropped: st.ring.dropped(),
+            replay: 0,
         }
     }
 
@@ -253,12 +254,11 @@ impl KeptCmd {
         } else {
             None
         };
-        let replay = st.ring.chunks().map(|(k, d)| (k, d.to_vec())).collect();
-        Attached {
-            info: self.info_locked(&st),
-            replay,
-            live,
-        }
+        let replay: Vec<(FrameType, Vec<u8>)> =
+            st.ring.chunks().map(|(k, d)| (k, d.to_vec())).collect();
+        let mut info = self.info_locked(&st);
+        info.replay = replay.iter().map(|(_, d)| d.len() as u64).sum();
+        Attached { info, replay, live }
     }
 
     /// Records a chunk of output and sends it to every attached

@@ -69,6 +69,7 @@ async fn attach_after_the_first_connection_dropped_replays_then_streams_live() {
 
     let mut again = l.client.attach_kept(&info.id).await.unwrap();
     assert_eq!((again.info.pid, again.info.dropped), (info.pid, 0));
+    assert_eq!(again.info.replay, 9, "one\\n + err1\\n");
     // The replay: stdout and stderr as they came.
     assert_eq!(
         again.next().await.unwrap(),
@@ -251,6 +252,7 @@ async fn the_ring_keeps_the_newest_output_and_counts_the_rest() {
     assert_eq!(out.len(), 64 * 1024);
     assert!(out.ends_with(b"aaaEND") && !common::contains(&out, "START"));
     assert_eq!(late.info.dropped as usize + out.len(), 5 + 200_000 + 3);
+    assert_eq!(late.info.replay as usize, out.len());
 }
 
 #[tokio::test]

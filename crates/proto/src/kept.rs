@@ -64,6 +64,11 @@ pub struct KeptInfo {
     /// KEPT_INFO before a replay, what the replay is missing.
     #[serde(default)]
     pub dropped: u64,
+    /// In a KEPT_INFO: the payload bytes of the STDOUT/STDERR frames of
+    /// the replay that follows it (what comes after them is live); 0 in
+    /// KEPT_LIST_RESP and at the start of a kept exec.
+    #[serde(default)]
+    pub replay: u64,
 }
 
 /// KEPT_LIST_RESP.

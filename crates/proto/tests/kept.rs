@@ -53,11 +53,12 @@ fn kept_info_list_and_attach_golden() {
         attached: 1,
         created_at: 1_700_000_000,
         dropped: 0,
+        replay: 0,
     };
     golden(
         FrameType::KEPT_INFO,
         &running,
-        r#"{"id":"k1","pid":42,"argv":["sh","-c","yes"],"cwd":"/w","running":true,"stdin_open":true,"attached":1,"created_at":1700000000,"dropped":0}"#,
+        r#"{"id":"k1","pid":42,"argv":["sh","-c","yes"],"cwd":"/w","running":true,"stdin_open":true,"attached":1,"created_at":1700000000,"dropped":0,"replay":0}"#,
     );
     let exited = KeptInfo {
         id: "k2".into(),
@@ -66,6 +67,7 @@ fn kept_info_list_and_attach_golden() {
         user: Some("lohar".into()),
         exit_code: Some(143),
         dropped: 5,
+        replay: 7,
         ..KeptInfo::default()
     };
     golden(
@@ -74,7 +76,7 @@ fn kept_info_list_and_attach_golden() {
             commands: vec![exited],
             truncated: false,
         },
-        r#"{"commands":[{"id":"k2","pid":0,"argv":[],"argv_cut":true,"tag":"x","user":"lohar","running":false,"exit_code":143,"stdin_open":false,"attached":0,"created_at":0,"dropped":5}]}"#,
+        r#"{"commands":[{"id":"k2","pid":0,"argv":[],"argv_cut":true,"tag":"x","user":"lohar","running":false,"exit_code":143,"stdin_open":false,"attached":0,"created_at":0,"dropped":5,"replay":7}]}"#,
     );
     golden(
         FrameType::KEPT_ATTACH,
