@@ -181,3 +181,12 @@ def test_missing_sandbox_and_bad_key():
         Sandbox.connect("sb-doesnotexist")
     with pytest.raises(AuthenticationException):
         Sandbox.list(api_key="bht_" + "0" * 40).next_items()
+
+
+def test_idempotency_key_makes_one_sandbox(make_sandbox):
+    first = make_sandbox(idempotency_key="retry-1")
+    again = make_sandbox(idempotency_key="retry-1")
+    assert again.sandbox_id == first.sandbox_id
+    assert again.commands.run("echo same").stdout == "same\n"
+    other = make_sandbox(idempotency_key="retry-2")
+    assert other.sandbox_id != first.sandbox_id

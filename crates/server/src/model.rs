@@ -228,6 +228,11 @@ pub struct CreateSandbox {
     /// apply as on any create.
     #[serde(default, deserialize_with = "v1::blank_is_none")]
     pub snapshot: Option<String>,
+    /// From the `Idempotency-Key` header, never the body
+    /// ([`crate::service::idempotent`]).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub idempotency_key: Option<String>,
 }
 
 /// `PATCH /sandboxes/{id}`.
@@ -331,6 +336,9 @@ pub struct StoredSpec {
     /// The image config's working directory: the default `cwd` of exec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
+    /// The `Idempotency-Key` of the create that made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 fn yes() -> bool {

@@ -121,6 +121,10 @@ fn parameters<E: Engine>(r: &RouteDef<E>, schemas: &mut Schemas) -> Vec<Value> {
     if let Some(q) = r.doc.query {
         out.extend(q());
     }
+    out.extend(r.doc.request_headers.iter().map(|(name, d, pattern)| {
+        json!({"name": name, "in": "header", "required": false, "description": d,
+               "schema": {"type": "string", "pattern": pattern}})
+    }));
     out
 }
 

@@ -62,6 +62,8 @@ pub struct AppState<E> {
     /// Prometheus instruments ([`crate::metrics`]).
     pub metrics: crate::metrics::Metrics,
     pub(crate) create_lock: std::sync::Mutex<()>,
+    /// Locks of creates with an `Idempotency-Key` in flight.
+    pub(crate) idempotency: crate::service::idempotent::Keys,
 }
 
 /// What handlers receive.
@@ -85,6 +87,7 @@ impl<E> AppState<E> {
             events,
             metrics: crate::metrics::Metrics::new(),
             create_lock: std::sync::Mutex::new(()),
+            idempotency: crate::service::idempotent::Keys::default(),
             settings,
         }
     }

@@ -54,6 +54,8 @@ pub struct Doc {
     pub params: Vec<(&'static str, SchemaFn)>,
     /// Reply headers: name, description.
     pub headers: Vec<(&'static str, &'static str)>,
+    /// Optional request headers: name, description, pattern.
+    pub request_headers: Vec<(&'static str, &'static str, &'static str)>,
 }
 
 /// `$ref` to `T`'s schema, which is added with everything it uses.
@@ -255,6 +257,17 @@ impl<E: Engine> RouteDef<E> {
     /// The reply carries header `name`.
     pub fn header(mut self, name: &'static str, description: &'static str) -> Self {
         self.doc.headers.push((name, description));
+        self
+    }
+
+    /// The request may carry header `name`, matching `pattern`.
+    pub fn request_header(
+        mut self,
+        name: &'static str,
+        description: &'static str,
+        pattern: &'static str,
+    ) -> Self {
+        self.doc.request_headers.push((name, description, pattern));
         self
     }
 }

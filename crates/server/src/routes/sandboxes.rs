@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, get, patch, post};
 use bhatti_engine::engine::Engine;
 
@@ -11,7 +11,7 @@ use super::{RouteDef, Verb, user};
 use crate::extract::{ApiJson, ApiPath, ApiResult, AuthUser};
 use crate::model::replies::Status;
 use crate::model::{CreateSandbox, PatchSandbox, SandboxView};
-use crate::service::{ServiceError, lifetime};
+use crate::service::{ServiceError, idempotent, lifetime};
 use crate::state::Shared;
 
 pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
@@ -23,7 +23,16 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
             post(create::<E>),
         )
         .body::<CreateSandbox>()
-        .reply::<SandboxView>(201),
+        .request_header(
+            "Idempotency-Key",
+            "Makes the create happen at most once: a retry with the same key within 24 h returns the sandbox the first made (while it lives), with `Idempotent-Replayed: true`",
+            "^[A-Za-z0-9._:-]{1,255}$",
+        )
+        .reply::<SandboxView>(201)
+        .header(
+            "Idempotent-Replayed",
+            "`true` when an earlier create with the same Idempotency-Key made the sandbox",
+        ),
         user(
             Verb::Get,
             "/sandboxes",
@@ -73,10 +82,13 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
 async fn create<E: Engine>(
     State(st): State<Shared<E>>,
     AuthUser(u): AuthUser,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<CreateSandbox>,
-) -> ApiResult<(StatusCode, Json<SandboxView>)> {
-    let sb = st.create_sandbox(&u, req).await?;
-    Ok((StatusCode::CREATED, Json(SandboxView::from(&sb))))
+) -> ApiResult<(StatusCode, HeaderMap, Json<SandboxView>)> {
+    let key = idempotent::from_headers(&headers).map_err(ServiceError::from)?;
+    let once = st.create_sandbox_once(&u, req, key).await?;
+    let view = SandboxView::from(&once.sandbox);
+    Ok((StatusCode::CREATED, once.headers(), Json(view)))
 }
 
 async fn list<E: Engine>(

@@ -220,6 +220,7 @@ fn new_row(
         disk_size_mb: plan.disk_mb,
         image_name: plan.image_name.clone(),
         workdir: plan.workdir.clone(),
+        idempotency_key: plan.idempotency_key.clone(),
     };
     Sandbox {
         id,

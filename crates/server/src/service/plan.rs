@@ -46,6 +46,8 @@ pub struct Plan {
     /// The template's labels with the request's over them.
     pub labels: BTreeMap<String, String>,
     pub ttl: super::lifetime::Ttl,
+    /// The create's `Idempotency-Key` ([`super::idempotent`]).
+    pub idempotency_key: Option<String>,
 }
 
 impl Plan {
@@ -148,6 +150,7 @@ impl<E: Engine> AppState<E> {
         let plan = Plan {
             labels,
             ttl,
+            idempotency_key: req.idempotency_key,
             name,
             cpus,
             memory_mb,

@@ -267,6 +267,7 @@ fn snapshot_plan(user: &User, req: CreateSandbox, snap: &Snapshot) -> ServiceRes
     plan.ttl = ttl;
     plan.keep_hot = req.keep_hot.unwrap_or(false);
     plan.peers = req.peers.unwrap_or(true);
+    plan.idempotency_key = req.idempotency_key;
     Ok(plan)
 }
 
@@ -333,6 +334,7 @@ fn base_plan(
         user: None,
         disk_mb: None,
         labels: BTreeMap::new(),
+        idempotency_key: None,
         ttl: lifetime::Ttl {
             expires_at: None,
             on_expire: Default::default(),

@@ -66,6 +66,8 @@ pub enum Invalid {
     LabelValue(String),
     #[error("at most {MAX_LABELS} labels, got {0}")]
     LabelCount(usize),
+    #[error("invalid Idempotency-Key {0:?}: 1-255 characters of [A-Za-z0-9._:-]")]
+    IdempotencyKey(String),
     #[error("invalid label filter {0:?}: use label=KEY=VALUE")]
     LabelFilter(String),
     /// A create from a snapshot that asks for something the snapshot

@@ -23,6 +23,7 @@ mod files;
 mod fuzz;
 mod golden;
 mod hygiene;
+mod idempotent;
 mod images;
 mod images_more;
 mod images_spoof;
@@ -75,6 +76,7 @@ fn main() {
         web_ui::trials(),
         e2b_envd::trials(),
         e2b_js::trials(),
+        idempotent::trials(),
         events::trials(),
         metrics::trials(),
         console::trials(),

@@ -25,6 +25,7 @@ use super::list;
 use super::model::{self, Created, Detail, Lifetime, Listed, NewSandbox};
 use super::template::{self, Source};
 use crate::model::{CreateSandbox, OnExpireIn};
+use crate::service::{ServiceError, idempotent};
 use crate::state::{Shared, now_unix};
 
 /// A create's timeout when it names none (E2B's default).
@@ -69,8 +70,10 @@ fn set_timeout<E: Engine>(
 pub async fn create<E: Engine>(
     State(st): State<Shared<E>>,
     Caller(user): Caller,
+    headers: HeaderMap,
     bytes: Bytes,
-) -> ControlResult<(StatusCode, Json<Created>)> {
+) -> ControlResult<(StatusCode, HeaderMap, Json<Created>)> {
+    let key = idempotent::from_headers(&headers).map_err(ServiceError::from)?;
     let req: NewSandbox = body(&bytes)?;
     let asked = req
         .template_id
@@ -92,8 +95,9 @@ pub async fn create<E: Engine>(
         Source::Template(id) => create.template_id = Some(id),
         Source::Image(image) => create.image = Some(image),
     }
-    let sb = st.create_sandbox(&user, create).await?;
-    Ok((StatusCode::CREATED, Json(model::created(&st, &sb))))
+    let once = st.create_sandbox_once(&user, create, key).await?;
+    let body = model::created(&st, &once.sandbox);
+    Ok((StatusCode::CREATED, once.headers(), Json(body)))
 }
 
 /// `GET /v2/sandboxes`: filtered, ordered, paged ([`list`]).
