@@ -85,6 +85,11 @@ pub fn shorten(msg: &str) -> String {
     out
 }
 
+/// The kind of error a response carries ([`ApiError::kind`]), as a
+/// response extension for the metrics middleware.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorKind(pub &'static str);
+
 /// The JSON body of every error response.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
@@ -110,6 +115,28 @@ impl ApiError {
             Self::Unavailable(_) => 503,
             Self::GatewayTimeout(_) => 504,
             Self::Internal(_) => 500,
+        }
+    }
+
+    /// The error's kind, as `bhatti_errors_total` labels it
+    /// ([`crate::metrics`]): the variant's name in snake case.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::Unauthorized => "unauthorized",
+            Self::NotFound(_) | Self::Missing(_) => "not_found",
+            Self::Forbidden(_) => "forbidden",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::InsufficientStorage(_) => "insufficient_storage",
+            Self::LengthRequired => "length_required",
+            Self::Conflict(_) => "conflict",
+            Self::Unprocessable(_) => "unprocessable",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::TooManyRequests(_) => "too_many_requests",
+            Self::BadGateway(_) => "bad_gateway",
+            Self::Unavailable(_) => "unavailable",
+            Self::GatewayTimeout(_) => "gateway_timeout",
+            Self::Internal(_) => "internal",
         }
     }
 
@@ -142,6 +169,7 @@ impl axum::response::IntoResponse for ApiError {
             tracing::warn!(error = %body.error, "request failed");
         }
         let mut resp = (status, axum::Json(body)).into_response();
+        resp.extensions_mut().insert(ErrorKind(self.kind()));
         if matches!(self, Self::PayloadTooLarge(_)) {
             // The body was refused unread: the connection cannot carry
             // another request, so say so (a client that pooled it would

@@ -1,6 +1,6 @@
 //! The metrics read at scrape time: sandboxes by state (the store's
 //! rows), each live VMM's RSS and CPU time (the engine's pids, `/proc`),
-//! event subscribers. [`snapshot`] reads them; [`Collected`], registered
+//! event subscribers, agent reconnects. [`snapshot`] reads them; [`Collected`], registered
 //! as a collector, encodes the last snapshot installed.
 
 use std::collections::BTreeMap;
@@ -34,6 +34,8 @@ pub struct Snapshot {
     pub sandboxes: BTreeMap<(&'static str, &'static str), i64>,
     pub vmms: Vec<Vmm>,
     pub subscribers: i64,
+    /// Agent reconnects by kind (`session`, `redial`).
+    pub reconnects: [(&'static str, u64); 2],
 }
 
 /// The (status, thermal) pairs a live sandbox can be in.
@@ -79,6 +81,10 @@ pub async fn snapshot<E: Engine>(st: &AppState<E>) -> Result<Snapshot, MetricsEr
         });
     }
     snap.subscribers = i64::try_from(st.events.subscribers()).unwrap_or(i64::MAX);
+    snap.reconnects = [
+        ("session", st.metrics.reattaches.get()),
+        ("redial", st.engine.agent_redials()),
+    ];
     Ok(snap)
 }
 
@@ -139,6 +145,15 @@ impl Collector for Collected {
             gauge.metric_type(),
         )?;
         ConstGauge::new(snap.subscribers).encode(m)?;
+        let mut m = enc.encode_descriptor(
+            "agent_reconnects",
+            "Reconnects to guest agents: terminals reattached, operations redialled",
+            None,
+            counter.metric_type(),
+        )?;
+        for (kind, n) in snap.reconnects {
+            ConstCounter::new(n).encode(m.encode_family(&[("kind", kind)])?)?;
+        }
         Ok(())
     }
 }

@@ -14,10 +14,15 @@
 //! | `bhatti_vmm_resident_memory_bytes` | gauge | `sandbox`, `name`: each live VMM's RSS |
 //! | `bhatti_vmm_cpu_seconds_total` | counter | `sandbox`, `name`: each live VMM's user + system CPU time |
 //! | `bhatti_event_subscribers` | gauge | — : open `GET /events` streams |
+//! | `bhatti_errors_total` | counter | `kind`: error replies of the native API by [`ApiError::kind`](crate::error::ApiError::kind) (`bad_request`, `not_found`, …; the 5xx kinds `internal`, `bad_gateway` — a guest or its agent unreachable or answering nonsense —, `unavailable`, `gateway_timeout`, `insufficient_storage` are the daemon's or the guest's failures) |
+//! | `bhatti_agent_reconnects_total` | counter | `kind`: `session` (a terminal reattached to a running agent session over `GET /sandboxes/{id}/ws`, e.g. the web UI after a dropped connection), `redial` (an agent operation that found the connection refused, woke the sandbox again and dialled anew: [`Engine::agent_redials`]) |
 //!
-//! The first six are recorded as things happen (the HTTP ones by
-//! [`track`], a middleware on every route); the rest are read at scrape
-//! time ([`scrape`]: the store's rows, the engine's VMM pids, `/proc`).
+//! The first six and the errors are recorded as things happen (the HTTP
+//! ones by [`track`], a middleware on every route, which reads an error's
+//! kind from the response, [`crate::error::ErrorKind`]); the rest are
+//! read at scrape time ([`scrape`]: the store's rows, the engine's VMM
+//! pids and redial count, `/proc`, the session reattaches counted by the
+//! shell route).
 //!
 //! # Threads, locks, I/O
 //! Instruments are atomics (label families behind the crate's `RwLock`,
@@ -73,6 +78,11 @@ struct SourceLabel {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct FromLabel {
     from: &'static str,
 }
@@ -89,6 +99,9 @@ pub struct Metrics {
     wake_seconds: Histograms<FromLabel>,
     snapshot_seconds: Histogram,
     exec_seconds: Histogram,
+    errors: Family<KindLabel, Counter>,
+    /// Terminals reattached to a running session (read at scrape time).
+    pub reattaches: Counter,
     snapshot: std::sync::Arc<collect::Collected>,
     /// CPU readings of `GET /sandboxes/{id}/stats`.
     pub cpu_samples: procfs::CpuSamples,
@@ -120,6 +133,7 @@ impl Metrics {
         let wake_seconds: Histograms<FromLabel> = Family::new_with_constructor(fast);
         let snapshot_seconds = slow();
         let exec_seconds = fast();
+        let errors = Family::<KindLabel, Counter>::default();
         let snapshot = std::sync::Arc::new(collect::Collected::default());
         let r = &mut registry;
         r.register("http_requests", "API requests answered", requests.clone());
@@ -148,6 +162,7 @@ impl Metrics {
             "Buffered execs, start to exit",
             exec_seconds.clone(),
         );
+        r.register("errors", "Error replies of the API by kind", errors.clone());
         r.register_collector(Box::new(snapshot.clone()));
         Self {
             registry,
@@ -157,6 +172,8 @@ impl Metrics {
             wake_seconds,
             snapshot_seconds,
             exec_seconds,
+            errors,
+            reattaches: Counter::default(),
             snapshot,
             cpu_samples: procfs::CpuSamples::default(),
         }
@@ -185,6 +202,11 @@ impl Metrics {
     /// A buffered exec that took `took`.
     pub fn exec(&self, took: Duration) {
         self.exec_seconds.observe(took.as_secs_f64());
+    }
+
+    /// An error reply of kind `kind` ([`crate::error::ApiError::kind`]).
+    pub fn error(&self, kind: &'static str) {
+        self.errors.get_or_create(&KindLabel { kind }).inc();
     }
 
     fn request(&self, method: &str, route: &str, status: u16, took: Duration) {
@@ -226,7 +248,8 @@ impl Metrics {
 }
 
 /// Middleware of every route: counts the request and its latency by
-/// method, matched route template and status.
+/// method, matched route template and status, and an error reply by its
+/// kind.
 pub async fn track<E: Engine>(State(st): State<Shared<E>>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().as_str().to_owned();
@@ -234,6 +257,9 @@ pub async fn track<E: Engine>(State(st): State<Shared<E>>, req: Request, next: N
     let resp = next.run(req).await;
     st.metrics
         .request(&method, &route, resp.status().as_u16(), start.elapsed());
+    if let Some(kind) = resp.extensions().get::<crate::error::ErrorKind>() {
+        st.metrics.error(kind.0);
+    }
     resp
 }
 

@@ -130,3 +130,33 @@ fn renders_what_was_recorded_in_the_prometheus_text_format() {
     let om = m.render(Snapshot::default(), true).expect("openmetrics");
     assert!(om.ends_with("# EOF\n"), "{om}");
 }
+
+#[test]
+fn errors_by_kind_and_agent_reconnects_by_kind() {
+    let m = Metrics::new();
+    m.error("bad_request");
+    m.error("bad_request");
+    m.error(crate::error::ApiError::BadGateway("guest port 80".into()).kind());
+    let snap = Snapshot {
+        reconnects: [("session", 3), ("redial", 1)],
+        ..Snapshot::default()
+    };
+    let s = parse(&m.render(snap, false).expect("render"));
+    let get = |name, kind| value(&s, name, &[("kind", kind)]);
+    let errors = "bhatti_errors_total";
+    assert_eq!(get(errors, "bad_request"), Some(Value::Counter(2.0)));
+    assert_eq!(get(errors, "bad_gateway"), Some(Value::Counter(1.0)));
+    let reconnects = "bhatti_agent_reconnects_total";
+    assert_eq!(get(reconnects, "session"), Some(Value::Counter(3.0)));
+    assert_eq!(get(reconnects, "redial"), Some(Value::Counter(1.0)));
+}
+
+#[test]
+fn an_error_reply_carries_its_kind_for_the_middleware() {
+    use axum::response::IntoResponse;
+    let resp = crate::error::ApiError::NotFound("sandbox x".into()).into_response();
+    assert_eq!(
+        resp.extensions().get::<crate::error::ErrorKind>(),
+        Some(&crate::error::ErrorKind("not_found"))
+    );
+}

@@ -20,7 +20,9 @@
 //!
 //! Which session: `?session=<sid>` attaches to that one; `?new=true`
 //! always starts a new shell; otherwise the newest running shell that no
-//! one is attached to is reattached, or a new one started.
+//! one is attached to is reattached, or a new one started. Each attach to
+//! a running session counts in `bhatti_agent_reconnects_total{kind="session"}`
+//! ([`crate::metrics`]).
 //!
 //! # Threads, locks, I/O
 //! One task per connection (axum's upgrade task) selects over the socket,
@@ -109,29 +111,32 @@ async fn ws<E: Engine>(
     let upgrade = upgrade.map_err(|e| ApiError::BadRequest(format!("WebSocket upgrade: {e}")))?;
     let (sb, eid) = st.live(&u, &id).await?;
     let workdir = crate::service::images::workdir_of(&sb);
-    let session = open(&*st.engine, &eid, &q, workdir).await?;
+    let (session, reattached) = open(&*st.engine, &eid, &q, workdir).await?;
+    if reattached {
+        st.metrics.reattaches.inc();
+    }
     let busy = st.activity.busy(&sb.id);
     let control = q.control;
     Ok(upgrade.on_upgrade(move |socket| bridge(socket, session, control, busy)))
 }
 
-/// Attaches to a session, or opens a shell (in `cwd`, the image's
-/// working directory, when there is one).
+/// Attaches to a session (`true`: a reattach), or opens a shell (in
+/// `cwd`, the image's working directory, when there is one).
 async fn open<E: Engine>(
     engine: &E,
     id: &SandboxId,
     q: &WsQuery,
     cwd: Option<String>,
-) -> ApiResult<Session> {
+) -> ApiResult<(Session, bool)> {
     if let Some(sid) = &q.session {
-        return Ok(engine.attach(id, sid).await?);
+        return Ok((engine.attach(id, sid).await?, true));
     }
     if !q.new {
         let mut sessions = engine.list_sessions(id).await?;
         sessions.retain(|s| s.tty && s.running && !s.attached && s.session_id != "init");
         if let Some(s) = sessions.iter().max_by_key(|s| s.created_at) {
             match engine.attach(id, &s.session_id).await {
-                Ok(sess) => return Ok(sess),
+                Ok(sess) => return Ok((sess, true)),
                 // It ended in between: start a new one.
                 Err(e) => tracing::debug!(error = %e, "reattach failed"),
             }
@@ -145,7 +150,7 @@ async fn open<E: Engine>(
     if let Some(u) = q.user.as_deref().filter(|u| !u.is_empty()) {
         opts = opts.user(u);
     }
-    Ok(engine.shell(id, opts).await?)
+    Ok((engine.shell(id, opts).await?, false))
 }
 
 /// What a text message from the client is.

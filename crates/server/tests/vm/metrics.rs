@@ -4,8 +4,10 @@
 //! grows by exactly the requests made, the create and exec histograms
 //! count one each, sandboxes by state follow a create and a stop, the
 //! VMM's RSS and CPU are there while it runs and gone once stopped; the
-//! stats of a hot sandbox show its memory, a stopped one zeros. Without
-//! a key `/metrics` is 401, unless `metrics_auth: none`.
+//! stats of a hot sandbox show its memory, a stopped one zeros; the
+//! error replies the test provoked are counted by kind, and a shell
+//! reattached as an agent reconnect. Without a key `/metrics` is 401,
+//! unless `metrics_auth: none`.
 
 use bhatti_server::config::MetricsAuth;
 use libtest_mimic::{Failed, Trial};
@@ -144,6 +146,7 @@ pub fn scrape_matches_actions() -> TestResult {
             || format!("hot stats: {st}"),
         )?;
 
+        errors_and_reconnects(&d).await?;
         d.expect(d.req(Method::POST, "/sandboxes/m1/stop"), 200)
             .await?;
         let st = d
@@ -162,6 +165,59 @@ pub fn scrape_matches_actions() -> TestResult {
         let gone = num(&stopped, "bhatti_vmm_resident_memory_bytes", &vmm);
         ensure(gone.is_none(), || format!("stopped vmm rss {gone:?}"))?;
         d.finish().await
+    })
+}
+
+/// A shell socket on m1 asking for control messages; its session id.
+async fn shell(d: &TestDaemon, query: &str) -> Result<(crate::shell::Ws, String), Failed> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!(
+        "{}/sandboxes/m1/ws?control=1&{query}",
+        d.url.replace("http://", "ws://")
+    );
+    let mut req = url.into_client_request()?;
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {}", d.key).parse()?);
+    let mut ws = tokio_tungstenite::connect_async(req).await?.0;
+    let sid = crate::shell::hello(&mut ws).await?;
+    Ok((ws, sid))
+}
+
+/// `bhatti_errors_total` counts the error replies the test provoked by
+/// kind (two bad requests, a 404, a 502 from a guest port nobody listens
+/// on), and `bhatti_agent_reconnects_total{kind="session"}` one shell
+/// reattached by its id; nothing was redialled.
+async fn errors_and_reconnects(d: &TestDaemon) -> TestResult {
+    let before = scrape(d).await?;
+    for q in ["abc", "99999"] {
+        let path = format!("/sandboxes/m1/console?lines={q}");
+        d.expect(d.req(Method::GET, &path), 400).await?;
+    }
+    d.expect(d.req(Method::GET, "/sandboxes/nope"), 404).await?;
+    d.expect(d.req(Method::GET, "/sandboxes/m1/proxy/9999/"), 502)
+        .await?;
+    let (ws, sid) = shell(d, "new=true").await?;
+    drop(ws);
+    let (mut ws, again) = shell(d, &format!("session={sid}")).await?;
+    ensure(again == sid, || format!("reattached {again}, not {sid}"))?;
+    let _ = futures_util::SinkExt::close(&mut ws).await;
+    let after = scrape(d).await?;
+    let grew = |name: &str, kind: &str| {
+        let l = [("kind", kind)];
+        num(&after, name, &l).unwrap_or(0.0) - num(&before, name, &l).unwrap_or(0.0)
+    };
+    let errors = "bhatti_errors_total";
+    let got = [
+        grew(errors, "bad_request"),
+        grew(errors, "not_found"),
+        grew(errors, "bad_gateway"),
+    ];
+    ensure(got == [2.0, 1.0, 1.0], || format!("errors grew by {got:?}"))?;
+    let reconnects = "bhatti_agent_reconnects_total";
+    let session = grew(reconnects, "session");
+    let redial = num(&after, reconnects, &[("kind", "redial")]);
+    ensure(session == 1.0 && redial == Some(0.0), || {
+        format!("reconnects: session +{session}, redial {redial:?}")
     })
 }
 
