@@ -2,7 +2,7 @@
 last one's page and sandbox): log in, create a sandbox, the terminal
 (echo, resize and `stty size`, scrollback after a reload, a dropped
 connection reattached), files (upload,
-view, download), exec, a port link that appears when the guest listens
+view, download), exec, the console panel (the agent's boot line), a port link that appears when the guest listens
 (and opens the guest's page), stop and start, the resource lists, destroy,
 a create from a template with a new volume. Each
 page's screenshot is saved. Every wait is a WebDriverWait on what the
@@ -171,6 +171,25 @@ def test_exec_streams_output(driver, wait, shots):
     out = css(driver, "#exec-out").text
     assert "out-2" in out and "err" in out, out
     shot(driver, shots, "07-detail-exec")
+
+
+def test_console_shows_the_boot(driver, wait, shots):
+    log = css(driver, "#console-out")
+    assert log.get_attribute("role") == "log"
+    assert log.get_attribute("aria-live") == "off"
+    # Guests boot with `quiet`: the first line is the agent's.
+    def booted(d):
+        return "starting as PID 1" in css(d, "#console-out").get_attribute("textContent")
+
+    wait.until(booted)
+    Select(css(driver, "#console-lines")).select_by_value("1000")
+    # Refresh from the keyboard: focus the button, press Enter.
+    refresh = css(driver, "#console-refresh")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", refresh)
+    refresh.send_keys("\n")
+    wait.until(EC.text_to_be_present_in_element((By.ID, "console-status"), "lines"))
+    wait.until(booted)
+    shot(driver, shots, "07b-detail-console")
 
 
 def test_port_link_appears_and_opens(driver, wait, base, shots):

@@ -1,8 +1,9 @@
 // A sandbox's page: its state (thermal state included) and resources,
-// usage (GET /sandboxes/ID/stats, where the daemon has it), shell
+// usage (GET /sandboxes/ID/stats, where the daemon has it), the serial
+// console's last lines (GET /sandboxes/ID/console), shell
 // sessions (attach, kill), the file browser, an exec box with streamed
 // output (NDJSON), listening ports with proxy links, published ports.
-// Reading the sandbox, its stats and GET /ports wakes nothing; sessions,
+// Reading the sandbox, its stats, its console and GET /ports wakes nothing; sessions,
 // files, exec and the ports list of the guest wake it (the daemon starts
 // a cooled sandbox transparently), so those load when asked.
 
@@ -53,6 +54,40 @@ function statsCard(id) {
   };
   load();
   return { el: h("section", { class: "card", "aria-labelledby": "stats-title" }, h("h2", { id: "stats-title" }, "Usage"), body), load };
+}
+
+// The guest's serial console (GET /sandboxes/ID/console: read on the
+// host, wakes nothing): its last lines, reloaded by the button. The log
+// does not announce itself (aria-live off): it is read when focused.
+function consoleCard(id) {
+  const out = h("pre", { id: "console-out", class: "out console", role: "log", "aria-live": "off",
+    tabindex: "0", "aria-labelledby": "console-title" });
+  const status = h("span", { id: "console-status", class: "muted", role: "status" });
+  const count = h("select", { id: "console-lines", name: "lines" },
+    [200, 1000, 10000].map((n) => h("option", { value: n }, `${n} lines`)));
+  const load = async () => {
+    out.setAttribute("aria-busy", "true");
+    status.textContent = "Loading…";
+    try {
+      const r = await raw(`/sandboxes/${enc(id)}/console?lines=${count.value}`);
+      const text = await r.text();
+      out.textContent = text;
+      out.scrollTop = out.scrollHeight;
+      status.textContent = text ? `${text.split("\n").length - 1} lines` : "No console output yet.";
+    } catch (e) {
+      status.textContent = e.status === 404 && /no route/.test(e.message)
+        ? "This daemon does not serve the console." : `Console: ${e.message}`;
+    }
+    out.removeAttribute("aria-busy");
+  };
+  count.addEventListener("change", load);
+  load();
+  return h("section", { class: "card wide", "aria-labelledby": "console-title" },
+    h("h2", { id: "console-title" }, "Console"),
+    h("div", { class: "row" },
+      h("label", { for: "console-lines", class: "sr-only" }, "Lines to show"), count,
+      h("button", { type: "button", id: "console-refresh", onclick: load }, "Refresh"), status),
+    out);
 }
 
 function sessionsCard(id) {
@@ -170,7 +205,7 @@ export function detailPage(id) {
     }
   };
   mount(h("p", { class: "crumbs" }, h("a", { href: "#/" }, "Sandboxes"), " / "), title,
-    h("div", { class: "grid" }, infoBox, stats.el, ports.el, sessionsCard(id), filesCard(id), execCard(id)));
+    h("div", { class: "grid" }, infoBox, stats.el, ports.el, sessionsCard(id), filesCard(id), execCard(id), consoleCard(id)));
   refresh();
   let tick = 0;
   const stop = live((ev) => {
