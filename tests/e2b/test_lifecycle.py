@@ -157,14 +157,27 @@ def test_pause_then_connect_resumes(sandbox):
     assert datetime.timedelta(seconds=TIMEOUT - 120) < left
 
 
-def test_metrics_are_one_sample_of_now(sandbox):
+def test_metrics_are_a_series_of_samples(sandbox):
     info = sandbox.get_info()
-    [m] = sandbox.get_metrics()
+    # At least one sample, even before the daemon's first round (5 s).
+    m = sandbox.get_metrics()[-1]
     assert m.cpu_count == info.cpu_count
     assert m.mem_total == info.memory_mb * 1024 * 1024
     assert 0 < m.mem_used  # the VMM's resident memory: it is running
     assert 0 <= m.cpu_used_pct
     assert 0 < m.disk_used and 0 < m.disk_total
+    # The daemon samples running sandboxes every 5 s: a series builds up.
+    series = eventually(
+        lambda: (lambda s: s if len(s) >= 2 else None)(sandbox.get_metrics())
+    )
+    stamps = [x.timestamp for x in series]
+    assert stamps == sorted(stamps)
+    last = series[-1].timestamp
+    second = datetime.timedelta(seconds=1)
+    near = sandbox.get_metrics(start=last - second, end=last + second)
+    assert near and all(abs(x.timestamp - last) <= 3 * second for x in near)
+    long_ago = last - datetime.timedelta(days=2)
+    assert sandbox.get_metrics(start=long_ago, end=long_ago + second) == []
 
 
 def test_unknown_template_is_refused():

@@ -9,7 +9,8 @@
 //! Runs on the caller's tokio runtime: the HTTP listener ([`crate::listen`]:
 //! an accept loop and a task per connection, with header timeouts and a
 //! cap on connections that have not sent a request), one thermal task,
-//! one expiry task ([`crate::service::lifetime`]), one host-port scanner
+//! one expiry task ([`crate::service::lifetime`]), one usage sampler
+//! ([`crate::history`]), one host-port scanner
 //! task ([`crate::hostports`]; it closes every
 //! forward when the stop comes), and the engine's own helpers. Start-up
 //! and shutdown are sequential.
@@ -185,56 +186,35 @@ impl Daemon {
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), DaemonError> {
         let (tx, rx) = tokio::sync::watch::channel(false);
+        let st = &self.state;
         let mirror = {
-            let mut rx = rx.clone();
-            let events = self.state.engine.subscribe();
+            let events = st.engine.subscribe();
             // Whatever changed before the mirror listened.
-            self.state.sync_all().await;
-            tokio::spawn(crate::mirror::run(self.state.clone(), events, async move {
-                let _ = rx.wait_for(|v| *v).await;
-            }))
+            st.sync_all().await;
+            tokio::spawn(crate::mirror::run(st.clone(), events, stopped(&rx)))
         };
-        let thermal = {
-            let mut rx = rx.clone();
-            tokio::spawn(crate::thermal::run(self.state.clone(), async move {
-                let _ = rx.wait_for(|v| *v).await;
-            }))
-        };
-        let expiry = {
-            let mut rx = rx.clone();
-            tokio::spawn(crate::service::lifetime::run(
-                self.state.clone(),
-                async move {
-                    let _ = rx.wait_for(|v| *v).await;
-                },
-            ))
-        };
+        let thermal = tokio::spawn(crate::thermal::run(st.clone(), stopped(&rx)));
+        let expiry = tokio::spawn(crate::service::lifetime::run(st.clone(), stopped(&rx)));
+        let history = tokio::spawn(crate::history::run(st.clone(), stopped(&rx)));
         let host_ports = {
-            let mut rx = rx.clone();
-            let events = self.state.engine.subscribe();
+            let events = st.engine.subscribe();
             tokio::spawn(crate::hostports::scan::run(
-                self.state.clone(),
+                st.clone(),
                 events,
-                async move {
-                    let _ = rx.wait_for(|v| *v).await;
-                },
+                stopped(&rx),
             ))
         };
         let preparations = {
-            let mut rx = rx.clone();
-            let state = self.state.clone();
+            let (state, stop) = (st.clone(), stopped(&rx));
             tokio::spawn(async move {
                 tokio::select! {
                     () = state.engine.run_preparations() => {}
-                    _ = rx.wait_for(|v| *v) => {}
+                    () = stop => {}
                 }
             })
         };
-        let app = crate::app::router(self.state.clone());
-        let mut rx2 = rx.clone();
-        let server = crate::listen::serve(self.listener, app, self.limits, async move {
-            let _ = rx2.wait_for(|v| *v).await;
-        });
+        let app = crate::app::router(st.clone());
+        let server = crate::listen::serve(self.listener, app, self.limits, stopped(&rx));
         tokio::spawn(signal_stop(stop, tx, self.state.clone()));
         // In-flight requests get DRAIN to finish (a streaming exec or a
         // proxied stream may never end on its own).
@@ -251,6 +231,7 @@ impl Daemon {
         };
         let _ = thermal.await;
         let _ = expiry.await;
+        let _ = history.await;
         let _ = host_ports.await;
         let _ = preparations.await;
         match self.on_shutdown {
@@ -263,6 +244,14 @@ impl Daemon {
         }
         let _ = mirror.await;
         Ok(())
+    }
+}
+
+/// Resolves once `rx` says stop.
+fn stopped(rx: &tokio::sync::watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|v| *v).await;
     }
 }
 

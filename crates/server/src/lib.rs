@@ -29,6 +29,7 @@ pub mod e2b;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod history;
 pub mod hostports;
 pub mod keys;
 pub mod listen;

@@ -62,6 +62,8 @@ pub struct AppState<E> {
     /// Prometheus instruments ([`crate::metrics`]).
     pub metrics: crate::metrics::Metrics,
     pub(crate) create_lock: std::sync::Mutex<()>,
+    /// Usage samples of running sandboxes ([`crate::history`]).
+    pub history: crate::history::History,
     /// Locks of creates with an `Idempotency-Key` in flight.
     pub(crate) idempotency: crate::service::idempotent::Keys,
 }
@@ -88,6 +90,7 @@ impl<E> AppState<E> {
             metrics: crate::metrics::Metrics::new(),
             create_lock: std::sync::Mutex::new(()),
             idempotency: crate::service::idempotent::Keys::default(),
+            history: crate::history::History::default(),
             settings,
         }
     }

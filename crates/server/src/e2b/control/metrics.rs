@@ -1,7 +1,11 @@
-//! `GET /sandboxes/{id}/metrics` and `GET /sandboxes/metrics`: one sample
-//! per sandbox, taken now ([`crate::routes::stats::sample`], which never
-//! wakes a sandbox). bhatti keeps no history, so a sandbox's list holds
-//! the current sample whatever `start` and `end` ask.
+//! `GET /sandboxes/{id}/metrics?start=&end=`: the sandbox's samples
+//! within `[start, end]` (unix seconds, either open) from the daemon's
+//! usage history ([`crate::history`]: every 5 s while it runs, the last
+//! hour, kept in memory), oldest first; when the history has none of the
+//! sandbox (just made, or paused since the daemon started), one sample
+//! taken now
+//! ([`crate::routes::stats::sample`], which never wakes a sandbox).
+//! `GET /sandboxes/metrics`: the latest sample of each sandbox named.
 //!
 //! Mapping: `cpuUsedPct` is the VMM's CPU over the interval since the
 //! previous sample, in percent of the sandbox's vCPUs (E2B's meaning);
@@ -22,6 +26,7 @@ use super::auth::Caller;
 use super::error::ControlResult;
 use super::model::disk_mb;
 use super::sandboxes::find;
+use crate::routes::stats::SandboxStats;
 use crate::state::Shared;
 
 /// One sample, as the SDK's `SandboxMetric`.
@@ -41,10 +46,15 @@ pub struct Metric {
 
 async fn sample<E: Engine>(st: &Shared<E>, sb: &Sandbox) -> ControlResult<Metric> {
     let s = crate::routes::stats::sample(st, sb).await?;
+    Ok(metric(sb, s, crate::state::now_unix()))
+}
+
+/// A sample of `sb` taken at `at` (unix seconds), as E2B shows it.
+fn metric(sb: &Sandbox, s: SandboxStats, at: i64) -> Metric {
     let cpus = sb.cpus.max(1);
-    Ok(Metric {
+    Metric {
         timestamp: s.sampled_at,
-        timestamp_unix: crate::state::now_unix(),
+        timestamp_unix: at,
         cpu_count: cpus,
         cpu_used_pct: (s.cpu_percent / f64::from(cpus) * 100.0).round() / 100.0,
         mem_used: s.memory_bytes,
@@ -52,7 +62,14 @@ async fn sample<E: Engine>(st: &Shared<E>, sb: &Sandbox) -> ControlResult<Metric
         mem_cache: 0,
         disk_used: s.disk_used_bytes,
         disk_total: disk_mb(sb) << 20,
-    })
+    }
+}
+
+/// `start` and `end` of a metrics query (unix seconds).
+#[derive(Debug, serde::Deserialize)]
+pub struct Range {
+    start: Option<i64>,
+    end: Option<i64>,
 }
 
 /// `GET /sandboxes/{id}/metrics`.
@@ -60,9 +77,20 @@ pub async fn one<E: Engine>(
     State(st): State<Shared<E>>,
     Caller(user): Caller,
     Path(id): Path<String>,
+    Query(range): Query<Range>,
 ) -> ControlResult<Json<Vec<Metric>>> {
     let sb = find(&st, &user, &id)?;
-    Ok(Json(vec![sample(&st, &sb).await?]))
+    let kept = st.history.range(&sb.id, None, None);
+    if kept.is_empty() {
+        return Ok(Json(vec![sample(&st, &sb).await?]));
+    }
+    let within = |at: i64| range.start.is_none_or(|s| at >= s) && range.end.is_none_or(|e| at <= e);
+    Ok(Json(
+        kept.into_iter()
+            .filter(|p| within(p.at))
+            .map(|p| metric(&sb, p.stats, p.at))
+            .collect(),
+    ))
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -86,7 +114,12 @@ pub async fn many<E: Engine>(
         .take(100)
     {
         if let Ok(sb) = find(&st, &user, id) {
-            out.insert(sb.id.clone(), sample(&st, &sb).await?);
+            let last = st.history.range(&sb.id, None, None).pop();
+            let m = match last {
+                Some(p) => metric(&sb, p.stats, p.at),
+                None => sample(&st, &sb).await?,
+            };
+            out.insert(sb.id.clone(), m);
         }
     }
     Ok(Json(serde_json::json!({ "sandboxes": out })))

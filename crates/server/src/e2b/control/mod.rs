@@ -15,7 +15,7 @@
 //! | `POST /sandboxes/{id}/pause` | stop (204; 409 when paused) |
 //! | `POST /sandboxes/{id}/resume` | start (201; 409 when running) |
 //! | `POST /sandboxes/{id}/connect`, `POST /v2/sandboxes/{id}/connect` | 200 when running, else start, 201 |
-//! | `GET /sandboxes/{id}/metrics`, `GET /sandboxes/metrics` | one sample taken now ([`metrics`]) |
+//! | `GET /sandboxes/{id}/metrics`, `GET /sandboxes/metrics` | samples from the usage history, else one taken now ([`metrics`]) |
 //!
 //! Sandbox ids are bhatti's. Snapshots, forks, templates builds, volumes,
 //! logs and network updates of E2B are not served (404).
