@@ -5,6 +5,12 @@
 //! pid), an upload and download through `/files`, and the errors of a
 //! wrong token and a stream for an unknown process. The SDK's view is
 //! `tests/e2b/test_{commands,files,pty}.py` (trial `e2b::python_sdk`).
+//!
+//! `kept_across_restart`: a command started through envd outlives a
+//! SIGKILLed daemon (the agent keeps it, protocol version 5); the
+//! restarted daemon lists it, Connect streams its further output (not
+//! what was sent before), SendInput reaches its stdin, and its end comes
+//! with its exit code.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -14,7 +20,10 @@ use serde_json::{Value, json};
 use crate::support::{TestDaemon, TestResult, Timers, ensure, run, trial};
 
 pub fn trials() -> Vec<Trial> {
-    vec![trial("e2b_envd::connect_protocol", connect_protocol)]
+    vec![
+        trial("e2b_envd::connect_protocol", connect_protocol),
+        trial("e2b_envd::kept_across_restart", kept_across_restart),
+    ]
 }
 
 /// One Connect envelope around `msg`.
@@ -44,16 +53,16 @@ fn envelopes(mut body: &[u8]) -> Result<Vec<(u8, Value)>, String> {
 
 /// A sandbox request's builder: the sandbox header and its token.
 struct Envd<'a> {
-    d: &'a TestDaemon,
+    http: &'a reqwest::Client,
+    url: &'a str,
     id: String,
     token: String,
 }
 
 impl Envd<'_> {
     fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        self.d
-            .http
-            .post(format!("{}/e2b{path}", self.d.url))
+        self.http
+            .post(format!("{}/e2b{path}", self.url))
             .header("E2b-Sandbox-Id", &self.id)
             .header("X-Access-Token", &self.token)
     }
@@ -110,7 +119,8 @@ fn connect_protocol() -> TestResult {
             .await?;
         let field = |k: &str| created[k].as_str().unwrap_or_default().to_owned();
         let envd = Envd {
-            d: &d,
+            http: &d.http,
+            url: &d.url,
             id: field("sandboxID"),
             token: field("envdAccessToken"),
         };
@@ -199,9 +209,8 @@ async fn files(envd: &Envd<'_>) -> TestResult {
         || format!("upload: {status} {written}"),
     )?;
     let back = envd
-        .d
         .http
-        .get(format!("{}/e2b/files?path=/tmp/envd/blob", envd.d.url))
+        .get(format!("{}/e2b/files?path=/tmp/envd/blob", envd.url))
         .header("E2b-Sandbox-Id", &envd.id)
         .header("X-Access-Token", &envd.token)
         .send()
@@ -215,7 +224,8 @@ async fn files(envd: &Envd<'_>) -> TestResult {
 
 async fn errors(envd: &Envd<'_>) -> TestResult {
     let wrong = Envd {
-        d: envd.d,
+        http: envd.http,
+        url: envd.url,
         id: envd.id.clone(),
         token: "0".repeat(64),
     };
@@ -236,4 +246,139 @@ async fn errors(envd: &Envd<'_>) -> TestResult {
         msgs.len() == 1 && last.0 == 2 && last.1["error"]["code"] == "not_found",
         || format!("connect to nobody: {msgs:?}"),
     )
+}
+
+/// A stream's envelopes read as they come: (flags, message).
+struct Reader {
+    resp: reqwest::Response,
+    buf: Vec<u8>,
+}
+
+impl Reader {
+    async fn open(envd: &Envd<'_>, method: &str, msg: &Value) -> Result<Self, String> {
+        let resp = envd
+            .post(method)
+            .header("Content-Type", "application/connect+json")
+            .header("Connect-Timeout-Ms", "120000")
+            .body(envelope(msg))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if resp.status() != 200 {
+            return Err(format!("{method}: status {}", resp.status()));
+        }
+        Ok(Self {
+            resp,
+            buf: Vec::new(),
+        })
+    }
+
+    /// The next envelope; `None` at the end of the body.
+    async fn next(&mut self) -> Result<Option<(u8, Value)>, String> {
+        loop {
+            if self.buf.len() >= 5 {
+                let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]);
+                let end = 5 + len as usize;
+                if self.buf.len() >= end {
+                    let v = serde_json::from_slice(&self.buf[5..end]).map_err(|e| e.to_string())?;
+                    let flags = self.buf[0];
+                    self.buf.drain(..end);
+                    return Ok(Some((flags, v)));
+                }
+            }
+            match self.resp.chunk().await.map_err(|e| e.to_string())? {
+                Some(c) => self.buf.extend_from_slice(&c),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Stdout until it contains `needle` (and the pid of a start event).
+    async fn until(&mut self, needle: &str) -> Result<(String, Option<u64>), String> {
+        let (mut out, mut pid) = (String::new(), None);
+        while !out.contains(needle) {
+            let Some((_, m)) = self.next().await? else {
+                return Err(format!("stream ended before {needle:?}; got {out:?}"));
+            };
+            let ev = &m["event"];
+            pid = pid.or(ev["start"]["pid"].as_u64());
+            if let Some(b) = ev["data"]["stdout"].as_str() {
+                out.push_str(&String::from_utf8_lossy(
+                    &STANDARD.decode(b).unwrap_or_default(),
+                ));
+            }
+            if ev.get("end").is_some() || m.get("error").is_some() {
+                return Err(format!("ended before {needle:?}: {m}; got {out:?}"));
+            }
+        }
+        Ok((out, pid))
+    }
+}
+
+fn kept_across_restart() -> TestResult {
+    crate::crash::crash_test("bhatti-kept-", Timers::default(), |d| {
+        Box::pin(kept_scenario(d))
+    })
+}
+
+async fn kept_scenario(d: &mut crate::crash::Crashable) -> TestResult {
+    d.start(None).await?;
+    let created: Value = d
+        .http
+        .post(format!("{}/e2b/sandboxes", d.url))
+        .header("X-API-Key", &d.key)
+        .json(&json!({"timeout": 600}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let field = |k: &str| created[k].as_str().unwrap_or_default().to_owned();
+    let (id, token) = (field("sandboxID"), field("envdAccessToken"));
+    ensure(!id.is_empty(), || format!("create: {created}"))?;
+    let (http, url) = (d.http.clone(), d.url.clone());
+    let envd = Envd {
+        http: &http,
+        url: &url,
+        id,
+        token,
+    };
+    let script = "echo first; read x; echo \"got $x\"; echo last; exit 7";
+    let start = json!({"process": {"cmd": "/bin/sh", "args": ["-c", script]}, "tag": "keeper"});
+    let mut s = Reader::open(&envd, "/process.Process/Start", &start).await?;
+    let (_, pid) = s.until("first").await?;
+    let pid = pid.ok_or("no start event")?;
+    drop(s);
+
+    d.kill9()?;
+    d.start(None).await?;
+
+    let (status, list) = envd.unary("/process.Process/List", &json!({})).await?;
+    let listed = list["processes"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["pid"].as_u64() == Some(pid)).cloned())
+        .ok_or_else(|| format!("pid {pid} not listed after the restart: {status} {list}"))?;
+    ensure(
+        listed["tag"] == "keeper" && listed["config"]["cmd"] == "/bin/sh",
+        || format!("listed: {listed}"),
+    )?;
+    let mut c = Reader::open(
+        &envd,
+        "/process.Process/Connect",
+        &json!({"process": {"pid": pid}}),
+    )
+    .await?;
+    let input = json!({"process": {"pid": pid}, "input": {"stdin": STANDARD.encode("hello\n")}});
+    let (status, v) = envd.unary("/process.Process/SendInput", &input).await?;
+    ensure(status == 200, || format!("send input: {status} {v}"))?;
+    let (out, _) = c.until("last").await?;
+    ensure(out == "got hello\nlast\n", || {
+        format!("output after the restart (the replay must not come again): {out:?}")
+    })?;
+    let end = loop {
+        let (_, m) = c.next().await?.ok_or("no end event")?;
+        if let Some(end) = m["event"].get("end") {
+            break end.clone();
+        }
+    };
+    ensure(end["exitCode"] == 7, || format!("end: {end}"))
 }

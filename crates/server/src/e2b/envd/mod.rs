@@ -33,6 +33,7 @@ pub mod files;
 pub mod fs;
 pub mod fs_pb;
 pub mod input;
+pub mod kept;
 pub mod native;
 pub mod pbjson;
 pub mod poll;

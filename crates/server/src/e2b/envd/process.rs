@@ -9,11 +9,19 @@
 //! stays open for signals). The SDK always runs `/bin/bash`; in a guest
 //! without it, `/bin/sh` runs instead.
 //!
-//! Signals: SIGKILL and SIGTERM both reach a piped command as the agent's
-//! KILL (SIGKILL to its process group) — the agent has no other signal
-//! for it yet; a TTY session gets SIGTERM from KILL and SIGKILL from
-//! EXEC_KILL. After CloseStdin a piped command cannot be signalled
-//! (`failed_precondition`): closing stdin half-closes its connection.
+//! Signals: SIGKILL reaches a piped command as the agent's KILL (SIGKILL
+//! to its process group), SIGTERM as SIGNAL 15 when the agent has the
+//! `signal` feature (else as KILL); a TTY session gets SIGTERM from KILL
+//! and SIGKILL from EXEC_KILL. CloseStdin sends an empty STDIN frame when
+//! the agent has `stdin_eof` (protocol version 5), so the command can
+//! still be signalled; an older agent's connection is half-closed, after
+//! which a piped command cannot be signalled (`failed_precondition`).
+//!
+//! When the agent keeps commands (`keep`, [`super::kept`]), piped commands
+//! are started as kept commands under their guest pid, and a process the
+//! daemon's registry does not hold (the daemon restarted) is found again
+//! in the agent: List shows it, Connect streams its further output, and
+//! the unary calls reach it. List then wakes the sandbox to ask its agent.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -31,15 +39,17 @@ use tokio::sync::mpsc;
 
 use super::Call;
 use super::connect::{self, Code, RpcError, stream_error, stream_reply, unary_reply};
+use super::kept;
 use super::native::{Agents, feature};
 use super::process_pb::{
     Empty, EventResponse, ListResponse, ProcessEvent, SelectRequest, SendInputRequest,
     SendSignalRequest, Signal, StartEvent, StartRequest, UpdateRequest,
 };
-use super::procs::{Out, Proc, Registry};
+use super::procs::{NewProc, Out, Proc, Registry};
 use crate::state::Shared;
 
 type Reg = Extension<Arc<Registry>>;
+type Ags = Extension<Arc<Agents>>;
 
 pub fn routes<E: Engine>() -> Router<Shared<E>> {
     Router::new()
@@ -59,6 +69,7 @@ pub fn routes<E: Engine>() -> Router<Shared<E>> {
 async fn start<E: Engine>(
     State(st): State<Shared<E>>,
     Extension(reg): Reg,
+    Extension(agents): Ags,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -66,7 +77,8 @@ async fn start<E: Engine>(
         let call = Call::new(&st, &headers)?;
         let req: StartRequest = connect::stream_request(&body)?;
         let eid = call.wake().await?;
-        let (proc, rx) = spawn(&call, &eid, &reg, req).await?;
+        let keep = req.pty.is_none() && agents.has(&call, &eid, feature::KEEP).await;
+        let (proc, rx) = spawn(&call, &eid, &reg, req, keep).await?;
         if let Some(at) = call.deadline {
             // Weak: a process that ended meanwhile is not kept (nor its
             // agent connection) until the deadline.
@@ -86,13 +98,15 @@ async fn start<E: Engine>(
     }
 }
 
-/// Starts the command of `req` and registers it (its pump running); the
-/// receiver is the Start stream's subscription, made before any output.
+/// Starts the command of `req` (a piped one kept by the agent with
+/// `keep`) and registers it (its pump running); the receiver is the Start
+/// stream's subscription, made before any output.
 async fn spawn<E: Engine>(
     call: &Call<E>,
     eid: &SandboxId,
     reg: &Arc<Registry>,
     req: StartRequest,
+    keep: bool,
 ) -> Result<(Arc<Proc>, mpsc::Receiver<Out>), RpcError> {
     let config = req.process.clone();
     if config.cmd.is_empty() || config.cmd.contains('\0') {
@@ -109,14 +123,14 @@ async fn spawn<E: Engine>(
         .filter(|c| !c.is_empty())
         .or_else(|| crate::service::images::workdir_of(&call.sb));
     let env = config.envs.clone();
-    let (session, input, events) = if let Some(pty) = req.pty {
+    let (session, input, events, pid) = if let Some(pty) = req.pty {
         let size = pty.size.unwrap_or_default();
         let mut opts = ShellOptions::new(argv).size(clamp(size.rows, 24), clamp(size.cols, 80));
         opts.env = env;
         opts.cwd = cwd;
         opts.user = call.user.clone();
         let (info, input, events) = engine.shell(eid, opts).await?.into_split();
-        (Some(info.session_id), input, events)
+        (Some(info.session_id), input, events, None)
     } else {
         if !req.stdin.unwrap_or(true) {
             let sh = ["/bin/sh", "-c", "exec \"$@\" </dev/null", "sh"];
@@ -127,16 +141,35 @@ async fn spawn<E: Engine>(
             env,
             cwd,
             user: call.user.clone(),
+            tag: keep.then(|| kept::label(&config, req.tag.as_deref())),
             ..ExecRequest::default()
         };
-        let (input, events) = engine.exec_stream(eid, r).await?.into_split();
-        (None, input, events)
+        if keep {
+            let k = engine
+                .agent_call(eid, |a| {
+                    let r = r.clone();
+                    async move { a.exec_kept(&r).await }
+                })
+                .await?;
+            (None, k.input, k.events, u32::try_from(k.info.pid).ok())
+        } else {
+            let (input, events) = engine.exec_stream(eid, r).await?.into_split();
+            (None, input, events, None)
+        }
     };
-    let proc = reg.add(&call.sb.id, config, req.tag, session, input);
+    let new = NewProc {
+        config,
+        tag: req.tag,
+        session,
+        input,
+        pid,
+        kept: keep,
+    };
+    let proc = reg.add(&call.sb.id, new);
     let rx = proc.subscribe();
     let busy = call.st.activity.busy(&call.sb.id);
     let gone = super::procs::vmm_gone(states, eid.clone());
-    reg.pump(call.sb.id.clone(), proc.clone(), events, gone, busy);
+    reg.pump(call.sb.id.clone(), proc.clone(), (events, 0), gone, busy);
     Ok((proc, rx))
 }
 
@@ -194,16 +227,17 @@ fn follow(
 async fn connect_rpc<E: Engine>(
     State(st): State<Shared<E>>,
     Extension(reg): Reg,
+    Extension(agents): Ags,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let run = || {
+    let run = async {
         let call = Call::new(&st, &headers)?;
         let req: SelectRequest = connect::stream_request(&body)?;
-        let proc = reg.find(&call.sb.id, &req.process)?;
+        let proc = kept::find(&call, &reg, &agents, &req.process).await?;
         Ok::<_, RpcError>((call.deadline, proc.pid, proc.subscribe()))
     };
-    match run() {
+    match run.await {
         Ok((deadline, pid, rx)) => follow(pid, rx, deadline, connect::keepalive(&headers)),
         Err(e) => stream_error(e),
     }
@@ -212,23 +246,32 @@ async fn connect_rpc<E: Engine>(
 async fn list<E: Engine>(
     State(st): State<Shared<E>>,
     Extension(reg): Reg,
+    Extension(agents): Ags,
     headers: HeaderMap,
 ) -> Response {
-    unary_reply(Call::new(&st, &headers).map(|call| ListResponse {
-        processes: reg.list(&call.sb.id),
-    }))
+    let run = async {
+        let call = Call::new(&st, &headers)?;
+        let mut processes = reg.list(&call.sb.id);
+        processes.extend(kept::unregistered(&call, &reg, &agents).await);
+        Ok::<_, RpcError>(ListResponse { processes })
+    };
+    unary_reply(run.await)
 }
 
 async fn send_input<E: Engine>(
     State(st): State<Shared<E>>,
     Extension(reg): Reg,
+    Extension(agents): Ags,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let run = async {
         let call = Call::new(&st, &headers)?;
         let req: SendInputRequest = connect::unary_request(&body)?;
-        let proc = reg.find(&call.sb.id, &req.process)?;
+        let proc = kept::find(&call, &reg, &agents, &req.process).await?;
+        if proc.stdin_closed.load(Ordering::SeqCst) {
+            return Err(RpcError::new(Code::FailedPrecondition, "stdin is closed"));
+        }
         let mut input = proc.input.lock().await;
         let w = input
             .as_mut()
@@ -242,20 +285,34 @@ async fn send_input<E: Engine>(
 async fn close_stdin<E: Engine>(
     State(st): State<Shared<E>>,
     Extension(reg): Reg,
+    Extension(agents): Ags,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let run = async {
         let call = Call::new(&st, &headers)?;
         let req: SelectRequest = connect::unary_request(&body)?;
-        let proc = reg.find(&call.sb.id, &req.process)?;
+        let proc = kept::find(&call, &reg, &agents, &req.process).await?;
         if proc.session.is_some() {
             return Err(RpcError::new(
                 Code::FailedPrecondition,
                 "a PTY has no stdin to close",
             ));
         }
-        if let Some(mut w) = proc.input.lock().await.take() {
+        // An empty STDIN keeps the connection for signals (a kept
+        // command's agent always has it).
+        let eof = proc.kept || {
+            let eid = call.wake().await?;
+            agents.has(&call, &eid, feature::STDIN_EOF).await
+        };
+        let mut input = proc.input.lock().await;
+        if eof {
+            if let Some(w) = input.as_mut()
+                && !proc.stdin_closed.swap(true, Ordering::SeqCst)
+            {
+                w.end_stdin().await?;
+            }
+        } else if let Some(mut w) = input.take() {
             w.close_stdin().await?;
         }
         Ok(Empty {})
@@ -273,7 +330,7 @@ async fn send_signal<E: Engine>(
     let run = async {
         let call = Call::new(&st, &headers)?;
         let req: SendSignalRequest = connect::unary_request(&body)?;
-        let proc = reg.find(&call.sb.id, &req.process)?;
+        let proc = kept::find(&call, &reg, &agents, &req.process).await?;
         let eid = call.wake().await?;
         let sig = if req.signal == Signal::Term && agents.has(&call, &eid, feature::SIGNAL).await {
             Sig::Term
@@ -339,13 +396,14 @@ async fn signal<E: Engine>(
 async fn update<E: Engine>(
     State(st): State<Shared<E>>,
     Extension(reg): Reg,
+    Extension(agents): Ags,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let run = async {
         let call = Call::new(&st, &headers)?;
         let req: UpdateRequest = connect::unary_request(&body)?;
-        let proc = reg.find(&call.sb.id, &req.process)?;
+        let proc = kept::find(&call, &reg, &agents, &req.process).await?;
         let Some(size) = req.pty.and_then(|p| p.size) else {
             return Ok(Empty {});
         };

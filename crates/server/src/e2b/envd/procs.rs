@@ -11,8 +11,9 @@
 //! only removed from the list: the process keeps running.
 //!
 //! A running process keeps its sandbox busy (the thermal manager does not
-//! freeze it under a command). Pids are per-sandbox counters from 1; no
-//! lock is held across an await.
+//! freeze it under a command). Pids are per-sandbox counters from 1,
+//! except kept piped commands ([`super::kept`]), which keep their guest
+//! pid (when no other process holds it); no lock is held across an await.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -59,6 +60,12 @@ pub struct Proc {
     end: Mutex<Option<Out>>,
     /// A signal was sent: an exit by it is reported as a signal death.
     pub signalled: AtomicBool,
+    /// A kept piped command (agent protocol version 5): found again by
+    /// [`super::kept`] after a daemon restart.
+    pub kept: bool,
+    /// Stdin was closed with an empty STDIN frame (`stdin_eof`): the
+    /// input half stays for signals, but takes no more data.
+    pub stdin_closed: AtomicBool,
 }
 
 impl Proc {
@@ -118,6 +125,48 @@ struct Table {
     procs: BTreeMap<u32, Arc<Proc>>,
 }
 
+impl Table {
+    /// The next counter pid no process holds.
+    fn next_free(&mut self) -> u32 {
+        loop {
+            self.next_pid = self.next_pid.wrapping_add(1).max(1);
+            if !self.procs.contains_key(&self.next_pid) {
+                return self.next_pid;
+            }
+        }
+    }
+}
+
+/// What a new registry entry is.
+#[derive(Debug)]
+pub struct NewProc {
+    pub config: ProcessConfig,
+    pub tag: Option<String>,
+    /// A TTY session's id; `None` for a piped exec.
+    pub session: Option<String>,
+    pub input: Input,
+    /// The guest pid of a kept command: its pid here too, when free.
+    pub pid: Option<u32>,
+    pub kept: bool,
+}
+
+impl NewProc {
+    fn into_proc(self, pid: u32) -> Arc<Proc> {
+        Arc::new(Proc {
+            pid,
+            config: self.config,
+            tag: self.tag,
+            session: self.session,
+            input: tokio::sync::Mutex::new(Some(self.input)),
+            subs: Mutex::new(Vec::new()),
+            end: Mutex::new(None),
+            signalled: AtomicBool::new(false),
+            kept: self.kept,
+            stdin_closed: AtomicBool::new(false),
+        })
+    }
+}
+
 /// Every sandbox's processes.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -133,34 +182,41 @@ impl Registry {
         f(map.entry(sandbox.to_owned()).or_default())
     }
 
-    /// Registers a started process under a new pid; the pump (see
+    /// Registers a started process under its guest pid (`new.pid`, when
+    /// no other process holds it) or a new counter pid; the pump (see
     /// [`Registry::pump`]) must be started with the returned process.
-    pub fn add(
-        &self,
-        sandbox: &str,
-        config: ProcessConfig,
-        tag: Option<String>,
-        session: Option<String>,
-        input: Input,
-    ) -> Arc<Proc> {
+    pub fn add(&self, sandbox: &str, new: NewProc) -> Arc<Proc> {
         self.with(sandbox, |t| {
-            t.next_pid += 1;
-            let p = Arc::new(Proc {
-                pid: t.next_pid,
-                config,
-                tag,
-                session,
-                input: tokio::sync::Mutex::new(Some(input)),
-                subs: Mutex::new(Vec::new()),
-                end: Mutex::new(None),
-                signalled: AtomicBool::new(false),
-            });
-            t.procs.insert(p.pid, p.clone());
+            let pid = match new.pid {
+                Some(p) if p != 0 && !t.procs.contains_key(&p) => p,
+                _ => t.next_free(),
+            };
+            let p = new.into_proc(pid);
+            t.procs.insert(pid, p.clone());
             p
         })
     }
 
-    /// The running process `sel` names.
+    /// Registers a kept command found again under its guest pid; `Err`
+    /// with the process already there when another call was first.
+    pub fn adopt(&self, sandbox: &str, pid: u32, new: NewProc) -> Result<Arc<Proc>, Arc<Proc>> {
+        self.with(sandbox, |t| {
+            if let Some(p) = t.procs.get(&pid) {
+                return Err(p.clone());
+            }
+            let p = new.into_proc(pid);
+            t.procs.insert(pid, p.clone());
+            Ok(p)
+        })
+    }
+
+    /// Whether a process of the sandbox holds `pid`.
+    pub fn has(&self, sandbox: &str, pid: u32) -> bool {
+        self.with(sandbox, |t| t.procs.contains_key(&pid))
+    }
+
+    /// The running process `sel` names (in this registry only; see
+    /// [`super::kept::find`] for commands started before a restart).
     pub fn find(&self, sandbox: &str, sel: &ProcessSelector) -> Result<Arc<Proc>, RpcError> {
         self.with(sandbox, |t| match sel {
             ProcessSelector::Pid(pid) => t.procs.get(pid).cloned(),
@@ -193,12 +249,13 @@ impl Registry {
     /// resolves when the sandbox's VMM goes away (destroyed, stopped,
     /// frozen): a guest connection is then cut without a word, so the
     /// pump stops waiting for it. `busy` keeps the sandbox from being
-    /// frozen while the process runs.
+    /// frozen while the process runs. The first `skip` bytes of output
+    /// (a kept command's replay on attach) are not sent.
     pub fn pump<G>(
         self: &Arc<Self>,
         sandbox: String,
         proc: Arc<Proc>,
-        events: Events,
+        (events, skip): (Events, u64),
         gone: G,
         busy: BusyGuard,
     ) where
@@ -208,7 +265,7 @@ impl Registry {
         tokio::spawn(async move {
             let _busy = busy;
             let end = tokio::select! {
-                end = forward(&proc, events, &sandbox) => end,
+                end = forward(&proc, events, skip, &sandbox) => end,
                 () = gone => lost(&sandbox, "its VM went away"),
             };
             // Gone from List and Connect before the end is seen.
@@ -219,10 +276,19 @@ impl Registry {
     }
 }
 
-/// Sends the process's output to its subscribers; returns its last event.
-async fn forward(proc: &Proc, mut events: Events, sandbox: &str) -> Out {
+/// Sends the process's output, after its first `skip` bytes, to its
+/// subscribers; returns its last event.
+async fn forward(proc: &Proc, mut events: Events, mut skip: u64, sandbox: &str) -> Out {
     loop {
-        let out = match events.next().await {
+        let ev = match events.next().await {
+            Ok(Some(Event::Stdout(d))) => Ok(Some(Event::Stdout(skipped(d, &mut skip)))),
+            Ok(Some(Event::Stderr(d))) => Ok(Some(Event::Stderr(skipped(d, &mut skip)))),
+            other => other,
+        };
+        if matches!(&ev, Ok(Some(Event::Stdout(d) | Event::Stderr(d))) if d.is_empty()) {
+            continue;
+        }
+        let out = match ev {
             Ok(Some(Event::Stdout(d))) if proc.session.is_some() => DataEvent::Pty(d),
             Ok(Some(Event::Stdout(d))) => DataEvent::Stdout(d),
             Ok(Some(Event::Stderr(d))) => DataEvent::Stderr(d),
@@ -233,6 +299,14 @@ async fn forward(proc: &Proc, mut events: Events, sandbox: &str) -> Out {
         };
         proc.publish(Out::Data(out)).await;
     }
+}
+
+/// `d` without the part of it that `skip` still counts.
+fn skipped(mut d: Vec<u8>, skip: &mut u64) -> Vec<u8> {
+    let n = usize::try_from(*skip).unwrap_or(usize::MAX).min(d.len());
+    *skip -= n as u64;
+    d.drain(..n);
+    d
 }
 
 /// Resolves when sandbox `id` leaves the states with a VMM (a missed
@@ -307,5 +381,14 @@ mod tests {
             (137, true, "exit status 137")
         );
         assert_eq!(failed("x".into()).error.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn the_replay_is_skipped_across_events() {
+        let mut skip = 5;
+        assert_eq!(skipped(b"abc".to_vec(), &mut skip), b"");
+        assert_eq!(skipped(b"defg".to_vec(), &mut skip), b"fg");
+        assert_eq!(skipped(b"h".to_vec(), &mut skip), b"h");
+        assert_eq!(skip, 0);
     }
 }
