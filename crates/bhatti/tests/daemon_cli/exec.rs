@@ -112,6 +112,7 @@ pub fn lifecycle_exec_and_json(d: &Daemon) -> Result<(), String> {
     ensure(s["status"] == "running", || format!("start: {s}"))?;
     let o = d.ok(&["exec", name, "--", "sh", "-c", "cat ~/mark"])?;
     ensure(o == "kept\n", || format!("after start: {o:?}"))?;
+    console(d, name)?;
 
     let r = d.json(&["destroy", name])?;
     ensure(r[0]["status"] == "destroyed", || format!("destroy: {r}"))?;
@@ -119,6 +120,28 @@ pub fn lifecycle_exec_and_json(d: &Daemon) -> Result<(), String> {
     ensure(o.status.code() == Some(1), || {
         format!("inspect after destroy: {:?}", o.status)
     })
+}
+
+/// `console`: the guest's first line (lohar's) is there after a stop
+/// and start (the log runs on), `-n 1` prints one line, `--json` wraps
+/// it, and `-n` over the daemon's cap is its 400, exit 1.
+fn console(d: &Daemon, name: &str) -> Result<(), String> {
+    let all = d.ok(&["console", name])?;
+    ensure(all.contains("starting as PID 1"), || {
+        format!("console: {all:?}")
+    })?;
+    let one = d.ok(&["console", name, "-n", "1"])?;
+    ensure(one.lines().count() == 1 && all.ends_with(&one), || {
+        format!("console -n 1: {one:?}")
+    })?;
+    let j = d.json(&["console", name])?;
+    ensure(j["console"] == all.as_str(), || format!("--json: {j}"))?;
+    let o = d.run(&["console", name, "-n", "10001"]);
+    let err = text(&o.stderr);
+    ensure(
+        o.status.code() == Some(1) && err.contains("at most"),
+        || format!("-n 10001: {:?} {err}", o.status),
+    )
 }
 
 /// stdout arrives while the command still runs (the NDJSON stream is
