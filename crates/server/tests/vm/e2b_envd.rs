@@ -10,7 +10,7 @@
 //! SIGKILLed daemon (the agent keeps it, protocol version 5); the
 //! restarted daemon lists it, Connect streams its further output (not
 //! what was sent before), SendInput reaches its stdin, and its end comes
-//! with its exit code.
+//! with its exit code. Then CloseStdin and a SIGTERM after it.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -380,5 +380,34 @@ async fn kept_scenario(d: &mut crate::crash::Crashable) -> TestResult {
             break end.clone();
         }
     };
-    ensure(end["exitCode"] == 7, || format!("end: {end}"))
+    ensure(end["exitCode"] == 7, || format!("end: {end}"))?;
+    close_then_signal(&envd).await
+}
+
+/// CloseStdin, then SIGTERM still reaches the command (the agent's empty
+/// STDIN frame leaves the connection open).
+async fn close_then_signal(envd: &Envd<'_>) -> TestResult {
+    let script = "cat >/dev/null; echo eof; exec sleep 60";
+    let start = json!({"process": {"cmd": "/bin/sh", "args": ["-c", script]}});
+    let mut s = Reader::open(envd, "/process.Process/Start", &start).await?;
+    let (_, first) = s.next().await?.ok_or("empty Start stream")?;
+    let pid = first["event"]["start"]["pid"].as_u64();
+    let sel = json!({"process": {"pid": pid.ok_or_else(|| format!("first event: {first}"))?}});
+    let (status, v) = envd.unary("/process.Process/CloseStdin", &sel).await?;
+    ensure(status == 200, || format!("close stdin: {status} {v}"))?;
+    s.until("eof").await?;
+    let term = json!({"process": sel["process"], "signal": "SIGNAL_SIGTERM"});
+    let (status, v) = envd.unary("/process.Process/SendSignal", &term).await?;
+    ensure(status == 200, || {
+        format!("SIGTERM after CloseStdin: {status} {v}")
+    })?;
+    let end = loop {
+        let (_, m) = s.next().await?.ok_or("no end event")?;
+        if let Some(end) = m["event"].get("end") {
+            break end.clone();
+        }
+    };
+    ensure(end["status"] == "signal: terminated", || {
+        format!("end: {end}")
+    })
 }
