@@ -7,7 +7,9 @@
 //! users are looked up in; default `/etc`), `LOHAR_CONSOLE_INPUT` (a FIFO
 //! read for identify lines as the console is in a VM; only the token,
 //! environment and connection steps apply, see [`crate::identify`] — its
-//! result line goes to the log). Commands run as the current
+//! result line goes to the log), `LOHAR_KEPT_LIMITS` (`running,exited,
+//! retain_secs`: the kept-exec limits of [`Limits`], for tests of their
+//! bounds). Commands run as the current
 //! user with its `HOME` and working directory unless a request or the
 //! config's `exec_user` names a user: a root lohar switches to it, any
 //! other runs only its own uid (see [`crate::run_as`]).
@@ -73,7 +75,7 @@ fn start() -> Result<(), TestModeError> {
     rt.block_on(async move {
         let c = bind(&control)?;
         let f = bind(&forward)?;
-        let mut agent = Agent::new(token, config, identity, Limits::default());
+        let mut agent = Agent::new(token, config, identity, limits_from_env());
         agent.children_die_with_agent = true;
         agent.sync_after_exec = std::env::var("LOHAR_EXEC_SYNC").map_or(true, |v| v != "0");
         if let Some(etc) = std::env::var_os("LOHAR_ETC").filter(|v| !v.is_empty()) {
@@ -130,4 +132,23 @@ fn bind(path: &Path) -> Result<Listener, TestModeError> {
             path: path.display().to_string(),
             source,
         })
+}
+
+/// [`Limits::default`] with `LOHAR_KEPT_LIMITS` (`running,exited,
+/// retain_secs`) applied when it parses; ignored (logged) otherwise.
+fn limits_from_env() -> Limits {
+    let mut limits = Limits::default();
+    let Ok(v) = std::env::var("LOHAR_KEPT_LIMITS") else {
+        return limits;
+    };
+    let n: Vec<u64> = v.split(',').filter_map(|p| p.trim().parse().ok()).collect();
+    match n.as_slice() {
+        [running, exited, retain] => {
+            limits.max_kept = usize::try_from(*running).unwrap_or(usize::MAX);
+            limits.max_kept_exited = usize::try_from(*exited).unwrap_or(usize::MAX);
+            limits.kept_retain = std::time::Duration::from_secs(*retain);
+        }
+        _ => crate::log!("LOHAR_KEPT_LIMITS={v:?}: want running,exited,retain_secs; ignored"),
+    }
+    limits
 }

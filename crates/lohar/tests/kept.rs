@@ -12,7 +12,7 @@ use std::os::unix::net::UnixStream;
 
 use bhatti_agent::{Error, ErrorCode, Event, ExecRequest, Kept, feature};
 use bhatti_proto::{FrameType, sync_io};
-use common::{Lohar, SOON, alive, read_to_exit, read_until};
+use common::{Lohar, Options, SOON, alive, read_to_exit, read_until};
 
 fn sh(script: &str) -> ExecRequest {
     ExecRequest::command(["/bin/sh", "-c", script])
@@ -322,4 +322,60 @@ async fn signal_reaches_a_plain_exec_after_end_of_stdin() {
     read_until(&mut s.events, |o| o == b"closed\n").await;
     s.input.kill().await.unwrap();
     assert_eq!(read_to_exit(&mut s.events).await.1, 137);
+}
+
+#[tokio::test]
+async fn kept_commands_are_bounded_in_number_and_time() {
+    let l = Lohar::start_with(Options {
+        env: vec![("LOHAR_KEPT_LIMITS".into(), "2,1,2".into())],
+        ..Options::default()
+    })
+    .await;
+    let mut a = l
+        .client
+        .exec_kept(&sh("echo a; exec sleep 30"))
+        .await
+        .unwrap();
+    let mut b = l
+        .client
+        .exec_kept(&sh("echo b; exec sleep 30"))
+        .await
+        .unwrap();
+    let e = l.client.exec_kept(&sh("true")).await.unwrap_err();
+    assert_eq!(code(&e), ErrorCode::LimitReached, "{e}");
+    assert!(e.to_string().contains("limit 2"), "{e}");
+    // A plain exec is not limited by it.
+    let ok = l
+        .client
+        .exec(bhatti_agent::ExecOptions::new(["true"]))
+        .await
+        .unwrap();
+    assert_eq!(ok.exit_code, 0);
+    // Exited ones: only the newest one stays.
+    a.input.kill().await.unwrap();
+    assert_eq!(read_to_exit(&mut a.events).await.1, 137);
+    b.input.kill().await.unwrap();
+    assert_eq!(read_to_exit(&mut b.events).await.1, 137);
+    let ids: Vec<String> = l
+        .client
+        .list_kept()
+        .await
+        .unwrap()
+        .commands
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(ids, [b.info.id.clone()]);
+    let e = l.client.attach_kept(&a.info.id).await.unwrap_err();
+    assert_eq!(code(&e), ErrorCode::SessionNotFound);
+    // And not for longer than the retention time (2 s here).
+    let mut gone = false;
+    for _ in 0..(SOON.as_millis() / 100) {
+        if l.client.list_kept().await.unwrap().commands.is_empty() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(gone, "an exited kept command outlived its retention");
 }
