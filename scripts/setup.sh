@@ -6,15 +6,17 @@
 # images (kernel, rootfs tiers) into the image cache ($BHATTI_CACHE_DIR,
 # default /var/cache/bhatti, outside the clone).
 #
-#   scripts/setup.sh                 # packages + kernel + busybox and minimal tiers
+#   scripts/setup.sh                 # packages + kernel + busybox, minimal, interpreter tiers
 #   BHATTI_TIERS=busybox scripts/setup.sh  # only the busybox tier
 #   BHATTI_TIERS=all scripts/setup.sh  # + the Debian `dev` tier
 #   scripts/setup.sh --packages          # system packages only (scripts/install.sh)
 #   scripts/setup.sh --runtime-packages  # only what `bhatti serve` needs (a release)
 #
-# BHATTI_TIERS is a comma-separated list of busybox, minimal, dev, all. The
-# default (what CI runs) builds `minimal` too (the E2B SDK's tests run
-# commands with bash, which busybox lacks), not the `dev` tier: that is
+# BHATTI_TIERS is a comma-separated list of busybox, minimal, interpreter,
+# dev, all. The default (what CI runs) builds `minimal` too (the E2B SDK's
+# tests run commands with bash, which busybox lacks) and `interpreter`
+# (minimal + a Jupyter kernel: the code-interpreter SDK's tests), not the
+# `dev` tier: that is
 # large (about 700 MiB of files, a few hundred MB from the Debian mirror);
 # its VM test runs once it is built.
 #
@@ -96,8 +98,10 @@ check_rust() {
 # in a venv under the cache dir (not the system Python);
 # crates/server/tests/openapi.rs runs the validator, the VM test
 # fuzz::schemathesis_against_a_daemon the fuzzer, e2b::python_sdk the SDK's
-# tests (tests/e2b), web_ui::browser the UI's browser tests (tests/web, selenium).
-PY_TOOLS=(openapi-spec-validator==0.9.0 schemathesis==4.32.5 e2b==2.63.0 selenium==4.50.0)
+# tests (tests/e2b), e2b::code_interpreter the code-interpreter SDK's
+# (tests/e2b-interpreter), web_ui::browser the UI's browser tests (tests/web, selenium).
+PY_TOOLS=(openapi-spec-validator==0.9.0 schemathesis==4.32.5 e2b==2.63.0
+  e2b-code-interpreter==2.11.5 selenium==4.50.0)
 install_validator() {
   local venv="${BHATTI_CACHE_DIR:-/var/cache/bhatti}/venv"
   local missing=() t have
@@ -126,5 +130,5 @@ install_packages
 install_validator
 install_web
 check_rust
-say "building guest images (kernel, rootfs tiers: ${BHATTI_TIERS:-busybox,minimal})"
-cargo xtask images --tier "${BHATTI_TIERS:-busybox,minimal}"
+say "building guest images (kernel, rootfs tiers: ${BHATTI_TIERS:-busybox,minimal,interpreter})"
+cargo xtask images --tier "${BHATTI_TIERS:-busybox,minimal,interpreter}"

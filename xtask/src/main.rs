@@ -58,6 +58,9 @@ enum TierArg {
     Minimal,
     /// `minimal` + zsh, tmux, Node.js, build tools, … (large).
     Dev,
+    /// `minimal` + a Jupyter kernel and the code-interpreter server (E2B's
+    /// `code-interpreter-v1`).
+    Interpreter,
     /// Every tier (`dev` included).
     All,
 }
@@ -85,6 +88,9 @@ fn main() -> Result<()> {
                 }
                 if wanted(TierArg::Dev) {
                     rootfs::dev::build(&cache, &lohar, force)?;
+                }
+                if wanted(TierArg::Interpreter) {
+                    rootfs::interpreter::build(&cache, &lohar, force)?;
                 }
             }
             cache.print_summary()?;

@@ -60,6 +60,9 @@ pub struct Spec {
     pub skeleton: &'static str,
     /// Smallest image: room for users' work (the file is sparse).
     pub min_size: u64,
+    /// Files `(path, content, mode)` written into the image (over the
+    /// skeleton; part of the image's key, not the base's).
+    pub files: &'static [(&'static str, &'static str, u32)],
 }
 
 impl Spec {
@@ -90,12 +93,15 @@ pub fn build(cache: &Cache, lohar: &Path, force: bool, spec: &Spec) -> Result<()
     prereq::command("debootstrap", "debootstrap")?;
     prereq::command("mkfs.ext4", "e2fsprogs")?;
     let base_key = spec.base_key();
-    let key = Key::new(spec.recipe)
-        .bytes("base", base_key.as_bytes())
+    let mut key = Key::new(spec.recipe);
+    key.bytes("base", base_key.as_bytes())
         .file("lohar", lohar)?
         .tree(&skeleton_dir(spec.skeleton))?
-        .bytes("e2b-user", E2B_USER_UID.to_string().as_bytes())
-        .finish();
+        .bytes("e2b-user", E2B_USER_UID.to_string().as_bytes());
+    for (path, content, mode) in spec.files {
+        key.bytes(path, format!("{mode:o}:{content}").as_bytes());
+    }
+    let key = key.finish();
     if !force && cache.is_fresh(name, &key) {
         println!("[{name}] up to date");
         return Ok(());
@@ -111,6 +117,14 @@ pub fn build(cache: &Cache, lohar: &Path, force: bool, spec: &Spec) -> Result<()
     install_lohar(&base, lohar)?;
     copy_skeleton(spec.skeleton, &base)?;
     add_e2b_user(&base, spec)?;
+    for (path, content, mode) in spec.files {
+        let p = base.join(path);
+        if let Some(dir) = p.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        fs::write(&p, content).with_context(|| format!("cannot write {}", p.display()))?;
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(*mode))?;
+    }
     fs::set_permissions(
         base.join("etc/sudoers.d/lohar"),
         std::os::unix::fs::PermissionsExt::from_mode(0o440),

@@ -58,6 +58,7 @@ pub const SPEC: Spec = Spec {
     links: &[("usr/local/bin/fd", "/usr/bin/fdfind")],
     home_files: &[(".zshrc", ZSHRC)],
     skeleton: "minimal",
+    files: &[],
     min_size: 4 << 30,
 };
 

@@ -25,6 +25,7 @@ pub const SPEC: Spec = Spec {
     links: &[],
     home_files: &[],
     skeleton: "minimal",
+    files: &[],
     min_size: 2 << 30,
 };
 

@@ -5,6 +5,7 @@
 pub mod busybox;
 pub mod debian;
 pub mod dev;
+pub mod interpreter;
 pub mod minimal;
 
 use std::fs;

@@ -92,17 +92,21 @@ pub enum Tier {
     /// `minimal` + zsh, tmux, Node.js, npm, ripgrep, fd, pip, venv,
     /// build-essential and other tools (bhatti v1's default image).
     Dev,
+    /// `minimal` + a Jupyter kernel (Debian's python3-ipykernel) and
+    /// bhatti's code-interpreter server (E2B's `code-interpreter-v1`).
+    Interpreter,
 }
 
 impl Tier {
     /// Every tier, smallest first.
-    pub const ALL: [Tier; 3] = [Tier::Busybox, Tier::Minimal, Tier::Dev];
+    pub const ALL: [Tier; 4] = [Tier::Busybox, Tier::Minimal, Tier::Interpreter, Tier::Dev];
 
-    /// The tier's name (`busybox`, `minimal`, `dev`).
+    /// The tier's name (`busybox`, `minimal`, `interpreter`, `dev`).
     pub fn name(self) -> &'static str {
         match self {
             Tier::Busybox => "busybox",
             Tier::Minimal => "minimal",
+            Tier::Interpreter => "interpreter",
             Tier::Dev => "dev",
         }
     }

@@ -15,6 +15,7 @@ mod cycles;
 mod disk;
 mod e2b;
 mod e2b_envd;
+mod e2b_interpreter;
 mod e2b_js;
 mod events;
 mod exec;
@@ -76,6 +77,7 @@ fn main() {
         web_ui::trials(),
         e2b_envd::trials(),
         e2b_js::trials(),
+        e2b_interpreter::trials(),
         idempotent::trials(),
         events::trials(),
         metrics::trials(),

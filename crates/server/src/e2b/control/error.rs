@@ -26,9 +26,14 @@ pub enum ControlError {
     NoSandbox(String),
     #[error(
         "template {0} not found: not one of your templates or images, nor a built-in tier \
-         (busybox, minimal, dev), nor \"base\""
+         (busybox, minimal, interpreter, dev), nor \"base\" or \"code-interpreter-v1\" \
+         (when its tier is built)"
     )]
     NoTemplate(String),
+    /// The template's server did not start listening in time (the
+    /// sandbox was destroyed).
+    #[error("{0}")]
+    NotReady(String),
     #[error("sandbox {0} is already paused")]
     AlreadyPaused(String),
     #[error("sandbox {0} is already running")]
@@ -67,6 +72,7 @@ impl ControlError {
             Self::AlreadyPaused(_) | Self::AlreadyRunning(_) | Self::Paused(_) => 409,
             Self::RateLimited { .. } => 429,
             Self::MethodNotAllowed => 405,
+            Self::NotReady(_) => 500,
             Self::Api(e) => e.status(),
         }
     }

@@ -14,6 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bhatti_engine::engine::Engine;
+use bhatti_engine::image::Tier;
 use bhatti_store::StoreError;
 use bhatti_store::sandboxes::{OnExpire, Sandbox, Status};
 use bhatti_store::users::User;
@@ -93,9 +94,19 @@ pub async fn create<E: Engine>(
     };
     match template::resolve(&st, &user, asked)? {
         Source::Template(id) => create.template_id = Some(id),
-        Source::Image(image) => create.image = Some(image),
+        Source::Image(image) => {
+            if image == Tier::Interpreter.name() {
+                create.init = Some(template::INTERPRETER_INIT.into());
+                create.user = Some("user".into());
+            }
+            create.image = Some(image);
+        }
     }
+    let interpreter = create.image.as_deref() == Some(Tier::Interpreter.name());
     let once = st.create_sandbox_once(&user, create, key).await?;
+    if interpreter && !once.replayed {
+        template::wait_ready(&st, &once.sandbox).await?;
+    }
     let body = model::created(&st, &once.sandbox);
     Ok((StatusCode::CREATED, once.headers(), Json(body)))
 }
