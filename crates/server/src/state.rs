@@ -62,6 +62,8 @@ pub struct AppState<E> {
     /// Prometheus instruments ([`crate::metrics`]).
     pub metrics: crate::metrics::Metrics,
     pub(crate) create_lock: std::sync::Mutex<()>,
+    /// Sandboxes being created ([`crate::service::creating`]).
+    pub(crate) creating: crate::service::creating::Creating,
     /// Usage samples of running sandboxes ([`crate::history`]).
     pub history: crate::history::History,
     /// Locks of creates with an `Idempotency-Key` in flight.
@@ -91,6 +93,7 @@ impl<E> AppState<E> {
             create_lock: std::sync::Mutex::new(()),
             idempotency: crate::service::idempotent::Keys::default(),
             history: crate::history::History::default(),
+            creating: crate::service::creating::Creating::default(),
             settings,
         }
     }

@@ -23,6 +23,8 @@ pub(super) struct Reserved {
     volumes: Vec<(Volume, crate::model::Mount)>,
     /// The volumes this create made.
     made: Vec<Volume>,
+    /// Keeps the expiry task off the sandbox while it is created.
+    _creating: super::creating::Held,
 }
 
 impl<E: Engine> AppState<E> {
@@ -88,6 +90,7 @@ impl<E: Engine> AppState<E> {
     ) -> ServiceResult<Sandbox> {
         let ip = info.ip.map(|ip| ip.to_string());
         self.store.set_sandbox_ip(&row.id, ip.as_deref())?;
+        self.restart_ttl(row)?;
         self.sync_state(&info.id).await?;
         self.activity.touch(&row.id);
         tracing::info!(sandbox = %row.id, name = %row.name, "created");
@@ -170,8 +173,14 @@ impl<E: Engine> AppState<E> {
                 readonly: m.readonly,
             })
             .collect();
+        let _creating = self.creating.hold(&row.id);
         self.store.create_sandbox(&row, &made, &attachments)?;
-        Ok(Reserved { row, volumes, made })
+        Ok(Reserved {
+            row,
+            volumes,
+            made,
+            _creating,
+        })
     }
 
     /// Undoes a reservation whose boot failed: the row is marked destroyed

@@ -137,6 +137,9 @@ impl<E: Engine> AppState<E> {
             }
         };
         for sb in due {
+            if self.creating.contains(&sb.id) {
+                continue;
+            }
             if let Err(e) = self.expire(&sb).await {
                 tracing::warn!(sandbox = %sb.id, error = %e, "applying the TTL");
             }

@@ -30,6 +30,7 @@
 //! quota check and its store transaction (never the VM boot).
 
 pub mod create;
+pub mod creating;
 pub mod idempotent;
 pub mod images;
 pub mod import;
