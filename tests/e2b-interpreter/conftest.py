@@ -8,30 +8,18 @@ unless both URLs point at loopback: the SDK's default is E2B's cloud, and
 these tests never send a packet off the host.
 """
 
-import os
-import urllib.parse
+import pathlib
+import sys
 
 import pytest
 from e2b_code_interpreter import Sandbox
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-
-
-def _loopback(url):
-    return bool(url) and urllib.parse.urlsplit(url).hostname in LOOPBACK
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+from e2b_loopback import skip_unless_loopback  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
-    if _loopback(os.environ.get("E2B_API_URL")) and _loopback(
-        os.environ.get("E2B_SANDBOX_URL")
-    ):
-        return
-    skip = pytest.mark.skip(
-        reason="E2B_API_URL and E2B_SANDBOX_URL must point at a bhatti daemon "
-        "on loopback (run: cargo test -p bhatti-server --test vm -- e2b)"
-    )
-    for item in items:
-        item.add_marker(skip)
+    skip_unless_loopback(items)
 
 
 @pytest.fixture(scope="module")

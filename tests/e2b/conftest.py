@@ -13,34 +13,24 @@ default is E2B's cloud, and these tests never send a packet off the host.
 """
 
 import os
+import pathlib
+import sys
 import time
-import urllib.parse
 
 import httpx
 import pytest
 from e2b import AsyncSandbox, Sandbox
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+from e2b_loopback import skip_unless_loopback  # noqa: E402
+
 # What the tests give a sandbox unless they test timeouts: long enough for
 # a loaded host, short enough that a crashed test leaves nothing for long.
 TIMEOUT = 600
 
 
-def _loopback(url):
-    return bool(url) and urllib.parse.urlsplit(url).hostname in LOOPBACK
-
-
 def pytest_collection_modifyitems(config, items):
-    if _loopback(os.environ.get("E2B_API_URL")) and _loopback(
-        os.environ.get("E2B_SANDBOX_URL")
-    ):
-        return
-    skip = pytest.mark.skip(
-        reason="E2B_API_URL and E2B_SANDBOX_URL must point at a bhatti daemon "
-        "on loopback (run: cargo test -p bhatti-server --test vm -- e2b)"
-    )
-    for item in items:
-        item.add_marker(skip)
+    skip_unless_loopback(items)
 
 
 @pytest.fixture(scope="session")
