@@ -53,7 +53,7 @@ pub const ENVD_PORT: u16 = 49983;
 /// The whole face, to be nested at `/e2b`.
 pub fn service<E: Engine>(state: Shared<E>) -> Router {
     let control = control::router::<E>().with_state(state.clone());
-    let envd = envd::router::<E>().with_state(state.clone());
+    let envd = envd::router::<E>(&state).with_state(state.clone());
     let ports = control::ports::router::<E>().with_state(state);
     Router::new().fallback(move |req: Request| {
         let target = match sandbox_port(req.headers()) {

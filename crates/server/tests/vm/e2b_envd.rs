@@ -8,7 +8,7 @@
 //!
 //! `kept_across_restart`: a command started through envd outlives a
 //! SIGKILLed daemon (the agent keeps it, protocol version 5); the
-//! restarted daemon lists it, Connect streams its further output (not
+//! restarted daemon adopts it at start (its sandbox stays hot), lists it, Connect streams its further output (not
 //! what was sent before), SendInput reaches its stdin, and its end comes
 //! with its exit code. Then CloseStdin and a SIGTERM after it.
 
@@ -315,10 +315,17 @@ impl Reader {
     }
 }
 
+/// Idle sandboxes cool after [`WARM_AFTER`] s here: one under a running
+/// command must not.
+const WARM_AFTER: u64 = 3;
+
 fn kept_across_restart() -> TestResult {
-    crate::crash::crash_test("bhatti-kept-", Timers::default(), |d| {
-        Box::pin(kept_scenario(d))
-    })
+    let timers = Timers {
+        warm_after: WARM_AFTER,
+        cold_after: 3600,
+        tick: 1,
+    };
+    crate::crash::crash_test("bhatti-kept-", timers, |d| Box::pin(kept_scenario(d)))
 }
 
 async fn kept_scenario(d: &mut crate::crash::Crashable) -> TestResult {
@@ -351,6 +358,20 @@ async fn kept_scenario(d: &mut crate::crash::Crashable) -> TestResult {
 
     d.kill9()?;
     d.start(None).await?;
+    // Adopted at start, before any call: the running command keeps its
+    // sandbox hot, as it did before the restart (idle, it would be warm
+    // by now).
+    tokio::time::sleep(std::time::Duration::from_secs(4 * WARM_AFTER)).await;
+    let (s, v) = d
+        .call(
+            reqwest::Method::GET,
+            &format!("/sandboxes/{}", envd.id),
+            None,
+        )
+        .await?;
+    ensure(s == 200 && v["thermal"] == "hot", || {
+        format!("a sandbox under a running command after the restart: {s} {v}")
+    })?;
 
     let (status, list) = envd.unary("/process.Process/List", &json!({})).await?;
     let listed = list["processes"]

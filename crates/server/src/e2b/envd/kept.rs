@@ -98,6 +98,14 @@ pub fn config_of(info: &KeptInfo) -> (ProcessConfig, Option<String>) {
     (config, l.tag)
 }
 
+/// Whether envd started kept command `info` (its tag is envd's label).
+pub fn is_envds(info: &KeptInfo) -> bool {
+    info.tag
+        .as_deref()
+        .and_then(|t| serde_json::from_str::<Label>(t).ok())
+        .is_some_and(|l| l.e2b == 1)
+}
+
 /// Whether kept command `info` is the one `sel` names.
 fn selects(info: &KeptInfo, sel: &ProcessSelector) -> bool {
     info.running
@@ -146,7 +154,12 @@ pub async fn find<E: Engine>(
 
 /// Registers an attached kept command (unless another call did first)
 /// and starts its pump.
-fn adopt<E: Engine>(call: &Call<E>, eid: &SandboxId, reg: &Arc<Registry>, kept: Kept) -> Arc<Proc> {
+pub(super) fn adopt<E: Engine>(
+    call: &Call<E>,
+    eid: &SandboxId,
+    reg: &Arc<Registry>,
+    kept: Kept,
+) -> Arc<Proc> {
     let Kept {
         info,
         input,

@@ -28,6 +28,7 @@
 //! exits. [`ENVD_VERSION`] is the envd version whose features this envd
 //! serves, and what the control plane advertises as `envdVersion`.
 
+pub mod adopt;
 pub mod connect;
 pub mod files;
 pub mod fs;
@@ -66,11 +67,19 @@ use crate::state::Shared;
 /// metadata (0.6.2, xattrs) nor watch entry info (0.6.3), so not higher.
 pub const ENVD_VERSION: &str = "0.5.7";
 
-/// envd's routes.
-pub fn router<E: Engine>() -> Router<Shared<E>> {
+/// envd's routes. Within a runtime, also starts adopting the running
+/// commands of hot sandboxes ([`adopt`]: a daemon that restarted).
+pub fn router<E: Engine>(state: &Shared<E>) -> Router<Shared<E>> {
     let procs = Arc::new(procs::Registry::default());
     let watchers = Arc::new(watch::Watchers::default());
     let agents = Arc::new(native::Agents::default());
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(adopt::at_start(
+            state.clone(),
+            procs.clone(),
+            agents.clone(),
+        ));
+    }
     Router::new()
         .merge(process::routes::<E>())
         .merge(fs::routes::<E>())
