@@ -19,7 +19,7 @@ use bhatti_store::sandboxes::{Status, Thermal};
 use futures_util::StreamExt;
 
 use crate::routes::stats::{SandboxStats, sample};
-use crate::state::{Shared, now_unix};
+use crate::state::Shared;
 
 /// How often running sandboxes are sampled.
 pub const EVERY: Duration = Duration::from_secs(5);
@@ -108,15 +108,25 @@ async fn round<E: Engine>(st: &Shared<E>) {
         .filter(|sb| sb.status == Status::Running && sb.thermal != Thermal::Cold);
     futures_util::stream::iter(running)
         .for_each_concurrent(PARALLEL, |sb| async move {
-            if let Ok(stats) = sample(st, &sb).await {
+            if let Ok(mut stats) = sample(st, &sb).await {
+                // One clock reading for the point's second and its text
+                // (a range selects by the one, the SDK shows the other).
+                let now = std::time::SystemTime::now();
+                stats.sampled_at = humantime::format_rfc3339_millis(now).to_string();
                 let point = Point {
-                    at: now_unix(),
+                    at: now_unix_of(now),
                     stats,
                 };
                 st.history.record(&sb.id, point);
             }
         })
         .await;
+}
+
+/// Unix seconds of `t`.
+fn now_unix_of(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
