@@ -29,6 +29,9 @@ def test_signed_urls_upload_and_download(sandbox):
         # forged signature is refused, and nothing was written.
         r = c.post(down, files={"file": ("x", b"forged")})
         assert r.status_code == 401, r.text
+        # Refused before its body was read: the reply says the connection
+        # ends, so the next request does not go on a closing one.
+        assert r.headers.get("connection") == "close"
         r = c.get(down.replace("signed.txt", "other.txt"))
         assert r.status_code == 401, r.text
         r = c.get(f"{root()}/files", params={"path": "/etc/hostname"})

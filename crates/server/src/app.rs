@@ -92,7 +92,30 @@ pub fn router<E: Engine>(state: Shared<E>) -> Router {
             state.clone(),
             crate::metrics::track::<E>,
         ))
+        .layer(middleware::from_fn(close_after_refusal))
         .with_state(state)
+}
+
+/// An error reply to a request that sent a body says `Connection: close`.
+/// The handler may have refused it without reading the body (a bad
+/// signature, a name taken before an upload), and hyper then closes the
+/// connection after the reply: a client that reused it for its next
+/// request would see that request cut ("server disconnected without
+/// sending a response"). Told, it opens a new one.
+async fn close_after_refusal(req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let sent_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .is_some_and(|n| n > 0);
+    let mut resp = next.run(req).await;
+    let status = resp.status();
+    if sent_body && (status.is_client_error() || status.is_server_error()) {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// Request ids `r<start>-<n>`: unique within a daemon run.
