@@ -68,6 +68,8 @@ pub enum Kind {
     Destroyed,
     PortOpened,
     PortClosed,
+    /// The sandbox has a new name (the event's `sandbox.name`).
+    Renamed,
 }
 
 /// The sandbox an event is about.
@@ -246,6 +248,18 @@ impl Events {
             Kind::PortClosed
         };
         self.with(|i| self.publish(i, kind, id, Some(port)));
+    }
+
+    /// Sandbox `id` is now called `name`.
+    pub fn renamed(&self, id: &str, name: &str) {
+        self.with(|i| {
+            let Some(k) = i.known.get_mut(id) else { return };
+            if k.name == name {
+                return;
+            }
+            name.clone_into(&mut k.name);
+            self.publish(i, Kind::Renamed, id, None);
+        });
     }
 
     /// Open feeds.

@@ -130,6 +130,7 @@ impl<E: Engine> AppState<E> {
         self.update_lifetime(sb, req.ttl_sec, req.on_expire, req.labels.clone())?;
         if let Some(name) = &req.name {
             self.store.rename_sandbox(&sb.id, name)?;
+            self.events.renamed(&sb.id, name);
         }
         if let Some(k) = req.keep_hot {
             self.store.set_sandbox_keep_hot(&sb.id, k)?;

@@ -1,7 +1,8 @@
 //! `GET /events` against a real daemon and real VMs: a scripted lifecycle
 //! (create, exec, a guest port listening, hot → warm → cold with short
-//! timers, a wake, stop, start, destroy) arrives on the owner's stream as
-//! `created`, each state change once and in order, `port_opened`, then
+//! timers, a wake, a rename, stop, start, destroy) arrives on the owner's
+//! stream as `created`, each state change once and in order,
+//! `port_opened`, `renamed` (later events carry the new name), then
 //! `destroyed`; another user's stream sees none of it (and sees its own
 //! sandbox); `Last-Event-ID` replays the same events; `?token=` works for
 //! an `EventSource`-style request; the stream ends when the daemon stops.
@@ -140,22 +141,26 @@ async fn lifecycle(d: &TestDaemon, alice: &mut Stream) -> Result<Vec<Value>, Fai
     got.extend(alice.until("port_opened", LONG).await?);
     thermal(d, "warm").await?;
     thermal(d, "cold").await?;
-    // A wake, then no more cooling.
+    // A wake, then no more cooling, under a new name.
     d.sh("ev", "true").await?;
-    let keep = json!({"keep_hot": true});
+    let keep = json!({"keep_hot": true, "name": "ev2"});
     d.expect(d.req(Method::PATCH, "/sandboxes/ev").json(&keep), 200)
         .await?;
-    d.expect(d.req(Method::POST, "/sandboxes/ev/stop"), 200)
+    d.expect(d.req(Method::POST, "/sandboxes/ev2/stop"), 200)
         .await?;
-    d.expect(d.req(Method::POST, "/sandboxes/ev/start"), 200)
+    d.expect(d.req(Method::POST, "/sandboxes/ev2/start"), 200)
         .await?;
-    d.expect(d.req(Method::DELETE, "/sandboxes/ev"), 200)
+    d.expect(d.req(Method::DELETE, "/sandboxes/ev2"), 200)
         .await?;
     got.extend(alice.until("destroyed", LONG).await?);
+    let mut name = "ev";
     for e in &got {
+        if e["type"] == "renamed" {
+            name = "ev2";
+        }
         ensure(
-            e["sandbox"]["id"] == sb["id"] && e["sandbox"]["name"] == "ev",
-            || format!("names another sandbox: {e}"),
+            e["sandbox"]["id"] == sb["id"] && e["sandbox"]["name"] == name,
+            || format!("names another sandbox or name: {e}"),
         )?;
     }
     Ok(got)
@@ -182,6 +187,7 @@ pub fn lifecycle_in_order() -> TestResult {
             st("state", "running/warm"),
             st("state", "running/cold"),
             st("state", "running/hot"),
+            st("renamed", "running/hot"),
             st("state", "stopped"),
             st("state", "running/hot"),
             st("destroyed", "destroyed"),

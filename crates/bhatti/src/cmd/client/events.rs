@@ -89,6 +89,7 @@ pub fn human(ev: &Value) -> String {
         "destroyed" => format!("{time} {name} destroyed"),
         "port_opened" => format!("{time} {name} port {port} opened"),
         "port_closed" => format!("{time} {name} port {port} closed"),
+        "renamed" => format!("{time} {name} (renamed)"),
         _ => format!("{time} {name} {}", s("state")),
     }
 }
@@ -168,5 +169,8 @@ mod tests {
         let ev = serde_json::json!({"type": "port_opened", "state": "running/hot", "port": 8080,
             "sandbox": {"id": "sb-1", "name": "web"}, "at": "2026-03-22T12:00:02Z"});
         assert_eq!(human(&ev), "12:00:02 web port 8080 opened");
+        let ev = serde_json::json!({"type": "renamed", "state": "running/hot",
+            "sandbox": {"id": "sb-1", "name": "api"}, "at": "2026-03-22T12:00:03Z"});
+        assert_eq!(human(&ev), "12:00:03 api (renamed)");
     }
 }
