@@ -152,12 +152,14 @@ async fn signal_reaches_a_piped_exec_and_its_group() {
     read_until(&mut s.events, |o| o == b"started\n").await;
     s.input.signal(15).await.unwrap();
     assert_eq!(read_to_exit(&mut s.events).await.1, 143);
-    // A trap sees SIGINT / SIGHUP; the whole group gets them.
+    // A trap sees SIGINT / SIGHUP; the whole group gets them. (Once the
+    // SIGINT has ended the first sleep, each round waits on a new one: a
+    // bare `wait` with no child would spin and starve a loaded host.)
     let child = l.path("child.pid");
     let script = format!(
         "trap 'echo got-int' INT; trap 'echo got-hup; exit 3' HUP; \
          sleep 30 & echo $! > '{}'; echo ready; \
-         while true; do wait; done",
+         while true; do wait; sleep 1 & done",
         child.display()
     );
     let mut s = l.client.exec_stream(&sh(&script)).await.unwrap();
