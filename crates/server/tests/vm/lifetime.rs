@@ -42,6 +42,12 @@ async fn get(d: &TestDaemon, name: &str) -> Result<(u16, Value), libtest_mimic::
 pub fn ttl_destroys_stops_and_extends() -> TestResult {
     run(async {
         let d = TestDaemon::start(Timers::default()).await?;
+        // A TTL shorter than a boot counts from when the sandbox is ready:
+        // each create answers 201 (the expiry never destroys a sandbox
+        // under its create), then the TTL runs out.
+        for i in 0..3 {
+            create(&d, json!({"name": format!("brief{i}"), "ttl_sec": 1})).await?;
+        }
         let a = create(&d, json!({"name": "short", "ttl_sec": 2})).await?;
         ensure(
             a["on_expire"] == "destroy" && a["expires_at"].is_string(),
@@ -67,7 +73,10 @@ pub fn ttl_destroys_stops_and_extends() -> TestResult {
         })?;
 
         eventually(EXPIRY_WAIT, || async {
-            Ok((get(&d, "short").await?.0 == 404).then_some(()))
+            Ok(
+                (get(&d, "short").await?.0 == 404 && get(&d, "brief2").await?.0 == 404)
+                    .then_some(()),
+            )
         })
         .await?;
         let stopped = eventually(EXPIRY_WAIT, || async {
