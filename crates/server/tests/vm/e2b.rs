@@ -41,6 +41,16 @@ fn sdk_present() -> Result<(), String> {
     }
 }
 
+/// The environment an E2B SDK needs to reach daemon `d` as alice, and
+/// nothing off loopback.
+pub fn sdk_env(cmd: &mut tokio::process::Command, d: &TestDaemon) {
+    cmd.env("E2B_API_KEY", &d.key)
+        .env("E2B_API_URL", format!("{}/e2b", d.url))
+        .env("E2B_SANDBOX_URL", format!("{}/e2b", d.url))
+        // No default domain (E2B's cloud) to fall back on.
+        .env("E2B_DOMAIN", "invalid.localhost");
+}
+
 fn python_sdk() -> TestResult {
     run(async {
         let d = TestDaemon::start(Timers::default()).await?;
@@ -51,13 +61,9 @@ fn python_sdk() -> TestResult {
                 .unwrap_or_default()
                 .split_whitespace(),
         )
-        .env("E2B_API_KEY", &d.key)
-        .env("E2B_API_URL", format!("{}/e2b", d.url))
-        .env("E2B_SANDBOX_URL", format!("{}/e2b", d.url))
-        // Nothing may leave loopback: no default domain to fall back on.
-        .env("E2B_DOMAIN", "invalid.localhost")
         .env("BHATTI_E2B_OTHER_KEY", &bob)
         .env("BHATTI_URL", &d.url);
+        sdk_env(&mut cmd, &d);
         pytest::finish(cmd, "e2b", BUDGET).await?;
         d.finish().await
     })

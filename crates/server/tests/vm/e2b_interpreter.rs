@@ -49,11 +49,7 @@ fn code_interpreter() -> TestResult {
     run(async {
         let d = TestDaemon::start(Timers::default()).await?;
         let mut cmd = pytest::command("e2b-interpreter", "BHATTI_E2B_CI_K");
-        cmd.env("E2B_API_KEY", &d.key)
-            .env("E2B_API_URL", format!("{}/e2b", d.url))
-            .env("E2B_SANDBOX_URL", format!("{}/e2b", d.url))
-            // Nothing may leave loopback: no default domain to fall back on.
-            .env("E2B_DOMAIN", "invalid.localhost");
+        crate::e2b::sdk_env(&mut cmd, &d);
         pytest::finish(cmd, "e2b-interpreter", BUDGET).await?;
         d.finish().await
     })

@@ -72,14 +72,10 @@ fn js_sdk() -> TestResult {
         let mut cmd = tokio::process::Command::new("node");
         cmd.args(["--test", "--test-reporter=spec", "sdk.test.mjs"])
             .current_dir(repo_root().join("tests/e2b-js"))
-            .env("E2B_API_KEY", &d.key)
-            .env("E2B_API_URL", format!("{}/e2b", d.url))
-            .env("E2B_SANDBOX_URL", format!("{}/e2b", d.url))
-            // Nothing may leave loopback: no default domain to fall back on.
-            .env("E2B_DOMAIN", "invalid.localhost")
             .env("BHATTI_E2B_OTHER_KEY", &bob)
             .stdin(Stdio::null())
             .kill_on_drop(true);
+        crate::e2b::sdk_env(&mut cmd, &d);
         let out = tokio::time::timeout(BUDGET, cmd.output()).await??;
         println!("{}", String::from_utf8_lossy(&out.stdout));
         eprintln!("{}", String::from_utf8_lossy(&out.stderr));
