@@ -5,49 +5,12 @@
 //! The peer is a scripted agent on a real Unix socket pair.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Mutex;
-
-use bhatti_agent::{
-    BoxStream, Client, Connector, Error, ErrorCode, WatchEventType, connector::ConnectFuture,
-};
+use bhatti_agent::{Error, ErrorCode, WatchEventType};
 use bhatti_proto::messages::encode_exit;
-use bhatti_proto::{Frame, FrameType, async_io};
-use tokio::net::UnixStream;
+use bhatti_proto::{FrameType, async_io};
 
-#[derive(Debug, Default)]
-struct PairConnector {
-    ends: Mutex<Vec<UnixStream>>,
-}
-
-impl Connector for PairConnector {
-    fn connect(&self, _port: u16) -> ConnectFuture<'_> {
-        let s = self.ends.lock().unwrap().pop();
-        Box::pin(async move {
-            s.map(|s| Box::new(s) as BoxStream)
-                .ok_or_else(|| std::io::Error::other("no more scripted connections"))
-        })
-    }
-}
-
-fn scripted<F, Fut>(script: F) -> (Client, tokio::task::JoinHandle<()>)
-where
-    F: FnOnce(UnixStream) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let (client_end, agent_end) = UnixStream::pair().unwrap();
-    let conn = PairConnector {
-        ends: Mutex::new(vec![client_end]),
-    };
-    (Client::new(conn), tokio::spawn(script(agent_end)))
-}
-
-async fn recv(s: &mut UnixStream) -> Frame {
-    async_io::read_frame(s).await.unwrap().expect("a frame")
-}
-
-async fn send(s: &mut UnixStream, kind: FrameType, payload: &[u8]) {
-    async_io::write_frame(s, kind, payload).await.unwrap();
-}
+mod peer;
+use peer::{recv, scripted, send};
 
 #[tokio::test]
 async fn a_v1_agent_refusing_caps_reads_as_version_1_without_features() {

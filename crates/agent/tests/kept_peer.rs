@@ -5,50 +5,13 @@
 //! real agent's side is `crates/lohar/tests/kept.rs`.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Mutex;
-
-use bhatti_agent::{
-    BoxStream, Client, Connector, Error, Event, ExecRequest, connector::ConnectFuture,
-};
+use bhatti_agent::{Client, Error, Event, ExecRequest};
+use bhatti_proto::FrameType;
 use bhatti_proto::messages::encode_exit;
-use bhatti_proto::{Frame, FrameType, async_io};
 use tokio::io::AsyncReadExt;
-use tokio::net::UnixStream;
 
-#[derive(Debug, Default)]
-struct PairConnector {
-    ends: Mutex<Vec<UnixStream>>,
-}
-
-impl Connector for PairConnector {
-    fn connect(&self, _port: u16) -> ConnectFuture<'_> {
-        let s = self.ends.lock().unwrap().pop();
-        Box::pin(async move {
-            s.map(|s| Box::new(s) as BoxStream)
-                .ok_or_else(|| std::io::Error::other("no more scripted connections"))
-        })
-    }
-}
-
-fn scripted<F, Fut>(script: F) -> (Client, tokio::task::JoinHandle<()>)
-where
-    F: FnOnce(UnixStream) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let (client_end, agent_end) = UnixStream::pair().unwrap();
-    let conn = PairConnector {
-        ends: Mutex::new(vec![client_end]),
-    };
-    (Client::new(conn), tokio::spawn(script(agent_end)))
-}
-
-async fn recv(s: &mut UnixStream) -> Frame {
-    async_io::read_frame(s).await.unwrap().expect("a frame")
-}
-
-async fn send(s: &mut UnixStream, kind: FrameType, payload: &[u8]) {
-    async_io::write_frame(s, kind, payload).await.unwrap();
-}
+mod peer;
+use peer::{PairConnector, recv, scripted, send};
 
 #[tokio::test]
 async fn exec_kept_sends_keep_and_reads_kept_info_first() {

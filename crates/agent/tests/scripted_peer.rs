@@ -5,59 +5,16 @@
 //! speaking real frames; lohar itself is tested in `crates/lohar/tests`.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Mutex;
-
-use bhatti_agent::{
-    BoxStream, Client, Connector, Error, ErrorCode, Event, ExecOptions, ExecRequest, ReadOptions,
-    ShellOptions, connector::ConnectFuture,
-};
+use bhatti_agent::{Error, ErrorCode, Event, ExecOptions, ExecRequest, ReadOptions, ShellOptions};
 use bhatti_proto::messages::encode_exit;
-use bhatti_proto::{Frame, FrameType, MAX_PAYLOAD_LEN, async_io};
+use bhatti_proto::{FrameType, MAX_PAYLOAD_LEN};
 use tokio::net::UnixStream;
 
-/// Hands out the client ends of prepared socket pairs, one per connect.
-#[derive(Debug, Default)]
-struct PairConnector {
-    ends: Mutex<Vec<UnixStream>>,
-}
-
-impl Connector for PairConnector {
-    fn connect(&self, _port: u16) -> ConnectFuture<'_> {
-        let s = self.ends.lock().unwrap().pop();
-        Box::pin(async move {
-            s.map(|s| Box::new(s) as BoxStream)
-                .ok_or_else(|| std::io::Error::other("no more scripted connections"))
-        })
-    }
-}
+mod peer;
+use peer::{recv, scripted_with as scripted, send};
 
 const UNKNOWN_A: FrameType = FrameType(0x99);
 const UNKNOWN_B: FrameType = FrameType(0x7e);
-
-/// A client whose single connection is served by `script`.
-fn scripted<F, Fut>(token: Option<&str>, script: F) -> (Client, tokio::task::JoinHandle<()>)
-where
-    F: FnOnce(UnixStream) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let (client_end, agent_end) = UnixStream::pair().unwrap();
-    let conn = PairConnector {
-        ends: Mutex::new(vec![client_end]),
-    };
-    let mut c = Client::new(conn);
-    if let Some(t) = token {
-        c = c.with_token(t);
-    }
-    (c, tokio::spawn(script(agent_end)))
-}
-
-async fn recv(s: &mut UnixStream) -> Frame {
-    async_io::read_frame(s).await.unwrap().expect("a frame")
-}
-
-async fn send(s: &mut UnixStream, kind: FrameType, payload: &[u8]) {
-    async_io::write_frame(s, kind, payload).await.unwrap();
-}
 
 #[tokio::test]
 async fn exec_skips_unknown_frames() {
