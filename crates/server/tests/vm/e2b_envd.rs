@@ -105,26 +105,36 @@ impl Envd<'_> {
     }
 }
 
+/// A sandbox made through E2B's control plane: its id and envd token.
+async fn create(
+    http: &reqwest::Client,
+    url: &str,
+    key: &str,
+) -> Result<(String, String), libtest_mimic::Failed> {
+    let created: Value = http
+        .post(format!("{url}/e2b/sandboxes"))
+        .header("X-API-Key", key)
+        .json(&json!({"timeout": 600}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let field = |k: &str| created[k].as_str().unwrap_or_default().to_owned();
+    let (id, token) = (field("sandboxID"), field("envdAccessToken"));
+    ensure(!id.is_empty(), || format!("create: {created}"))?;
+    Ok((id, token))
+}
+
 fn connect_protocol() -> TestResult {
     run(async {
         let d = TestDaemon::start(Timers::default()).await?;
-        let created: Value = d
-            .http
-            .post(format!("{}/e2b/sandboxes", d.url))
-            .header("X-API-Key", &d.key)
-            .json(&json!({"timeout": 600}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let field = |k: &str| created[k].as_str().unwrap_or_default().to_owned();
+        let (id, token) = create(&d.http, &d.url, &d.key).await?;
         let envd = Envd {
             http: &d.http,
             url: &d.url,
-            id: field("sandboxID"),
-            token: field("envdAccessToken"),
+            id,
+            token,
         };
-        ensure(!envd.id.is_empty(), || format!("create: {created}"))?;
         start_stream(&envd).await?;
         unary_calls(&envd).await?;
         files(&envd).await?;
@@ -330,18 +340,7 @@ fn kept_across_restart() -> TestResult {
 
 async fn kept_scenario(d: &mut crate::crash::Crashable) -> TestResult {
     d.start(None).await?;
-    let created: Value = d
-        .http
-        .post(format!("{}/e2b/sandboxes", d.url))
-        .header("X-API-Key", &d.key)
-        .json(&json!({"timeout": 600}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let field = |k: &str| created[k].as_str().unwrap_or_default().to_owned();
-    let (id, token) = (field("sandboxID"), field("envdAccessToken"));
-    ensure(!id.is_empty(), || format!("create: {created}"))?;
+    let (id, token) = create(&d.http, &d.url, &d.key).await?;
     let (http, url) = (d.http.clone(), d.url.clone());
     let envd = Envd {
         http: &http,
