@@ -11,13 +11,16 @@
 //! reads frames and sends them into a channel of [`FRAME_QUEUE`] frames
 //! (each at most 1 MiB), so per-connection buffering is bounded. Dropping
 //! the [`Frames`] aborts that task, which releases the read half; the socket
-//! closes when the writer goes too.
+//! closes when the writer goes too. A reused connection (protocol version
+//! 6, [`crate::server`]) starts its [`Reader`] once and lends it to each
+//! request's handler behind a mutex; the handler's [`Conn`] or [`Frames`]
+//! holds the lock until it is dropped.
 
 use std::sync::Arc;
 
 use bhatti_proto::frame::{self, Frame, FrameError, FrameType};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, OwnedMutexGuard, mpsc};
 use tokio::task::JoinHandle;
 
 /// A byte stream the agent serves: Unix socket, TCP or vsock.
@@ -134,8 +137,17 @@ impl FrameBuf {
 
 /// An accepted connection after its request frame was read.
 pub struct Conn {
-    pub reader: ReadHalf<BoxStream>,
+    source: Source,
     pub writer: FrameWriter,
+}
+
+/// Where a connection's next frames come from.
+enum Source {
+    /// The read half, untouched: a one-request connection.
+    Raw(ReadHalf<BoxStream>),
+    /// The reader of a reused connection ([`Reader::lend`]), lent to this
+    /// request's handler until it drops it.
+    Lent(OwnedMutexGuard<Reader>),
 }
 
 impl std::fmt::Debug for Conn {
@@ -148,17 +160,53 @@ impl Conn {
     pub fn new(stream: BoxStream) -> Self {
         let (reader, writer) = tokio::io::split(stream);
         Self {
-            reader,
+            source: Source::Raw(reader),
             writer: FrameWriter {
                 inner: Arc::new(Mutex::new(writer)),
             },
         }
     }
 
-    /// Starts the reader task; frames arrive on the returned [`Frames`].
+    /// A connection whose read half already runs a [`Reader`]: a reused
+    /// connection's, split before its first request.
+    pub fn split(stream: BoxStream) -> (Arc<Mutex<Reader>>, FrameWriter) {
+        let Conn { source, writer } = Self::new(stream);
+        let Source::Raw(r) = source else {
+            unreachable!("a new connection reads raw")
+        };
+        (Arc::new(Mutex::new(Reader::start(r))), writer)
+    }
+
+    /// One request's view of a reused connection: `reader` lent until the
+    /// handler drops its [`Conn`] or [`Frames`].
+    pub fn lent(reader: OwnedMutexGuard<Reader>, writer: FrameWriter) -> Self {
+        Self {
+            source: Source::Lent(reader),
+            writer,
+        }
+    }
+
+    /// Starts the reader task (a lent reader runs already); frames arrive
+    /// on the returned [`Frames`].
     pub fn into_frames(self) -> (Frames, FrameWriter) {
+        let frames = match self.source {
+            Source::Raw(r) => Frames::Owned(Reader::start(r)),
+            Source::Lent(g) => Frames::Lent(g),
+        };
+        (frames, self.writer)
+    }
+}
+
+/// The reader task of a connection and the channel it fills.
+#[derive(Debug)]
+pub struct Reader {
+    rx: mpsc::Receiver<Frame>,
+    task: JoinHandle<()>,
+}
+
+impl Reader {
+    fn start(mut reader: ReadHalf<BoxStream>) -> Self {
         let (tx, rx) = mpsc::channel(FRAME_QUEUE);
-        let mut reader = self.reader;
         let task = tokio::spawn(async move {
             loop {
                 match bhatti_proto::async_io::read_frame(&mut reader).await {
@@ -175,27 +223,38 @@ impl Conn {
                 }
             }
         });
-        (Frames { rx, task }, self.writer)
+        Self { rx, task }
+    }
+
+    /// The next frame; `None` once the peer half-closed, disconnected or
+    /// sent a malformed frame.
+    pub async fn recv(&mut self) -> Option<Frame> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
 /// Incoming frames of a connection. `recv` returns `None` once the peer
 /// half-closed, disconnected or sent a malformed frame.
 #[derive(Debug)]
-pub struct Frames {
-    rx: mpsc::Receiver<Frame>,
-    task: JoinHandle<()>,
+pub enum Frames {
+    /// This request's own reader: dropping it aborts the task.
+    Owned(Reader),
+    /// A reused connection's reader, lent to this request.
+    Lent(OwnedMutexGuard<Reader>),
 }
 
 impl Frames {
     pub async fn recv(&mut self) -> Option<Frame> {
-        self.rx.recv().await
-    }
-}
-
-impl Drop for Frames {
-    fn drop(&mut self) {
-        self.task.abort();
+        match self {
+            Frames::Owned(r) => r.recv().await,
+            Frames::Lent(g) => g.recv().await,
+        }
     }
 }
 

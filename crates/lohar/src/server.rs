@@ -6,7 +6,9 @@
 //! connection semaphore (over the limit: ERROR and close), then passes
 //! auth (first frame AUTH within [`AUTH_DEADLINE`], constant-time compare),
 //! then reads its one request frame and runs the matching handler, which
-//! owns the connection until the operation ends.
+//! owns the connection until the operation ends. A control connection
+//! whose first frame after AUTH is REUSE (protocol version 6) serves
+//! request after request instead ([`reuse`]).
 //!
 //! A connection authenticated before an identify ([`crate::identify`])
 //! replaced the token belonged to the parent sandbox's host: when the token
@@ -170,15 +172,10 @@ async fn handle(
     mut stream: BoxStream,
     first: Frame,
 ) -> Result<(), ServeError> {
-    // A connection is what a wake leads to: the request sees the time the
-    // host sees, not the time the VM stopped at.
-    if let Some(rtc) = &agent.rtc {
-        rtc.catch_up();
+    if (port, first.kind) == (Port::Control, FrameType::REUSE) {
+        return reuse::serve(agent, stream).await;
     }
-    // The host's idle poll must not count as activity.
-    if first.kind != FrameType::ACTIVITY_REQ {
-        agent.touch();
-    }
+    before_request(agent, first.kind);
     match (port, first.kind) {
         (Port::Forward, FrameType::FWD_REQ) => {
             report(
@@ -198,6 +195,19 @@ async fn handle(
             write_error(&mut stream, ErrorCode::UnexpectedFrame, &msg).await?;
             Ok(())
         }
+    }
+}
+
+/// What every request does first.
+fn before_request(agent: &Agent, kind: FrameType) {
+    // A request is what a wake leads to: it sees the time the host sees,
+    // not the time the VM stopped at.
+    if let Some(rtc) = &agent.rtc {
+        rtc.catch_up();
+    }
+    // The host's idle poll must not count as activity.
+    if kind != FrameType::ACTIVITY_REQ {
+        agent.touch();
     }
 }
 
@@ -343,6 +353,8 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     // black_box keeps the optimiser from turning the fold into an early exit.
     std::hint::black_box(diff) == 0
 }
+
+mod reuse;
 
 #[cfg(test)]
 mod hostile_tests;

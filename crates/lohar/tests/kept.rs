@@ -45,7 +45,7 @@ async fn split_to_exit(k: &mut Kept) -> (Vec<u8>, Vec<u8>, i32) {
 async fn caps_lists_keep_and_stdin_eof() {
     let l = Lohar::start().await;
     let caps = l.client.caps().await.unwrap();
-    assert_eq!(caps.version, 5);
+    assert!(caps.version >= 5);
     assert!(caps.has(feature::KEEP) && caps.has(feature::STDIN_EOF));
 }
 

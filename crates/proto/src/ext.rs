@@ -44,12 +44,15 @@ pub mod feature {
     pub const STDIN_EOF: &str = "stdin_eof";
     /// `keep` in EXEC_REQ, KEPT_LIST, KEPT_ATTACH (version 5).
     pub const KEEP: &str = "keep";
+    /// REUSE: one control connection serves request after request
+    /// (version 6).
+    pub const REUSE: &str = "reuse";
 
     /// Everything an agent of this crate's version offers, in the order
     /// added.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         ERROR_CODE, USER, IDENTIFY, CAPS, MKDIR, MOVE, REMOVE, STAT2, LS2, SIGNAL, WATCH,
-        STDIN_EOF, KEEP,
+        STDIN_EOF, KEEP, REUSE,
     ];
 }
 

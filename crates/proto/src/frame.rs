@@ -92,6 +92,11 @@ impl FrameType {
     pub const KEPT_LIST_RESP: Self = Self(0x36);
     /// Extension (v5): `{"id": "k1"}` → KEPT_INFO, replay, live output, EXIT.
     pub const KEPT_ATTACH: Self = Self(0x37);
+    /// Extension (v6, host → guest, empty): sent right after AUTH (or
+    /// first, without a token), it makes the control connection reusable:
+    /// after each reply to a reusable request the agent reads the next
+    /// request from it. `docs/protocol.md`, "Version 6".
+    pub const REUSE: Self = Self(0x12);
 
     /// Every frame type of the frozen v1 table in PROTOCOL.md, in table order.
     pub const ALL: [Self; 25] = [
@@ -123,7 +128,7 @@ impl FrameType {
     ];
 
     /// Frame types added after v1 (`docs/protocol.md`), in the order added.
-    pub const EXTENSIONS: [Self; 21] = [
+    pub const EXTENSIONS: [Self; 22] = [
         Self::ERROR_CODE,
         Self::SIGNAL,
         Self::MKDIR_REQ,
@@ -145,6 +150,7 @@ impl FrameType {
         Self::KEPT_LIST_REQ,
         Self::KEPT_LIST_RESP,
         Self::KEPT_ATTACH,
+        Self::REUSE,
     ];
 
     /// The protocol name of a known type, `None` for unknown bytes.
@@ -196,6 +202,7 @@ impl FrameType {
             Self::KEPT_LIST_REQ => "KEPT_LIST_REQ",
             Self::KEPT_LIST_RESP => "KEPT_LIST_RESP",
             Self::KEPT_ATTACH => "KEPT_ATTACH",
+            Self::REUSE => "REUSE",
             _ => return None,
         })
     }

@@ -50,9 +50,9 @@ pub use frame::{Frame, FrameError, FrameType, HEADER_LEN, MAX_FRAME_LEN, MAX_PAY
 /// 2 adds the ERROR_CODE frame, 3 the optional `user` fields of EXEC_REQ,
 /// FILE_WRITE_REQ and `config.json`, 4 the frames of [`ext`] (CAPS, MKDIR,
 /// MOVE, REMOVE, STAT2, LS2, SIGNAL, WATCH), 5 kept piped execs
-/// ([`kept`]) and the empty STDIN frame as end of input
-/// (`docs/protocol.md`).
-pub const PROTOCOL_VERSION: u32 = 5;
+/// ([`kept`]) and the empty STDIN frame as end of input, 6 reusable
+/// control connections (the REUSE frame; `docs/protocol.md`).
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// TCP/vsock port of the agent's control listener.
 pub const CONTROL_PORT: u16 = 1024;

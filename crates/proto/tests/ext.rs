@@ -37,7 +37,7 @@ where
 
 #[test]
 fn extension_frame_bytes_and_names() {
-    let table: [(FrameType, u8, &str); 21] = [
+    let table: [(FrameType, u8, &str); 22] = [
         (FrameType::ERROR_CODE, 0x08, "ERROR_CODE"),
         (FrameType::SIGNAL, 0x09, "SIGNAL"),
         (FrameType::MKDIR_REQ, 0x58, "MKDIR_REQ"),
@@ -59,6 +59,7 @@ fn extension_frame_bytes_and_names() {
         (FrameType::KEPT_LIST_REQ, 0x35, "KEPT_LIST_REQ"),
         (FrameType::KEPT_LIST_RESP, 0x36, "KEPT_LIST_RESP"),
         (FrameType::KEPT_ATTACH, 0x37, "KEPT_ATTACH"),
+        (FrameType::REUSE, 0x12, "REUSE"),
     ];
     assert_eq!(table.len(), FrameType::EXTENSIONS.len());
     for ((kind, byte, name), ext) in table.iter().zip(FrameType::EXTENSIONS) {
@@ -76,7 +77,7 @@ fn extension_frame_bytes_and_names() {
         all.len(),
         FrameType::ALL.len() + FrameType::EXTENSIONS.len()
     );
-    assert_eq!(PROTOCOL_VERSION, 5);
+    assert_eq!(PROTOCOL_VERSION, 6);
 }
 
 #[test]
@@ -85,7 +86,7 @@ fn caps_golden_and_legacy() {
     golden(
         FrameType::CAPS_RESP,
         &caps,
-        r#"{"version":5,"features":["error_code","user","identify","caps","mkdir","move","remove","stat2","ls2","signal","watch","stdin_eof","keep"]}"#,
+        r#"{"version":6,"features":["error_code","user","identify","caps","mkdir","move","remove","stat2","ls2","signal","watch","stdin_eof","keep","reuse"]}"#,
     );
     assert!(caps.has(feature::WATCH) && !caps.has("teleport"));
     assert_eq!(

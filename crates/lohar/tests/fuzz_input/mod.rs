@@ -4,7 +4,8 @@
 //!
 //! lohar runs commands and writes files, so arbitrary bytes may not reach it
 //! unfiltered: [`classify`] reads the input the way lohar's server does (an
-//! optional AUTH frame, then the one request frame) and refuses inputs whose
+//! optional AUTH frame, then the one request frame, or with REUSE every
+//! frame after it) and refuses inputs whose
 //! request would start a process or touch a path outside lohar's working
 //! directory (a scratch directory the harness creates). Everything else —
 //! broken framing, bad JSON, wrong types, unknown frames, trailing frames —
@@ -52,8 +53,23 @@ pub fn classify(data: &[u8]) -> Option<Expect> {
             rest = &rest[p.total_len..];
             continue;
         }
+        if p.kind == FrameType::REUSE {
+            return reused(&rest[p.total_len..]);
+        }
         return request(p.kind, payload);
     }
+}
+
+/// The frames after REUSE (protocol version 6) are requests one after
+/// another: the input is sent only when none of them may run a command or
+/// leave the working directory, and any reply is fine.
+fn reused(mut rest: &[u8]) -> Option<Expect> {
+    while let ParseResult::Ok(p) = frame::try_parse(rest) {
+        let payload = &rest[p.payload_start..p.payload_start + p.payload_len];
+        request(p.kind, payload)?;
+        rest = &rest[p.total_len..];
+    }
+    Some(Expect::Anything)
 }
 
 fn request(kind: FrameType, payload: &[u8]) -> Option<Expect> {
