@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
+use bhatti_proto::FrameType;
 use bhatti_proto::messages::ActivityInfo;
-use bhatti_proto::{CONTROL_PORT, FrameType};
 
 use crate::Client;
 use crate::error::{Error, Result};
@@ -22,11 +22,13 @@ impl Client {
     /// The agent's activity info (last activity, running and attached
     /// sessions).
     pub async fn activity(&self) -> Result<ActivityInfo> {
-        let mut c = self
-            .open(CONTROL_PORT, FrameType::ACTIVITY_REQ, &[])
-            .await?;
-        let f = c.expect(FrameType::ACTIVITY_RESP, "activity").await?;
-        c.decode("ACTIVITY_RESP", &f.payload)
+        self.unary_json(
+            FrameType::ACTIVITY_REQ,
+            &[],
+            FrameType::ACTIVITY_RESP,
+            "activity",
+        )
+        .await
     }
 
     /// Waits until the agent answers a request, for at most `timeout`.

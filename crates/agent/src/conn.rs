@@ -39,6 +39,11 @@ pub(crate) struct Conn {
     pub(crate) peer: Arc<str>,
     /// Longest wait in [`Conn::recv`] for the agent's reply.
     pub(crate) reply_timeout: Duration,
+    /// Opened with REUSE: may go back to the pool once its reply was read
+    /// whole ([`crate::pool`]).
+    pub(crate) reusable: bool,
+    /// Some frame of the reply arrived (so the connection was alive).
+    pub(crate) heard: bool,
 }
 
 impl std::fmt::Debug for Conn {
@@ -48,17 +53,22 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
-    /// Sends AUTH (when `token` is set) and the request in one write.
+    /// Sends AUTH (when `token` is set), REUSE (when `reuse`) and the
+    /// request in one write.
     pub(crate) async fn start(
         mut stream: BoxStream,
         token: Option<&[u8]>,
+        reuse: bool,
         kind: FrameType,
         payload: &[u8],
         peer: Arc<str>,
     ) -> Result<Self> {
-        let mut buf = Vec::with_capacity(frame::HEADER_LEN * 2 + payload.len() + 64);
+        let mut buf = Vec::with_capacity(frame::HEADER_LEN * 3 + payload.len() + 64);
         if let Some(t) = token {
             frame::encode_into(&mut buf, FrameType::AUTH, t)?;
+        }
+        if reuse {
+            frame::encode_into(&mut buf, FrameType::REUSE, &[])?;
         }
         frame::encode_into(&mut buf, kind, payload)?;
         stream.write_all(&buf).await?;
@@ -66,6 +76,27 @@ impl Conn {
             stream,
             peer,
             reply_timeout: crate::REPLY_TIMEOUT,
+            reusable: reuse,
+            heard: false,
+        })
+    }
+
+    /// Sends the request on an idle reused connection (protocol version
+    /// 6): no AUTH, no REUSE, they were sent when it opened.
+    pub(crate) async fn resume(
+        mut stream: BoxStream,
+        kind: FrameType,
+        payload: &[u8],
+        peer: Arc<str>,
+    ) -> Result<Self> {
+        let f = frame::encode(kind, payload)?;
+        stream.write_all(&f).await?;
+        Ok(Self {
+            stream,
+            peer,
+            reply_timeout: crate::REPLY_TIMEOUT,
+            reusable: true,
+            heard: false,
         })
     }
 
@@ -78,6 +109,9 @@ impl Conn {
         let r = tokio::time::timeout(limit, recv_known(&mut self.stream, during))
             .await
             .unwrap_or(Err(Error::Timeout(limit)));
+        if matches!(&r, Ok(_) | Err(Error::Agent(_) | Error::AuthRefused(_))) {
+            self.heard = true;
+        }
         if let Err(Error::Timeout(t)) = &r {
             tracing::warn!(peer = %self.peer, during, "agent silent for {t:?}");
         }

@@ -14,7 +14,7 @@ use bhatti_proto::messages::{self, ExecRequest, json_frame};
 use bhatti_proto::{CONTROL_PORT, FrameType, async_io};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use crate::conn::{self, Events, Input, recv_known, split_stream};
+use crate::conn::{self, Conn, Events, Input, recv_known, split_stream};
 use crate::error::{self, Error, Result};
 use crate::{Client, Event};
 
@@ -140,30 +140,21 @@ impl Client {
     pub async fn exec(&self, opts: ExecOptions) -> Result<ExecResult> {
         let frame = json_frame(FrameType::EXEC_REQ, &opts.request())?;
         let cap = opts.output_cap.unwrap_or(usize::MAX);
+        let stdin = opts.stdin.as_deref();
         let Some(limit) = opts.timeout else {
-            let c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;
-            let (mut r, mut w) = tokio::io::split(c.stream);
-            let run = run_buffered(&mut r, &mut w, opts.stdin.as_deref(), cap).await;
-            return run.map_err(|e| error::note(&c.peer, "exec", e));
+            let run = reply!(|c| run_exec(&mut c, stdin, cap, None).await);
+            return self.unary(frame.kind, &frame.payload, run).await;
         };
         let deadline = tokio::time::Instant::now() + limit;
-        let c = tokio::time::timeout_at(
-            deadline,
-            self.open(CONTROL_PORT, frame.kind, &frame.payload),
+        let run = reply!(|c| run_exec(&mut c, stdin, cap, Some((deadline, limit))).await);
+        // The deadline inside covers the command; this one the connection
+        // too, with room for the KILL after it.
+        tokio::time::timeout_at(
+            deadline + KILL_GRACE,
+            self.unary(frame.kind, &frame.payload, run),
         )
         .await
-        .map_err(|_| Error::Timeout(limit))??;
-        let (mut r, mut w) = tokio::io::split(c.stream);
-        let run = run_buffered(&mut r, &mut w, opts.stdin.as_deref(), cap);
-        match tokio::time::timeout_at(deadline, run).await {
-            Ok(res) => res.map_err(|e| error::note(&c.peer, "exec", e)),
-            Err(_) => {
-                // Best effort: fails harmlessly when stdin was half-closed.
-                let kill = async_io::write_frame(&mut w, FrameType::KILL, &[]);
-                let _ = tokio::time::timeout(KILL_GRACE, kill).await;
-                Err(Error::Timeout(limit))
-            }
-        }
+        .map_err(|_| Error::Timeout(limit))?
     }
 
     /// Starts a command and returns its streams as they arrive.
@@ -180,12 +171,48 @@ impl Client {
     }
 }
 
-/// Writes `stdin` (then half-closes) while reading output until EXIT.
+/// Runs a buffered exec on `c` (its request sent) until EXIT or the
+/// deadline, which KILLs the command and is [`Error::Timeout`].
+async fn run_exec(
+    c: &mut Conn,
+    stdin: Option<&[u8]>,
+    cap: usize,
+    deadline: Option<(tokio::time::Instant, Duration)>,
+) -> Result<ExecResult> {
+    let mut heard = false;
+    let reused = c.reusable;
+    let (mut r, mut w) = tokio::io::split(&mut c.stream);
+    let run = run_buffered(&mut r, &mut w, stdin, cap, reused, &mut heard);
+    let res = match deadline {
+        None => run.await,
+        Some((at, limit)) => match tokio::time::timeout_at(at, run).await {
+            Ok(res) => res,
+            Err(_) => {
+                // Best effort: fails harmlessly when stdin was half-closed.
+                let kill = async_io::write_frame(&mut w, FrameType::KILL, &[]);
+                let _ = tokio::time::timeout(KILL_GRACE, kill).await;
+                Err(Error::Timeout(limit))
+            }
+        },
+    };
+    drop((r, w));
+    c.heard = heard;
+    if matches!(res, Err(Error::Timeout(_))) {
+        // The rest of the output and EXIT are still to come.
+        c.reusable = false;
+    }
+    res.map_err(|e| error::note(&c.peer, "exec", e))
+}
+
+/// Writes `stdin` (then ends it: a half-close, or an empty STDIN frame on
+/// a reused connection) while reading output until EXIT.
 async fn run_buffered<R, W>(
     r: &mut R,
     w: &mut W,
     stdin: Option<&[u8]>,
     cap: usize,
+    reused: bool,
+    heard: &mut bool,
 ) -> Result<ExecResult>
 where
     R: AsyncRead + Unpin + ?Sized,
@@ -196,24 +223,31 @@ where
             for chunk in data.chunks(bhatti_proto::MAX_PAYLOAD_LEN) {
                 async_io::write_frame(w, FrameType::STDIN, chunk).await?;
             }
-            w.shutdown().await?;
+            if reused {
+                async_io::write_frame(w, FrameType::STDIN, &[]).await?;
+            } else {
+                w.shutdown().await?;
+            }
         }
         Ok::<(), Error>(())
     };
-    let (_written, read) = tokio::join!(write, collect_output(r, cap));
+    let (_written, read) = tokio::join!(write, collect_output(r, cap, heard));
     // A write error (the command exited without reading its stdin) does
     // not matter once the exit code is known; a read error does.
     read
 }
 
 /// Reads STDOUT/STDERR until EXIT; ERROR becomes [`Error::Agent`].
-async fn collect_output<R>(r: &mut R, cap: usize) -> Result<ExecResult>
+/// `heard` is set by the first frame.
+async fn collect_output<R>(r: &mut R, cap: usize, heard: &mut bool) -> Result<ExecResult>
 where
     R: AsyncRead + Unpin + ?Sized,
 {
     let mut out = ExecResult::default();
     loop {
-        let f = recv_known(r, "exec").await?;
+        let f = recv_known(r, "exec").await;
+        *heard |= matches!(&f, Ok(_) | Err(Error::Agent(_) | Error::AuthRefused(_)));
+        let f = f?;
         match f.kind {
             FrameType::STDOUT => {
                 append_capped(&mut out.stdout, &mut out.stdout_truncated, &f.payload, cap);

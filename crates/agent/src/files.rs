@@ -21,12 +21,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bhatti_proto::MAX_PAYLOAD_LEN;
 use bhatti_proto::frame::{self, FrameType, HEADER_LEN};
 use bhatti_proto::messages::{
     self, FileInfo, FileReadRequest, FileReadResponse, FileWriteRequest, PathRequest,
     StatusResponse, json_frame,
 };
-use bhatti_proto::{CONTROL_PORT, MAX_PAYLOAD_LEN};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
 use crate::Client;
@@ -55,33 +55,41 @@ impl Client {
             max_bytes: opts.max_bytes,
         };
         let frame = json_frame(FrameType::FILE_READ_REQ, &req)?;
-        let mut c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;
-        let f = c.expect(FrameType::FILE_READ_RESP, "file read").await?;
-        let resp: FileReadResponse = c.decode("FILE_READ_RESP", &f.payload)?;
-        let Ok(size) = u64::try_from(resp.size) else {
-            let msg = format!("FILE_READ_RESP size {} is negative", resp.size);
-            return Err(c.note("file read", Error::Protocol(msg)));
-        };
-        // What the body may hold at most: a full read sends the size it
-        // announced (0: unknown, from a v1 agent reading procfs); a
-        // windowed read at most `max_bytes`.
-        let full = opts == ReadOptions::default();
-        let limit = match opts.max_bytes.filter(|m| *m > 0) {
-            Some(m) => Some(m as u64),
-            None if full && size > 0 => Some(size),
-            None => None,
-        };
-        Ok(FileReader {
-            size: resp.size,
-            mode: resp.mode,
-            stream: c.stream,
-            state: ReadState::header(),
-            code: None,
-            peer: c.peer,
-            limit,
-            exact: full && size > 0,
-            received: 0,
-        })
+        let opts = &opts;
+        let open = reply!(|c| {
+            let f = c.expect(FrameType::FILE_READ_RESP, "file read").await?;
+            let resp: FileReadResponse = c.decode("FILE_READ_RESP", &f.payload)?;
+            let Ok(size) = u64::try_from(resp.size) else {
+                let msg = format!("FILE_READ_RESP size {} is negative", resp.size);
+                return Err(c.note("file read", Error::Protocol(msg)));
+            };
+            // What the body may hold at most: a full read sends the size it
+            // announced (0: unknown, from a v1 agent reading procfs); a
+            // windowed read at most `max_bytes`.
+            let full = *opts == ReadOptions::default();
+            let limit = match opts.max_bytes.filter(|m| *m > 0) {
+                Some(m) => Some(m as u64),
+                None if full && size > 0 => Some(size),
+                None => None,
+            };
+            // The body is read later: the stream goes to the reader, which
+            // gives it back to the pool at EXIT 0.
+            let pool = c.reusable.then(|| self.pool.clone()).flatten();
+            c.reusable = false;
+            Ok(FileReader {
+                size: resp.size,
+                mode: resp.mode,
+                stream: std::mem::replace(&mut c.stream, Box::new(tokio::io::empty())),
+                state: ReadState::header(),
+                code: None,
+                peer: c.peer.clone(),
+                limit,
+                exact: full && size > 0,
+                received: 0,
+                pool,
+            })
+        });
+        self.unary(frame.kind, &frame.payload, open).await
     }
 
     /// Writes `size` bytes from `src` to `path` with permissions `mode`
@@ -133,56 +141,92 @@ impl Client {
             user: user.map(str::to_owned),
         };
         let frame = json_frame(FrameType::FILE_WRITE_REQ, &req)?;
-        let mut c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;
-
-        let mut buf = vec![0u8; HEADER_LEN + (size.min(MAX_PAYLOAD_LEN as u64) as usize)];
-        let mut left = size;
-        while left > 0 {
-            let want = left.min(MAX_PAYLOAD_LEN as u64) as usize;
-            let got = fill(&mut src, &mut buf[HEADER_LEN..HEADER_LEN + want]).await?;
-            if got < want {
-                return Err(Error::InvalidRequest(format!(
-                    "source ended after {} of {size} bytes",
-                    size - left + got as u64
-                )));
+        if size <= SMALL_WRITE as u64 {
+            // Small enough to hold: read first, so that the request can be
+            // sent again should an idle connection turn out dead.
+            let mut data = vec![0u8; size as usize];
+            let got = fill(&mut src, &mut data).await?;
+            if got < data.len() {
+                return Err(short_source(got as u64, size));
             }
-            put_header(&mut buf, FrameType::STDIN, got);
-            if let Err(e) = c.stream.write_all(&buf[..HEADER_LEN + got]).await {
-                // The agent may have refused the write and closed; its
-                // ERROR frame says why.
-                return Err(match c.recv("file write").await {
-                    Ok(f) => crate::conn::unexpected(f),
-                    Err(said @ (Error::Agent(_) | Error::AuthRefused(_))) => said,
-                    Err(_) => e.into(),
-                });
-            }
-            left -= got as u64;
+            let data = data.as_slice();
+            let write = reply!(|c| {
+                let mut src = data;
+                send_body(&mut c, &mut src, size).await
+            });
+            return self.unary(frame.kind, &frame.payload, write).await;
         }
-        let f = c.expect(FrameType::FILE_WRITE_RESP, "file write").await?;
-        let status: StatusResponse = c.decode("FILE_WRITE_RESP", &f.payload)?;
-        if status.is_ok() {
-            Ok(())
-        } else {
-            let msg = status.message.unwrap_or(status.status);
-            Err(Error::Agent(AgentFailure::new(ErrorCode::Other, msg)))
-        }
+        let mut c = self.open_unary(frame.kind, &frame.payload).await?;
+        send_body(&mut c, &mut src, size).await?;
+        self.keep(c);
+        Ok(())
     }
 
     /// Stats a path (symlinks followed).
     pub async fn stat(&self, path: &str) -> Result<FileInfo> {
         let frame = json_frame(FrameType::FILE_STAT_REQ, &path_req(path))?;
-        let mut c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;
-        let f = c.expect(FrameType::FILE_STAT_RESP, "stat").await?;
-        c.decode("FILE_STAT_RESP", &f.payload)
+        self.unary_json(
+            frame.kind,
+            &frame.payload,
+            FrameType::FILE_STAT_RESP,
+            "stat",
+        )
+        .await
     }
 
     /// Lists a directory (entries lstat'ed). Above 10,000 entries the agent
     /// caps the list and appends one sentinel entry with the true total.
     pub async fn ls(&self, path: &str) -> Result<Vec<FileInfo>> {
         let frame = json_frame(FrameType::FILE_LS_REQ, &path_req(path))?;
-        let mut c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;
-        let f = c.expect(FrameType::FILE_LS_RESP, "ls").await?;
-        c.decode("FILE_LS_RESP", &f.payload)
+        self.unary_json(frame.kind, &frame.payload, FrameType::FILE_LS_RESP, "ls")
+            .await
+    }
+}
+
+/// Writes up to this size are read from their source before the request
+/// is sent (and may go over an idle reused connection).
+const SMALL_WRITE: usize = 256 * 1024;
+
+fn short_source(got: u64, size: u64) -> Error {
+    Error::InvalidRequest(format!("source ended after {got} of {size} bytes"))
+}
+
+/// Sends a write's `size` bytes from `src` as STDIN frames and reads the
+/// FILE_WRITE_RESP.
+async fn send_body<R: AsyncRead + Unpin>(
+    c: &mut crate::conn::Conn,
+    src: &mut R,
+    size: u64,
+) -> Result<()> {
+    let mut buf = vec![0u8; HEADER_LEN + (size.min(MAX_PAYLOAD_LEN as u64) as usize)];
+    let mut left = size;
+    while left > 0 {
+        let want = left.min(MAX_PAYLOAD_LEN as u64) as usize;
+        let got = fill(src, &mut buf[HEADER_LEN..HEADER_LEN + want]).await?;
+        if got < want {
+            // The agent removes its temp file when the connection goes.
+            c.reusable = false;
+            return Err(short_source(size - left + got as u64, size));
+        }
+        put_header(&mut buf, FrameType::STDIN, got);
+        if let Err(e) = c.stream.write_all(&buf[..HEADER_LEN + got]).await {
+            // The agent may have refused the write and closed; its
+            // ERROR frame says why.
+            return Err(match c.recv("file write").await {
+                Ok(f) => crate::conn::unexpected(f),
+                Err(said @ (Error::Agent(_) | Error::AuthRefused(_))) => said,
+                Err(_) => e.into(),
+            });
+        }
+        left -= got as u64;
+    }
+    let f = c.expect(FrameType::FILE_WRITE_RESP, "file write").await?;
+    let status: StatusResponse = c.decode("FILE_WRITE_RESP", &f.payload)?;
+    if status.is_ok() {
+        Ok(())
+    } else {
+        let msg = status.message.unwrap_or(status.status);
+        Err(Error::Agent(AgentFailure::new(ErrorCode::Other, msg)))
     }
 }
 
@@ -231,6 +275,19 @@ pub struct FileReader {
     exact: bool,
     /// Content bytes received so far.
     received: u64,
+    /// Where the stream goes after EXIT 0 (a reused connection).
+    pool: Option<Arc<crate::pool::Pool>>,
+}
+
+impl Drop for FileReader {
+    fn drop(&mut self) {
+        if let (ReadState::Done, Some(pool)) = (&self.state, self.pool.take()) {
+            pool.put(std::mem::replace(
+                &mut self.stream,
+                Box::new(tokio::io::empty()),
+            ));
+        }
+    }
 }
 
 impl std::fmt::Debug for FileReader {

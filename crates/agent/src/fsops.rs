@@ -53,9 +53,8 @@ impl Client {
             user: user.map(str::to_owned),
         };
         let frame = json_frame(FrameType::MKDIR_REQ, &req)?;
-        let mut c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;
-        let f = c.expect(FrameType::MKDIR_RESP, "mkdir").await?;
-        c.decode("MKDIR_RESP", &f.payload)
+        self.unary_json(frame.kind, &frame.payload, FrameType::MKDIR_RESP, "mkdir")
+            .await
     }
 
     /// Renames `source` to `destination` (MOVE_REQ; rename(2): an existing
@@ -75,9 +74,8 @@ impl Client {
             user: user.map(str::to_owned),
         };
         let frame = json_frame(FrameType::MOVE_REQ, &req)?;
-        let mut c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;
-        let f = c.expect(FrameType::MOVE_RESP, "move").await?;
-        c.decode("MOVE_RESP", &f.payload)
+        self.unary_json(frame.kind, &frame.payload, FrameType::MOVE_RESP, "move")
+            .await
     }
 
     /// Removes a file, symlink (not its target) or whole directory tree
@@ -85,9 +83,9 @@ impl Client {
     /// ending in `.` or `..`) → [`ErrorCode::InvalidRequest`].
     pub async fn remove(&self, path: &str) -> Result<()> {
         let frame = json_frame(FrameType::REMOVE_REQ, &path_req(path))?;
-        let mut c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;
-        let f = c.expect(FrameType::REMOVE_RESP, "remove").await?;
-        let status: StatusResponse = c.decode("REMOVE_RESP", &f.payload)?;
+        let status: StatusResponse = self
+            .unary_json(frame.kind, &frame.payload, FrameType::REMOVE_RESP, "remove")
+            .await?;
         if status.is_ok() {
             Ok(())
         } else {
@@ -101,9 +99,8 @@ impl Client {
     /// for a symlink, its target.
     pub async fn stat2(&self, path: &str) -> Result<EntryInfo> {
         let frame = json_frame(FrameType::STAT2_REQ, &path_req(path))?;
-        let mut c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;
-        let f = c.expect(FrameType::STAT2_RESP, "stat2").await?;
-        c.decode("STAT2_RESP", &f.payload)
+        self.unary_json(frame.kind, &frame.payload, FrameType::STAT2_RESP, "stat2")
+            .await
     }
 
     /// Lists directory `path` with extended entries (LS2_REQ), `depth`
@@ -116,9 +113,8 @@ impl Client {
             depth: Some(depth),
         };
         let frame = json_frame(FrameType::LS2_REQ, &req)?;
-        let mut c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;
-        let f = c.expect(FrameType::LS2_RESP, "ls2").await?;
-        c.decode("LS2_RESP", &f.payload)
+        self.unary_json(frame.kind, &frame.payload, FrameType::LS2_RESP, "ls2")
+            .await
     }
 }
 

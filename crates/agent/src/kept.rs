@@ -69,11 +69,13 @@ impl Client {
 
     /// Every kept command the agent holds, oldest first.
     pub async fn list_kept(&self) -> Result<KeptList> {
-        let mut c = self
-            .open(CONTROL_PORT, FrameType::KEPT_LIST_REQ, &[])
-            .await?;
-        let f = c.expect(FrameType::KEPT_LIST_RESP, "list_kept").await?;
-        c.decode("KEPT_LIST_RESP", &f.payload)
+        self.unary_json(
+            FrameType::KEPT_LIST_REQ,
+            &[],
+            FrameType::KEPT_LIST_RESP,
+            "list_kept",
+        )
+        .await
     }
 
     async fn kept_stream(

@@ -63,6 +63,8 @@
 //! # let _ = hostname; Ok(()) }
 //! ```
 
+#[macro_use]
+pub mod pool;
 pub mod activity;
 pub mod conn;
 pub mod connector;
@@ -113,6 +115,8 @@ pub struct Client {
     /// Longest wait for a connection and for the agent's first reply to a
     /// request ([`Client::with_reply_timeout`]).
     reply_timeout: Duration,
+    /// Idle reused connections ([`Client::with_reuse`]), shared by clones.
+    pool: Option<Arc<pool::Pool>>,
 }
 
 /// How long the agent may take to accept a connection and to answer a
@@ -127,6 +131,7 @@ impl fmt::Debug for Client {
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .field("peer", &self.peer)
             .field("reply_timeout", &self.reply_timeout)
+            .field("pool", &self.pool)
             .finish()
     }
 }
@@ -145,6 +150,7 @@ impl Client {
             token: None,
             peer,
             reply_timeout: REPLY_TIMEOUT,
+            pool: None,
         }
     }
 
@@ -182,6 +188,37 @@ impl Client {
         self
     }
 
+    /// Reuses control connections for unary requests when the agent
+    /// serves them (protocol version 6; see [`pool`]): no connection,
+    /// accept and AUTH per request. Clones share the idle connections.
+    pub fn with_reuse(mut self) -> Self {
+        self.pool = Some(Arc::default());
+        self
+    }
+
+    /// A clone that opens a connection per request, as v1 hosts do (for
+    /// comparisons; the original keeps its pool).
+    pub fn without_reuse(&self) -> Self {
+        Self {
+            pool: None,
+            ..self.clone()
+        }
+    }
+
+    /// Closes the idle reused connections, e.g. when the VM behind them
+    /// stops. Harmless without [`Client::with_reuse`]; a connection taken
+    /// later that turns out dead is replaced anyway.
+    pub fn forget_connections(&self) {
+        if let Some(p) = &self.pool {
+            p.clear();
+        }
+    }
+
+    /// Idle reused connections kept now.
+    pub fn idle_connections(&self) -> usize {
+        self.pool.as_ref().map_or(0, |p| p.len())
+    }
+
     /// The name the client's log lines give the agent.
     pub fn peer(&self) -> &str {
         &self.peer
@@ -189,12 +226,24 @@ impl Client {
 
     /// Connects to `port` and sends AUTH (if any) and the request frame.
     async fn open(&self, port: u16, kind: FrameType, payload: &[u8]) -> Result<Conn> {
+        self.connect(port, false, kind, payload).await
+    }
+
+    /// [`Client::open`], with REUSE before the request when `reuse`.
+    async fn connect(
+        &self,
+        port: u16,
+        reuse: bool,
+        kind: FrameType,
+        payload: &[u8],
+    ) -> Result<Conn> {
         let stream = tokio::time::timeout(self.reply_timeout, self.connector.connect(port))
             .await
             .map_err(|_| Error::Timeout(self.reply_timeout))??;
         let mut conn = Conn::start(
             stream,
             self.token.as_deref(),
+            reuse,
             kind,
             payload,
             self.peer.clone(),

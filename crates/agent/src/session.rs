@@ -178,11 +178,13 @@ impl Client {
 
     /// Every registered session, exited ones not yet reaped included.
     pub async fn list_sessions(&self) -> Result<Vec<SessionInfo>> {
-        let mut c = self
-            .open(CONTROL_PORT, FrameType::EXEC_LIST_REQ, &[])
-            .await?;
-        let f = c.expect(FrameType::EXEC_LIST_RESP, "session list").await?;
-        c.decode("EXEC_LIST_RESP", &f.payload)
+        self.unary_json(
+            FrameType::EXEC_LIST_REQ,
+            &[],
+            FrameType::EXEC_LIST_RESP,
+            "session list",
+        )
+        .await
     }
 
     /// SIGKILL to a session's process group. Unknown id →
@@ -192,18 +194,20 @@ impl Client {
             session_id: session_id.to_owned(),
         };
         let frame = json_frame(FrameType::EXEC_KILL, &req)?;
-        let mut c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;
-        let f = c.expect(FrameType::EXIT, "session kill").await?;
-        let code =
-            messages::parse_exit(&f.payload).map_err(|e| c.note("session kill", e.into()))?;
-        match code {
-            0 => Ok(()),
-            code => Err(c.note(
-                "session kill",
-                Error::Protocol(format!(
-                    "EXEC_KILL answered with exit code {code}, expected 0"
+        let kill = reply!(|c| {
+            let f = c.expect(FrameType::EXIT, "session kill").await?;
+            let code =
+                messages::parse_exit(&f.payload).map_err(|e| c.note("session kill", e.into()))?;
+            match code {
+                0 => Ok(()),
+                code => Err(c.note(
+                    "session kill",
+                    Error::Protocol(format!(
+                        "EXEC_KILL answered with exit code {code}, expected 0"
+                    )),
                 )),
-            )),
-        }
+            }
+        });
+        self.unary(frame.kind, &frame.payload, kill).await
     }
 }

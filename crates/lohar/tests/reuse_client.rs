@@ -1,0 +1,151 @@
+//! The client's reused connections (`Client::with_reuse`, protocol version
+//! 6) against a real lohar: one connection carries request after request,
+//! a dead idle connection is replaced without running anything twice, and
+//! operations that own their connection leave the pool alone.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use bhatti_agent::{Client, Event, ExecOptions, ExecRequest, ReadOptions};
+use common::{Lohar, SOON};
+
+#[tokio::test]
+async fn sequential_requests_share_one_connection() {
+    let l = Lohar::start().await;
+    let c = l.client.clone().with_reuse();
+    let file = l.spath("a.txt");
+    c.write_file(&file, 0o644, 3, &b"abc"[..]).await.unwrap();
+    assert_eq!(c.idle_connections(), 1);
+    for i in 0..5 {
+        let body = c.read_file(&file, ReadOptions::default()).await.unwrap();
+        assert_eq!(body.read_all().await.unwrap(), b"abc");
+        assert_eq!(c.stat(&file).await.unwrap().size, 3);
+        let out = c
+            .exec(ExecOptions::new([
+                "/bin/sh",
+                "-c",
+                &format!("echo {i}; exit {i}"),
+            ]))
+            .await
+            .unwrap();
+        assert_eq!(
+            (out.stdout, out.exit_code),
+            (format!("{i}\n").into_bytes(), i)
+        );
+        let out = c.exec(ExecOptions::new(["cat"]).stdin("in")).await.unwrap();
+        assert_eq!(out.stdout, b"in");
+        assert!(!c.ls(&l.spath(".")).await.unwrap().is_empty());
+        c.activity().await.unwrap();
+        // One at a time: the same connection each time.
+        assert_eq!(c.idle_connections(), 1, "round {i}");
+    }
+    // A big write streams from its source on a connection of its own,
+    // which is kept afterwards too.
+    let big = vec![7u8; 3 << 20];
+    c.write_file(&file, 0o600, big.len() as u64, big.as_slice())
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&file).unwrap(), big);
+    // Errors are answers: the connection stays usable.
+    let missing = c.stat(&l.spath("missing")).await.unwrap_err();
+    assert!(missing.agent_message().is_some(), "{missing}");
+    c.activity().await.unwrap();
+    // A reader dropped halfway closes its connection instead of keeping it.
+    let before = c.idle_connections();
+    let partial = c.read_file(&file, ReadOptions::default()).await.unwrap();
+    assert_eq!(c.idle_connections(), before - 1);
+    drop(partial);
+    assert_eq!(c.idle_connections(), before - 1);
+    c.forget_connections();
+    assert_eq!(c.idle_connections(), 0);
+}
+
+#[tokio::test]
+async fn concurrent_requests_keep_a_few_connections() {
+    let l = Lohar::start().await;
+    let c = l.client.clone().with_reuse();
+    let runs = (0..12).map(|i| {
+        let c = c.clone();
+        async move {
+            let out = c
+                .exec(ExecOptions::new(["/bin/sh", "-c", &format!("echo {i}")]))
+                .await
+                .unwrap();
+            assert_eq!(out.stdout, format!("{i}\n").into_bytes());
+        }
+    });
+    futures_join(runs).await;
+    let idle = c.idle_connections();
+    assert!((1..=bhatti_agent::pool::MAX_IDLE).contains(&idle), "{idle}");
+}
+
+async fn futures_join(runs: impl Iterator<Item = impl Future<Output = ()> + Send + 'static>) {
+    let mut set = tokio::task::JoinSet::new();
+    for r in runs {
+        set.spawn(r);
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+}
+
+/// An idle connection whose agent went away is replaced by a new one, and
+/// the request (an exec that appends to a file) runs exactly once.
+#[tokio::test]
+async fn a_dead_idle_connection_is_replaced_and_nothing_runs_twice() {
+    let first = Lohar::start().await;
+    let second = Lohar::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("control.sock");
+    std::os::unix::fs::symlink(&first.control, &link).unwrap();
+    let c = Client::unix(&link, &first.forward).with_reuse();
+    c.activity().await.unwrap();
+    assert_eq!(c.idle_connections(), 1);
+
+    // The agent behind the idle connection dies; a new one takes its place.
+    let pid = rustix::process::Pid::from_raw(first.pid() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+    assert!(common::eventually(SOON, || !common::alive(first.pid() as i32)).await);
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&second.control, &link).unwrap();
+
+    let log = second.spath("runs.log");
+    let cmd = format!("echo ran >> {log}");
+    let out = c
+        .exec(ExecOptions::new(["/bin/sh", "-c", &cmd]))
+        .await
+        .unwrap();
+    assert_eq!(out.exit_code, 0);
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "ran\n");
+    assert_eq!(c.idle_connections(), 1);
+    // Reads and stats take the same path.
+    c.stat(&log).await.unwrap();
+}
+
+/// Streams, sessions and timeouts never hand their connection to the pool.
+#[tokio::test]
+async fn owned_connections_stay_out_of_the_pool() {
+    let l = Lohar::start().await;
+    let c = l.client.clone().with_reuse();
+    c.activity().await.unwrap();
+    let mut s = c
+        .exec_stream(&ExecRequest::command(["echo", "x"]))
+        .await
+        .unwrap();
+    while let Some(ev) = s.next().await.unwrap() {
+        if let Event::Exit(code) = ev {
+            assert_eq!(code, 0);
+        }
+    }
+    drop(s);
+    let r = c
+        .exec(ExecOptions::new(["sleep", "5"]).timeout(Duration::from_millis(200)))
+        .await;
+    assert!(matches!(r, Err(bhatti_agent::Error::Timeout(_))), "{r:?}");
+    // The connection that timed out is gone; the pool still works.
+    assert_eq!(c.idle_connections(), 0);
+    c.activity().await.unwrap();
+    assert_eq!(c.idle_connections(), 1);
+}
