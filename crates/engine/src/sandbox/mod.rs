@@ -425,6 +425,8 @@ impl<D: Driver> VmEngine<D> {
                 self.driver.resume(vm).await?;
             }
             Action::Snapshot => {
+                // Reused agent connections end with the VMM.
+                sb.agent.forget_connections();
                 let vm = slot.vm.take().ok_or_else(missing)?;
                 fault::point("snapshot");
                 match self.driver.snapshot(vm, &sb.vm_config).await {
@@ -458,6 +460,7 @@ impl<D: Driver> VmEngine<D> {
                 sb.restores.fetch_add(1, Ordering::Relaxed);
             }
             Action::Destroy => {
+                sb.agent.forget_connections();
                 if let Some(vm) = slot.vm.take() {
                     self.driver.kill(vm).await?;
                 }

@@ -329,7 +329,8 @@ impl<D: Driver> VmEngine<D> {
         let link = self.driver.agent_transport(&vm_config);
         let agent = Client::new(NetnsConnector::for_transport(link, self.sockets.clone()))
             .with_token(&meta.token)
-            .with_peer(meta.id.as_str());
+            .with_peer(meta.id.as_str())
+            .with_reuse();
         let sb = Arc::new(Sandbox {
             id: meta.id.clone(),
             ip: meta.ip,
