@@ -13,8 +13,9 @@
 //!   behind a mutex: one idle thread waits in `recv`, the others wait for
 //!   the mutex) and run each job to completion.
 //! - [`run`] sends a job and awaits its result on a oneshot. Before
-//!   [`start`] (unit tests) or if every thread is gone, the job runs
-//!   inline on the caller's thread, as spawns did before.
+//!   [`start`] (unit tests), if every thread is gone, or on a machine with
+//!   one CPU (a default sandbox), the job runs inline on the caller's
+//!   thread.
 //! - A spawn still takes [`crate::children`]'s shared spawn gate, so the
 //!   reaper never reaps a pid before its waiter exists. Credentials are
 //!   switched per thread with raw syscalls ([`crate::spawn`]), so a
@@ -68,8 +69,13 @@ fn worker(rx: &Mutex<mpsc::Receiver<Job>>) {
 }
 
 /// Runs `f` on a spawner thread and returns its result; `None` if it
-/// panicked.
+/// panicked. On a machine with one CPU it runs on the caller's thread:
+/// there the hand-off to another thread buys no parallelism and costs two
+/// context switches per exec (each expensive under TCG).
 pub async fn run<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    if one_cpu() {
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok();
+    }
     let (reply, result) = oneshot::channel();
     let job: Job = Box::new(move || {
         let _ = reply.send(f());
@@ -85,6 +91,12 @@ pub async fn run<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> O
     result.await.ok()
 }
 
+/// Whether this machine runs lohar on one CPU (asked once).
+fn one_cpu() -> bool {
+    static ONE: OnceLock<bool> = OnceLock::new();
+    *ONE.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() == 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,7 +110,7 @@ mod tests {
         rt.block_on(async {
             let name = run(|| std::thread::current().name().map(str::to_owned)).await;
             assert!(
-                name.flatten().is_some_and(|n| n.starts_with("spawner-")),
+                one_cpu() || name.flatten().is_some_and(|n| n.starts_with("spawner-")),
                 "ran on a spawner thread"
             );
             let panicked = run(|| -> u8 { panic!("job panics") }).await;
