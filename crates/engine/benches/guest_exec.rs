@@ -3,7 +3,9 @@
 //! of `/bin/true` timed inside the guest (`spawn_true.c`, built static on
 //! the host with `cc` and copied in), a request with no exec (`stat` of a
 //! 1-byte file: the host → agent round trip), and the guest's own `sync()`
-//! after a spawn (lohar runs one after every exec). Context switches and
+//! after a spawn (lohar runs one after every exec). Exec and round trip run
+//! on the engine's reused agent connections (protocol version 6) and, in
+//! the same run, on a new connection per request as before. Context switches and
 //! interrupts per exec come from the guest's `/proc/stat`. The breakdown is
 //! printed at the end and summarised in `docs/performance.md`.
 //!
@@ -69,22 +71,46 @@ async fn guest_counters(e: &VmEngine<QemuDriver>, id: &SandboxId) -> BenchResult
     Ok((field("ctxt "), field("intr ")))
 }
 
-/// Engine exec of `true` and the exec-less round trip, interleaved.
+/// One series' samples.
+#[derive(Default)]
+struct Series {
+    exec: Vec<Duration>,
+    rt: Vec<Duration>,
+    exec_fresh: Vec<Duration>,
+    rt_fresh: Vec<Duration>,
+}
+
+/// Engine exec of `true` and the exec-less round trip, each on the
+/// engine's reused agent connections and on a connection per request
+/// (as before protocol version 6), interleaved.
 async fn host_side(
     e: &VmEngine<QemuDriver>,
     id: &SandboxId,
     n: usize,
-) -> BenchResult<(Vec<Duration>, Vec<Duration>)> {
-    let (mut exec, mut rt) = (Vec::new(), Vec::new());
+    s: &mut Series,
+) -> BenchResult {
     for _ in 0..n {
         let t = Instant::now();
         e.exec(id, ExecOptions::new(["true"])).await?;
-        exec.push(t.elapsed());
+        s.exec.push(t.elapsed());
         let t = Instant::now();
         e.stat(id, "/tmp/one").await?;
-        rt.push(t.elapsed());
+        s.rt.push(t.elapsed());
+        let t = Instant::now();
+        e.agent_call(id, |a| async move {
+            a.without_reuse().exec(ExecOptions::new(["true"])).await
+        })
+        .await?;
+        s.exec_fresh.push(t.elapsed());
+        let t = Instant::now();
+        e.agent_call(
+            id,
+            |a| async move { a.without_reuse().stat("/tmp/one").await },
+        )
+        .await?;
+        s.rt_fresh.push(t.elapsed());
     }
-    Ok((exec, rt))
+    Ok(())
 }
 
 /// TCP connect + close to the agent's control port from inside the
@@ -207,18 +233,11 @@ async fn guest_side(
     Ok((cols, delta(nums("ctxt ")), delta(nums("intr "))))
 }
 
-/// An engine (new or old TCG command line) with one busybox sandbox.
-async fn sandbox(
-    fast: bool,
-    dir: &std::path::Path,
-) -> BenchResult<(VmEngine<QemuDriver>, NetNs, SandboxId)> {
+/// An engine with one busybox sandbox.
+async fn sandbox(dir: &std::path::Path) -> BenchResult<(VmEngine<QemuDriver>, NetNs, SandboxId)> {
     let ns = NetNs::create(&unique_name("btgexec"))?;
-    let driver = QemuDriver {
-        tcg_fast_timer: fast,
-        ..QemuDriver::default()
-    };
     let engine = VmEngine::start(
-        driver,
+        QemuDriver::default(),
         EngineConfig::new(dir, ImagePaths::from_env(), ns.name()),
     )
     .await?;
@@ -236,9 +255,8 @@ async fn sandbox(
 }
 
 async fn bench(n: usize) -> BenchResult {
-    let (dir, old_dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
-    let (engine, ns, id) = sandbox(true, dir.path()).await?;
-    let (old, _old_ns, old_id) = sandbox(false, old_dir.path()).await?;
+    let dir = tempfile::tempdir()?;
+    let (engine, ns, id) = sandbox(dir.path()).await?;
     let helper = build_helper(dir.path());
     if let Some(bin) = &helper {
         let len = bin.len() as u64;
@@ -248,24 +266,9 @@ async fn bench(n: usize) -> BenchResult {
             .await?;
     }
     // Warm up: translated code, page cache, the agent's connections.
-    host_side(&engine, &id, 20).await?;
-    host_side(&old, &old_id, 20).await?;
-
-    // Alternate in quarters, swapping who goes first, so host noise and
-    // order hit both alike.
-    let (mut exec, mut rt, mut old_exec) = (Vec::new(), Vec::new(), Vec::new());
-    for q in 0..4 {
-        if q % 2 == 1 {
-            old_exec.extend(host_side(&old, &old_id, n.div_ceil(4)).await?.0);
-        }
-        let (e, r) = host_side(&engine, &id, n.div_ceil(4)).await?;
-        exec.extend(e);
-        rt.extend(r);
-        if q % 2 == 0 {
-            old_exec.extend(host_side(&old, &old_id, n.div_ceil(4)).await?.0);
-        }
-    }
-    old.destroy(&old_id).await?;
+    host_side(&engine, &id, 20, &mut Series::default()).await?;
+    let mut s = Series::default();
+    host_side(&engine, &id, n, &mut s).await?;
     if let Some(ip) = engine.status(&id).await?.ip {
         line(
             "TCP connect to the agent (no request)",
@@ -278,8 +281,17 @@ async fn bench(n: usize) -> BenchResult {
         Some(_) => Some(guest_side(&engine, &id, n).await?),
         None => None,
     };
-    line("exec true (engine, old TCG cmdline)", &old_exec);
-    print_results(&exec, &rt, guest.as_ref(), (ctxt, intr));
+    if let (Some(e), Some(f)) = (
+        line("exec true, a connection per request", &s.exec_fresh),
+        line("round trip, a connection per request", &s.rt_fresh),
+    ) {
+        println!(
+            "  a new connection per request costs {:.2} ms per exec, {:.2} ms per stat (p50)",
+            ms(e.p50) - Summary::of(&s.exec).map_or(0.0, |x| ms(x.p50)),
+            ms(f.p50) - Summary::of(&s.rt).map_or(0.0, |x| ms(x.p50)),
+        );
+    }
+    print_results(&s.exec, &s.rt, guest.as_ref(), (ctxt, intr));
     println!("guest CPU time per engine exec of `true` (USER_HZ ticks over {n} execs):");
     for (name, per) in split {
         println!("  {name:<36} {per:>6.2} ms");
@@ -292,10 +304,10 @@ type GuestSide = ([Vec<Duration>; 3], f64, f64);
 
 fn print_results(exec: &[Duration], rt: &[Duration], guest: Option<&GuestSide>, c: (f64, f64)) {
     println!("exec `true` in a TCG guest, {} samples each", exec.len());
-    let Some(e) = line("exec true (engine)", exec) else {
+    let Some(e) = line("exec true (engine, reused connection)", exec) else {
         return;
     };
-    let Some(r) = line("host->agent round trip (stat 1 B)", rt) else {
+    let Some(r) = line("host->agent round trip (stat 1 B, reused)", rt) else {
         return;
     };
     println!(

@@ -12,7 +12,9 @@
 //!   through a second lohar started with `LOHAR_EXEC_SYNC=0` (what the
 //!   `sync()` before EXIT costs);
 //! - 1 KiB file read round trip vs a raw Unix-socket request/response of
-//!   the same sizes (a thread answering with canned bytes);
+//!   the same sizes (a thread answering with canned bytes), with a
+//!   connection per request and on one reused connection (REUSE, protocol
+//!   version 6) against a socket kept open;
 //! - 64 MiB file read and write throughput vs a plain file copy and raw
 //!   Unix-socket throughput;
 //! - 20 concurrent execs of `true` (wall time and p99) vs 20 threads each
@@ -31,10 +33,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use baselines::{
-    canned_server, rss_kib, small_read_reply, socket_pump, threads_run, threads_spawn,
+    canned_reused_server, canned_server, rss_kib, small_read_reply, socket_pump, threads_run,
+    threads_spawn,
 };
 use benchkit::{Summary, Target, report, target};
-use bhatti_agent::{ExecOptions, ExecRequest, ReadOptions};
+use bhatti_agent::{Client, ExecOptions, ExecRequest, ReadOptions};
 use bhatti_proto::messages::{FileReadRequest, json_frame};
 use bhatti_proto::{Frame, FrameType, sync_io};
 use common::Lohar;
@@ -139,12 +142,18 @@ async fn exec_true(l: &Lohar, nosync: &Lohar, n: &Sizes) {
     let mut agent = Vec::with_capacity(n.exec_iters);
     let mut direct = Vec::with_capacity(n.exec_iters);
     let mut raw = Vec::with_capacity(n.exec_iters);
+    let mut reused = Vec::with_capacity(n.exec_iters);
+    let pooled = l.client.clone().with_reuse();
     let req = json_frame(FrameType::EXEC_REQ, &ExecRequest::command(["true"])).unwrap();
     // Interleave so that machine noise hits all series alike.
     let mut sync = Vec::with_capacity(n.exec_iters);
     for _ in 0..n.exec_iters {
         sync.push(time(rustix::fs::sync));
         raw.push(raw_request(&l.control, &req));
+        let t = Instant::now();
+        let r = pooled.exec(ExecOptions::new(["true"])).await.unwrap();
+        reused.push(t.elapsed());
+        assert_eq!(r.exit_code, 0);
         let t = Instant::now();
         let r = l.client.exec(ExecOptions::new(["true"])).await.unwrap();
         agent.push(t.elapsed());
@@ -166,6 +175,8 @@ async fn exec_true(l: &Lohar, nosync: &Lohar, n: &Sizes) {
     let d = stats(&direct);
     println!("\nexec `true` ({} runs)", n.exec_iters);
     report("agent + client", &a, None);
+    let ru = stats(&reused);
+    report("agent + client, reused connection", &ru, None);
     let u = stats(&unsynced);
     report("agent + client, LOHAR_EXEC_SYNC=0", &u, None);
     report("agent, raw blocking frames (no client)", &stats(&raw), None);
@@ -175,9 +186,13 @@ async fn exec_true(l: &Lohar, nosync: &Lohar, n: &Sizes) {
         (a.p50.as_secs_f64() - u.p50.as_secs_f64()) * 1e6
     );
     report("sync() alone (before EXIT)", &stats(&sync), None);
+    println!(
+        "  p50 ratio agent (a connection per exec)/direct: {:.3}",
+        a.p50.as_secs_f64() / d.p50.as_secs_f64()
+    );
     target(
-        "p50 ratio agent/direct",
-        a.p50.as_secs_f64() / d.p50.as_secs_f64(),
+        "p50 ratio agent, reused connection/direct",
+        ru.p50.as_secs_f64() / d.p50.as_secs_f64(),
         Target::AtMost,
         1.1,
     );
@@ -239,9 +254,48 @@ async fn small_read(l: &Lohar, n: &Sizes) {
         "  p50 ratio agent + client/socket: {:.2}",
         a.p50.as_secs_f64() / s.p50.as_secs_f64()
     );
+    println!(
+        "  p50 ratio raw frames/socket, a connection per request: {:.3}",
+        stats(&raw).p50.as_secs_f64() / s.p50.as_secs_f64()
+    );
+    small_read_reused(l, n, &req, &p).await;
+}
+
+/// The 1 KiB read on one connection for all requests (protocol version 6,
+/// REUSE) against a socket kept open, interleaved.
+async fn small_read_reused(l: &Lohar, n: &Sizes, req: &Frame, path: &str) {
+    let canned = canned_reused_server(l.path("canned2.sock"), small_read_reply());
+    let (mut sock_kept, mut raw_kept, mut agent_kept) = (vec![], vec![], vec![]);
+    let mut kept_sock = StdUnixStream::connect(&canned).unwrap();
+    let mut kept_agent = StdUnixStream::connect(&l.control).unwrap();
+    sync_io::write_frame(&mut kept_agent, FrameType::REUSE, &[]).unwrap();
+    let pooled = l.client.clone().with_reuse();
+    for _ in 0..n.small_read_iters {
+        sock_kept.push(request_on(&mut kept_sock, req));
+        raw_kept.push(request_on(&mut kept_agent, req));
+        let t = Instant::now();
+        let body = pooled
+            .read_file(path, ReadOptions::default())
+            .await
+            .unwrap();
+        let data = body.read_all().await.unwrap();
+        agent_kept.push(t.elapsed());
+        assert_eq!(data.len(), 1024);
+    }
+    println!("  one connection for all requests (protocol version 6, REUSE):");
+    let ak = stats(&agent_kept);
+    report("agent + client, reused connection", &ak, None);
+    let rk = stats(&raw_kept);
+    report("agent, raw blocking frames, reused", &rk, None);
+    let sk = stats(&sock_kept);
+    report("raw Unix socket, reused (baseline)", &sk, None);
+    println!(
+        "  p50 ratio agent + client, reused/socket, reused: {:.2}",
+        ak.p50.as_secs_f64() / sk.p50.as_secs_f64()
+    );
     target(
-        "p50 ratio raw frames/socket",
-        stats(&raw).p50.as_secs_f64() / s.p50.as_secs_f64(),
+        "p50 ratio raw frames/socket, both reused",
+        rk.p50.as_secs_f64() / sk.p50.as_secs_f64(),
         Target::AtMost,
         1.2,
     );
@@ -348,11 +402,11 @@ async fn big_write(l: &Lohar, n: &Sizes) {
     target("GB/s", a, Target::AtLeast, 1.0);
 }
 
-async fn exec_batch(l: &Lohar, k: usize, each: &mut Vec<Duration>) -> Duration {
+async fn exec_batch(c: &Client, k: usize, each: &mut Vec<Duration>) -> Duration {
     let t = Instant::now();
     let tasks: Vec<_> = (0..k)
         .map(|_| {
-            let c = l.client.clone();
+            let c = c.clone();
             tokio::spawn(async move {
                 let t = Instant::now();
                 let r = c.exec(ExecOptions::new(["true"])).await.unwrap();
@@ -370,12 +424,14 @@ async fn exec_batch(l: &Lohar, k: usize, each: &mut Vec<Duration>) -> Duration {
 async fn concurrent_exec(l: &Lohar, nosync: &Lohar, n: &Sizes) {
     const K: usize = 20;
     let (mut walls, mut each, mut unsynced, mut threads) = (vec![], vec![], vec![], vec![]);
-    let mut raw = vec![];
+    let (mut raw, mut reused) = (vec![], vec![]);
+    let pooled = l.client.clone().with_reuse();
     let req = json_frame(FrameType::EXEC_REQ, &ExecRequest::command(["true"])).unwrap();
     // Interleaved, so that machine noise hits all series alike.
     for _ in 0..n.batches {
-        walls.push(exec_batch(l, K, &mut each).await);
-        unsynced.push(exec_batch(nosync, K, &mut Vec::new()).await);
+        walls.push(exec_batch(&l.client, K, &mut each).await);
+        reused.push(exec_batch(&pooled, K, &mut Vec::new()).await);
+        unsynced.push(exec_batch(&nosync.client, K, &mut Vec::new()).await);
         threads.push(threads_spawn(K));
         raw.push(threads_run(K, || {
             raw_request(&l.control, &req);
@@ -385,6 +441,8 @@ async fn concurrent_exec(l: &Lohar, nosync: &Lohar, n: &Sizes) {
     let w = stats(&walls);
     report("batch wall time, agent + client", &w, None);
     report("per-exec latency, agent + client", &stats(&each), None);
+    let ru = stats(&reused);
+    report("batch wall, agent + client, reused", &ru, None);
     report(
         "batch wall, agent, LOHAR_EXEC_SYNC=0",
         &stats(&unsynced),
@@ -401,9 +459,13 @@ async fn concurrent_exec(l: &Lohar, nosync: &Lohar, n: &Sizes) {
         &p,
         None,
     );
+    println!(
+        "  p50 wall ratio agent (a connection per exec)/parallel spawns: {:.3}",
+        w.p50.as_secs_f64() / p.p50.as_secs_f64()
+    );
     target(
-        "p50 wall ratio agent/parallel spawns",
-        w.p50.as_secs_f64() / p.p50.as_secs_f64(),
+        "p50 wall ratio agent, reused connections/parallel spawns",
+        ru.p50.as_secs_f64() / p.p50.as_secs_f64(),
         Target::AtMost,
         1.15,
     );
@@ -416,6 +478,22 @@ fn raw_request(control: &std::path::Path, req: &Frame) -> Duration {
     let mut s = StdUnixStream::connect(control).unwrap();
     sync_io::write_frame(&mut s, req.kind, &req.payload).unwrap();
     while let Some(f) = sync_io::read_frame(&mut s).unwrap() {
+        if matches!(
+            f.kind,
+            FrameType::EXIT | FrameType::ERROR | FrameType::ACTIVITY_RESP
+        ) {
+            break;
+        }
+    }
+    t.elapsed()
+}
+
+/// One request on a connection kept open (sent REUSE when it is the
+/// agent's): frames read until the reply's last.
+fn request_on(s: &mut StdUnixStream, req: &Frame) -> Duration {
+    let t = Instant::now();
+    sync_io::write_frame(s, req.kind, &req.payload).unwrap();
+    while let Some(f) = sync_io::read_frame(s).unwrap() {
         if matches!(
             f.kind,
             FrameType::EXIT | FrameType::ERROR | FrameType::ACTIVITY_RESP

@@ -41,6 +41,27 @@ pub fn canned_server(path: PathBuf, reply: Vec<u8>) -> PathBuf {
     path
 }
 
+/// A thread serving `path` like [`canned_server`], but answering every
+/// frame of a connection until it closes: the baseline of a reused
+/// connection.
+pub fn canned_reused_server(path: PathBuf, reply: Vec<u8>) -> PathBuf {
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let mut s = s.unwrap();
+            let reply = reply.clone();
+            std::thread::spawn(move || {
+                while let Ok(Some(_)) = sync_io::read_frame(&mut s) {
+                    if s.write_all(&reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    path
+}
+
 /// Wall time of `k` threads each spawning `true` and waiting for it,
 /// started together.
 pub fn threads_spawn(k: usize) -> Duration {
