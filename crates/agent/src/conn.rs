@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use crate::connector::BoxStream;
 use crate::error::{self, AgentFailure, Error, Result};
+use crate::pool::{Pool, Rejoin};
 
 /// Events queued between the reader task and the consumer. With frames of
 /// at most 1 MiB this bounds a slow consumer's backlog to ~8 MiB per stream.
@@ -200,8 +201,20 @@ pub enum Event {
 
 /// The host → agent half of a streaming operation.
 pub struct Input {
-    w: WriteHalf<BoxStream>,
+    /// `None` only once dropped.
+    w: Option<WriteHalf<BoxStream>>,
     buf: Vec<u8>,
+    /// Set on a reused connection (protocol version 6): where this half
+    /// goes when dropped, to be joined with the read half for the pool.
+    rejoin: Option<Arc<Rejoin>>,
+}
+
+impl Drop for Input {
+    fn drop(&mut self) {
+        if let (Some(r), Some(w)) = (self.rejoin.take(), self.w.take()) {
+            r.give_write(w);
+        }
+    }
 }
 
 impl std::fmt::Debug for Input {
@@ -222,10 +235,22 @@ impl Input {
     /// Half-closes the connection, which closes a piped exec's stdin (v1's
     /// only way to end input): nothing (not even [`Input::kill`] or
     /// [`Input::signal`]) can be sent afterwards. On a kept exec
-    /// ([`crate::Kept`]) it only detaches. See [`Input::end_stdin`].
+    /// ([`crate::Kept`]) it only detaches. See [`Input::end_stdin`]. On a
+    /// reused connection (protocol version 6, whose agents all have
+    /// `stdin_eof`) it sends the empty STDIN frame instead, so that the
+    /// connection can serve another request.
     pub async fn close_stdin(&mut self) -> Result<()> {
-        self.w.shutdown().await?;
+        if self.rejoin.is_some() {
+            return self.end_stdin().await;
+        }
+        self.half()?.shutdown().await?;
         Ok(())
+    }
+
+    fn half(&mut self) -> Result<&mut WriteHalf<BoxStream>> {
+        self.w
+            .as_mut()
+            .ok_or(Error::Closed("a streaming operation"))
     }
 
     /// Closes the process's stdin with an empty STDIN frame (protocol
@@ -270,7 +295,10 @@ impl Input {
     async fn send(&mut self, kind: FrameType, payload: &[u8]) -> Result<()> {
         self.buf.clear();
         frame::encode_into(&mut self.buf, kind, payload)?;
-        self.w.write_all(&self.buf).await?;
+        let Some(w) = self.w.as_mut() else {
+            return Err(Error::Closed("a streaming operation"));
+        };
+        w.write_all(&self.buf).await?;
         Ok(())
     }
 }
@@ -331,12 +359,19 @@ impl Events {
 }
 
 /// Splits a started connection into its [`Input`] and [`Events`] halves.
-pub(crate) fn split_stream(c: Conn) -> (Input, Events) {
+/// With `pool` (a connection opened with REUSE) the halves go back to it
+/// once the reply ended cleanly and the [`Input`] was dropped.
+pub(crate) fn split_stream(c: Conn, pool: Option<&Arc<Pool>>) -> (Input, Events) {
     let (r, w) = tokio::io::split(c.stream);
     let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-    let task = tokio::spawn(read_events(r, tx, c.peer));
+    let rejoin = pool.filter(|_| c.reusable).map(Rejoin::new);
+    let task = tokio::spawn(read_events(r, tx, c.peer, rejoin.clone()));
     (
-        Input { w, buf: Vec::new() },
+        Input {
+            w: Some(w),
+            buf: Vec::new(),
+            rejoin,
+        },
         Events {
             rx,
             task,
@@ -346,7 +381,13 @@ pub(crate) fn split_stream(c: Conn) -> (Input, Events) {
 }
 
 /// The reader task: frames → events until EXIT, ERROR, EOF or an error.
-async fn read_events(mut r: ReadHalf<BoxStream>, tx: mpsc::Sender<Result<Event>>, peer: Arc<str>) {
+/// After EXIT or ERROR the read half goes to `rejoin`, if any.
+async fn read_events(
+    mut r: ReadHalf<BoxStream>,
+    tx: mpsc::Sender<Result<Event>>,
+    peer: Arc<str>,
+    rejoin: Option<Arc<Rejoin>>,
+) {
     let mut code = None;
     loop {
         let ev = match async_io::read_frame(&mut r).await {
@@ -358,7 +399,14 @@ async fn read_events(mut r: ReadHalf<BoxStream>, tx: mpsc::Sender<Result<Event>>
             },
             Err(e) => Err(error::note(&peer, "a streaming operation", e.into())),
         };
-        let last = !matches!(ev, Ok(Event::Stdout(_) | Event::Stderr(_)));
+        if matches!(ev, Ok(Event::Exit(_) | Event::Error(_))) {
+            if let Some(j) = rejoin {
+                j.give_read(r);
+            }
+            let _ = tx.send(ev).await;
+            return;
+        }
+        let last = ev.is_err();
         if tx.send(ev).await.is_err() || last {
             return;
         }

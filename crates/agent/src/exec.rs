@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bhatti_proto::messages::{self, ExecRequest, json_frame};
-use bhatti_proto::{CONTROL_PORT, FrameType, async_io};
+use bhatti_proto::{FrameType, async_io};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::conn::{self, Conn, Events, Input, recv_known, split_stream};
@@ -165,8 +165,14 @@ impl Client {
             ));
         }
         let frame = json_frame(FrameType::EXEC_REQ, req)?;
-        let c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;
-        let (input, events) = split_stream(c);
+        // A kept exec owns its connection (protocol version 6).
+        let (c, pool) = if req.keep {
+            let c = self.open(bhatti_proto::CONTROL_PORT, frame.kind, &frame.payload);
+            (c.await?, None)
+        } else {
+            self.open_streamed(frame.kind, &frame.payload).await?
+        };
+        let (input, events) = split_stream(c, pool);
         Ok(ExecStream { input, events })
     }
 }

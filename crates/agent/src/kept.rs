@@ -87,7 +87,7 @@ impl Client {
         let mut c = self.open(CONTROL_PORT, kind, payload).await?;
         let f = c.expect(FrameType::KEPT_INFO, during).await?;
         let info: KeptInfo = c.decode("KEPT_INFO", &f.payload)?;
-        let (input, events) = split_stream(c);
+        let (input, events) = split_stream(c, None);
         Ok(Kept {
             info,
             input,

@@ -37,11 +37,12 @@ macro_rules! reply {
 
 use std::future::Future;
 use std::io;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bhatti_proto::{CONTROL_PORT, FrameType};
+use tokio::io::{ReadHalf, WriteHalf};
 
 use crate::conn::Conn;
 use crate::connector::BoxStream;
@@ -190,6 +191,38 @@ impl crate::Client {
         self.connect(CONTROL_PORT, reuse, kind, payload).await
     }
 
+    /// The connection of a streamed request (a piped exec): an idle reused
+    /// one when there is one, else a new one (with REUSE when the agent
+    /// serves it), and the pool it returns to.
+    ///
+    /// Unlike [`Client::unary`](crate::Client), nothing here can notice a
+    /// dead idle connection before the caller reads from it: the engine
+    /// closes idle connections whenever the VM behind them stops or is
+    /// restored ([`crate::Client::forget_connections`]), so that does not
+    /// happen.
+    pub(crate) async fn open_streamed(
+        &self,
+        kind: FrameType,
+        payload: &[u8],
+    ) -> Result<(Conn, Option<&Arc<Pool>>)> {
+        let (Some(_), Some(pool)) = (self.reuse_pool().await, self.pool.as_ref()) else {
+            return Ok((self.open(CONTROL_PORT, kind, payload).await?, None));
+        };
+        if let Some(stream) = pool.take() {
+            match Conn::resume(stream, kind, payload, self.peer.clone()).await {
+                Ok(mut c) => {
+                    c.reply_timeout = self.reply_timeout;
+                    return Ok((c, Some(pool)));
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %self.peer, "idle agent connection was closed: {e}")
+                }
+            }
+        }
+        let c = self.connect(CONTROL_PORT, true, kind, payload).await?;
+        Ok((c, Some(pool)))
+    }
+
     /// Keeps `c` for the next request, if it was opened with REUSE.
     pub(crate) fn keep(&self, c: Conn) {
         if let Some(pool) = &self.pool {
@@ -209,6 +242,50 @@ impl crate::Client {
                 pool.set_support(served);
                 served.then_some(pool)
             }
+        }
+    }
+}
+
+/// The two halves of a streamed request's reused connection (an
+/// [`crate::ExecStream`]): once the reader has seen EXIT or ERROR and the
+/// [`crate::Input`] was dropped, they are joined and the connection goes
+/// back to the pool. A half that never arrives (a reader aborted, an
+/// error) leaves the other to close with this.
+pub(crate) struct Rejoin {
+    pool: Arc<Pool>,
+    halves: Mutex<Halves>,
+}
+
+type Halves = (Option<ReadHalf<BoxStream>>, Option<WriteHalf<BoxStream>>);
+
+impl Rejoin {
+    pub(crate) fn new(pool: &Arc<Pool>) -> Arc<Self> {
+        Arc::new(Self {
+            pool: pool.clone(),
+            halves: Mutex::new((None, None)),
+        })
+    }
+
+    pub(crate) fn give_read(&self, r: ReadHalf<BoxStream>) {
+        let mut h = self.halves.lock().unwrap_or_else(|p| p.into_inner());
+        h.0 = Some(r);
+        self.join(&mut h);
+    }
+
+    pub(crate) fn give_write(&self, w: WriteHalf<BoxStream>) {
+        let mut h = self.halves.lock().unwrap_or_else(|p| p.into_inner());
+        h.1 = Some(w);
+        self.join(&mut h);
+    }
+
+    fn join(&self, h: &mut Halves) {
+        if h.0.is_none() || h.1.is_none() {
+            return;
+        }
+        if let (Some(r), Some(w)) = (h.0.take(), h.1.take())
+            && r.is_pair_of(&w)
+        {
+            self.pool.put(r.unsplit(w));
         }
     }
 }

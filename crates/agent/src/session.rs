@@ -168,7 +168,7 @@ impl Client {
         let mut c = self.open(CONTROL_PORT, frame.kind, &frame.payload).await?;
         let f = c.expect(FrameType::SESSION_INFO, "session start").await?;
         let info: SessionInfo = c.decode("SESSION_INFO", &f.payload)?;
-        let (input, events) = split_stream(c);
+        let (input, events) = split_stream(c, None);
         Ok(Session {
             info,
             input,

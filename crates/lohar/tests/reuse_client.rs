@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use bhatti_agent::{Client, Event, ExecOptions, ExecRequest, ReadOptions};
+use bhatti_agent::{Client, ExecOptions, ExecRequest, ReadOptions};
 use common::{Lohar, SOON};
 
 #[tokio::test]
@@ -124,22 +124,48 @@ async fn a_dead_idle_connection_is_replaced_and_nothing_runs_twice() {
     c.stat(&log).await.unwrap();
 }
 
-/// Streams, sessions and timeouts never hand their connection to the pool.
+/// A streamed exec takes an idle connection and, read to its EXIT and
+/// dropped, gives it back; stdin ends without a half-close.
+#[tokio::test]
+async fn streamed_execs_reuse_their_connection() {
+    let l = Lohar::start().await;
+    let c = l.client.clone().with_reuse();
+    c.activity().await.unwrap();
+    for i in 0..3 {
+        let mut s = c.exec_stream(&ExecRequest::command(["cat"])).await.unwrap();
+        assert_eq!(c.idle_connections(), 0, "the idle one was taken");
+        let input = format!("in{i}");
+        s.input.write_stdin(input.as_bytes()).await.unwrap();
+        s.input.close_stdin().await.unwrap();
+        let (out, code) = common::read_to_exit(&mut s.events).await;
+        assert_eq!((out, code), (input.into_bytes(), 0));
+        drop(s);
+        assert_eq!(c.idle_connections(), 1, "round {i}");
+        c.stat(&l.spath(".")).await.unwrap();
+    }
+    // Dropped before its EXIT: the connection is closed, not kept.
+    let s = c
+        .exec_stream(&ExecRequest::command(["sleep", "1"]))
+        .await
+        .unwrap();
+    drop(s);
+    assert_eq!(c.idle_connections(), 0);
+    c.activity().await.unwrap();
+}
+
+/// Sessions and timeouts never hand their connection to the pool.
 #[tokio::test]
 async fn owned_connections_stay_out_of_the_pool() {
     let l = Lohar::start().await;
     let c = l.client.clone().with_reuse();
     c.activity().await.unwrap();
-    let mut s = c
-        .exec_stream(&ExecRequest::command(["echo", "x"]))
-        .await
-        .unwrap();
-    while let Some(ev) = s.next().await.unwrap() {
-        if let Event::Exit(code) = ev {
-            assert_eq!(code, 0);
-        }
-    }
-    drop(s);
+    let shell = bhatti_agent::ShellOptions::new(["/bin/sh", "-c", "sleep 0.2; exit 4"]);
+    let mut shell = c.shell(&shell).await.unwrap();
+    assert_eq!(c.idle_connections(), 1, "a session opens its own");
+    let (_, code) = common::read_to_exit(&mut shell.events).await;
+    assert_eq!(code, 4);
+    drop(shell);
+    assert_eq!(c.idle_connections(), 1);
     let r = c
         .exec(ExecOptions::new(["sleep", "5"]).timeout(Duration::from_millis(200)))
         .await;

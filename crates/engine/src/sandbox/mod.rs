@@ -453,6 +453,7 @@ impl<D: Driver> VmEngine<D> {
                 }
             }
             Action::Restore => {
+                sb.agent.forget_connections();
                 let vm = self.restore_or_boot(sb, slot).await?;
                 self.watch_exit(sb, &vm);
                 slot.vm = Some(vm);
