@@ -4,7 +4,7 @@
 //! into a byte stream. It is object safe and holds no connection state, so
 //! one `Arc<dyn Connector>` is shared by every operation of a client; each
 //! operation opens its own connection (the protocol is one request per
-//! connection). Implementations here: Unix sockets (lohar's test mode) and
+//! connection), unless the client reuses them ([`crate::pool`]). Implementations here: Unix sockets (lohar's test mode) and
 //! TCP. Others (TCP inside a network namespace, vsock) live with the code
 //! that knows how to reach them.
 

@@ -22,7 +22,7 @@ impl Client {
     /// Connects the agent to `127.0.0.1:port` in the guest and returns the
     /// raw byte stream. A dial failure is [`Error::Agent`] with the dial
     /// error text (it contains `refused` for a closed port) and code
-    /// [`ErrorCode::Other`](crate::ErrorCode::Other): FWD_RESP carries no code.
+    /// [`ErrorCode::Other`]: FWD_RESP carries no code.
     pub async fn forward(&self, port: u16) -> Result<Tunnel> {
         let frame = json_frame(FrameType::FWD_REQ, &ForwardRequest { port })?;
         let mut c = self.open(FORWARD_PORT, frame.kind, &frame.payload).await?;

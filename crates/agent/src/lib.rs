@@ -2,9 +2,11 @@
 //!
 //! [`Client`] speaks the frame protocol of `../shared/PROTOCOL.md` over any
 //! [`Connector`] (Unix sockets for lohar's test mode, TCP; the engine adds
-//! its own). It is cheap to clone and holds no connection: every operation
-//! opens one connection (one request per connection, as the protocol says),
-//! starting with AUTH when the client has a token.
+//! its own). It is cheap to clone. By default it holds no connection: every
+//! operation opens one (one request per connection, as PROTOCOL.md says),
+//! starting with AUTH when the client has a token. With
+//! [`Client::with_reuse`] (protocol version 6, [`pool`]) unary requests and
+//! piped execs go over a few kept connections instead, shared by clones.
 //!
 //! Operation families, one module each:
 //! - [`exec`]: buffered and streaming piped exec;
@@ -27,7 +29,8 @@
 //! [`Input::end_stdin`] (version 5, feature `stdin_eof`).
 //!
 //! Shared pieces: [`connector`] (transports), [`conn`] (one connection,
-//! the event reader task, the stdin writer), [`error`] (the error type).
+//! the event reader task, the stdin writer), [`pool`] (reused
+//! connections), [`error`] (the error type).
 //!
 //! Unknown frame types are skipped everywhere (forward compatibility).
 //! Anything else an agent should never send — a malformed frame or JSON, a
