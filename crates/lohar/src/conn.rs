@@ -145,7 +145,7 @@ pub struct Conn {
 enum Source {
     /// The read half, untouched: a one-request connection.
     Raw(ReadHalf<BoxStream>),
-    /// The reader of a reused connection ([`Reader::lend`]), lent to this
+    /// The reader of a reused connection ([`Conn::lent`]), lent to this
     /// request's handler until it drops it.
     Lent(OwnedMutexGuard<Reader>),
 }
