@@ -73,6 +73,7 @@ pub mod conn;
 pub mod connector;
 pub mod error;
 pub mod exec;
+mod file_write;
 pub mod files;
 pub mod forward;
 pub mod fsops;

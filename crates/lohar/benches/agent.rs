@@ -33,8 +33,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use baselines::{
-    canned_reused_server, canned_server, rss_kib, small_read_reply, socket_pump, threads_run,
-    threads_spawn,
+    canned_reused_server, canned_server, raw_request, request_on, rss_kib, small_read_reply,
+    socket_pump, threads_run, threads_spawn,
 };
 use benchkit::{Summary, Target, report, target};
 use bhatti_agent::{Client, ExecOptions, ExecRequest, ReadOptions};
@@ -469,39 +469,6 @@ async fn concurrent_exec(l: &Lohar, nosync: &Lohar, n: &Sizes) {
         Target::AtMost,
         1.15,
     );
-}
-
-/// One request on a fresh blocking connection, frames read until EXIT,
-/// ERROR, a one-shot reply or EOF: the agent's cost without the client.
-fn raw_request(control: &std::path::Path, req: &Frame) -> Duration {
-    let t = Instant::now();
-    let mut s = StdUnixStream::connect(control).unwrap();
-    sync_io::write_frame(&mut s, req.kind, &req.payload).unwrap();
-    while let Some(f) = sync_io::read_frame(&mut s).unwrap() {
-        if matches!(
-            f.kind,
-            FrameType::EXIT | FrameType::ERROR | FrameType::ACTIVITY_RESP
-        ) {
-            break;
-        }
-    }
-    t.elapsed()
-}
-
-/// One request on a connection kept open (sent REUSE when it is the
-/// agent's): frames read until the reply's last.
-fn request_on(s: &mut StdUnixStream, req: &Frame) -> Duration {
-    let t = Instant::now();
-    sync_io::write_frame(s, req.kind, &req.payload).unwrap();
-    while let Some(f) = sync_io::read_frame(s).unwrap() {
-        if matches!(
-            f.kind,
-            FrameType::EXIT | FrameType::ERROR | FrameType::ACTIVITY_RESP
-        ) {
-            break;
-        }
-    }
-    t.elapsed()
 }
 
 fn time(f: impl FnOnce()) -> Duration {

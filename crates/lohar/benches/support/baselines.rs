@@ -1,5 +1,6 @@
 //! Raw baselines of the lohar bench: what the same work costs without the
-//! agent (canned socket replies, spawns from plain threads, a socket pump).
+//! agent (canned socket replies, spawns from plain threads, a socket pump),
+//! and raw blocking requests to the agent without the client.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -8,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bhatti_proto::messages::json_frame;
-use bhatti_proto::{FrameType, sync_io};
+use bhatti_proto::{Frame, FrameType, sync_io};
 
 use super::{BIG, MIB};
 
@@ -117,5 +118,38 @@ pub fn socket_pump() -> Duration {
         total += b.read(&mut buf).unwrap();
     }
     writer.join().unwrap();
+    t.elapsed()
+}
+
+/// One request on a fresh blocking connection, frames read until EXIT,
+/// ERROR, a one-shot reply or EOF: the agent's cost without the client.
+pub fn raw_request(control: &std::path::Path, req: &Frame) -> Duration {
+    let t = Instant::now();
+    let mut s = StdUnixStream::connect(control).unwrap();
+    sync_io::write_frame(&mut s, req.kind, &req.payload).unwrap();
+    while let Some(f) = sync_io::read_frame(&mut s).unwrap() {
+        if matches!(
+            f.kind,
+            FrameType::EXIT | FrameType::ERROR | FrameType::ACTIVITY_RESP
+        ) {
+            break;
+        }
+    }
+    t.elapsed()
+}
+
+/// One request on a connection kept open (sent REUSE when it is the
+/// agent's): frames read until the reply's last.
+pub fn request_on(s: &mut StdUnixStream, req: &Frame) -> Duration {
+    let t = Instant::now();
+    sync_io::write_frame(s, req.kind, &req.payload).unwrap();
+    while let Some(f) = sync_io::read_frame(s).unwrap() {
+        if matches!(
+            f.kind,
+            FrameType::EXIT | FrameType::ERROR | FrameType::ACTIVITY_RESP
+        ) {
+            break;
+        }
+    }
     t.elapsed()
 }
