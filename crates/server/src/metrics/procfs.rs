@@ -89,9 +89,14 @@ pub fn disk_used(dir: &Path) -> u64 {
 }
 
 /// The last CPU reading of each sandbox, to turn CPU time into a
-/// percentage over the interval since the previous reading.
+/// percentage over the interval since the previous reading, and the last
+/// percentage worked out (several readers share it: the history sampler,
+/// `/metrics`, `/stats`).
 #[derive(Debug, Default)]
-pub struct CpuSamples(std::sync::Mutex<std::collections::HashMap<String, (Instant, f64)>>);
+pub struct CpuSamples(std::sync::Mutex<std::collections::HashMap<String, Reading>>);
+
+/// When, how much CPU time, and the percentage it gave (if any yet).
+type Reading = (Instant, f64, Option<f64>);
 
 /// Readings closer together than this say too little.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
@@ -99,7 +104,9 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 impl CpuSamples {
     /// Records `cpu_seconds` of `key` read at `at`; returns the CPU
     /// percentage (100 = one CPU busy) since the previous reading, if it
-    /// is at least [`MIN_INTERVAL`] old.
+    /// is at least [`MIN_INTERVAL`] old; for a reading closer to the
+    /// previous one (another reader just took one), the percentage that
+    /// reading gave, if any.
     pub fn percent(&self, key: &str, at: Instant, cpu_seconds: f64) -> Option<f64> {
         let mut map = self
             .0
@@ -107,14 +114,15 @@ impl CpuSamples {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let prev = map.get(key).copied();
         match prev {
-            Some((t, _)) if at.saturating_duration_since(t) < MIN_INTERVAL => None,
-            Some((t, c)) => {
-                map.insert(key.to_owned(), (at, cpu_seconds));
+            Some((t, _, last)) if at.saturating_duration_since(t) < MIN_INTERVAL => last,
+            Some((t, c, _)) => {
                 let wall = at.saturating_duration_since(t).as_secs_f64();
-                Some(((cpu_seconds - c).max(0.0) / wall * 100.0).max(0.0))
+                let pct = ((cpu_seconds - c).max(0.0) / wall * 100.0).max(0.0);
+                map.insert(key.to_owned(), (at, cpu_seconds, Some(pct)));
+                Some(pct)
             }
             None => {
-                map.insert(key.to_owned(), (at, cpu_seconds));
+                map.insert(key.to_owned(), (at, cpu_seconds, None));
                 None
             }
         }
@@ -160,5 +168,8 @@ mod tests {
         assert_eq!(s.percent("a", t + MIN_INTERVAL / 2, 1.0), None, "too soon");
         let p = s.percent("a", t + Duration::from_secs(2), 2.0);
         assert!(p.is_some_and(|p| (p - 50.0).abs() < 1e-9), "{p:?}");
+        // Another reader right after: the same percentage, not nothing.
+        let again = s.percent("a", t + Duration::from_secs(2) + MIN_INTERVAL / 2, 2.0);
+        assert_eq!(again, p);
     }
 }

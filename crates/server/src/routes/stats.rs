@@ -65,7 +65,9 @@ async fn vmm_pid<E: Engine>(st: &Shared<E>, sb: &bhatti_store::sandboxes::Sandbo
 }
 
 /// CPU percent and RSS of `pid`, sampling twice when the sandbox has no
-/// recent reading.
+/// recent reading. The RSS is reported even when no percentage can be
+/// worked out (another reader's first reading came in between): then the
+/// CPU figure is 0.
 async fn vmm_usage<E: Engine>(st: &Shared<E>, id: &str, pid: u32) -> Option<(f64, u64)> {
     let samples = &st.metrics.cpu_samples;
     let u = procfs::usage(pid).ok()?;
@@ -74,8 +76,8 @@ async fn vmm_usage<E: Engine>(st: &Shared<E>, id: &str, pid: u32) -> Option<(f64
     }
     tokio::time::sleep(FIRST_SAMPLE).await;
     let u = procfs::usage(pid).ok()?;
-    let p = samples.percent(id, Instant::now(), u.cpu_seconds)?;
-    Some((p, u.rss_bytes))
+    let p = samples.percent(id, Instant::now(), u.cpu_seconds);
+    Some((p.unwrap_or(0.0), u.rss_bytes))
 }
 
 async fn stats<E: Engine>(
