@@ -223,6 +223,12 @@ impl Client {
         self.pool.as_ref().map_or(0, |p| p.len())
     }
 
+    /// Idle reused connections found closed when taken so far (each
+    /// replaced by a new connection; see [`pool`]).
+    pub fn stale_connections(&self) -> u64 {
+        self.pool.as_ref().map_or(0, |p| p.stale())
+    }
+
     /// The name the client's log lines give the agent.
     pub fn peer(&self) -> &str {
         &self.peer

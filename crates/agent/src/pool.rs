@@ -37,7 +37,7 @@ macro_rules! reply {
 
 use std::future::Future;
 use std::io;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -63,6 +63,8 @@ pub(crate) struct Pool {
     idle: Mutex<Vec<(BoxStream, Instant)>>,
     /// 0 (not known yet), [`SERVED`] or [`REFUSED`].
     support: AtomicU8,
+    /// Idle connections found closed when taken.
+    stale: AtomicU64,
 }
 
 const SERVED: u8 = 1;
@@ -121,7 +123,12 @@ impl Pool {
         }
     }
 
-    /// Idle connections now (for tests).
+    /// Idle connections found closed when taken, so far.
+    pub(crate) fn stale(&self) -> u64 {
+        self.stale.load(Ordering::Relaxed)
+    }
+
+    /// Idle connections now.
     pub(crate) fn len(&self) -> usize {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
@@ -146,24 +153,17 @@ impl crate::Client {
             let c = self.open(CONTROL_PORT, kind, payload).await?;
             return op(c).await.1;
         };
-        if let Some(stream) = pool.take() {
-            match Conn::resume(stream, kind, payload, self.peer.clone()).await {
-                Ok(mut c) => {
-                    c.reply_timeout = self.reply_timeout;
-                    match op(c).await {
-                        (c, Ok(v)) => {
-                            recycle(pool, c);
-                            return Ok(v);
-                        }
-                        (c, Err(e)) if !c.heard && is_dead(&e) => {
-                            tracing::debug!(peer = %self.peer, "idle agent connection was closed: {e}");
-                        }
-                        (_, Err(e)) => return Err(e),
-                    }
+        if let Some(c) = self.resume_idle(pool, kind, payload).await {
+            match op(c).await {
+                (c, Ok(v)) => {
+                    recycle(pool, c);
+                    return Ok(v);
                 }
-                Err(e) => {
-                    tracing::debug!(peer = %self.peer, "idle agent connection was closed: {e}")
+                (c, Err(e)) if !c.heard && is_dead(&e) => {
+                    pool.stale.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(peer = %self.peer, "idle agent connection was closed: {e}");
                 }
+                (_, Err(e)) => return Err(e),
             }
         }
         let c = self.connect(CONTROL_PORT, true, kind, payload).await?;
@@ -208,19 +208,28 @@ impl crate::Client {
         let (Some(_), Some(pool)) = (self.reuse_pool().await, self.pool.as_ref()) else {
             return Ok((self.open(CONTROL_PORT, kind, payload).await?, None));
         };
-        if let Some(stream) = pool.take() {
-            match Conn::resume(stream, kind, payload, self.peer.clone()).await {
-                Ok(mut c) => {
-                    c.reply_timeout = self.reply_timeout;
-                    return Ok((c, Some(pool)));
-                }
-                Err(e) => {
-                    tracing::debug!(peer = %self.peer, "idle agent connection was closed: {e}")
-                }
-            }
+        if let Some(c) = self.resume_idle(pool, kind, payload).await {
+            return Ok((c, Some(pool)));
         }
         let c = self.connect(CONTROL_PORT, true, kind, payload).await?;
         Ok((c, Some(pool)))
+    }
+
+    /// The request sent on an idle connection of `pool`, if there is one
+    /// that takes it.
+    async fn resume_idle(&self, pool: &Pool, kind: FrameType, payload: &[u8]) -> Option<Conn> {
+        let stream = pool.take()?;
+        match Conn::resume(stream, kind, payload, self.peer.clone()).await {
+            Ok(mut c) => {
+                c.reply_timeout = self.reply_timeout;
+                Some(c)
+            }
+            Err(e) => {
+                pool.stale.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(peer = %self.peer, "idle agent connection was closed: {e}");
+                None
+            }
+        }
     }
 
     /// Keeps `c` for the next request, if it was opened with REUSE.

@@ -58,6 +58,8 @@ async fn sequential_requests_share_one_connection() {
     assert_eq!(c.idle_connections(), before - 1);
     drop(partial);
     assert_eq!(c.idle_connections(), before - 1);
+    // Every request found its idle connection alive: none was resent.
+    assert_eq!(c.stale_connections(), 0);
     c.forget_connections();
     assert_eq!(c.idle_connections(), 0);
 }
@@ -119,6 +121,7 @@ async fn a_dead_idle_connection_is_replaced_and_nothing_runs_twice() {
         .unwrap();
     assert_eq!(out.exit_code, 0);
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "ran\n");
+    assert_eq!(c.stale_connections(), 1, "the dead one was found");
     assert_eq!(c.idle_connections(), 1);
     // Reads and stats take the same path.
     c.stat(&log).await.unwrap();
@@ -143,6 +146,11 @@ async fn streamed_execs_reuse_their_connection() {
         assert_eq!(c.idle_connections(), 1, "round {i}");
         c.stat(&l.spath(".")).await.unwrap();
     }
+    assert_eq!(
+        c.stale_connections(),
+        0,
+        "each stream's connection served on"
+    );
     // Dropped before its EXIT: the connection is closed, not kept.
     let s = c
         .exec_stream(&ExecRequest::command(["sleep", "1"]))
