@@ -170,11 +170,11 @@ impl Conn {
     /// A connection whose read half already runs a [`Reader`]: a reused
     /// connection's, split before its first request.
     pub fn split(stream: BoxStream) -> (Arc<Mutex<Reader>>, FrameWriter) {
-        let Conn { source, writer } = Self::new(stream);
-        let Source::Raw(r) = source else {
-            unreachable!("a new connection reads raw")
+        let (reader, writer) = tokio::io::split(stream);
+        let writer = FrameWriter {
+            inner: Arc::new(Mutex::new(writer)),
         };
-        (Arc::new(Mutex::new(Reader::start(r))), writer)
+        (Arc::new(Mutex::new(Reader::start(reader))), writer)
     }
 
     /// One request's view of a reused connection: `reader` lent until the
