@@ -58,12 +58,22 @@ need_root() {
   else SUDO=; fi
 }
 
-install_packages() {
-  local missing=()
+# The packages of PACKAGES that are not installed, one per line.
+missing_packages() {
   for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
-      || missing+=("$p")
+      || echo "$p"
   done
+}
+
+apt_install() {
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "$@" >/dev/null
+}
+
+install_packages() {
+  local missing=()
+  mapfile -t missing < <(missing_packages)
   if [ ${#missing[@]} -eq 0 ]; then
     say "system packages: all present"
     return
@@ -71,8 +81,20 @@ install_packages() {
   need_root
   say "installing: ${missing[*]}"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
+  # Installing one package can remove another that conflicts with it: a
+  # qemu-utils from backports goes when Debian's qemu-system-x86 comes in.
+  # Install what is missing now (Debian's matching version) once more.
+  mapfile -t missing < <(missing_packages)
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing (removed by the first install): ${missing[*]}"
+    apt_install "${missing[@]}"
+  fi
+  mapfile -t missing < <(missing_packages)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: still not installed: ${missing[*]}" >&2
+    exit 1
+  fi
 }
 
 # web/node_modules from the committed lock file (the UI embeds the copies in
