@@ -1,31 +1,39 @@
-//! Child registry and reaper: the only place that waits for processes.
+//! Child registry and reaping: the only place that waits for processes.
 //!
 //! Threads and locks:
-//! - One reaper thread ([`start_reaper`]) loops on
-//!   `waitid(P_ALL, WEXITED | WNOWAIT)`, which reports an exited child
-//!   *without* reaping it. It then takes the spawn gate *exclusively* and
-//!   the registry lock, and reaps that pid with `waitpid(pid)`, handing the
-//!   exit code to the registered waiter (a tokio oneshot) or discarding it
-//!   (orphans re-parented to PID 1).
+//! - The agent reaps on its runtime's thread ([`reap_on_sigchld`]): a task
+//!   woken by SIGCHLD takes the spawn gate *exclusively* and the registry
+//!   lock, reaps every exited child with `waitpid(-1, WNOHANG)` and hands
+//!   each exit code to the registered waiter (a tokio oneshot) or
+//!   discards it (orphans re-parented to PID 1). A child's exit wakes the
+//!   runtime anyway (its output pipes close), so reaping there costs no
+//!   thread hand-off; the agent's other threads block SIGCHLD
+//!   ([`block_sigchld`]) so that its handler runs on the runtime's thread
+//!   and wakes no sleeping thread.
+//! - A process without that runtime (unit tests; PID 1 after its server
+//!   stopped) starts a reaper thread instead ([`start_reaper_thread`]): it
+//!   loops on `waitid(P_ALL, WEXITED | WNOWAIT)`, which reports an exited
+//!   child *without* reaping it, and then reaps it the same way. When
+//!   there is no child at all (`ECHILD`) it sleeps on a condvar that
+//!   [`spawn_with`] signals; a spawn counter read before each `waitid`
+//!   makes a spawn in between impossible to miss.
 //! - [`spawn_with`] (TTY sessions and `posix_spawn`) holds the spawn gate
 //!   *shared* across the spawn and the registration of the new pid (the
 //!   registry lock only for the insert). Spawns from several threads run
-//!   in parallel, but the reaper can never reap a child before its waiter
-//!   exists, and never races std's own `waitpid` of a child whose exec
-//!   failed (std reaps that child inside `spawn`, under the shared gate;
-//!   the reaper then finds it gone and moves on).
-//! - When there is no child at all (`ECHILD`), the reaper sleeps on a
-//!   condvar that [`spawn_with`] signals; a spawn counter read before each
-//!   `waitid` makes a spawn in between impossible to miss.
+//!   in parallel, but no reap can take a child before its waiter exists,
+//!   nor race libc's or std's own `waitpid` of a child whose exec failed
+//!   (they reap that child inside the spawn, under the shared gate; a
+//!   reap then finds it gone).
 //! - Lock order: gate, then registry.
 //!
 //! Nothing else may wait for children: no `Child::wait`, no
-//! `tokio::process` (its SIGCHLD reaping would race this thread).
+//! `tokio::process` (its SIGCHLD reaping would race this module's).
 
 use std::collections::HashMap;
 use std::io;
 #[cfg(test)]
 use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -72,14 +80,84 @@ pub enum ChildError {
     Spawn(#[source] io::Error),
     #[error("cannot start the reaper thread: {0}")]
     Reaper(#[source] io::Error),
+    #[error("cannot listen for SIGCHLD: {0}")]
+    Signal(#[source] io::Error),
 }
 
-/// Starts the reaper thread (once per process).
-pub fn start_reaper() -> Result<(), ChildError> {
+/// Whether a reaper thread runs (then [`spawn_with`] wakes it).
+static THREAD: AtomicBool = AtomicBool::new(false);
+
+/// Reaps on the current tokio runtime's thread, woken by SIGCHLD (module
+/// docs). Call it once, inside the runtime that serves the agent, before
+/// anything is spawned; the task lives as long as the runtime.
+pub fn reap_on_sigchld() -> Result<(), ChildError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sigchld = signal(SignalKind::child()).map_err(ChildError::Signal)?;
+    tokio::spawn(async move {
+        loop {
+            // First round: children that exited before the handler existed.
+            reap_exited();
+            if sigchld.recv().await.is_none() {
+                return;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Starts reaping for the agent: on the runtime ([`reap_on_sigchld`]),
+/// or on a thread if SIGCHLD cannot be handled there.
+pub fn start_reaping() {
+    if let Err(e) = reap_on_sigchld() {
+        crate::log!("{e}; reaping on a thread instead");
+        if let Err(e) = start_reaper_thread() {
+            crate::log!("{e}");
+        }
+    }
+}
+
+/// Blocks SIGCHLD on the calling thread, so that the signal is delivered
+/// to the runtime's thread ([`reap_on_sigchld`]). For the agent's other
+/// threads; a child spawned from one gets the mask its spawn sets.
+pub fn block_sigchld() {
+    // SAFETY: plain signal-set operations on a local set; changing this
+    // thread's mask affects no other thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Reaps every child that has exited, under the exclusive spawn gate.
+/// Also for code that blocks the runtime's thread for good (power-off).
+pub fn reap_exited() {
+    let _gate = shared().gate.write().unwrap_or_else(|e| e.into_inner());
+    let mut reg = lock();
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: plain syscall; `status` is a valid out-pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        // 0: children left, none exited; -1: none at all (ECHILD).
+        if pid <= 0 {
+            return;
+        }
+        if let Some(tx) = reg.waiters.remove(&pid) {
+            let _ = tx.send(exit_code(status));
+        }
+    }
+}
+
+/// Starts the reaper thread (once per process), for a process that does
+/// not run [`reap_on_sigchld`]: unit tests, and PID 1 once its server has
+/// stopped. Never both in one process.
+pub fn start_reaper_thread() -> Result<(), ChildError> {
     static STARTED: OnceLock<()> = OnceLock::new();
     if STARTED.get().is_some() {
         return Ok(());
     }
+    THREAD.store(true, Ordering::SeqCst);
     std::thread::Builder::new()
         .name("reaper".into())
         .stack_size(64 * 1024)
@@ -117,7 +195,9 @@ pub fn spawn_with<T>(
     reg.spawned += 1;
     drop(reg);
     drop(gate);
-    shared().spawned.notify_all();
+    if THREAD.load(Ordering::SeqCst) {
+        shared().spawned.notify_all();
+    }
     Ok((child, rx))
 }
 
@@ -213,7 +293,7 @@ mod tests {
 
     #[test]
     fn spawned_children_report_their_status_and_failed_execs_do_not_hang() {
-        start_reaper().expect("reaper");
+        start_reaper_thread().expect("reaper");
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

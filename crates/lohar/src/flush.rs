@@ -45,6 +45,7 @@ pub fn start() -> std::io::Result<()> {
 }
 
 fn flusher() {
+    crate::children::block_sigchld();
     loop {
         let batch = {
             let mut q = queue();

@@ -99,7 +99,10 @@ pub fn start(agent: Arc<Agent>, path: &Path, mode: Mode) -> Result<(), IdentifyE
     std::thread::Builder::new()
         .name("identify".into())
         .stack_size(256 * 1024)
-        .spawn(move || read_loop(console, &agent, &mode))
+        .spawn(move || {
+            crate::children::block_sigchld();
+            read_loop(console, &agent, &mode)
+        })
         .map(drop)
         .map_err(IdentifyError::Thread)
 }

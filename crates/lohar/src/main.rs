@@ -12,9 +12,10 @@
 //! Threads: one tokio current-thread runtime runs every connection; the
 //! blocking pool does file I/O; [`spawner::THREADS`] spawner threads run
 //! the piped execs' `posix_spawn` (in parallel, see [`spawner`]); one
-//! `flush` thread runs the `sync()` before an exec's EXIT ([`flush`]); one
-//! reaper thread ([`children`]) waits for every child process. All but
-//! the blocking pool are made once at start-up ([`start_workers`]).
+//! `flush` thread runs the `sync()` before an exec's EXIT ([`flush`]).
+//! Children are reaped on the runtime's thread when SIGCHLD arrives
+//! ([`children`]); every other thread blocks SIGCHLD. All but the
+//! blocking pool are made once at start-up ([`start_workers`]).
 
 mod agent;
 mod children;
@@ -82,19 +83,21 @@ fn tune_malloc() {
     }
 }
 
-/// Starts the threads every mode needs before it serves: the reaper, the
-/// spawner threads and the flush thread.
+/// Starts the threads every mode needs before it serves: the spawner
+/// threads and the flush thread. (Reaping starts inside the runtime:
+/// [`children::reap_on_sigchld`].)
 fn start_workers() -> Result<(), String> {
-    children::start_reaper().map_err(|e| e.to_string())?;
     spawner::start().map_err(|e| format!("cannot start the spawner threads: {e}"))?;
     flush::start().map_err(|e| format!("cannot start the flush thread: {e}"))
 }
 
 /// Builds the runtime every mode uses: one thread for all connections, a
-/// blocking pool whose idle threads exit quickly (small idle RSS).
+/// blocking pool whose idle threads exit quickly (small idle RSS) and
+/// leave SIGCHLD to the runtime's thread.
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_start(children::block_sigchld)
         .thread_keep_alive(std::time::Duration::from_secs(2))
         .thread_stack_size(512 * 1024)
         .build()

@@ -50,7 +50,8 @@ pub struct Stdio {
 
 /// Spawns `cmd` in a new process group with piped stdio; returns its pid.
 /// Call it under [`crate::children`]'s spawn gate (via
-/// `children::spawn_with`) so the reaper cannot miss the pid.
+/// `children::spawn_with`) so that no reap can take the child before its
+/// waiter exists.
 pub fn spawn_piped(cmd: &UserCommand) -> io::Result<(i32, Stdio)> {
     let program = cstring(cmd.program.as_os_str().as_bytes())?;
     let argv = cmd

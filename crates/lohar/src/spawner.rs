@@ -53,6 +53,7 @@ pub fn start() -> io::Result<()> {
 }
 
 fn worker(rx: &Mutex<mpsc::Receiver<Job>>) {
+    crate::children::block_sigchld();
     loop {
         // Poison: only a panic between `lock` and `recv`, which cannot
         // panic; the receiver stays usable either way.

@@ -73,6 +73,7 @@ fn start() -> Result<(), TestModeError> {
     crate::start_workers().map_err(TestModeError::Startup)?;
     let rt = crate::runtime().map_err(|e| TestModeError::Startup(e.to_string()))?;
     rt.block_on(async move {
+        crate::children::start_reaping();
         let c = bind(&control)?;
         let f = bind(&forward)?;
         let mut agent = Agent::new(token, config, identity, limits_from_env());

@@ -1,7 +1,28 @@
-//! What the guest sees of its sandbox: the spec inside, and its peers on
-//! the sandbox network (also after a restore).
+//! What the guest sees of its sandbox: the spec inside, its peers on the
+//! sandbox network (also after a restore), and an agent that reaps what
+//! it did not start.
 
 use super::*;
+
+pub(crate) fn trials(vm: &[Need]) -> Vec<libtest_mimic::Trial> {
+    vec![
+        trial(
+            "template_free_spec_is_visible_inside",
+            vm,
+            template_free_spec_is_visible_inside,
+        ),
+        trial(
+            "the_agent_reaps_orphans_and_reports_exit_codes",
+            vm,
+            the_agent_reaps_orphans_and_reports_exit_codes,
+        ),
+        trial(
+            "two_vms_reach_each_other_also_after_restore",
+            vm,
+            two_vms_reach_each_other_also_after_restore,
+        ),
+    ]
+}
 
 pub(crate) fn template_free_spec_is_visible_inside() -> TestResult {
     run(async {
@@ -145,5 +166,38 @@ pub(crate) fn two_vms_reach_each_other_also_after_restore() -> TestResult {
             format!("after restore A fetched {got:?}")
         })?;
         Ok(())
+    })
+}
+
+/// PID 1 reaps what it did not start: orphans re-parented to it leave no
+/// zombie, while its own children still report their exit codes.
+pub(crate) fn the_agent_reaps_orphans_and_reports_exit_codes() -> TestResult {
+    run(async {
+        let t = TestEngine::start(ImagePaths::from_env()).await?;
+        let e = &t.engine;
+        let sb = id("reap")?;
+        e.create(sb.clone(), small()).await?;
+        // Twenty orphans: each subshell exits at once and leaves its
+        // `sleep` to PID 1, which exits a moment later.
+        sh(e, &sb, "for i in $(seq 20); do (sleep 0.2 &); done; exit 0").await?;
+        // Exit codes of the agent's own children, while the orphans exit.
+        for code in [0, 3, 7, 42] {
+            let r = e
+                .exec(&sb, ExecOptions::new(["sh", "-c", &format!("exit {code}")]))
+                .await?;
+            ensure(r.exit_code == code, || {
+                format!("`exit {code}` reported {}", r.exit_code)
+            })?;
+        }
+        let count = "grep -l '^State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l";
+        let mut zombies = String::new();
+        for _ in 0..50 {
+            zombies = sh(e, &sb, count).await?;
+            if zombies.trim() == "0" {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!("{} zombies left after 5 s", zombies.trim()).into())
     })
 }

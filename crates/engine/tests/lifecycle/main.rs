@@ -156,6 +156,7 @@ fn main() {
     let mut trials = users::trials(&vm);
     trials.extend(shared_ram::trials(&vm));
     trials.extend(snapshots::trials(&vm));
+    trials.extend(guest::trials(&vm));
     trials.extend(races::trials(&vm).into_iter().chain(images::trials(&vm)));
     trials.extend([
         trial("create_exec_destroy", &vm, thermal::create_exec_destroy),
@@ -183,16 +184,6 @@ fn main() {
             "status_never_waits_for_a_snapshot_in_progress",
             &vm,
             events::status_never_waits_for_a_snapshot_in_progress,
-        ),
-        trial(
-            "template_free_spec_is_visible_inside",
-            &vm,
-            guest::template_free_spec_is_visible_inside,
-        ),
-        trial(
-            "two_vms_reach_each_other_also_after_restore",
-            &vm,
-            guest::two_vms_reach_each_other_also_after_restore,
         ),
         trial(
             "engine_restart_recovers_snapshotted_sandboxes",

@@ -5,15 +5,16 @@
 //! if missing → root file system grown to fill its disk ([`growfs`]) →
 //! kernel command line → `lo` and the NIC up (finishing
 //! `ip=` if the kernel did not) → config drive (absent is fine) →
-//! hostname, volumes, resolv.conf, files → reaper → listeners (TCP 0.0.0.0:1024/1025, vsock when the kernel has it)
+//! hostname, volumes, resolv.conf, files → reaping → listeners (TCP 0.0.0.0:1024/1025, vsock when the kernel has it)
 //! → console reader for identify lines ([`crate::identify`]) → `init`
 //! session → serve. SIGTERM syncs and powers off. Every step logs
 //! its failure and boot goes on; lohar never exits (the kernel would
 //! panic), it parks instead.
 //!
-//! Threads: the main thread runs the tokio current-thread runtime; the
-//! reaper thread reaps every child, including orphans re-parented to PID 1
-//! (see [`crate::children`]).
+//! Threads: the main thread runs the tokio current-thread runtime, which
+//! also reaps every child on SIGCHLD, including orphans re-parented to
+//! PID 1 (see [`crate::children`]); if the server ever stops, a reaper
+//! thread takes over.
 
 pub mod apply;
 pub mod clock;
@@ -94,6 +95,10 @@ pub fn run() -> ! {
         Err(e) => crate::log!("runtime: {e}"),
     }
     crate::log!("server stopped; parking");
+    // PID 1 still reaps the orphans the kernel gives it.
+    if let Err(e) = crate::children::start_reaper_thread() {
+        crate::log!("{e}");
+    }
     loop {
         std::thread::park();
     }
@@ -219,6 +224,7 @@ pub fn identity(config: &GuestConfig, group_text: &str) -> Identity {
 }
 
 async fn serve(config: GuestConfig, iface: String) {
+    crate::children::start_reaping();
     tokio::spawn(async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut term) => {

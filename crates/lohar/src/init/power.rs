@@ -1,8 +1,8 @@
 //! Shutdown and panics: what PID 1 does instead of exiting.
 //!
 //! [`power_off`] runs on the runtime thread (it never returns, so nothing
-//! else needs that thread any more); the reaper thread keeps reaping the
-//! processes it kills.
+//! else needs that thread any more) and, since that thread is where
+//! children are reaped, reaps the processes it kills itself.
 
 use std::io::Write;
 use std::path::Path;
@@ -68,10 +68,12 @@ fn signal_all(sig: libc::c_int) {
     }
 }
 
-/// Waits until no other process exists (or `limit` passes).
+/// Waits until no other process exists (or `limit` passes), reaping the
+/// ones that exit (a zombie still counts as a process).
 fn wait_until_alone(limit: Duration) {
     let start = Instant::now();
     while start.elapsed() < limit {
+        crate::children::reap_exited();
         // SAFETY: signal 0 only checks for existence and permission.
         let r = unsafe { libc::kill(-1, 0) };
         if r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {

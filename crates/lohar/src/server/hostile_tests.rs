@@ -18,7 +18,7 @@ use crate::agent::{Agent, Limits};
 use crate::env::Identity;
 
 fn start(dir: &Path, limits: Limits) -> PathBuf {
-    crate::children::start_reaper().expect("reaper");
+    crate::children::start_reaper_thread().expect("reaper");
     let path = dir.join("control.sock");
     let listener = UnixListener::bind(&path).expect("bind");
     let identity = Identity {

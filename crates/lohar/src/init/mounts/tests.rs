@@ -9,7 +9,7 @@ use super::*;
 /// Runs a helper program through the child registry (the reaper thread of
 /// this test binary would otherwise race std's own wait).
 fn run(cmd: &mut Command) -> Result<String, String> {
-    crate::children::start_reaper().map_err(|e| e.to_string())?;
+    crate::children::start_reaper_thread().map_err(|e| e.to_string())?;
     let out = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
     let file = out.reopen().map_err(|e| e.to_string())?;
     cmd.stdout(Stdio::from(file)).stderr(Stdio::null());
