@@ -3,10 +3,12 @@
 //! of `/bin/true` timed inside the guest (`spawn_true.c`, built static on
 //! the host with `cc` and copied in), a request with no exec (`stat` of a
 //! 1-byte file: the host → agent round trip), and the guest's own `sync()`
-//! after a spawn (lohar runs one after every exec). Exec and round trip run
-//! on the engine's reused agent connections (protocol version 6) and, in
-//! the same run, on a new connection per request as before. Context switches and
-//! interrupts per exec come from the guest's `/proc/stat`. The breakdown is
+//! or `syncfs` of `/` after a spawn (runs alternate: lohar runs a `sync()`
+//! after every exec, and a `syncfs` of the root file system alone costs
+//! as much). Exec and round trip run on the engine's reused agent
+//! connections (protocol version 6) and, in the same run, on a new
+//! connection per request as before. Context switches and interrupts per
+//! exec come from the guest's `/proc/stat`. The breakdown is
 //! printed at the end and summarised in `docs/performance.md`.
 //!
 //! `cargo bench -p bhatti-engine --bench guest_exec` (root, QEMU and
@@ -199,19 +201,16 @@ async fn cpu_split(
         .collect())
 }
 
-/// Runs the helper in the guest: per-run spawn, wait and sync times, and
-/// the context switches and interrupts per run.
-async fn guest_side(
-    e: &VmEngine<QemuDriver>,
-    id: &SandboxId,
-    n: usize,
-) -> BenchResult<([Vec<Duration>; 3], f64, f64)> {
+/// Runs the helper in the guest: per-run spawn and wait times, sync or
+/// syncfs times (alternate runs), and the context switches and interrupts
+/// per run.
+async fn guest_side(e: &VmEngine<QemuDriver>, id: &SandboxId, n: usize) -> BenchResult<GuestSide> {
     let script = format!(
         "grep -E '^(ctxt|intr) ' /proc/stat >&2; {HELPER_IN_GUEST} {n}; \
          grep -E '^(ctxt|intr) ' /proc/stat >&2"
     );
     let r = e.exec(id, ExecOptions::new(["sh", "-c", &script])).await?;
-    let mut cols: [Vec<Duration>; 3] = Default::default();
+    let mut cols: [Vec<Duration>; 4] = Default::default();
     for l in String::from_utf8_lossy(&r.stdout).lines() {
         for (col, v) in cols.iter_mut().zip(l.split_whitespace()) {
             if let Ok(v) = v.parse::<f64>() {
@@ -300,7 +299,7 @@ async fn bench(n: usize) -> BenchResult {
     Ok(())
 }
 
-type GuestSide = ([Vec<Duration>; 3], f64, f64);
+type GuestSide = ([Vec<Duration>; 4], f64, f64);
 
 fn print_results(exec: &[Duration], rt: &[Duration], guest: Option<&GuestSide>, c: (f64, f64)) {
     println!("exec `true` in a TCG guest, {} samples each", exec.len());
@@ -314,16 +313,17 @@ fn print_results(exec: &[Duration], rt: &[Duration], guest: Option<&GuestSide>, 
         "  guest per engine exec: {:.1} context switches, {:.1} interrupts",
         c.0, c.1
     );
-    let Some(([spawn, wait, sync], gctxt, gintr)) = guest else {
+    let Some(([spawn, wait, sync, syncfs], gctxt, gintr)) = guest else {
         return;
     };
     let whole: Vec<Duration> = (0..spawn.len().min(wait.len()))
         .map(|i| spawn[i] + wait[i])
         .collect();
-    let (Some(s), Some(w), Some(y), Some(g)) = (
+    let (Some(s), Some(w), Some(y), Some(_), Some(g)) = (
         line("guest posix_spawn (returns)", spawn),
         line("guest waitpid (child runs, exits)", wait),
         line("guest sync() after a spawn", sync),
+        line("guest syncfs(/) after a spawn", syncfs),
         line("guest posix_spawn+wait (baseline)", &whole),
     ) else {
         return;
