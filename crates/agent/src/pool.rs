@@ -14,9 +14,9 @@
 //! sending it and repeats the request without.
 //!
 //! A pooled connection can be dead when it is taken (the VM was stopped or
-//! restored, the agent's idle limit passed): the request then fails before
-//! any reply frame arrives, and the client repeats it once on a new
-//! connection. That is safe for every request, exec included, because the
+//! restored, the agent's idle limit passed). One the agent closed is seen
+//! and skipped when taken; otherwise the request fails before any reply
+//! frame arrives, and the client repeats it once on a new connection. That is safe for every request, exec included, because the
 //! agent never closes a reused connection after reading a request without
 //! answering it (`docs/protocol.md`).
 //!
@@ -37,12 +37,14 @@ macro_rules! reply {
 
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use bhatti_proto::{CONTROL_PORT, FrameType};
-use tokio::io::{ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, ReadBuf, ReadHalf, WriteHalf};
 
 use crate::conn::Conn;
 use crate::connector::BoxStream;
@@ -80,12 +82,22 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// The most recently used live connection, if any.
+    /// The most recently used live connection, if any. One the agent has
+    /// closed meanwhile (seen without waiting: [`still_open`]) is dropped
+    /// and counted as stale.
     pub(crate) fn take(&self) -> Option<BoxStream> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        idle.retain(|(_, since)| now.duration_since(*since) < IDLE_TTL);
-        idle.pop().map(|(s, _)| s)
+        loop {
+            let mut stream = {
+                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                let now = Instant::now();
+                idle.retain(|(_, since)| now.duration_since(*since) < IDLE_TTL);
+                idle.pop()?.0
+            };
+            if still_open(&mut stream) {
+                return Some(stream);
+            }
+            self.stale.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Keeps `stream`, whose last reply was read whole, for the next
@@ -195,11 +207,12 @@ impl crate::Client {
     /// one when there is one, else a new one (with REUSE when the agent
     /// serves it), and the pool it returns to.
     ///
-    /// Unlike [`Client::unary`](crate::Client), nothing here can notice a
-    /// dead idle connection before the caller reads from it: the engine
-    /// closes idle connections whenever the VM behind them stops or is
-    /// restored ([`crate::Client::forget_connections`]), so that does not
-    /// happen.
+    /// An idle connection the agent has closed is skipped when taken
+    /// ([`Pool::take`]). Unlike [`Client::unary`](crate::Client), nothing
+    /// here can notice one whose peer vanished without closing it before
+    /// the caller reads from it: the engine closes idle connections
+    /// whenever the VM behind them stops or is restored
+    /// ([`crate::Client::forget_connections`]), so that does not happen.
     pub(crate) async fn open_streamed(
         &self,
         kind: FrameType,
@@ -253,6 +266,19 @@ impl crate::Client {
             }
         }
     }
+}
+
+/// Whether an idle connection is still open, asked without waiting: a
+/// read that would block. End of file (the agent closed it), an error,
+/// or bytes nobody asked for (a connection out of step) mean it is not.
+/// A peer that vanished without closing (a VM stopped unseen) still looks
+/// open; a unary request then finds out and is sent again
+/// ([`crate::Client`]'s `unary`).
+fn still_open(stream: &mut BoxStream) -> bool {
+    let mut byte = [0u8; 1];
+    let mut buf = ReadBuf::new(&mut byte);
+    let mut cx = Context::from_waker(Waker::noop());
+    Pin::new(stream).poll_read(&mut cx, &mut buf).is_pending()
 }
 
 /// The two halves of a streamed request's reused connection (an

@@ -93,10 +93,9 @@ async fn futures_join(runs: impl Iterator<Item = impl Future<Output = ()> + Send
     }
 }
 
-/// An idle connection whose agent went away is replaced by a new one, and
-/// the request (an exec that appends to a file) runs exactly once.
-#[tokio::test]
-async fn a_dead_idle_connection_is_replaced_and_nothing_runs_twice() {
+/// A client with one idle connection to an agent that has since died; a
+/// new agent (returned) answers at the same path.
+async fn idle_connection_to_a_dead_agent() -> (Lohar, tempfile::TempDir, Client) {
     let first = Lohar::start().await;
     let second = Lohar::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -106,13 +105,19 @@ async fn a_dead_idle_connection_is_replaced_and_nothing_runs_twice() {
     c.activity().await.unwrap();
     assert_eq!(c.idle_connections(), 1);
 
-    // The agent behind the idle connection dies; a new one takes its place.
     let pid = rustix::process::Pid::from_raw(first.pid() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
     assert!(common::eventually(SOON, || !common::alive(first.pid() as i32)).await);
     std::fs::remove_file(&link).unwrap();
     std::os::unix::fs::symlink(&second.control, &link).unwrap();
+    (second, dir, c)
+}
 
+/// An idle connection whose agent went away is replaced by a new one, and
+/// the request (an exec that appends to a file) runs exactly once.
+#[tokio::test]
+async fn a_dead_idle_connection_is_replaced_and_nothing_runs_twice() {
+    let (second, _dir, c) = idle_connection_to_a_dead_agent().await;
     let log = second.spath("runs.log");
     let cmd = format!("echo ran >> {log}");
     let out = c
@@ -125,6 +130,22 @@ async fn a_dead_idle_connection_is_replaced_and_nothing_runs_twice() {
     assert_eq!(c.idle_connections(), 1);
     // Reads and stats take the same path.
     c.stat(&log).await.unwrap();
+}
+
+/// A streamed exec (which cannot be sent again once its output is read)
+/// passes over an idle connection its agent closed.
+#[tokio::test]
+async fn a_streamed_exec_skips_an_idle_connection_its_agent_closed() {
+    let (_second, _dir, c) = idle_connection_to_a_dead_agent().await;
+    let mut s = c
+        .exec_stream(&ExecRequest::command(["echo", "hi"]))
+        .await
+        .unwrap();
+    let (out, code) = common::read_to_exit(&mut s.events).await;
+    assert_eq!((out, code), (b"hi\n".to_vec(), 0));
+    drop(s);
+    assert_eq!(c.stale_connections(), 1, "the closed one was skipped");
+    assert_eq!(c.idle_connections(), 1);
 }
 
 /// A streamed exec takes an idle connection and, read to its EXIT and

@@ -1,31 +1,78 @@
 //! The client's TCP connector, through a loopback TCP → Unix proxy in front
-//! of lohar's test-mode sockets (lohar listens on TCP only inside a VM).
+//! of lohar's test-mode sockets (lohar listens on TCP only inside a VM);
+//! and a reused connection the agent's side closed while it was idle.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use bhatti_agent::{Client, ExecOptions, TcpConnector};
+use bhatti_agent::{Client, ExecOptions, ExecRequest, TcpConnector};
 use common::{Lohar, SOON};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixStream};
+use tokio::task::JoinHandle;
+
+type Relays = Arc<Mutex<Vec<JoinHandle<()>>>>;
 
 /// Accepts on a loopback port and relays each connection to `target`.
 async fn proxy(target: PathBuf) -> u16 {
+    cuttable_proxy(target).await.0
+}
+
+/// [`proxy`], with the relays of its open connections: aborting one
+/// closes both of its sockets.
+async fn cuttable_proxy(target: PathBuf) -> (u16, Relays) {
     let ln = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = ln.local_addr().unwrap().port();
+    let relays = Relays::default();
+    let open = relays.clone();
     tokio::spawn(async move {
         while let Ok((mut tcp, _)) = ln.accept().await {
             let target = target.clone();
-            tokio::spawn(async move {
+            let relay = tokio::spawn(async move {
                 let mut unix = UnixStream::connect(&target).await.unwrap();
                 let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
             });
+            open.lock().unwrap().push(relay);
         }
     });
-    port
+    (port, relays)
+}
+
+/// A streamed exec, which cannot be sent again once its output is read,
+/// passes over a pooled TCP connection that the agent's side closed while
+/// it was idle (over TCP, unlike a Unix socket, a write to it still
+/// succeeds: only a look before the write can tell).
+#[tokio::test]
+async fn a_streamed_exec_skips_a_pooled_connection_closed_by_the_agent() {
+    let l = Lohar::start().await;
+    let (control, relays) = cuttable_proxy(l.control.clone()).await;
+    let forward = proxy(l.forward.clone()).await;
+    let c = Client::new(TcpConnector::with_ports(
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        control,
+        forward,
+    ))
+    .with_reuse();
+    c.activity().await.unwrap();
+    assert_eq!(c.idle_connections(), 1);
+    for relay in relays.lock().unwrap().drain(..) {
+        relay.abort();
+    }
+    // The runtime takes in the closed connection's end of file.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let mut s = c
+        .exec_stream(&ExecRequest::command(["echo", "hi"]))
+        .await
+        .unwrap();
+    let (out, code) = common::read_to_exit(&mut s.events).await;
+    assert_eq!((out, code), (b"hi\n".to_vec(), 0));
+    assert_eq!(c.stale_connections(), 1, "the closed one was passed over");
 }
 
 #[tokio::test]
