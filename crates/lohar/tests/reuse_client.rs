@@ -137,13 +137,7 @@ async fn a_dead_idle_connection_is_replaced_and_nothing_runs_twice() {
 #[tokio::test]
 async fn a_streamed_exec_skips_an_idle_connection_its_agent_closed() {
     let (_second, _dir, c) = idle_connection_to_a_dead_agent().await;
-    let mut s = c
-        .exec_stream(&ExecRequest::command(["echo", "hi"]))
-        .await
-        .unwrap();
-    let (out, code) = common::read_to_exit(&mut s.events).await;
-    assert_eq!((out, code), (b"hi\n".to_vec(), 0));
-    drop(s);
+    common::streamed_echo(&c, "hi").await;
     assert_eq!(c.stale_connections(), 1, "the closed one was skipped");
     assert_eq!(c.idle_connections(), 1);
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bhatti_agent::{Client, ExecOptions, ExecRequest, TcpConnector};
+use bhatti_agent::{Client, ExecOptions, TcpConnector};
 use common::{Lohar, SOON};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixStream};
@@ -65,13 +65,7 @@ async fn a_streamed_exec_skips_a_pooled_connection_closed_by_the_agent() {
     }
     // The runtime takes in the closed connection's end of file.
     tokio::time::sleep(Duration::from_millis(100)).await;
-
-    let mut s = c
-        .exec_stream(&ExecRequest::command(["echo", "hi"]))
-        .await
-        .unwrap();
-    let (out, code) = common::read_to_exit(&mut s.events).await;
-    assert_eq!((out, code), (b"hi\n".to_vec(), 0));
+    common::streamed_echo(&c, "hi").await;
     assert_eq!(c.stale_connections(), 1, "the closed one was passed over");
 }
 

@@ -245,6 +245,15 @@ pub async fn read_until(events: &mut Events, pred: impl Fn(&[u8]) -> bool) -> Ve
 }
 
 /// Reads events until EXIT, returning (stdout+stderr, exit code).
+/// A streamed `echo WORD` on `c`, read to its EXIT, which must print the
+/// word and exit 0.
+pub async fn streamed_echo(c: &Client, word: &str) {
+    let req = bhatti_agent::ExecRequest::command(["echo", word]);
+    let mut s = c.exec_stream(&req).await.unwrap();
+    let (out, code) = read_to_exit(&mut s.events).await;
+    assert_eq!((out, code), (format!("{word}\n").into_bytes(), 0));
+}
+
 pub async fn read_to_exit(events: &mut Events) -> (Vec<u8>, i32) {
     let mut out = Vec::new();
     let res = tokio::time::timeout(SOON, async {
