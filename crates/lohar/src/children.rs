@@ -13,7 +13,7 @@
 //! - A process without that runtime (unit tests; PID 1 after its server
 //!   stopped) starts a reaper thread instead ([`start_reaper_thread`]): it
 //!   loops on `waitid(P_ALL, WEXITED | WNOWAIT)`, which reports an exited
-//!   child *without* reaping it, and then reaps it the same way. When
+//!   child *without* reaping it, and then reaps the same way. When
 //!   there is no child at all (`ECHILD`) it sleeps on a condvar that
 //!   [`spawn_with`] signals; a spawn counter read before each `waitid`
 //!   makes a spawn in between impossible to miss.
@@ -151,7 +151,8 @@ pub fn reap_exited() {
 
 /// Starts the reaper thread (once per process), for a process that does
 /// not run [`reap_on_sigchld`]: unit tests, and PID 1 once its server has
-/// stopped. Never both in one process.
+/// stopped. Both may run at once: every reap is [`reap_exited`], under
+/// the exclusive gate.
 pub fn start_reaper_thread() -> Result<(), ChildError> {
     static STARTED: OnceLock<()> = OnceLock::new();
     if STARTED.get().is_some() {
@@ -205,7 +206,7 @@ fn reaper_loop() {
     loop {
         let seen = lock().spawned;
         match wait_any_nowait() {
-            Ok(pid) => reap(pid),
+            Ok(_) => reap_exited(),
             Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
                 // No child at all: sleep until the next spawn. A spawn after
                 // `seen` was read is noticed by the counter, so no wake-up
@@ -232,7 +233,8 @@ fn reaper_loop() {
     }
 }
 
-/// Blocks until some child has exited; returns its pid without reaping it.
+/// Blocks until some child has exited; returns its pid without reaping it
+/// (the pid only says that there is something to reap).
 fn wait_any_nowait() -> io::Result<i32> {
     // SAFETY: siginfo_t is plain old data; all-zero is a valid value.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
@@ -245,25 +247,6 @@ fn wait_any_nowait() -> io::Result<i32> {
     // SAFETY: waitid succeeded with WEXITED, so the kernel filled in a
     // SIGCHLD siginfo whose si_pid field is valid.
     Ok(unsafe { info.si_pid() })
-}
-
-fn reap(pid: i32) {
-    let _gate = shared().gate.write().unwrap_or_else(|e| e.into_inner());
-    let mut reg = lock();
-    let mut status: libc::c_int = 0;
-    // SAFETY: plain syscall on a pid we were told has exited; `status` is a
-    // valid out-pointer.
-    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-    if r != pid {
-        // ECHILD: std already reaped a child whose exec failed (under the
-        // gate, inside `spawn`). 0: cannot happen for an exited child; the
-        // next waitid reports it again.
-        return;
-    }
-    let code = exit_code(status);
-    if let Some(tx) = reg.waiters.remove(&pid) {
-        let _ = tx.send(code);
-    }
 }
 
 /// Converts a raw wait status into the protocol's exit code.
