@@ -249,6 +249,16 @@ impl Store {
             .collect()
     }
 
+    /// Number of live sandboxes, all users (`GET /health`): a count, not
+    /// the rows [`Store::list_live_sandboxes`] reads and decodes.
+    pub fn count_all_live_sandboxes(&self) -> Result<u64> {
+        Ok(self.conn().query_row(
+            "SELECT count(*) FROM sandboxes WHERE status != 'destroyed'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Number of live sandboxes a user owns (quota checks).
     pub fn count_live_sandboxes(&self, user_id: &str) -> Result<u32> {
         Ok(self.conn().query_row(

@@ -99,6 +99,10 @@ fn listing_is_newest_first_and_counts_only_live() {
         .map(|s| s.id)
         .collect();
     assert_eq!(live, ["a", "c"]);
+    // Every user's live ones count for the daemon's health.
+    let b = common::user(&f.store, "bob");
+    common::insert_sandbox(&f.store, &b.id, "d", "d", 5);
+    assert_eq!(f.store.count_all_live_sandboxes().expect("count all"), 3);
 }
 
 #[test]

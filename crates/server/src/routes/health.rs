@@ -32,9 +32,9 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
 }
 
 async fn health<E: Engine>(State(st): State<Shared<E>>) -> ApiResult<Json<Health>> {
-    let sandboxes = st.store.list_live_sandboxes()?.len();
+    let sandboxes = st.store.count_all_live_sandboxes()?;
     Ok(Json(Health {
-        sandboxes: sandboxes as u64,
+        sandboxes,
         status: "ok",
         uptime: crate::model::time::go_duration(st.started.elapsed()),
         version: env!("CARGO_PKG_VERSION"),
