@@ -16,9 +16,10 @@
 //! A pooled connection can be dead when it is taken (the VM was stopped or
 //! restored, the agent's idle limit passed). One the agent closed is seen
 //! and skipped when taken; otherwise the request fails before any reply
-//! frame arrives, and the client repeats it once on a new connection. That is safe for every request, exec included, because the
-//! agent never closes a reused connection after reading a request without
-//! answering it (`docs/protocol.md`).
+//! frame arrives, and the client repeats it once on a new connection.
+//! That is safe for every request, exec included, because the agent never
+//! closes a reused connection after reading a request without answering
+//! it (`docs/protocol.md`).
 //!
 //! Locks: one `std::sync::Mutex` over the idle list, never held across an
 //! await.

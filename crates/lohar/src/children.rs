@@ -84,13 +84,15 @@ pub enum ChildError {
     Signal(#[source] io::Error),
 }
 
-/// Whether a reaper thread runs (then [`spawn_with`] wakes it).
+/// Whether the reaper thread was started (then [`spawn_with`] wakes it).
+/// Set before the thread exists, so that no spawn it must hear of is
+/// missed.
 static THREAD: AtomicBool = AtomicBool::new(false);
 
 /// Reaps on the current tokio runtime's thread, woken by SIGCHLD (module
 /// docs). Call it once, inside the runtime that serves the agent, before
 /// anything is spawned; the task lives as long as the runtime.
-pub fn reap_on_sigchld() -> Result<(), ChildError> {
+fn reap_on_sigchld() -> Result<(), ChildError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut sigchld = signal(SignalKind::child()).map_err(ChildError::Signal)?;
     tokio::spawn(async move {
@@ -154,18 +156,20 @@ pub fn reap_exited() {
 /// stopped. Both may run at once: every reap is [`reap_exited`], under
 /// the exclusive gate.
 pub fn start_reaper_thread() -> Result<(), ChildError> {
-    static STARTED: OnceLock<()> = OnceLock::new();
-    if STARTED.get().is_some() {
+    if THREAD.swap(true, Ordering::SeqCst) {
         return Ok(());
     }
-    THREAD.store(true, Ordering::SeqCst);
-    std::thread::Builder::new()
+    match std::thread::Builder::new()
         .name("reaper".into())
         .stack_size(64 * 1024)
         .spawn(reaper_loop)
-        .map_err(ChildError::Reaper)?;
-    let _ = STARTED.set(());
-    Ok(())
+    {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            THREAD.store(false, Ordering::SeqCst);
+            Err(ChildError::Reaper(e))
+        }
+    }
 }
 
 /// Spawns `cmd` and registers it; the receiver yields its exit code once

@@ -85,7 +85,7 @@ fn tune_malloc() {
 
 /// Starts the threads every mode needs before it serves: the spawner
 /// threads and the flush thread. (Reaping starts inside the runtime:
-/// [`children::reap_on_sigchld`].)
+/// [`children::start_reaping`].)
 fn start_workers() -> Result<(), String> {
     spawner::start().map_err(|e| format!("cannot start the spawner threads: {e}"))?;
     flush::start().map_err(|e| format!("cannot start the flush thread: {e}"))

@@ -133,7 +133,9 @@ async fn a_dead_idle_connection_is_replaced_and_nothing_runs_twice() {
 }
 
 /// A streamed exec (which cannot be sent again once its output is read)
-/// passes over an idle connection its agent closed.
+/// passes over an idle connection its agent closed. Over a Unix socket the
+/// request's write to it fails as well, so this holds even without the
+/// look before the write; `tcp.rs` has the case only that look catches.
 #[tokio::test]
 async fn a_streamed_exec_skips_an_idle_connection_its_agent_closed() {
     let (_second, _dir, c) = idle_connection_to_a_dead_agent().await;
