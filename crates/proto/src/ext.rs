@@ -47,12 +47,15 @@ pub mod feature {
     /// REUSE: one control connection serves request after request
     /// (version 6).
     pub const REUSE: &str = "reuse";
+    /// SYNC_REQ, and `defer_sync` in EXEC_REQ: EXIT before the exec's
+    /// `sync()` (version 7).
+    pub const SYNC: &str = "sync";
 
     /// Everything an agent of this crate's version offers, in the order
     /// added.
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 15] = [
         ERROR_CODE, USER, IDENTIFY, CAPS, MKDIR, MOVE, REMOVE, STAT2, LS2, SIGNAL, WATCH,
-        STDIN_EOF, KEEP, REUSE,
+        STDIN_EOF, KEEP, REUSE, SYNC,
     ];
 }
 

@@ -97,6 +97,13 @@ impl FrameType {
     /// after each reply to a reusable request the agent reads the next
     /// request from it. `docs/protocol.md`, "Version 6".
     pub const REUSE: Self = Self(0x12);
+    /// Extension (v7, host → guest, empty) → SYNC_RESP once a `sync()`
+    /// that started after the request arrived has finished: what the
+    /// guest wrote before it is on its disks. `docs/protocol.md`,
+    /// "Version 7".
+    pub const SYNC_REQ: Self = Self(0x72);
+    /// Extension (v7, guest → host, empty): the sync asked for is done.
+    pub const SYNC_RESP: Self = Self(0x73);
 
     /// Every frame type of the frozen v1 table in PROTOCOL.md, in table order.
     pub const ALL: [Self; 25] = [
@@ -128,7 +135,7 @@ impl FrameType {
     ];
 
     /// Frame types added after v1 (`docs/protocol.md`), in the order added.
-    pub const EXTENSIONS: [Self; 22] = [
+    pub const EXTENSIONS: [Self; 24] = [
         Self::ERROR_CODE,
         Self::SIGNAL,
         Self::MKDIR_REQ,
@@ -151,6 +158,8 @@ impl FrameType {
         Self::KEPT_LIST_RESP,
         Self::KEPT_ATTACH,
         Self::REUSE,
+        Self::SYNC_REQ,
+        Self::SYNC_RESP,
     ];
 
     /// The protocol name of a known type, `None` for unknown bytes.
@@ -203,6 +212,8 @@ impl FrameType {
             Self::KEPT_LIST_RESP => "KEPT_LIST_RESP",
             Self::KEPT_ATTACH => "KEPT_ATTACH",
             Self::REUSE => "REUSE",
+            Self::SYNC_REQ => "SYNC_REQ",
+            Self::SYNC_RESP => "SYNC_RESP",
             _ => return None,
         })
     }

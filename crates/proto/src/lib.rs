@@ -51,8 +51,9 @@ pub use frame::{Frame, FrameError, FrameType, HEADER_LEN, MAX_FRAME_LEN, MAX_PAY
 /// FILE_WRITE_REQ and `config.json`, 4 the frames of [`ext`] (CAPS, MKDIR,
 /// MOVE, REMOVE, STAT2, LS2, SIGNAL, WATCH), 5 kept piped execs
 /// ([`kept`]) and the empty STDIN frame as end of input, 6 reusable
-/// control connections (the REUSE frame; `docs/protocol.md`).
-pub const PROTOCOL_VERSION: u32 = 6;
+/// control connections (the REUSE frame), 7 EXIT before the exec's sync
+/// (`defer_sync`) and the SYNC_REQ frame (`docs/protocol.md`).
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// TCP/vsock port of the agent's control listener.
 pub const CONTROL_PORT: u16 = 1024;

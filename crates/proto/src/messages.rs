@@ -73,6 +73,14 @@ pub struct ExecRequest {
     /// KeptInfo (at most [`crate::kept::MAX_TAG`] bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
+    /// Extension (`docs/protocol.md`, version 7): send EXIT without
+    /// waiting for the `sync()` that follows a piped exec; the agent
+    /// starts that sync right after EXIT. The host asks for a finished
+    /// sync with SYNC_REQ when it needs one (before it pauses or
+    /// snapshots the VM). A v1 agent ignores the field and syncs first;
+    /// send it only to an agent listing `sync`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub defer_sync: bool,
 }
 
 impl ExecRequest {

@@ -17,7 +17,7 @@ fn error_code_frame_type_is_0x08_and_not_in_the_v1_table() {
     assert!(!FrameType::ALL.contains(&FrameType::ERROR_CODE));
     assert_eq!(FrameType::EXTENSIONS[0], FrameType::ERROR_CODE);
     assert!(FrameType::ALL.iter().all(|k| k.is_v1()));
-    assert_eq!(PROTOCOL_VERSION, 6);
+    assert_eq!(PROTOCOL_VERSION, 7);
 }
 
 #[test]

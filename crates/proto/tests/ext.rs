@@ -37,7 +37,7 @@ where
 
 #[test]
 fn extension_frame_bytes_and_names() {
-    let table: [(FrameType, u8, &str); 22] = [
+    let table: [(FrameType, u8, &str); 24] = [
         (FrameType::ERROR_CODE, 0x08, "ERROR_CODE"),
         (FrameType::SIGNAL, 0x09, "SIGNAL"),
         (FrameType::MKDIR_REQ, 0x58, "MKDIR_REQ"),
@@ -60,6 +60,8 @@ fn extension_frame_bytes_and_names() {
         (FrameType::KEPT_LIST_RESP, 0x36, "KEPT_LIST_RESP"),
         (FrameType::KEPT_ATTACH, 0x37, "KEPT_ATTACH"),
         (FrameType::REUSE, 0x12, "REUSE"),
+        (FrameType::SYNC_REQ, 0x72, "SYNC_REQ"),
+        (FrameType::SYNC_RESP, 0x73, "SYNC_RESP"),
     ];
     assert_eq!(table.len(), FrameType::EXTENSIONS.len());
     for ((kind, byte, name), ext) in table.iter().zip(FrameType::EXTENSIONS) {
@@ -77,7 +79,7 @@ fn extension_frame_bytes_and_names() {
         all.len(),
         FrameType::ALL.len() + FrameType::EXTENSIONS.len()
     );
-    assert_eq!(PROTOCOL_VERSION, 6);
+    assert_eq!(PROTOCOL_VERSION, 7);
 }
 
 #[test]
@@ -86,7 +88,7 @@ fn caps_golden_and_legacy() {
     golden(
         FrameType::CAPS_RESP,
         &caps,
-        r#"{"version":6,"features":["error_code","user","identify","caps","mkdir","move","remove","stat2","ls2","signal","watch","stdin_eof","keep","reuse"]}"#,
+        r#"{"version":7,"features":["error_code","user","identify","caps","mkdir","move","remove","stat2","ls2","signal","watch","stdin_eof","keep","reuse","sync"]}"#,
     );
     assert!(caps.has(feature::WATCH) && !caps.has("teleport"));
     assert_eq!(
@@ -112,6 +114,25 @@ fn signal_golden() {
         FrameType::SIGNAL,
         &SignalRequest { signal: 15 },
         r#"{"signal":15}"#,
+    );
+}
+
+#[test]
+fn sync_frames_and_defer_sync_golden() {
+    // Version 7: SYNC_REQ and SYNC_RESP are empty frames.
+    for (kind, byte) in [(FrameType::SYNC_REQ, 0x72), (FrameType::SYNC_RESP, 0x73)] {
+        let mut wire = Vec::new();
+        sync_io::write_frame(&mut wire, kind, &[]).expect("write");
+        assert_eq!(wire, [0, 0, 0, 1, byte]);
+    }
+    let deferred = messages::ExecRequest {
+        defer_sync: true,
+        ..messages::ExecRequest::command(["true"])
+    };
+    golden(
+        FrameType::EXEC_REQ,
+        &deferred,
+        r#"{"argv":["true"],"defer_sync":true}"#,
     );
 }
 
