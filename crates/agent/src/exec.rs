@@ -138,7 +138,9 @@ impl ExecStream {
 impl Client {
     /// Runs a command to completion and collects its output.
     pub async fn exec(&self, opts: ExecOptions) -> Result<ExecResult> {
-        let frame = json_frame(FrameType::EXEC_REQ, &opts.request())?;
+        let req = opts.request();
+        let req = self.deferring(&req).await.unwrap_or(req);
+        let frame = json_frame(FrameType::EXEC_REQ, &req)?;
         let cap = opts.output_cap.unwrap_or(usize::MAX);
         let stdin = opts.stdin.as_deref();
         let Some(limit) = opts.timeout else {
@@ -164,7 +166,8 @@ impl Client {
                 "exec_stream is for piped execs; use shell/attach for TTY sessions".into(),
             ));
         }
-        let frame = json_frame(FrameType::EXEC_REQ, req)?;
+        let deferred = self.deferring(req).await;
+        let frame = json_frame(FrameType::EXEC_REQ, deferred.as_ref().unwrap_or(req))?;
         // A kept exec owns its connection (protocol version 6).
         let (c, pool) = if req.keep {
             let c = self.open(bhatti_proto::CONTROL_PORT, frame.kind, &frame.payload);

@@ -31,13 +31,20 @@ impl Client {
     /// version 2 with `error_code` when the refusal carried a code.
     pub async fn caps(&self) -> Result<Caps> {
         let mut c = self.open(CONTROL_PORT, FrameType::CAPS_REQ, &[]).await?;
-        match c.expect(FrameType::CAPS_RESP, "caps").await {
-            Ok(f) => c.decode("CAPS_RESP", &f.payload),
+        let caps = match c.expect(FrameType::CAPS_RESP, "caps").await {
+            Ok(f) => c.decode("CAPS_RESP", &f.payload)?,
             Err(Error::Agent(f)) if f.message.starts_with(UNEXPECTED_FRAME) => {
-                Ok(Caps::legacy(f.code == ErrorCode::UnexpectedFrame))
+                Caps::legacy(f.code == ErrorCode::UnexpectedFrame)
             }
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
+        };
+        // What every later request of this client (and its clones) needs
+        // to know, asked once.
+        self.sync_support.learn(&caps);
+        if let Some(pool) = &self.pool {
+            pool.learn(&caps);
         }
+        Ok(caps)
     }
 
     /// Creates directory `path` and its missing parents (MKDIR_REQ).

@@ -20,7 +20,9 @@
 //!   mkdir, move, remove, extended stat and listing;
 //! - [`watch`]: protocol version 4 — directory watches;
 //! - [`kept`]: protocol version 5 — kept piped execs (start, attach with
-//!   replay, list).
+//!   replay, list);
+//! - [`sync`]: protocol version 7 — EXIT before the exec's sync
+//!   ([`Client::with_deferred_sync`]) and [`Client::sync`].
 //!
 //! Version 4 operations need an agent that lists them in
 //! [`Client::caps`]; a v1 agent refuses their frames as unexpected.
@@ -80,6 +82,7 @@ pub mod fsops;
 pub mod kept;
 pub mod session;
 pub mod supervise;
+pub mod sync;
 pub mod watch;
 
 use std::fmt;
@@ -121,6 +124,10 @@ pub struct Client {
     reply_timeout: Duration,
     /// Idle reused connections ([`Client::with_reuse`]), shared by clones.
     pool: Option<Arc<pool::Pool>>,
+    /// Ask for EXIT before the exec's sync ([`Client::with_deferred_sync`]).
+    defer_sync: bool,
+    /// Whether the agent serves that, once known (shared by clones).
+    sync_support: Arc<sync::SyncSupport>,
 }
 
 /// How long the agent may take to accept a connection and to answer a
@@ -136,6 +143,7 @@ impl fmt::Debug for Client {
             .field("peer", &self.peer)
             .field("reply_timeout", &self.reply_timeout)
             .field("pool", &self.pool)
+            .field("defer_sync", &self.defer_sync)
             .finish()
     }
 }
@@ -155,6 +163,8 @@ impl Client {
             peer,
             reply_timeout: REPLY_TIMEOUT,
             pool: None,
+            defer_sync: false,
+            sync_support: Arc::default(),
         }
     }
 

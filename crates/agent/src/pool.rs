@@ -128,6 +128,13 @@ impl Pool {
         }
     }
 
+    /// Notes whether a CAPS_RESP lists REUSE, unless that is known.
+    pub(crate) fn learn(&self, caps: &bhatti_proto::ext::Caps) {
+        if self.support().is_none() {
+            self.set_support(caps.has(feature::REUSE));
+        }
+    }
+
     pub(crate) fn set_support(&self, served: bool) {
         let v = if served { SERVED } else { REFUSED };
         self.support.store(v, Ordering::Relaxed);
@@ -260,9 +267,9 @@ impl crate::Client {
         match pool.support() {
             Some(served) => served.then_some(pool),
             None => {
-                // Not known yet: a failed CAPS (agent not up) decides nothing.
+                // Not known yet: a failed CAPS (agent not up) decides
+                // nothing; a successful one tells the pool.
                 let served = self.caps().await.ok()?.has(feature::REUSE);
-                pool.set_support(served);
                 served.then_some(pool)
             }
         }
