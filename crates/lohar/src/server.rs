@@ -205,8 +205,9 @@ fn before_request(agent: &Agent, kind: FrameType) {
     if let Some(rtc) = &agent.rtc {
         rtc.catch_up();
     }
-    // The host's idle poll must not count as activity.
-    if kind != FrameType::ACTIVITY_REQ {
+    // The host's idle poll, and its sync before a pause, must not count
+    // as activity.
+    if !matches!(kind, FrameType::ACTIVITY_REQ | FrameType::SYNC_REQ) {
         agent.touch();
     }
 }
@@ -231,6 +232,7 @@ fn is_control_request(kind: FrameType) -> bool {
             | FrameType::WATCH_REQ
             | FrameType::KEPT_LIST_REQ
             | FrameType::KEPT_ATTACH
+            | FrameType::SYNC_REQ
     )
 }
 
@@ -266,6 +268,7 @@ async fn dispatch(agent: &Arc<Agent>, conn: Conn, req: Frame) -> HandlerResult {
         FrameType::WATCH_REQ => boxed(watch::handle(agent, conn, p).await),
         FrameType::KEPT_LIST_REQ => boxed(kept::list(agent, conn, p).await),
         FrameType::KEPT_ATTACH => boxed(kept::attach(agent, conn, p).await),
+        FrameType::SYNC_REQ => boxed(sync::handle(agent, conn, p).await),
         // Filtered by `is_control_request`.
         _ => Ok(()),
     }

@@ -122,6 +122,7 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<
         return Ok(kept::start(agent, conn, spec, stdio, exit).await?);
     }
     let pgid = Pid::from_raw(pid);
+    let defer_sync = req.defer_sync;
 
     let (mut frames, writer) = conn.into_frames();
     let out = tokio::spawn(pump(
@@ -149,10 +150,20 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<
         let _ = err.await;
     };
     drain(&mut frames, input_open, drained, pgid).await;
-    if agent.sync_after_exec {
+    // The sync PROTOCOL.md orders before EXIT, or right after it when the
+    // host asked for that (`defer_sync`, version 7).
+    let (before, after) = match (agent.sync_after_exec, defer_sync) {
+        (false, _) => (false, false),
+        (true, defer) => (!defer, defer),
+    };
+    if before {
         crate::flush::sync().await;
     }
-    writer.exit(code).await?;
+    let sent = writer.exit(code).await;
+    if after {
+        crate::flush::start_sync();
+    }
+    sent?;
     agent.touch();
     Ok(())
 }

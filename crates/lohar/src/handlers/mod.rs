@@ -35,6 +35,7 @@ pub mod remove_tree;
 pub mod session;
 pub mod session_kill;
 pub mod session_list;
+pub mod sync;
 pub mod watch;
 
 use std::fmt;

@@ -94,7 +94,11 @@ fn request(kind: FrameType, payload: &[u8]) -> Option<Expect> {
             }
         }
         FrameType::EXEC_KILL => decode_json::<ExecKillRequest>("fuzz", payload).is_ok(),
-        FrameType::EXEC_LIST_REQ | FrameType::ACTIVITY_REQ | FrameType::CAPS_REQ => true,
+        // Their payloads are ignored (SYNC_REQ, version 7: a real sync).
+        FrameType::EXEC_LIST_REQ
+        | FrameType::ACTIVITY_REQ
+        | FrameType::CAPS_REQ
+        | FrameType::SYNC_REQ => true,
         // Protocol version 4: paths below the working directory only (a
         // watch ends when the harness half-closes).
         FrameType::REMOVE_REQ | FrameType::STAT2_REQ => {

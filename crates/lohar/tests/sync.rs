@@ -1,0 +1,94 @@
+//! Protocol version 7: EXIT before the exec's sync (`defer_sync`) and
+//! SYNC_REQ, at the wire level and through the client.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use bhatti_agent::{ExecOptions, ExecRequest, feature};
+use bhatti_proto::messages::{json_frame, parse_exit};
+use bhatti_proto::{FrameType, PROTOCOL_VERSION, sync_io};
+use common::{Lohar, SOON};
+
+fn recv(s: &mut UnixStream) -> bhatti_proto::Frame {
+    sync_io::read_frame(s).unwrap().expect("a frame, not EOF")
+}
+
+/// Frames up to and including EXIT (anything else ending the reply fails).
+fn until_exit(s: &mut UnixStream) -> Vec<bhatti_proto::Frame> {
+    let mut out = Vec::new();
+    loop {
+        let f = recv(s);
+        assert_ne!(f.kind, FrameType::ERROR, "{f:?}");
+        let end = f.kind == FrameType::EXIT;
+        out.push(f);
+        if end {
+            return out;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_deferred_exec_then_sync_on_one_reused_connection() {
+    let l = Lohar::start().await;
+    let caps = l.client.caps().await.unwrap();
+    assert!(caps.version >= 7 && caps.has(feature::SYNC), "{caps:?}");
+    assert_eq!(PROTOCOL_VERSION, 7);
+
+    let mut s = UnixStream::connect(&l.control).unwrap();
+    s.set_read_timeout(Some(SOON)).unwrap();
+    sync_io::write_frame(&mut s, FrameType::REUSE, &[]).unwrap();
+    let file = l.spath("out.txt");
+    let req = ExecRequest {
+        defer_sync: true,
+        ..ExecRequest::command(["sh", "-c", &format!("echo deferred > {file}; exit 3")])
+    };
+    let f = json_frame(FrameType::EXEC_REQ, &req).unwrap();
+    sync_io::write_frame(&mut s, f.kind, &f.payload).unwrap();
+    let frames = until_exit(&mut s);
+    assert_eq!(parse_exit(&frames.last().unwrap().payload).unwrap(), 3);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "deferred\n");
+
+    // SYNC_REQ: an empty SYNC_RESP, and the connection serves on.
+    for _ in 0..2 {
+        sync_io::write_frame(&mut s, FrameType::SYNC_REQ, &[]).unwrap();
+        let resp = recv(&mut s);
+        assert_eq!((resp.kind, resp.payload.len()), (FrameType::SYNC_RESP, 0));
+    }
+    let f = json_frame(FrameType::EXEC_REQ, &ExecRequest::command(["true"])).unwrap();
+    sync_io::write_frame(&mut s, f.kind, &f.payload).unwrap();
+    let frames = until_exit(&mut s);
+    assert_eq!(parse_exit(&frames.last().unwrap().payload).unwrap(), 0);
+}
+
+#[tokio::test]
+async fn the_client_defers_and_syncs_and_a_sync_is_no_activity() {
+    let l = Lohar::start().await;
+    let c = l.client.clone().with_reuse().with_deferred_sync();
+    let file = l.spath("a.txt");
+    let r = c
+        .exec(ExecOptions::new(["sh", "-c", &format!("echo a > {file}")]))
+        .await
+        .unwrap();
+    assert_eq!(r.exit_code, 0);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "a\n");
+    let before = c.activity().await.unwrap().last_activity_unix;
+    // Activity counts whole seconds: a sync a second later must not move it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(c.sync().await.unwrap(), "the agent serves SYNC_REQ");
+    assert!(
+        l.client.sync().await.unwrap(),
+        "also without reuse or deferral"
+    );
+    let after = c.activity().await.unwrap().last_activity_unix;
+    assert_eq!(before, after, "a sync counted as activity");
+    // A streamed exec defers too, and still ends with its EXIT.
+    let mut stream = c
+        .exec_stream(&ExecRequest::command(["sh", "-c", "echo streamed"]))
+        .await
+        .unwrap();
+    let (out, code) = common::read_to_exit(&mut stream.events).await;
+    assert_eq!((out.as_slice(), code), (&b"streamed\n"[..], 0));
+}
