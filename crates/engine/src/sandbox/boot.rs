@@ -44,7 +44,8 @@ impl<D: Driver> VmEngine<D> {
         let agent = Client::new(NetnsConnector::for_transport(link, self.sockets.clone()))
             .with_token(token)
             .with_peer(peer)
-            .with_reuse();
+            .with_reuse()
+            .with_deferred_sync();
         let ready = wait_agent(
             &agent,
             self.config.agent_ready_timeout,

@@ -9,9 +9,10 @@
 //! - [`VmEngine::save_image`]: the root disk as it is now, flattened (its
 //!   overlay and image as one raw file). A hot or warm sandbox is paused
 //!   for the copy (pausing flushes QEMU's disk caches to the overlay) and
-//!   runs on as it was; the guest's own page cache was written by the
-//!   `sync` every exec ends with, so what the guest's commands wrote is in
-//!   it. The new image's id is a random `sha256:` id.
+//!   runs on as it was; a hot guest syncs its page cache first
+//!   ([`super::durable`]; a warm one did before its pause), so what the
+//!   guest's commands wrote is in it. The new image's id is a random
+//!   `sha256:` id.
 //! - [`VmEngine::delete_image`]: refused while a sandbox or snapshot of
 //!   the engine is made from it ([`EngineError::ImageInUse`]); its golden
 //!   snapshots go with it.
@@ -77,6 +78,7 @@ impl<D: Driver> VmEngine<D> {
         };
         let flattened = match (state, slot.vm.as_mut()) {
             (SandboxState::Hot, Some(vm)) => {
+                super::durable::sync_guest(&sb.agent, &sb.id, state).await;
                 self.driver.pause(vm).await?;
                 let res = blocking(flatten).await;
                 self.driver.resume(vm).await?;

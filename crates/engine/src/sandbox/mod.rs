@@ -16,7 +16,8 @@
 //!   and snapshot). Every lifecycle change runs under it, through
 //!   [`crate::state::transition`] in [`VmEngine::apply`]; driver calls made
 //!   under it are local (process spawn, QMP socket, snapshot files). Agent
-//!   I/O never happens under it: [`VmEngine::agent`] makes the sandbox hot,
+//!   I/O never happens under it but for the bounded sync before a pause
+//!   or save ([`durable`]): [`VmEngine::agent`] makes the sandbox hot,
 //!   clones the agent client, and releases the lock before the caller
 //!   talks to the guest.
 //! - Concurrent `ensure_hot` callers queue on the sandbox lock; the first
@@ -33,6 +34,7 @@
 mod boot;
 mod clone;
 mod create;
+mod durable;
 pub mod fault;
 pub mod golden;
 mod images;
@@ -308,33 +310,6 @@ impl<D: Driver> VmEngine<D> {
         &self.network
     }
 
-    /// Deletes the directory of a sandbox that recovery reported lost
-    /// ([`Recovery::Unknown`]) once its owner decided it is not wanted.
-    /// Refuses anything but a directory right under `sandboxes/` of the
-    /// data dir, and the directory of a sandbox this engine holds.
-    pub async fn remove_lost(&self, dir: &std::path::Path) -> EngineResult<()> {
-        let root = self.config.data_dir.join("sandboxes");
-        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let held = name
-            .parse::<SandboxId>()
-            .is_ok_and(|id| self.get(&id).is_ok());
-        if dir.parent() != Some(root.as_path()) || name.is_empty() || held {
-            return Err(EngineError::Inconsistent(format!(
-                "{} is not a lost sandbox directory",
-                dir.display()
-            )));
-        }
-        // Its address was kept while its files existed.
-        let ip = recover::read_meta(dir).ok().map(|m| m.ip);
-        remove_dir(dir).await?;
-        if let Some(ip) = ip
-            && self.network.ip_in_use(ip)
-        {
-            let _ = self.network.release_ip(ip);
-        }
-        Ok(())
-    }
-
     /// Lets go of every VMM without ending it (a daemon shutting down for
     /// a restart or upgrade): each keeps running, with its guest's memory,
     /// processes and sessions, for the next engine's
@@ -417,6 +392,7 @@ impl<D: Driver> VmEngine<D> {
         match t.action {
             Action::None => {}
             Action::Pause => {
+                durable::sync_guest(&sb.agent, &sb.id, slot.state).await;
                 let vm = slot.vm.as_mut().ok_or_else(missing)?;
                 self.driver.pause(vm).await?;
             }
@@ -425,6 +401,7 @@ impl<D: Driver> VmEngine<D> {
                 self.driver.resume(vm).await?;
             }
             Action::Snapshot => {
+                durable::sync_guest(&sb.agent, &sb.id, slot.state).await;
                 // Reused agent connections end with the VMM.
                 sb.agent.forget_connections();
                 let vm = slot.vm.take().ok_or_else(missing)?;

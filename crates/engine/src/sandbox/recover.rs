@@ -188,6 +188,33 @@ pub(super) fn read_meta(dir: &Path) -> Result<Meta, Lost> {
 }
 
 impl<D: Driver> VmEngine<D> {
+    /// Deletes the directory of a sandbox that recovery reported lost
+    /// ([`Recovery::Unknown`]) once its owner decided it is not wanted.
+    /// Refuses anything but a directory right under `sandboxes/` of the
+    /// data dir, and the directory of a sandbox this engine holds.
+    pub async fn remove_lost(&self, dir: &std::path::Path) -> EngineResult<()> {
+        let root = self.config.data_dir.join("sandboxes");
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let held = name
+            .parse::<SandboxId>()
+            .is_ok_and(|id| self.get(&id).is_ok());
+        if dir.parent() != Some(root.as_path()) || name.is_empty() || held {
+            return Err(EngineError::Inconsistent(format!(
+                "{} is not a lost sandbox directory",
+                dir.display()
+            )));
+        }
+        // Its address was kept while its files existed.
+        let ip = read_meta(dir).ok().map(|m| m.ip);
+        remove_dir(dir).await?;
+        if let Some(ip) = ip
+            && self.network.ip_in_use(ip)
+        {
+            let _ = self.network.release_ip(ip);
+        }
+        Ok(())
+    }
+
     /// The network port, egress and volumes of a sandbox being recovered
     /// (its address is already reserved); on failure the volumes attached
     /// so far are released.
@@ -330,7 +357,8 @@ impl<D: Driver> VmEngine<D> {
         let agent = Client::new(NetnsConnector::for_transport(link, self.sockets.clone()))
             .with_token(&meta.token)
             .with_peer(meta.id.as_str())
-            .with_reuse();
+            .with_reuse()
+            .with_deferred_sync();
         let sb = Arc::new(Sandbox {
             id: meta.id.clone(),
             ip: meta.ip,

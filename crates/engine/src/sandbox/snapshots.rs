@@ -134,6 +134,7 @@ impl<D: Driver> VmEngine<D> {
         let state = slot.state;
         let paused = match (state, slot.vm.as_mut()) {
             (SandboxState::Hot | SandboxState::Warm, Some(vm)) => {
+                super::durable::sync_guest(&sb.agent, &sb.id, state).await;
                 let captured = self.driver.capture(vm, &tmp.join(STATE_FILE)).await;
                 let copied = match &captured {
                     Ok(_) => copy_disks(&sb.dir, tmp).await,

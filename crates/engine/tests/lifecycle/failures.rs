@@ -160,8 +160,11 @@ pub(crate) fn orphan_vmm_processes_are_killed_by_recovery() -> TestResult {
 
 /// A snapshot file that is empty or not a snapshot is refused at once
 /// (not after the restore timeout): the guest boots from its disk, says
-/// its memory is lost, and keeps what its execs wrote: each exec flushes
-/// the guest's disks before it returns, with no `sync` of the caller's.
+/// its memory is lost, and keeps what it wrote before the stop, with no
+/// `sync` of the caller's: an exec's file (lohar syncs right after its
+/// EXIT) and, through the engine's sync before the snapshot, a file a
+/// background process wrote after every exec had ended (no exec's sync
+/// covers it, and the guest's own writeback waits 5-30 s).
 pub(crate) fn broken_snapshot_boots_from_disk() -> TestResult {
     run(async {
         let t = TestEngine::start(ImagePaths::from_env()).await?;
@@ -169,6 +172,25 @@ pub(crate) fn broken_snapshot_boots_from_disk() -> TestResult {
         let sb = id("broken-snap")?;
         e.create(sb.clone(), small()).await?;
         sh(e, &sb, "echo kept > /workspace/f").await?;
+        sh(
+            e,
+            &sb,
+            "(sleep 0.2; echo late > /workspace/g.tmp; mv /workspace/g.tmp /workspace/g) \
+             </dev/null >/dev/null 2>&1 &",
+        )
+        .await?;
+        // Read, not exec'd: a file read syncs nothing.
+        let waited = std::time::Instant::now();
+        while e
+            .read_file(&sb, "/workspace/g", ReadOptions::default())
+            .await
+            .is_err()
+        {
+            ensure(waited.elapsed() < Duration::from_secs(60), || {
+                "the background write never happened".into()
+            })?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         for junk in [&b""[..], b"not a QEMU migration stream"] {
             e.stop(&sb).await?;
             std::fs::write(t.sandbox_dir(&sb).join("mem.snap"), junk)?;
@@ -188,8 +210,10 @@ pub(crate) fn broken_snapshot_boots_from_disk() -> TestResult {
             ensure(took < Duration::from_secs(60), || {
                 format!("start took {took:?}")
             })?;
-            let data = sh(e, &sb, "cat /workspace/f").await?;
-            ensure(data == "kept\n", || format!("after the boot: {data:?}"))?;
+            let data = sh(e, &sb, "cat /workspace/f /workspace/g").await?;
+            ensure(data == "kept\nlate\n", || {
+                format!("after the boot: {data:?}")
+            })?;
         }
         e.destroy(&sb).await?;
         Ok(())

@@ -4,6 +4,12 @@
 //! a seeded generator, a bounded count ([`CYCLES`], `BHATTI_TEST_CRASH_CYCLES`
 //! to change it). After each, the whole file is read back: no line lost,
 //! no wake failed.
+//!
+//! An exec's EXIT comes before the guest's sync (protocol version 7,
+//! `docs/protocol.md`): a stop syncs first, a daemon SIGKILL leaves the
+//! VMM running, but a QEMU killed within 20 ms of an exec may lose what
+//! it wrote. Before that step the test syncs the guest (an exec of
+//! `sync`) instead of waiting out the delay.
 
 use std::time::Duration;
 
@@ -65,6 +71,8 @@ async fn scenario(d: &mut Crashable, cycles: usize) -> TestResult {
                 d.start(None).await?;
             }
             _ => {
+                // What a VMM crash may lose (see the module docs).
+                d.sh("cc", "sync").await?;
                 let pids = d.vmm_pids(&id);
                 let pid = *pids.first().ok_or_else(|| format!("cycle {i}: no VMM"))?;
                 let pid = rustix::process::Pid::from_raw(pid).ok_or("pid 0")?;
