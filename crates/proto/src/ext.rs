@@ -50,12 +50,28 @@ pub mod feature {
     /// SYNC_REQ, and `defer_sync` in EXEC_REQ: EXIT before the exec's
     /// `sync()` (version 7).
     pub const SYNC: &str = "sync";
+    /// `stdin_closed` in EXEC_REQ (version 7).
+    pub const STDIN_CLOSED: &str = "stdin_closed";
 
     /// Everything an agent of this crate's version offers, in the order
     /// added.
-    pub const ALL: [&str; 15] = [
-        ERROR_CODE, USER, IDENTIFY, CAPS, MKDIR, MOVE, REMOVE, STAT2, LS2, SIGNAL, WATCH,
-        STDIN_EOF, KEEP, REUSE, SYNC,
+    pub const ALL: [&str; 16] = [
+        ERROR_CODE,
+        USER,
+        IDENTIFY,
+        CAPS,
+        MKDIR,
+        MOVE,
+        REMOVE,
+        STAT2,
+        LS2,
+        SIGNAL,
+        WATCH,
+        STDIN_EOF,
+        KEEP,
+        REUSE,
+        SYNC,
+        STDIN_CLOSED,
     ];
 }
 

@@ -81,6 +81,12 @@ pub struct ExecRequest {
     /// send it only to an agent listing `sync`.
     #[serde(default, skip_serializing_if = "is_false")]
     pub defer_sync: bool,
+    /// Extension (version 7): the command's stdin is closed from the
+    /// start (it reads end of file), as if an empty STDIN frame had
+    /// followed the request, without that frame. Piped execs without
+    /// `keep`. Send it only to an agent listing `stdin_closed`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub stdin_closed: bool,
 }
 
 impl ExecRequest {

@@ -88,7 +88,7 @@ fn caps_golden_and_legacy() {
     golden(
         FrameType::CAPS_RESP,
         &caps,
-        r#"{"version":7,"features":["error_code","user","identify","caps","mkdir","move","remove","stat2","ls2","signal","watch","stdin_eof","keep","reuse","sync"]}"#,
+        r#"{"version":7,"features":["error_code","user","identify","caps","mkdir","move","remove","stat2","ls2","signal","watch","stdin_eof","keep","reuse","sync","stdin_closed"]}"#,
     );
     assert!(caps.has(feature::WATCH) && !caps.has("teleport"));
     assert_eq!(
@@ -118,7 +118,7 @@ fn signal_golden() {
 }
 
 #[test]
-fn sync_frames_and_defer_sync_golden() {
+fn sync_frames_defer_sync_and_stdin_closed_golden() {
     // Version 7: SYNC_REQ and SYNC_RESP are empty frames.
     for (kind, byte) in [(FrameType::SYNC_REQ, 0x72), (FrameType::SYNC_RESP, 0x73)] {
         let mut wire = Vec::new();
@@ -133,6 +133,15 @@ fn sync_frames_and_defer_sync_golden() {
         FrameType::EXEC_REQ,
         &deferred,
         r#"{"argv":["true"],"defer_sync":true}"#,
+    );
+    let closed = messages::ExecRequest {
+        stdin_closed: true,
+        ..messages::ExecRequest::command(["cat"])
+    };
+    golden(
+        FrameType::EXEC_REQ,
+        &closed,
+        r#"{"argv":["cat"],"stdin_closed":true}"#,
     );
 }
 

@@ -54,13 +54,14 @@ fn exec_request_with_every_field() {
         cwd: Some("/workspace".into()),
         session_id: Some("s3".into()),
         max_idle_sec: Some(300),
-        // The v1 fields only: the extensions `user`, `keep`, `tag` and
-        // `defer_sync` have their own goldens (below, `tests/kept.rs`,
+        // The v1 fields only: the extensions `user`, `keep`, `tag`,
+        // `defer_sync` and `stdin_closed` have their own goldens (below, `tests/kept.rs`,
         // `tests/ext.rs`).
         user: None,
         keep: false,
         tag: None,
         defer_sync: false,
+        stdin_closed: false,
     };
     golden(
         FrameType::EXEC_REQ,
