@@ -207,6 +207,9 @@ pub struct Input {
     /// Set on a reused connection (protocol version 6): where this half
     /// goes when dropped, to be joined with the read half for the pool.
     rejoin: Option<Arc<Rejoin>>,
+    /// The command's stdin is closed already ([`Input::close_stdin`] has
+    /// nothing left to do).
+    stdin_closed: bool,
 }
 
 impl Drop for Input {
@@ -240,11 +243,21 @@ impl Input {
     /// `stdin_eof`) it sends the empty STDIN frame instead, so that the
     /// connection can serve another request.
     pub async fn close_stdin(&mut self) -> Result<()> {
+        if self.stdin_closed {
+            return Ok(());
+        }
         if self.rejoin.is_some() {
             return self.end_stdin().await;
         }
         self.half()?.shutdown().await?;
+        self.stdin_closed = true;
         Ok(())
+    }
+
+    /// Notes that the request itself closed the command's stdin
+    /// (`stdin_closed`, protocol version 7).
+    pub(crate) fn mark_stdin_closed(&mut self) {
+        self.stdin_closed = true;
     }
 
     fn half(&mut self) -> Result<&mut WriteHalf<BoxStream>> {
@@ -261,7 +274,9 @@ impl Input {
     /// [`crate::Client::caps`] first and use [`Input::close_stdin`]
     /// otherwise.
     pub async fn end_stdin(&mut self) -> Result<()> {
-        self.send(FrameType::STDIN, &[]).await
+        self.send(FrameType::STDIN, &[]).await?;
+        self.stdin_closed = true;
+        Ok(())
     }
 
     /// Sends KILL: SIGKILL to a piped exec's process group, SIGTERM to a
@@ -371,6 +386,7 @@ pub(crate) fn split_stream(c: Conn, pool: Option<&Arc<Pool>>) -> (Input, Events)
             w: Some(w),
             buf: Vec::new(),
             rejoin,
+            stdin_closed: false,
         },
         Events {
             rx,

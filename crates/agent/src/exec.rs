@@ -139,7 +139,7 @@ impl Client {
     /// Runs a command to completion and collects its output.
     pub async fn exec(&self, opts: ExecOptions) -> Result<ExecResult> {
         let req = opts.request();
-        let req = self.deferring(&req).await.unwrap_or(req);
+        let req = self.prepare_exec(&req).await.0.unwrap_or(req);
         let frame = json_frame(FrameType::EXEC_REQ, &req)?;
         let cap = opts.output_cap.unwrap_or(usize::MAX);
         let stdin = opts.stdin.as_deref();
@@ -166,8 +166,9 @@ impl Client {
                 "exec_stream is for piped execs; use shell/attach for TTY sessions".into(),
             ));
         }
-        let deferred = self.deferring(req).await;
-        let frame = json_frame(FrameType::EXEC_REQ, deferred.as_ref().unwrap_or(req))?;
+        let (prepared, close_after) = self.prepare_exec(req).await;
+        let sent = prepared.as_ref().unwrap_or(req);
+        let frame = json_frame(FrameType::EXEC_REQ, sent)?;
         // A kept exec owns its connection (protocol version 6).
         let (c, pool) = if req.keep {
             let c = self.open(bhatti_proto::CONTROL_PORT, frame.kind, &frame.payload);
@@ -175,7 +176,13 @@ impl Client {
         } else {
             self.open_streamed(frame.kind, &frame.payload).await?
         };
-        let (input, events) = split_stream(c, pool);
+        let (mut input, events) = split_stream(c, pool);
+        if sent.stdin_closed {
+            input.mark_stdin_closed();
+        } else if close_after {
+            // An agent without `stdin_closed`: the old way, at once.
+            input.close_stdin().await?;
+        }
         Ok(ExecStream { input, events })
     }
 }

@@ -40,7 +40,7 @@ impl Client {
         };
         // What every later request of this client (and its clones) needs
         // to know, asked once.
-        self.sync_support.learn(&caps);
+        let _ = self.known_caps.set(caps.clone());
         if let Some(pool) = &self.pool {
             pool.learn(&caps);
         }

@@ -126,8 +126,8 @@ pub struct Client {
     pool: Option<Arc<pool::Pool>>,
     /// Ask for EXIT before the exec's sync ([`Client::with_deferred_sync`]).
     defer_sync: bool,
-    /// Whether the agent serves that, once known (shared by clones).
-    sync_support: Arc<sync::SyncSupport>,
+    /// The agent's first CAPS_RESP, once asked (shared by clones).
+    known_caps: Arc<std::sync::OnceLock<Caps>>,
 }
 
 /// How long the agent may take to accept a connection and to answer a
@@ -164,7 +164,7 @@ impl Client {
             reply_timeout: REPLY_TIMEOUT,
             pool: None,
             defer_sync: false,
-            sync_support: Arc::default(),
+            known_caps: Arc::default(),
         }
     }
 

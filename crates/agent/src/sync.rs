@@ -11,45 +11,18 @@
 //! snapshot, an image save) asks for a finished sync with
 //! [`Client::sync`].
 //!
-//! Whether the agent lists `sync` is learnt from the first CAPS this client
-//! (or a clone) makes; the reuse pool's check is enough.
-
-use std::sync::atomic::{AtomicU8, Ordering};
+//! The same module sends `stdin_closed` (version 7: the command's stdin
+//! closed by the request, with no frame after it) only to an agent that
+//! lists it, and closes stdin the old way for one that does not.
+//!
+//! What the agent lists is learnt from the first CAPS this client (or a
+//! clone) makes; the reuse pool's check is enough.
 
 use bhatti_proto::FrameType;
-use bhatti_proto::ext::Caps;
 use bhatti_proto::messages::ExecRequest;
 
 use crate::error::Result;
 use crate::{Client, feature};
-
-/// Whether the agent serves SYNC_REQ and `defer_sync`: 0 not known yet,
-/// [`SERVED`] or [`REFUSED`]. Shared by clones.
-#[derive(Debug, Default)]
-pub(crate) struct SyncSupport(AtomicU8);
-
-const SERVED: u8 = 1;
-const REFUSED: u8 = 2;
-
-impl SyncSupport {
-    fn get(&self) -> Option<bool> {
-        match self.0.load(Ordering::Relaxed) {
-            SERVED => Some(true),
-            REFUSED => Some(false),
-            _ => None,
-        }
-    }
-
-    /// Notes what a CAPS_RESP (or a v1 agent's refusal) said.
-    pub(crate) fn learn(&self, caps: &Caps) {
-        let v = if caps.has(feature::SYNC) {
-            SERVED
-        } else {
-            REFUSED
-        };
-        self.0.store(v, Ordering::Relaxed);
-    }
-}
 
 impl Client {
     /// Piped execs without `keep` get their EXIT before the agent's
@@ -85,26 +58,41 @@ impl Client {
         Ok(true)
     }
 
-    /// Whether the agent serves SYNC_REQ; asks it (CAPS) the first time.
+    /// Whether the agent serves SYNC_REQ.
     async fn serves_sync(&self) -> Result<bool> {
-        match self.sync_support.get() {
-            Some(served) => Ok(served),
-            None => Ok(self.caps().await?.has(feature::SYNC)),
+        self.serves(feature::SYNC).await
+    }
+
+    /// Whether the agent lists `feature`; asks it (CAPS) the first time
+    /// this client or a clone needs to know.
+    pub(crate) async fn serves(&self, feature: &str) -> Result<bool> {
+        match self.known_caps.get() {
+            Some(caps) => Ok(caps.has(feature)),
+            None => Ok(self.caps().await?.has(feature)),
         }
     }
 
     /// `req` as this client sends it: with `defer_sync` when the client
-    /// defers and the agent serves it. `None`: send `req` as it is.
-    pub(crate) async fn deferring(&self, req: &ExecRequest) -> Option<ExecRequest> {
-        if !self.defer_sync || req.keep || req.tty || req.session_id.is_some() {
-            return None;
+    /// defers and the agent serves it, and without `stdin_closed` when the
+    /// agent does not serve that (the caller then closes stdin itself:
+    /// the returned flag). `None`: send `req` as it is.
+    pub(crate) async fn prepare_exec(&self, req: &ExecRequest) -> (Option<ExecRequest>, bool) {
+        let piped = !req.keep && !req.tty && req.session_id.is_none();
+        let defer = self.defer_sync && piped;
+        let closed = req.stdin_closed;
+        if !defer && !closed {
+            return (None, false);
         }
-        // A failed CAPS (agent not up yet) defers nothing: the request
-        // itself will fail or sync the old way.
-        let served = self.serves_sync().await.unwrap_or(false);
-        served.then(|| ExecRequest {
-            defer_sync: true,
+        // A failed CAPS (agent not up yet) uses no extension: the request
+        // itself will fail, or run the v1 way.
+        let serves = |f| async move { self.serves(f).await.unwrap_or(false) };
+        let defer = defer && serves(feature::SYNC).await;
+        let keep_closed = closed && piped && serves(feature::STDIN_CLOSED).await;
+        let out = ExecRequest {
+            defer_sync: defer,
+            stdin_closed: keep_closed,
             ..req.clone()
-        })
+        };
+        (Some(out), closed && !keep_closed)
     }
 }
