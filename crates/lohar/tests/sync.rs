@@ -1,5 +1,5 @@
-//! Protocol version 7: EXIT before the exec's sync (`defer_sync`) and
-//! SYNC_REQ, at the wire level and through the client.
+//! Protocol version 7: EXIT before the exec's sync (`defer_sync`),
+//! SYNC_REQ, and `stdin_closed`, at the wire level and through the client.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -91,4 +91,43 @@ async fn the_client_defers_and_syncs_and_a_sync_is_no_activity() {
         .unwrap();
     let (out, code) = common::read_to_exit(&mut stream.events).await;
     assert_eq!((out.as_slice(), code), (&b"streamed\n"[..], 0));
+}
+
+#[tokio::test]
+async fn stdin_closed_by_the_request_alone() {
+    let l = Lohar::start().await;
+    assert!(l.client.caps().await.unwrap().has(feature::STDIN_CLOSED));
+    let mut s = UnixStream::connect(&l.control).unwrap();
+    s.set_read_timeout(Some(SOON)).unwrap();
+    sync_io::write_frame(&mut s, FrameType::REUSE, &[]).unwrap();
+    // `cat` ends only on end of file: no STDIN frame is ever sent.
+    let script = "cat; echo eof; test -p /dev/stdin && echo pipe";
+    let req = ExecRequest {
+        stdin_closed: true,
+        ..ExecRequest::command(["sh", "-c", script])
+    };
+    for _ in 0..2 {
+        let f = json_frame(FrameType::EXEC_REQ, &req).unwrap();
+        sync_io::write_frame(&mut s, f.kind, &f.payload).unwrap();
+        let frames = until_exit(&mut s);
+        let out: Vec<u8> = frames
+            .iter()
+            .filter(|f| f.kind == FrameType::STDOUT)
+            .flat_map(|f| f.payload.clone())
+            .collect();
+        // Still a pipe, as after an empty STDIN frame.
+        assert_eq!(out, b"eof\npipe\n");
+        assert_eq!(parse_exit(&frames.last().unwrap().payload).unwrap(), 0);
+    }
+
+    // Through the client and a supervised run (which closes stdin itself
+    // unless the request did): the same, on reused connections.
+    let c = l.client.clone().with_reuse();
+    for _ in 0..2 {
+        let stream = c.exec_stream(&req).await.unwrap();
+        let run = bhatti_agent::Supervised::new(stream, None).await;
+        let r = run.collect(1 << 20).await.unwrap();
+        assert_eq!((r.stdout.as_slice(), r.exit_code), (&b"eof\npipe\n"[..], 0));
+    }
+    assert_eq!(c.stale_connections(), 0);
 }

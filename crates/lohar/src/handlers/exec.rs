@@ -122,7 +122,7 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<
         return Ok(kept::start(agent, conn, spec, stdio, exit).await?);
     }
     let pgid = Pid::from_raw(pid);
-    let defer_sync = req.defer_sync;
+    let (defer_sync, req_stdin_closed) = (req.defer_sync, req.stdin_closed);
 
     let (mut frames, writer) = conn.into_frames();
     let out = tokio::spawn(pump(
@@ -137,7 +137,13 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<
         FrameType::STDERR,
         writer.clone(),
     ));
-    let mut stdin = Stdin::Unopened(stdio.stdin);
+    let mut stdin = if req_stdin_closed {
+        // The child reads end of file at once (version 7).
+        drop(stdio.stdin);
+        Stdin::Closed
+    } else {
+        Stdin::Unopened(stdio.stdin)
+    };
     let (code, input_open) = relay_input(agent, &mut frames, exit, &mut stdin, pgid).await;
     if let Stdin::Feeding(_, feeder) = stdin {
         feeder.abort();
