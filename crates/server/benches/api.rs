@@ -165,6 +165,7 @@ async fn exec_true(b: &Bench) -> BenchResult {
     let handler_path = || async {
         let req = ExecRequest {
             argv: vec!["true".into()],
+            stdin_closed: true,
             ..ExecRequest::default()
         };
         let stream = engine.exec_stream(&b.id, req).await?;

@@ -113,6 +113,10 @@ async fn exec<E: Engine>(
         env: body.env,
         cwd: body.cwd.or_else(|| crate::service::images::workdir_of(&sb)),
         user: body.user,
+        // Without a timeout the command's stdin is closed at once
+        // (`Supervised`); the request says so itself, which spares the
+        // guest a frame (protocol version 7; the client falls back).
+        stdin_closed: body.timeout_sec.is_none(),
         ..ExecRequest::default()
     };
     let start = std::time::Instant::now();
