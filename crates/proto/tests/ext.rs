@@ -125,24 +125,26 @@ fn sync_frames_defer_sync_and_stdin_closed_golden() {
         sync_io::write_frame(&mut wire, kind, &[]).expect("write");
         assert_eq!(wire, [0, 0, 0, 1, byte]);
     }
-    let deferred = messages::ExecRequest {
-        defer_sync: true,
-        ..messages::ExecRequest::command(["true"])
-    };
-    golden(
-        FrameType::EXEC_REQ,
-        &deferred,
-        r#"{"argv":["true"],"defer_sync":true}"#,
-    );
-    let closed = messages::ExecRequest {
-        stdin_closed: true,
-        ..messages::ExecRequest::command(["cat"])
-    };
-    golden(
-        FrameType::EXEC_REQ,
-        &closed,
-        r#"{"argv":["cat"],"stdin_closed":true}"#,
-    );
+    let plain = messages::ExecRequest::command(["true"]);
+    let cases = [
+        (
+            messages::ExecRequest {
+                defer_sync: true,
+                ..plain.clone()
+            },
+            r#"{"argv":["true"],"defer_sync":true}"#,
+        ),
+        (
+            messages::ExecRequest {
+                stdin_closed: true,
+                ..plain
+            },
+            r#"{"argv":["true"],"stdin_closed":true}"#,
+        ),
+    ];
+    for (req, json) in &cases {
+        golden(FrameType::EXEC_REQ, req, json);
+    }
 }
 
 fn entry() -> EntryInfo {
