@@ -53,9 +53,17 @@ impl Client {
             keep: true,
             ..req.clone()
         };
-        let frame = json_frame(FrameType::EXEC_REQ, &req)?;
-        self.kept_stream(frame.kind, &frame.payload, "exec_kept")
-            .await
+        // `defer_sync` when the client defers; `stdin_closed` is not for
+        // kept execs: stdin is closed after the request instead.
+        let (prepared, close_after) = self.prepare_exec(&req).await;
+        let frame = json_frame(FrameType::EXEC_REQ, prepared.as_ref().unwrap_or(&req))?;
+        let mut k = self
+            .kept_stream(frame.kind, &frame.payload, "exec_kept")
+            .await?;
+        if close_after {
+            k.input.end_stdin().await?;
+        }
+        Ok(k)
     }
 
     /// Attaches to kept command `id`; an unknown (or expired) id is

@@ -25,7 +25,7 @@ use crate::error::Result;
 use crate::{Client, feature};
 
 impl Client {
-    /// Piped execs without `keep` get their EXIT before the agent's
+    /// Piped execs (kept ones too) get their EXIT before the agent's
     /// `sync()` when the agent serves that (feature `sync`); an older
     /// agent syncs first, as PROTOCOL.md says. The caller then owes the
     /// guest a [`Client::sync`] before anything that needs the disks to
@@ -77,8 +77,10 @@ impl Client {
     /// agent does not serve that (the caller then closes stdin itself:
     /// the returned flag). `None`: send `req` as it is.
     pub(crate) async fn prepare_exec(&self, req: &ExecRequest) -> (Option<ExecRequest>, bool) {
-        let piped = !req.keep && !req.tty && req.session_id.is_none();
+        let piped = !req.tty && req.session_id.is_none();
         let defer = self.defer_sync && piped;
+        // Kept execs take `defer_sync` but not `stdin_closed`.
+        let piped = piped && !req.keep;
         let closed = req.stdin_closed;
         if !defer && !closed {
             return (None, false);

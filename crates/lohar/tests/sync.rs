@@ -131,3 +131,21 @@ async fn stdin_closed_by_the_request_alone() {
     }
     assert_eq!(c.stale_connections(), 0);
 }
+
+#[tokio::test]
+async fn a_kept_exec_defers_its_sync_too() {
+    let l = Lohar::start().await;
+    let c = l.client.clone().with_reuse().with_deferred_sync();
+    let file = l.spath("kept.txt");
+    let req = ExecRequest {
+        // Read as closed by the client (`stdin_closed` is not sent for a
+        // kept exec; an empty STDIN frame follows the request instead).
+        stdin_closed: true,
+        ..ExecRequest::command(["sh", "-c", &format!("cat; echo kept > {file}; echo done")])
+    };
+    let mut k = c.exec_kept(&req).await.unwrap();
+    let (out, code) = common::read_to_exit(&mut k.events).await;
+    assert_eq!((out.as_slice(), code), (&b"done\n"[..], 0));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "kept\n");
+    assert!(c.sync().await.unwrap());
+}

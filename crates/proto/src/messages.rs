@@ -74,8 +74,8 @@ pub struct ExecRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
     /// Extension (`docs/protocol.md`, version 7): send EXIT without
-    /// waiting for the `sync()` that follows a piped exec; the agent
-    /// starts that sync right after EXIT. The host asks for a finished
+    /// waiting for the `sync()` that follows a piped exec (kept or not);
+    /// the agent starts that sync within 20 ms. The host asks for a finished
     /// sync with SYNC_REQ when it needs one (before it pauses or
     /// snapshots the VM). A v1 agent ignores the field and syncs first;
     /// send it only to an agent listing `sync`.

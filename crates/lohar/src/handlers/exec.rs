@@ -119,7 +119,8 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<
             tag: req.tag,
             user: req.user,
         };
-        return Ok(kept::start(agent, conn, spec, stdio, exit).await?);
+        let defer = req.defer_sync;
+        return Ok(kept::start(agent, conn, spec, stdio, exit, defer).await?);
     }
     let pgid = Pid::from_raw(pid);
     let (defer_sync, req_stdin_closed) = (req.defer_sync, req.stdin_closed);

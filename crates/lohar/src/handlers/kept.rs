@@ -58,13 +58,15 @@ impl Reply for Error {
 }
 
 /// Registers a started piped exec as a kept command and serves `conn` as
-/// its first attached connection.
+/// its first attached connection. `defer_sync` (version 7): its EXIT goes
+/// out before the sync, as for a piped exec.
 pub async fn start(
     agent: &Arc<Agent>,
     conn: Conn,
     spec: Spec,
     stdio: Stdio,
     exit: oneshot::Receiver<ExitCode>,
+    defer_sync: bool,
 ) -> Result<(), Error> {
     let cmd = agent.kept.add(spec, Stdin::Unopened(stdio.stdin));
     // Attached before the pumps start: nothing is missed.
@@ -88,10 +90,14 @@ pub async fn start(
         // KILL and SIGNAL still reach their group meanwhile.
         let _ = out.await;
         let _ = err.await;
-        if a.sync_after_exec {
+        let sync = a.sync_after_exec;
+        if sync && !defer_sync {
             crate::flush::sync().await;
         }
         c.finish(code).await;
+        if sync && defer_sync {
+            crate::flush::start_sync();
+        }
     });
     serve(agent, conn, &cmd, attached).await
 }
