@@ -46,6 +46,23 @@ where
     (c, tokio::spawn(script(agent_end)))
 }
 
+/// A client (no token) whose first `n` connections, in the order it makes
+/// them, are served by `script`.
+pub fn scripted_conns<F, Fut>(n: usize, script: F) -> (Client, tokio::task::JoinHandle<()>)
+where
+    F: FnOnce(Vec<UnixStream>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (mut client_ends, agent_ends): (Vec<_>, Vec<_>) =
+        (0..n).map(|_| UnixStream::pair().unwrap()).unzip();
+    // Handed out from the back.
+    client_ends.reverse();
+    let conn = PairConnector {
+        ends: Mutex::new(client_ends),
+    };
+    (Client::new(conn), tokio::spawn(script(agent_ends)))
+}
+
 /// [`scripted_with`] without a token.
 pub fn scripted<F, Fut>(script: F) -> (Client, tokio::task::JoinHandle<()>)
 where
