@@ -52,10 +52,12 @@ pub mod feature {
     pub const SYNC: &str = "sync";
     /// `stdin_closed` in EXEC_REQ (version 7).
     pub const STDIN_CLOSED: &str = "stdin_closed";
+    /// `stdin_null` in EXEC_REQ (version 7).
+    pub const STDIN_NULL: &str = "stdin_null";
 
     /// Everything an agent of this crate's version offers, in the order
     /// added.
-    pub const ALL: [&str; 16] = [
+    pub const ALL: [&str; 17] = [
         ERROR_CODE,
         USER,
         IDENTIFY,
@@ -72,6 +74,7 @@ pub mod feature {
         REUSE,
         SYNC,
         STDIN_CLOSED,
+        STDIN_NULL,
     ];
 }
 

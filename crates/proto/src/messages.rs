@@ -87,6 +87,11 @@ pub struct ExecRequest {
     /// `keep`. Send it only to an agent listing `stdin_closed`.
     #[serde(default, skip_serializing_if = "is_false")]
     pub stdin_closed: bool,
+    /// Extension (version 7): the command's stdin is `/dev/null` (as
+    /// `</dev/null` in a shell), not a pipe. Piped execs, kept or not.
+    /// Send it only to an agent listing `stdin_null`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub stdin_null: bool,
 }
 
 impl ExecRequest {

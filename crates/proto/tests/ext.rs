@@ -88,7 +88,7 @@ fn caps_golden_and_legacy() {
     golden(
         FrameType::CAPS_RESP,
         &caps,
-        r#"{"version":7,"features":["error_code","user","identify","caps","mkdir","move","remove","stat2","ls2","signal","watch","stdin_eof","keep","reuse","sync","stdin_closed"]}"#,
+        r#"{"version":7,"features":["error_code","user","identify","caps","mkdir","move","remove","stat2","ls2","signal","watch","stdin_eof","keep","reuse","sync","stdin_closed","stdin_null"]}"#,
     );
     assert!(caps.has(feature::WATCH) && !caps.has("teleport"));
     assert_eq!(
@@ -137,9 +137,16 @@ fn sync_frames_defer_sync_and_stdin_closed_golden() {
         (
             messages::ExecRequest {
                 stdin_closed: true,
-                ..plain
+                ..plain.clone()
             },
             r#"{"argv":["true"],"stdin_closed":true}"#,
+        ),
+        (
+            messages::ExecRequest {
+                stdin_null: true,
+                ..plain.clone()
+            },
+            r#"{"argv":["true"],"stdin_null":true}"#,
         ),
     ];
     for (req, json) in &cases {

@@ -55,13 +55,14 @@ fn exec_request_with_every_field() {
         session_id: Some("s3".into()),
         max_idle_sec: Some(300),
         // The v1 fields only: the extensions `user`, `keep`, `tag`,
-        // `defer_sync` and `stdin_closed` have their own goldens (below, `tests/kept.rs`,
+        // `defer_sync`, `stdin_closed` and `stdin_null` have their own goldens (below, `tests/kept.rs`,
         // `tests/ext.rs`).
         user: None,
         keep: false,
         tag: None,
         defer_sync: false,
         stdin_closed: false,
+        stdin_null: false,
     };
     golden(
         FrameType::EXEC_REQ,
