@@ -126,7 +126,7 @@ impl Kept {
                 subs: Vec::new(),
                 next_sub: 0,
                 exit: None,
-                stdin_open: true,
+                stdin_open: !matches!(stdin, Stdin::Closed),
             }),
             stdin: tokio::sync::Mutex::new(stdin),
         });

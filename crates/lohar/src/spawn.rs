@@ -40,19 +40,24 @@ use rustix::pipe::{PipeFlags, pipe_with};
 use crate::command::UserCommand;
 use crate::env::Creds;
 
+/// A child's stdin with `stdin_null` (protocol version 7).
+const DEV_NULL: &std::ffi::CStr = c"/dev/null";
+
 /// The agent's ends of a spawned child's stdio pipes.
 #[derive(Debug)]
 pub struct Stdio {
-    pub stdin: OwnedFd,
+    /// `None` when the child's stdin is `/dev/null`.
+    pub stdin: Option<OwnedFd>,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
 }
 
-/// Spawns `cmd` in a new process group with piped stdio; returns its pid.
+/// Spawns `cmd` in a new process group with piped stdio (stdin from
+/// `/dev/null` instead when `stdin_null`); returns its pid.
 /// Call it under [`crate::children`]'s spawn gate (via
 /// `children::spawn_with`) so that no reap can take the child before its
 /// waiter exists.
-pub fn spawn_piped(cmd: &UserCommand) -> io::Result<(i32, Stdio)> {
+pub fn spawn_piped(cmd: &UserCommand, stdin_null: bool) -> io::Result<(i32, Stdio)> {
     let program = cstring(cmd.program.as_os_str().as_bytes())?;
     let argv = cmd
         .argv
@@ -66,14 +71,21 @@ pub fn spawn_piped(cmd: &UserCommand) -> io::Result<(i32, Stdio)> {
         .map(|d| cstring(d.as_os_str().as_bytes()))
         .transpose()?;
 
-    // Ours: stdin's write end, stdout's and stderr's read ends. All four
+    // Ours: stdin's write end, stdout's and stderr's read ends. All the
     // descriptors are close-on-exec; the child gets dup2'd copies.
-    let (in_r, in_w) = pipe_with(PipeFlags::CLOEXEC)?;
+    let stdin = if stdin_null {
+        None
+    } else {
+        Some(pipe_with(PipeFlags::CLOEXEC)?)
+    };
     let (out_r, out_w) = pipe_with(PipeFlags::CLOEXEC)?;
     let (err_r, err_w) = pipe_with(PipeFlags::CLOEXEC)?;
 
     let mut actions = FileActions::new()?;
-    actions.dup2(&in_r, 0)?;
+    match &stdin {
+        Some((in_r, _)) => actions.dup2(in_r, 0)?,
+        None => actions.open_read(0, DEV_NULL)?,
+    }
     actions.dup2(&out_w, 1)?;
     actions.dup2(&err_w, 2)?;
     if let Some(dir) = &cwd {
@@ -111,7 +123,7 @@ pub fn spawn_piped(cmd: &UserCommand) -> io::Result<(i32, Stdio)> {
     Ok((
         pid,
         Stdio {
-            stdin: in_w,
+            stdin: stdin.map(|(_, w)| w),
             stdout: out_r,
             stderr: err_r,
         },
@@ -240,6 +252,20 @@ impl FileActions {
     fn dup2(&mut self, fd: &OwnedFd, to: libc::c_int) -> io::Result<()> {
         // SAFETY: `self.0` is initialised; `fd` stays open until the spawn.
         check(unsafe { libc::posix_spawn_file_actions_adddup2(&mut self.0, fd.as_raw_fd(), to) })
+    }
+
+    /// Opens `path` read-only as `to` in the child.
+    fn open_read(&mut self, to: libc::c_int, path: &std::ffi::CStr) -> io::Result<()> {
+        // SAFETY: `self.0` is initialised; glibc copies the path.
+        check(unsafe {
+            libc::posix_spawn_file_actions_addopen(
+                &mut self.0,
+                to,
+                path.as_ptr(),
+                libc::O_RDONLY,
+                0,
+            )
+        })
     }
 
     fn chdir(&mut self, dir: &CString) -> io::Result<()> {

@@ -149,3 +149,33 @@ async fn a_kept_exec_defers_its_sync_too() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "kept\n");
     assert!(c.sync().await.unwrap());
 }
+
+#[tokio::test]
+async fn stdin_null_is_dev_null_for_piped_and_kept_execs() {
+    let l = Lohar::start().await;
+    assert!(l.client.caps().await.unwrap().has(feature::STDIN_NULL));
+    let c = l.client.clone().with_reuse();
+    let script = "cat; test -c /dev/stdin && readlink /proc/self/fd/0";
+    let req = ExecRequest {
+        stdin_null: true,
+        ..ExecRequest::command(["sh", "-c", script])
+    };
+    let r = c
+        .exec_stream(&req)
+        .await
+        .unwrap()
+        .into_split()
+        .1
+        .next()
+        .await
+        .unwrap();
+    assert!(
+        matches!(&r, Some(bhatti_agent::Event::Stdout(o)) if o == b"/dev/null\n"),
+        "{r:?}"
+    );
+    // Kept: no stdin to close (KEPT_INFO says so), and the same /dev/null.
+    let mut k = c.exec_kept(&req).await.unwrap();
+    assert!(!k.info.stdin_open, "{:?}", k.info);
+    let (out, code) = common::read_to_exit(&mut k.events).await;
+    assert_eq!((out.as_slice(), code), (&b"/dev/null\n"[..], 0));
+}

@@ -100,10 +100,13 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<
     let cmd = command::user_command(agent, &id, &req.argv, &req.env, req.cwd.as_deref())
         .map_err(|e| Error::Start(e.to_string()))?;
     let cwd = cmd.cwd.as_ref().map(|d| d.display().to_string());
+    let stdin_null = req.stdin_null;
     // On a spawner thread (see `crate::spawner`): concurrent execs spawn
     // in parallel, and the runtime's thread never stalls in the vfork.
     let spawned = crate::spawner::run(move || {
-        children::spawn_with(|| spawn::spawn_piped(&cmd).map(|(pid, io)| ((pid, io), pid)))
+        children::spawn_with(|| {
+            spawn::spawn_piped(&cmd, stdin_null).map(|(pid, io)| ((pid, io), pid))
+        })
     })
     .await
     .ok_or_else(|| Error::Start("the spawner thread failed".into()))?;
@@ -138,12 +141,15 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<
         FrameType::STDERR,
         writer.clone(),
     ));
-    let mut stdin = if req_stdin_closed {
-        // The child reads end of file at once (version 7).
-        drop(stdio.stdin);
-        Stdin::Closed
-    } else {
-        Stdin::Unopened(stdio.stdin)
+    // `stdin_closed`, `stdin_null` (version 7): the child reads end of
+    // file at once.
+    let mut stdin = match (stdio.stdin, req_stdin_closed) {
+        (Some(fd), false) => Stdin::Unopened(fd),
+        // Closed here and now: a value left in `stdio` would stay open.
+        (fd, _) => {
+            drop(fd);
+            Stdin::Closed
+        }
     };
     let (code, input_open) = relay_input(agent, &mut frames, exit, &mut stdin, pgid).await;
     if let Stdin::Feeding(_, feeder) = stdin {

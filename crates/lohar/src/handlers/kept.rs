@@ -68,7 +68,8 @@ pub async fn start(
     exit: oneshot::Receiver<ExitCode>,
     defer_sync: bool,
 ) -> Result<(), Error> {
-    let cmd = agent.kept.add(spec, Stdin::Unopened(stdio.stdin));
+    let stdin = stdio.stdin.map_or(Stdin::Closed, Stdin::Unopened);
+    let cmd = agent.kept.add(spec, stdin);
     // Attached before the pumps start: nothing is missed.
     let attached = cmd.attach();
     let out = tokio::spawn(pump(
