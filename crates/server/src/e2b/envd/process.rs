@@ -4,9 +4,10 @@
 //!
 //! Start runs `cmd args` as a piped exec, or as a TTY session when the
 //! request has `pty` (its output is `pty` data, its input `pty` bytes).
-//! With `stdin: false` the command reads `/dev/null` (it is started
-//! through `/bin/sh -c 'exec "$@" </dev/null'`, so that the connection
-//! stays open for signals). The SDK always runs `/bin/bash`; in a guest
+//! With `stdin: false` the command reads `/dev/null`: the agent opens it
+//! (`stdin_null`, protocol version 7), or, for an older agent, the command
+//! is started through `/bin/sh -c 'exec "$@" </dev/null'` (so that the
+//! connection stays open for signals). The SDK always runs `/bin/bash`; in a guest
 //! without it, `/bin/sh` runs instead.
 //!
 //! Signals: SIGKILL reaches a piped command as the agent's KILL (SIGKILL
@@ -78,7 +79,11 @@ async fn start<E: Engine>(
         let req: StartRequest = connect::stream_request(&body)?;
         let eid = call.wake().await?;
         let keep = req.pty.is_none() && agents.has(&call, &eid, feature::KEEP).await;
-        let (proc, rx) = spawn(&call, &eid, &reg, req, keep).await?;
+        // `stdin: false` → /dev/null by the agent itself when it can.
+        let null_stdin = req.pty.is_none()
+            && !req.stdin.unwrap_or(true)
+            && agents.has(&call, &eid, feature::STDIN_NULL).await;
+        let (proc, rx) = spawn(&call, &eid, &reg, req, (keep, null_stdin)).await?;
         if let Some(at) = call.deadline {
             // Weak: a process that ended meanwhile is not kept (nor its
             // agent connection) until the deadline.
@@ -99,14 +104,15 @@ async fn start<E: Engine>(
 }
 
 /// Starts the command of `req` (a piped one kept by the agent with
-/// `keep`) and registers it (its pump running); the receiver is the Start
-/// stream's subscription, made before any output.
+/// `keep`; with its stdin `/dev/null` opened by the agent with
+/// `null_stdin`) and registers it (its pump running); the receiver is the
+/// Start stream's subscription, made before any output.
 async fn spawn<E: Engine>(
     call: &Call<E>,
     eid: &SandboxId,
     reg: &Arc<Registry>,
     req: StartRequest,
-    keep: bool,
+    (keep, null_stdin): (bool, bool),
 ) -> Result<(Arc<Proc>, mpsc::Receiver<Out>), RpcError> {
     let config = req.process.clone();
     if config.cmd.is_empty() || config.cmd.contains('\0') {
@@ -132,7 +138,8 @@ async fn spawn<E: Engine>(
         let (info, input, events) = engine.shell(eid, opts).await?.into_split();
         (Some(info.session_id), input, events, None)
     } else {
-        if !req.stdin.unwrap_or(true) {
+        if !req.stdin.unwrap_or(true) && !null_stdin {
+            // An agent before protocol version 7.
             let sh = ["/bin/sh", "-c", "exec \"$@\" </dev/null", "sh"];
             argv.splice(0..0, sh.map(String::from));
         }
@@ -142,6 +149,7 @@ async fn spawn<E: Engine>(
             cwd,
             user: call.user.clone(),
             tag: keep.then(|| kept::label(&config, req.tag.as_deref())),
+            stdin_null: null_stdin,
             ..ExecRequest::default()
         };
         if keep {
