@@ -9,7 +9,9 @@
 //! connections (protocol version 6) and, in the same run, on a new
 //! connection per request as before; the engine's exec gets its EXIT
 //! before lohar's sync (protocol version 7), and is also timed with the
-//! sync before EXIT as before. Context switches and interrupts per
+//! sync before EXIT as before; and a `true` whose stdin is `/dev/null`,
+//! opened by the agent (`stdin_null`) against the `sh -c` wrapper E2B's
+//! `stdin: false` needs with older agents. Context switches and interrupts per
 //! exec come from the guest's `/proc/stat`. The breakdown is
 //! printed at the end and summarised in `docs/performance.md`.
 //!
@@ -21,7 +23,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use benchkit::Summary;
-use bhatti_agent::ExecOptions;
+use bhatti_agent::{Event, ExecOptions, ExecRequest};
 use bhatti_engine::engine::{Engine, SandboxId, SandboxSpec};
 use bhatti_engine::image::{ImagePaths, Tier};
 use bhatti_engine::netns::{NetNs, unique_name};
@@ -133,6 +135,39 @@ async fn host_side(
         s.rt_fresh.push(t.elapsed());
     }
     Ok(())
+}
+
+/// A command whose stdin is `/dev/null` (E2B's `stdin: false`): opened by
+/// the agent (`stdin_null`, protocol version 7) against the shell wrapper
+/// used for older agents, `sh -c 'exec "$@" </dev/null' sh true`,
+/// interleaved.
+async fn null_stdin(
+    e: &VmEngine<QemuDriver>,
+    id: &SandboxId,
+    n: usize,
+) -> BenchResult<[Vec<Duration>; 2]> {
+    let by_agent = ExecRequest {
+        stdin_null: true,
+        ..ExecRequest::command(["true"])
+    };
+    let wrapped = ExecRequest::command(["/bin/sh", "-c", "exec \"$@\" </dev/null", "sh", "true"]);
+    let mut out: [Vec<Duration>; 2] = Default::default();
+    for _ in 0..n {
+        for (i, req) in [&by_agent, &wrapped].into_iter().enumerate() {
+            let t = Instant::now();
+            let mut s = e.exec_stream(id, req.clone()).await?;
+            while let Some(ev) = s.next().await? {
+                if let Event::Exit(code) = ev {
+                    if code != 0 {
+                        return Err(format!("{:?} exited {code}", req.argv).into());
+                    }
+                    break;
+                }
+            }
+            out[i].push(t.elapsed());
+        }
+    }
+    Ok(out)
 }
 
 /// TCP connect + close to the agent's control port from inside the
@@ -324,6 +359,16 @@ async fn bench(n: usize) -> BenchResult {
         println!(
             "  EXIT before the sync (protocol 7) saves {saved:.2} ms per exec (p50); \
              a request right after it pays {paid:.2} ms of the sync"
+        );
+    }
+    let [by_agent, wrapped] = null_stdin(&engine, &id, n).await?;
+    if let (Some(a), Some(w)) = (
+        line("exec true, stdin /dev/null by the agent", &by_agent),
+        line("exec true, stdin /dev/null by sh -c", &wrapped),
+    ) {
+        println!(
+            "  stdin_null (protocol 7) saves {:.2} ms per E2B command with stdin false (p50)",
+            ms(w.p50) - ms(a.p50)
         );
     }
     print_results(&s.exec, &s.rt, guest.as_ref(), (ctxt, intr));
