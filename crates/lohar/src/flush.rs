@@ -182,7 +182,7 @@ mod tests {
     }
 
     #[test]
-    fn deferred_syncs_run_soon_and_share_one() {
+    fn deferred_syncs_run_unasked_and_a_waiting_sync_takes_them() {
         start().expect("flush thread");
         runtime().block_on(async {
             let before = SYNCS.load(Ordering::SeqCst);
