@@ -228,7 +228,9 @@ async fn cpu_split(
                 {
                     rows.push((format!("guest cpu {n}"), num(i + 1)));
                 }
-            } else if f.first() == Some(&"T") {
+            } else if f.first() == Some(&"T") && f.len() >= 4 {
+                // (A thread that ended between the glob and the reads
+                // leaves a short line: skipped.)
                 let n = f.len();
                 let t = num(n - 1) + num(n - 2);
                 rows.push((format!("lohar thread {}", f[1..n - 2].join(" ")), t));

@@ -17,13 +17,13 @@
 //!   there is no child at all (`ECHILD`) it sleeps on a condvar that
 //!   [`spawn_with`] signals; a spawn counter read before each `waitid`
 //!   makes a spawn in between impossible to miss.
-//! - [`spawn_with`] (TTY sessions and `posix_spawn`) holds the spawn gate
+//! - [`spawn_with`] (TTY sessions and piped spawns) holds the spawn gate
 //!   *shared* across the spawn and the registration of the new pid (the
 //!   registry lock only for the insert). Spawns from several threads run
 //!   in parallel, but no reap can take a child before its waiter exists,
-//!   nor race libc's or std's own `waitpid` of a child whose exec failed
-//!   (they reap that child inside the spawn, under the shared gate; a
-//!   reap then finds it gone).
+//!   nor race the spawn's own `waitpid` of a child whose exec failed
+//!   (std's and [`crate::vfork`]'s reap that child inside the spawn,
+//!   under the shared gate; a reap then finds it gone).
 //! - Lock order: gate, then registry.
 //!
 //! Nothing else may wait for children: no `Child::wait`, no

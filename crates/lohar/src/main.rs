@@ -11,7 +11,7 @@
 //!
 //! Threads: one tokio current-thread runtime runs every connection; the
 //! blocking pool does file I/O; [`spawner::THREADS`] spawner threads run
-//! the piped execs' `posix_spawn` (in parallel, see [`spawner`]); one
+//! the piped execs' spawns ([`vfork`], in parallel, see [`spawner`]); one
 //! `flush` thread runs the `sync()` before an exec's EXIT ([`flush`]).
 //! Children are reaped on the runtime's thread when SIGCHLD arrives
 //! ([`children`]); every other thread blocks SIGCHLD. All but the
@@ -38,6 +38,7 @@ mod spawn;
 mod spawner;
 mod testmode;
 mod users;
+mod vfork;
 mod vsock;
 
 use std::process::ExitCode;

@@ -1,14 +1,17 @@
-//! `posix_spawn` of piped user commands, also when they run as another
-//! user.
+//! Spawning piped user commands without a fork, also when they run as
+//! another user.
 //!
 //! std's `Command` falls back to `fork` + `exec` whenever a uid/gid is set,
 //! and, in a static binary (lohar's), whenever a working directory is set
 //! (it cannot find `posix_spawn_file_actions_addchdir_np` at run time). A
 //! fork copies the agent's page tables and leaves it with copy-on-write
-//! faults; under TCG that is about 2 ms of every exec. `posix_spawn`
-//! (`CLONE_VM | CLONE_VFORK`) copies nothing.
+//! faults; under TCG that is about 2 ms of every exec. A
+//! `CLONE_VM | CLONE_VFORK` clone copies nothing: [`crate::vfork`] does
+//! that clone and the few steps before the exec (glibc's `posix_spawn`
+//! did the same clone until it, with a walk over every signal number that
+//! cost 0.28 ms in a TCG guest).
 //!
-//! `posix_spawn` has no credential switch, but a child takes the
+//! A clone has no credential switch, but a child takes the
 //! credentials of the *thread* that spawns it, and Linux keeps them per
 //! thread (only libc's `setuid` family broadcasts to every thread; the
 //! raw syscalls do not). So for a user command the calling thread, with
@@ -17,7 +20,8 @@
 //! real and effective ids of the user and saved ids of root; its `execve`
 //! copies the effective ids into the saved ones and, neither real nor
 //! effective uid being 0, leaves it no capabilities. What runs between the
-//! clone and the exec is libc's own child code only.
+//! clone and the exec is [`crate::vfork`]'s child code only, which touches
+//! no credentials.
 //!
 //! # Threads, locks, I/O
 //! Piped execs call [`spawn_piped`] on a [`crate::spawner`] thread (so
@@ -39,9 +43,7 @@ use rustix::pipe::{PipeFlags, pipe_with};
 
 use crate::command::UserCommand;
 use crate::env::Creds;
-
-/// A child's stdin with `stdin_null` (protocol version 7).
-const DEV_NULL: &std::ffi::CStr = c"/dev/null";
+use crate::vfork;
 
 /// The agent's ends of a spawned child's stdio pipes.
 #[derive(Debug)]
@@ -81,45 +83,20 @@ pub fn spawn_piped(cmd: &UserCommand, stdin_null: bool) -> io::Result<(i32, Stdi
     let (out_r, out_w) = pipe_with(PipeFlags::CLOEXEC)?;
     let (err_r, err_w) = pipe_with(PipeFlags::CLOEXEC)?;
 
-    let mut actions = FileActions::new()?;
-    match &stdin {
-        Some((in_r, _)) => actions.dup2(in_r, 0)?,
-        None => actions.open_read(0, DEV_NULL)?,
-    }
-    actions.dup2(&out_w, 1)?;
-    actions.dup2(&err_w, 2)?;
-    if let Some(dir) = &cwd {
-        actions.chdir(dir)?;
-    }
-    let attrs = Attrs::new()?;
-
     let mut args: Vec<*mut libc::c_char> = argv.iter().map(|a| a.as_ptr().cast_mut()).collect();
     args.push(std::ptr::null_mut());
     let mut vars: Vec<*mut libc::c_char> = envp.iter().map(|e| e.as_ptr().cast_mut()).collect();
     vars.push(std::ptr::null_mut());
-
-    let spawn = || {
-        let mut pid: libc::pid_t = 0;
-        // SAFETY: every pointer is valid for the call: `program` and the
-        // NULL-terminated `args`/`vars` arrays point into CStrings that
-        // outlive it, and `actions`/`attrs` are initialised objects.
-        let r = unsafe {
-            libc::posix_spawn(
-                &mut pid,
-                program.as_ptr(),
-                &actions.0,
-                &attrs.0,
-                args.as_ptr(),
-                vars.as_ptr(),
-            )
-        };
-        if r == 0 {
-            Ok(pid)
-        } else {
-            Err(io::Error::from_raw_os_error(r))
-        }
+    let plan = vfork::Plan {
+        program: &program,
+        argv: &args,
+        envp: &vars,
+        stdin: stdin.as_ref().map(|(r, _)| r.as_raw_fd()),
+        stdout: out_w.as_raw_fd(),
+        stderr: err_w.as_raw_fd(),
+        cwd: cwd.as_deref(),
     };
-    let pid = with_creds(cmd.switch_to.as_ref(), spawn)?;
+    let pid = with_creds(cmd.switch_to.as_ref(), || vfork::spawn(&plan))?;
     Ok((
         pid,
         Stdio {
@@ -233,132 +210,6 @@ fn raw(nr: libc::c_long, args: [libc::c_long; 3]) -> io::Result<()> {
         Err(io::Error::last_os_error())
     } else {
         Ok(())
-    }
-}
-
-/// `posix_spawn_file_actions_t`, destroyed on drop.
-struct FileActions(libc::posix_spawn_file_actions_t);
-
-impl FileActions {
-    fn new() -> io::Result<Self> {
-        // SAFETY: an all-zero value is a valid placeholder that init
-        // overwrites before any other use.
-        let mut a = FileActions(unsafe { std::mem::zeroed() });
-        // SAFETY: `a.0` is writable storage for the object.
-        check(unsafe { libc::posix_spawn_file_actions_init(&mut a.0) })?;
-        Ok(a)
-    }
-
-    fn dup2(&mut self, fd: &OwnedFd, to: libc::c_int) -> io::Result<()> {
-        // SAFETY: `self.0` is initialised; `fd` stays open until the spawn.
-        check(unsafe { libc::posix_spawn_file_actions_adddup2(&mut self.0, fd.as_raw_fd(), to) })
-    }
-
-    /// Opens `path` read-only as `to` in the child.
-    fn open_read(&mut self, to: libc::c_int, path: &std::ffi::CStr) -> io::Result<()> {
-        // SAFETY: `self.0` is initialised; glibc copies the path.
-        check(unsafe {
-            libc::posix_spawn_file_actions_addopen(
-                &mut self.0,
-                to,
-                path.as_ptr(),
-                libc::O_RDONLY,
-                0,
-            )
-        })
-    }
-
-    fn chdir(&mut self, dir: &CString) -> io::Result<()> {
-        // SAFETY: `self.0` is initialised; glibc copies the path.
-        check(unsafe { libc::posix_spawn_file_actions_addchdir_np(&mut self.0, dir.as_ptr()) })
-    }
-}
-
-impl Drop for FileActions {
-    fn drop(&mut self) {
-        // SAFETY: initialised in `new`, destroyed once.
-        unsafe { libc::posix_spawn_file_actions_destroy(&mut self.0) };
-    }
-}
-
-/// `posix_spawnattr_t`: new process group, empty signal mask, and SIGPIPE
-/// back to its default (Rust programs ignore it, and an ignored signal
-/// stays ignored across exec).
-///
-/// The default set also names every other signal the agent does not
-/// ignore ([`to_default`]): glibc's child resets those with one
-/// `sigaction` each, where for a signal outside the set it asks for the
-/// disposition first and then sets it, about 120 system calls between the
-/// clone and the exec instead of about 64 (each an exit to the hypervisor
-/// under TCG). The child sees the same dispositions either way.
-struct Attrs(libc::posix_spawnattr_t);
-
-/// SIGPIPE and every signal this process does not ignore, asked once:
-/// lohar sets its dispositions at start and never ignores a signal later.
-fn to_default() -> &'static libc::sigset_t {
-    static SET: std::sync::OnceLock<libc::sigset_t> = std::sync::OnceLock::new();
-    SET.get_or_init(|| {
-        // SAFETY: sigemptyset initialises the local set; sigaction with a
-        // null new action only reads the disposition into `old`, a valid
-        // local; sigaddset of a number glibc refuses (its internal
-        // signals) fails harmlessly and leaves the set as it was.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for sig in 1..libc::SIGRTMAX() + 1 {
-                if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-                    continue; // no disposition to reset
-                }
-                let mut old: libc::sigaction = std::mem::zeroed();
-                let asked = libc::sigaction(sig, std::ptr::null(), &mut old);
-                if sig == libc::SIGPIPE || (asked == 0 && old.sa_sigaction != libc::SIG_IGN) {
-                    libc::sigaddset(&mut set, sig);
-                }
-            }
-            set
-        }
-    })
-}
-
-impl Attrs {
-    fn new() -> io::Result<Self> {
-        // SAFETY: an all-zero value is a valid placeholder that init
-        // overwrites before any other use.
-        let mut a = Attrs(unsafe { std::mem::zeroed() });
-        // SAFETY: `a.0` is writable storage for the object.
-        check(unsafe { libc::posix_spawnattr_init(&mut a.0) })?;
-        // SAFETY: plain sigset operations on local, initialised sets and
-        // setters on the initialised attribute object.
-        unsafe {
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            check(libc::posix_spawnattr_setsigmask(&mut a.0, &none))?;
-            check(libc::posix_spawnattr_setsigdefault(&mut a.0, to_default()))?;
-            check(libc::posix_spawnattr_setpgroup(&mut a.0, 0))?;
-            let flags = libc::POSIX_SPAWN_SETPGROUP
-                | libc::POSIX_SPAWN_SETSIGMASK
-                | libc::POSIX_SPAWN_SETSIGDEF;
-            check(libc::posix_spawnattr_setflags(
-                &mut a.0,
-                flags as libc::c_short,
-            ))?;
-        }
-        Ok(a)
-    }
-}
-
-impl Drop for Attrs {
-    fn drop(&mut self) {
-        // SAFETY: initialised in `new`, destroyed once.
-        unsafe { libc::posix_spawnattr_destroy(&mut self.0) };
-    }
-}
-
-fn check(r: libc::c_int) -> io::Result<()> {
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::from_raw_os_error(r))
     }
 }
 

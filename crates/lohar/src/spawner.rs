@@ -1,4 +1,4 @@
-//! Dedicated threads that run the piped execs' `posix_spawn`.
+//! Dedicated threads that run the piped execs' spawns ([`crate::vfork`]).
 //!
 //! A vfork-style spawn stalls its thread until the child execs (about a
 //! millisecond under TCG). On the runtime's one thread that stalls every
