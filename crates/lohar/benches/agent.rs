@@ -15,7 +15,9 @@
 //! - 1 KiB file read round trip vs a raw Unix-socket request/response of
 //!   the same sizes (a thread answering with canned bytes), with a
 //!   connection per request and on one reused connection (REUSE, protocol
-//!   version 6) against a socket kept open;
+//!   version 6) against a socket kept open, answered by a thread of the
+//!   bench and, for reference, by this binary started again as another
+//!   process (`LOHAR_BENCH_CANNED_SOCK`);
 //! - 64 MiB file read and write throughput vs a plain file copy and raw
 //!   Unix-socket throughput;
 //! - 20 concurrent execs of `true` (wall time and p99) vs 20 threads each
@@ -36,8 +38,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use baselines::{
-    canned_reused_server, canned_server, raw_request, request_on, rss_kib, small_read_reply,
-    socket_pump, threads_run, threads_spawn,
+    canned_process, canned_reused_server, canned_server, raw_request, request_on, rss_kib,
+    small_read_reply, socket_pump, threads_run, threads_spawn,
 };
 use benchkit::{Summary, Target, report, target};
 use bhatti_agent::{Client, ExecOptions, ExecRequest, ReadOptions};
@@ -57,6 +59,7 @@ struct Sizes {
 }
 
 fn main() {
+    baselines::serve_canned_if_asked();
     let quick = std::env::args().any(|a| a == "--quick") || benchkit::quick();
     let sizes = if quick {
         Sizes {
@@ -197,13 +200,17 @@ async fn small_read(l: &Lohar, n: &Sizes) {
 /// REUSE) against a socket kept open, interleaved.
 async fn small_read_reused(l: &Lohar, n: &Sizes, req: &Frame, path: &str) {
     let canned = canned_reused_server(l.path("canned2.sock"), small_read_reply());
+    let other = canned_process(l.path("canned3.sock"));
     let (mut sock_kept, mut raw_kept, mut agent_kept) = (vec![], vec![], vec![]);
+    let mut proc_kept = vec![];
     let mut kept_sock = StdUnixStream::connect(&canned).unwrap();
+    let mut kept_proc = StdUnixStream::connect(&other.path).unwrap();
     let mut kept_agent = StdUnixStream::connect(&l.control).unwrap();
     sync_io::write_frame(&mut kept_agent, FrameType::REUSE, &[]).unwrap();
     let pooled = l.client.clone().with_reuse();
     for _ in 0..n.small_read_iters {
         sock_kept.push(request_on(&mut kept_sock, req));
+        proc_kept.push(request_on(&mut kept_proc, req));
         raw_kept.push(request_on(&mut kept_agent, req));
         let t = Instant::now();
         let body = pooled
@@ -221,6 +228,13 @@ async fn small_read_reused(l: &Lohar, n: &Sizes, req: &Frame, path: &str) {
     report("agent, raw blocking frames, reused", &rk, None);
     let sk = stats(&sock_kept);
     report("raw Unix socket, reused (baseline)", &sk, None);
+    let pk = stats(&proc_kept);
+    report("the same, server in another process", &pk, None);
+    println!(
+        "  p50 ratio raw frames/socket in another process (the wake-ups of a \
+         second process, lohar's too): {:.2}",
+        rk.p50.as_secs_f64() / pk.p50.as_secs_f64()
+    );
     println!(
         "  p50 ratio agent + client, reused/socket, reused: {:.2}",
         ak.p50.as_secs_f64() / sk.p50.as_secs_f64()

@@ -63,6 +63,51 @@ pub fn canned_reused_server(path: PathBuf, reply: Vec<u8>) -> PathBuf {
     path
 }
 
+/// Environment variable that makes the bench binary serve canned replies
+/// instead of benching ([`canned_process`]).
+pub const CANNED_ENV: &str = "LOHAR_BENCH_CANNED_SOCK";
+
+/// When this process was started by [`canned_process`]: serves the 1 KiB
+/// read reply on every frame of every connection and never returns.
+pub fn serve_canned_if_asked() {
+    let Some(path) = std::env::var_os(CANNED_ENV) else {
+        return;
+    };
+    canned_reused_server(PathBuf::from(path), small_read_reply());
+    loop {
+        std::thread::park();
+    }
+}
+
+/// The canned server of [`canned_reused_server`] in another process (this
+/// bench binary started again), as lohar is: the same request/response
+/// with the process switch and cross-process wake-ups a real peer costs.
+/// Killed when the returned guard drops.
+pub struct CannedProcess {
+    pub path: PathBuf,
+    child: std::process::Child,
+}
+
+impl Drop for CannedProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn canned_process(path: PathBuf) -> CannedProcess {
+    let child = Command::new(std::env::current_exe().unwrap())
+        .env(CANNED_ENV, &path)
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !path.exists() {
+        assert!(t.elapsed() < Duration::from_secs(10), "canned process");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    CannedProcess { path, child }
+}
+
 /// Wall time of `k` threads each spawning `true` and waiting for it,
 /// started together.
 pub fn threads_spawn(k: usize) -> Duration {
