@@ -30,6 +30,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
 /// A boxed [`Stream`].
 pub type BoxStream = Box<dyn Stream>;
 
+/// Bytes a connection's reader task reads at once (more when a frame's
+/// payload is larger: that goes straight into the frame).
+const READ_BUF: usize = 8 * 1024;
+
 /// Frames buffered per connection between the socket and a handler.
 pub const FRAME_QUEUE: usize = 4;
 
@@ -205,8 +209,12 @@ pub struct Reader {
 }
 
 impl Reader {
-    fn start(mut reader: ReadHalf<BoxStream>) -> Self {
+    fn start(reader: ReadHalf<BoxStream>) -> Self {
         let (tx, rx) = mpsc::channel(FRAME_QUEUE);
+        // Buffered: a request's header and payload come in with one read
+        // (the task owns the read half from here on, so nothing is lost
+        // in the buffer).
+        let mut reader = tokio::io::BufReader::with_capacity(READ_BUF, reader);
         let task = tokio::spawn(async move {
             loop {
                 match bhatti_proto::async_io::read_frame(&mut reader).await {
