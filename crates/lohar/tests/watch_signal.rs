@@ -165,6 +165,18 @@ async fn signal_reaches_a_piped_exec_and_its_group() {
     let mut s = l.client.exec_stream(&sh(&script)).await.unwrap();
     read_until(&mut s.events, |o| o.ends_with(b"ready\n")).await;
     let pid: i32 = wait_file(&child).await.parse().unwrap();
+    // Signal only once the background job runs `sleep`: a SIGINT that
+    // reaches dash's forked child before its exec (under load) left a
+    // `sleep` that the later SIGHUP did not end, holding the output pipe,
+    // so no EXIT came (2-3 of 15 runs under two CPU hogs; the same script
+    // without lohar, signalled from Python, did the same in 12 of 15).
+    let comm = format!("/proc/{pid}/comm");
+    assert!(
+        eventually(SOON, || std::fs::read_to_string(&comm)
+            .is_ok_and(|c| c == "sleep\n"))
+        .await,
+        "the background sleep never ran"
+    );
     s.input.signal(2).await.unwrap();
     read_until(&mut s.events, |o| o.ends_with(b"got-int\n")).await;
     s.input.signal(1).await.unwrap();
