@@ -23,8 +23,8 @@
 //! 3. `chdir` to the working directory, if any;
 //! 4. every signal in [`reset_set`] back to `SIG_DFL` (the agent's
 //!    handlers, and SIGPIPE, which Rust programs ignore and an exec would
-//!    keep ignored); other ignored signals stay ignored, as with
-//!    `posix_spawn`;
+//!    keep ignored); other ignored signals (e.g. SIGHUP under `nohup`)
+//!    stay ignored, as with `posix_spawn`;
 //! 5. an empty signal mask (the parent blocked every signal around the
 //!    clone, so no handler of the agent can run in the child before 4);
 //! 6. `execve`. If any step fails, the child stores its errno where the
@@ -63,39 +63,45 @@ const STACK: usize = 64 * 1024;
 ///
 /// SIGPIPE (ignored by Rust's runtime) and every signal a handler may be
 /// installed for in this process: the ones lohar itself catches (tokio's
-/// SIGCHLD for reaping, SIGTERM as PID 1, and the other usual ones, in
-/// case a later change catches them), plus whatever is caught when the
-/// first spawn asks (a library's handler). Resetting a signal that has
-/// its default already changes nothing.
+/// SIGCHLD for reaping, SIGTERM as PID 1) and the other usual ones (in
+/// case a later change catches them) unless ignored when the first spawn
+/// asks, plus whatever is caught then (a library's handler). Ignored
+/// signals other than SIGPIPE stay ignored, as with `posix_spawn`;
+/// resetting a signal that has its default already changes nothing.
 fn reset_set() -> &'static [libc::c_int] {
+    const USUAL: [libc::c_int; 10] = [
+        libc::SIGCHLD,
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGWINCH,
+        libc::SIGPWR,
+        libc::SIGALRM,
+    ];
     static SET: std::sync::OnceLock<Vec<libc::c_int>> = std::sync::OnceLock::new();
     SET.get_or_init(|| {
-        let mut set = vec![
-            libc::SIGPIPE,
-            libc::SIGCHLD,
-            libc::SIGTERM,
-            libc::SIGINT,
-            libc::SIGHUP,
-            libc::SIGQUIT,
-            libc::SIGUSR1,
-            libc::SIGUSR2,
-            libc::SIGWINCH,
-            libc::SIGPWR,
-            libc::SIGALRM,
-        ];
+        let mut set = vec![libc::SIGPIPE];
         for sig in 1..libc::SIGRTMAX() + 1 {
-            if set.contains(&sig) || sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            if sig == libc::SIGPIPE || sig == libc::SIGKILL || sig == libc::SIGSTOP {
                 continue;
             }
             // SAFETY: a null new action only reads the disposition into
             // `old`, a valid local; glibc refuses its internal signals
             // (then `asked` is -1 and the signal is skipped).
-            let caught = unsafe {
+            let handler = unsafe {
                 let mut old: libc::sigaction = std::mem::zeroed();
                 let asked = libc::sigaction(sig, std::ptr::null(), &mut old);
-                asked == 0 && old.sa_sigaction != libc::SIG_IGN && old.sa_sigaction != libc::SIG_DFL
+                (asked == 0).then_some(old.sa_sigaction)
             };
-            if caught {
+            let reset = match handler {
+                Some(libc::SIG_IGN) | None => false,
+                Some(libc::SIG_DFL) => USUAL.contains(&sig),
+                Some(_) => true,
+            };
+            if reset {
                 set.push(sig);
             }
         }
