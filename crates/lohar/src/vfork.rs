@@ -160,14 +160,16 @@ struct Child<'a> {
     errno: libc::c_int,
 }
 
-/// Blocks every signal on this thread (the raw call, so glibc's internal
-/// ones too); returns the mask to restore.
+/// Blocks every signal on this thread, glibc's internal ones too (its
+/// `sigfillset` leaves those out, so the set is all ones and the call is
+/// the raw one); returns the mask to restore.
 fn block_all() -> io::Result<libc::sigset_t> {
-    // SAFETY: local, initialised sets; the kernel reads and writes the
-    // first 8 bytes (the size passed), which glibc's sigset_t begins with.
+    // SAFETY: local sets, every bit pattern valid; the kernel reads and
+    // writes the first 8 bytes (the size passed), which glibc's sigset_t
+    // begins with, and ignores the bits of SIGKILL and SIGSTOP.
     unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
+        std::ptr::write_bytes(&raw mut all, 0xff, 1);
         let mut old: libc::sigset_t = std::mem::zeroed();
         let r = libc::syscall(
             libc::SYS_rt_sigprocmask,
