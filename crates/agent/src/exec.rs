@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::conn::{self, Conn, Events, Input, recv_known, split_stream};
 use crate::error::{self, Error, Result};
-use crate::{Client, Event};
+use crate::{Client, Event, feature};
 
 /// How long the best-effort KILL after a timeout may take.
 const KILL_GRACE: Duration = Duration::from_secs(1);
@@ -180,8 +180,15 @@ impl Client {
         if sent.stdin_closed {
             input.mark_stdin_closed();
         } else if close_after {
-            // An agent without `stdin_closed`: the old way, at once.
-            input.close_stdin().await?;
+            // An agent without `stdin_closed`: closed at once the old way,
+            // by an empty STDIN frame where the agent has `stdin_eof` (so
+            // KILL and SIGNAL still reach the command), else (a v1 agent)
+            // by a half-close.
+            if self.serves(feature::STDIN_EOF).await.unwrap_or(false) {
+                input.end_stdin().await?;
+            } else {
+                input.close_stdin().await?;
+            }
         }
         Ok(ExecStream { input, events })
     }

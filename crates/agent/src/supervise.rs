@@ -9,8 +9,12 @@
 //! [`Client::exec`](crate::Client::exec).
 //!
 //! Without a timeout the command's stdin is closed at once (a command
-//! that reads stdin sees end of file); with one it stays open, because
-//! KILL travels on the same half of the connection.
+//! that reads stdin sees end of file). With one, [`Supervised`] leaves
+//! stdin as it is, because on a v1 agent closing it is a half-close after
+//! which KILL cannot be sent; a caller that wants it closed says so in the
+//! request (`stdin_closed`), as `POST /exec` does, and
+//! [`Client::exec_stream`](crate::Client::exec_stream) closes it in a way
+//! that keeps KILL working wherever the agent allows.
 //!
 //! # Threads, locks, I/O
 //! Runs on the caller's task over the two halves of an [`ExecStream`]:

@@ -51,7 +51,8 @@ pub fn routes<E: Engine>() -> Vec<RouteDef<E>> {
     ]
 }
 
-/// The request body.
+/// The request body. The command's stdin is closed: a program that reads
+/// it sees end of file at once.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ExecBody {
     #[schema(min_items = 1)]
@@ -59,6 +60,8 @@ pub struct ExecBody {
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     pub cwd: Option<String>,
+    /// Seconds until the command's process group is killed (exit code
+    /// 137, `timed_out`).
     #[schema(minimum = 1, maximum = 86400)]
     pub timeout_sec: Option<u64>,
     /// The guest user to run as (a name or a uid); default: the
@@ -113,10 +116,11 @@ async fn exec<E: Engine>(
         env: body.env,
         cwd: body.cwd.or_else(|| crate::service::images::workdir_of(&sb)),
         user: body.user,
-        // Without a timeout the command's stdin is closed at once
-        // (`Supervised`); the request says so itself, which spares the
-        // guest a frame (protocol version 7; the client falls back).
-        stdin_closed: body.timeout_sec.is_none(),
+        // The API has no stdin: the command reads end of file, with or
+        // without a timeout. The request says so itself, which spares
+        // the guest a frame and leaves the connection open for the KILL
+        // of a timeout (protocol version 7; the client falls back).
+        stdin_closed: true,
         ..ExecRequest::default()
     };
     let start = std::time::Instant::now();

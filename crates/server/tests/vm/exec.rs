@@ -32,6 +32,18 @@ pub fn buffered_and_streaming() -> TestResult {
         ensure(v["exit_code"] == 0 && v["stdout"] == "", || {
             format!("cat: {v}")
         })?;
+        // And with a timeout: `cat` still ends at once, not at the
+        // deadline (the KILL of a timeout is tested below).
+        let t = std::time::Instant::now();
+        let body = json!({"cmd": ["cat"], "timeout_sec": 60});
+        let v = d.expect(d.req(Method::POST, exec).json(&body), 200).await?;
+        ensure(
+            v["exit_code"] == 0 && v.get("timed_out").is_none_or(|t| t == false),
+            || format!("cat with a timeout: {v}"),
+        )?;
+        ensure(t.elapsed() < std::time::Duration::from_secs(30), || {
+            format!("cat with a timeout took {:?}", t.elapsed())
+        })?;
         // A program that does not exist is the request's fault.
         let (s, e) = d
             .call(
