@@ -262,59 +262,60 @@ async fn small_read_reused(l: &Lohar, n: &Sizes, req: &Frame, path: &str) {
         Target::AtMost,
         1.2,
     );
-    small_read_one_cpu(l, n, req, &other, &server);
+    small_read_one_cpu(l, n, req, &canned, [&other, &server]);
 }
 
-/// The reused 1 KiB read with the client, lohar and the canned process on
-/// CPU 0: what the request costs without the cross-CPU wake-up, whose
-/// price on this host (a PVM guest) decides the unpinned figures by
-/// itself — there, lohar, the canned process and a minimal C server
-/// doing lohar's system calls each land at ~6-10 µs in some runs and
-/// ~50-65 µs in others, run to run.
+/// The reused 1 KiB read with the client, lohar and the servers on CPU 0:
+/// what the request costs without the cross-CPU wake-up, whose price on
+/// this host (a PVM guest) decides the unpinned figures by itself. There,
+/// lohar, the canned process and a minimal C server doing lohar's system
+/// calls each land at ~6-10 µs in some runs and ~50-65 µs in others.
 fn small_read_one_cpu(
     l: &Lohar,
     n: &Sizes,
     req: &Frame,
-    canned: &CannedProcess,
-    server: &CannedProcess,
+    thread: &Path,
+    [canned, server]: [&CannedProcess; 2],
 ) {
     let mut one = rustix::thread::CpuSet::new();
     one.set(0);
     let all = rustix::thread::sched_getaffinity(None).unwrap();
-    for pid in [l.pid(), canned.pid(), server.pid()] {
+    // This process too: the canned thread serving a new connection
+    // inherits its listener thread's CPUs.
+    let pids = [std::process::id(), l.pid(), canned.pid(), server.pid()];
+    for pid in pids {
         pin_process(pid, &one);
     }
-    let (agent, canned, server) = std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                rustix::thread::sched_setaffinity(None, &one).unwrap();
-                let mut kept_agent = StdUnixStream::connect(&l.control).unwrap();
-                sync_io::write_frame(&mut kept_agent, FrameType::REUSE, &[]).unwrap();
-                let mut kept_canned = StdUnixStream::connect(&canned.path).unwrap();
-                let mut kept_server = StdUnixStream::connect(&server.path).unwrap();
-                let (mut a, mut c, mut s) = (vec![], vec![], vec![]);
-                for _ in 0..n.small_read_iters {
-                    a.push(request_on(&mut kept_agent, req));
-                    c.push(request_on(&mut kept_canned, req));
-                    s.push(request_on(&mut kept_server, req));
-                }
-                (stats(&a), stats(&c), stats(&s))
-            })
-            .join()
-            .unwrap()
-    });
-    pin_process(l.pid(), &all);
-    println!("  reused, client, lohar and the servers on CPU 0:");
+    let kept = |path: &Path| StdUnixStream::connect(path).unwrap();
+    let mut agent = kept(&l.control);
+    sync_io::write_frame(&mut agent, FrameType::REUSE, &[]).unwrap();
+    let mut conns = [agent, kept(thread), kept(&canned.path), kept(&server.path)];
+    let mut times: [Vec<Duration>; 4] = Default::default();
+    for _ in 0..n.small_read_iters {
+        for (c, t) in conns.iter_mut().zip(&mut times) {
+            t.push(request_on(c, req));
+        }
+    }
+    for pid in pids {
+        pin_process(pid, &all);
+    }
+    let [agent, thread, canned, server] = times.map(|t| stats(&t));
+    println!("  reused, every process on CPU 0:");
     report("agent, raw blocking frames, reused", &agent, None);
-    report("canned reply, another process (baseline)", &canned, None);
+    report("raw Unix socket, reused (baseline)", &thread, None);
+    report("canned reply, another process", &canned, None);
     report("least file server, another process", &server, None);
+    println!(
+        "  p50 ratio raw frames/canned reply in another process, one CPU: {:.2}",
+        agent.p50.as_secs_f64() / canned.p50.as_secs_f64()
+    );
     println!(
         "  p50 ratio raw frames/least file server, one CPU: {:.2}",
         agent.p50.as_secs_f64() / server.p50.as_secs_f64()
     );
     target(
-        "p50 ratio raw frames/canned reply, both reused, one CPU",
-        agent.p50.as_secs_f64() / canned.p50.as_secs_f64(),
+        "p50 ratio raw frames/socket, both reused, one CPU",
+        agent.p50.as_secs_f64() / thread.p50.as_secs_f64(),
         Target::AtMost,
         1.2,
     );
