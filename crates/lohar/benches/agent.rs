@@ -17,12 +17,12 @@
 //!   connection per request and on one reused connection (REUSE, protocol
 //!   version 6) against a socket kept open, answered by a thread of the
 //!   bench and, for reference, by this binary started again as another
-//!   process (`LOHAR_BENCH_CANNED_SOCK`), once with the canned reply and
-//!   once reading the file with lohar's system calls
-//!   (`LOHAR_BENCH_CANNED_FILE`: the least a server can do); then the
-//!   reused connections again with the client, lohar and both processes
-//!   on CPU 0, without the cross-CPU wake-up that on a 2-CPU PVM host
-//!   decides the unpinned figures by itself;
+//!   process ([`servers`]) with the canned reply, reading the file with
+//!   lohar's system calls (the least a server can do) and doing that on
+//!   a tokio runtime (the least a tokio server can do); then the reused
+//!   connections again with every process on CPU 0, without the
+//!   cross-CPU wake-up that on a 2-CPU PVM host decides the unpinned
+//!   figures by itself;
 //! - 64 MiB file read and write throughput vs a plain file copy and raw
 //!   Unix-socket throughput;
 //! - 20 concurrent execs of `true` (wall time and p99) vs 20 threads each
@@ -37,6 +37,10 @@ mod baselines;
 mod common;
 #[path = "support/exec.rs"]
 mod exec;
+#[path = "support/servers.rs"]
+mod servers;
+#[path = "support/small_read.rs"]
+mod small_read;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -45,8 +49,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use baselines::{
-    CannedProcess, canned_process, canned_reused_server, canned_server, pin_process, raw_request,
-    request_on, rss_kib, small_read_reply, socket_pump, threads_run, threads_spawn,
+    canned_reused_server, canned_server, raw_request, request_on, rss_kib, small_read_reply,
+    socket_pump, threads_run, threads_spawn,
 };
 use benchkit::{Summary, Target, report, target};
 use bhatti_agent::{Client, ExecOptions, ExecRequest, ReadOptions};
@@ -66,7 +70,7 @@ struct Sizes {
 }
 
 fn main() {
-    baselines::serve_canned_if_asked();
+    servers::serve_if_asked();
     let quick = std::env::args().any(|a| a == "--quick") || benchkit::quick();
     let sizes = if quick {
         Sizes {
@@ -125,7 +129,7 @@ async fn run(n: Sizes, quick: bool, current: bool) {
         exec::exec_true(&l, &nosync, &n).await;
     }
     if on("small_read") {
-        small_read(&l, &n).await;
+        small_read::small_read(&l, &n).await;
     }
     if on("big_read") {
         big_read(&l, &n).await;
@@ -138,187 +142,6 @@ async fn run(n: Sizes, quick: bool, current: bool) {
     }
     let rss_end = rss_kib(l.pid());
     println!("\nlohar RSS: {rss_start} KiB at start, {rss_end} KiB after the runs");
-}
-
-async fn small_read(l: &Lohar, n: &Sizes) {
-    let path = l.path("small.bin");
-    std::fs::write(&path, vec![b'k'; 1024]).unwrap();
-    let p = path.to_str().unwrap().to_owned();
-    for _ in 0..50 {
-        l.client
-            .read_file(&p, ReadOptions::default())
-            .await
-            .unwrap()
-            .read_all()
-            .await
-            .unwrap();
-    }
-    let mut agent = Vec::with_capacity(n.small_read_iters);
-    let mut local = Vec::with_capacity(n.small_read_iters);
-    let mut raw = Vec::with_capacity(n.small_read_iters);
-    let mut act = Vec::with_capacity(n.small_read_iters);
-    let req = FileReadRequest {
-        path: p.clone(),
-        ..FileReadRequest::default()
-    };
-    let req = json_frame(FrameType::FILE_READ_REQ, &req).unwrap();
-    let act_req = Frame::new(FrameType::ACTIVITY_REQ, Vec::new());
-    let canned = canned_server(l.path("canned.sock"), small_read_reply());
-    let mut sock = Vec::with_capacity(n.small_read_iters);
-    for _ in 0..n.small_read_iters {
-        sock.push(raw_request(&canned, &req));
-        raw.push(raw_request(&l.control, &req));
-        act.push(raw_request(&l.control, &act_req));
-        let t = Instant::now();
-        let body = l
-            .client
-            .read_file(&p, ReadOptions::default())
-            .await
-            .unwrap();
-        let data = body.read_all().await.unwrap();
-        agent.push(t.elapsed());
-        assert_eq!(data.len(), 1024);
-        let t = Instant::now();
-        let data = std::fs::read(&path).unwrap();
-        local.push(t.elapsed());
-        assert_eq!(data.len(), 1024);
-    }
-    let a = stats(&agent);
-    let d = stats(&local);
-    println!("\n1 KiB file read round trip ({} runs)", n.small_read_iters);
-    report("agent + client", &a, None);
-    report("agent, raw blocking frames (no client)", &stats(&raw), None);
-    report("ACTIVITY_REQ, raw blocking frames", &stats(&act), None);
-    report("local std::fs::read (reference)", &d, None);
-    let s = stats(&sock);
-    report("raw Unix socket, same sizes (baseline)", &s, None);
-    println!(
-        "  p50 ratio agent + client/socket: {:.2}",
-        a.p50.as_secs_f64() / s.p50.as_secs_f64()
-    );
-    println!(
-        "  p50 ratio raw frames/socket, a connection per request: {:.3}",
-        stats(&raw).p50.as_secs_f64() / s.p50.as_secs_f64()
-    );
-    small_read_reused(l, n, &req, &p).await;
-}
-
-/// The 1 KiB read on one connection for all requests (protocol version 6,
-/// REUSE) against a socket kept open, interleaved.
-async fn small_read_reused(l: &Lohar, n: &Sizes, req: &Frame, path: &str) {
-    let canned = canned_reused_server(l.path("canned2.sock"), small_read_reply());
-    let other = canned_process(l.path("canned3.sock"), None);
-    let server = canned_process(l.path("canned4.sock"), Some(Path::new(path)));
-    let (mut sock_kept, mut raw_kept, mut agent_kept) = (vec![], vec![], vec![]);
-    let (mut proc_kept, mut server_kept) = (vec![], vec![]);
-    let mut kept_sock = StdUnixStream::connect(&canned).unwrap();
-    let mut kept_proc = StdUnixStream::connect(&other.path).unwrap();
-    let mut kept_server = StdUnixStream::connect(&server.path).unwrap();
-    let mut kept_agent = StdUnixStream::connect(&l.control).unwrap();
-    sync_io::write_frame(&mut kept_agent, FrameType::REUSE, &[]).unwrap();
-    let pooled = l.client.clone().with_reuse();
-    for _ in 0..n.small_read_iters {
-        sock_kept.push(request_on(&mut kept_sock, req));
-        proc_kept.push(request_on(&mut kept_proc, req));
-        server_kept.push(request_on(&mut kept_server, req));
-        raw_kept.push(request_on(&mut kept_agent, req));
-        let t = Instant::now();
-        let body = pooled
-            .read_file(path, ReadOptions::default())
-            .await
-            .unwrap();
-        let data = body.read_all().await.unwrap();
-        agent_kept.push(t.elapsed());
-        assert_eq!(data.len(), 1024);
-    }
-    println!("  one connection for all requests (protocol version 6, REUSE):");
-    let ak = stats(&agent_kept);
-    report("agent + client, reused connection", &ak, None);
-    let rk = stats(&raw_kept);
-    report("agent, raw blocking frames, reused", &rk, None);
-    let sk = stats(&sock_kept);
-    report("raw Unix socket, reused (baseline)", &sk, None);
-    let pk = stats(&proc_kept);
-    report("the same, server in another process", &pk, None);
-    println!(
-        "  p50 ratio raw frames/socket in another process (the wake-ups of a \
-         second process, lohar's too): {:.2}",
-        rk.p50.as_secs_f64() / pk.p50.as_secs_f64()
-    );
-    let fk = stats(&server_kept);
-    report("the same, reading the file (lohar's syscalls)", &fk, None);
-    println!(
-        "  p50 ratio raw frames/least file server in another process (lohar's \
-         own work; on 2 CPUs of this host both pay a cross-CPU wake-up): {:.2}",
-        rk.p50.as_secs_f64() / fk.p50.as_secs_f64()
-    );
-    println!(
-        "  p50 ratio agent + client, reused/socket, reused: {:.2}",
-        ak.p50.as_secs_f64() / sk.p50.as_secs_f64()
-    );
-    target(
-        "p50 ratio raw frames/socket, both reused",
-        rk.p50.as_secs_f64() / sk.p50.as_secs_f64(),
-        Target::AtMost,
-        1.2,
-    );
-    small_read_one_cpu(l, n, req, &canned, [&other, &server]);
-}
-
-/// The reused 1 KiB read with the client, lohar and the servers on CPU 0:
-/// what the request costs without the cross-CPU wake-up, whose price on
-/// this host (a PVM guest) decides the unpinned figures by itself. There,
-/// lohar, the canned process and a minimal C server doing lohar's system
-/// calls each land at ~6-10 µs in some runs and ~50-65 µs in others.
-fn small_read_one_cpu(
-    l: &Lohar,
-    n: &Sizes,
-    req: &Frame,
-    thread: &Path,
-    [canned, server]: [&CannedProcess; 2],
-) {
-    let mut one = rustix::thread::CpuSet::new();
-    one.set(0);
-    let all = rustix::thread::sched_getaffinity(None).unwrap();
-    // This process too: the canned thread serving a new connection
-    // inherits its listener thread's CPUs.
-    let pids = [std::process::id(), l.pid(), canned.pid(), server.pid()];
-    for pid in pids {
-        pin_process(pid, &one);
-    }
-    let kept = |path: &Path| StdUnixStream::connect(path).unwrap();
-    let mut agent = kept(&l.control);
-    sync_io::write_frame(&mut agent, FrameType::REUSE, &[]).unwrap();
-    let mut conns = [agent, kept(thread), kept(&canned.path), kept(&server.path)];
-    let mut times: [Vec<Duration>; 4] = Default::default();
-    for _ in 0..n.small_read_iters {
-        for (c, t) in conns.iter_mut().zip(&mut times) {
-            t.push(request_on(c, req));
-        }
-    }
-    for pid in pids {
-        pin_process(pid, &all);
-    }
-    let [agent, thread, canned, server] = times.map(|t| stats(&t));
-    println!("  reused, every process on CPU 0:");
-    report("agent, raw blocking frames, reused", &agent, None);
-    report("raw Unix socket, reused (baseline)", &thread, None);
-    report("canned reply, another process", &canned, None);
-    report("least file server, another process", &server, None);
-    println!(
-        "  p50 ratio raw frames/canned reply in another process, one CPU: {:.2}",
-        agent.p50.as_secs_f64() / canned.p50.as_secs_f64()
-    );
-    println!(
-        "  p50 ratio raw frames/least file server, one CPU: {:.2}",
-        agent.p50.as_secs_f64() / server.p50.as_secs_f64()
-    );
-    target(
-        "p50 ratio raw frames/socket, both reused, one CPU",
-        agent.p50.as_secs_f64() / thread.p50.as_secs_f64(),
-        Target::AtMost,
-        1.2,
-    );
 }
 
 async fn big_read(l: &Lohar, n: &Sizes) {

@@ -19,7 +19,7 @@ pub fn small_read_reply() -> Vec<u8> {
 }
 
 /// FILE_READ_RESP (mode 0644), `data` as one STDOUT frame, EXIT 0.
-fn reply_with(data: &[u8]) -> Vec<u8> {
+pub fn reply_with(data: &[u8]) -> Vec<u8> {
     let resp = bhatti_proto::messages::FileReadResponse {
         size: data.len() as i64,
         mode: "0644".into(),
@@ -66,100 +66,6 @@ pub fn canned_reused_server(path: PathBuf, reply: Vec<u8>) -> PathBuf {
         }
     });
     path
-}
-
-/// Environment variable that makes the bench binary serve canned replies
-/// instead of benching ([`canned_process`]).
-pub const CANNED_ENV: &str = "LOHAR_BENCH_CANNED_SOCK";
-
-/// With [`CANNED_ENV`]: the file whose read the canned process does per
-/// request, with the system calls of lohar's inline small read.
-pub const CANNED_FILE_ENV: &str = "LOHAR_BENCH_CANNED_FILE";
-
-/// When this process was started by [`canned_process`]: serves the 1 KiB
-/// read reply on every frame of every connection and never returns.
-pub fn serve_canned_if_asked() {
-    let Some(path) = std::env::var_os(CANNED_ENV) else {
-        return;
-    };
-    let listener = std::os::unix::net::UnixListener::bind(PathBuf::from(path)).unwrap();
-    let file = std::env::var_os(CANNED_FILE_ENV).map(PathBuf::from);
-    for s in listener.incoming() {
-        let mut s = s.unwrap();
-        let file = file.clone();
-        std::thread::spawn(move || {
-            while let Ok(Some(_)) = sync_io::read_frame(&mut s) {
-                let reply = file.as_deref().map_or_else(small_read_reply, read_reply);
-                if s.write_all(&reply).is_err() {
-                    return;
-                }
-            }
-        });
-    }
-}
-
-/// The least work a 1 KiB read can be served with: the system calls of
-/// lohar's inline small read (non-blocking open, `statx`, `fstatfs`, one
-/// read, close), then the same reply bytes, with no JSON and no runtime.
-fn read_reply(path: &std::path::Path) -> Vec<u8> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .unwrap();
-    let size = file.metadata().unwrap().len();
-    rustix::fs::fstatfs(&file).unwrap();
-    let mut data = vec![0; usize::try_from(size).unwrap()];
-    file.read_exact(&mut data).unwrap();
-    reply_with(&data)
-}
-
-/// The canned server of [`canned_reused_server`] in another process (this
-/// bench binary started again), as lohar is: the same request/response
-/// with the process switch and cross-process wake-ups a real peer costs.
-/// Killed when the returned guard drops.
-pub struct CannedProcess {
-    pub path: PathBuf,
-    child: std::process::Child,
-}
-
-impl Drop for CannedProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl CannedProcess {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-/// Sets the CPU affinity of every thread of process `pid` (threads it
-/// makes later inherit it from theirs).
-pub fn pin_process(pid: u32, cpus: &rustix::thread::CpuSet) {
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let tid = task.unwrap().file_name().to_string_lossy().parse().unwrap();
-        // A thread that ended meanwhile is fine to miss.
-        let _ = rustix::thread::sched_setaffinity(rustix::process::Pid::from_raw(tid), cpus);
-    }
-}
-
-/// `file`: serve [`read_reply`]s of it instead of a canned reply.
-pub fn canned_process(path: PathBuf, file: Option<&std::path::Path>) -> CannedProcess {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    if let Some(file) = file {
-        cmd.env(CANNED_FILE_ENV, file);
-    }
-    let child = cmd.env(CANNED_ENV, &path).spawn().unwrap();
-    let t = Instant::now();
-    while !path.exists() {
-        assert!(t.elapsed() < Duration::from_secs(10), "canned process");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    CannedProcess { path, child }
 }
 
 /// Wall time of `k` threads each spawning `true` and waiting for it,
