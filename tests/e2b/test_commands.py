@@ -46,6 +46,29 @@ def test_nonzero_exit_raises_with_the_output(sandbox):
     assert e.value.exit_code == 127
 
 
+def test_bash_once_the_guest_has_it_and_sh_again_once_it_is_gone(sandbox, bhatti):
+    """The SDK runs every command as `/bin/bash -l -c ...`; a guest without
+    bash runs it with /bin/sh. That a guest has bash is remembered (no
+    stat in the guest per command), so a bash that goes away costs one
+    failed command (a clear error), and /bin/sh runs the next."""
+    sid = sandbox.sandbox_id
+    wrapper = (
+        "[ -e /bin/bash ] && mv /bin/bash /bin/bash.real; "
+        "printf '#!/bin/sh\\nexport VIA=bash\\nexec /bin/sh \"$@\"\\n' > /bin/bash "
+        "&& chmod 755 /bin/bash"
+    )
+    r = bhatti.post(f"/sandboxes/{sid}/exec", json={"cmd": ["/bin/sh", "-c", wrapper]})
+    assert r.status_code == 200 and r.json()["exit_code"] == 0, r.text
+    for _ in range(2):
+        assert sandbox.commands.run("echo ${VIA:-sh}").stdout == "bash\n"
+    r = bhatti.post(f"/sandboxes/{sid}/exec", json={"cmd": ["rm", "/bin/bash"]})
+    assert r.status_code == 200 and r.json()["exit_code"] == 0, r.text
+    with pytest.raises(Exception) as e:  # noqa: B017 - the SDK's class varies
+        sandbox.commands.run("echo ${VIA:-sh}")
+    assert "bash" in str(e.value)
+    assert sandbox.commands.run("echo ${VIA:-sh}").stdout == "sh\n"
+
+
 def test_envs_cwd_and_user(sandbox):
     r = sandbox.commands.run(
         'echo "$GREETING"; pwd', envs={"GREETING": "hello there"}, cwd="/tmp"

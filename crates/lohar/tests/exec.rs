@@ -55,7 +55,11 @@ async fn command_not_found_is_start_error_without_exit() {
         .unwrap_err();
     match err {
         Error::Agent(f) => {
-            assert!(f.message.starts_with("start: "), "message: {f}");
+            // The message names the program that could not start.
+            assert!(
+                f.message.starts_with("start: /definitely/not/here: "),
+                "message: {f}"
+            );
             assert_eq!(f.code, ErrorCode::StartFailed);
         }
         other => panic!("expected agent error, got {other:?}"),

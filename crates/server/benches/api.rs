@@ -10,7 +10,9 @@
 //! - `GET /sandboxes` with 100 sandboxes (store records) vs the store query;
 //! - 20 parallel execs: p99 through HTTP vs through the engine;
 //! - a warm (paused) sandbox woken by a proxied request vs the same
-//!   request to a hot one.
+//!   request to a hot one;
+//! - exec `true` through the unmodified E2B Python SDK vs `POST /exec` of
+//!   the same guest command from the same Python process ([`e2b`]).
 //!
 //! Needs root, QEMU and the images; prints the reason and exits 0 when the
 //! host lacks them. `BENCH_QUICK=1` for a smoke run.
@@ -29,6 +31,9 @@ use bhatti_server::state::AppState;
 use bhatti_store::sandboxes::{Sandbox, Status, Thermal};
 use bhatti_store::users::Limits;
 use serde_json::json;
+
+#[path = "api/e2b.rs"]
+mod e2b;
 
 type BenchResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
@@ -134,6 +139,7 @@ async fn bench(dir: &std::path::Path, netns: &str) -> BenchResult {
     };
 
     exec_true(&b).await?;
+    e2b::e2b_exec(&b).await?;
     parallel_execs(&b).await?;
     list(&b).await?;
     proxy_wake(&b).await?;

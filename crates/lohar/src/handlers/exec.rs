@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use bhatti_proto::frame::FrameType;
 use bhatti_proto::messages::{ExecRequest, MessageError, decode_json};
+use bhatti_proto::text::short;
 use rustix::process::{Pid, Signal};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
@@ -87,6 +88,14 @@ pub async fn dispatch(agent: &Arc<Agent>, conn: Conn, payload: &[u8]) -> Result<
     handle(agent, conn, req).await
 }
 
+/// A failed spawn of `program`: the message names it.
+fn start_failed(program: &str, e: ChildError) -> Error {
+    match e {
+        ChildError::Spawn(io) => Error::Start(format!("{program}: {}", io_text(&io))),
+        other => Error::Start(other.to_string()),
+    }
+}
+
 /// Piped exec of `req` (non-empty argv, no TTY), as the user
 /// [`crate::run_as`] picks.
 pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<(), Error> {
@@ -100,6 +109,7 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<
     let cmd = command::user_command(agent, &id, &req.argv, &req.env, req.cwd.as_deref())
         .map_err(|e| Error::Start(e.to_string()))?;
     let cwd = cmd.cwd.as_ref().map(|d| d.display().to_string());
+    let program = short(&cmd.program.to_string_lossy());
     let stdin_null = req.stdin_null;
     // On a spawner thread (see `crate::spawner`): concurrent execs spawn
     // in parallel, and the runtime's thread never stalls in the vfork.
@@ -110,10 +120,7 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<
     })
     .await
     .ok_or_else(|| Error::Start("the spawner thread failed".into()))?;
-    let ((pid, stdio), exit) = spawned.map_err(|e| match e {
-        ChildError::Spawn(io) => Error::Start(io_text(&io)),
-        other => Error::Start(other.to_string()),
-    })?;
+    let ((pid, stdio), exit) = spawned.map_err(|e| start_failed(&program, e))?;
     if req.keep {
         let spec = crate::kept::Spec {
             pid,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use bhatti_proto::frame::FrameType;
 use bhatti_proto::messages::{ExecRequest, parse_resize};
+use bhatti_proto::text::short;
 use rustix::process::Signal;
 use tokio::sync::mpsc;
 
@@ -112,7 +113,11 @@ fn spawn_session(
                 })
             });
             let (child, rx) = spawned.map_err(|e| match e {
-                ChildError::Spawn(io) => Error::Start(io_text(&io)),
+                ChildError::Spawn(io) => Error::Start(format!(
+                    "{}: {}",
+                    short(&user_cmd.program.to_string_lossy()),
+                    io_text(&io)
+                )),
                 other => Error::Start(other.to_string()),
             })?;
             // The child holds its own copies; ours must go so the master sees

@@ -4,9 +4,10 @@
 //! has (FILE_STAT, FILE_LS, `mkdir`/`mv`/`rm` in the guest, KILL, polled
 //! listings) otherwise. An agent's capabilities are asked once per
 //! sandbox and kept for the daemon's life (a sandbox keeps its agent);
-//! a failed query is not kept.
+//! a failed query is not kept. So is that a guest has `/bin/bash` (what
+//! the E2B SDK runs every command with), until a start of it fails.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bhatti_engine::engine::{Engine, SandboxId};
@@ -18,13 +19,34 @@ use super::fs_pb::{EntryInfo, FileType};
 
 pub use bhatti_proto::ext::feature;
 
-/// Every sandbox's agent capabilities.
+/// Every sandbox's agent capabilities, and the sandboxes whose guest has
+/// `/bin/bash`.
 #[derive(Debug, Default)]
 pub struct Agents {
     caps: Mutex<HashMap<String, Arc<Vec<String>>>>,
+    bash: Mutex<HashSet<String>>,
 }
 
 impl Agents {
+    /// Whether sandbox `sb`'s guest is known to have `/bin/bash`.
+    pub fn has_bash(&self, sb: &str) -> bool {
+        self.bash
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(sb)
+    }
+
+    /// Records whether sandbox `sb`'s guest has `/bin/bash` (a guest
+    /// without it is asked again next time: it may be installed).
+    pub fn set_bash(&self, sb: &str, has: bool) {
+        let mut known = self.bash.lock().unwrap_or_else(PoisonError::into_inner);
+        if has {
+            known.insert(sb.to_owned());
+        } else {
+            known.remove(sb);
+        }
+    }
+
     /// Whether the sandbox's agent serves `feature`.
     pub async fn has<E: Engine>(&self, call: &Call<E>, eid: &SandboxId, feature: &str) -> bool {
         let known = self

@@ -83,7 +83,13 @@ async fn start<E: Engine>(
         let null_stdin = req.pty.is_none()
             && !req.stdin.unwrap_or(true)
             && agents.has(&call, &eid, feature::STDIN_NULL).await;
-        let (proc, rx) = spawn(&call, &eid, &reg, req, (keep, null_stdin)).await?;
+        let bash = req.process.cmd == "/bin/bash";
+        let spawned = spawn(&call, &eid, (&reg, &agents), req, (keep, null_stdin)).await;
+        if bash && spawned.is_err() {
+            // Asked again next time: the guest may have lost it.
+            agents.set_bash(&call.sb.id, false);
+        }
+        let (proc, rx) = spawned?;
         if let Some(at) = call.deadline {
             // Weak: a process that ended meanwhile is not kept (nor its
             // agent connection) until the deadline.
@@ -110,7 +116,7 @@ async fn start<E: Engine>(
 async fn spawn<E: Engine>(
     call: &Call<E>,
     eid: &SandboxId,
-    reg: &Arc<Registry>,
+    (reg, agents): (&Arc<Registry>, &Agents),
     req: StartRequest,
     (keep, null_stdin): (bool, bool),
 ) -> Result<(Arc<Proc>, mpsc::Receiver<Out>), RpcError> {
@@ -121,7 +127,7 @@ async fn spawn<E: Engine>(
     let engine = &call.st.engine;
     // Subscribed before the start: a stop meanwhile is seen.
     let states = engine.subscribe();
-    let mut argv = vec![program(call, eid, &config.cmd).await];
+    let mut argv = vec![program(call, eid, agents, &config.cmd).await];
     argv.extend(config.args.iter().cloned());
     let cwd = config
         .cwd
@@ -188,11 +194,18 @@ fn clamp(v: u32, default: u16) -> u16 {
     }
 }
 
-/// `cmd`, or `/bin/sh` for a `/bin/bash` the guest does not have.
-async fn program<E: Engine>(call: &Call<E>, eid: &SandboxId, cmd: &str) -> String {
-    if cmd == "/bin/bash" && call.st.engine.stat(eid, cmd).await.is_err() {
+/// `cmd`, or `/bin/sh` for a `/bin/bash` the guest does not have. That
+/// the guest has bash is asked once (a stat in the guest, a round trip
+/// the SDK's every command paid) and kept in `agents` until a start of it
+/// fails; that it has not is asked each time.
+async fn program<E: Engine>(call: &Call<E>, eid: &SandboxId, agents: &Agents, cmd: &str) -> String {
+    if cmd != "/bin/bash" || agents.has_bash(&call.sb.id) {
+        return cmd.to_owned();
+    }
+    if call.st.engine.stat(eid, cmd).await.is_err() {
         return "/bin/sh".into();
     }
+    agents.set_bash(&call.sb.id, true);
     cmd.to_owned()
 }
 
