@@ -92,6 +92,10 @@ pub async fn e2b_exec(b: &Bench) -> BenchResult {
         .env("BHATTI_SANDBOX_ID", id.to_string())
         .env("BHATTI_ARGV", r#"["/bin/bash", "-l", "-c", "true"]"#)
         .env("BHATTI_N", n.to_string())
+        .env(
+            "BHATTI_GAP_MS",
+            std::env::var("BHATTI_BENCH_E2B_GAP_MS").unwrap_or_default(),
+        )
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(600), run).await??;

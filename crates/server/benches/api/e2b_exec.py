@@ -6,6 +6,9 @@ api bench (crates/server/benches/api/e2b.rs), which sets the environment:
   BHATTI_SANDBOX_ID  a running sandbox of that key's user
   BHATTI_ARGV        JSON: the argv the E2B path runs in the guest
   BHATTI_N           timed rounds
+  BHATTI_GAP_MS      idle time before each timed call (a caller's think
+                     time: what the daemon does in the background then
+                     is off the call's path), default 0
 
 Interleaves `commands.run("true")` with a native `POST /exec` of the argv
 the E2B path runs (`/bin/bash -l -c true`, or `/bin/sh` for a guest
@@ -32,6 +35,7 @@ def main():
     sid = os.environ["BHATTI_SANDBOX_ID"]
     argv = json.loads(os.environ["BHATTI_ARGV"])
     n = int(os.environ["BHATTI_N"])
+    gap = int(os.environ.get("BHATTI_GAP_MS", "0")) / 1000
     sandbox = Sandbox.connect(sid)
     key = os.environ["E2B_API_KEY"]
     native = httpx.Client(
@@ -55,6 +59,7 @@ def main():
     for i in range(n):
         order = [("e2b", e2b), ("native", post)]
         for name, f in order if i % 2 == 0 else reversed(order):
+            time.sleep(gap)
             t = time.perf_counter_ns()
             f()
             out[name].append(time.perf_counter_ns() - t)
