@@ -3,7 +3,8 @@
 //! `POST /exec` of the same guest command from the same Python process
 //! (`e2b_exec.py`), on a sandbox of its own user (the per-user exec rate
 //! is shared with the other parts otherwise). Skipped, with the reason,
-//! without the venv or the SDK.
+//! without the venv or the SDK. `BHATTI_BENCH_E2B_GAP_MS` idles that
+//! long before each timed call (a caller's think time; default 0).
 
 use std::path::PathBuf;
 use std::time::Duration;
