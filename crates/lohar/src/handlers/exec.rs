@@ -21,17 +21,16 @@ use std::sync::Arc;
 
 use bhatti_proto::frame::FrameType;
 use bhatti_proto::messages::{ExecRequest, MessageError, decode_json};
-use bhatti_proto::text::short;
 use rustix::process::{Pid, Signal};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::agent::Agent;
-use crate::children::{self, ChildError, ExitCode};
+use crate::children::{self, ExitCode};
 use crate::command;
 use crate::conn::{Conn, ConnError, FrameBuf, FrameWriter, Frames};
-use crate::handlers::{ErrorCode, Reply, io_text, kept, session};
+use crate::handlers::{ErrorCode, Reply, kept, session, start_failure};
 use crate::spawn;
 
 /// Output read per frame, at most.
@@ -88,14 +87,6 @@ pub async fn dispatch(agent: &Arc<Agent>, conn: Conn, payload: &[u8]) -> Result<
     handle(agent, conn, req).await
 }
 
-/// A failed spawn of `program`: the message names it.
-fn start_failed(program: &str, e: ChildError) -> Error {
-    match e {
-        ChildError::Spawn(io) => Error::Start(format!("{program}: {}", io_text(&io))),
-        other => Error::Start(other.to_string()),
-    }
-}
-
 /// Piped exec of `req` (non-empty argv, no TTY), as the user
 /// [`crate::run_as`] picks.
 pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<(), Error> {
@@ -109,7 +100,7 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<
     let cmd = command::user_command(agent, &id, &req.argv, &req.env, req.cwd.as_deref())
         .map_err(|e| Error::Start(e.to_string()))?;
     let cwd = cmd.cwd.as_ref().map(|d| d.display().to_string());
-    let program = short(&cmd.program.to_string_lossy());
+    let program = cmd.program.clone();
     let stdin_null = req.stdin_null;
     // On a spawner thread (see `crate::spawner`): concurrent execs spawn
     // in parallel, and the runtime's thread never stalls in the vfork.
@@ -120,7 +111,7 @@ pub async fn handle(agent: &Arc<Agent>, conn: Conn, req: ExecRequest) -> Result<
     })
     .await
     .ok_or_else(|| Error::Start("the spawner thread failed".into()))?;
-    let ((pid, stdio), exit) = spawned.map_err(|e| start_failed(&program, e))?;
+    let ((pid, stdio), exit) = spawned.map_err(|e| Error::Start(start_failure(&program, e)))?;
     if req.keep {
         let spec = crate::kept::Spec {
             pid,

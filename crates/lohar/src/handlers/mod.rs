@@ -144,6 +144,19 @@ pub fn io_text(e: &io::Error) -> String {
     }
 }
 
+/// Why a command did not start, naming its program: `/bin/bash: no such
+/// file or directory` (piped execs and TTY sessions alike).
+pub fn start_failure(program: &std::path::Path, e: crate::children::ChildError) -> String {
+    match e {
+        crate::children::ChildError::Spawn(io) => format!(
+            "{}: {}",
+            bhatti_proto::text::short(&program.to_string_lossy()),
+            io_text(&io)
+        ),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

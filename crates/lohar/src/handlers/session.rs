@@ -12,16 +12,15 @@ use std::sync::Arc;
 
 use bhatti_proto::frame::FrameType;
 use bhatti_proto::messages::{ExecRequest, parse_resize};
-use bhatti_proto::text::short;
 use rustix::process::Signal;
 use tokio::sync::mpsc;
 
 use crate::agent::Agent;
-use crate::children::{self, ChildError};
+use crate::children;
 use crate::command;
 use crate::conn::{Conn, ConnError};
 use crate::env::Identity;
-use crate::handlers::{ErrorCode, Reply, io_text};
+use crate::handlers::{ErrorCode, Reply, io_text, start_failure};
 use crate::pty::{self, Master};
 use crate::sessions::{Attached, Session, SessionError};
 use crate::spawn;
@@ -112,14 +111,8 @@ fn spawn_session(
                     Ok((child, pid))
                 })
             });
-            let (child, rx) = spawned.map_err(|e| match e {
-                ChildError::Spawn(io) => Error::Start(format!(
-                    "{}: {}",
-                    short(&user_cmd.program.to_string_lossy()),
-                    io_text(&io)
-                )),
-                other => Error::Start(other.to_string()),
-            })?;
+            let (child, rx) =
+                spawned.map_err(|e| Error::Start(start_failure(&user_cmd.program, e)))?;
             // The child holds its own copies; ours must go so the master sees
             // EOF when the child's side closes.
             drop(cmd);
