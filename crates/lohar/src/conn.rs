@@ -1,27 +1,30 @@
 //! One accepted connection: a frame writer shared by the tasks that produce
-//! output, and a frame reader that turns incoming frames into a bounded
-//! channel once a handler needs to listen while it also does other work.
+//! output, and a cancel-safe frame reader for handlers that listen while
+//! they also do other work.
 //!
 //! Locks: [`FrameWriter`] is an `Arc<tokio::sync::Mutex<write half>>`; a
 //! frame is encoded into one buffer and written with one `write_all` under
 //! the lock, so frames from concurrent producers never interleave, and a
 //! slow peer back-pressures every producer (no unbounded queue).
 //!
-//! Tasks: [`Conn::into_frames`] spawns one reader task per connection that
-//! reads frames and sends them into a channel of [`FRAME_QUEUE`] frames
-//! (each at most 1 MiB), so per-connection buffering is bounded. Dropping
-//! the [`Frames`] aborts that task, which releases the read half; the socket
-//! closes when the writer goes too. A reused connection (protocol version
-//! 6, [`crate::server`]) starts its [`Reader`] once and lends it to each
-//! request's handler behind a mutex; the handler's [`Conn`] or [`Frames`]
-//! holds the lock until it is dropped.
+//! Reading: no task. [`Frames::recv`] reads from the socket when it is
+//! polled and keeps what it read across cancelled calls
+//! ([`bhatti_proto::frame_reader`]), so handlers race it against their
+//! other work in `select!`. Buffering per connection is one read buffer
+//! and at most one frame (1 MiB); a handler that does not call `recv`
+//! back-pressures the host through the socket. Dropping the [`Frames`]
+//! releases the read half; the socket closes when the writer goes too. A
+//! reused connection (protocol version 6, [`crate::server`]) reads its
+//! requests with the same [`Reader`] and lends it to each request's
+//! handler behind a mutex; the handler's [`Conn`] or [`Frames`] holds the
+//! lock until it is dropped.
 
 use std::sync::Arc;
 
 use bhatti_proto::frame::{self, Frame, FrameError, FrameType};
+use bhatti_proto::frame_reader::FrameReader;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{Mutex, OwnedMutexGuard, mpsc};
-use tokio::task::JoinHandle;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// A byte stream the agent serves: Unix socket, TCP or vsock.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -29,13 +32,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
 
 /// A boxed [`Stream`].
 pub type BoxStream = Box<dyn Stream>;
-
-/// Bytes a connection's reader task reads at once (more when a frame's
-/// payload is larger: that goes straight into the frame).
-const READ_BUF: usize = 8 * 1024;
-
-/// Frames buffered per connection between the socket and a handler.
-pub const FRAME_QUEUE: usize = 4;
 
 /// Errors of the connection plumbing: the peer is gone or misbehaved.
 #[derive(Debug, thiserror::Error)]
@@ -171,14 +167,14 @@ impl Conn {
         }
     }
 
-    /// A connection whose read half already runs a [`Reader`]: a reused
-    /// connection's, split before its first request.
+    /// A reused connection's [`Reader`] and writer, split before its
+    /// first request.
     pub fn split(stream: BoxStream) -> (Arc<Mutex<Reader>>, FrameWriter) {
         let (reader, writer) = tokio::io::split(stream);
         let writer = FrameWriter {
             inner: Arc::new(Mutex::new(writer)),
         };
-        (Arc::new(Mutex::new(Reader::start(reader))), writer)
+        (Arc::new(Mutex::new(Reader::new(reader))), writer)
     }
 
     /// One request's view of a reused connection: `reader` lent until the
@@ -190,60 +186,46 @@ impl Conn {
         }
     }
 
-    /// Starts the reader task (a lent reader runs already); frames arrive
-    /// on the returned [`Frames`].
+    /// The connection's incoming frames, and its writer.
     pub fn into_frames(self) -> (Frames, FrameWriter) {
         let frames = match self.source {
-            Source::Raw(r) => Frames::Owned(Reader::start(r)),
+            Source::Raw(r) => Frames::Owned(Reader::new(r)),
             Source::Lent(g) => Frames::Lent(g),
         };
         (frames, self.writer)
     }
 }
 
-/// The reader task of a connection and the channel it fills.
-#[derive(Debug)]
+/// The frame reader of a connection: cancel safe, so a handler races
+/// [`Frames::recv`] against its other work with no reader task between
+/// it and the socket (see [`bhatti_proto::frame_reader`]).
 pub struct Reader {
-    rx: mpsc::Receiver<Frame>,
-    task: JoinHandle<()>,
+    inner: FrameReader<ReadHalf<BoxStream>>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reader")
+    }
 }
 
 impl Reader {
-    fn start(reader: ReadHalf<BoxStream>) -> Self {
-        let (tx, rx) = mpsc::channel(FRAME_QUEUE);
-        // Buffered: a request's header and payload come in with one read
-        // (the task owns the read half from here on, so nothing is lost
-        // in the buffer).
-        let mut reader = tokio::io::BufReader::with_capacity(READ_BUF, reader);
-        let task = tokio::spawn(async move {
-            loop {
-                match bhatti_proto::async_io::read_frame(&mut reader).await {
-                    Ok(Some(f)) => {
-                        if tx.send(f).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(None) => return,
-                    Err(e) => {
-                        crate::debug!("read: {e}");
-                        return;
-                    }
-                }
-            }
-        });
-        Self { rx, task }
+    fn new(reader: ReadHalf<BoxStream>) -> Self {
+        Self {
+            inner: FrameReader::new(reader),
+        }
     }
 
     /// The next frame; `None` once the peer half-closed, disconnected or
-    /// sent a malformed frame.
+    /// sent a malformed frame. Cancel safe.
     pub async fn recv(&mut self) -> Option<Frame> {
-        self.rx.recv().await
-    }
-}
-
-impl Drop for Reader {
-    fn drop(&mut self) {
-        self.task.abort();
+        match self.inner.recv().await {
+            Ok(f) => f,
+            Err(e) => {
+                crate::debug!("read: {e}");
+                None
+            }
+        }
     }
 }
 
@@ -251,13 +233,15 @@ impl Drop for Reader {
 /// half-closed, disconnected or sent a malformed frame.
 #[derive(Debug)]
 pub enum Frames {
-    /// This request's own reader: dropping it aborts the task.
+    /// This request's own reader.
     Owned(Reader),
     /// A reused connection's reader, lent to this request.
     Lent(OwnedMutexGuard<Reader>),
 }
 
 impl Frames {
+    /// The next frame. Cancel safe: a call dropped before it completes
+    /// loses no byte.
     pub async fn recv(&mut self) -> Option<Frame> {
         match self {
             Frames::Owned(r) => r.recv().await,

@@ -7,6 +7,8 @@
 //!   [`frame::try_parse`] — the single implementation of the byte rules.
 //! - [`sync_io`]: blocking codec over `std::io::{Read, Write}`.
 //! - [`async_io`] (feature `tokio`): async codec over tokio's I/O traits.
+//! - [`frame_reader`] (feature `tokio`): a cancel-safe async frame reader,
+//!   for tasks that race incoming frames against other work.
 //! - [`messages`]: the JSON payloads with their exact field names, and the
 //!   binary RESIZE/EXIT payload helpers.
 //! - [`config`]: `config.json` on the sandbox's config drive.
@@ -36,6 +38,8 @@ pub mod config;
 pub mod error_code;
 pub mod ext;
 pub mod frame;
+#[cfg(feature = "tokio")]
+pub mod frame_reader;
 pub mod identify;
 pub mod kept;
 pub mod messages;

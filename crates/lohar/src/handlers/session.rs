@@ -3,8 +3,8 @@
 //! displaces this one, or this client disconnects (detach; the process
 //! keeps running).
 //!
-//! Tasks: the connection's reader task (frames in), this handler's loop
-//! (session output and end signal → socket; frames → session), and a small
+//! Tasks: this handler's loop (session output and end signal → socket;
+//! frames → session, read in the loop), and a small
 //! stdin task that writes to the PTY, so a program that does not read its
 //! input can never stall the output relay.
 

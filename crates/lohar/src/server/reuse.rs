@@ -2,11 +2,12 @@
 //!
 //! A host that sends REUSE right after AUTH gets a connection that serves
 //! request after request: after the reply to a *reusable* request ends,
-//! the agent reads the next request from the same connection. The reader
-//! task starts once ([`Conn::split`]) and is lent to each request's
-//! handler behind a mutex; the loop takes the next request only once the
-//! handler (and anything it spawned) has let go of it, so no frame meant
-//! for a running operation is ever read as a request.
+//! the agent reads the next request from the same connection. Its frame
+//! reader ([`Conn::split`]) reads the requests here, in the loop, and is
+//! lent to each request's handler behind a mutex; the loop takes the next
+//! request only once the handler (and anything it spawned) has let go of
+//! it, so no frame meant for a running operation is ever read as a
+//! request.
 //!
 //! Reusable: every unary request (its reply ends with one known frame or
 //! an ERROR) and a piped exec that is not kept (its reply ends with EXIT
