@@ -133,11 +133,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             self.start = 0;
         }
     }
-
-    /// Gives back the reader; bytes buffered and not yet returned are lost.
-    pub fn into_inner(self) -> R {
-        self.io
-    }
 }
 
 /// The length of the frame that `avail` begins, or the header's when not
