@@ -14,7 +14,7 @@
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::frame::{self, Frame, FrameError, FrameType, HEADER_LEN, LEN_LEN, ParseResult};
+use crate::frame::{self, Frame, FrameError, FrameType, HEADER_LEN};
 
 /// Bytes read at once while frames are small.
 pub const READ_BUF: usize = 8 * 1024;
@@ -82,35 +82,27 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// frame's buffered bytes into [`Self::large`].
     fn parse(&mut self) -> Result<Option<Frame>, FrameError> {
         let avail = &self.buf[self.start..];
-        if let Some(len) = avail.first_chunk::<LEN_LEN>() {
-            frame::parse_len(len)?;
+        let mut header = [0u8; HEADER_LEN];
+        let filled = avail.len().min(HEADER_LEN);
+        header[..filled].copy_from_slice(&avail[..filled]);
+        frame::check_partial_header(&header, filled)?;
+        if filled < HEADER_LEN {
+            return Ok(None);
         }
-        match frame::try_parse(avail) {
-            ParseResult::Ok(p) => {
-                let body = self.start + p.payload_start..self.start + p.total_len;
-                let payload = self.buf[body].to_vec();
-                self.consume(p.total_len);
-                Ok(Some(Frame {
-                    kind: p.kind,
-                    payload,
-                }))
-            }
-            // parse_len above caught every invalid header.
-            ParseResult::Invalid(_) => Err(FrameError::ZeroLength),
-            ParseResult::Incomplete => {
-                if let Some(h) = avail.first_chunk::<HEADER_LEN>() {
-                    let (kind, len) = frame::parse_header(h)?;
-                    if len > READ_BUF {
-                        let mut payload = Vec::with_capacity(len);
-                        payload.extend_from_slice(&avail[HEADER_LEN..]);
-                        let all = avail.len();
-                        self.consume(all);
-                        self.large = Some((kind, len, payload));
-                    }
-                }
-                Ok(None)
-            }
+        let (kind, len) = frame::parse_header(&header)?;
+        if avail.len() >= HEADER_LEN + len {
+            let payload = avail[HEADER_LEN..HEADER_LEN + len].to_vec();
+            self.consume(HEADER_LEN + len);
+            return Ok(Some(Frame { kind, payload }));
         }
+        if len > READ_BUF {
+            let mut payload = Vec::with_capacity(len);
+            payload.extend_from_slice(&avail[HEADER_LEN..]);
+            let all = avail.len();
+            self.consume(all);
+            self.large = Some((kind, len, payload));
+        }
+        Ok(None)
     }
 
     /// Reads more bytes into the buffer; 0 at the end of the stream.
